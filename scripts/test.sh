@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install modelport with its test extras into ./.venv, start a throwaway PostgreSQL server,
+# and run the whole test suite against it (and SQLite). This is the README's test command and
+# exactly what CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+
+pgdir=$(mktemp -d /tmp/modelport-pg.XXXXXX)
+chmod 755 "$pgdir"
+trap 'scripts/postgres.sh stop "$pgdir/pg"; rm -rf "$pgdir"' EXIT
+MODELPORT_TEST_PG_URL=$(scripts/postgres.sh start "$pgdir/pg" "${MODELPORT_TEST_PG_PORT:-54329}")
+export MODELPORT_TEST_PG_URL
+
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,1 @@
+"""The ``modelport`` command line: parse, call the SDK, render. No business logic lives here."""

@@ -1,0 +1,76 @@
+"""Root command: global options, lazy workspace, and the one place errors become exit codes.
+
+Exit codes follow the issue's convention: 0 success, 1 failure (one ``error:`` line on
+stderr naming the bad field, file or reference), 2 usage error (click's own).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+
+from modelport import __version__
+from modelport.cli.context import AppContext
+from modelport.cli.environment import environment
+from modelport.cli.model import model
+from modelport.core.errors import ModelportError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--workspace", "-w", metavar="DIR", default=None,
+    help="Workspace folder [default: $MODELPORT_HOME or ./.modelport].",
+)
+@click.version_option(__version__, prog_name="modelport")
+@click.pass_context
+def cli(ctx: click.Context, workspace: str | None) -> None:
+    """modelport: register models, serve them, and keep them healthy in production."""
+    ctx.obj = AppContext(workspace)
+    ctx.call_on_close(ctx.obj.close)
+
+
+@cli.command("init")
+@click.pass_obj
+def init(app: AppContext) -> None:
+    """Create the workspace (it is also created on first use)."""
+    ws = app.workspace
+    click.echo(f"workspace ready at {ws.root}")
+
+
+@cli.command("demo")
+@click.pass_obj
+def demo(app: AppContext) -> None:
+    """Build a sample model, register it and show it: the quickest tour of modelport."""
+    from modelport.cli.demo import run_demo
+
+    run_demo(app.workspace)
+
+
+cli.add_command(model)
+cli.add_command(environment)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except ModelportError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # a bug: still one line, the traceback on request
+        if os.environ.get("MODELPORT_DEBUG"):
+            traceback.print_exc()
+        click.echo(f"error: internal error ({type(exc).__name__}: {exc}); set MODELPORT_DEBUG=1 for details", err=True)
+        sys.exit(1)

@@ -1,0 +1,56 @@
+"""Rendering for humans (rich tables) and scripts (``--output json``), and option parsing helpers."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import click
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+output_option = click.option(
+    "--output", "-o", "output", type=click.Choice(["table", "json"]), default="table", show_default=True,
+    help="table for people, json for scripts.",
+)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n")
+
+
+def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> None:
+    table = Table(title=title, show_lines=False)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if cell is None else str(cell) for cell in row))
+    console.print(table)
+
+
+def print_fields(fields: dict[str, Any], title: str | None = None) -> None:
+    """A two-column key/value table: ``show`` output for one object."""
+    print_table(["field", "value"], ((key, _cell(value)) for key, value in fields.items()), title)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def parse_pairs(values: Sequence[str], option: str) -> dict[str, str]:
+    """``--tag k=v`` repeated → ``{"k": "v"}``; a value without ``=`` is a usage error (exit 2)."""
+    result = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=option)
+        result[key] = value
+    return result

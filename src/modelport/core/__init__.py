@@ -1,0 +1,1 @@
+"""Cross-cutting basics every layer may import: errors, names, settings."""

@@ -1,0 +1,50 @@
+"""Where a workspace lives: its folder, its metadata database and its artifact root.
+
+Resolved once, in one place, from (in order) explicit arguments, environment variables and
+defaults, so that the CLI, the SDK and the servers always agree on which workspace they use.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_HOME = "MODELPORT_HOME"
+ENV_DB_URL = "MODELPORT_DB_URL"
+ENV_ARTIFACT_ROOT = "MODELPORT_ARTIFACT_ROOT"
+DEFAULT_DIRNAME = ".modelport"
+
+
+@dataclass(frozen=True)
+class WorkspaceSettings:
+    """The three places a workspace is made of.
+
+    ``root`` always is a local folder (caches, virtualenvs, locks live there) even when the
+    metadata is in PostgreSQL and the artifacts in object storage.
+    """
+
+    root: Path
+    db_url: str
+    artifact_root: str
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def envs_dir(self) -> Path:
+        return self.root / "envs"
+
+
+def resolve_settings(
+    workspace: str | os.PathLike[str] | None = None,
+    db_url: str | None = None,
+    artifact_root: str | None = None,
+) -> WorkspaceSettings:
+    """Explicit argument, then ``$MODELPORT_HOME`` / ``$MODELPORT_DB_URL`` /
+    ``$MODELPORT_ARTIFACT_ROOT``, then ``./.modelport`` with SQLite and a local artifact folder."""
+    root = Path(workspace or os.environ.get(ENV_HOME) or DEFAULT_DIRNAME).expanduser().absolute()
+    url = db_url or os.environ.get(ENV_DB_URL) or f"sqlite:///{root / 'modelport.db'}"
+    artifacts = artifact_root or os.environ.get(ENV_ARTIFACT_ROOT) or str(root / "artifacts")
+    return WorkspaceSettings(root=root, db_url=url, artifact_root=artifacts)

@@ -1,0 +1,1 @@
+"""The model and environment registries: immutable, integer-versioned assets over ``store``."""

@@ -1,0 +1,157 @@
+"""The environment registry: versioned pip/conda specifications and their cached builds.
+
+The spec file itself is stored as a blob (so ``show`` and ``build`` use exactly the bytes that
+were registered); the virtualenv is keyed by the spec's content hash, so two versions or two
+environments with the same requirements share one build.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from modelport.core.names import parse_version, validate_name
+from modelport.envs import BuildResult, build_env, parse_spec, parse_spec_file
+from modelport.registry.assets import VersionedAssets, parse_pairs
+from modelport.store.artifacts import ArtifactStore, sha256_file
+from modelport.store.db import Database
+from modelport.store.schema import Environment, EnvironmentVersion
+
+
+@dataclass(frozen=True)
+class EnvironmentInfo:
+    name: str
+    version: int
+    kind: str
+    python: str | None
+    spec_file: str
+    content_hash: str
+    pip_requirements: list[str]
+    conda_only: list[str]
+    description: str
+    tags: dict[str, str]
+    archived: bool
+    created_at: datetime
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["created_at"] = self.created_at.isoformat() + "Z"
+        return data
+
+
+class EnvironmentRegistry(VersionedAssets[Environment, EnvironmentVersion]):
+    kind = "environment"
+    container_cls = Environment
+    version_cls = EnvironmentVersion
+    container_fk = "environment_id"
+
+    def __init__(self, db: Database, store: ArtifactStore, envs_dir: Path) -> None:
+        super().__init__(db)
+        self.store = store
+        self.envs_dir = envs_dir
+
+    def create(
+        self,
+        name: str,
+        file: str | Path,
+        *,
+        python: str | None = None,
+        version: int | str | None = None,
+        description: str = "",
+        tags: dict[str, Any] | None = None,
+    ) -> EnvironmentInfo:
+        validate_name(name)
+        requested = None if version is None else parse_version(version)
+        tag_map = parse_pairs(tags, "tags")
+        file = Path(file)
+        spec = parse_spec_file(file, python)
+        sha = sha256_file(file)
+        self.store.put(file, sha)
+        with self.db.session() as session:
+            container = self._lock_or_create(session, name)
+            row = EnvironmentVersion(
+                environment_id=container.id,
+                version=self._allocate(session, container, requested),
+                kind=spec.kind,
+                python=spec.python,
+                spec_file=file.name,
+                spec_sha256=sha,
+                content_hash=spec.content_hash,
+                pip_requirements=list(spec.pip_requirements),
+                conda_only=list(spec.conda_only),
+                description=description,
+                tags=tag_map,
+            )
+            session.add(row)
+            session.flush()
+            return self._info(row)
+
+    def get(self, ref: str) -> EnvironmentInfo:
+        with self.db.session() as session:
+            return self._info(self._resolve(session, ref))
+
+    def versions(self, name: str, include_archived: bool = False) -> list[EnvironmentInfo]:
+        with self.db.session() as session:
+            return [self._info(row) for row in self._versions(session, name, include_archived)]
+
+    def list(self, include_archived: bool = False) -> list[EnvironmentInfo]:
+        """The latest version of every environment."""
+        with self.db.session() as session:
+            result = []
+            for container in self._active_names(session, include_archived):
+                rows = self._versions(session, container.name, include_archived)
+                if rows:
+                    result.append(self._info(max(rows, key=lambda r: r.id)))
+            return result
+
+    def update(
+        self, ref: str, *, tags: dict[str, Any] | None = None, remove_tags: list[str] | None = None,
+        description: str | None = None,
+    ) -> EnvironmentInfo:
+        with self.db.session() as session:
+            row = self._resolve(session, ref)
+            self._update(row, tags, remove_tags, description)
+            return self._info(row)
+
+    def archive(self, ref: str) -> None:
+        with self.db.session() as session:
+            self._set_archived(session, ref, True)
+
+    def restore(self, ref: str) -> None:
+        with self.db.session() as session:
+            self._set_archived(session, ref, False)
+
+    def spec_text(self, ref: str) -> str:
+        info = self.get(ref)
+        with self.db.session() as session:
+            sha = self._resolve(session, info.ref).spec_sha256
+        return self.store.read_bytes(sha, f"environment {info.ref} file {info.spec_file!r}").decode()
+
+    def build(self, ref: str, log: Callable[[str], None] | None = None) -> BuildResult:
+        """Build (or reuse) the virtualenv for ``ref`` from the exact registered spec bytes."""
+        info = self.get(ref)
+        spec = parse_spec(self.spec_text(info.ref), info.spec_file, info.python)
+        return build_env(spec, self.envs_dir, log=log)
+
+    @staticmethod
+    def _info(row: EnvironmentVersion) -> EnvironmentInfo:
+        return EnvironmentInfo(
+            name=row.container.name,
+            version=row.version,
+            kind=row.kind,
+            python=row.python,
+            spec_file=row.spec_file,
+            content_hash=row.content_hash,
+            pip_requirements=list(row.pip_requirements),
+            conda_only=list(row.conda_only),
+            description=row.description,
+            tags=dict(row.tags),
+            archived=row.archived or row.container.archived,
+            created_at=row.created_at,
+        )

@@ -1,0 +1,354 @@
+"""The model registry: register files or folders as immutable versions, resolve references,
+and hand out verified local copies.
+
+Order of work in ``register`` is what keeps bad input from leaving traces: validate and hash
+everything first, then upload blobs (content-addressed, so re-uploads are free), then insert
+the version in one transaction; if that fails, blobs this call added and nobody references are
+removed again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from modelport.core.errors import ConflictError, NotFoundError, ValidationError
+from modelport.core.names import Ref, parse_ref, parse_version, validate_alias, validate_name
+from modelport.registry.assets import VersionedAssets, parse_pairs
+from modelport.registry.flavors import detect
+from modelport.registry.manifest import Manifest, scan
+from modelport.store.artifacts import ArtifactStore, remove_tree, sha256_file
+from modelport.store.db import Database
+from modelport.store.schema import EnvironmentVersion, Model, ModelAlias, ModelFile, ModelVersion
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A registered model version as the SDK, CLI and servers see it."""
+
+    name: str
+    version: int
+    flavor: str
+    framework_version: str | None
+    description: str
+    tags: dict[str, str]
+    properties: dict[str, str]
+    signature: dict[str, Any] | None
+    details: dict[str, Any]
+    root_name: str
+    is_dir: bool
+    digest: str
+    size: int
+    archived: bool
+    created_at: datetime
+    aliases: list[str] = field(default_factory=list)
+    files: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["created_at"] = self.created_at.isoformat() + "Z"
+        return data
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    name: str
+    latest_version: int | None
+    version_count: int
+    flavor: str | None
+    archived: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ModelRegistry(VersionedAssets[Model, ModelVersion]):
+    kind = "model"
+    container_cls = Model
+    version_cls = ModelVersion
+    container_fk = "model_id"
+
+    def __init__(self, db: Database, store: ArtifactStore, cache_dir: Path) -> None:
+        super().__init__(db)
+        self.store = store
+        self.cache_dir = cache_dir
+
+    # -- registration -----------------------------------------------------------------------
+
+    def register(
+        self,
+        path: str | Path,
+        name: str,
+        *,
+        version: int | str | None = None,
+        flavor: str | None = None,
+        tags: dict[str, Any] | None = None,
+        properties: dict[str, Any] | None = None,
+        description: str = "",
+        allow_duplicate: bool = False,
+    ) -> ModelInfo:
+        validate_name(name)
+        requested = None if version is None else parse_version(version)
+        tag_map = parse_pairs(tags, "tags")
+        property_map = parse_pairs(properties, "properties")
+        manifest = scan(Path(path))
+        info = detect(Path(path), flavor)
+        written = self._upload(manifest)
+        try:
+            with self.db.session() as session:
+                container = self._lock_or_create(session, name)
+                if not allow_duplicate:
+                    self._refuse_duplicate(session, container, manifest)
+                row = ModelVersion(
+                    model_id=container.id,
+                    version=self._allocate(session, container, requested),
+                    flavor=info.flavor,
+                    framework_version=info.framework_version,
+                    description=description,
+                    tags=tag_map,
+                    properties=property_map,
+                    signature=info.signature.to_dict() if info.signature else None,
+                    details=info.details,
+                    root_name=manifest.root_name,
+                    is_dir=manifest.is_dir,
+                    digest=manifest.digest,
+                    size=manifest.size,
+                    files=[ModelFile(path=f.path, sha256=f.sha256, size=f.size) for f in manifest.files],
+                )
+                session.add(row)
+                session.flush()
+                result = self._info(session, row)
+        except BaseException:
+            self._drop_unreferenced(written)
+            raise
+        self._upload(manifest)  # a concurrent delete may have collected a shared blob meanwhile
+        return result
+
+    def _upload(self, manifest: Manifest) -> list[str]:
+        written: list[str] = []
+        for entry in {f.sha256: f for f in manifest.files}.values():
+            if self.store.put(entry.source, entry.sha256):
+                written.append(entry.sha256)
+        return written
+
+    def _refuse_duplicate(self, session: Session, container: Model, manifest: Manifest) -> None:
+        same = session.scalar(
+            select(ModelVersion.version).where(
+                ModelVersion.model_id == container.id, ModelVersion.digest == manifest.digest
+            )
+        )
+        if same is not None:
+            raise ConflictError(
+                f"model {container.name!r}: identical content is already registered as version {same}; "
+                "pass --allow-duplicate to register it again"
+            )
+
+    def _drop_unreferenced(self, shas: list[str]) -> None:
+        if not shas:
+            return
+        with self.db.session() as session:
+            used = set(session.scalars(select(ModelFile.sha256).where(ModelFile.sha256.in_(shas))))
+            used |= set(
+                session.scalars(select(EnvironmentVersion.spec_sha256).where(EnvironmentVersion.spec_sha256.in_(shas)))
+            )
+        for sha in set(shas) - used:
+            self.store.delete(sha)
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def get(self, ref: str) -> ModelInfo:
+        with self.db.session() as session:
+            return self._info(session, self._resolve(session, ref))
+
+    def versions(self, name: str, include_archived: bool = False) -> list[ModelInfo]:
+        with self.db.session() as session:
+            return [self._info(session, row) for row in self._versions(session, name, include_archived)]
+
+    def list(self, include_archived: bool = False) -> list[ModelSummary]:
+        with self.db.session() as session:
+            summaries = []
+            for container in self._active_names(session, include_archived):
+                rows = self._versions(session, container.name, include_archived)
+                if not rows and not include_archived:
+                    continue
+                latest = max(rows, key=lambda r: r.id) if rows else None
+                summaries.append(
+                    ModelSummary(
+                        name=container.name,
+                        latest_version=latest.version if latest else None,
+                        version_count=len(rows),
+                        flavor=latest.flavor if latest else None,
+                        archived=container.archived,
+                    )
+                )
+            return summaries
+
+    def _by_alias(self, session: Session, container: Model, alias: str) -> ModelVersion:
+        row = session.scalars(
+            select(ModelVersion)
+            .join(ModelAlias, ModelAlias.version_id == ModelVersion.id)
+            .where(ModelAlias.model_id == container.id, ModelAlias.alias == alias)
+        ).first()
+        if row is None:
+            raise NotFoundError(f"model {container.name!r} has no alias {alias!r}")
+        return row
+
+    def _info(self, session: Session, row: ModelVersion) -> ModelInfo:
+        row = session.scalars(
+            select(ModelVersion).options(selectinload(ModelVersion.files)).where(ModelVersion.id == row.id)
+        ).one()
+        aliases = sorted(session.scalars(select(ModelAlias.alias).where(ModelAlias.version_id == row.id)))
+        return ModelInfo(
+            name=row.container.name,
+            version=row.version,
+            flavor=row.flavor,
+            framework_version=row.framework_version,
+            description=row.description,
+            tags=dict(row.tags),
+            properties=dict(row.properties),
+            signature=row.signature,
+            details=dict(row.details),
+            root_name=row.root_name,
+            is_dir=row.is_dir,
+            digest=row.digest,
+            size=row.size,
+            archived=row.archived or row.container.archived,
+            created_at=row.created_at,
+            aliases=aliases,
+            files=[{"path": f.path, "sha256": f.sha256, "size": f.size} for f in row.files],
+        )
+
+    # -- changes ----------------------------------------------------------------------------
+
+    def update(
+        self,
+        ref: str,
+        *,
+        tags: dict[str, Any] | None = None,
+        remove_tags: list[str] | None = None,
+        description: str | None = None,
+    ) -> ModelInfo:
+        with self.db.session() as session:
+            row = self._resolve(session, ref)
+            self._update(row, tags, remove_tags, description)
+            return self._info(session, row)
+
+    def set_alias(self, name: str, alias: str, version: int | str | None = None) -> ModelInfo:
+        validate_alias(alias)
+        if alias == "latest":
+            raise ValidationError("alias: 'latest' is reserved; it always means the most recent version")
+        ref = Ref(validate_name(name), version=None if version is None else parse_version(version))
+        with self.db.session() as session:
+            row = self._resolve(session, ref)
+            existing = session.get(ModelAlias, (row.model_id, alias))
+            if existing is None:
+                session.add(ModelAlias(model_id=row.model_id, alias=alias, version_id=row.id))
+            else:
+                existing.version_id = row.id
+            session.flush()
+            return self._info(session, row)
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        validate_alias(alias)
+        with self.db.session() as session:
+            container = self._require_container(session, validate_name(name))
+            existing = session.get(ModelAlias, (container.id, alias))
+            if existing is None:
+                raise NotFoundError(f"model {name!r} has no alias {alias!r}")
+            session.delete(existing)
+
+    def archive(self, ref: str) -> None:
+        with self.db.session() as session:
+            self._set_archived(session, ref, True)
+
+    def restore(self, ref: str) -> None:
+        with self.db.session() as session:
+            self._set_archived(session, ref, False)
+
+    def delete(self, ref: str) -> ModelInfo:
+        """Delete one version (named by number or alias) and the blobs only it used."""
+        parsed = parse_ref(ref)
+        if parsed.version is None and parsed.alias is None:
+            raise ValidationError(f"reference: {ref!r} names no version; use NAME:VERSION or NAME@ALIAS to delete")
+        with self.db.session() as session:
+            row = self._resolve(session, parsed)
+            info = self._info(session, row)
+            container = row.container
+            session.delete(row)
+            session.flush()
+            if session.scalar(select(ModelVersion.id).where(ModelVersion.model_id == container.id).limit(1)) is None:
+                session.delete(container)
+        self._drop_unreferenced([f["sha256"] for f in info.files])
+        remove_tree(self.cache_dir / "models" / info.name / str(info.version))
+        return info
+
+    # -- files ------------------------------------------------------------------------------
+
+    def path(self, ref: str) -> Path:
+        """A local path to the registered file or folder, verified against its sha256s."""
+        info = self.get(ref)
+        return self._materialized(info) / info.root_name
+
+    def model_dir(self, ref: str) -> tuple[ModelInfo, Path]:
+        """The verified version folder holding the file or folder under its original name
+        (what ``AZUREML_MODEL_DIR`` points at)."""
+        info = self.get(ref)
+        return info, self._materialized(info)
+
+    def download(self, ref: str, to: str | Path) -> Path:
+        """Copy the registered file or folder into ``to`` under its original name."""
+        info = self.get(ref)
+        target = Path(to) / info.root_name
+        if target.exists():
+            raise ConflictError(f"--to: {target} already exists; refusing to overwrite it")
+        staging = Path(to) / f".modelport-download-{uuid.uuid4().hex}"
+        try:
+            for entry in info.files:
+                dest = staging / info.root_name / entry["path"] if info.is_dir else staging / info.root_name
+                self.store.materialize(entry["sha256"], dest, self._label(info, entry["path"]))
+            (staging / info.root_name).rename(target)
+        finally:
+            remove_tree(staging)
+        return target
+
+    def _materialized(self, info: ModelInfo) -> Path:
+        target = self.cache_dir / "models" / info.name / str(info.version)
+        if target.exists():
+            if self._intact(info, target):
+                return target
+            remove_tree(target)  # damaged or partial copy: rebuild it from the store
+        staging = target.with_name(f".{info.version}.tmp-{uuid.uuid4().hex}")
+        try:
+            for entry in info.files:
+                dest = staging / info.root_name / entry["path"] if info.is_dir else staging / info.root_name
+                self.store.materialize(entry["sha256"], dest, self._label(info, entry["path"]))
+            try:
+                staging.rename(target)
+            except OSError:
+                if not (target.exists() and self._intact(info, target)):  # lost a race: keep the winner
+                    raise
+        finally:
+            remove_tree(staging)
+        return target
+
+    def _intact(self, info: ModelInfo, target: Path) -> bool:
+        for entry in info.files:
+            file = target / info.root_name / entry["path"] if info.is_dir else target / info.root_name
+            if not file.is_file() or sha256_file(file) != entry["sha256"]:
+                return False
+        return True
+
+    @staticmethod
+    def _label(info: ModelInfo, path: str) -> str:
+        return f"model {info.name}:{info.version} file {path!r}"
+

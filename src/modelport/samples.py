@@ -1,0 +1,47 @@
+"""Small, deterministic sample models: the demo, the benchmarks and the tests build their own
+models from these instead of committing binaries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def build_mlp_onnx(path: Path, sizes: Sequence[int] = (32, 64, 64, 4), seed: int = 0) -> Path:
+    """A float32 ReLU MLP with a dynamic batch dimension: input ``input`` → output ``output``.
+
+    ``(32, 64, 64, 4)`` is the "small" benchmark model, ``(256, 1024, 1024, 1024, 16)`` the
+    "medium" one.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    nodes, initializers = [], []
+    current = "input"
+    for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        weight = (rng.standard_normal((fan_in, fan_out)) / np.sqrt(fan_in)).astype(np.float32)
+        bias = (rng.standard_normal(fan_out) * 0.01).astype(np.float32)
+        initializers += [numpy_helper.from_array(weight, f"W{layer}"), numpy_helper.from_array(bias, f"B{layer}")]
+        last = layer == len(sizes) - 2
+        gemm_out = "output" if last else f"h{layer}"
+        nodes.append(helper.make_node("Gemm", [current, f"W{layer}", f"B{layer}"], [gemm_out]))
+        if not last:
+            nodes.append(helper.make_node("Relu", [gemm_out], [f"r{layer}"]))
+            current = f"r{layer}"
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", sizes[0]])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", sizes[-1]])],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="modelport-samples")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path

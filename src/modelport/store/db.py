@@ -1,0 +1,131 @@
+"""The metadata database: engine set-up, migrations on open, and transactional sessions.
+
+SQLite is the embedded default: WAL so readers never wait for a writer, foreign keys on, and
+``BEGIN IMMEDIATE`` so that two processes allocating a version serialize instead of failing
+with "database is locked" halfway through. ``postgresql://`` URLs use psycopg 3.
+Migrations run on open under a lock (a file lock for SQLite, an advisory lock for PostgreSQL)
+so that a workspace made by an older version opens in a newer one, even when many processes
+open it at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from filelock import FileLock
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from modelport.core.errors import ModelportError, ValidationError
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_PG_MIGRATION_LOCK = 0x6D6F64656C  # "model": an arbitrary, stable advisory-lock key
+
+
+def normalize_url(url: str) -> str:
+    """Accept ``postgresql://`` / ``postgres://`` and pick the psycopg 3 driver for them."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise ValidationError(f"MODELPORT_DB_URL: {url!r} is not a database URL ({exc})") from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ValidationError(f"MODELPORT_DB_URL: backend {parsed.get_backend_name()!r} is not supported")
+    return parsed.render_as_string(hide_password=False)
+
+
+def create_db_engine(url: str) -> Engine:
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 60})
+        _configure_sqlite(engine)
+        return engine
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except ModuleNotFoundError:
+        raise ModelportError("PostgreSQL needs psycopg: pip install 'modelport[postgres]'") from None
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_conn.isolation_level = None  # let BEGIN below be the only transaction control
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def migrate(engine: Engine, lock_dir: Path, revision: str = "head") -> None:
+    """Bring the schema to ``revision``; cheap when it already is there."""
+    target = head_revision() if revision == "head" else revision
+    if current_revision(engine) == target:
+        return
+    if engine.dialect.name == "sqlite":
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(lock_dir / "migrate.lock")):
+            _upgrade(engine, revision)
+    else:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+            conn.commit()
+            try:
+                _upgrade(engine, revision)
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATION_LOCK})
+                conn.commit()
+
+
+def _upgrade(engine: Engine, revision: str) -> None:
+    config = _alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+
+
+class Database:
+    """An engine plus a session factory; ``session()`` is one transaction, committed on success."""
+
+    def __init__(self, url: str, lock_dir: Path) -> None:
+        self.engine = create_db_engine(url)
+        migrate(self.engine, lock_dir)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()

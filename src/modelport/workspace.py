@@ -1,0 +1,61 @@
+"""The SDK entry point: ``Workspace()`` opens (or creates) a workspace and exposes its registries.
+
+The CLI is a thin layer over this class; servers and jobs use it the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import TracebackType
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import make_url
+
+from modelport.core.errors import ModelportError
+from modelport.core.settings import WorkspaceSettings, resolve_settings
+from modelport.registry.environments import EnvironmentRegistry
+from modelport.registry.models import ModelRegistry
+from modelport.store.artifacts import ArtifactStore
+from modelport.store.db import Database
+
+
+class Workspace:
+    """Metadata database + artifact store + local folder, with ``models`` and ``environments``."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        db_url: str | None = None,
+        artifact_root: str | None = None,
+    ) -> None:
+        self.settings: WorkspaceSettings = resolve_settings(path, db_url, artifact_root)
+        try:
+            self.settings.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ModelportError(f"workspace: cannot create {self.settings.root} ({exc.strerror})") from None
+        try:
+            self.db = Database(self.settings.db_url, self.settings.root)
+        except OperationalError as exc:
+            where = make_url(self.settings.db_url).render_as_string(hide_password=True)
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise ModelportError(f"database {where}: {reason}") from None
+        self.artifacts = ArtifactStore(self.settings.artifact_root)
+        self.models = ModelRegistry(self.db, self.artifacts, self.settings.cache_dir)
+        self.environments = EnvironmentRegistry(self.db, self.artifacts, self.settings.envs_dir)
+
+    @property
+    def root(self) -> Path:
+        return self.settings.root
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,112 @@
+"""Shared fixtures: workspaces on SQLite and on a real PostgreSQL server, and a CLI runner
+that starts ``modelport`` as a subprocess, the way users run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from modelport.samples import build_mlp_onnx
+
+PG_ENV = "MODELPORT_TEST_PG_URL"
+
+
+def _pg_admin_url() -> str | None:
+    url = os.environ.get(PG_ENV)
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail(f"{PG_ENV} is not set: CI must run the PostgreSQL tests (.ci/run starts a server)")
+        pytest.skip(f"{PG_ENV} not set: no PostgreSQL server to test against")
+    return url
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    url = _pg_admin_url()
+    assert url
+    return url
+
+
+def _create_pg_database(admin_url: str) -> tuple[str, str]:
+    import psycopg
+
+    name = f"mp_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = admin_url.rpartition("/")
+    return name, f"{base}/{name}"
+
+
+def _drop_pg_database(admin_url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """One fresh, empty metadata database per test, on each supported backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'modelport.db'}"
+        return
+    admin = _pg_admin_url()
+    assert admin
+    name, url = _create_pg_database(admin)
+    try:
+        yield url
+    finally:
+        _drop_pg_database(admin, name)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, db_url: str):  # noqa: ANN201 - Workspace
+    from modelport import Workspace
+
+    ws = Workspace(tmp_path / "ws", db_url=db_url)
+    yield ws
+    ws.close()
+
+
+@pytest.fixture
+def onnx_model(tmp_path: Path) -> Path:
+    return build_mlp_onnx(tmp_path / "models" / "model.onnx")
+
+
+class Cli:
+    """Runs ``python -m modelport`` against one workspace and returns the finished process."""
+
+    def __init__(self, home: Path, db_url: str | None = None) -> None:
+        self.env = {**os.environ, "MODELPORT_HOME": str(home)}
+        self.env.pop("MODELPORT_DB_URL", None)
+        if db_url:
+            self.env["MODELPORT_DB_URL"] = db_url
+
+    def __call__(self, *args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "modelport", *map(str, args)],
+            env=self.env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        )
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "modelport", *map(str, args)],
+            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+
+
+@pytest.fixture
+def cli(tmp_path: Path, db_url: str) -> Cli:
+    return Cli(tmp_path / "ws", db_url)
+
+
+@pytest.fixture
+def sqlite_cli(tmp_path: Path) -> Cli:
+    """The CLI on the embedded defaults only, for tests about the CLI itself rather than storage."""
+    return Cli(tmp_path / "ws")
