@@ -110,3 +110,66 @@ def cli(tmp_path: Path, db_url: str) -> Cli:
 def sqlite_cli(tmp_path: Path) -> Cli:
     """The CLI on the embedded defaults only, for tests about the CLI itself rather than storage."""
     return Cli(tmp_path / "ws")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A ``modelport serve`` subprocess on free loopback ports, stopped with SIGTERM."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, grpc: bool = True) -> None:
+        import time
+
+        import httpx
+
+        self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
+        ports = ["--http-port", str(self.http_port), "--metrics-port", str(self.metrics_port)]
+        ports += ["--grpc-port", str(self.grpc_port)] if grpc else ["--no-grpc"]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "modelport", "serve", *args, *ports],
+            env=env or os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"serve exited {self.proc.returncode}: {self.proc.stderr.read()}")
+            try:
+                if httpx.get(self.url + "/v2/health/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("serve did not become ready within 60 s")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="session")
+def perf_analyzer() -> str:
+    """Triton's perf_analyzer, provisioned by scripts/perf_analyzer.sh into .cache/."""
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        ["bash", str(root / "scripts" / "perf_analyzer.sh"), str(root / ".cache" / "perf_analyzer")],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHON": sys.executable},
+    )
+    if result.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"perf_analyzer could not be provisioned: {result.stderr[-2000:]}")
+        pytest.skip("perf_analyzer could not be provisioned")
+    return result.stdout.strip().splitlines()[-1]

@@ -45,3 +45,29 @@ def build_mlp_onnx(path: Path, sizes: Sequence[int] = (32, 64, 64, 4), seed: int
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
+
+
+def build_dtypes_onnx(path: Path) -> Path:
+    """A model with INT64, BOOL and BYTES (ONNX STRING) tensors, batch dim first.
+
+    ``ints`` [-1, 3] → ``ints_out`` (identity), ``flags`` [-1, 3] → ``flags_out`` (logical not),
+    ``words`` [-1, 2] → ``words_out`` (identity): enough to check every wire encoding end to end.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    tensors = [("ints", TensorProto.INT64, 3, "Identity"), ("flags", TensorProto.BOOL, 3, "Not"),
+               ("words", TensorProto.STRING, 2, "Identity")]
+    graph = helper.make_graph(
+        [helper.make_node(op, [name], [f"{name}_out"]) for name, _, _, op in tensors],
+        "dtypes",
+        [helper.make_tensor_value_info(name, kind, ["batch", width]) for name, kind, width, _ in tensors],
+        [helper.make_tensor_value_info(f"{name}_out", kind, ["batch", width]) for name, kind, width, _ in tensors],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="modelport-samples")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path

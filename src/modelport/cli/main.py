@@ -16,6 +16,7 @@ from modelport import __version__
 from modelport.cli.context import AppContext
 from modelport.cli.environment import environment
 from modelport.cli.model import model
+from modelport.cli.serve import serve
 from modelport.core.errors import ModelportError
 
 
@@ -51,6 +52,7 @@ def demo(app: AppContext) -> None:
 
 cli.add_command(model)
 cli.add_command(environment)
+cli.add_command(serve)
 
 
 def main() -> None:

@@ -140,7 +140,7 @@ def detect(path: Path | str, flavor: str | None = None) -> FlavorInfo:
         if path.is_dir():
             return _detect_folder(path, flavor)
         if path.is_file():
-            info = _onnx_model(path) if flavor == "onnx" else _sniff(path)
+            info = _onnx_model(path) if flavor == "onnx" else _sniff(path, strict=flavor is None)
             return _adopt(info, flavor, path)
     except OSError as exc:
         where = exc.filename or path
@@ -216,7 +216,7 @@ def _detect_folder(folder: Path, wanted: str | None) -> FlavorInfo:
         if info is not None:
             rejected.append(info)
 
-    models = _model_files(folder)
+    models = _model_files(folder, strict=wanted is None)
     fitting = [(name, info) for name, info in models if wanted is None or _accepts(info, wanted)]
     # A recognised framework beats a bare pickle (labels.pkl beside model.onnx).
     chosen = [(name, info) for name, info in fitting if info.flavor != "custom"] or fitting
@@ -233,7 +233,7 @@ def _detect_folder(folder: Path, wanted: str | None) -> FlavorInfo:
     return FlavorInfo(wanted, None, None, {})
 
 
-def _model_files(folder: Path) -> list[tuple[str, FlavorInfo]]:
+def _model_files(folder: Path, strict: bool) -> list[tuple[str, FlavorInfo]]:
     """Top-level files whose content is a recognised model format, by name.
 
     Content decides, not the name, so README.md, config.yaml or requirements.txt never count,
@@ -244,7 +244,7 @@ def _model_files(folder: Path) -> list[tuple[str, FlavorInfo]]:
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith(".") or entry.suffix == ".py" or not entry.is_file():
             continue
-        info = _sniff(entry)
+        info = _sniff(entry, strict)
         if "format" in info.details:
             found.append((entry.name, info))
     return found
@@ -342,8 +342,7 @@ def _mlflow_model(folder: Path) -> FlavorInfo | None:
         )
     if unsupported:
         details["unsupported_io"] = unsupported
-    version = doc.get("mlflow_version")
-    return FlavorInfo("mlflow", None if version is None else str(version), signature, details)
+    return FlavorInfo("mlflow", _version_text(doc.get("mlflow_version")), signature, details)
 
 
 def _mlflow_specs(
@@ -400,6 +399,15 @@ def _numpy_datatype(name: Any) -> str | None:
     return datatype if datatype in DATATYPES else None
 
 
+def _version_text(value: Any) -> str | None:
+    """A version the model recorded, if it reads as one: short printable text.
+
+    Files can hold anything there; the registry stores at most 128 characters.
+    """
+    text = "" if value is None else str(value).strip()
+    return text if 0 < len(text) <= 64 and text.isprintable() else None
+
+
 def _is_shape(shape: Any) -> bool:
     return isinstance(shape, (list, tuple)) and all(
         isinstance(n, int) and not isinstance(n, bool) and n >= -1 for n in shape
@@ -425,10 +433,18 @@ _HEAD_BYTES = 256
 _TAIL_BYTES = 256
 
 
-def _sniff(path: Path) -> FlavorInfo:
-    """Recognise one file by its content (and, for ONNX and bare pickles, its extension)."""
+def _sniff(path: Path, strict: bool) -> FlavorInfo:
+    """Recognise one file by its content (and, for ONNX and bare pickles, its extension).
+
+    A ``.onnx`` file that does not parse is an error when ``strict`` (detection would otherwise
+    trust the name); under an explicit flavor it is just unrecognised bytes.
+    """
     if path.suffix.lower() == ".onnx":
-        return _onnx_model(path)
+        try:
+            return _onnx_model(path)
+        except ValidationError:
+            if strict:
+                raise
     with path.open("rb") as f:
         head = f.read(_HEAD_BYTES)
     return (
@@ -485,7 +501,8 @@ def _onnx_model(path: Path) -> FlavorInfo:
     }
     if unsupported:
         details["unsupported_io"] = unsupported
-    return FlavorInfo("onnx", model.producer_version or None, Signature(inputs, outputs), details)
+    version = _version_text(model.producer_version)
+    return FlavorInfo("onnx", version, Signature(inputs, outputs), details)
 
 
 def _onnx_specs(
@@ -511,6 +528,9 @@ def _onnx_specs(
 
 
 # --- PyTorch -------------------------------------------------------------------------------
+
+# What zipfile raises on a damaged archive (bad names decode to UnicodeDecodeError, a ValueError).
+_BAD_ZIP = (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError, OSError, zlib.error)
 
 
 def _torch_archive(path: Path, head: bytes) -> FlavorInfo | None:
@@ -538,8 +558,8 @@ def _torch_archive(path: Path, head: bytes) -> FlavorInfo | None:
             if record is not None:
                 with archive.open(record) as f:
                     details["format_version"] = f.read(32).decode("ascii", "replace").strip()
-    except zipfile.BadZipFile:
-        return None
+    except _BAD_ZIP:
+        return None  # a damaged archive of any kind: nothing to say about it
     return FlavorInfo("torch", None, None, details)
 
 
@@ -648,6 +668,8 @@ _COMPRESSION_MAGIC = (
 )
 _PICKLE_FRAMEWORKS = frozenset({"sklearn", "xgboost", "lightgbm", "torch"})
 _CHUNK = 1 << 20
+_MAX_LINE = 16 << 20
+_MAX_TEXT = 4096
 
 
 def _compression(head: bytes) -> str | None:
@@ -687,7 +709,8 @@ def _pickled_model(path: Path, head: bytes) -> FlavorInfo | None:
     if facts.estimator is not None:
         details["estimator"] = facts.estimator
     flavor = facts.framework or "custom"
-    return FlavorInfo(flavor, facts.sklearn_version if flavor == "sklearn" else None, None, details)
+    version = _version_text(facts.sklearn_version) if flavor == "sklearn" else None
+    return FlavorInfo(flavor, version, None, details)
 
 
 def _open_stream(path: Path, compression: str | None) -> IO[bytes]:
@@ -712,13 +735,9 @@ class _Inflater(io.RawIOBase):
     def __init__(self, raw: IO[bytes]) -> None:
         self._raw = raw
         self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 32)  # either header
-        self._position = 0
 
     def readable(self) -> bool:
         return True
-
-    def tell(self) -> int:  # pickletools.genops asks for positions
-        return self._position
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
@@ -729,7 +748,6 @@ class _Inflater(io.RawIOBase):
             out = self._inflate.decompress(data, len(view))
             if out:
                 view[: len(out)] = out
-                self._position += len(out)
                 return len(out)
         return 0
 
@@ -763,13 +781,47 @@ def _scan_pickle(stream: IO[bytes]) -> _PickleFacts:
     """Walk a pickle up to STOP, or until flavor, estimator and version are known."""
     facts = _PickleFacts()
     try:
-        _PickleWalker(stream, facts).run()
+        _PickleWalker(_ChunkedReader(stream), facts).run()
         facts.complete = True
     except _Enough:
         pass
     except _UNREADABLE:
         pass  # truncated, corrupt or not a pickle after all: keep what was found
     return facts
+
+
+class _ChunkedReader:
+    """The stream as genops sees it: memory follows the bytes that exist, not declared lengths.
+
+    Pickle opcodes announce their argument's length and io's ``read(n)`` allocates ``n`` bytes
+    up front, so one damaged length field would ask for exabytes. Lines (protocol 0 arguments)
+    are capped for the same reason; a longer one ends the walk. It has no ``tell``, which spares
+    genops a system call per opcode.
+    """
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+
+    def read(self, size: int) -> bytes:
+        if size <= _CHUNK:
+            return self._stream.read(size)
+        chunks = []
+        while size > 0:
+            chunk = self._stream.read(min(size, _CHUNK))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size -= len(chunk)
+        return b"".join(chunks)
+
+    def readline(self) -> bytes:
+        return self._stream.readline(_MAX_LINE)
+
+    def seekable(self) -> bool:
+        return self._stream.seekable()
+
+    def seek(self, offset: int, whence: int) -> int:
+        return self._stream.seek(offset, whence)
 
 
 class _Global(NamedTuple):
@@ -821,19 +873,84 @@ class _PickleWalker:
             self._step(opcode.name, arg)
 
     def _step(self, name: str, arg: Any) -> None:
-        if name in _LITERAL_OPS:
-            self._stack.append(arg)
+        if name in _LITERAL_OPS:  # long texts (embedded data) are never names or versions
+            too_long = isinstance(arg, str) and len(arg) > _MAX_TEXT
+            self._stack.append(_OPAQUE if too_long else arg)
         elif name in _OPAQUE_OPS:
             self._stack.append(_OPAQUE)
         elif name in _CONSTANTS:
             self._stack.append(_CONSTANTS[name])
         else:
-            match name:
-                case "PROTO" | "FRAME" | "READONLY_BUFFER" | "STOP":
-                    pass
+            match name:  # most frequent first: cases are tried in order
+                case "MEMOIZE":
+                    self._memo[len(self._memo)] = self._stack[-1]
+                case "GET" | "BINGET" | "LONG_BINGET":
+                    self._stack.append(self._memo[arg])
                 case "MARK":
                     self._marks.append(self._stack)
                     self._stack = []
+                case "EMPTY_DICT":
+                    self._stack.append({})
+                case "SETITEMS":
+                    items = self._pop_mark()
+                    self._set_items(self._stack[-1], items)
+                case "SETITEM":
+                    value = self._stack.pop()
+                    key = self._stack.pop()
+                    self._set_items(self._stack[-1], [key, value])
+                case "EMPTY_LIST" | "EMPTY_SET":
+                    self._stack.append([])
+                case "APPENDS" | "ADDITEMS":
+                    items = self._pop_mark()
+                    self._extend(self._stack[-1], items)
+                case "APPEND":
+                    value = self._stack.pop()
+                    self._extend(self._stack[-1], [value])
+                case "TUPLE1" | "TUPLE2" | "TUPLE3":
+                    size = int(name[-1])
+                    items = tuple(self._stack[-size:])
+                    if len(items) != size:
+                        raise IndexError("stack underflow")
+                    del self._stack[-size:]
+                    self._stack.append(items)
+                case "EMPTY_TUPLE":
+                    self._stack.append(())
+                case "BUILD":
+                    state = self._stack.pop()
+                    self._build(self._stack[-1], state)
+                case "REDUCE" | "NEWOBJ":
+                    args = self._stack.pop()
+                    self._stack.append(_Call(self._stack.pop(), args))
+                case "STACK_GLOBAL":
+                    qualname = self._stack.pop()
+                    module = self._stack.pop()
+                    self._stack.append(self._global(module, qualname))
+                case "PUT" | "BINPUT" | "LONG_BINPUT":
+                    self._memo[arg] = self._stack[-1]
+                case "TUPLE" | "FROZENSET":
+                    items = tuple(self._pop_mark())
+                    self._stack.append(items)
+                case "LIST":
+                    items = self._pop_mark()
+                    self._stack.append(items)
+                case "DICT":
+                    items = self._pop_mark()
+                    self._stack.append(self._set_items({}, items))
+                case "GLOBAL":
+                    self._stack.append(self._global(*arg.split(" ", 1)))
+                case "INST":
+                    cls = self._global(*arg.split(" ", 1))
+                    args = tuple(self._pop_mark())
+                    self._stack.append(_Call(cls, args))
+                case "OBJ":
+                    cls, *args = self._pop_mark()
+                    self._stack.append(_Call(cls, tuple(args)))
+                case "NEWOBJ_EX":
+                    self._stack.pop()  # keyword arguments
+                    args = self._stack.pop()
+                    self._stack.append(_Call(self._stack.pop(), args))
+                case "BINPERSID":
+                    self._stack[-1] = _OPAQUE
                 case "POP":
                     if self._stack:
                         self._stack.pop()
@@ -843,72 +960,8 @@ class _PickleWalker:
                     self._pop_mark()
                 case "DUP":
                     self._stack.append(self._stack[-1])
-                case "PUT" | "BINPUT" | "LONG_BINPUT":
-                    self._memo[arg] = self._stack[-1]
-                case "MEMOIZE":
-                    self._memo[len(self._memo)] = self._stack[-1]
-                case "GET" | "BINGET" | "LONG_BINGET":
-                    self._stack.append(self._memo[arg])
-                case "EMPTY_LIST" | "EMPTY_SET":
-                    self._stack.append([])
-                case "EMPTY_DICT":
-                    self._stack.append({})
-                case "EMPTY_TUPLE":
-                    self._stack.append(())
-                case "TUPLE" | "FROZENSET":
-                    items = tuple(self._pop_mark())
-                    self._stack.append(items)
-                case "TUPLE1" | "TUPLE2" | "TUPLE3":
-                    size = int(name[-1])
-                    items = tuple(self._stack[-size:])
-                    if len(items) != size:
-                        raise IndexError("stack underflow")
-                    del self._stack[-size:]
-                    self._stack.append(items)
-                case "LIST":
-                    items = self._pop_mark()
-                    self._stack.append(items)
-                case "DICT":
-                    items = self._pop_mark()
-                    self._stack.append(self._set_items({}, items))
-                case "APPEND":
-                    value = self._stack.pop()
-                    self._extend(self._stack[-1], [value])
-                case "APPENDS" | "ADDITEMS":
-                    items = self._pop_mark()
-                    self._extend(self._stack[-1], items)
-                case "SETITEM":
-                    value = self._stack.pop()
-                    key = self._stack.pop()
-                    self._set_items(self._stack[-1], [key, value])
-                case "SETITEMS":
-                    items = self._pop_mark()
-                    self._set_items(self._stack[-1], items)
-                case "GLOBAL":
-                    self._stack.append(self._global(*arg.split(" ", 1)))
-                case "INST":
-                    cls = self._global(*arg.split(" ", 1))
-                    args = tuple(self._pop_mark())
-                    self._stack.append(_Call(cls, args))
-                case "STACK_GLOBAL":
-                    qualname = self._stack.pop()
-                    module = self._stack.pop()
-                    self._stack.append(self._global(module, qualname))
-                case "OBJ":
-                    cls, *args = self._pop_mark()
-                    self._stack.append(_Call(cls, tuple(args)))
-                case "REDUCE" | "NEWOBJ":
-                    args = self._stack.pop()
-                    self._stack.append(_Call(self._stack.pop(), args))
-                case "NEWOBJ_EX":
-                    self._stack.pop()  # keyword arguments
-                    args = self._stack.pop()
-                    self._stack.append(_Call(self._stack.pop(), args))
-                case "BINPERSID":
-                    self._stack[-1] = _OPAQUE
-                case "BUILD":
-                    state = self._stack.pop()
-                    self._build(self._stack[-1], state)
+                case "PROTO" | "FRAME" | "READONLY_BUFFER" | "STOP":
+                    pass
                 case _:
                     raise ValueError(f"unknown opcode {name}")
 

@@ -1,0 +1,58 @@
+"""Model runtime: a model's serving config and the flavors that load and run it.
+
+``config`` reads ``config.yaml`` or Triton's ``config.pbtxt`` into one :class:`ModelConfig`
+and completes it from the loaded model; ``predictor`` defines the :class:`Predictor`
+contract (named numpy tensors in and out, with metadata) that batching, protocols and
+metrics are written against, and ``load_predictor`` picks the flavor (onnx, sklearn,
+xgboost, lightgbm, torch, mlflow), importing its framework only when a model needs it.
+"""
+
+from modelport.runtime.config import (
+    DATATYPES,
+    DEFAULT_MAX_BATCH_SIZE,
+    DynamicBatching,
+    InstanceGroup,
+    ModelConfig,
+    TensorConfig,
+    VersionPolicy,
+    complete_config,
+    config_from_dict,
+    load_config,
+    load_config_pbtxt,
+    load_config_yaml,
+    normalize_datatype,
+)
+from modelport.runtime.predictor import (
+    DEVICES,
+    FLAVORS,
+    Predictor,
+    TensorMeta,
+    check_inputs,
+    datatype_of,
+    load_predictor,
+    numpy_dtype,
+)
+
+__all__ = [
+    "DATATYPES",
+    "DEFAULT_MAX_BATCH_SIZE",
+    "DEVICES",
+    "FLAVORS",
+    "DynamicBatching",
+    "InstanceGroup",
+    "ModelConfig",
+    "Predictor",
+    "TensorConfig",
+    "TensorMeta",
+    "VersionPolicy",
+    "check_inputs",
+    "complete_config",
+    "config_from_dict",
+    "datatype_of",
+    "load_config",
+    "load_config_pbtxt",
+    "load_config_yaml",
+    "load_predictor",
+    "normalize_datatype",
+    "numpy_dtype",
+]

@@ -1,0 +1,162 @@
+"""The Predictor contract every flavor implements, and the registry that loads one.
+
+Batching, protocols and metrics are written once against :class:`Predictor`: named numpy
+tensors in, named numpy tensors out, plus metadata describing them. Flavor modules are imported
+only when a model of that flavor is loaded, so importing this module never pulls in a framework.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from modelport.core.errors import ValidationError
+from modelport.runtime.config import ModelConfig
+
+_FLAVOR_MODULES = {
+    "onnx": "modelport.runtime.flavors.onnx",
+    "sklearn": "modelport.runtime.flavors.sklearn",
+    "xgboost": "modelport.runtime.flavors.xgboost",
+    "lightgbm": "modelport.runtime.flavors.lightgbm",
+    "torch": "modelport.runtime.flavors.torch",
+    "mlflow": "modelport.runtime.flavors.mlflow",
+}
+FLAVORS = tuple(_FLAVOR_MODULES)
+DEVICES = ("cpu", "gpu")
+
+_NUMPY_DTYPES = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
+}
+_DATATYPES = {dtype: name for name, dtype in _NUMPY_DTYPES.items()}
+_BYTES_KINDS = frozenset("OSU")  # object, bytes and str arrays all carry BYTES elements
+
+
+def numpy_dtype(datatype: str) -> np.dtype:
+    """The numpy dtype that holds a v2 datatype (BYTES as object). BF16 has none in numpy."""
+    try:
+        return _NUMPY_DTYPES[datatype]
+    except KeyError:
+        raise ValidationError(f"datatype {datatype} has no numpy equivalent") from None
+
+
+def datatype_of(dtype: np.dtype) -> str:
+    """The v2 datatype of a numpy dtype; object, bytes and str arrays are BYTES."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in _BYTES_KINDS:
+        return "BYTES"
+    try:
+        return _DATATYPES[dtype]
+    except KeyError:
+        raise ValidationError(f"numpy dtype {dtype} has no v2 datatype") from None
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    """A model input or output as the protocol reports it: shape includes the batch dim, -1 = variable."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+
+class Predictor(ABC):
+    """A loaded model. ``predict`` checks its inputs against ``inputs`` then runs the model.
+
+    ``batch_dim`` is True when dim 0 of every input and output is a variable batch dim, so that
+    requests may be concatenated along it and the results split back.
+    """
+
+    inputs: list[TensorMeta]
+    outputs: list[TensorMeta]
+    batch_dim: bool
+
+    def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model on named arrays; bad input raises ValidationError naming the input."""
+        check_inputs(self.inputs, inputs)
+        return self._predict(inputs)
+
+    @abstractmethod
+    def _predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model on inputs already checked against ``self.inputs``."""
+
+    def close(self) -> None:
+        """Release what the model holds (sessions, device memory); the default holds nothing."""
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def check_inputs(expected: Sequence[TensorMeta], inputs: Mapping[str, np.ndarray]) -> None:
+    """Reject missing, unexpected, mistyped or misshapen inputs with a one-line reason.
+
+    Datatypes must match exactly rather than being converted: as in Triton, the client declares
+    a datatype with every tensor, so a mismatch is a client bug that silent casting would hide.
+    """
+    for meta in expected:
+        array = inputs.get(meta.name)
+        if array is None:
+            names = ", ".join(m.name for m in expected)
+            raise ValidationError(f"input {meta.name!r}: missing (the model takes {names})")
+        if not isinstance(array, np.ndarray):
+            raise ValidationError(f"input {meta.name!r}: expected a numpy array, got {type(array).__name__}")
+        if meta.datatype == "BYTES":
+            matches = array.dtype.kind in _BYTES_KINDS
+        else:
+            matches = array.dtype == _NUMPY_DTYPES.get(meta.datatype)
+        if not matches:
+            got = "BYTES" if array.dtype.kind in _BYTES_KINDS else _DATATYPES.get(array.dtype, str(array.dtype))
+            raise ValidationError(f"input {meta.name!r}: datatype is {got}, but the model expects {meta.datatype}")
+        shape = array.shape
+        if len(shape) != len(meta.shape) or any(want not in (-1, have) for want, have in zip(meta.shape, shape)):
+            raise ValidationError(
+                f"input {meta.name!r}: shape {list(shape)} does not match the model's {list(meta.shape)}"
+            )
+    if len(inputs) > len(expected):
+        known = {meta.name for meta in expected}
+        unexpected = next(name for name in inputs if name not in known)
+        raise ValidationError(
+            f"input {unexpected!r}: not an input of this model (it takes {', '.join(sorted(known))})"
+        )
+
+
+def load_predictor(
+    flavor: str, model_dir: Path, config: ModelConfig | None = None, *, device: str = "cpu"
+) -> Predictor:
+    """Load the model in ``model_dir`` with the flavor's loader, importing that flavor only now.
+
+    ``device`` is ``cpu`` or ``gpu``; a flavor without a usable GPU falls back to the CPU.
+    """
+    module_name = _FLAVOR_MODULES.get(flavor)
+    if module_name is None:
+        raise ValidationError(f"flavor: {flavor!r} is not known; use one of {', '.join(FLAVORS)}")
+    if device not in DEVICES:
+        raise ValidationError(f"device: {device!r} is not known; use cpu or gpu")
+    model_dir = Path(model_dir)
+    if not model_dir.exists():
+        raise ValidationError(f"{model_dir}: does not exist")
+    module = importlib.import_module(module_name)
+    predictor: Predictor = module.load(model_dir, config, device=device)
+    return predictor

@@ -1,0 +1,58 @@
+"""Reading request bodies safely: a size limit enforced before and while reading, and
+gzip/deflate request bodies (``Content-Encoding``) decompressed with the same limit, so a
+small compressed body cannot expand into gigabytes."""
+
+from __future__ import annotations
+
+import zlib
+
+from starlette.requests import Request
+
+from modelport.core.errors import ModelportError, ValidationError
+
+DEFAULT_MAX_BODY = 100 * 1024 * 1024
+
+
+class PayloadTooLarge(ModelportError):
+    http_status = 413
+
+
+class UnsupportedEncoding(ModelportError):
+    http_status = 501
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ValidationError(f"Content-Length: {declared!r} is not a number")
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"request body of {declared} bytes exceeds the {limit}-byte limit")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding == "gzip":
+        return _inflate(body, zlib.MAX_WBITS | 16, limit, encoding)
+    if encoding == "deflate":
+        return _inflate(body, zlib.MAX_WBITS, limit, encoding)
+    raise UnsupportedEncoding(f"Content-Encoding: {encoding!r} is not supported; use gzip or deflate")
+
+
+def _inflate(body: bytes, wbits: int, limit: int, encoding: str) -> bytes:
+    inflater = zlib.decompressobj(wbits)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise ValidationError(f"Content-Encoding: body is not valid {encoding} data ({exc})") from None
+    if len(data) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLarge(f"decompressed request body exceeds the {limit}-byte limit")
+    if not inflater.eof:
+        raise ValidationError(f"Content-Encoding: {encoding} body is truncated")
+    return data

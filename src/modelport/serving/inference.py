@@ -1,0 +1,79 @@
+"""One inference, independent of the wire: check the request against the model, run it, shape
+the outputs (selection, classification), and account for it in the model's statistics.
+
+HTTP and gRPC front ends both call :func:`infer`, so the rules live in one place.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from modelport.core.errors import ModelportError, ValidationError
+from modelport.protocol.classification import classify
+from modelport.protocol.datatypes import datatype_of
+from modelport.protocol.types import InferenceRequest, InferenceResponse, InferOutput
+from modelport.serving.model import ServedModel
+
+
+async def infer(model: ServedModel, request: InferenceRequest) -> InferenceResponse:
+    """Run ``request`` on ``model``; client mistakes raise ValidationError (400)."""
+    start = time.perf_counter_ns()
+    queue_ns = infer_ns = 0
+    try:
+        inputs = {tensor.name: tensor.data for tensor in request.inputs}
+        _check_batch(model, inputs)
+        prepared = time.perf_counter_ns()
+        model.stats.pending += 1  # only ever touched on the event loop
+        try:
+            execution = await model.execute(inputs, request.id)
+        finally:
+            model.stats.pending -= 1
+        queue_ns, infer_ns = execution.queue_ns, execution.infer_ns
+        shaped = time.perf_counter_ns()
+        outputs = _outputs(model, request, execution.outputs)
+        done = time.perf_counter_ns()
+    except ModelportError as exc:
+        reason = "OTHER" if isinstance(exc, ValidationError) else "BACKEND"
+        model.stats.record_request(False, time.perf_counter_ns() - start, queue_ns, 0, infer_ns, 0, reason)
+        raise
+    batch = _batch_size(model, inputs)
+    model.stats.record_execution(batch, prepared - start, infer_ns, done - shaped)
+    model.stats.record_request(True, done - start, queue_ns, prepared - start, infer_ns, done - shaped)
+    return InferenceResponse(model.name, model.version, request.id, outputs)
+
+
+def _check_batch(model: ServedModel, inputs: dict[str, np.ndarray]) -> None:
+    if not model.batched:
+        return
+    sizes = {array.shape[0] if array.ndim else 0 for array in inputs.values()}
+    if len(sizes) > 1:
+        raise ValidationError(f"inputs of model {model.name!r} disagree on the batch size: {sorted(sizes)}")
+    size = sizes.pop() if sizes else 0
+    if not 1 <= size <= model.config.max_batch_size:
+        raise ValidationError(
+            f"inference request batch-size must be <= {model.config.max_batch_size} for {model.name!r} (got {size})"
+        )
+
+
+def _batch_size(model: ServedModel, inputs: dict[str, np.ndarray]) -> int:
+    if not model.batched or not inputs:
+        return 1
+    return int(next(iter(inputs.values())).shape[0])
+
+
+def _outputs(model: ServedModel, request: InferenceRequest, produced: dict[str, np.ndarray]) -> list[InferOutput]:
+    if request.outputs is None:
+        wanted = [(name, 0) for name in produced]
+    else:
+        wanted = [(out.name, out.class_count) for out in request.outputs]
+    result = []
+    for name, class_count in wanted:
+        array = produced.get(name)
+        if array is None:
+            raise ValidationError(f"unexpected inference output {name!r} for model {model.name!r}")
+        if class_count:
+            array = classify(array, class_count, model.labels.get(name), batched=model.batched)
+        result.append(InferOutput(name, datatype_of(array), tuple(array.shape), array))
+    return result

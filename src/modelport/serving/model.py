@@ -1,0 +1,129 @@
+"""A loaded model version: its completed config, its predictor instances and its statistics.
+
+Each instance (``instance_group.count``) is a separate ``Predictor``; a request borrows a free
+one in a worker thread, so instances run in parallel while the event loop keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelport.core.errors import ModelportError, ValidationError
+from modelport.runtime.config import ModelConfig, complete_config
+from modelport.runtime.predictor import Predictor, load_predictor
+from modelport.serving.sources import ModelSource
+from modelport.serving.stats import ModelStats
+
+
+class ModelExecutionError(ModelportError):
+    """The model itself failed (not the request): a 500 naming model and request."""
+
+    http_status = 500
+
+
+@dataclass(frozen=True)
+class Execution:
+    """A finished model run: its outputs and where the time went (ns)."""
+
+    outputs: dict[str, np.ndarray]
+    queue_ns: int
+    infer_ns: int
+
+
+class ServedModel:
+    def __init__(self, source: ModelSource, config: ModelConfig, instances: list[Predictor]) -> None:
+        self.source = source
+        self.name = source.name
+        self.version = str(source.version)
+        self.config = config
+        self.stats = ModelStats(self.name, self.version)
+        self.labels = {out.name: self._labels(out.label_filename or config.labels) for out in config.outputs}
+        self._free: queue.SimpleQueue[Predictor] = queue.SimpleQueue()
+        for instance in instances:
+            self._free.put(instance)
+        self._instances = instances
+        self._executor = ThreadPoolExecutor(len(instances), thread_name_prefix=f"{self.name}-{self.version}")
+
+    @classmethod
+    def load(cls, source: ModelSource) -> ServedModel:
+        """Load every instance the (completed) config asks for."""
+        device = _device(source.config)
+        first = load_predictor(source.flavor, source.path, source.config, device=device)
+        try:
+            config = complete_config(source.config, first, name=source.name, flavor=source.flavor)
+            count = sum(group.count for group in config.instance_group) or 1
+            instances = [first] + [
+                load_predictor(source.flavor, source.path, source.config, device=device) for _ in range(count - 1)
+            ]
+        except BaseException:
+            first.close()
+            raise
+        return cls(source, config, instances)
+
+    def _labels(self, filename: str | None) -> list[str] | None:
+        if not filename:
+            return None
+        path = self.source.path.parent / filename
+        if not path.is_file():
+            path = self.source.path / filename
+        try:
+            return path.read_text().splitlines()
+        except OSError:
+            raise ValidationError(f"label_filename: {filename} not found beside model {self.name!r}") from None
+
+    @property
+    def batched(self) -> bool:
+        return self.config.max_batch_size > 0
+
+    def metadata(self) -> dict[str, Any]:
+        """The v2 model metadata: shapes lead with -1 when the model batches, as in Triton."""
+        lead = [-1] if self.batched else []
+        return {
+            "name": self.name,
+            "versions": [self.version],
+            "platform": self.config.platform or self.config.backend or self.source.flavor,
+            "inputs": [{"name": t.name, "datatype": t.datatype, "shape": lead + list(t.dims)} for t in self.config.inputs],
+            "outputs": [
+                {"name": t.name, "datatype": t.datatype, "shape": lead + list(t.dims)} for t in self.config.outputs
+            ],
+        }
+
+    async def execute(self, inputs: dict[str, np.ndarray], request_id: str | None) -> Execution:
+        loop = asyncio.get_running_loop()
+        submitted = time.perf_counter_ns()
+        return await loop.run_in_executor(self._executor, self._run, inputs, submitted, request_id)
+
+    def _run(self, inputs: dict[str, np.ndarray], submitted: int, request_id: str | None) -> Execution:
+        started = time.perf_counter_ns()
+        instance = self._free.get()
+        try:
+            outputs = instance.predict(inputs)
+        except ModelportError:
+            raise
+        except Exception as exc:  # the model's own failure, reported with its context
+            raise ModelExecutionError(
+                f"model {self.name!r} version {self.version} failed on request {request_id or '-'}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        finally:
+            self._free.put(instance)
+        return Execution(outputs, started - submitted, time.perf_counter_ns() - started)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        for instance in self._instances:
+            instance.close()
+
+
+def _device(config: ModelConfig | None) -> str:
+    if config is None or not config.instance_group:
+        return "cpu"
+    return config.instance_group[0].kind

@@ -1,0 +1,115 @@
+"""Run the scoring server: HTTP (v2 + /score), gRPC and a metrics port in one event loop.
+
+Models are loaded before any port opens, so a server that listens is a server that can
+answer (and a model or script that fails to load makes ``serve`` exit non-zero). SIGTERM and
+SIGINT stop accepting connections and let in-flight requests finish (graceful shutdown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from modelport.serving.http.app import build_app
+from modelport.serving.http.body import DEFAULT_MAX_BODY
+from modelport.serving.http.v2 import EXTENSIONS
+from modelport.serving.metrics import CONTENT_TYPE, render
+from modelport.serving.repository import ModelRepository
+
+log = logging.getLogger("modelport.serving")
+
+
+@dataclass
+class ServeOptions:
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int | None = 8001
+    metrics_port: int | None = 8002
+    max_body: int = DEFAULT_MAX_BODY
+    timeout_s: float | None = None
+    graceful_s: float = 30.0
+    extra_routes: list[BaseRoute] = field(default_factory=list)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server without its own signal capture: ``serve`` stops all front ends together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _uvicorn(app: Starlette, host: str, port: int, options: ServeOptions) -> _Server:
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
+        timeout_graceful_shutdown=int(options.graceful_s), server_header=False,
+    )
+    return _Server(config)
+
+
+def _metrics_app(repository: ModelRepository) -> Starlette:
+    async def metrics(request: Request) -> Response:
+        return Response(render(m.stats for m in repository.loaded()), media_type=CONTENT_TYPE)
+
+    return Starlette(routes=[Route("/metrics", metrics, methods=["GET"])])
+
+
+async def serve(
+    repository: ModelRepository, options: ServeOptions, on_ready: Callable[[str], None] | None = None
+) -> None:
+    """Serve until SIGTERM/SIGINT; ``repository`` must already be loaded."""
+    app = build_app(repository, max_body=options.max_body, timeout_s=options.timeout_s,
+                    extra_routes=options.extra_routes)
+    servers = [_uvicorn(app, options.host, options.http_port, options)]
+    if options.metrics_port is not None:
+        servers.append(_uvicorn(_metrics_app(repository), options.host, options.metrics_port, options))
+    grpc_server = None
+    if options.grpc_port is not None:
+        from modelport.serving.grpc import start_grpc_server
+
+        grpc_server = await start_grpc_server(repository, options.host, options.grpc_port, EXTENSIONS, options.max_body)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    tasks = [asyncio.create_task(server.serve()) for server in servers]
+    while not all(server.started for server in servers):
+        if any(task.done() for task in tasks):  # a port could not be bound
+            break
+        await asyncio.sleep(0.02)
+    if all(server.started for server in servers) and on_ready is not None:
+        on_ready(_describe(options))
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    for server in servers:
+        server.should_exit = True
+    if grpc_server is not None:
+        await grpc_server.stop(options.graceful_s)
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    waiter.cancel()
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    if not stop.is_set():
+        raise SystemExit(1)  # a front end ended on its own: ports in use, most likely
+
+
+def _describe(options: ServeOptions) -> str:
+    parts = [f"http://{options.host}:{options.http_port}"]
+    if options.grpc_port is not None:
+        parts.append(f"grpc {options.host}:{options.grpc_port}")
+    if options.metrics_port is not None:
+        parts.append(f"metrics http://{options.host}:{options.metrics_port}/metrics")
+    return ", ".join(parts)

@@ -1,0 +1,99 @@
+"""Where served models come from: registered references or a Triton-style repository folder.
+
+Both end as ``ModelSource`` values — name, version, flavor, the folder holding the model files
+and its config, if any — so loading never cares where a model came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from modelport.core.errors import NotFoundError, ValidationError
+from modelport.registry.flavors import detect
+from modelport.runtime.config import ModelConfig, load_config
+
+CONFIG_FILES = ("config.yaml", "config.yml", "config.pbtxt")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """One model version ready to be loaded.
+
+    ``path`` is the folder the flavor loads from; ``model_dir`` is what scoring scripts see
+    as ``AZUREML_MODEL_DIR`` (the folder holding the registered file or folder).
+    """
+
+    name: str
+    version: int
+    flavor: str
+    path: Path
+    config: ModelConfig | None
+    model_dir: Path
+
+
+def read_config(folder: Path, name: str, *, strict: bool) -> ModelConfig | None:
+    """The model's own config file beside its files (YAML preferred over pbtxt), if any.
+
+    In a repository the config's name must match its folder (``strict``), as in Triton; a
+    registered model is served under its registered name whatever its config says.
+    """
+    for filename in CONFIG_FILES:
+        candidate = folder / filename
+        if candidate.is_file():
+            config = load_config(candidate)
+            if config.name == name:
+                return config
+            if strict:
+                raise ValidationError(f"{candidate}: name {config.name!r} does not match the model folder {name!r}")
+            return replace(config, name=name)
+    return None
+
+
+def sources_from_repository(repo: Path) -> list[ModelSource]:
+    """Every model of a Triton-style repository: ``<repo>/<model>/<version>/…`` + optional config.
+
+    A folder that is itself one model (numeric version folders directly inside) works too.
+    Versions are chosen by each model's ``version_policy`` (default: the latest one).
+    """
+    repo = Path(repo)
+    if not repo.is_dir():
+        raise ValidationError(f"model repository: {repo} is not a folder")
+    model_dirs = [repo] if _versions(repo) else sorted(d for d in repo.iterdir() if d.is_dir() and _versions(d))
+    if not model_dirs:
+        raise ValidationError(f"model repository: {repo} holds no <model>/<version>/ folders")
+    return [source for model_dir in model_dirs for source in _model_sources(model_dir)]
+
+
+def _versions(model_dir: Path) -> dict[int, Path]:
+    """Numeric version folders; names with a leading 0 are ignored, as Triton does."""
+    return {
+        int(child.name): child
+        for child in model_dir.iterdir()
+        if child.is_dir() and child.name.isdigit() and not child.name.startswith("0")
+    }
+
+
+def _model_sources(model_dir: Path) -> list[ModelSource]:
+    name = model_dir.name
+    config = read_config(model_dir, name, strict=True)
+    versions = _versions(model_dir)
+    chosen = config.version_policy.select(versions) if config else [max(versions)]
+    sources = []
+    for version in chosen:
+        folder = versions[version]
+        flavor = (config.flavor if config else None) or detect(folder).flavor
+        sources.append(ModelSource(name, version, flavor, folder, config, folder))
+    return sources
+
+
+def source_from_registered(name: str, version: int, flavor: str, version_dir: Path, root_name: str) -> list[ModelSource]:
+    """A registered version: a single file, a model folder (with optional config), or a repository."""
+    content = version_dir / root_name
+    if flavor == "triton":
+        return sources_from_repository(content)
+    if not content.exists():
+        raise NotFoundError(f"model {name}:{version}: {content} is missing")
+    if content.is_dir():
+        return [ModelSource(name, version, flavor, content, read_config(content, name, strict=False), version_dir)]
+    return [ModelSource(name, version, flavor, version_dir, None, version_dir)]

@@ -1,0 +1,111 @@
+"""Per-model-version statistics in Triton's shape: one source for ``/stats``, gRPC
+``ModelStatistics`` and the ``nv_inference_*`` Prometheus metrics.
+
+Counters are updated from the event loop and worker threads, so every update takes a lock;
+it is held for a few additions only.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Duration:
+    count: int = 0
+    ns: int = 0
+
+    def add(self, ns: int, count: int = 1) -> None:
+        self.count += count
+        self.ns += ns
+
+    def to_dict(self) -> dict[str, int]:
+        return {"count": self.count, "ns": self.ns}
+
+
+@dataclass
+class BatchStats:
+    compute_input: Duration = field(default_factory=Duration)
+    compute_infer: Duration = field(default_factory=Duration)
+    compute_output: Duration = field(default_factory=Duration)
+
+
+@dataclass
+class ModelStats:
+    """What Triton reports per model version (extension_statistics)."""
+
+    name: str
+    version: str
+    last_inference_ms: int = 0
+    inference_count: int = 0
+    execution_count: int = 0
+    success: Duration = field(default_factory=Duration)
+    fail: Duration = field(default_factory=Duration)
+    queue: Duration = field(default_factory=Duration)
+    compute_input: Duration = field(default_factory=Duration)
+    compute_infer: Duration = field(default_factory=Duration)
+    compute_output: Duration = field(default_factory=Duration)
+    batches: dict[int, BatchStats] = field(default_factory=dict)
+    failures_by_reason: dict[str, int] = field(default_factory=dict)
+    pending: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record_execution(self, batch_size: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
+        """One model execution over ``batch_size`` rows."""
+        with self._lock:
+            self.execution_count += 1
+            self.inference_count += batch_size
+            batch = self.batches.setdefault(batch_size, BatchStats())
+            batch.compute_input.add(input_ns)
+            batch.compute_infer.add(infer_ns)
+            batch.compute_output.add(output_ns)
+
+    def record_request(self, ok: bool, total_ns: int, queue_ns: int, input_ns: int, infer_ns: int,
+                       output_ns: int, reason: str = "OTHER") -> None:
+        """One request's outcome; compute counts move together so perf_analyzer sees them equal."""
+        with self._lock:
+            self.last_inference_ms = int(time.time() * 1000)
+            if ok:
+                self.success.add(total_ns)
+                self.queue.add(queue_ns)
+                self.compute_input.add(input_ns)
+                self.compute_infer.add(infer_ns)
+                self.compute_output.add(output_ns)
+            else:
+                self.fail.add(total_ns)
+                self.failures_by_reason[reason] = self.failures_by_reason.get(reason, 0) + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        with self._lock:
+            zero = Duration().to_dict()
+            return {
+                "name": self.name,
+                "version": self.version,
+                "last_inference": self.last_inference_ms,
+                "inference_count": self.inference_count,
+                "execution_count": self.execution_count,
+                "inference_stats": {
+                    "success": self.success.to_dict(),
+                    "fail": self.fail.to_dict(),
+                    "queue": self.queue.to_dict(),
+                    "compute_input": self.compute_input.to_dict(),
+                    "compute_infer": self.compute_infer.to_dict(),
+                    "compute_output": self.compute_output.to_dict(),
+                    "cache_hit": zero,
+                    "cache_miss": zero,
+                },
+                "response_stats": {},
+                "batch_stats": [
+                    {
+                        "batch_size": size,
+                        "compute_input": b.compute_input.to_dict(),
+                        "compute_infer": b.compute_infer.to_dict(),
+                        "compute_output": b.compute_output.to_dict(),
+                    }
+                    for size, b in sorted(self.batches.items())
+                ],
+                "memory_usage": [],
+            }
