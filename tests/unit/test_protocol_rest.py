@@ -748,7 +748,7 @@ def mutated_requests(draw):
     return body, header
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated_requests())
 def test_damaged_requests_only_raise_validation_errors(damaged):
     body, header = damaged
@@ -799,7 +799,7 @@ fuzz_requests = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fuzz_requests, st.binary(max_size=40), st.booleans())
 def test_random_json_requests_only_raise_validation_errors(doc, tail, with_header):
     header = json.dumps(doc).encode()

@@ -1,18 +1,26 @@
 """``modelport demo``: the README's first command, on the embedded defaults.
 
 It builds a small ONNX model, registers it (reusing an identical earlier registration),
-points the ``prod`` alias at it and shows it, so a new user sees the whole registry loop.
+points the ``prod`` alias at it and shows it, then starts ``modelport serve`` on free loopback
+ports as a separate process, scores a request over the v2 HTTP protocol and checks the answer
+against onnxruntime in-process — the whole loop a new user goes through.
 """
 
 from __future__ import annotations
 
+import json
+import socket
+import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import click
 
 from modelport.cli.model import show_info
-from modelport.core.errors import NotFoundError
+from modelport.core.errors import ModelportError, NotFoundError
 from modelport.registry.manifest import scan
 from modelport.registry.models import ModelInfo
 from modelport.samples import build_mlp_onnx
@@ -29,7 +37,56 @@ def run_demo(ws: Workspace) -> None:
     ws.models.set_alias(DEMO_MODEL, "prod", info.version)
     click.echo(f"registered {info.ref}; alias {DEMO_MODEL}@prod -> {info.ref}")
     show_info(ws.models.get(f"{DEMO_MODEL}@prod"), "table")
-    click.echo(f"verified local copy: {ws.models.path(f'{DEMO_MODEL}@prod')}")
+    local = ws.models.path(f"{DEMO_MODEL}@prod")
+    click.echo(f"verified local copy: {local}")
+    _serve_and_score(ws, local)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _serve_and_score(ws: Workspace, model_file: Path) -> None:
+    import numpy as np
+    import onnxruntime as ort
+
+    http_port, metrics_port = _free_port(), _free_port()
+    command = [sys.executable, "-m", "modelport", "--workspace", str(ws.root), "serve", f"{DEMO_MODEL}@prod",
+               "--no-grpc", "--http-port", str(http_port), "--metrics-port", str(metrics_port)]
+    click.echo("$ " + " ".join(["modelport", *command[3:]]))
+    server = subprocess.Popen(command)
+    base = f"http://127.0.0.1:{http_port}"
+    try:
+        _wait_ready(base, server)
+        x = np.random.default_rng(1).standard_normal((2, 32)).astype(np.float32)
+        body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 32], "data": x.ravel().tolist()}]}
+        request = urllib.request.Request(f"{base}/v2/models/{DEMO_MODEL}/infer", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            reply = json.loads(response.read())
+        served = np.array(reply["outputs"][0]["data"], dtype=np.float32).reshape(reply["outputs"][0]["shape"])
+        expected = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+        click.echo(f"POST {base}/v2/models/{DEMO_MODEL}/infer -> version {reply['model_version']}, "
+                   f"output {served.shape}: {[round(float(v), 4) for v in served[0]]} ...")
+        click.echo(f"served output equals in-process onnxruntime: {bool(np.array_equal(served, expected))}")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _wait_ready(base: str, server: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise ModelportError(f"demo: the scoring server exited with code {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"{base}/v2/health/ready", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise ModelportError("demo: the scoring server did not become ready within 60 s")
 
 
 def _register_once(ws: Workspace, model_file: Path) -> ModelInfo:

@@ -21,6 +21,7 @@ from modelport.core.errors import ModelportError, ValidationError
 from modelport.protocol.rest import decode_request, encode_response
 from modelport.serving import inference
 from modelport.serving.http.body import read_body
+from modelport.serving.http.openapi import openapi_document
 from modelport.serving.metrics import CONTENT_TYPE, render
 from modelport.serving.repository import ModelRepository
 
@@ -60,6 +61,7 @@ class V2Api:
             Route("/v2/repository/models/{model}/load", self.load, methods=["POST"]),
             Route("/v2/repository/models/{model}/unload", self.unload, methods=["POST"]),
             Route("/metrics", self.metrics, methods=["GET"]),
+            Route("/v2/openapi.json", self.openapi, methods=["GET"]),
         ]
         for prefix in (model, versioned):
             routes += [
@@ -77,6 +79,9 @@ class V2Api:
 
     async def server_metadata(self, request: Request) -> Response:
         return json_response({"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
+
+    async def openapi(self, request: Request) -> Response:
+        return json_response(openapi_document())
 
     async def live(self, request: Request) -> Response:
         return empty()
