@@ -23,6 +23,7 @@ from tritonclient.utils import InferenceServerException, deserialize_bytes_tenso
 import modelport
 from modelport.samples import build_dtypes_onnx, build_mlp_onnx
 from modelport.serving.grpc import start_grpc_server
+from modelport.serving.grpc.stubs import pb2
 from modelport.serving.repository import ModelRepository
 from modelport.serving.sources import sources_from_repository
 
@@ -96,6 +97,59 @@ def _failure(call) -> InferenceServerException:  # noqa: ANN001 - any zero-argum
     with pytest.raises(InferenceServerException) as caught:
         call()
     return caught.value
+
+
+# --------------------------------------------------------------------------- wire compatibility
+
+
+def _fields(message: object) -> dict[str, tuple]:
+    """What decides a message's wire form, per field: number, type, repetition, nested type name."""
+    return {
+        f.name: (f.number, f.type, f.is_repeated, (f.message_type or f.enum_type or f).full_name)
+        for f in message.fields
+    }
+
+
+def test_protos_match_tritonclients_on_the_wire() -> None:
+    """Every message, enum and RPC we define exists in Triton's protos with the same numbering."""
+    from tritonclient.grpc import model_config_pb2
+
+    ours = pb2.ModelInferRequest.DESCRIPTOR.file
+    service = ours.services_by_name["GRPCInferenceService"]
+    assert service.full_name == "inference.GRPCInferenceService"
+    theirs = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+    for method in service.methods:
+        triton = theirs.methods_by_name[method.name]
+        assert (method.input_type.full_name, method.output_type.full_name) == (
+            triton.input_type.full_name,
+            triton.output_type.full_name,
+        )
+        assert (method.client_streaming, method.server_streaming) == (triton.client_streaming, triton.server_streaming)
+
+    triton_files = (service_pb2.DESCRIPTOR, model_config_pb2.DESCRIPTOR)
+    pending = [m for file in (ours, *ours.dependencies) for m in file.message_types_by_name.values()]
+    checked = 0
+    while pending:
+        message = pending.pop()
+        pending.extend(message.nested_types)
+        triton = next(
+            f.pool.FindMessageTypeByName(message.full_name)
+            for f in triton_files
+            if message.full_name.split(".")[1] in f.message_types_by_name
+        )
+        triton_fields = _fields(triton)
+        for name, spec in _fields(message).items():
+            assert triton_fields[name] == spec, f"{message.full_name}.{name}"
+        for enum in message.enum_types:
+            _assert_enum_subset(enum, triton.enum_types_by_name[enum.name])
+        checked += 1
+    assert checked > 40
+    for enum in ours.dependencies[0].enum_types_by_name.values():
+        _assert_enum_subset(enum, model_config_pb2.DESCRIPTOR.enum_types_by_name[enum.name])
+
+
+def _assert_enum_subset(ours: object, triton: object) -> None:
+    assert {v.name: v.number for v in ours.values}.items() <= {v.name: v.number for v in triton.values}.items()
 
 
 # --------------------------------------------------------------------------- health and metadata

@@ -36,7 +36,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(repo: Path):  # noqa: ANN201
-    srv = Server([str(repo)], grpc=False)
+    srv = Server([str(repo)])
     yield srv
     assert srv.stop() == 0
 
@@ -196,6 +196,18 @@ def test_repository_index_unload_load(client) -> None:  # noqa: ANN001
     assert client.is_model_ready("dtypes") and client.is_server_ready()
 
 
+def test_grpc_port_of_the_same_server(server: Server, repo: Path) -> None:
+    import tritonclient.grpc as tritongrpc
+
+    client = tritongrpc.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+    x = np.random.default_rng(11).standard_normal((2, 32)).astype(np.float32)
+    tensor = tritongrpc.InferInput("input", [2, 32], "FP32")
+    tensor.set_data_from_numpy(x)
+    result = client.infer("mlp", [tensor], model_version="1")
+    [expected] = _reference(repo, "mlp", 1, {"input": x})
+    assert np.array_equal(result.as_numpy("output"), expected)
+
+
 def test_stats_and_metrics_grow_with_traffic(client, server: Server) -> None:  # noqa: ANN001
     before = client.get_inference_statistics("mlp", "2")["model_stats"][0]
     assert httpx.post(f"{server.url}/v2/models/mlp/versions/2/infer", content=GOOD).status_code == 200
@@ -210,9 +222,11 @@ def test_stats_and_metrics_grow_with_traffic(client, server: Server) -> None:  #
 
 
 @pytest.mark.slow
-def test_perf_analyzer_http(server: Server, perf_analyzer: str) -> None:
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_perf_analyzer(server: Server, perf_analyzer: str, protocol: str) -> None:
+    port = server.http_port if protocol == "http" else server.grpc_port
     result = subprocess.run(
-        [perf_analyzer, "-m", "mlp", "-u", f"127.0.0.1:{server.http_port}", "--concurrency-range", "1:4",
+        [perf_analyzer, "-m", "mlp", "-u", f"127.0.0.1:{port}", "-i", protocol, "--concurrency-range", "1:4",
          "--measurement-mode", "count_windows", "--measurement-request-count", "300", "--max-trials", "10",
          "--stability-percentage", "999"],
         capture_output=True, text=True, timeout=240,

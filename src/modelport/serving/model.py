@@ -23,6 +23,12 @@ from modelport.serving.sources import ModelSource
 from modelport.serving.stats import ModelStats
 
 
+class ModelUnavailable(ModelportError):
+    """The model was unloaded while the request was on its way to it."""
+
+    http_status = 503
+
+
 class ModelExecutionError(ModelportError):
     """The model itself failed (not the request): a 500 naming model and request."""
 
@@ -51,6 +57,7 @@ class ServedModel:
             self._free.put(instance)
         self._instances = instances
         self._executor = ThreadPoolExecutor(len(instances), thread_name_prefix=f"{self.name}-{self.version}")
+        self._closed = False
 
     @classmethod
     def load(cls, source: ModelSource) -> ServedModel:
@@ -99,7 +106,12 @@ class ServedModel:
     async def execute(self, inputs: dict[str, np.ndarray], request_id: str | None) -> Execution:
         loop = asyncio.get_running_loop()
         submitted = time.perf_counter_ns()
-        return await loop.run_in_executor(self._executor, self._run, inputs, submitted, request_id)
+        try:
+            return await loop.run_in_executor(self._executor, self._run, inputs, submitted, request_id)
+        except RuntimeError:
+            if self._closed:  # the executor refuses new work once the model is unloaded
+                raise ModelUnavailable(f"model {self.name!r} version {self.version} was unloaded") from None
+            raise
 
     def _run(self, inputs: dict[str, np.ndarray], submitted: int, request_id: str | None) -> Execution:
         started = time.perf_counter_ns()
@@ -118,6 +130,8 @@ class ServedModel:
         return Execution(outputs, started - submitted, time.perf_counter_ns() - started)
 
     def close(self) -> None:
+        """Finish the runs already submitted, then release the instances."""
+        self._closed = True
         self._executor.shutdown(wait=True)
         for instance in self._instances:
             instance.close()

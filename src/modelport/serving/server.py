@@ -90,7 +90,7 @@ async def serve(
             break
         await asyncio.sleep(0.02)
     if all(server.started for server in servers) and on_ready is not None:
-        on_ready(_describe(options))
+        on_ready(_describe(options, grpc_server.port if grpc_server else None))
     waiter = asyncio.create_task(stop.wait())
     await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
     for server in servers:
@@ -106,10 +106,10 @@ async def serve(
         raise SystemExit(1)  # a front end ended on its own: ports in use, most likely
 
 
-def _describe(options: ServeOptions) -> str:
+def _describe(options: ServeOptions, grpc_port: int | None) -> str:
     parts = [f"http://{options.host}:{options.http_port}"]
-    if options.grpc_port is not None:
-        parts.append(f"grpc {options.host}:{options.grpc_port}")
+    if grpc_port is not None:
+        parts.append(f"grpc {options.host}:{grpc_port}")
     if options.metrics_port is not None:
         parts.append(f"metrics http://{options.host}:{options.metrics_port}/metrics")
     return ", ".join(parts)

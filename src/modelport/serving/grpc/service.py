@@ -179,7 +179,9 @@ class InferenceServicer:
             return pb2.ModelStreamInferResponse(infer_response=await self._infer(request))
         except Exception as error:  # noqa: BLE001 - reported in-band, bugs logged in _failure
             _, message = _failure("ModelStreamInfer", request, error)
-            echo = pb2.ModelInferResponse(model_name=request.model_name, model_version=request.model_version, id=request.id)
+            echo = pb2.ModelInferResponse(  # lets a client match the error to its request
+                model_name=request.model_name, model_version=request.model_version, id=request.id
+            )
             return pb2.ModelStreamInferResponse(error_message=message, infer_response=echo)
 
     # ----------------------------------------------------------------- repository

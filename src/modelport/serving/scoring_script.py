@@ -1,0 +1,679 @@
+"""Host an unmodified Azure ML scoring script (``score.py``) the way ``azmlinfsrv`` does.
+
+Loading (azmlinfsrv ``user_script.py``): the script's folder plays ``AML_APP_ROOT`` and goes on
+``sys.path``; ``AZUREML_MODEL_DIR`` (and ``MODELPORT_MODEL_DIR``) are set before the script is
+imported; a ``driver_module`` attribute's ``run`` replaces the script's own; ``init()`` runs once.
+Anything that would make azmlinfsrv exit 3 raises :class:`ScriptInitError` instead.
+
+Calling (azmlinfsrv ``input_parsers.py``/``routes.py``), decided once from ``run``'s signature:
+
+* ``@rawhttp`` → the first parameter gets an ``AMLRequest`` for every method;
+* ``@input_schema`` → the JSON object body (or parsed query string) supplies each parameter by
+  name, and the inference-schema decorator itself converts the values;
+* otherwise → the first parameter gets the body as an unparsed str (GET: the query as JSON);
+* a parameter named ``request_headers`` gets the headers as a dict.
+
+``run`` executes in its own thread so the event loop keeps serving; a semaphore admits one call
+at a time (AML's sync worker) unless the script sets ``MODELPORT_CONCURRENCY``. After
+``SCORING_TIMEOUT_MS`` the client gets a 500 and ``TimeoutError`` is raised inside the script
+thread, as azmlinfsrv's SIGALRM handler does, so the slot frees as soon as Python code runs again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import importlib
+import importlib.util
+import inspect
+import itertools
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import numpy as np
+import orjson
+
+from modelport.core.errors import ModelportError, NotFoundError, ValidationError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SCORING_TIMEOUT_MS = 3_600_000
+RUN_FAILED_MESSAGE = "An unexpected error occurred in scoring script. Check the logs for more info."
+INTERNAL_ERROR_MESSAGE = "An unexpected internal error occurred. Check the logs for more info."
+FAILED_HEADER = "x-ms-run-function-failed"
+EXEC_MS_HEADER = "x-ms-run-fn-exec-ms"
+JSON_TYPE = "application/json"
+
+COMPAT_DIR = Path(__file__).resolve().parents[1] / "compat"
+_SHIM_NAMES = {
+    "aml_request": ("azureml.contrib.services.aml_request", "azureml_inference_server_http.api.aml_request"),
+    "aml_response": ("azureml.contrib.services.aml_response", "azureml_inference_server_http.api.aml_response"),
+}
+_LOADING = threading.Lock()  # sys.path / sys.modules edits and script imports, one host at a time
+_MODULE_IDS = itertools.count(1)
+
+
+class ScriptInitError(ModelportError):
+    """The scoring script cannot serve: not importable, no init/run, bad run signature, init failed."""
+
+    http_status = 500
+
+
+class SwaggerNotFound(NotFoundError):
+    """``/swagger.json?version=`` names a version that is unknown or not available for the script."""
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """One ``/score`` request, independent of the web framework: full URL, raw headers and body."""
+
+    method: str
+    url: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    remote_addr: str | None = None
+
+    @property
+    def query(self) -> list[tuple[str, str]]:
+        return parse_qsl(urlsplit(self.url).query, keep_blank_values=True)
+
+    def header(self, name: str) -> str | None:
+        wanted = name.lower()
+        return next((value for key, value in self.headers if key.lower() == wanted), None)
+
+
+@dataclass
+class ScoreResponse:
+    """What to send back: ``body`` is bytes, or an iterable of chunks for a streamed AMLResponse."""
+
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes | Iterable[bytes] = b""
+
+
+class _InputError(Exception):
+    """The request cannot be turned into run() arguments (azmlinfsrv's BadInput / UnsupportedInput)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _RunFailed(Exception):
+    """run() raised; the cause is logged, the client gets the fixed message."""
+
+
+class _RunTimedOut(Exception):
+    """run() did not return within the scoring timeout."""
+
+
+class ScriptHost:
+    """A loaded and initialised scoring script, ready to answer ``/score`` and ``/swagger.json``."""
+
+    def __init__(
+        self,
+        script: str | os.PathLike[str],
+        model_dir: str | os.PathLike[str] | None = None,
+        *,
+        timeout_ms: int | None = None,
+        concurrency: int | None = None,
+    ) -> None:
+        self.script = Path(script).resolve()
+        if not self.script.is_file():
+            raise ScriptInitError(f"scoring script {script}: no such file")
+        self.app_root = self.script.parent
+        self.timeout_ms = _timeout_ms(timeout_ms)
+        if model_dir is not None:
+            os.environ["AZUREML_MODEL_DIR"] = os.environ["MODELPORT_MODEL_DIR"] = str(Path(model_dir).resolve())
+        with _LOADING:
+            self._request_module, self._response_module = _install_shims()
+            module = self._import()
+        init, run = self._entry_points(module)
+        self._run = run
+        self._signature = _RunSignature.of(run, self._request_module.wants_raw_request(run), self.script)
+        self.concurrency = _concurrency(concurrency, module, self.script)
+        self._slots = threading.BoundedSemaphore(self.concurrency)
+        try:
+            init()
+        except (Exception, SystemExit) as exc:
+            raise ScriptInitError(f"scoring script {self.script}: init() failed: {_describe(exc)}") from exc
+        self._swaggers = _script_swaggers(self.app_root, run)
+        log.info("scoring script %s ready (%s run, timeout %d ms)", self.script, self._signature.kind, self.timeout_ms)
+
+    def _import(self) -> ModuleType:
+        """Import the script under a unique module name: inference-schema keys schemas by module."""
+        if str(self.app_root) not in sys.path:
+            sys.path.append(str(self.app_root))
+        name = f"modelport_score_{next(_MODULE_IDS)}"
+        spec = importlib.util.spec_from_file_location(name, self.script)
+        if spec is None or spec.loader is None:
+            raise ScriptInitError(f"scoring script {self.script}: not a Python file")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses, pickle and typing look the module up here
+        try:
+            spec.loader.exec_module(module)
+        except (Exception, SystemExit) as exc:
+            del sys.modules[name]
+            raise ScriptInitError(f"scoring script {self.script}: import failed: {_describe(exc)}") from exc
+        return module
+
+    def _entry_points(self, module: ModuleType) -> tuple[Callable[[], Any], Callable[..., Any]]:
+        for name in ("init", "run"):
+            if not callable(getattr(module, name, None)):
+                raise ScriptInitError(f"scoring script {self.script}: does not have a {name}() function defined")
+        driver = getattr(module, "driver_module", None)
+        run = driver.run if isinstance(driver, ModuleType) and callable(getattr(driver, "run", None)) else module.run
+        return module.init, run
+
+    async def call(self, request: ScoreRequest) -> ScoreResponse:
+        """Answer one ``/score`` request exactly as azmlinfsrv would (status, body, run headers)."""
+        method = request.method.upper()
+        if not self._signature.raw and method not in ("GET", "POST"):
+            if method == "OPTIONS":
+                return ScoreResponse(200, [(FAILED_HEADER, "False")], b"")
+            return _message(405, "Method not allowed")
+        try:
+            kwargs = self._arguments(request, method)
+        except _InputError as exc:
+            return _message(exc.status, str(exc))
+        try:
+            value, elapsed_ms = await self._invoke(kwargs)
+        except _RunTimedOut:
+            return _message(500, f"Scoring timeout after {self.timeout_ms} ms", failed=True)
+        except _RunFailed as exc:
+            log.error("scoring script %s: run() failed", self.script, exc_info=exc.__cause__)
+            return _message(500, RUN_FAILED_MESSAGE, failed=True)
+        try:
+            response = self._response(value)
+        except (TypeError, ValueError, orjson.JSONEncodeError) as exc:
+            log.error("scoring script %s: run() returned a value that is not JSON serialisable: %s", self.script, exc)
+            return _message(500, INTERNAL_ERROR_MESSAGE)
+        response.headers.append((EXEC_MS_HEADER, f"{elapsed_ms:.3f}"))
+        return response
+
+    def _arguments(self, request: ScoreRequest, method: str) -> dict[str, Any]:
+        signature = self._signature
+        if signature.raw:
+            aml_request = self._request_module.AMLRequest(
+                method, request.url, request.headers, request.body, request.remote_addr
+            )
+            kwargs: dict[str, Any] = {signature.data_params[0].name: aml_request}
+        elif signature.schema:
+            body = _query_object(request.query) if method == "GET" else _json_object_body(request)
+            kwargs = _schema_arguments(signature.data_params, body)
+        elif method == "GET":
+            kwargs = {signature.data_params[0].name: json.dumps(_query_object(request.query))}
+        else:
+            try:
+                kwargs = {signature.data_params[0].name: request.body.decode("utf-8")}
+            except UnicodeDecodeError as exc:
+                raise _InputError(400, f"Input cannot be decoded as UTF-8: {exc}") from None
+        if signature.takes_headers:
+            kwargs["request_headers"] = _header_dict(request.headers)
+        return kwargs
+
+    async def _invoke(self, kwargs: dict[str, Any]) -> tuple[Any, float]:
+        """Run ``run(**kwargs)`` in a fresh thread once a slot is free; the timeout starts with run()."""
+        loop = asyncio.get_running_loop()
+        started: asyncio.Future[None] = loop.create_future()
+        finished: asyncio.Future[tuple[Any, float]] = loop.create_future()
+        call = _ThreadCall()
+
+        def target() -> None:
+            try:
+                with self._slots:
+                    call.enter()
+                    _notify(loop, started, None)
+                    begin = time.perf_counter()
+                    try:
+                        value = self._run(**kwargs)
+                    finally:
+                        call.leave()
+                _notify(loop, finished, (value, (time.perf_counter() - begin) * 1000))
+            except BaseException as exc:  # noqa: BLE001 - everything run() raises, the timeout included
+                _notify(loop, finished, None, exc)
+
+        threading.Thread(target=target, name=f"score-{self.script.stem}", daemon=True).start()
+        await asyncio.wait({started, finished}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({finished}, timeout=self.timeout_ms / 1000)
+        if not done:
+            call.interrupt()
+            finished.add_done_callback(_retrieve)  # its late TimeoutError has no one left to tell
+            raise _RunTimedOut()
+        error = finished.exception()
+        if error is not None:
+            raise _RunFailed() from error
+        return finished.result()
+
+    def _response(self, value: Any) -> ScoreResponse:
+        """A run() result as azmlinfsrv sends it: an AMLResponse as built, anything else as JSON."""
+        if isinstance(value, self._response_module.AMLResponse):
+            headers = value.headers
+            failed = value.status_code >= 500 or headers.get(FAILED_HEADER) == "True"
+            headers[FAILED_HEADER] = str(failed)
+            body = value.response if value.is_streamed else bytes(value.response)
+            return ScoreResponse(value.status_code, headers.items(), _chunks(body) if value.is_streamed else body)
+        body = b"{}" if value is None else encode_json(value)
+        return ScoreResponse(200, [("Content-Type", JSON_TYPE), (FAILED_HEADER, "False")], body)
+
+    def swagger(self, version: str | None = None) -> dict[str, Any]:
+        """The swagger document of ``version`` (2 when None): the script's own file, else generated."""
+        canonical = _swagger_version(version, sorted(self._swaggers))
+        document = self._swaggers.get(canonical)
+        if document is None:
+            raise SwaggerNotFound(
+                f"Swagger version [{version}] is not supported for the scoring script. "
+                f"Supported swagger versions: [{', '.join(sorted(self._swaggers))}]."
+            )
+        return document
+
+
+@dataclass(frozen=True)
+class _RunSignature:
+    """How run() is called, decided once from its signature and decorators (azmlinfsrv's rules)."""
+
+    data_params: list[inspect.Parameter]
+    takes_headers: bool
+    raw: bool
+    schema: bool
+
+    @property
+    def kind(self) -> str:
+        return "rawhttp" if self.raw else "schema" if self.schema else "string"
+
+    @classmethod
+    def of(cls, run: Callable[..., Any], raw: bool, script: Path) -> _RunSignature:
+        params = list(inspect.signature(run).parameters.values())
+        allowed = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        if any(param.kind not in allowed for param in params):
+            raise ScriptInitError(f"scoring script {script}: run() cannot accept positional-only arguments, *args, or **kwargs")
+        data_params = [param for param in params if param.name != "request_headers"]
+        takes_headers = len(data_params) < len(params)
+        if not data_params:
+            what = 'an argument other than "request_headers"' if takes_headers else "an argument for input data"
+            raise ScriptInitError(f"scoring script {script}: run() needs to accept {what}")
+        schema = _is_schema_decorated(run)
+        if raw and schema:
+            raise ScriptInitError(f"scoring script {script}: run() cannot be decorated with both @rawhttp and @input_schema")
+        return cls(data_params, takes_headers, raw, schema)
+
+
+class _ThreadCall:
+    """The thread running one run(): lets the timeout raise TimeoutError in it, only while run() runs."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: int | None = None
+
+    def enter(self) -> None:
+        with self._lock:
+            self._thread = threading.get_ident()
+
+    def leave(self) -> None:
+        with self._lock:
+            self._thread = None
+
+    def interrupt(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._thread), ctypes.py_object(TimeoutError))
+                self._thread = None
+
+
+def _notify(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], result: Any, error: BaseException | None = None) -> None:
+    """Settle ``future`` from the script thread; a loop closed meanwhile (server gone) is ignored."""
+
+    def settle() -> None:
+        if future.done():
+            return
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+    try:
+        loop.call_soon_threadsafe(settle)
+    except RuntimeError:
+        pass
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _chunks(body: Iterable[bytes | str]) -> Iterator[bytes]:
+    for chunk in body:
+        yield chunk.encode() if isinstance(chunk, str) else chunk
+
+
+def _message(status: int, message: str, *, failed: bool = False) -> ScoreResponse:
+    """azmlinfsrv's ErrorResponse: ``{"message": ...}`` as JSON."""
+    body = json.dumps({"message": message}).encode()
+    return ScoreResponse(status, [("Content-Type", JSON_TYPE), (FAILED_HEADER, str(failed))], body)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _timeout_ms(explicit: int | None) -> int:
+    raw: Any = explicit if explicit is not None else os.environ.get("SCORING_TIMEOUT_MS", DEFAULT_SCORING_TIMEOUT_MS)
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        value = 0
+    if value <= 0:
+        raise ValidationError(f"SCORING_TIMEOUT_MS: {raw!r} is not a positive number of milliseconds")
+    return value
+
+
+def _concurrency(explicit: int | None, module: ModuleType, script: Path) -> int:
+    value = explicit if explicit is not None else getattr(module, "MODELPORT_CONCURRENCY", 1)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ScriptInitError(f"scoring script {script}: MODELPORT_CONCURRENCY must be an integer >= 1, got {value!r}")
+    return value
+
+
+# --- the compat shims ---------------------------------------------------------------------------
+
+
+def _install_shims() -> tuple[ModuleType, ModuleType]:
+    """Make ``azureml.contrib.services.aml_*`` and ``azureml_inference_server_http.api.aml_*`` import
+    modelport's shims (azmlinfsrv aliases the legacy names to its own modules the same way)."""
+    if str(COMPAT_DIR) not in sys.path:
+        sys.path.append(str(COMPAT_DIR))
+    modules = []
+    for legacy, current in _SHIM_NAMES.values():
+        module = importlib.import_module(legacy)
+        _alias(current, module)
+        modules.append(module)
+    return modules[0], modules[1]
+
+
+def _alias(name: str, module: ModuleType) -> None:
+    parent, _, child = name.rpartition(".")
+    if parent:
+        if parent not in sys.modules:
+            package = ModuleType(parent)
+            package.__path__ = []
+            _alias(parent, package)
+        setattr(sys.modules[parent], child, module)
+    sys.modules[name] = module
+
+
+# --- request parsing ------------------------------------------------------------------------------
+
+
+def _json_or_text(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _query_object(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Query parameters as a JSON-like object: values parsed as JSON when they can be, repeats → list."""
+    grouped: dict[str, list[str]] = {}
+    for key, value in pairs:
+        grouped.setdefault(key, []).append(value)
+    return {
+        key: _json_or_text(values[0]) if len(values) == 1 else [_json_or_text(value) for value in values]
+        for key, values in grouped.items()
+    }
+
+
+def _json_object_body(request: ScoreRequest) -> dict[str, Any]:
+    mimetype = (request.header("content-type") or "").split(";")[0].strip().lower()
+    if not (mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))):
+        raise _InputError(415, "Expects Content-Type to be application/json")
+    if not request.body:
+        raise _InputError(400, "POST body is empty. Expecting a JSON dictionary.")
+    try:
+        body = json.loads(request.body)
+    except ValueError as exc:
+        raise _InputError(400, f"POST body could not be decoded as JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise _InputError(400, "POST body should be a JSON dictionary.")
+    return body
+
+
+def _schema_arguments(params: list[inspect.Parameter], body: dict[str, Any]) -> dict[str, Any]:
+    kwargs = {}
+    for param in params:
+        value = body.get(param.name, param.default)
+        if value is inspect.Parameter.empty:
+            raise _InputError(400, f"A value is not provided for the {param.name!r} parameter.")
+        kwargs[param.name] = value
+    return kwargs
+
+
+def _header_dict(headers: list[tuple[str, str]]) -> dict[str, str]:
+    """Headers as Flask hands them to run(): title-cased names, repeated values joined by commas."""
+    merged: dict[str, str] = {}
+    for name, value in headers:
+        key = name.title()
+        merged[key] = f"{merged[key]},{value}" if key in merged else value
+    return merged
+
+
+# --- response encoding ----------------------------------------------------------------------------
+
+
+def encode_json(value: Any) -> bytes:
+    """``json.dumps`` of a run() result, but numpy arrays/scalars and pandas objects work too.
+
+    DataFrames become a list of records (the orient inference-schema reads by default).
+    """
+    return orjson.dumps(value, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    pandas = sys.modules.get("pandas")  # a pandas object implies pandas is imported
+    if pandas is not None:
+        if isinstance(value, pandas.DataFrame):
+            return value.to_dict(orient="records")
+        if isinstance(value, (pandas.Series, pandas.Index)):
+            return value.tolist()
+        if isinstance(value, pandas.Timestamp):
+            return value.isoformat()
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+# --- swagger --------------------------------------------------------------------------------------
+
+_SWAGGER_ALIASES = {"2": "2", "2.0": "2", "3": "3", "3.0": "3", "3.1": "3.1"}
+_SCHEMA_VERSIONS = {"2": "2.0", "3": "3.0", "3.1": "3.1"}  # inference-schema's names
+_USER_SWAGGER_FILES = {"2": ("swagger.json", "swagger2.json"), "3": ("swagger3.json",), "3.1": ("swagger3.1.json",)}
+UNDECORATED_SCHEMA: dict[str, Any] = {"type": "object", "example": {}}
+
+
+def _swagger_version(requested: str | None, supported: list[str]) -> str:
+    canonical = _SWAGGER_ALIASES.get("2" if requested is None else requested)
+    if canonical is None:
+        raise SwaggerNotFound(f"Swagger version [{requested}] is not valid. Supported versions: [{', '.join(supported)}].")
+    return canonical
+
+
+def build_swagger(version: str | None, input_schema: dict[str, Any], output_schema: dict[str, Any]) -> dict[str, Any]:
+    """azmlinfsrv's generated document for ``version`` (None → 2) around the two schemas.
+
+    Title, version and path prefix come from ``SERVICE_NAME``, ``SERVICE_VERSION`` and
+    ``SERVICE_PATH_PREFIX``, as in azmlinfsrv's config.
+    """
+    canonical = _swagger_version(version, sorted(_SCHEMA_VERSIONS))
+    name = os.environ.get("SERVICE_NAME", "ML service")
+    prefix = os.environ.get("SERVICE_PATH_PREFIX", "").strip("/")
+    prefix = f"/{prefix}" if prefix else ""
+    info = {
+        "title": name,
+        "description": f"API specification for the Azure Machine Learning service {name}",
+        "version": os.environ.get("SERVICE_VERSION", "1.0"),
+    }
+    builder = _swagger2 if canonical == "2" else _openapi3
+    document = builder(info, prefix, input_schema, output_schema)
+    if canonical == "3.1":
+        document["openapi"] = "3.1.0"
+    return document
+
+
+def _script_swaggers(app_root: Path, run: Callable[..., Any]) -> dict[str, dict[str, Any]]:
+    """Every available version's document: a user file in the app root wins over generation, and a
+    version inference-schema cannot express (v2 with mixed-type arrays) is left out."""
+    input_schema, output_schema, versions = _run_schemas(run)
+    documents = {}
+    for canonical, filenames in _USER_SWAGGER_FILES.items():
+        for filename in filenames:
+            path = app_root / filename
+            if path.is_file():
+                try:
+                    documents[canonical] = json.loads(path.read_text(encoding="utf-8"))
+                except ValueError as exc:
+                    raise ScriptInitError(f"{path}: not valid JSON ({exc})") from None
+                break
+        else:
+            if _SCHEMA_VERSIONS[canonical] in versions:
+                documents[canonical] = build_swagger(canonical, input_schema, output_schema)
+    return documents
+
+
+def _is_schema_decorated(run: Callable[..., Any]) -> bool:
+    try:
+        from inference_schema.schema_util import is_schema_decorated
+    except ImportError:  # not installed: no script can use its decorators
+        return False
+    return bool(is_schema_decorated(run))
+
+
+def _run_schemas(run: Callable[..., Any]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """The input/output schemas inference-schema registered for run() and the swagger versions they allow."""
+    if not _is_schema_decorated(run):
+        return UNDECORATED_SCHEMA, UNDECORATED_SCHEMA, list(_SCHEMA_VERSIONS.values())
+    from inference_schema.schema_util import get_input_schema, get_output_schema, get_supported_versions
+
+    return get_input_schema(run), get_output_schema(run), list(get_supported_versions(run))
+
+
+def _error_schema_ref(ref: str) -> dict[str, Any]:
+    return {"description": "The service failed to execute due to an error.", "schema": {"$ref": ref}}
+
+
+_HEALTH_DESCRIPTION = "If service is up and running, this response will be returned with the content 'Healthy'"
+_SCORE_DESCRIPTION = "Run web service's model and get the prediction output"
+_INPUT_DESCRIPTION = "The input payload for executing the real-time machine learning service."
+_OUTPUT_DESCRIPTION = "The service processed the input correctly and provided a result prediction, if applicable."
+_BEARER = {
+    "type": "apiKey",
+    "name": "Authorization",
+    "in": "header",
+    "description": "For example: Bearer abc123",
+}
+_ERROR_RESPONSE = {"type": "object", "properties": {"message": {"type": "string"}}}
+
+
+def _swagger2(info: dict[str, Any], prefix: str, input_schema: Any, output_schema: Any) -> dict[str, Any]:
+    error = _error_schema_ref("#/definitions/ErrorResponse")
+    return {
+        "swagger": "2.0",
+        "info": info,
+        "schemes": ["https"],
+        "consumes": [JSON_TYPE],
+        "produces": [JSON_TYPE],
+        "securityDefinitions": {"Bearer": dict(_BEARER)},
+        "paths": {
+            f"{prefix}/": {"get": {
+                "operationId": "ServiceHealthCheck",
+                "description": "Simple health check endpoint to ensure the service is up at any given point.",
+                "responses": {
+                    "200": {"description": _HEALTH_DESCRIPTION, "schema": {"type": "string"},
+                            "examples": {JSON_TYPE: "Healthy"}},
+                    "default": error,
+                },
+            }},
+            f"{prefix}/score": {"post": {
+                "operationId": "RunMLService",
+                "description": _SCORE_DESCRIPTION,
+                "security": [{"Bearer": []}],
+                "parameters": [{"name": "serviceInputPayload", "in": "body", "description": _INPUT_DESCRIPTION,
+                                "schema": {"$ref": "#/definitions/ServiceInput"}}],
+                "responses": {
+                    "200": {"description": _OUTPUT_DESCRIPTION, "schema": {"$ref": "#/definitions/ServiceOutput"}},
+                    "default": error,
+                },
+            }},
+            f"{prefix}/swagger.json": {"get": {
+                "operationId": "GetSwaggerSpec",
+                "description": "Get the Swagger specification.",
+                "parameters": [{"name": "version", "in": "query", "required": False, "type": "integer", "enum": [2, 3]}],
+                "responses": {
+                    "200": {"description": "The Swagger specification.", "schema": {"type": "string"}},
+                    "default": error,
+                },
+            }},
+        },
+        "definitions": {"ServiceInput": input_schema, "ServiceOutput": output_schema, "ErrorResponse": _ERROR_RESPONSE},
+    }
+
+
+def _openapi3(info: dict[str, Any], prefix: str, input_schema: Any, output_schema: Any) -> dict[str, Any]:
+    def content(media_type: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {media_type: {"schema": schema}}
+
+    error = {"description": "The service failed to execute due to an error.",
+             "content": content(JSON_TYPE, {"$ref": "#/components/schemas/ErrorResponse"})}
+    return {
+        "openapi": "3.0.3",
+        "info": info,
+        "security": [{"Bearer": []}],
+        "paths": {
+            f"{prefix}/": {"get": {
+                "operationId": "ServiceHealthCheck",
+                "description": "Simple health check endpoint to ensure the service is up at any given point.",
+                "responses": {
+                    "200": {"description": _HEALTH_DESCRIPTION,
+                            "content": content("text/plain", {"type": "string", "example": "Healthy"})},
+                    "default": error,
+                },
+            }},
+            f"{prefix}/score": {"post": {
+                "operationId": "RunMLService",
+                "description": _SCORE_DESCRIPTION,
+                "security": [{"Bearer": []}],
+                "requestBody": {"description": _INPUT_DESCRIPTION,
+                                "content": content(JSON_TYPE, {"$ref": "#/components/schemas/ServiceInput"})},
+                "responses": {
+                    "200": {"description": _OUTPUT_DESCRIPTION,
+                            "content": content(JSON_TYPE, {"$ref": "#/components/schemas/ServiceOutput"})},
+                    "default": error,
+                },
+            }},
+            f"{prefix}/swagger.json": {"get": {
+                "operationId": "GetSwaggerSpec",
+                "description": "Get the Swagger specification.",
+                "parameters": [{"name": "version", "in": "query", "required": False,
+                                "schema": {"type": "integer", "enum": [2, 3]}}],
+                "responses": {
+                    "200": {"description": "The Swagger specification.", "content": content("text/plain", {"type": "string"})},
+                    "default": error,
+                },
+            }},
+        },
+        "components": {
+            "schemas": {"ServiceInput": input_schema, "ServiceOutput": output_schema, "ErrorResponse": _ERROR_RESPONSE},
+            "securitySchemes": {"Bearer": dict(_BEARER)},
+        },
+    }
