@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -43,3 +44,46 @@ def test_serve_refuses_missing_and_corrupted_models(sqlite_cli: Cli, tmp_path: P
     assert corrupted.returncode == 1
     assert "corrupted" in corrupted.stderr and "model.onnx" in corrupted.stderr
     assert len(corrupted.stderr.strip().splitlines()) == 1
+
+
+SCORE_PY = '''
+import json, os
+import joblib
+
+def init():
+    global model
+    model = joblib.load(os.path.join(os.getenv("AZUREML_MODEL_DIR"), "bundle", "model.joblib"))
+
+def run(raw_data):
+    return model.predict(json.loads(raw_data)["data"]).tolist()
+'''
+
+
+def test_registered_scoring_script_serves_score(sqlite_cli: Cli, tmp_path: Path) -> None:
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((60, 3)), rng.integers(0, 2, 60)
+    model = LogisticRegression().fit(x, y)
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    joblib.dump(model, bundle / "model.joblib")
+    (bundle / "score.py").write_text(SCORE_PY)
+    info = sqlite_cli("model", "register", bundle, "--name", "scorer", "--flavor", "python", "-o", "json")
+    assert info.returncode == 0, info.stderr
+    server = Server(["scorer"], env=sqlite_cli.env, grpc=False)
+    try:
+        assert httpx.get(server.url + "/").text == "Healthy"
+        reply = httpx.post(server.url + "/score", content=json.dumps({"data": x[:5].tolist()}))
+        assert reply.status_code == 200 and reply.json() == model.predict(x[:5]).tolist()
+        assert reply.headers["x-ms-run-function-failed"] == "False"
+    finally:
+        assert server.stop() == 0
+
+
+def test_failing_init_makes_serve_exit_non_zero(sqlite_cli: Cli, tmp_path: Path) -> None:
+    script = tmp_path / "score.py"
+    script.write_text("def init():\n    raise RuntimeError('weights missing')\n\ndef run(raw):\n    return raw\n")
+    result = sqlite_cli("serve", "--entry-script", script, "--no-grpc", "--http-port", "0", timeout=60)
+    assert result.returncode == 1 and "weights missing" in result.stderr

@@ -1,8 +1,10 @@
-"""``modelport serve``: a scoring server for registered models or a model-repository folder."""
+"""``modelport serve``: a scoring server for registered models, a model-repository folder, or an
+Azure ML scoring script."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import click
 
@@ -12,6 +14,10 @@ from modelport.core.errors import ValidationError
 
 @click.command("serve")
 @click.argument("targets", nargs=-1)
+@click.option("--entry-script", type=click.Path(path_type=Path), default=None,
+              help="An Azure ML scoring script (init()/run()) to serve on /score.")
+@click.option("--model-dir", type=click.Path(path_type=Path), default=None,
+              help="The folder the script sees as AZUREML_MODEL_DIR / MODELPORT_MODEL_DIR.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--http-port", default=8000, show_default=True, type=int, help="HTTP port (v2 and /score).")
 @click.option("--grpc-port", default=8001, show_default=True, type=int, help="gRPC port.")
@@ -20,26 +26,48 @@ from modelport.core.errors import ValidationError
 @click.option("--max-body-mb", default=100, show_default=True, type=click.IntRange(min=1),
               help="Largest request body accepted (413 beyond).")
 @click.option("--request-timeout-ms", default=None, type=click.IntRange(min=1),
-              help="Per-request time limit (503 beyond) [default: none].")
+              help="Per-request time limit on /v2 (503 beyond) [default: none]; scripts use SCORING_TIMEOUT_MS.")
 @pass_app
-def serve(app: AppContext, targets: tuple[str, ...], host: str, http_port: int, grpc_port: int, metrics_port: int,
-          no_grpc: bool, max_body_mb: int, request_timeout_ms: int | None) -> None:
+def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, model_dir: Path | None, host: str,
+          http_port: int, grpc_port: int, metrics_port: int, no_grpc: bool, max_body_mb: int,
+          request_timeout_ms: int | None) -> None:
     """Serve TARGETS: registered models (NAME, NAME:VERSION, NAME@ALIAS) or a folder laid out like a
-    Triton model repository (<repo>/<model>/<version>/model.onnx, optional config.pbtxt/config.yaml)."""
+    Triton model repository (<repo>/<model>/<version>/model.onnx, optional config.pbtxt/config.yaml).
+
+    Models speak the Open Inference Protocol v2 over HTTP and gRPC; a scoring script (given with
+    --entry-script, or a registered `python`-flavor model) answers Azure ML's /score, and a single
+    no-code model (onnx, sklearn...) answers /score too."""
+    from modelport.serving.http.azureml import azureml_routes
     from modelport.serving.repository import ModelRepository
+    from modelport.serving.scoring_script import ScriptHost
     from modelport.serving.server import ServeOptions
     from modelport.serving.server import serve as run_server
     from modelport.serving.targets import resolve_targets
 
-    if not targets:
-        raise ValidationError("serve: give at least one TARGET (a registered model or a model-repository folder)")
-    repository = ModelRepository(resolve_targets(list(targets), lambda: app.workspace))
+    if not targets and entry_script is None:
+        raise ValidationError("serve: give a TARGET (a registered model or a model-repository folder) or --entry-script")
+    if model_dir is not None and entry_script is None:
+        raise ValidationError("--model-dir: only used with --entry-script")
+    sources = resolve_targets(list(targets), lambda: app.workspace)
+    scripts = [source for source in sources if source.entry_script is not None]
+    if len(scripts) + (entry_script is not None) > 1:
+        raise ValidationError("serve: one scoring script per server (several python-flavor targets or --entry-script)")
+    host_script = None
+    if entry_script is not None:
+        host_script = ScriptHost(entry_script, model_dir)
+    elif scripts:
+        host_script = ScriptHost(scripts[0].entry_script, scripts[0].model_dir)
+    repository = ModelRepository([source for source in sources if source.entry_script is None])
     repository.load_all()
+    no_code = repository if host_script is None and len(repository.names) == 1 else None
     options = ServeOptions(
         host=host, http_port=http_port, grpc_port=None if no_grpc else grpc_port, metrics_port=metrics_port,
         max_body=max_body_mb * 1024 * 1024, timeout_s=None if request_timeout_ms is None else request_timeout_ms / 1000,
+        extra_routes=azureml_routes(host_script, no_code, None),
     )
+    names = repository.names + ([f"/score ({(entry_script or scripts[0].entry_script).name})"] if host_script else [])
     try:
-        asyncio.run(run_server(repository, options, on_ready=lambda where: click.echo(f"serving {', '.join(repository.names)} on {where}", err=True)))
+        asyncio.run(run_server(repository, options,
+                               on_ready=lambda where: click.echo(f"serving {', '.join(names)} on {where}", err=True)))
     finally:
         repository.close()

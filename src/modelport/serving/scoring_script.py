@@ -189,6 +189,7 @@ class ScriptHost:
         try:
             value, elapsed_ms = await self._invoke(kwargs)
         except _RunTimedOut:
+            log.error("scoring script %s: run() did not finish within %d ms", self.script, self.timeout_ms)
             return _message(500, f"Scoring timeout after {self.timeout_ms} ms", failed=True)
         except _RunFailed as exc:
             log.error("scoring script %s: run() failed", self.script, exc_info=exc.__cause__)

@@ -21,7 +21,8 @@ class ModelSource:
     """One model version ready to be loaded.
 
     ``path`` is the folder the flavor loads from; ``model_dir`` is what scoring scripts see
-    as ``AZUREML_MODEL_DIR`` (the folder holding the registered file or folder).
+    as ``AZUREML_MODEL_DIR`` (the folder holding the registered file or folder);
+    ``entry_script`` is set for the ``python`` flavor (a ``score.py`` with ``init``/``run``).
     """
 
     name: str
@@ -30,6 +31,7 @@ class ModelSource:
     path: Path
     config: ModelConfig | None
     model_dir: Path
+    entry_script: Path | None = None
 
 
 def read_config(folder: Path, name: str, *, strict: bool) -> ModelConfig | None:
@@ -87,13 +89,19 @@ def _model_sources(model_dir: Path) -> list[ModelSource]:
     return sources
 
 
-def source_from_registered(name: str, version: int, flavor: str, version_dir: Path, root_name: str) -> list[ModelSource]:
-    """A registered version: a single file, a model folder (with optional config), or a repository."""
+def source_from_registered(
+    name: str, version: int, flavor: str, version_dir: Path, root_name: str, details: dict
+) -> list[ModelSource]:
+    """A registered version: a single file, a model folder (with optional config), a scoring
+    script folder, or a repository. ``details`` are the registry's facts about the content."""
     content = version_dir / root_name
     if flavor == "triton":
         return sources_from_repository(content)
     if not content.exists():
         raise NotFoundError(f"model {name}:{version}: {content} is missing")
+    if flavor == "python":
+        script = content / details["entry_script"] if content.is_dir() else content
+        return [ModelSource(name, version, flavor, script.parent, None, version_dir, script)]
     if content.is_dir():
         return [ModelSource(name, version, flavor, content, read_config(content, name, strict=False), version_dir)]
     return [ModelSource(name, version, flavor, version_dir, None, version_dir)]

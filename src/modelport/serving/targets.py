@@ -26,7 +26,9 @@ def resolve_targets(targets: list[str], workspace: Callable[[], Workspace]) -> l
             )
         else:
             info, version_dir = workspace().models.model_dir(target)
-            sources += source_from_registered(info.name, info.version, info.flavor, version_dir, info.root_name)
+            sources += source_from_registered(
+                info.name, info.version, info.flavor, version_dir, info.root_name, info.details
+            )
     keys = [(source.name, source.version) for source in sources]
     twice = sorted({key for key in keys if keys.count(key) > 1})
     if twice:

@@ -87,7 +87,7 @@ class _Endpoint:
             response = _message(405, METHOD_NOT_ALLOWED)
         else:
             try:
-                response = await self._handler(request, ids[0][1])
+                response = await self._handler(request, dict(ids)["x-request-id"])
             except Exception:  # azmlinfsrv's catch-all: log it, answer a fixed 500
                 log.exception("%s %s failed", request.method, request.url.path)
                 response = _message(500, INTERNAL_ERROR_MESSAGE)

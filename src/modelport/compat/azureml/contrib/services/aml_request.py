@@ -13,11 +13,11 @@ decorates, so several scripts can be hosted in one process.
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import shutil
 from collections.abc import Callable, Iterable, Iterator
-from email.message import Message
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any, BinaryIO, TypeVar
@@ -35,12 +35,12 @@ def rawhttp(func: _F) -> _F:
 
 
 def wants_raw_request(func: Callable[..., Any]) -> bool:
-    """Whether ``func`` (or what it wraps) was decorated with :func:`rawhttp`."""
-    while func is not None:
-        if getattr(func, RAWHTTP_ATTRIBUTE, False):
-            return True
-        func = getattr(func, "__wrapped__", None)
-    return False
+    """Whether ``func`` (or a function it wraps) was decorated with :func:`rawhttp`."""
+    try:
+        innermost = inspect.unwrap(func, stop=lambda inner: getattr(inner, RAWHTTP_ATTRIBUTE, False))
+    except ValueError:  # a __wrapped__ cycle
+        return False
+    return bool(getattr(innermost, RAWHTTP_ATTRIBUTE, False))
 
 
 class Headers:
@@ -230,7 +230,7 @@ class AMLRequest:
         if not (force or self.is_json):
             if silent:
                 return None
-            raise ValueError(f"Did not attempt to load JSON data because the request Content-Type was not 'application/json' ({self.content_type!r})")
+            raise ValueError(f"request Content-Type {self.content_type!r} is not JSON; use get_json(force=True)")
         try:
             return json.loads(self._body)
         except ValueError:
@@ -272,7 +272,6 @@ def _parse_multipart(content_type: str, body: bytes) -> tuple[MultiDict, MultiDi
     fields: list[tuple[str, str]] = []
     files: list[tuple[str, FileStorage]] = []
     for part in message.iter_parts() if message.is_multipart() else ():
-        assert isinstance(part, Message)
         name = part.get_param("name", header="content-disposition")
         if not isinstance(name, str):
             continue

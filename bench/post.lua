@@ -1,0 +1,15 @@
+-- wrk script: POST the body in $BODY_FILE on every request and print one JSON summary line.
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = assert(io.open(os.getenv("BODY_FILE"), "rb"))
+wrk.body = f:read("*a")
+f:close()
+
+function done(summary, latency, requests)
+  io.write(string.format(
+    "BENCHJSON {\"requests\":%d,\"duration_us\":%d,\"non2xx\":%d,\"errors\":%d," ..
+    "\"p50_us\":%d,\"p99_us\":%d}\n",
+    summary.requests, summary.duration, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end

@@ -1,0 +1,117 @@
+"""Served vs. in-process: batch-1 v2 JSON requests from wrk against ``modelport serve``,
+next to onnxruntime called directly in this process, measured in one run.
+
+    python bench/serve_http.py [--duration 10] [--concurrency 1,64] [--models small,medium]
+
+Needs ``wrk`` (Debian package). Everything binds 127.0.0.1; every load is bounded by --duration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from modelport.samples import build_mlp_onnx
+
+MODELS = {"small": (32, 64, 64, 4), "medium": (256, 1024, 1024, 1024, 16)}
+HERE = Path(__file__).resolve().parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def in_process_rows_per_s(path: Path, width: int, seconds: float) -> float:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((1, width)).astype(np.float32)
+    count, end = 0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        session.run(None, {"input": x})
+        count += 1
+    return count / seconds
+
+
+def wrk(url: str, body_file: Path, connections: int, seconds: int) -> dict:
+    result = subprocess.run(
+        ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s", "-s",
+         str(HERE / "post.lua"), url],
+        env={**os.environ, "BODY_FILE": str(body_file)}, capture_output=True, text=True, timeout=seconds + 60,
+    )
+    line = next(row for row in result.stdout.splitlines() if row.startswith("BENCHJSON "))
+    data = json.loads(line.removeprefix("BENCHJSON "))
+    data["rps"] = data["requests"] / (data["duration_us"] / 1e6)
+    return data
+
+
+def wait_ready(url: str, proc: subprocess.Popen) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/v2/health/ready", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("server not ready")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--concurrency", default="1,64")
+    parser.add_argument("--models", default="small,medium")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp) / "repo"
+        for name in args.models.split(","):
+            sizes = MODELS[name]
+            path = build_mlp_onnx(repo / name / "1" / "model.onnx", sizes=sizes)
+            body = Path(tmp) / f"{name}.json"
+            x = np.random.default_rng(1).standard_normal(sizes[0]).astype(np.float32)
+            body.write_text(json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, sizes[0]],
+                                                    "data": x.tolist()}]}))
+            rows.append({"model": name, "in_process_rows_s": in_process_rows_per_s(path, sizes[0], args.duration / 2)})
+        port = free_port()
+        command = [sys.executable, "-m", "modelport", "serve", str(repo), "--http-port", str(port), "--no-grpc",
+                   "--metrics-port", str(free_port())]
+        server = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+        try:
+            wait_ready(f"http://127.0.0.1:{port}", server)
+            for row in rows:
+                url = f"http://127.0.0.1:{port}/v2/models/{row['model']}/infer"
+                for connections in (int(c) for c in args.concurrency.split(",")):
+                    row[f"c{connections}"] = wrk(url, Path(tmp) / f"{row['model']}.json", connections, args.duration)
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    print(json.dumps(rows, indent=2))
+    print("\n| model | in-process rows/s (batch 1) | " + " | ".join(
+        f"served c={c} req/s (p50, p99 ms)" for c in args.concurrency.split(",")) + " |")
+    print("|---|---|" + "---|" * len(args.concurrency.split(",")))
+    for row in rows:
+        cells = [f"{row[f'c{c}']['rps']:,.0f} ({row[f'c{c}']['p50_us'] / 1000:.2f}, {row[f'c{c}']['p99_us'] / 1000:.1f})"
+                 + (f" ⚠ {row[f'c{c}']['non2xx']} non-2xx" if row[f"c{c}"]["non2xx"] else "")
+                 for c in args.concurrency.split(",")]
+        print(f"| {row['model']} | {row['in_process_rows_s']:,.0f} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
