@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from modelport.core.errors import ModelportError
 from modelport.core.settings import WorkspaceSettings, resolve_settings

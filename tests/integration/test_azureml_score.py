@@ -25,6 +25,7 @@ from modelport.serving.repository import ModelRepository
 from modelport.serving.scoring_script import RUN_FAILED_MESSAGE, ScriptHost, ScriptInitError
 from modelport.serving.sources import sources_from_repository
 
+
 @pytest.fixture(autouse=True)
 def _isolated_process_state(monkeypatch: pytest.MonkeyPatch) -> None:
     """Hosts set environment variables and extend sys.path; undo both after each test."""

@@ -105,7 +105,7 @@ def test_concurrent_registrations_get_consecutive_versions(cli, tmp_path: Path) 
     _ok(cli("init"))
     procs = [cli.popen("model", "register", f, "--name", "shared", "-o", "json") for f in files]
     outputs = [p.communicate(timeout=180) for p in procs]
-    for proc, (stdout, stderr) in zip(procs, outputs):
+    for proc, (_, stderr) in zip(procs, outputs):
         assert proc.returncode == 0, stderr
     versions = sorted(json.loads(stdout)["version"] for stdout, _ in outputs)
     assert versions == list(range(1, 9))

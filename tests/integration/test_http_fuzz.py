@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 
-import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

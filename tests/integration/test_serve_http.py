@@ -11,8 +11,8 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
-
 from conftest import Server
+
 from modelport.samples import build_dtypes_onnx, build_mlp_onnx
 
 tritonhttp = pytest.importorskip("tritonclient.http")

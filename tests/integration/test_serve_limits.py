@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-
 from conftest import Server
+
 from modelport.samples import build_mlp_onnx
 
 ROWS = 2048

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import onnxruntime as ort
-
 from conftest import Cli, Server
+
 from modelport.samples import build_mlp_onnx
 
 

@@ -7,10 +7,11 @@ environments with the same requirements share one build.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from modelport.core.names import parse_version, validate_name
 from modelport.envs import BuildResult, build_env, parse_spec, parse_spec_file

@@ -34,14 +34,11 @@ from modelport.serving.repository import ModelRepository
 from modelport.serving.scoring_script import (
     FAILED_HEADER,
     INTERNAL_ERROR_MESSAGE,
-    JSON_TYPE,
-    UNDECORATED_SCHEMA,
     ScoreRequest,
     ScoreResponse,
     ScriptHost,
-    SwaggerNotFound,
-    build_swagger,
 )
+from modelport.serving.script_swagger import JSON_TYPE, UNDECORATED_SCHEMA, SwaggerNotFound, build_swagger
 
 log = logging.getLogger(__name__)
 
