@@ -427,7 +427,8 @@ def test_mlflow_pyfunc_predicts_what_mlflow_does(tmp_path: Path) -> None:
 
     x, y = classification_data()
     model = LogisticRegression(max_iter=500, random_state=0).fit(x, y)
-    mlflow_sklearn.save_model(model, str(tmp_path / "model"), signature=infer_signature(x, model.predict(x)))
+    mlflow_sklearn.save_model(model, str(tmp_path / "model"), signature=infer_signature(x, model.predict(x)),
+                            serialization_format=mlflow_sklearn.SERIALIZATION_FORMAT_PICKLE)
 
     predictor = load_predictor("mlflow", tmp_path / "model", None)
     assert predictor.inputs == [TensorMeta("input-0", "FP64", (-1, 6))]
