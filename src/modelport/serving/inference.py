@@ -10,9 +10,9 @@ import time
 
 import numpy as np
 
+from modelport.core.datatypes import datatype_of
 from modelport.core.errors import ModelportError, ValidationError
 from modelport.protocol.classification import classify
-from modelport.protocol.datatypes import datatype_of
 from modelport.protocol.types import InferenceRequest, InferenceResponse, InferOutput
 from modelport.serving.model import ServedModel
 
@@ -38,8 +38,6 @@ async def infer(model: ServedModel, request: InferenceRequest) -> InferenceRespo
         reason = "OTHER" if isinstance(exc, ValidationError) else "BACKEND"
         model.stats.record_request(False, time.perf_counter_ns() - start, queue_ns, 0, infer_ns, 0, reason)
         raise
-    batch = _batch_size(model, inputs)
-    model.stats.record_execution(batch, prepared - start, infer_ns, done - shaped)
     model.stats.record_request(True, done - start, queue_ns, prepared - start, infer_ns, done - shaped)
     return InferenceResponse(model.name, model.version, request.id, outputs)
 
@@ -55,12 +53,6 @@ def _check_batch(model: ServedModel, inputs: dict[str, np.ndarray]) -> None:
         raise ValidationError(
             f"inference request batch-size must be <= {model.config.max_batch_size} for {model.name!r} (got {size})"
         )
-
-
-def _batch_size(model: ServedModel, inputs: dict[str, np.ndarray]) -> int:
-    if not model.batched or not inputs:
-        return 1
-    return int(next(iter(inputs.values())).shape[0])
 
 
 def _outputs(model: ServedModel, request: InferenceRequest, produced: dict[str, np.ndarray]) -> list[InferOutput]:

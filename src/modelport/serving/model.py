@@ -17,7 +17,8 @@ import numpy as np
 
 from modelport.core.errors import ModelportError, ValidationError
 from modelport.runtime.config import ModelConfig, complete_config
-from modelport.runtime.predictor import Predictor, load_predictor
+from modelport.runtime.predictor import Predictor, check_inputs, load_predictor
+from modelport.serving.batching import DynamicBatcher
 from modelport.serving.sources import ModelSource
 from modelport.serving.stats import ModelStats
 
@@ -44,6 +45,9 @@ class Execution:
 
 
 class ServedModel:
+    """Requests reach the instances directly, or through a ``DynamicBatcher`` when the config
+    asks for ``dynamic_batching`` on a model with a batch dimension."""
+
     def __init__(self, source: ModelSource, config: ModelConfig, instances: list[Predictor]) -> None:
         self.source = source
         self.name = source.name
@@ -57,6 +61,10 @@ class ServedModel:
         self._instances = instances
         self._executor = ThreadPoolExecutor(len(instances), thread_name_prefix=f"{self.name}-{self.version}")
         self._closed = False
+        self.batcher = None
+        if config.dynamic_batching is not None and config.max_batch_size > 0:
+            self.batcher = DynamicBatcher(config.dynamic_batching, config.max_batch_size, len(instances),
+                                          self._run_batch, on_batch=self._record_batch)
 
     @classmethod
     def load(cls, source: ModelSource) -> ServedModel:
@@ -103,16 +111,34 @@ class ServedModel:
         }
 
     async def execute(self, inputs: dict[str, np.ndarray], request_id: str | None) -> Execution:
-        loop = asyncio.get_running_loop()
+        if self.batcher is not None:
+            check_inputs(self._instances[0].inputs, inputs)  # a bad request must not sink a batch
+            batched = await self.batcher.submit(inputs)
+            return Execution(batched.outputs, int(batched.queued * 1e9), int(batched.executed * 1e9))
         submitted = time.perf_counter_ns()
+        outputs, started, finished = await self._in_thread(inputs, request_id)
+        rows = next(iter(inputs.values())).shape[0] if self.batched and inputs else 1
+        self.stats.record_execution(rows, 0, finished - started, 0)
+        return Execution(outputs, started - submitted, finished - started)
+
+    async def _run_batch(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs, _, _ = await self._in_thread(inputs, None)
+        return outputs
+
+    def _record_batch(self, rows: int, seconds: float) -> None:
+        self.stats.record_execution(rows, 0, int(seconds * 1e9), 0)
+
+    async def _in_thread(self, inputs: dict[str, np.ndarray], request_id: str | None) -> tuple[dict, int, int]:
+        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, self._run, inputs, submitted, request_id)
+            return await loop.run_in_executor(self._executor, self._predict, inputs, request_id)
         except RuntimeError:
             if self._closed:  # the executor refuses new work once the model is unloaded
                 raise ModelUnavailable(f"model {self.name!r} version {self.version} was unloaded") from None
             raise
 
-    def _run(self, inputs: dict[str, np.ndarray], submitted: int, request_id: str | None) -> Execution:
+    def _predict(self, inputs: dict[str, np.ndarray], request_id: str | None) -> tuple[dict, int, int]:
+        """Runs in a worker thread on a free instance; returns outputs and start/end (ns)."""
         started = time.perf_counter_ns()
         instance = self._free.get()
         try:
@@ -126,11 +152,13 @@ class ServedModel:
             ) from exc
         finally:
             self._free.put(instance)
-        return Execution(outputs, started - submitted, time.perf_counter_ns() - started)
+        return outputs, started, time.perf_counter_ns()
 
     def close(self) -> None:
         """Finish the runs already submitted, then release the instances."""
         self._closed = True
+        if self.batcher is not None:
+            self.batcher.close()
         self._executor.shutdown(wait=True)
         for instance in self._instances:
             instance.close()

@@ -1,0 +1,261 @@
+"""Server-side dynamic batching with Triton's semantics, plus an adaptive policy.
+
+Requests of one model wait in a bounded queue; whenever a model instance is free, the
+scheduler walks the queue in arrival order and forms a batch (concatenate on dim 0), runs it
+once, and splits the outputs back to the callers:
+
+* a batch stops before it would exceed ``max_batch_size`` or at a request whose non-batch
+  shapes or dtypes differ (it cannot be concatenated);
+* the longest prefix whose total is a preferred size goes out at once;
+* otherwise the batch goes out when it is full, when the queue holds an incompatible request,
+  when ``max_queue_delay_microseconds`` is 0, or when the oldest request has waited that long;
+* a full queue (``max_queue_size``) answers 503 immediately and a request that waited past
+  ``default_timeout_microseconds`` answers 503, so memory never grows without bound.
+
+The adaptive policy (``latency_budget_ms``) replaces the two knobs: it keeps a running linear
+model of batch cost (``cost(n) = fixed + per_row * n``) and picks the largest batch whose cost
+plus waiting fits half the budget, waiting at most what remains of that half.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from modelport.core.errors import ModelportError
+from modelport.runtime.config import DynamicBatching
+
+Runner = Callable[[dict[str, np.ndarray]], Awaitable[dict[str, np.ndarray]]]
+
+
+@dataclass(frozen=True)
+class Batched:
+    """One request's share of a batch, and where its time went (seconds)."""
+
+    outputs: dict[str, np.ndarray]
+    queued: float
+    executed: float
+
+
+class QueueRejected(ModelportError):
+    """The queue is full or the request waited too long: Triton answers 503."""
+
+    http_status = 503
+
+
+@dataclass
+class _Pending:
+    inputs: dict[str, np.ndarray]
+    rows: int
+    future: asyncio.Future[Batched]
+    enqueued: float = field(default_factory=time.perf_counter)
+
+    def signature(self) -> tuple:
+        """Requests batch together only when everything but dim 0 agrees."""
+        return tuple((name, array.dtype.str, array.shape[1:]) for name, array in sorted(self.inputs.items()))
+
+
+class CostModel:
+    """Running least-squares fit of batch execution time against batch size (seconds)."""
+
+    def __init__(self, decay: float = 0.98) -> None:
+        self._decay = decay
+        self._n = self._sx = self._sy = self._sxx = self._sxy = 0.0
+
+    def observe(self, rows: int, seconds: float) -> None:
+        d = self._decay
+        self._n = self._n * d + 1
+        self._sx = self._sx * d + rows
+        self._sy = self._sy * d + seconds
+        self._sxx = self._sxx * d + rows * rows
+        self._sxy = self._sxy * d + rows * seconds
+
+    def predict(self, rows: int) -> float:
+        if self._n < 1:
+            return 0.0
+        mean_x, mean_y = self._sx / self._n, self._sy / self._n
+        var = self._sxx / self._n - mean_x * mean_x
+        slope = max(0.0, (self._sxy / self._n - mean_x * mean_y) / var) if var > 1e-12 else mean_y / max(mean_x, 1)
+        return max(0.0, mean_y + slope * (rows - mean_x))
+
+
+class DynamicBatcher:
+    """One per batching model; ``submit`` is called on the event loop by every request."""
+
+    def __init__(self, settings: DynamicBatching, max_batch_size: int, instances: int, runner: Runner,
+                 on_batch: Callable[[int, float], None] | None = None) -> None:
+        self.settings = settings
+        self.max_batch_size = max_batch_size
+        self._preferred = frozenset(settings.preferred_batch_size)
+        self._delay = settings.max_queue_delay_microseconds / 1e6
+        self._timeout = settings.default_timeout_microseconds / 1e6 or None
+        self._budget = settings.latency_budget_ms / 1000 if settings.latency_budget_ms else None
+        self._runner = runner
+        self._on_batch = on_batch
+        self._instances = instances
+        self._queue: deque[_Pending] = deque()
+        self._previous: asyncio.Future[None] | None = None
+        self.cost = CostModel()
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, inputs: dict[str, np.ndarray]) -> Batched:
+        if self.settings.max_queue_size and len(self._queue) >= self.settings.max_queue_size:
+            raise QueueRejected("Exceeds maximum queue size")
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._start(loop)
+        rows = next(iter(inputs.values())).shape[0] if inputs else 1
+        pending = _Pending(inputs, rows, loop.create_future())
+        self._queue.append(pending)
+        self._arrival.set()
+        return await pending.future
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The scheduler and its primitives belong to the loop that serves the requests."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._queue.clear()
+        self._arrival = asyncio.Event()
+        self._slots = asyncio.Semaphore(self._instances)
+        self._previous = None
+        self._task = loop.create_task(self._schedule())
+
+    def close(self) -> None:
+        """Stop scheduling and fail what is still queued; callable from any thread."""
+        if self._task is None:
+            return
+        try:
+            self._task.get_loop().call_soon_threadsafe(self._shutdown)
+        except RuntimeError:  # the loop is already closed: nothing is waiting any more
+            pass
+
+    def _shutdown(self) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        while self._queue:
+            pending = self._queue.popleft()
+            if not pending.future.done():
+                pending.future.set_exception(QueueRejected("model unloaded"))
+
+    # -- scheduling -----------------------------------------------------------------------------
+
+    async def _schedule(self) -> None:
+        while True:
+            await self._slots.acquire()
+            batch = await self._next_batch()
+            asyncio.get_running_loop().create_task(self._dispatch(batch))
+
+    async def _next_batch(self) -> list[_Pending]:
+        while True:
+            self._expire()
+            if not self._queue:
+                self._arrival.clear()
+                await self._arrival.wait()
+                continue
+            batch, send_now = self._candidate()
+            if send_now:
+                return self._take(len(batch))
+            wait = self._wait_budget(batch) - (time.perf_counter() - self._queue[0].enqueued)
+            if wait <= 0:
+                return self._take(len(batch))
+            self._arrival.clear()
+            try:
+                await asyncio.wait_for(self._arrival.wait(), wait)
+            except asyncio.TimeoutError:
+                pass
+
+    def _candidate(self) -> tuple[list[_Pending], bool]:
+        """The batch the queue head allows, and whether it should go out now."""
+        batch: list[_Pending] = []
+        total, best_preferred, stopped = 0, 0, False
+        head = self._queue[0].signature()
+        for pending in self._queue:
+            if total + pending.rows > self.max_batch_size or pending.signature() != head:
+                stopped = True
+                break
+            batch.append(pending)
+            total += pending.rows
+            if total in self._preferred:
+                best_preferred = len(batch)
+        if not batch:  # a single request larger than max_batch_size never gets here (checked earlier)
+            return [self._queue[0]], True
+        target = self._adaptive_target() if self._budget else None
+        if target is not None:
+            return batch, stopped or total >= target
+        if best_preferred:
+            return batch[:best_preferred], True
+        return batch, stopped or total >= self.max_batch_size or self._delay == 0
+
+    def _adaptive_target(self) -> int:
+        """Largest batch whose predicted cost fits half the latency budget (at least 1)."""
+        half = self._budget / 2
+        size = self.max_batch_size
+        while size > 1 and self.cost.predict(size) > half:
+            size //= 2
+        return size
+
+    def _wait_budget(self, batch: list[_Pending]) -> float:
+        if self._budget is None:
+            return self._delay
+        rows = sum(p.rows for p in batch)
+        return max(0.0, self._budget / 2 - self.cost.predict(rows))
+
+    def _take(self, count: int) -> list[_Pending]:
+        return [self._queue.popleft() for _ in range(count)]
+
+    def _expire(self) -> None:
+        if self._timeout is None:
+            return
+        now = time.perf_counter()
+        while self._queue and now - self._queue[0].enqueued > self._timeout:
+            pending = self._queue.popleft()
+            if not pending.future.done():
+                pending.future.set_exception(QueueRejected("Request timeout expired"))
+
+    async def _dispatch(self, batch: list[_Pending]) -> None:
+        previous, done = self._previous, asyncio.get_running_loop().create_future()
+        if self.settings.preserve_ordering:
+            self._previous = done
+        try:
+            live = [p for p in batch if not p.future.done()]  # callers may have given up
+            if not live:
+                return
+            inputs = _concatenate([p.inputs for p in live]) if len(live) > 1 else live[0].inputs
+            started = time.perf_counter()
+            try:
+                outputs = await self._runner(inputs)
+            except BaseException as exc:  # every caller in the batch gets the same error
+                await _after(previous)
+                for pending in live:
+                    if not pending.future.done():
+                        pending.future.set_exception(exc)
+                return
+            elapsed = time.perf_counter() - started
+            rows = sum(p.rows for p in live)
+            self.cost.observe(rows, elapsed)
+            if self._on_batch is not None:
+                self._on_batch(rows, elapsed)
+            await _after(previous)
+            offset = 0
+            for pending in live:
+                part = {name: array[offset:offset + pending.rows] for name, array in outputs.items()}
+                offset += pending.rows
+                if not pending.future.done():
+                    pending.future.set_result(Batched(part, started - pending.enqueued, elapsed))
+        finally:
+            done.set_result(None)
+            self._slots.release()
+
+
+def _concatenate(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+
+async def _after(previous: asyncio.Future[None] | None) -> None:
+    if previous is not None:
+        await asyncio.shield(previous)
