@@ -3,6 +3,10 @@ next to onnxruntime called directly in this process, measured in one run.
 
     python bench/serve_http.py [--duration 10] [--concurrency 1,64] [--models small,medium]
 
+Each model is served twice by the same server: ``<model>`` with dynamic batching
+(``max_batch_size: 64``, ``dynamic_batching {}``: whatever is queued when the instance frees
+up goes as one batch) and ``<model>_direct`` without (one model run per request).
+
 Needs ``wrk`` (Debian package). Everything binds 127.0.0.1; every load is bounded by --duration.
 """
 
@@ -84,6 +88,13 @@ def main() -> None:
         for name in args.models.split(","):
             sizes = MODELS[name]
             path = build_mlp_onnx(repo / name / "1" / "model.onnx", sizes=sizes)
+            (repo / name / "config.pbtxt").write_text("max_batch_size: 64\ndynamic_batching { }\n")
+            direct = repo / f"{name}_direct"
+            build_mlp_onnx(direct / "1" / "model.onnx", sizes=sizes)
+            (direct / "config.yaml").write_text(
+                f"max_batch_size: 0\ninput: [{{name: input, data_type: TYPE_FP32, dims: [-1, {sizes[0]}]}}]\n"
+                f"output: [{{name: output, data_type: TYPE_FP32, dims: [-1, {sizes[-1]}]}}]\n"
+            )
             body = Path(tmp) / f"{name}.json"
             x = np.random.default_rng(1).standard_normal(sizes[0]).astype(np.float32)
             body.write_text(json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, sizes[0]],
@@ -95,10 +106,14 @@ def main() -> None:
         server = subprocess.Popen(command, stderr=subprocess.DEVNULL)
         try:
             wait_ready(f"http://127.0.0.1:{port}", server)
-            for row in rows:
-                url = f"http://127.0.0.1:{port}/v2/models/{row['model']}/infer"
-                for connections in (int(c) for c in args.concurrency.split(",")):
-                    row[f"c{connections}"] = wrk(url, Path(tmp) / f"{row['model']}.json", connections, args.duration)
+            for row in list(rows):
+                direct = {**row, "model": f"{row['model']}_direct"}
+                rows.insert(rows.index(row) + 1, direct)
+                for entry in (row, direct):
+                    url = f"http://127.0.0.1:{port}/v2/models/{entry['model']}/infer"
+                    body = Path(tmp) / f"{row['model']}.json"
+                    for connections in (int(c) for c in args.concurrency.split(",")):
+                        entry[f"c{connections}"] = wrk(url, body, connections, args.duration)
         finally:
             server.terminate()
             server.wait(timeout=60)

@@ -79,7 +79,7 @@ def test_random_bytes_never_500(client: TestClient, body: bytes, path: str) -> N
 
 
 def test_openapi_documents_every_route(client: TestClient) -> None:
-    served = {route.path.replace("{version:int}", "{version}") for route in client.app.routes}
+    served = {route.path.replace("{version:int}", "{version}") for route in client.app.app.routes}
     documented = set(openapi_document()["paths"])
     assert served == documented
     assert client.get("/v2/openapi.json").json()["openapi"].startswith("3.")

@@ -3,7 +3,6 @@ Azure ML scoring script."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import click
@@ -40,8 +39,7 @@ def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, 
     from modelport.serving.http.azureml import azureml_routes
     from modelport.serving.repository import ModelRepository
     from modelport.serving.scoring_script import ScriptHost
-    from modelport.serving.server import ServeOptions
-    from modelport.serving.server import serve as run_server
+    from modelport.serving.server import ServeOptions, run
     from modelport.serving.targets import resolve_targets
 
     if not targets and entry_script is None:
@@ -67,7 +65,6 @@ def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, 
     )
     names = repository.names + ([f"/score ({(entry_script or scripts[0].entry_script).name})"] if host_script else [])
     try:
-        asyncio.run(run_server(repository, options,
-                               on_ready=lambda where: click.echo(f"serving {', '.join(names)} on {where}", err=True)))
+        run(repository, options, on_ready=lambda where: click.echo(f"serving {', '.join(names)} on {where}", err=True))
     finally:
         repository.close()

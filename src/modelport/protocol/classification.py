@@ -12,13 +12,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from modelport.core.datatypes import INTEGER_DATATYPES, datatype_of
 from modelport.core.errors import ValidationError
-from modelport.protocol.datatypes import datatype_of
 
 # Triton supports the integer types and FP32/FP64; FP16 is added because half-precision
 # models commonly emit FP16 scores and ranking them is unambiguous.
-_INTEGERS = ("UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64")
-_CLASSIFIABLE = frozenset((*_INTEGERS, "FP16", "FP32", "FP64"))
+_CLASSIFIABLE = frozenset((*INTEGER_DATATYPES, "FP16", "FP32", "FP64"))
 
 
 def classify(

@@ -1,14 +1,13 @@
-"""The v2 tensor datatypes and how each one is held in numpy.
+"""BF16 arithmetic for the protocol, and the v2 datatype helpers its callers import from here.
 
-Every fixed-size datatype maps to the numpy dtype of the same width, so binary tensor data can be
-viewed with ``np.frombuffer`` without copying. Two datatypes need a convention:
+The datatype table itself (names, numpy dtypes, sizes) lives in :mod:`modelport.core.datatypes`,
+shared with the runtime and the registry. Its helpers are re-exported here, where they used to
+live, because the gRPC and Azure ML codecs still import them from this module.
 
-* ``BYTES`` tensors are numpy ``object`` arrays whose elements are ``bytes``.
-* ``BF16``: numpy has no bfloat16, so a BF16 tensor is held as a ``uint16`` array of the raw bits,
-  exactly as they travel on the wire (the upper half of an IEEE float32). Use
-  :func:`bf16_to_fp32` and :func:`fp32_to_bf16` to compute with the values. Arrays of
-  ``ml_dtypes.bfloat16`` (what tritonclient uses) are recognised by :func:`datatype_of` and can be
-  turned into bits with ``array.view(np.uint16)``.
+A BF16 tensor is held as ``uint16`` bits, exactly as it travels on the wire (the upper half of
+an IEEE float32); :func:`bf16_to_fp32` and :func:`fp32_to_bf16` convert to and from values that
+can be computed with. Arrays of ``ml_dtypes.bfloat16`` (what tritonclient uses) become bits with
+``array.view(np.uint16)``.
 """
 
 from __future__ import annotations
@@ -16,69 +15,18 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from modelport.core.errors import ValidationError
+from modelport.core.datatypes import BF16, BYTES, DATATYPES, datatype_of, dtype_of, element_size
 
-BYTES = "BYTES"
-BF16 = "BF16"
-
-_DTYPES: dict[str, np.dtype] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8),
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-    "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-    BF16: np.dtype(np.uint16),
-    BYTES: np.dtype(object),
-}
-
-#: Every datatype name of the protocol, in the order of the specification's table.
-DATATYPES: tuple[str, ...] = tuple(_DTYPES)
-
-# Reverse map for datatype_of; uint16 means UINT16 (BF16 cannot be told apart from its bits).
-_DATATYPE_BY_DTYPE: dict[np.dtype, str] = {
-    dtype: name for name, dtype in _DTYPES.items() if name not in (BF16, BYTES)
-}
-
-
-def dtype_of(datatype: str) -> np.dtype:
-    """The native numpy dtype that holds a tensor of ``datatype`` (``uint16`` bits for BF16)."""
-    try:
-        return _DTYPES[datatype]
-    except (KeyError, TypeError):
-        raise ValidationError(
-            f"datatype: {datatype!r} is not a v2 datatype; expected one of {', '.join(DATATYPES)}"
-        ) from None
-
-
-def element_size(datatype: str) -> int | None:
-    """Bytes per element on the wire, or None for BYTES, whose elements vary in length."""
-    if datatype == BYTES:
-        return None
-    return dtype_of(datatype).itemsize
-
-
-def datatype_of(array: np.ndarray) -> str:
-    """The v2 datatype of a numpy array: object/bytes/str arrays are BYTES, ``uint16`` is UINT16.
-
-    A BF16 tensor held as ``uint16`` bits reads as UINT16 here, which is why every tensor in
-    :mod:`modelport.protocol.types` carries its datatype explicitly.
-    """
-    dtype = array.dtype
-    if dtype.kind in "OSU":
-        return BYTES
-    if dtype.name == "bfloat16":  # ml_dtypes.bfloat16, without importing ml_dtypes
-        return BF16
-    try:
-        return _DATATYPE_BY_DTYPE[dtype.newbyteorder("=")]
-    except KeyError:
-        raise ValidationError(f"datatype: numpy dtype {dtype} has no v2 datatype") from None
+__all__ = [
+    "BF16",
+    "BYTES",
+    "DATATYPES",
+    "bf16_to_fp32",
+    "datatype_of",
+    "dtype_of",
+    "element_size",
+    "fp32_to_bf16",
+]
 
 
 def bf16_to_fp32(bits: ArrayLike) -> np.ndarray:

@@ -30,9 +30,9 @@ from typing import Any
 
 import orjson
 
+from modelport.core.datatypes import DATATYPES
 from modelport.core.errors import ValidationError
 from modelport.protocol.classification import classify
-from modelport.protocol.datatypes import DATATYPES
 from modelport.protocol.tensors import (
     array_from_binary,
     array_from_json,

@@ -16,20 +16,14 @@ from typing import Any
 import numpy as np
 import orjson
 
+from modelport.core.datatypes import BF16, BYTES, INTEGER_DATATYPES, dtype_of, element_size
 from modelport.core.errors import ValidationError
-from modelport.protocol.datatypes import (
-    BF16,
-    BYTES,
-    bf16_to_fp32,
-    dtype_of,
-    element_size,
-    fp32_to_bf16,
-)
+from modelport.protocol.datatypes import bf16_to_fp32, fp32_to_bf16
 
 _LENGTH = struct.Struct("<I")
 _INT_RANGES = {
     name: (int(np.iinfo(dtype_of(name)).min), int(np.iinfo(dtype_of(name)).max))
-    for name in ("UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64")
+    for name in INTEGER_DATATYPES
 }
 _FLOATS = frozenset({"FP16", "FP32", "FP64", BF16})
 # Smallest magnitude that rounds to infinity (max finite + half an ulp, a tie that goes to inf).

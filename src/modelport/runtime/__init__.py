@@ -7,8 +7,8 @@ metrics are written against, and ``load_predictor`` picks the flavor (onnx, skle
 xgboost, lightgbm, torch, mlflow), importing its framework only when a model needs it.
 """
 
+from modelport.core.datatypes import DATATYPES, datatype_of
 from modelport.runtime.config import (
-    DATATYPES,
     DEFAULT_MAX_BATCH_SIZE,
     DynamicBatching,
     InstanceGroup,
@@ -28,7 +28,6 @@ from modelport.runtime.predictor import (
     Predictor,
     TensorMeta,
     check_inputs,
-    datatype_of,
     load_predictor,
     numpy_dtype,
 )

@@ -1,41 +1,47 @@
 """A model's serving configuration: Triton's ``ModelConfig`` subset that modelport acts on.
 
 One dataclass tree is read from either ``config.yaml`` or Triton's ``config.pbtxt`` (protobuf
-text format, parsed here so that no protobuf schema has to ship), so that an existing Triton
-model repository serves unchanged and a modelport-native folder can use YAML. Fields modelport
-does not act on are kept in ``extra`` rather than rejected, because real Triton configs carry
-many (``optimization``, ``model_warmup``...), and they come back out of :meth:`ModelConfig.to_dict`,
-which renders the JSON that Triton's ``GET /v2/models/{m}/config`` returns.
+text format, parsed by :mod:`.pbtxt` so that no protobuf schema has to ship), so that an
+existing Triton model repository serves unchanged and a modelport-native folder can use YAML.
+Fields modelport does not act on are kept in ``extra`` rather than rejected, because real Triton
+configs carry many (``optimization``, ``model_warmup``...), and they come back out of
+:meth:`ModelConfig.to_dict`, which renders the JSON that Triton's ``GET /v2/models/{m}/config``
+returns.
 
 Every config object validates itself on construction; the loaders prefix each message with the
-file and the field path (``config.pbtxt: input[0].dims: ...``).
+file and the field path (``config.pbtxt: input[0].dims: ...``), which the checks in
+:mod:`.fields` build.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
+from modelport.core.datatypes import DATATYPES, TRITON_DATATYPES, triton_name
 from modelport.core.errors import ValidationError
 from modelport.core.names import validate_name
+from modelport.runtime.fields import (
+    FieldError,
+    as_bool,
+    as_dims,
+    as_int,
+    as_mapping,
+    as_positive_float,
+    as_sequence,
+    as_text,
+    at,
+    single,
+)
+from modelport.runtime.pbtxt import parse_pbtxt
 
 if TYPE_CHECKING:
     from modelport.runtime.predictor import Predictor, TensorMeta
 
-DATATYPES = (
-    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-    "FP16", "FP32", "FP64", "BF16", "BYTES",
-)  # fmt: skip
-# Triton's config enum names; TYPE_STRING is the one that does not follow the pattern.
-_TRITON_DATATYPES = {f"TYPE_{name}": name for name in DATATYPES if name != "BYTES"}
-_TRITON_DATATYPES["TYPE_STRING"] = "BYTES"
-_CONFIG_DATATYPES = {v2: triton for triton, v2 in _TRITON_DATATYPES.items()}
 
 # Triton's onnxruntime backend batches a config-less model whose every tensor starts with a
 # variable dim up to this size (its --backend-config default-max-batch-size).
@@ -56,8 +62,8 @@ def normalize_datatype(value: object) -> str:
     if isinstance(value, str):
         if value in DATATYPES:
             return value
-        if value in _TRITON_DATATYPES:
-            return _TRITON_DATATYPES[value]
+        if value in TRITON_DATATYPES:
+            return TRITON_DATATYPES[value]
     raise ValidationError(f"{value!r} is not a datatype; use one of {', '.join(DATATYPES)} (or TYPE_FP32 style)")
 
 
@@ -73,22 +79,22 @@ class TensorConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        with _at("name"):
-            _text(self.name)
-        with _at("data_type"):
+        with at("name"):
+            as_text(self.name)
+        with at("data_type"):
             object.__setattr__(self, "datatype", normalize_datatype(self.datatype))
-        with _at("dims"):
-            object.__setattr__(self, "dims", _dims(self.dims))
-        with _at("optional"):
-            _bool(self.optional)
+        with at("dims"):
+            object.__setattr__(self, "dims", as_dims(self.dims))
+        with at("optional"):
+            as_bool(self.optional)
         if self.label_filename is not None:
-            with _at("label_filename"):
-                _text(self.label_filename)
+            with at("label_filename"):
+                as_text(self.label_filename)
 
     def to_dict(self) -> dict[str, Any]:
         rendered: dict[str, Any] = {
             "name": self.name,
-            "data_type": _CONFIG_DATATYPES[self.datatype],
+            "data_type": triton_name(self.datatype),
             "dims": list(self.dims),
         }
         if self.optional:
@@ -117,17 +123,17 @@ class DynamicBatching:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        with _at("preferred_batch_size"):
-            sizes = tuple(_int(size, minimum=1) for size in _sequence(self.preferred_batch_size))
+        with at("preferred_batch_size"):
+            sizes = tuple(as_int(size, minimum=1) for size in as_sequence(self.preferred_batch_size))
             object.__setattr__(self, "preferred_batch_size", sizes)
         for name in ("max_queue_delay_microseconds", "max_queue_size", "default_timeout_microseconds"):
-            with _at(name):
-                object.__setattr__(self, name, _int(getattr(self, name), minimum=0))
-        with _at("preserve_ordering"):
-            _bool(self.preserve_ordering)
+            with at(name):
+                object.__setattr__(self, name, as_int(getattr(self, name), minimum=0))
+        with at("preserve_ordering"):
+            as_bool(self.preserve_ordering)
         if self.latency_budget_ms is not None:
-            with _at("latency_budget_ms"):
-                object.__setattr__(self, "latency_budget_ms", _positive_float(self.latency_budget_ms))
+            with at("latency_budget_ms"):
+                object.__setattr__(self, "latency_budget_ms", as_positive_float(self.latency_budget_ms))
 
     def to_dict(self) -> dict[str, Any]:
         extra = dict(self.extra)
@@ -161,15 +167,15 @@ class InstanceGroup:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        with _at("count"):
-            object.__setattr__(self, "count", _int(self.count, minimum=1))
-        with _at("kind"):
+        with at("count"):
+            object.__setattr__(self, "count", as_int(self.count, minimum=1))
+        with at("kind"):
             if self.kind not in _KINDS:
                 raise ValidationError(f"{self.kind!r} is not a kind; use KIND_CPU or KIND_GPU")
             object.__setattr__(self, "kind", _KINDS[self.kind])
         if self.threads is not None:
-            with _at("threads"):
-                object.__setattr__(self, "threads", _int(self.threads, minimum=1))
+            with at("threads"):
+                object.__setattr__(self, "threads", as_int(self.threads, minimum=1))
 
     def to_dict(self) -> dict[str, Any]:
         rendered: dict[str, Any] = {"count": self.count, "kind": f"KIND_{self.kind.upper()}"}
@@ -187,13 +193,13 @@ class VersionPolicy:
     versions: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        with _at("kind"):
+        with at("kind"):
             if self.kind not in ("latest", "all", "specific"):
                 raise ValidationError(f"{self.kind!r} is not a policy; use latest, all or specific")
-        with _at("num_versions"):
-            object.__setattr__(self, "num_versions", _int(self.num_versions, minimum=1))
-        with _at("versions"):
-            versions = tuple(_int(v, minimum=1) for v in _sequence(self.versions))
+        with at("num_versions"):
+            object.__setattr__(self, "num_versions", as_int(self.num_versions, minimum=1))
+        with at("versions"):
+            versions = tuple(as_int(v, minimum=1) for v in as_sequence(self.versions))
             if self.kind == "specific" and not versions:
                 raise ValidationError("must list at least one version")
             object.__setattr__(self, "versions", versions)
@@ -244,10 +250,10 @@ class ModelConfig:
         validate_name(self.name, "name")
         for name in ("flavor", "platform", "backend", "labels", "default_model_filename"):
             if getattr(self, name) is not None:
-                with _at(name):
-                    _text(getattr(self, name))
-        with _at("max_batch_size"):
-            object.__setattr__(self, "max_batch_size", _int(self.max_batch_size, minimum=0))
+                with at(name):
+                    as_text(getattr(self, name))
+        with at("max_batch_size"):
+            object.__setattr__(self, "max_batch_size", as_int(self.max_batch_size, minimum=0))
         for kind, tensors in (("input", self.inputs), ("output", self.outputs)):
             seen: set[str] = set()
             for index, tensor in enumerate(tensors):
@@ -324,7 +330,7 @@ def load_config_yaml(path: Path) -> ModelConfig:
 def load_config_pbtxt(path: Path) -> ModelConfig:
     """Read Triton's ``config.pbtxt``; the model name defaults to the folder the file is in."""
     path = Path(path)
-    data = _TextFormatParser(_read(path), str(path)).parse()
+    data = parse_pbtxt(_read(path), str(path))
     return config_from_dict(data, str(path), default_name=path.resolve().parent.name)
 
 
@@ -341,61 +347,61 @@ def config_from_dict(data: object, source: str = "config", *, default_name: str 
 
 
 def _build(data: object, default_name: str | None) -> ModelConfig:
-    values = dict(_mapping(data))
+    values = dict(as_mapping(data))
     kwargs: dict[str, Any] = {}
     name = values.pop("name", None) or default_name
     if name is None:
-        raise _FieldError("name", "missing")
-    with _at("name"):
-        kwargs["name"] = _text(_single(name))
+        raise FieldError("name", "missing")
+    with at("name"):
+        kwargs["name"] = as_text(single(name))
     for key in ("flavor", "platform", "backend", "labels", "default_model_filename"):
-        value = _single(values.pop(key, ""))
+        value = single(values.pop(key, ""))
         if value != "":  # Triton's JSON prints unset strings as ""
             kwargs[key] = value
     if "max_batch_size" in values:
-        with _at("max_batch_size"):
-            kwargs["max_batch_size"] = _int(_single(values.pop("max_batch_size")))
+        with at("max_batch_size"):
+            kwargs["max_batch_size"] = as_int(single(values.pop("max_batch_size")))
     kwargs["inputs"] = _tensors(_pop_alias(values, "input", "inputs"), "input")
     kwargs["outputs"] = _tensors(_pop_alias(values, "output", "outputs"), "output")
     if "dynamic_batching" in values:
-        with _at("dynamic_batching"):
-            kwargs["dynamic_batching"] = _dynamic_batching(_single(values.pop("dynamic_batching")))
+        with at("dynamic_batching"):
+            kwargs["dynamic_batching"] = _dynamic_batching(single(values.pop("dynamic_batching")))
     if "instance_group" in values:
         groups = []
-        for index, group in enumerate(_sequence(values.pop("instance_group"))):
-            with _at(f"instance_group[{index}]"):
+        for index, group in enumerate(as_sequence(values.pop("instance_group"))):
+            with at(f"instance_group[{index}]"):
                 groups.append(_instance_group(group))
         kwargs["instance_group"] = groups
     if "version_policy" in values:
-        with _at("version_policy"):
-            kwargs["version_policy"] = _version_policy(_single(values.pop("version_policy")))
+        with at("version_policy"):
+            kwargs["version_policy"] = _version_policy(single(values.pop("version_policy")))
     if "parameters" in values:
-        with _at("parameters"):
+        with at("parameters"):
             kwargs["parameters"] = _parameters(values.pop("parameters"))
     return ModelConfig(**kwargs, extra=values)
 
 
 def _pop_alias(values: dict[str, Any], key: str, alias: str) -> Any:
     if key in values and alias in values:
-        raise _FieldError(alias, f"give either {key} or {alias}, not both")
+        raise FieldError(alias, f"give either {key} or {alias}, not both")
     return values.pop(key, values.pop(alias, None))
 
 
 def _tensors(items: object, kind: str) -> list[TensorConfig]:
     tensors = []
-    for index, item in enumerate(_sequence(items) if items is not None else []):
-        with _at(f"{kind}[{index}]"):
-            values = dict(_mapping(item))
+    for index, item in enumerate(as_sequence(items) if items is not None else []):
+        with at(f"{kind}[{index}]"):
+            values = dict(as_mapping(item))
             datatype = _pop_alias(values, "data_type", "datatype")
             if datatype is None:
-                raise _FieldError("data_type", "missing")
+                raise FieldError("data_type", "missing")
             tensors.append(
                 TensorConfig(
-                    name=_single(values.pop("name", None)),
-                    datatype=_single(datatype),
-                    dims=tuple(_sequence(values.pop("dims", []))),
-                    optional=_single(values.pop("optional", False)),
-                    label_filename=_single(values.pop("label_filename", None)) or None,
+                    name=single(values.pop("name", None)),
+                    datatype=single(datatype),
+                    dims=tuple(as_sequence(values.pop("dims", []))),
+                    optional=single(values.pop("optional", False)),
+                    label_filename=single(values.pop("label_filename", None)) or None,
                     extra=values,
                 )
             )
@@ -403,40 +409,40 @@ def _tensors(items: object, kind: str) -> list[TensorConfig]:
 
 
 def _dynamic_batching(data: object) -> DynamicBatching:
-    values = dict(_mapping(data))
-    policy = dict(_mapping(_single(values.pop("default_queue_policy", {}))))
+    values = dict(as_mapping(data))
+    policy = dict(as_mapping(single(values.pop("default_queue_policy", {}))))
     kwargs: dict[str, Any] = {}
     for key in ("max_queue_size", "default_timeout_microseconds"):  # flat is modelport's shorthand
         if key in values and key in policy:
-            raise _FieldError(key, "given both here and in default_queue_policy")
+            raise FieldError(key, "given both here and in default_queue_policy")
         found = policy if key in policy else values
         if key in found:
-            kwargs[key] = _single(found.pop(key))
+            kwargs[key] = single(found.pop(key))
     if policy:
         values["default_queue_policy"] = policy
     for key in ("max_queue_delay_microseconds", "preserve_ordering", "latency_budget_ms"):
         if key in values:
-            kwargs[key] = _single(values.pop(key))
-    preferred = _sequence(values.pop("preferred_batch_size", []))
+            kwargs[key] = single(values.pop(key))
+    preferred = as_sequence(values.pop("preferred_batch_size", []))
     return DynamicBatching(preferred_batch_size=tuple(preferred), **kwargs, extra=values)
 
 
 def _instance_group(data: object) -> InstanceGroup:
-    values = dict(_mapping(data))
-    kwargs = {key: _single(values.pop(key)) for key in ("count", "kind", "threads") if key in values}
+    values = dict(as_mapping(data))
+    kwargs = {key: single(values.pop(key)) for key in ("count", "kind", "threads") if key in values}
     return InstanceGroup(**kwargs, extra=values)
 
 
 def _version_policy(data: object) -> VersionPolicy:
-    values = _mapping(data)
+    values = as_mapping(data)
     if len(values) != 1 or next(iter(values)) not in ("latest", "all", "specific"):
         raise ValidationError("give exactly one of latest, all or specific")
     kind, body = next(iter(values.items()))
-    body = _mapping(_single(body) if body is not None else {})
+    body = as_mapping(single(body) if body is not None else {})
     if kind == "latest":
-        return VersionPolicy("latest", num_versions=_single(body.get("num_versions", 1)))
+        return VersionPolicy("latest", num_versions=single(body.get("num_versions", 1)))
     if kind == "specific":
-        return VersionPolicy("specific", versions=tuple(_sequence(body.get("versions", []))))
+        return VersionPolicy("specific", versions=tuple(as_sequence(body.get("versions", []))))
     return VersionPolicy("all")
 
 
@@ -446,18 +452,18 @@ def _parameters(data: object) -> dict[str, str]:
         entries = list(data.items())
     else:
         entries = []
-        for item in _sequence(data):
+        for item in as_sequence(data):
             if not _is_pbtxt_entry(item):
                 raise ValidationError("expected a mapping or entries with key and value")
             entries.append((item["key"], item["value"]))
     parameters: dict[str, str] = {}
     for key, value in entries:
-        with _at(str(key)):
+        with at(str(key)):
             if isinstance(value, Mapping):
                 if set(value) != {"string_value"}:
                     raise ValidationError("expected a scalar or {string_value: ...}")
                 value = value["string_value"]
-            parameters[_text(key)] = _parameter_text(value)
+            parameters[as_text(key)] = _parameter_text(value)
     return parameters
 
 
@@ -480,230 +486,6 @@ def _read(path: Path) -> str:
         raise ValidationError(f"{path}: does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ValidationError(f"{path}: cannot be read ({exc})") from None
-
-
-# --------------------------------------------------------------------------- field checks
-
-
-class _FieldError(ValidationError):
-    """A validation error that knows the field path it belongs to, so enclosing fields can prefix it."""
-
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = path
-        self.reason = reason
-
-
-@contextmanager
-def _at(path: str) -> Iterator[None]:
-    """Attribute validation errors raised inside to ``path``; nested paths join with dots."""
-    try:
-        yield
-    except _FieldError as exc:
-        raise _FieldError(f"{path}.{exc.path}", exc.reason) from None
-    except ValidationError as exc:
-        raise _FieldError(path, str(exc)) from None
-
-
-def _describe(value: object) -> str:
-    return f"{value!r}" if isinstance(value, (str, int, float, bool)) or value is None else type(value).__name__
-
-
-def _int(value: object, *, minimum: int | None = None) -> int:
-    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
-        value = int(value)  # Triton's JSON writes int64 fields as strings
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(f"expected an integer, got {_describe(value)}")
-    if minimum is not None and value < minimum:
-        raise ValidationError(f"{value} is less than {minimum}")
-    return value
-
-
-def _positive_float(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValidationError(f"expected a positive number, got {_describe(value)}")
-    return float(value)
-
-
-def _bool(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ValidationError(f"expected true or false, got {_describe(value)}")
-    return value
-
-
-def _text(value: object) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValidationError(f"expected a non-empty string, got {_describe(value)}")
-    return value
-
-
-def _dims(value: object) -> tuple[int, ...]:
-    dims = []
-    for dim in _sequence(value):
-        dim = _int(dim)
-        if dim == 0 or dim < -1:
-            raise ValidationError(f"{dim} is not -1 or a positive integer")
-        dims.append(dim)
-    return tuple(dims)
-
-
-def _mapping(value: object) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ValidationError(f"expected a mapping, got {_describe(value)}")
-    return value
-
-
-def _sequence(value: object) -> list[Any]:
-    """Repeated fields: a list, or a single value given once (protobuf text allows both)."""
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [value]
-
-
-def _single(value: object) -> Any:
-    if isinstance(value, list):
-        raise ValidationError("given more than once; expected a single value")
-    return value
-
-
-# --------------------------------------------------------------------------- protobuf text
-
-
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"'}
-_CLOSING = {"{": "}", "<": ">"}  # protobuf text delimits messages with either pair
-
-
-class _TextFormatParser:
-    """Protobuf text format without a schema: the subset Triton configs use.
-
-    Produces plain dicts. A field seen once maps to its value; a field seen again, or written
-    with ``[...]``, maps to a list. Enums stay strings (``TYPE_FP32``), ``true``/``false`` become
-    bools, numbers become int or float. Both ``{}`` and ``<>`` delimit messages.
-    """
-
-    _TOKEN = re.compile(
-        r"""(?P<space>\s+|\#[^\n]*)
-        |(?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
-        |(?P<number>[-+]?(?:0[xX][0-9a-fA-F]+|(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)[fF]?)
-        |(?P<ident>-?[A-Za-z_][\w.]*)
-        |(?P<punct>[{}<>\[\]:,;])""",
-        re.VERBOSE,
-    )
-
-    def __init__(self, text: str, source: str) -> None:
-        self.source = source
-        self.tokens: list[tuple[str, str, int]] = []  # (kind, text, line)
-        position, line = 0, 1
-        while position < len(text):
-            match = self._TOKEN.match(text, position)
-            if match is None:
-                raise ValidationError(f"{source}: line {line}: unexpected character {text[position]!r}")
-            if match.lastgroup != "space":
-                self.tokens.append((match.lastgroup or "", match.group(), line))
-            line += match.group().count("\n")
-            position = match.end()
-        self.position = 0
-
-    def parse(self) -> dict[str, Any]:
-        return self._message(closing=None)
-
-    def _peek(self) -> tuple[str, str, int]:
-        if self.position < len(self.tokens):
-            return self.tokens[self.position]
-        last_line = self.tokens[-1][2] if self.tokens else 1
-        return ("end", "end of file", last_line)
-
-    def _next(self) -> tuple[str, str, int]:
-        token = self._peek()
-        self.position += 1
-        return token
-
-    def _fail(self, token: tuple[str, str, int], expected: str) -> ValidationError:
-        return ValidationError(f"{self.source}: line {token[2]}: expected {expected}, got {token[1]!r}")
-
-    def _message(self, closing: str | None) -> dict[str, Any]:
-        fields: dict[str, Any] = {}
-        while True:
-            token = self._next()
-            if token[0] == "end" and closing is None:
-                return fields
-            if token[0] == "punct" and token[1] == closing:
-                return fields
-            if token[0] != "ident":
-                raise self._fail(token, "a field name" + (f" or {closing!r}" if closing else ""))
-            name = token[1]
-            after = self._peek()
-            if after[1] == ":":
-                self.position += 1
-            elif after[1] not in _CLOSING and after[1] != "[":  # the colon is optional before messages
-                raise self._fail(after, f"':' or '{{' after {name!r}")
-            if self._peek()[1] == "[":
-                self.position += 1
-                self._add(fields, name, self._list(), repeated=True)
-            else:
-                self._add(fields, name, self._value(), repeated=False)
-            if self._peek()[1] in (",", ";"):
-                self.position += 1
-
-    def _list(self) -> list[Any]:
-        items: list[Any] = []
-        if self._peek()[1] == "]":
-            self.position += 1
-            return items
-        while True:
-            items.append(self._value())
-            token = self._next()
-            if token[1] == "]":
-                return items
-            if token[1] != ",":
-                raise self._fail(token, "',' or ']'")
-
-    def _value(self) -> Any:
-        token = self._next()
-        kind, text, _ = token
-        if kind == "punct" and text in _CLOSING:
-            return self._message(closing=_CLOSING[text])
-        if kind == "string":
-            value = self._unquote(text)
-            while self._peek()[0] == "string":  # adjacent literals concatenate
-                value += self._unquote(self._next()[1])
-            return value
-        if kind == "number":
-            return self._number(text)
-        if kind == "ident":
-            if text in ("true", "True"):
-                return True
-            if text in ("false", "False"):
-                return False
-            if text.lstrip("-").lower() in ("inf", "infinity", "nan"):
-                return float(text)
-            return text
-        raise self._fail(token, "a value")
-
-    @staticmethod
-    def _number(text: str) -> int | float:
-        body = text.rstrip("fF") if not text.lower().startswith(("0x", "-0x", "+0x")) else text
-        if re.fullmatch(r"[-+]?0[xX][0-9a-fA-F]+", body):
-            return int(body, 16)
-        if re.fullmatch(r"[-+]?\d+", body):
-            return int(body)
-        return float(body)
-
-    def _unquote(self, text: str) -> str:
-        return re.sub(r"\\(.)", lambda match: _ESCAPES.get(match.group(1), match.group(1)), text[1:-1])
-
-    @staticmethod
-    def _add(fields: dict[str, Any], name: str, value: Any, *, repeated: bool) -> None:
-        if name not in fields:
-            fields[name] = value if not repeated else list(value)
-            return
-        existing = fields[name]
-        if not isinstance(existing, list):
-            existing = fields[name] = [existing]
-        if repeated:
-            existing.extend(value)
-        else:
-            existing.append(value)
 
 
 # --------------------------------------------------------------------------- completion

@@ -16,6 +16,7 @@ from types import TracebackType
 
 import numpy as np
 
+from modelport.core.datatypes import BF16, BYTES, BYTES_KINDS, datatype_of, dtype_of
 from modelport.core.errors import ValidationError
 from modelport.runtime.config import ModelConfig
 
@@ -30,42 +31,16 @@ _FLAVOR_MODULES = {
 FLAVORS = tuple(_FLAVOR_MODULES)
 DEVICES = ("cpu", "gpu")
 
-_NUMPY_DTYPES = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8),
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-    "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-    "BYTES": np.dtype(object),
-}
-_DATATYPES = {dtype: name for name, dtype in _NUMPY_DTYPES.items()}
-_BYTES_KINDS = frozenset("OSU")  # object, bytes and str arrays all carry BYTES elements
-
 
 def numpy_dtype(datatype: str) -> np.dtype:
-    """The numpy dtype that holds a v2 datatype (BYTES as object). BF16 has none in numpy."""
-    try:
-        return _NUMPY_DTYPES[datatype]
-    except KeyError:
-        raise ValidationError(f"datatype {datatype} has no numpy equivalent") from None
+    """The numpy dtype a framework computes a v2 datatype in (BYTES as object).
 
-
-def datatype_of(dtype: np.dtype) -> str:
-    """The v2 datatype of a numpy dtype; object, bytes and str arrays are BYTES."""
-    dtype = np.dtype(dtype)
-    if dtype.kind in _BYTES_KINDS:
-        return "BYTES"
-    try:
-        return _DATATYPES[dtype]
-    except KeyError:
-        raise ValidationError(f"numpy dtype {dtype} has no v2 datatype") from None
+    BF16 has none: the protocol holds it as ``uint16`` bits, which a framework would read as
+    integers, so a BF16 tensor is refused here rather than silently misread.
+    """
+    if datatype == BF16:
+        raise ValidationError(f"datatype {datatype} has no numpy equivalent")
+    return dtype_of(datatype)
 
 
 @dataclass(frozen=True)
@@ -122,12 +97,8 @@ def check_inputs(expected: Sequence[TensorMeta], inputs: Mapping[str, np.ndarray
             raise ValidationError(f"input {meta.name!r}: missing (the model takes {names})")
         if not isinstance(array, np.ndarray):
             raise ValidationError(f"input {meta.name!r}: expected a numpy array, got {type(array).__name__}")
-        if meta.datatype == "BYTES":
-            matches = array.dtype.kind in _BYTES_KINDS
-        else:
-            matches = array.dtype == _NUMPY_DTYPES.get(meta.datatype)
-        if not matches:
-            got = "BYTES" if array.dtype.kind in _BYTES_KINDS else _DATATYPES.get(array.dtype, str(array.dtype))
+        if not _holds(array.dtype, meta.datatype):
+            got = _datatype_name(array.dtype)
             raise ValidationError(f"input {meta.name!r}: datatype is {got}, but the model expects {meta.datatype}")
         shape = array.shape
         if len(shape) != len(meta.shape) or any(want not in (-1, have) for want, have in zip(meta.shape, shape)):
@@ -140,6 +111,28 @@ def check_inputs(expected: Sequence[TensorMeta], inputs: Mapping[str, np.ndarray
         raise ValidationError(
             f"input {unexpected!r}: not an input of this model (it takes {', '.join(sorted(known))})"
         )
+
+
+def _holds(dtype: np.dtype, datatype: str) -> bool:
+    """Whether arrays of ``dtype`` go to the model as ``datatype`` as they are, with no cast.
+
+    The dtype must be the very one (native byte order): frameworks read the buffer as given.
+    """
+    if datatype == BYTES:
+        return dtype.kind in BYTES_KINDS
+    try:
+        return dtype == numpy_dtype(datatype)
+    except ValidationError:  # BF16, or not a datatype at all: no array holds it
+        return False
+
+
+def _datatype_name(dtype: np.dtype) -> str:
+    """How an input's dtype is named in errors: its v2 datatype if it is that one exactly."""
+    try:
+        datatype = datatype_of(dtype)
+    except ValidationError:
+        return str(dtype)
+    return datatype if _holds(dtype, datatype) else str(dtype)
 
 
 def load_predictor(

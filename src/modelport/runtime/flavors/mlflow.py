@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from modelport.core.datatypes import datatype_of
 from modelport.core.errors import ModelportError, ValidationError
 from modelport.runtime.config import ModelConfig, TensorConfig
 from modelport.runtime.flavors import import_framework, load_error
-from modelport.runtime.predictor import Predictor, TensorMeta, datatype_of, numpy_dtype
+from modelport.runtime.predictor import Predictor, TensorMeta, numpy_dtype
 
 
 class MLflowPredictor(Predictor):

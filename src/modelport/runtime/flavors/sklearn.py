@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from modelport.core.datatypes import datatype_of
 from modelport.core.errors import ValidationError
 from modelport.runtime.config import ModelConfig
 from modelport.runtime.flavors import DEFAULT_OUTPUT, find_model_file, import_framework, load_error, tabular_input
-from modelport.runtime.predictor import Predictor, TensorMeta, datatype_of, numpy_dtype
+from modelport.runtime.predictor import Predictor, TensorMeta, numpy_dtype
 
 _PROBA = "predict_proba"
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from modelport.core.datatypes import datatype_of
 from modelport.runtime.config import ModelConfig
 from modelport.runtime.flavors import (
     find_model_file,
@@ -23,7 +24,7 @@ from modelport.runtime.flavors import (
     tabular_input,
     thread_count,
 )
-from modelport.runtime.predictor import Predictor, TensorMeta, datatype_of, numpy_dtype
+from modelport.runtime.predictor import Predictor, TensorMeta, numpy_dtype
 
 
 class XGBoostPredictor(Predictor):

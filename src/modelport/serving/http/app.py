@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute
 
 from modelport.core.errors import ModelportError
 from modelport.serving.http.body import DEFAULT_MAX_BODY
+from modelport.serving.http.fast_path import InferFastPath
 from modelport.serving.http.v2 import V2Api
 from modelport.serving.repository import ModelRepository
 
@@ -51,8 +52,13 @@ def build_app(
     max_body: int = DEFAULT_MAX_BODY,
     timeout_s: float | None = None,
     extra_routes: list[BaseRoute] | None = None,
-) -> Starlette:
-    routes = V2Api(repository, max_body, timeout_s).routes() + list(extra_routes or [])
+) -> InferFastPath:
+    """The Starlette app for every route, fronted by the infer fast path."""
+    api = V2Api(repository, max_body, timeout_s)
+    return InferFastPath(api, _starlette(api.routes() + list(extra_routes or [])))
+
+
+def _starlette(routes: list[BaseRoute]) -> Starlette:
     return Starlette(
         routes=routes,
         exception_handlers={

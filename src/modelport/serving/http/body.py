@@ -5,8 +5,10 @@ small compressed body cannot expand into gigabytes."""
 from __future__ import annotations
 
 import zlib
+from collections.abc import AsyncIterable, AsyncIterator
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
+from starlette.types import Receive
 
 from modelport.core.errors import ModelportError, ValidationError
 
@@ -22,20 +24,36 @@ class UnsupportedEncoding(ModelportError):
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
+    """A Starlette request's body, limited and decompressed."""
+    headers = request.headers
+    return await read_limited(request.stream(), headers.get("content-length"), headers.get("content-encoding"), limit)
+
+
+async def asgi_chunks(receive: Receive) -> AsyncIterator[bytes]:
+    """The body chunks of a raw ASGI request (for handlers that bypass Starlette)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return
+
+
+async def read_limited(chunks: AsyncIterable[bytes], declared: str | None, encoding: str | None, limit: int) -> bytes:
     if declared is not None:
         if not declared.isdigit():
             raise ValidationError(f"Content-Length: {declared!r} is not a number")
         if int(declared) > limit:
             raise PayloadTooLarge(f"request body of {declared} bytes exceeds the {limit}-byte limit")
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    parts, size = [], 0
+    async for chunk in chunks:
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit")
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        parts.append(chunk)
+    body = parts[0] if len(parts) == 1 else b"".join(parts)
+    encoding = (encoding or "identity").strip().lower()
     if encoding in ("", "identity"):
         return body
     if encoding == "gzip":

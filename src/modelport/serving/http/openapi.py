@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelport import __version__
+from modelport.core.datatypes import DATATYPES
 
 _ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _EMPTY_OK = {"200": {"description": "yes"}, "400": {"description": "no"}}
@@ -45,9 +46,7 @@ def openapi_document() -> dict[str, Any]:
     model = {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
     version = {"name": "version", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
     tensor = {"type": "object", "required": ["name", "datatype", "shape"], "properties": {
-        "name": {"type": "string"}, "datatype": {"type": "string", "enum": [
-            "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-            "FP16", "FP32", "FP64", "BF16", "BYTES"]},
+        "name": {"type": "string"}, "datatype": {"type": "string", "enum": list(DATATYPES)},
         "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
         "parameters": {"type": "object"}, "data": {"type": "array"}}}
     meta_tensor = {"type": "object", "properties": {"name": {"type": "string"}, "datatype": {"type": "string"},

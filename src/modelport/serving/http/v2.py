@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import zlib
+from collections.abc import Mapping
 
 import orjson
 from starlette.requests import Request
@@ -124,27 +125,39 @@ class V2Api:
         return empty()
 
     async def infer(self, request: Request) -> Response:
-        model = self._model(request)
+        version = request.path_params.get("version")
         body = await read_body(request, self.max_body)
-        decoded = decode_request(body, request.headers.get("inference-header-content-length"))
-        try:
-            result = await asyncio.wait_for(inference.infer(model, decoded), self.timeout_s)
-        except asyncio.TimeoutError:
-            raise RequestTimeout(f"Request timeout expired after {self.timeout_s * 1000:.0f} ms") from None
+        payload, headers = await self.infer_bytes(
+            request.path_params["model"], None if version is None else str(version), request.headers, body
+        )
+        return Response(payload, headers=headers)
+
+    async def infer_bytes(
+        self, name: str, version: str | None, headers: Mapping[str, str], body: bytes
+    ) -> tuple[bytes, dict[str, str]]:
+        """The whole inference over raw bytes: shared by the routed handler and the fast path."""
+        model = self.repository.get(name, version)
+        decoded = decode_request(body, headers.get("inference-header-content-length"))
+        if self.timeout_s is None:
+            result = await inference.infer(model, decoded)
+        else:
+            try:
+                result = await asyncio.wait_for(inference.infer(model, decoded), self.timeout_s)
+            except asyncio.TimeoutError:
+                raise RequestTimeout(f"Request timeout expired after {self.timeout_s * 1000:.0f} ms") from None
         payload, header_length = encode_response(result, decoded.outputs, decoded.binary_data_output)
-        headers = {}
-        media_type = "application/json"
+        reply = {"content-type": "application/json"}
         if header_length is not None:
-            headers["Inference-Header-Content-Length"] = str(header_length)
-            media_type = "application/octet-stream"
-        encoding = _pick_encoding(request.headers.get("accept-encoding", ""))
+            reply = {"content-type": "application/octet-stream", "inference-header-content-length": str(header_length)}
+        accept = headers.get("accept-encoding")
+        encoding = _pick_encoding(accept) if accept else None
         if encoding == "gzip":
             payload = gzip.compress(payload, compresslevel=1)
         elif encoding == "deflate":
             payload = zlib.compress(payload, 1)
         if encoding:
-            headers["Content-Encoding"] = encoding
-        return Response(payload, media_type=media_type, headers=headers)
+            reply["content-encoding"] = encoding
+        return payload, reply
 
 
 def _json_object(body: bytes, what: str) -> dict:
