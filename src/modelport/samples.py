@@ -15,7 +15,6 @@ def build_mlp_onnx(path: Path, sizes: Sequence[int] = (32, 64, 64, 4), seed: int
     ``(32, 64, 64, 4)`` is the "small" benchmark model, ``(256, 1024, 1024, 1024, 16)`` the
     "medium" one.
     """
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
@@ -38,13 +37,7 @@ def build_mlp_onnx(path: Path, sizes: Sequence[int] = (32, 64, 64, 4), seed: int
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", sizes[-1]])],
         initializers,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="modelport-samples")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    return path
+    return _save(graph, path)
 
 
 def build_dtypes_onnx(path: Path) -> Path:
@@ -53,7 +46,6 @@ def build_dtypes_onnx(path: Path) -> Path:
     ``ints`` [-1, 3] → ``ints_out`` (identity), ``flags`` [-1, 3] → ``flags_out`` (logical not),
     ``words`` [-1, 2] → ``words_out`` (identity): enough to check every wire encoding end to end.
     """
-    import onnx
     from onnx import TensorProto, helper
 
     tensors = [("ints", TensorProto.INT64, 3, "Identity"), ("flags", TensorProto.BOOL, 3, "Not"),
@@ -64,6 +56,14 @@ def build_dtypes_onnx(path: Path) -> Path:
         [helper.make_tensor_value_info(name, kind, ["batch", width]) for name, kind, width, _ in tensors],
         [helper.make_tensor_value_info(f"{name}_out", kind, ["batch", width]) for name, kind, width, _ in tensors],
     )
+    return _save(graph, path)
+
+
+def _save(graph: object, path: Path) -> Path:
+    """Wrap a graph as an opset-17 model, check it and write it (creating the folder)."""
+    import onnx
+    from onnx import helper
+
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="modelport-samples")
     model.ir_version = 8
     onnx.checker.check_model(model)

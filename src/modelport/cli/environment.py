@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from modelport.cli.context import AppContext, pass_app
-from modelport.cli.output import output_option, parse_pairs, print_fields, print_json, print_table
+from modelport.cli.output import add_archive_commands, output_option, parse_pairs, print_fields, print_json, print_table
 from modelport.registry.environments import EnvironmentInfo
 
 
@@ -101,19 +101,4 @@ def build(app: AppContext, ref: str, output: str) -> None:
         click.echo(f"note: conda-only packages are not installed: {', '.join(result.conda_only)}", err=True)
 
 
-@environment.command("archive")
-@click.argument("ref")
-@pass_app
-def archive(app: AppContext, ref: str) -> None:
-    """Hide an environment (NAME) or one version (NAME:V) from lists."""
-    app.workspace.environments.archive(ref)
-    click.echo(f"archived {ref}")
-
-
-@environment.command("restore")
-@click.argument("ref")
-@pass_app
-def restore(app: AppContext, ref: str) -> None:
-    """Undo ``archive``."""
-    app.workspace.environments.restore(ref)
-    click.echo(f"restored {ref}")
+add_archive_commands(environment, "environment", lambda app: app.workspace.environments)

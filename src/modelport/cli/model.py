@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from modelport.cli.context import AppContext, pass_app
-from modelport.cli.output import output_option, parse_pairs, print_fields, print_json, print_table
+from modelport.cli.output import add_archive_commands, output_option, parse_pairs, print_fields, print_json, print_table
 from modelport.registry.models import ModelInfo
 
 
@@ -127,24 +127,6 @@ def update(app: AppContext, ref: str, tags: tuple[str, ...], remove_tags: tuple[
     show_info(info, output)
 
 
-@model.command("archive")
-@click.argument("ref")
-@pass_app
-def archive(app: AppContext, ref: str) -> None:
-    """Hide a model (NAME) or one version (NAME:V) from lists; it still resolves."""
-    app.workspace.models.archive(ref)
-    click.echo(f"archived {ref}")
-
-
-@model.command("restore")
-@click.argument("ref")
-@pass_app
-def restore(app: AppContext, ref: str) -> None:
-    """Undo ``archive``."""
-    app.workspace.models.restore(ref)
-    click.echo(f"restored {ref}")
-
-
 @model.command("delete")
 @click.argument("ref")
 @pass_app
@@ -178,3 +160,6 @@ def alias_delete(app: AppContext, name: str, alias_name: str) -> None:
     """Remove an alias."""
     app.workspace.models.delete_alias(name, alias_name)
     click.echo(f"deleted alias {name}@{alias_name}")
+
+
+add_archive_commands(model, "model", lambda app: app.workspace.models)

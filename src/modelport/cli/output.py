@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import click
@@ -54,3 +54,26 @@ def parse_pairs(values: Sequence[str], option: str) -> dict[str, str]:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=option)
         result[key] = value
     return result
+
+
+def add_archive_commands(group: click.Group, noun: str, registry: Callable[[Any], Any]) -> None:
+    """``archive`` and ``restore`` for a versioned asset group; ``registry(app)`` picks the registry."""
+    from modelport.cli.context import pass_app
+
+    @group.command("archive")
+    @click.argument("ref")
+    @pass_app
+    def archive(app: Any, ref: str) -> None:
+        registry(app).archive(ref)
+        click.echo(f"archived {ref}")
+
+    archive.help = f"Hide a {noun} (NAME) or one version (NAME:V) from lists; it still resolves."
+
+    @group.command("restore")
+    @click.argument("ref")
+    @pass_app
+    def restore(app: Any, ref: str) -> None:
+        registry(app).restore(ref)
+        click.echo(f"restored {ref}")
+
+    restore.help = f"Undo archive: show the {noun} or version in lists again."

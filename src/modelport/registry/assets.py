@@ -21,6 +21,7 @@ from modelport.store.schema import Container, Versioned
 
 C = TypeVar("C", bound=Container)
 V = TypeVar("V", bound=Versioned)
+Info = TypeVar("Info")  # the public, detached description of a version (ModelInfo, EnvironmentInfo)
 
 
 def parse_pairs(pairs: dict[str, Any] | None, field: str) -> dict[str, str]:
@@ -35,8 +36,12 @@ def parse_pairs(pairs: dict[str, Any] | None, field: str) -> dict[str, str]:
     return result
 
 
-class VersionedAssets(Generic[C, V]):
-    """Shared queries over one container table and its version table."""
+class VersionedAssets(Generic[C, V, Info]):
+    """Shared queries over one container table and its version table.
+
+    Subclasses name their tables and turn a version row into their public info (``_info``);
+    the operations every versioned asset has — get, versions, update, archive, restore — live here.
+    """
 
     kind: str  # "model" | "environment", used in messages
     container_cls: type[C]
@@ -45,6 +50,42 @@ class VersionedAssets(Generic[C, V]):
 
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    def _info(self, session: Session, row: V) -> Info:
+        raise NotImplementedError
+
+    # -- public operations shared by models and environments ---------------------------------
+
+    def get(self, ref: str) -> Info:
+        with self.db.session() as session:
+            return self._info(session, self._resolve(session, ref))
+
+    def versions(self, name: str, include_archived: bool = False) -> list[Info]:
+        with self.db.session() as session:
+            return [self._info(session, row) for row in self._versions(session, name, include_archived)]
+
+    def update(
+        self,
+        ref: str,
+        *,
+        tags: dict[str, Any] | None = None,
+        remove_tags: list[str] | None = None,
+        description: str | None = None,
+    ) -> Info:
+        """Only description and tags are mutable, as in Azure ML."""
+        with self.db.session() as session:
+            row = self._resolve(session, ref)
+            self._update(row, tags, remove_tags, description)
+            return self._info(session, row)
+
+    def archive(self, ref: str) -> None:
+        """``NAME`` archives the whole container, ``NAME:V``/``NAME@A`` one version."""
+        with self.db.session() as session:
+            self._set_archived(session, ref, True)
+
+    def restore(self, ref: str) -> None:
+        with self.db.session() as session:
+            self._set_archived(session, ref, False)
 
     # -- containers -------------------------------------------------------------------------
 
@@ -135,7 +176,6 @@ class VersionedAssets(Generic[C, V]):
         return list(session.scalars(query))
 
     def _set_archived(self, session: Session, ref_text: str, archived: bool) -> None:
-        """``NAME`` (un)archives the whole container, ``NAME:V``/``NAME@A`` one version."""
         ref = parse_ref(ref_text)
         if ref.version is None and ref.alias is None:
             self._require_container(session, ref.name).archived = archived
@@ -143,7 +183,6 @@ class VersionedAssets(Generic[C, V]):
             self._resolve(session, ref).archived = archived
 
     def _update(self, row: V, tags: dict[str, Any] | None, remove_tags: list[str] | None, description: str | None) -> None:
-        """Only description and tags are mutable, as in Azure ML."""
         merged = dict(row.tags)
         merged.update(parse_pairs(tags, "tags"))
         for key in remove_tags or []:

@@ -13,6 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from modelport.core.names import parse_version, validate_name
 from modelport.envs import BuildResult, build_env, parse_spec, parse_spec_file
 from modelport.registry.assets import VersionedAssets, parse_pairs
@@ -46,7 +48,7 @@ class EnvironmentInfo:
         return data
 
 
-class EnvironmentRegistry(VersionedAssets[Environment, EnvironmentVersion]):
+class EnvironmentRegistry(VersionedAssets[Environment, EnvironmentVersion, EnvironmentInfo]):
     kind = "environment"
     container_cls = Environment
     version_cls = EnvironmentVersion
@@ -91,15 +93,7 @@ class EnvironmentRegistry(VersionedAssets[Environment, EnvironmentVersion]):
             )
             session.add(row)
             session.flush()
-            return self._info(row)
-
-    def get(self, ref: str) -> EnvironmentInfo:
-        with self.db.session() as session:
-            return self._info(self._resolve(session, ref))
-
-    def versions(self, name: str, include_archived: bool = False) -> list[EnvironmentInfo]:
-        with self.db.session() as session:
-            return [self._info(row) for row in self._versions(session, name, include_archived)]
+            return self._info(session, row)
 
     def list(self, include_archived: bool = False) -> list[EnvironmentInfo]:
         """The latest version of every environment."""
@@ -108,25 +102,8 @@ class EnvironmentRegistry(VersionedAssets[Environment, EnvironmentVersion]):
             for container in self._active_names(session, include_archived):
                 rows = self._versions(session, container.name, include_archived)
                 if rows:
-                    result.append(self._info(max(rows, key=lambda r: r.id)))
+                    result.append(self._info(session, max(rows, key=lambda r: r.id)))
             return result
-
-    def update(
-        self, ref: str, *, tags: dict[str, Any] | None = None, remove_tags: list[str] | None = None,
-        description: str | None = None,
-    ) -> EnvironmentInfo:
-        with self.db.session() as session:
-            row = self._resolve(session, ref)
-            self._update(row, tags, remove_tags, description)
-            return self._info(row)
-
-    def archive(self, ref: str) -> None:
-        with self.db.session() as session:
-            self._set_archived(session, ref, True)
-
-    def restore(self, ref: str) -> None:
-        with self.db.session() as session:
-            self._set_archived(session, ref, False)
 
     def spec_text(self, ref: str) -> str:
         info = self.get(ref)
@@ -140,8 +117,7 @@ class EnvironmentRegistry(VersionedAssets[Environment, EnvironmentVersion]):
         spec = parse_spec(self.spec_text(info.ref), info.spec_file, info.python)
         return build_env(spec, self.envs_dir, log=log)
 
-    @staticmethod
-    def _info(row: EnvironmentVersion) -> EnvironmentInfo:
+    def _info(self, session: Session, row: EnvironmentVersion) -> EnvironmentInfo:
         return EnvironmentInfo(
             name=row.container.name,
             version=row.version,

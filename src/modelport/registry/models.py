@@ -10,6 +10,7 @@ removed again.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +27,11 @@ from modelport.registry.manifest import Manifest, scan
 from modelport.store.artifacts import ArtifactStore, remove_tree, sha256_file
 from modelport.store.db import Database
 from modelport.store.schema import EnvironmentVersion, Model, ModelAlias, ModelFile, ModelVersion
+
+UsageCheck = Callable[[Session, ModelVersion], list[str]]
+"""Names what uses a model version (e.g. ``["online deployment 'fraud/blue'"]``) inside the
+deleting transaction. Layers above the registry register theirs in ``ModelRegistry.usage_checks``,
+so the registry refuses to delete what they use without knowing about them."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,7 @@ class ModelSummary:
         return asdict(self)
 
 
-class ModelRegistry(VersionedAssets[Model, ModelVersion]):
+class ModelRegistry(VersionedAssets[Model, ModelVersion, ModelInfo]):
     kind = "model"
     container_cls = Model
     version_cls = ModelVersion
@@ -82,6 +88,7 @@ class ModelRegistry(VersionedAssets[Model, ModelVersion]):
         super().__init__(db)
         self.store = store
         self.cache_dir = cache_dir
+        self.usage_checks: list[UsageCheck] = []
 
     # -- registration -----------------------------------------------------------------------
 
@@ -166,14 +173,6 @@ class ModelRegistry(VersionedAssets[Model, ModelVersion]):
 
     # -- queries ----------------------------------------------------------------------------
 
-    def get(self, ref: str) -> ModelInfo:
-        with self.db.session() as session:
-            return self._info(session, self._resolve(session, ref))
-
-    def versions(self, name: str, include_archived: bool = False) -> list[ModelInfo]:
-        with self.db.session() as session:
-            return [self._info(session, row) for row in self._versions(session, name, include_archived)]
-
     def list(self, include_archived: bool = False) -> list[ModelSummary]:
         with self.db.session() as session:
             summaries = []
@@ -230,19 +229,6 @@ class ModelRegistry(VersionedAssets[Model, ModelVersion]):
 
     # -- changes ----------------------------------------------------------------------------
 
-    def update(
-        self,
-        ref: str,
-        *,
-        tags: dict[str, Any] | None = None,
-        remove_tags: list[str] | None = None,
-        description: str | None = None,
-    ) -> ModelInfo:
-        with self.db.session() as session:
-            row = self._resolve(session, ref)
-            self._update(row, tags, remove_tags, description)
-            return self._info(session, row)
-
     def set_alias(self, name: str, alias: str, version: int | str | None = None) -> ModelInfo:
         validate_alias(alias)
         if alias == "latest":
@@ -267,14 +253,6 @@ class ModelRegistry(VersionedAssets[Model, ModelVersion]):
                 raise NotFoundError(f"model {name!r} has no alias {alias!r}")
             session.delete(existing)
 
-    def archive(self, ref: str) -> None:
-        with self.db.session() as session:
-            self._set_archived(session, ref, True)
-
-    def restore(self, ref: str) -> None:
-        with self.db.session() as session:
-            self._set_archived(session, ref, False)
-
     def delete(self, ref: str) -> ModelInfo:
         """Delete one version (named by number or alias) and the blobs only it used."""
         parsed = parse_ref(ref)
@@ -283,6 +261,9 @@ class ModelRegistry(VersionedAssets[Model, ModelVersion]):
         with self.db.session() as session:
             row = self._resolve(session, parsed)
             info = self._info(session, row)
+            users = [user for check in self.usage_checks for user in check(session, row)]
+            if users:
+                raise ConflictError(f"model {info.ref} is used by {', '.join(users)}; move them to another version first")
             container = row.container
             session.delete(row)
             session.flush()
