@@ -13,6 +13,7 @@ import traceback
 import click
 
 from modelport import __version__
+from modelport.cli.batch import BATCH_COMMANDS
 from modelport.cli.context import AppContext
 from modelport.cli.environment import environment
 from modelport.cli.model import model
@@ -53,6 +54,8 @@ def demo(app: AppContext) -> None:
 cli.add_command(model)
 cli.add_command(environment)
 cli.add_command(serve)
+for command in BATCH_COMMANDS:
+    cli.add_command(command)
 
 
 def main() -> None:

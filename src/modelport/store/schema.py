@@ -108,3 +108,4 @@ class EnvironmentVersion(Versioned, Base):
     conda_only: Mapped[list[Any]] = mapped_column(default=list)
 
     container: Mapped[Environment] = relationship(back_populates="versions")
+from modelport.store import schema_batch  # noqa: E402,F401  (registers the batch tables)

@@ -1,0 +1,331 @@
+"""Batch jobs: submit, watch, cancel and resume them; the durable state the runner writes.
+
+A job is a row plus one row per mini-batch, written in one transaction at submission, after
+everything that can fail on bad input has been checked (so a refused job leaves nothing
+behind). Its runner (:mod:`modelport.batch.runner`) is a detached process that *claims* the
+job with a token: every heartbeat is conditional on that token, so a resumed job never has
+two runners writing to it. A runner whose process is gone (or whose heartbeat stopped) shows
+as ``NotResponding``; ``resume`` starts a new one, which scores only what is not done yet.
+
+Statuses are Azure ML's names: NotStarted, Preparing, Running, Finalizing, Completed, Failed,
+CancelRequested, Canceled (and NotResponding, which is computed, never stored).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from modelport.batch.definitions import BatchSettings
+from modelport.batch.endpoints import BatchEndpoints
+from modelport.batch.engine import MiniBatchResult
+from modelport.batch.inputs import InputPlan, resolve_input
+from modelport.batch.output import check_free
+from modelport.core.errors import ConflictError, ModelportError, NotFoundError, ValidationError
+from modelport.core.settings import ENV_ARTIFACT_ROOT, ENV_DB_URL, ENV_HOME
+from modelport.store.schema import utcnow
+from modelport.store.schema_batch import BatchJob, BatchMiniBatch
+from modelport.workspace import Workspace
+
+TERMINAL = ("Completed", "Failed", "Canceled")
+ENGINES = ("local",)
+_STALE_AFTER = timedelta(seconds=30)  # a heartbeat older than this means the runner is gone
+
+
+class LostOwnership(ModelportError):
+    """Another runner claimed the job (it was resumed): this one must stop touching it."""
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    id: str
+    endpoint: str
+    deployment: str
+    status: str
+    engine: str
+    input: dict[str, Any]
+    output_file: str | None
+    settings: dict[str, Any]
+    minibatches: dict[str, int]
+    items: dict[str, int]
+    items_per_second: float | None
+    eta_seconds: float | None
+    errors: list[dict[str, Any]]
+    error: str | None
+    runner_pid: int | None
+    job_dir: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("created_at", "started_at", "finished_at"):
+            data[key] = None if data[key] is None else data[key].isoformat() + "Z"
+        return data
+
+
+class BatchJobs:
+    def __init__(self, workspace: Workspace) -> None:
+        self.ws = workspace
+        self.db = workspace.db
+
+    # -- user operations ----------------------------------------------------------------------
+
+    def submit(
+        self,
+        endpoint: str,
+        input_uri: str,
+        *,
+        deployment: str | None = None,
+        input_type: str | None = None,
+        output_path: str | Path | None = None,
+        overrides: dict[str, Any] | None = None,
+        engine: str = "local",
+        overwrite: bool = False,
+    ) -> JobInfo:
+        """Check everything, record the job and its mini-batches, and start its runner."""
+        if engine not in ENGINES:
+            raise ValidationError(f"--engine: {engine!r} is not available (use {', '.join(ENGINES)})")
+        target = BatchEndpoints(self.ws).get_deployment(endpoint, deployment)
+        settings = target.settings.override(overrides or {})
+        no_code = target.spec["code"] is None
+        plan = resolve_input(input_uri, input_type, tabular_default=no_code)
+        if no_code and plan.kind != "tabular":
+            raise ValidationError(
+                f"--input-type: deployment {target.name!r} has no scoring script and scores tables only; "
+                "use --input-type tabular or add a code_configuration"
+            )
+        job_id = f"batchjob-{uuid.uuid4().hex[:16]}"
+        job_dir = self.ws.root / "jobs" / job_id
+        output_dir = Path(output_path).absolute() if output_path else job_dir / "outputs"
+        output_file = output_dir / settings.output_file_name if settings.output_action == "append_row" else None
+        if output_file is not None:
+            check_free(output_file, overwrite)
+        token = uuid.uuid4().hex
+        (job_dir / "logs").mkdir(parents=True)
+        try:
+            with self.db.session() as session:
+                session.add(BatchJob(
+                    id=job_id, endpoint=endpoint, deployment=target.name, status="NotStarted", engine=engine,
+                    spec={**target.spec, "settings": settings.to_dict(), "output_dir": str(output_dir)},
+                    plan=plan.to_dict(), output_file=None if output_file is None else str(output_file),
+                    overwrite=overwrite, job_dir=str(job_dir), total_items=plan.total, runner_token=token,
+                    heartbeat_at=utcnow(),
+                ))
+                session.flush()
+                rows = [{"job_id": job_id, "index": index, "start": start, "stop": stop, "status": "pending",
+                         "attempts": 0, "succeeded_items": 0, "failed_items": 0, "errors": []}
+                        for index, (start, stop) in enumerate(plan.minibatches(settings.mini_batch_size))]
+                session.execute(insert(BatchMiniBatch), rows)
+        except BaseException:
+            shutil.rmtree(job_dir, ignore_errors=True)
+            raise
+        self._spawn(job_id, token, job_dir)
+        return self.get(job_id)
+
+    def get(self, job_id: str) -> JobInfo:
+        with self.db.session() as session:
+            row = self._require(session, job_id)
+            return self._info(session, row, with_errors=True)
+
+    def list(self, endpoint: str | None = None) -> list[JobInfo]:
+        with self.db.session() as session:
+            query = select(BatchJob).order_by(BatchJob.created_at.desc())
+            if endpoint is not None:
+                query = query.where(BatchJob.endpoint == endpoint)
+            return [self._info(session, row, with_errors=False) for row in session.scalars(query)]
+
+    def cancel(self, job_id: str) -> JobInfo:
+        """Ask the runner to stop; a job whose runner is gone is cancelled at once."""
+        with self.db.session() as session:
+            row = self._require(session, job_id)
+            if row.status in TERMINAL:
+                raise ConflictError(f"job {job_id}: already {row.status}")
+            if _runner_alive(row):
+                row.status = "CancelRequested"
+            else:
+                row.status, row.finished_at, row.runner_token = "Canceled", utcnow(), None
+        return self.get(job_id)
+
+    def resume(self, job_id: str) -> JobInfo:
+        """Start a new runner for a job whose runner died; it scores only what is not done."""
+        token = uuid.uuid4().hex
+        with self.db.session() as session:
+            row = self._require(session, job_id)
+            if row.status in TERMINAL:
+                raise ConflictError(f"job {job_id}: already {row.status}; only unfinished jobs resume")
+            if _runner_alive(row):
+                raise ConflictError(f"job {job_id}: its runner (pid {row.runner_pid}) is still running")
+            row.runner_token, row.runner_pid, row.heartbeat_at = token, None, utcnow()
+            job_dir = Path(row.job_dir)
+        self._spawn(job_id, token, job_dir)
+        return self.get(job_id)
+
+    def log_files(self, job_id: str) -> list[Path]:
+        """The job's log files: runner log and result first, then errors, then per-worker output."""
+        info = self.get(job_id)
+        logs = Path(info.job_dir) / "logs"
+        files = [p for p in sorted(logs.rglob("*")) if p.is_file()] if logs.exists() else []
+        first = {"runner.txt": 0, "job_result.txt": 1, "error.txt": 2}
+        return sorted(files, key=lambda p: (first.get(p.name, 3), str(p)))
+
+    # -- runner side --------------------------------------------------------------------------
+
+    def claim(self, job_id: str, token: str) -> dict[str, Any]:
+        """Take the job for this process; the job's row as a dict."""
+        with self.db.session() as session:
+            row = self._require(session, job_id)
+            if row.runner_token != token:
+                raise LostOwnership(f"job {job_id}: claimed by another runner")
+            row.runner_pid, row.runner_host, row.heartbeat_at = os.getpid(), socket.gethostname(), utcnow()
+            return {column.name: getattr(row, column.name) for column in BatchJob.__table__.columns}
+
+    def heartbeat(self, job_id: str, token: str) -> str:
+        """Record that the runner is alive; returns the job's status (CancelRequested stops it)."""
+        with self.db.session() as session:
+            done = session.execute(
+                update(BatchJob).where(BatchJob.id == job_id, BatchJob.runner_token == token)
+                .values(heartbeat_at=utcnow())
+            )
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                raise LostOwnership(f"job {job_id}: claimed by another runner")
+            return session.scalars(select(BatchJob.status).where(BatchJob.id == job_id)).one()
+
+    def set_status(self, job_id: str, token: str, status: str, error: str | None = None) -> None:
+        with self.db.session() as session:
+            values: dict[str, Any] = {"status": status}
+            if status == "Preparing":
+                values["started_at"] = utcnow()
+            if status in TERMINAL:
+                values.update(finished_at=utcnow(), error=error, runner_token=None)
+            session.execute(
+                update(BatchJob).where(BatchJob.id == job_id, BatchJob.runner_token == token).values(**values)
+            )
+
+    def unfinished(self, job_id: str) -> tuple[list[tuple[int, int, int]], int]:
+        """Mini-batches still to score (index, start, stop), and items failed in the finished ones."""
+        with self.db.session() as session:
+            pending = session.execute(
+                select(BatchMiniBatch.index, BatchMiniBatch.start, BatchMiniBatch.stop)
+                .where(BatchMiniBatch.job_id == job_id, BatchMiniBatch.status == "pending")
+                .order_by(BatchMiniBatch.index)
+            ).all()
+            failed = session.scalar(
+                select(func.coalesce(func.sum(BatchMiniBatch.failed_items), 0)).where(BatchMiniBatch.job_id == job_id)
+            )
+            return [tuple(r) for r in pending], int(failed or 0)  # type: ignore[misc]
+
+    def finish_minibatches(self, job_id: str, results: list[MiniBatchResult]) -> None:
+        """Record finished mini-batches (their parts are already in place), in one transaction."""
+        with self.db.session() as session:
+            session.execute(update(BatchMiniBatch), [
+                {"job_id": job_id, "index": r.index, "status": "failed" if r.failed else "done",
+                 "attempts": r.attempts, "succeeded_items": r.succeeded, "failed_items": r.failed,
+                 "errors": r.errors, "finished_at": r.finished_at}
+                for r in results
+            ])
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _spawn(self, job_id: str, token: str, job_dir: Path) -> None:
+        """Start the job's runner detached from this process, so it outlives the CLI."""
+        settings = self.ws.settings
+        env = {**os.environ, ENV_HOME: str(settings.root), ENV_DB_URL: settings.db_url,
+               ENV_ARTIFACT_ROOT: settings.artifact_root}
+        with open(job_dir / "logs" / "runner.txt", "ab") as log:
+            subprocess.Popen(
+                [sys.executable, "-m", "modelport.batch.runner", job_id, token],
+                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+    @staticmethod
+    def _require(session: Session, job_id: str) -> BatchJob:
+        row = session.get(BatchJob, job_id)
+        if row is None:
+            raise NotFoundError(f"job {job_id!r} does not exist")
+        return row
+
+    @staticmethod
+    def _info(session: Session, row: BatchJob, *, with_errors: bool) -> JobInfo:
+        rows = session.execute(
+            select(BatchMiniBatch.status, BatchMiniBatch.succeeded_items, BatchMiniBatch.failed_items,
+                   BatchMiniBatch.finished_at)
+            .where(BatchMiniBatch.job_id == row.id)
+        ).all()
+        counts = {"total": len(rows), "done": 0, "failed": 0, "pending": 0}
+        for status, *_ in rows:
+            counts[status] += 1
+        succeeded = sum(r[1] for r in rows)
+        failed = sum(r[2] for r in rows)
+        rate = _steady_rate([(r[3], r[1] + r[2]) for r in rows if r[3] is not None])
+        remaining = row.total_items - succeeded - failed
+        errors: list[dict[str, Any]] = []
+        if with_errors:
+            for (found,) in session.execute(
+                select(BatchMiniBatch.errors).where(BatchMiniBatch.job_id == row.id).order_by(BatchMiniBatch.index)
+            ):
+                errors.extend(found)
+        plan = InputPlan.from_dict(row.plan)
+        settings = BatchSettings.from_dict(row.spec["settings"])
+        status = row.status
+        if status not in TERMINAL and not _runner_alive(row):
+            status = "NotResponding"
+        return JobInfo(
+            id=row.id, endpoint=row.endpoint, deployment=row.deployment, status=status, engine=row.engine,
+            input={"uri": plan.uri, "type": plan.kind, "files": len(plan.files), "items": plan.total},
+            output_file=row.output_file, settings=settings.to_dict(), minibatches=counts,
+            items={"total": row.total_items, "succeeded": succeeded, "failed": failed},
+            items_per_second=rate, eta_seconds=None if not rate or status in TERMINAL else remaining / rate,
+            errors=errors, error=row.error, runner_pid=row.runner_pid, job_dir=row.job_dir,
+            created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at,
+        )
+
+
+def _steady_rate(finished: list[tuple[float, int]]) -> float | None:
+    """Items per second between the first and the last finished mini-batch: worker start-up
+    (which precedes the first) is left out, as is the first mini-batch itself."""
+    if len(finished) < 2:
+        return None
+    finished.sort()
+    elapsed = finished[-1][0] - finished[0][0]
+    return sum(items for _, items in finished[1:]) / elapsed if elapsed > 0 else None
+
+
+def _runner_alive(row: BatchJob) -> bool:
+    """Whether the job's runner still runs: its process, when it is on this host, else a fresh heartbeat."""
+    fresh = row.heartbeat_at is not None and utcnow() - row.heartbeat_at < _STALE_AFTER
+    if row.runner_token is None:
+        return False
+    if row.runner_pid is None or row.runner_host != socket.gethostname():
+        return fresh
+    return _process_running(row.runner_pid) and fresh
+
+
+def _process_running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True

@@ -1,0 +1,359 @@
+"""``modelport batch-endpoint``, ``batch-deployment`` and ``job``: batch scoring from the shell.
+
+Flags follow ``az ml batch-endpoint`` / ``batch-deployment``: ``-f FILE``, ``--set key=value``,
+``--name/-n``, ``--endpoint-name/-e``; ``invoke`` prints the job id and, with ``--wait``,
+follows it to the end and exits 1 unless it Completed.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from modelport.batch.definitions import parse_deployment, parse_endpoint, read_definition
+from modelport.batch.endpoints import BatchEndpoints, DeploymentInfo, EndpointInfo
+from modelport.batch.jobs import BatchJobs, JobInfo
+from modelport.cli.context import AppContext, pass_app
+from modelport.cli.output import output_option, parse_pairs, print_fields, print_json, print_table
+from modelport.core.errors import ModelportError
+
+_file_option = click.option("--file", "-f", "file", type=click.Path(path_type=Path), default=None,
+                            help="Azure ML CLI v2 YAML definition.")
+_set_option = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                           help="Set a YAML value, e.g. settings.mini_batch_size=5 (repeatable).")
+
+
+@click.group("batch-endpoint")
+def batch_endpoint() -> None:
+    """Batch endpoints: a stable name whose deployments score files and tables in jobs."""
+
+
+@click.group("batch-deployment")
+def batch_deployment() -> None:
+    """Batch deployments: model + scoring script + settings under a batch endpoint."""
+
+
+@click.group("job")
+def job() -> None:
+    """Batch jobs: progress, logs, cancel and resume."""
+
+
+# -- endpoints ---------------------------------------------------------------------------------
+
+
+def _show_endpoint(info: EndpointInfo, output: str, ignored: tuple[str, ...] = ()) -> None:
+    data = info.to_dict()
+    if ignored:
+        data["ignored"] = list(ignored)
+    if output == "json":
+        print_json(data)
+    else:
+        _note_ignored(ignored)
+        print_fields(data, title=f"batch endpoint {info.name}")
+
+
+def _note_ignored(ignored: tuple[str, ...] | list[str]) -> None:
+    if ignored:
+        click.echo(f"note: ignored (cloud-only): {', '.join(ignored)}", err=True)
+
+
+@batch_endpoint.command("create")
+@_file_option
+@click.option("--name", "-n", default=None, help="Endpoint name [default: from the file].")
+@_set_option
+@output_option
+@pass_app
+def endpoint_create(app: AppContext, file: Path | None, name: str | None, sets: tuple[str, ...], output: str) -> None:
+    """Create a batch endpoint."""
+    data, _ = read_definition(file, sets, name)
+    definition = parse_endpoint(data)
+    _show_endpoint(BatchEndpoints(app.workspace).create_endpoint(definition), output, definition.ignored)
+
+
+@batch_endpoint.command("update")
+@click.option("--name", "-n", required=True, help="Endpoint name.")
+@_file_option
+@_set_option
+@output_option
+@pass_app
+def endpoint_update(app: AppContext, name: str, file: Path | None, sets: tuple[str, ...], output: str) -> None:
+    """Change description, tags or defaults.deployment_name."""
+    data, _ = read_definition(file, sets)
+    _show_endpoint(BatchEndpoints(app.workspace).update_endpoint(name, data), output)
+
+
+@batch_endpoint.command("show")
+@click.option("--name", "-n", required=True, help="Endpoint name.")
+@output_option
+@pass_app
+def endpoint_show(app: AppContext, name: str, output: str) -> None:
+    """Show one batch endpoint."""
+    _show_endpoint(BatchEndpoints(app.workspace).get_endpoint(name), output)
+
+
+@batch_endpoint.command("list")
+@output_option
+@pass_app
+def endpoint_list(app: AppContext, output: str) -> None:
+    """List batch endpoints."""
+    infos = BatchEndpoints(app.workspace).list_endpoints()
+    if output == "json":
+        print_json([info.to_dict() for info in infos])
+        return
+    print_table(["name", "default deployment", "deployments", "description"],
+                ((i.name, i.default_deployment, ", ".join(i.deployments), i.description) for i in infos))
+
+
+@batch_endpoint.command("delete")
+@click.option("--name", "-n", required=True, help="Endpoint name.")
+@pass_app
+def endpoint_delete(app: AppContext, name: str) -> None:
+    """Delete a batch endpoint and its deployments (job history stays)."""
+    BatchEndpoints(app.workspace).delete_endpoint(name)
+    click.echo(f"deleted batch endpoint {name}")
+
+
+@batch_endpoint.command("invoke")
+@click.option("--name", "-n", required=True, help="Endpoint name.")
+@click.option("--deployment", "--deployment-name", "-d", default=None,
+              help="Deployment [default: the endpoint's defaults.deployment_name].")
+@click.option("--input", "-i", "input_uri", required=True, help="Folder, file, glob or fsspec URL.")
+@click.option("--input-type", type=click.Choice(["uri_folder", "uri_file", "tabular"]), default=None,
+              help="How to cut the input [default: uri_folder/uri_file; tabular for no-code deployments].")
+@click.option("--output-path", "output_path", default=None, metavar="DIR",
+              help="Folder for the output file [default: the job's outputs/ folder].")
+@click.option("--set", "sets", multiple=True, metavar="SETTING=VALUE",
+              help="Override a deployment setting for this job, e.g. mini_batch_size=5 (repeatable).")
+@click.option("--engine", type=click.Choice(["local"]), default="local", show_default=True,
+              help="Where workers run.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@click.option("--wait", is_flag=True, help="Follow the job to its end; exit 1 unless it Completed.")
+@output_option
+@pass_app
+def endpoint_invoke(app: AppContext, name: str, deployment: str | None, input_uri: str, input_type: str | None,
+                    output_path: str | None, sets: tuple[str, ...], engine: str, overwrite: bool, wait: bool,
+                    output: str) -> None:
+    """Start a batch scoring job; --set mini_batch_size=N instance_count=N max_concurrency_per_instance=N
+    max_retries=N timeout=S error_threshold=N output_file_name=F override the deployment."""
+    jobs = BatchJobs(app.workspace)
+    info = jobs.submit(name, input_uri, deployment=deployment, input_type=input_type, output_path=output_path,
+                       overrides=parse_pairs(sets, "--set"), engine=engine, overwrite=overwrite)
+    _finish(jobs, info, wait, output)
+
+
+# -- deployments -------------------------------------------------------------------------------
+
+
+def _show_deployment(info: DeploymentInfo, output: str) -> None:
+    if output == "json":
+        print_json(info.to_dict())
+        return
+    _note_ignored(info.ignored)
+    data = info.to_dict()
+    data.pop("ignored", None)
+    print_fields(data, title=f"batch deployment {info.endpoint_name}/{info.name}")
+
+
+@batch_deployment.command("create")
+@_file_option
+@click.option("--name", "-n", default=None, help="Deployment name [default: from the file].")
+@click.option("--endpoint-name", "-e", default=None, help="Endpoint [default: from the file].")
+@_set_option
+@click.option("--set-default", is_flag=True, help="Make it the endpoint's default deployment.")
+@output_option
+@pass_app
+def deployment_create(app: AppContext, file: Path | None, name: str | None, endpoint_name: str | None,
+                      sets: tuple[str, ...], set_default: bool, output: str) -> None:
+    """Create a batch deployment (inline model and environment are registered first)."""
+    data, base = read_definition(file, sets, name)
+    if endpoint_name is not None:
+        data["endpoint_name"] = endpoint_name
+    definition = parse_deployment(data, base)
+    _show_deployment(BatchEndpoints(app.workspace).create_deployment(definition, set_default=set_default), output)
+
+
+@batch_deployment.command("show")
+@click.option("--name", "-n", required=True, help="Deployment name.")
+@click.option("--endpoint-name", "-e", required=True, help="Endpoint name.")
+@output_option
+@pass_app
+def deployment_show(app: AppContext, name: str, endpoint_name: str, output: str) -> None:
+    """Show one batch deployment."""
+    _show_deployment(BatchEndpoints(app.workspace).get_deployment(endpoint_name, name), output)
+
+
+@batch_deployment.command("list")
+@click.option("--endpoint-name", "-e", required=True, help="Endpoint name.")
+@output_option
+@pass_app
+def deployment_list(app: AppContext, endpoint_name: str, output: str) -> None:
+    """List the deployments of a batch endpoint."""
+    infos = BatchEndpoints(app.workspace).list_deployments(endpoint_name)
+    if output == "json":
+        print_json([info.to_dict() for info in infos])
+        return
+    print_table(["name", "default", "model", "scoring script", "mini-batch", "workers"],
+                ((i.name, i.is_default, i.spec["model"], i.spec["scoring_script"] or "(no-code)",
+                  i.settings.mini_batch_size, i.settings.workers) for i in infos))
+
+
+@batch_deployment.command("delete")
+@click.option("--name", "-n", required=True, help="Deployment name.")
+@click.option("--endpoint-name", "-e", required=True, help="Endpoint name.")
+@pass_app
+def deployment_delete(app: AppContext, name: str, endpoint_name: str) -> None:
+    """Delete a batch deployment (not the endpoint's default)."""
+    BatchEndpoints(app.workspace).delete_deployment(endpoint_name, name)
+    click.echo(f"deleted batch deployment {endpoint_name}/{name}")
+
+
+# -- jobs --------------------------------------------------------------------------------------
+
+
+@job.command("show")
+@click.argument("job_id")
+@output_option
+@pass_app
+def job_show(app: AppContext, job_id: str, output: str) -> None:
+    """Status, progress (mini-batches, items, items/s, ETA) and errors of one job."""
+    info = BatchJobs(app.workspace).get(job_id)
+    if output == "json":
+        print_json(info.to_dict())
+        return
+    print_fields(_summary(info) | {"errors": [f"{', '.join(e['items'])}: {e['error']}" for e in info.errors]},
+                 title=f"job {info.id}")
+
+
+@job.command("list")
+@click.option("--endpoint-name", "-e", default=None, help="Only this endpoint's jobs.")
+@output_option
+@pass_app
+def job_list(app: AppContext, endpoint_name: str | None, output: str) -> None:
+    """List batch jobs, newest first."""
+    infos = BatchJobs(app.workspace).list(endpoint_name)
+    if output == "json":
+        print_json([info.to_dict() for info in infos])
+        return
+    print_table(["id", "status", "endpoint", "deployment", "mini-batches", "failed items", "created"],
+                ((i.id, i.status, i.endpoint, i.deployment, _minibatches(i), i.items["failed"],
+                  f"{i.created_at:%Y-%m-%d %H:%M:%S}") for i in infos))
+
+
+@job.command("logs")
+@click.argument("job_id")
+@pass_app
+def job_logs(app: AppContext, job_id: str) -> None:
+    """Print the job's logs: runner, result, errors, then each worker's output."""
+    for path in BatchJobs(app.workspace).log_files(job_id):
+        click.echo(f"==> {path} <==")
+        click.echo(path.read_text(encoding="utf-8", errors="replace"), nl=False)
+
+
+@job.command("stream")
+@click.argument("job_id")
+@output_option
+@pass_app
+def job_stream(app: AppContext, job_id: str, output: str) -> None:
+    """Follow a job's progress to its end; exit 1 unless it Completed."""
+    jobs = BatchJobs(app.workspace)
+    _finish(jobs, jobs.get(job_id), True, output)
+
+
+@job.command("cancel")
+@click.argument("job_id")
+@output_option
+@pass_app
+def job_cancel(app: AppContext, job_id: str, output: str) -> None:
+    """Stop a job (its runner kills the workers; nothing is assembled)."""
+    info = BatchJobs(app.workspace).cancel(job_id)
+    _print_status(info, output)
+
+
+@job.command("resume")
+@click.argument("job_id")
+@click.option("--wait", is_flag=True, help="Follow the job to its end; exit 1 unless it Completed.")
+@output_option
+@pass_app
+def job_resume(app: AppContext, job_id: str, wait: bool, output: str) -> None:
+    """Restart a job whose runner died; only mini-batches not done are scored."""
+    jobs = BatchJobs(app.workspace)
+    _finish(jobs, jobs.resume(job_id), wait, output)
+
+
+# -- progress ----------------------------------------------------------------------------------
+
+
+def _finish(jobs: BatchJobs, info: JobInfo, wait: bool, output: str) -> None:
+    if wait:
+        info = _follow(jobs, info)
+    _print_status(info, output)
+    if wait and info.status != "Completed":
+        raise ModelportError(f"job {info.id} {info.status}: {info.error or 'see modelport job logs ' + info.id}")
+
+
+def _print_status(info: JobInfo, output: str) -> None:
+    if output == "json":
+        print_json({"id": info.id, "status": info.status})
+    else:
+        click.echo(f"{info.id} {info.status}")
+
+
+def _follow(jobs: BatchJobs, info: JobInfo) -> JobInfo:
+    """Poll the job until it ends, with a progress bar on a terminal and a line every few
+    seconds otherwise."""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        last = 0.0
+        while not info.terminal and info.status != "NotResponding":
+            if time.monotonic() - last >= 5:
+                click.echo(_progress_line(info), err=True)
+                last = time.monotonic()
+            time.sleep(0.5)
+            info = jobs.get(info.id)
+        return info
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[detail]}"), console=console, transient=True) as progress:
+        bar = progress.add_task(info.id, total=info.minibatches["total"], detail="")
+        while not info.terminal and info.status != "NotResponding":
+            finished = info.minibatches["done"] + info.minibatches["failed"]
+            progress.update(bar, completed=finished, description=f"{info.id} {info.status}",
+                            detail=_rate_text(info))
+            time.sleep(0.5)
+            info = jobs.get(info.id)
+    return info
+
+
+def _progress_line(info: JobInfo) -> str:
+    return f"{info.id} {info.status}: mini-batches {_minibatches(info)}; {_rate_text(info)}"
+
+
+def _rate_text(info: JobInfo) -> str:
+    items = info.items
+    text = f"items {items['succeeded'] + items['failed']}/{items['total']} ({items['failed']} failed)"
+    if info.items_per_second:
+        text += f", {info.items_per_second:,.1f} items/s"
+    if info.eta_seconds is not None:
+        text += f", ETA {info.eta_seconds:,.0f} s"
+    return text
+
+
+def _minibatches(info: JobInfo) -> str:
+    counts = info.minibatches
+    return f"{counts['done']} done, {counts['failed']} failed, {counts['total']} total"
+
+
+def _summary(info: JobInfo) -> dict[str, object]:
+    return {
+        "status": info.status, "endpoint": info.endpoint, "deployment": info.deployment, "engine": info.engine,
+        "input": f"{info.input['uri']} ({info.input['type']}, {info.input['items']} items)",
+        "output": info.output_file or "(summary_only)", "mini-batches": _minibatches(info),
+        "items": _rate_text(info), "error": info.error, "created": info.created_at, "started": info.started_at,
+        "finished": info.finished_at, "job folder": info.job_dir,
+    }
+
+
+BATCH_COMMANDS = (batch_endpoint, batch_deployment, job)
