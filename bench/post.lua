@@ -1,6 +1,8 @@
--- wrk script: POST the body in $BODY_FILE on every request and print one JSON summary line.
+-- wrk script: POST the body in $BODY_FILE on every request (with $AUTHORIZATION as the Authorization
+-- header when set) and print one JSON summary line.
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+if os.getenv("AUTHORIZATION") then wrk.headers["Authorization"] = os.getenv("AUTHORIZATION") end
 local f = assert(io.open(os.getenv("BODY_FILE"), "rb"))
 wrk.body = f:read("*a")
 f:close()

@@ -12,6 +12,7 @@ from types import TracebackType
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from modelport.control.catalog import deployments_using
 from modelport.core.errors import ModelportError
 from modelport.core.settings import WorkspaceSettings, resolve_settings
 from modelport.registry.environments import EnvironmentRegistry
@@ -43,6 +44,7 @@ class Workspace:
             raise ModelportError(f"database {where}: {reason}") from None
         self.artifacts = ArtifactStore(self.settings.artifact_root)
         self.models = ModelRegistry(self.db, self.artifacts, self.settings.cache_dir)
+        self.models.usage_checks.append(deployments_using)  # a version an endpoint serves is not deleted
         self.environments = EnvironmentRegistry(self.db, self.artifacts, self.settings.envs_dir)
 
     @property

@@ -15,6 +15,8 @@ import click
 from modelport import __version__
 from modelport.cli.batch import BATCH_COMMANDS
 from modelport.cli.context import AppContext
+from modelport.cli.daemon import down, status, up
+from modelport.cli.endpoint import deployment, endpoint
 from modelport.cli.environment import environment
 from modelport.cli.model import model
 from modelport.cli.serve import serve
@@ -54,6 +56,11 @@ def demo(app: AppContext) -> None:
 cli.add_command(model)
 cli.add_command(environment)
 cli.add_command(serve)
+cli.add_command(up)
+cli.add_command(down)
+cli.add_command(status)
+cli.add_command(endpoint)
+cli.add_command(deployment)
 for command in BATCH_COMMANDS:
     cli.add_command(command)
 

@@ -109,3 +109,4 @@ class EnvironmentVersion(Versioned, Base):
 
     container: Mapped[Environment] = relationship(back_populates="versions")
 from modelport.store import schema_batch  # noqa: E402,F401  (registers the batch tables)
+from modelport.store import schema_endpoints  # noqa: E402,F401  (registers the endpoint tables)

@@ -1,0 +1,292 @@
+"""``modelport endpoint ...`` and ``modelport deployment ...``, shaped like ``az ml online-endpoint``
+and ``az ml online-deployment``; every command talks to the daemon's management API."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from modelport.cli.daemon import with_client
+from modelport.cli.output import output_option, print_fields, print_json, print_table
+from modelport.core.errors import ModelportError, ValidationError
+
+
+def _definition(file: Path | None, overrides: tuple[str, ...], **names: str | None) -> dict[str, Any]:
+    """The API's definition request: the file's mapping and the folder its relative paths start
+    from, the ``--set`` overrides, and ``-n``/``-e`` as overrides of ``name``/``endpoint_name``
+    (the daemon applies them, so ``update`` can apply them to the stored definition); names are
+    quoted so that ``-n 007`` stays a string."""
+    from modelport.batch.definitions import read_definition  # the one Azure-YAML file reader
+
+    data, base = read_definition(file)
+    sets = list(overrides) + [f"{key}={json.dumps(value)}" for key, value in names.items() if value is not None]
+    return {"definition": data if file is not None else None, "set": sets, "base_dir": str(base)}
+
+
+def _done(result: dict[str, Any], output: str, summary: str) -> None:
+    """A create/update answer: the ignored cloud-only keys on stderr, then JSON or one line."""
+    if result.get("ignored"):
+        click.echo(f"ignored (cloud only): {', '.join(result['ignored'])}", err=True)
+    if output == "json":
+        print_json(result)
+    else:
+        click.echo(summary)
+
+
+def _show(result: dict[str, Any], output: str, title: str) -> None:
+    if output == "json":
+        print_json(result)
+    else:
+        print_fields({key: value for key, value in result.items() if key != "ignored"}, title=title)
+
+
+file_option = click.option("--file", "-f", "file", type=click.Path(path_type=Path), default=None,
+                           help="YAML definition (Azure ML CLI v2 style).")
+set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                          help="Override a field, e.g. --set instance_count=2 (repeatable).")
+
+
+# -- endpoints ---------------------------------------------------------------------------------
+
+
+@click.group()
+def endpoint() -> None:
+    """Online endpoints: a stable URL and keys in front of deployments (needs `modelport up`)."""
+
+
+@endpoint.command("create")
+@file_option
+@click.option("--name", "-n", default=None, help="Endpoint name (overrides the file's).")
+@set_option
+@output_option
+@with_client
+def create_endpoint(client: Any, file: Path | None, name: str | None, overrides: tuple[str, ...], output: str) -> None:
+    """Create an endpoint from endpoint.yml."""
+    result = client.call("POST", "endpoints", _definition(file, overrides, name=name))
+    _done(result, output, f"created endpoint {result['name']}: {result['scoring_uri']} (auth_mode {result['auth_mode']})")
+
+
+@endpoint.command("update")
+@click.option("--name", "-n", required=True, help="Endpoint name.")
+@file_option
+@set_option
+@click.option("--traffic", default=None, metavar="'D1=P1 D2=P2'",
+              help="Replace the traffic split, e.g. 'blue=90 green=10'.")
+@click.option("--mirror-traffic", default=None, metavar="'D=P'", help="Replace the mirror, e.g. 'green=20' ('' for none).")
+@output_option
+@with_client
+def update_endpoint(client: Any, name: str, file: Path | None, overrides: tuple[str, ...], traffic: str | None,
+                    mirror_traffic: str | None, output: str) -> None:
+    """Change an endpoint: a whole new endpoint.yml (-f), or fields of the current one (--set, --traffic)."""
+    shares = {"traffic": traffic, "mirror_traffic": mirror_traffic}
+    overrides += tuple(f"{key}={_shares(key, value)}" for key, value in shares.items() if value is not None)
+    result = client.call("PUT", f"endpoints/{name}", _definition(file, overrides))
+    _done(result, output, f"updated endpoint {name}: traffic {result['traffic']}, mirror {result['mirror_traffic']}")
+
+
+def _shares(option: str, text: str) -> str:
+    """``'blue=90 green=10'`` → the YAML mapping ``{blue: 90, green: 10}``."""
+    items = []
+    for item in text.replace(",", " ").split():
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value.isdigit():
+            raise ValidationError(f"--{option.replace('_', '-')}: {item!r} is not DEPLOYMENT=PERCENT")
+        items.append(f"{key}: {value}")
+    return "{" + ", ".join(items) + "}"
+
+
+@endpoint.command("show")
+@click.option("--name", "-n", required=True, help="Endpoint name.")
+@output_option
+@with_client
+def show_endpoint(client: Any, name: str, output: str) -> None:
+    """Show an endpoint, its traffic and its deployments."""
+    result = client.call("GET", f"endpoints/{name}")
+    if output != "json":
+        result["deployments"] = [f"{d['name']} ({d['provisioning_state']})" for d in result["deployments"]]
+    _show(result, output, f"endpoint {name}")
+
+
+@endpoint.command("list")
+@output_option
+@with_client
+def list_endpoints(client: Any, output: str) -> None:
+    """List endpoints."""
+    result = client.call("GET", "endpoints")
+    if output == "json":
+        print_json(result)
+        return
+    print_table(["name", "auth", "traffic", "mirror", "scoring uri"],
+                ((e["name"], e["auth_mode"], _percent(e["traffic"]), _percent(e["mirror_traffic"]), e["scoring_uri"])
+                 for e in result))
+
+
+def _percent(shares: dict[str, int]) -> str:
+    return " ".join(f"{name}={value}%" for name, value in shares.items())
+
+
+@endpoint.command("delete")
+@click.option("--name", "-n", required=True, help="Endpoint name.")
+@with_client
+def delete_endpoint(client: Any, name: str) -> None:
+    """Delete an endpoint and all its deployments."""
+    result = client.call("DELETE", f"endpoints/{name}")
+    click.echo(f"deleted endpoint {name} and {len(result['deployments'])} deployment(s)")
+
+
+@endpoint.command("get-credentials")
+@click.option("--name", "-n", required=True, help="Endpoint name.")
+@output_option
+@with_client
+def get_credentials(client: Any, name: str, output: str) -> None:
+    """Show the endpoint's two keys (send one as Authorization: Bearer <key>)."""
+    _show(client.call("GET", f"endpoints/{name}/keys"), output, f"endpoint {name} keys")
+
+
+@endpoint.command("regenerate-keys")
+@click.option("--name", "-n", required=True, help="Endpoint name.")
+@click.option("--key", "--key-type", "key", required=True, type=click.Choice(["primary", "secondary"]),
+              help="Which key to replace.")
+@with_client
+def regenerate_keys(client: Any, name: str, key: str) -> None:
+    """Replace one key; the old one stops working at once, the other keeps working."""
+    client.call("POST", f"endpoints/{name}/keys/regenerate", {"key": key})
+    click.echo(f"regenerated the {key} key of endpoint {name} (see modelport endpoint get-credentials)")
+
+
+@endpoint.command("invoke")
+@click.option("--name", "-n", required=True, help="Endpoint name.")
+@click.option("--request-file", "-r", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Request body (JSON) to POST.")
+@click.option("--deployment", "--deployment-name", "-d", "deployment", default=None,
+              help="Send to this deployment whatever the traffic split.")
+@click.option("--route", default="score", show_default=True, help="Scoring route: score or v2/models/<m>/infer.")
+@with_client
+def invoke(client: Any, name: str, request_file: Path, deployment: str | None, route: str) -> None:
+    """POST a request to the endpoint (with its key) and print the answer."""
+    import httpx
+
+    try:
+        body = request_file.read_bytes()
+    except OSError as exc:
+        raise ValidationError(f"--request-file: cannot read {request_file} ({exc.strerror})") from None
+    info = client.call("GET", f"endpoints/{name}")
+    headers = {"content-type": "application/json"}
+    if info["auth_mode"] == "key":
+        headers["authorization"] = f"Bearer {client.call('GET', f'endpoints/{name}/keys')['primaryKey']}"
+    if deployment is not None:
+        headers["azureml-model-deployment"] = deployment
+    response = httpx.post(f"{client.url}/endpoints/{name}/{route.strip('/')}", content=body, headers=headers,
+                          timeout=None, trust_env=False)
+    if response.status_code != 200:
+        raise ModelportError(f"endpoint {name} answered {response.status_code}: {response.text.strip()[:500]}")
+    sys.stdout.write(response.text + ("" if response.text.endswith("\n") else "\n"))
+
+
+# -- deployments -------------------------------------------------------------------------------
+
+
+@click.group()
+def deployment() -> None:
+    """Deployments of an online endpoint: model + code + environment + replicas (needs `modelport up`)."""
+
+
+endpoint_option = click.option("--endpoint-name", "-e", "endpoint_name", default=None, help="Endpoint name.")
+
+
+@deployment.command("create")
+@file_option
+@click.option("--name", "-n", default=None, help="Deployment name (overrides the file's).")
+@endpoint_option
+@set_option
+@click.option("--all-traffic", is_flag=True, help="Send it 100 % of the endpoint's traffic once it is ready.")
+@output_option
+@with_client
+def create_deployment(client: Any, file: Path | None, name: str | None, endpoint_name: str | None,
+                      overrides: tuple[str, ...], all_traffic: bool, output: str) -> None:
+    """Create a deployment from deployment.yml; returns when its replicas are ready."""
+    request = _definition(file, overrides, name=name, endpoint_name=endpoint_name)
+    endpoint_name = endpoint_name or (request["definition"] or {}).get("endpoint_name")
+    if not endpoint_name:
+        raise ValidationError("endpoint_name: required (in the file or with -e)")
+    result = client.call("POST", f"endpoints/{endpoint_name}/deployments", {**request, "all_traffic": all_traffic})
+    _done(result, output, f"created deployment {endpoint_name}/{result['name']}: model {result['model']}, "
+                          f"{len(result['replicas'])} replica(s) ready")
+
+
+@deployment.command("update")
+@file_option
+@click.option("--name", "-n", default=None, help="Deployment name.")
+@endpoint_option
+@set_option
+@output_option
+@with_client
+def update_deployment(client: Any, file: Path | None, name: str | None, endpoint_name: str | None,
+                      overrides: tuple[str, ...], output: str) -> None:
+    """Change a deployment (rolling: each new replica is ready before an old one stops)."""
+    request = _definition(file, overrides)
+    definition = request["definition"] or {}
+    name, endpoint_name = name or definition.get("name"), endpoint_name or definition.get("endpoint_name")
+    if not name or not endpoint_name:
+        raise ValidationError("name and endpoint_name: required (in the file, or with -n and -e)")
+    result = client.call("PUT", f"endpoints/{endpoint_name}/deployments/{name}", request)
+    _done(result, output, f"updated deployment {endpoint_name}/{name}: revision {result['revision']}, "
+                          f"{len(result['replicas'])} replica(s)")
+
+
+@deployment.command("show")
+@click.option("--name", "-n", required=True, help="Deployment name.")
+@click.option("--endpoint-name", "-e", "endpoint_name", required=True, help="Endpoint name.")
+@output_option
+@with_client
+def show_deployment(client: Any, name: str, endpoint_name: str, output: str) -> None:
+    """Show a deployment, its settings and its replicas."""
+    result = client.call("GET", f"endpoints/{endpoint_name}/deployments/{name}")
+    if output != "json":
+        result["replicas"] = [f"{r['slot']}: {r['state']} pid {r['pid']} port {r['port']} restarts {r['restarts']}"
+                              for r in result["replicas"]]
+    _show(result, output, f"deployment {endpoint_name}/{name}")
+
+
+@deployment.command("list")
+@click.option("--endpoint-name", "-e", "endpoint_name", required=True, help="Endpoint name.")
+@output_option
+@with_client
+def list_deployments(client: Any, endpoint_name: str, output: str) -> None:
+    """List an endpoint's deployments."""
+    result = client.call("GET", f"endpoints/{endpoint_name}/deployments")
+    if output == "json":
+        print_json(result)
+        return
+    print_table(["name", "model", "instances", "state", "ready"],
+                ((d["name"], d["model"], d["instance_count"], d["provisioning_state"],
+                  sum(r["state"] == "ready" for r in d["replicas"])) for d in result))
+
+
+@deployment.command("delete")
+@click.option("--name", "-n", required=True, help="Deployment name.")
+@click.option("--endpoint-name", "-e", "endpoint_name", required=True, help="Endpoint name.")
+@with_client
+def delete_deployment(client: Any, name: str, endpoint_name: str) -> None:
+    """Delete a deployment (it must get no traffic); its replicas finish what they have, then stop."""
+    client.call("DELETE", f"endpoints/{endpoint_name}/deployments/{name}")
+    click.echo(f"deleted deployment {endpoint_name}/{name}")
+
+
+@deployment.command("logs")
+@click.option("--name", "-n", required=True, help="Deployment name.")
+@click.option("--endpoint-name", "-e", "endpoint_name", required=True, help="Endpoint name.")
+@click.option("--lines", "-l", default=100, show_default=True, type=click.IntRange(min=0),
+              help="How many of the last lines per replica.")
+@click.option("--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+@with_client
+def deployment_logs(client: Any, name: str, endpoint_name: str, lines: int, follow: bool) -> None:
+    """The replicas' console output (print and logging)."""
+    path = f"endpoints/{endpoint_name}/deployments/{name}/logs"
+    for chunk in client.stream(path, {"lines": lines, "follow": int(follow)}):
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.flush()

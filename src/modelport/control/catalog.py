@@ -1,0 +1,320 @@
+"""Online endpoints and deployments in the database: the daemon's desired state.
+
+A deployment is stored *resolved*: references are pinned to the versions they name now,
+inline models and environments are registered first (as Azure does), and the scoring code is
+copied into an immutable, content-addressed snapshot. What the daemon starts after a restart
+is therefore exactly what was deployed. Every rule that can refuse a definition runs before
+anything is written, and each write is one transaction, so a refused change changes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from modelport.control.definitions import (
+    CodeConfiguration,
+    DeploymentSpec,
+    EndpointSpec,
+    InlineEnvironment,
+    InlineModel,
+    check_routing,
+    load_deployment,
+)
+from modelport.control.keys import KEY_NAMES, new_key
+from modelport.core.errors import ConflictError, ModelportError, NotFoundError, ValidationError
+from modelport.core.names import parse_ref
+from modelport.registry.manifest import scan
+from modelport.runtime.predictor import FLAVORS
+from modelport.store.artifacts import remove_tree, sha256_file
+from modelport.store.schema import Model, ModelVersion, utcnow
+from modelport.store.schema_endpoints import OnlineDeployment, OnlineEndpoint
+
+if TYPE_CHECKING:
+    from modelport.workspace import Workspace
+
+SCRIPT_FLAVORS = ("python",)  # registered scoring scripts: served on /score without code_configuration
+
+
+@dataclass(frozen=True)
+class DeploymentRecord:
+    """A stored deployment: its resolved definition and when it was made or last changed."""
+
+    spec: DeploymentSpec
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def revision(self) -> str:
+        """Identifies what a replica runs; replicas of another revision are replaced on update.
+        Instance count, request settings and probes apply without replacing replicas."""
+        spec = self.spec
+        what = [spec.model, spec.environment, dataclasses.asdict(spec.code_configuration or CodeConfiguration("", "")),
+                spec.environment_variables]
+        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.spec.to_dict(), "revision": self.revision,
+                "created_at": _iso(self.created_at), "updated_at": _iso(self.updated_at)}
+
+
+@dataclass(frozen=True)
+class EndpointRecord:
+    """A stored endpoint. ``keys`` never appear in ``to_dict``: only ``get-credentials`` shows them."""
+
+    spec: EndpointSpec
+    keys: tuple[str, str]
+    deployments: tuple[DeploymentRecord, ...]
+    created_at: datetime
+    updated_at: datetime
+
+    def deployment(self, name: str) -> DeploymentRecord:
+        for record in self.deployments:
+            if record.spec.name == name:
+                return record
+        raise NotFoundError(f"endpoint {self.spec.name!r} has no deployment {name!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.spec.to_dict(), "deployments": [d.spec.name for d in self.deployments],
+                "created_at": _iso(self.created_at), "updated_at": _iso(self.updated_at)}
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat() + "Z"
+
+
+def deployments_using(session: Session, version: ModelVersion) -> list[str]:
+    """The registry's usage check (``ModelRegistry.usage_checks``): deployments serving ``version``."""
+    rows = session.execute(
+        select(OnlineEndpoint.name, OnlineDeployment.name)
+        .join(OnlineDeployment, OnlineDeployment.endpoint_id == OnlineEndpoint.id)
+        .where(OnlineDeployment.model_version_id == version.id)
+        .order_by(OnlineEndpoint.name, OnlineDeployment.name)
+    )
+    return [f"online deployment {endpoint}/{deployment}" for endpoint, deployment in rows]
+
+
+class Catalog:
+    """Create, read, change and delete online endpoints and deployments of one workspace."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.ws = workspace
+        self.code_dir = workspace.root / "endpoints" / "code"
+
+    # -- endpoints ----------------------------------------------------------------------------
+
+    def endpoints(self) -> list[EndpointRecord]:
+        with self.ws.db.session() as session:
+            rows = session.scalars(select(OnlineEndpoint).options(selectinload(OnlineEndpoint.deployments))
+                                   .order_by(OnlineEndpoint.name))
+            return [self._record(row) for row in rows]
+
+    def endpoint(self, name: str) -> EndpointRecord:
+        with self.ws.db.session() as session:
+            return self._record(self._endpoint_row(session, name))
+
+    def create_endpoint(self, spec: EndpointSpec) -> EndpointRecord:
+        check_routing(spec, [])
+        with self.ws.db.session() as session:
+            if session.scalar(select(OnlineEndpoint.id).where(OnlineEndpoint.name == spec.name)) is not None:
+                raise ConflictError(f"endpoint {spec.name!r} already exists; use endpoint update to change it")
+            row = OnlineEndpoint(name=spec.name, primary_key=new_key(), secondary_key=new_key())
+            _write_endpoint(row, spec)
+            session.add(row)
+            session.flush()
+            return self._record(row)
+
+    def update_endpoint(self, spec: EndpointSpec) -> EndpointRecord:
+        with self.ws.db.session() as session:
+            row = self._endpoint_row(session, spec.name)
+            check_routing(spec, [d.name for d in row.deployments])
+            _write_endpoint(row, spec)
+            row.updated_at = utcnow()
+            return self._record(row)
+
+    def delete_endpoint(self, name: str) -> EndpointRecord:
+        with self.ws.db.session() as session:
+            row = self._endpoint_row(session, name)
+            record = self._record(row)
+            session.delete(row)
+            return record
+
+    def regenerate_key(self, name: str, which: str) -> EndpointRecord:
+        if which not in KEY_NAMES:
+            raise ValidationError(f"--key: {which!r} is not one of {', '.join(KEY_NAMES)}")
+        with self.ws.db.session() as session:
+            row = self._endpoint_row(session, name)
+            setattr(row, f"{which}_key", new_key())
+            row.updated_at = utcnow()
+            return self._record(row)
+
+    # -- deployments --------------------------------------------------------------------------
+
+    def resolve(self, spec: DeploymentSpec) -> DeploymentSpec:
+        """``spec`` with references pinned, inline assets registered and code snapshotted;
+        refused (before anything is registered) when a reference names nothing."""
+        self.endpoint(spec.endpoint_name)
+        model = spec.model if not isinstance(spec.model, str) else self._model_ref(spec.model)
+        environment = spec.environment
+        if isinstance(environment, str):
+            environment = self._environment_ref(environment)
+        if isinstance(model, InlineModel):
+            model = self._register_model(model, f"{spec.endpoint_name}-{spec.name}")
+        if isinstance(environment, InlineEnvironment):
+            environment = self._register_environment(environment, f"{spec.endpoint_name}-{spec.name}-env")
+        if spec.code_configuration is None:
+            flavor = self.ws.models.get(model).flavor
+            if flavor not in FLAVORS and flavor not in SCRIPT_FLAVORS:
+                raise ValidationError(f"code_configuration: model {model} ({flavor}) needs a scoring script to be served")
+        code = spec.code_configuration and self._snapshot(spec.code_configuration)
+        return dataclasses.replace(spec, model=model, environment=environment, code_configuration=code)
+
+    def save_deployment(self, spec: DeploymentSpec, *, all_traffic: bool = False) -> DeploymentRecord:
+        """Insert or replace the (resolved) deployment; ``all_traffic`` sends it 100 % of the
+        endpoint's live traffic in the same transaction."""
+        with self.ws.db.session() as session:
+            endpoint = self._endpoint_row(session, spec.endpoint_name)
+            row = next((d for d in endpoint.deployments if d.name == spec.name), None)
+            if row is None:
+                row = OnlineDeployment(name=spec.name)
+                endpoint.deployments.append(row)
+            row.spec = spec.to_dict()
+            row.model_version_id = self._model_version_id(session, spec.model)
+            row.updated_at = utcnow()
+            if all_traffic:
+                routing = dataclasses.replace(
+                    _endpoint_spec(endpoint),
+                    traffic={name: 0 for name in endpoint.traffic} | {spec.name: 100},
+                    mirror_traffic={k: v for k, v in endpoint.mirror_traffic.items() if k != spec.name},
+                )
+                check_routing(routing, [d.name for d in endpoint.deployments])
+                _write_endpoint(endpoint, routing)
+                endpoint.updated_at = utcnow()
+            session.flush()
+            return _deployment_record(row)
+
+    def delete_deployment(self, endpoint_name: str, name: str) -> DeploymentRecord:
+        with self.ws.db.session() as session:
+            endpoint = self._endpoint_row(session, endpoint_name)
+            row = next((d for d in endpoint.deployments if d.name == name), None)
+            if row is None:
+                raise NotFoundError(f"endpoint {endpoint_name!r} has no deployment {name!r}")
+            for key in ("traffic", "mirror_traffic"):
+                if getattr(endpoint, key).get(name, 0) > 0:
+                    raise ConflictError(
+                        f"deployment {name!r} still gets {getattr(endpoint, key)[name]} % of {key.replace('_', ' ')}; "
+                        f"set it to 0 first (modelport endpoint update -n {endpoint_name} --set {key}.{name}=0)"
+                    )
+            endpoint.traffic = {k: v for k, v in endpoint.traffic.items() if k != name}
+            endpoint.mirror_traffic = {k: v for k, v in endpoint.mirror_traffic.items() if k != name}
+            record = _deployment_record(row)
+            session.delete(row)
+            return record
+
+    # -- resolution ---------------------------------------------------------------------------
+
+    def _model_ref(self, text: str) -> str:
+        try:
+            return self.ws.models.get(text).ref
+        except ModelportError as exc:
+            raise type(exc)(f"model: {exc}") from None
+
+    def _environment_ref(self, text: str) -> str:
+        try:
+            return self.ws.environments.get(text).ref
+        except ModelportError as exc:
+            raise type(exc)(f"environment: {exc}") from None
+
+    def _register_model(self, inline: InlineModel, default_name: str) -> str:
+        """The version holding exactly these files: an existing one, or a new registration."""
+        name = inline.name or default_name
+        digest = scan(Path(inline.path)).digest
+        same = [info for info in self._versions(self.ws.models, name) if info.digest == digest]
+        if same:
+            return same[-1].ref
+        return self.ws.models.register(inline.path, name, description=inline.description, tags=inline.tags).ref
+
+    def _register_environment(self, inline: InlineEnvironment, default_name: str) -> str:
+        name = inline.name or default_name
+        sha = sha256_file(Path(inline.conda_file))
+        same = [info for info in self._versions(self.ws.environments, name) if info.spec_sha256 == sha]
+        if same:
+            return same[-1].ref
+        return self.ws.environments.create(name, inline.conda_file, description=inline.description,
+                                           tags=inline.tags).ref
+
+    @staticmethod
+    def _versions(registry: Any, name: str) -> list[Any]:
+        try:
+            return registry.versions(name, include_archived=True)
+        except NotFoundError:
+            return []
+
+    def _snapshot(self, code: CodeConfiguration) -> CodeConfiguration:
+        """An immutable copy of the code folder, named by its content digest (shared when equal)."""
+        target = self.code_dir / scan(Path(code.code), "code_configuration.code").digest[:16]
+        if not target.is_dir():
+            staging = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
+            try:
+                shutil.copytree(code.code, staging, ignore=shutil.ignore_patterns("__pycache__"))
+                staging.rename(target)
+            except OSError:
+                if not target.is_dir():  # lost a race to an identical snapshot: keep the winner
+                    raise
+            finally:
+                remove_tree(staging)
+        return CodeConfiguration(str(target), code.scoring_script)
+
+    @staticmethod
+    def _model_version_id(session: Session, ref: str | None) -> int | None:
+        if ref is None:
+            return None
+        parsed = parse_ref(ref)
+        return session.scalar(
+            select(ModelVersion.id).join(Model, Model.id == ModelVersion.model_id)
+            .where(Model.name == parsed.name, ModelVersion.version == parsed.version)
+        )
+
+    # -- rows ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _endpoint_row(session: Session, name: str) -> OnlineEndpoint:
+        row = session.scalars(select(OnlineEndpoint).options(selectinload(OnlineEndpoint.deployments))
+                              .where(OnlineEndpoint.name == name)).first()
+        if row is None:
+            raise NotFoundError(f"endpoint {name!r} does not exist")
+        return row
+
+    @staticmethod
+    def _record(row: OnlineEndpoint) -> EndpointRecord:
+        return EndpointRecord(
+            spec=_endpoint_spec(row),
+            keys=(row.primary_key, row.secondary_key),
+            deployments=tuple(_deployment_record(d) for d in row.deployments),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+
+def _write_endpoint(row: OnlineEndpoint, spec: EndpointSpec) -> None:
+    row.description, row.tags, row.auth_mode = spec.description, spec.tags, spec.auth_mode
+    row.traffic, row.mirror_traffic = spec.traffic, spec.mirror_traffic
+
+
+def _endpoint_spec(row: OnlineEndpoint) -> EndpointSpec:
+    return EndpointSpec(name=row.name, description=row.description, tags=dict(row.tags), auth_mode=row.auth_mode,
+                        traffic=dict(row.traffic), mirror_traffic=dict(row.mirror_traffic))
+
+
+def _deployment_record(row: OnlineDeployment) -> DeploymentRecord:
+    return DeploymentRecord(spec=load_deployment(row.spec), created_at=row.created_at, updated_at=row.updated_at)

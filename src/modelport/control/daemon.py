@@ -1,0 +1,219 @@
+"""The daemon process: management API, router and supervisor in one event loop on 127.0.0.1.
+
+``run`` serves in the foreground until SIGTERM/SIGINT, then stops every replica gracefully.
+One daemon per workspace: it holds ``daemon/daemon.lock`` while it lives (the OS drops the lock
+when the process dies, however it dies), and writes ``daemon/daemon.json`` (pid, url) for
+``down``. On start it publishes the stored endpoints and hands the stored deployments to the
+supervisor, which adopts replicas a killed predecessor left running. ``spawn`` starts it in
+the background (its console in ``daemon/daemon.log``) and returns once it answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import httpx
+import orjson
+import uvicorn
+from filelock import FileLock, Timeout
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from modelport.control.api import ManagementApi
+from modelport.control.catalog import Catalog
+from modelport.control.replica import HOST, Replica, ReplicaRecord
+from modelport.control.router import PREFIX, Router
+from modelport.control.supervisor import Supervisor
+from modelport.core.errors import ConflictError, ModelportError
+from modelport.workspace import Workspace
+
+log = logging.getLogger("modelport.control")
+
+DEFAULT_PORT = 7000
+START_TIMEOUT_S = 60.0
+
+
+def run_dir(root: Path) -> Path:
+    return root / "daemon"
+
+
+def run(ws: Workspace, port: int) -> None:
+    """Serve until SIGTERM/SIGINT (ConflictError when this workspace already has a daemon)."""
+    folder = run_dir(ws.root)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(folder / "daemon.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ConflictError(f"a modelport daemon already runs for workspace {ws.root} ({_pidfile(folder)})") from None
+    try:
+        listener = _listen(port)  # before anything else, so a port in use changes nothing
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        (folder / "daemon.json").write_text(json.dumps({"pid": os.getpid(), "url": f"http://{HOST}:{port}"}))
+        with listener:
+            _loop_runner()(_serve(ws, listener, folder))
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            (folder / "daemon.json").unlink()
+        lock.release()
+
+
+def _listen(port: int) -> socket.socket:
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((HOST, port))
+    except OSError as exc:
+        listener.close()
+        raise ModelportError(f"--port: cannot listen on {HOST}:{port} ({exc.strerror})") from None
+    listener.listen(2048)
+    return listener
+
+
+def _loop_runner():  # noqa: ANN202 - asyncio.run or uvloop.run, same signature
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal capture: the daemon stops the server and the replicas together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _serve(ws: Workspace, listener: socket.socket, folder: Path) -> None:
+    url = f"http://{HOST}:{listener.getsockname()[1]}"
+    # Idle connections are dropped well before a replica's own keep-alive (5 s) closes them, so a
+    # request never goes out on a connection the replica is closing at that moment.
+    connector = aiohttp.TCPConnector(limit=2000, keepalive_timeout=2.0)
+    async with aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                     skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+                                     timeout=aiohttp.ClientTimeout(total=None)) as http:
+        supervisor = Supervisor(ws, http, folder, ws.root / "logs" / "endpoints")
+        router = Router(supervisor, http)
+        catalog = Catalog(ws)
+        api = ManagementApi(catalog, supervisor, router, url)
+        management = Starlette(routes=api.routes(),
+                               exception_handlers={ModelportError: _on_error, Exception: _on_unexpected})
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            is_scoring = scope["type"] == "http" and scope["path"].startswith(PREFIX)
+            await (router if is_scoring else management)(scope, receive, send)
+
+        server = _Server(uvicorn.Config(app, log_level="warning", access_log=False,
+                                        lifespan="off", server_header=False, timeout_keep_alive=30,
+                                        timeout_graceful_shutdown=10))  # log --follow streams never end
+        records = await asyncio.to_thread(catalog.endpoints)
+        for record in records:
+            router.publish(record)
+        supervisor.restore(d for record in records for d in record.deployments)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+        log.info("modelport daemon for %s on %s (%d endpoints)", ws.root, url, len(records))
+        try:
+            await server.serve(sockets=[listener])
+        finally:
+            log.info("stopping replicas")
+            await supervisor.shutdown()
+
+
+async def _on_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ModelportError)
+    return Response(orjson.dumps({"error": str(exc)}), status_code=exc.http_status, media_type="application/json")
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return Response(orjson.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"}), status_code=500,
+                    media_type="application/json")
+
+
+# -- from the CLI ------------------------------------------------------------------------------
+
+
+def spawn(root: Path, port: int) -> str:
+    """Start the daemon for workspace ``root`` in the background; its URL once it answers."""
+    folder = run_dir(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    if running(root):
+        raise ConflictError(f"a modelport daemon already runs for workspace {root} ({_pidfile(folder)})")
+    console = folder / "daemon.log"
+    with open(console, "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "modelport", "--workspace", str(root), "up", "--foreground", "--port", str(port)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    url = f"http://{HOST}:{port}"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            lines = [line for line in console.read_text("utf-8", "replace").splitlines() if line.startswith("error:")]
+            raise ModelportError(lines[-1][len("error: "):] if lines else f"the daemon exited; see {console}")
+        with contextlib.suppress(httpx.HTTPError, ValueError):  # not up yet, or someone else's port
+            if httpx.get(f"{url}/api/status", timeout=2, trust_env=False).json().get("workspace") == str(root):
+                return url
+        time.sleep(0.1)
+    process.kill()
+    raise ModelportError(f"the daemon did not answer on {url} within {START_TIMEOUT_S:.0f} s; see {console}")
+
+
+def running(root: Path) -> bool:
+    """Whether a daemon holds this workspace's lock right now."""
+    lock = FileLock(str(run_dir(root) / "daemon.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
+def stop(root: Path, timeout: float = 60.0) -> str:
+    """Stop the workspace's daemon (it stops its replicas), or, when none runs, the replicas a
+    killed daemon left behind. Says what it did."""
+    folder = run_dir(root)
+    if running(root):
+        pid = json.loads((folder / "daemon.json").read_text())["pid"]
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while running(root) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if running(root):
+            os.kill(pid, signal.SIGKILL)
+        return f"stopped the daemon (pid {pid})"
+    try:
+        remembered = json.loads((folder / "replicas.json").read_text())
+    except (OSError, ValueError):
+        remembered = []
+    orphans = [replica for item in remembered if (replica := Replica.adopt(ReplicaRecord(**item))) is not None]
+    for replica in orphans:
+        replica.signal(signal.SIGTERM)
+    return f"no daemon was running; stopped {len(orphans)} replica(s) it had left" if orphans else "no daemon was running"
+
+
+def _pidfile(folder: Path) -> str:
+    try:
+        info = json.loads((folder / "daemon.json").read_text())
+    except (OSError, ValueError):
+        return "pid unknown"
+    return f"pid {info['pid']}, {info['url']}"

@@ -1,0 +1,72 @@
+"""Replica console logs: the last N lines of a file, and what is appended after them.
+
+Replicas write their console (print and logging) straight into one file per replica slot, so
+reading is all the daemon does: from the end backwards for ``--lines N``, then by polling the
+size for ``--follow`` (portable, and cheap at a few reads a second).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+
+_BLOCK = 65536
+FOLLOW_POLL_S = 0.25
+
+
+def tail_lines(path: Path, count: int, end: int | None = None) -> list[str]:
+    """The last ``count`` lines of ``path`` before byte ``end`` (the end of the file when None),
+    fewer when there are fewer, decoded leniently."""
+    if count <= 0:
+        return []
+    try:
+        with open(path, "rb") as file:
+            size = file.seek(0, os.SEEK_END)
+            data, position = b"", size if end is None else min(end, size)
+            while position > 0 and data.count(b"\n") <= count:
+                step = min(_BLOCK, position)
+                position -= step
+                file.seek(position)
+                data = file.read(step) + data
+    except FileNotFoundError:
+        return []
+    return data.decode("utf-8", "replace").splitlines()[-count:]
+
+
+def render(paths: Sequence[Path], count: int, ends: Mapping[Path, int] | None = None) -> str:
+    """The last lines of each file (before ``ends[path]`` when given); with several files each
+    block is headed ``==> name <==`` (as ``tail`` does), so lines of different replicas never mix."""
+    blocks = []
+    for path in paths:
+        lines = tail_lines(path, count, (ends or {}).get(path))
+        head = [f"==> {path.name} <=="] if len(paths) > 1 else []
+        blocks.append("\n".join(head + lines))
+    return "\n".join(block for block in blocks if block) + "\n"
+
+
+async def follow(paths: Sequence[Path], count: int, stop: Callable[[], Awaitable[bool]]) -> AsyncIterator[bytes]:
+    """``render`` now, then whatever is appended to the files, until ``stop()`` says so. Both
+    start from one snapshot of the sizes, so no line is lost or shown twice."""
+    offsets = {path: _size(path) for path in paths}
+    yield render(paths, count, offsets).encode()
+    while not await stop():
+        for path in paths:
+            size = _size(path)
+            if size < offsets[path]:  # replaced or truncated: start over
+                offsets[path] = 0
+            if size > offsets[path]:
+                with open(path, "rb") as file:
+                    file.seek(offsets[path])
+                    chunk = file.read(size - offsets[path])
+                offsets[path] = size
+                yield chunk
+        await asyncio.sleep(FOLLOW_POLL_S)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

@@ -1,0 +1,235 @@
+"""The router: ``/endpoints/<name>/score`` and ``/endpoints/<name>/v2/...`` to a replica and back.
+
+One request, one straight line: endpoint → key check (401) → body → deployment (the pin header,
+else the traffic weights; a mirror copy is sent off on the side) → admission (429 beyond
+``2 × max_concurrent_requests_per_instance × instance_count`` in flight) → replica with the
+fewest requests in flight (503 with the reason when none is ready) → proxied through one shared
+aiohttp connection pool, within ``request_timeout_ms`` (408) → the replica's answer, marked with
+the deployment that gave it (``azureml-model-deployment``).
+
+A replica that refuses the connection has not seen the request, so it leaves the rotation and
+the request goes to another replica; one that fails mid-answer fails only that request (502).
+Mirror copies never delay or fail the caller: they run as separate tasks, are dropped when the
+mirror deployment is at its limit, and their answers are discarded. Keys are compared in
+constant time and never forwarded to replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from modelport.control.catalog import EndpointRecord
+from modelport.control.keys import authorized
+from modelport.control.supervisor import DeploymentGroup, Supervisor
+from modelport.control.traffic import choose_deployment, least_outstanding, mirror_target
+
+log = logging.getLogger("modelport.control")
+
+PIN_HEADERS = ("x-modelport-deployment", "azureml-model-deployment")
+DEPLOYMENT_HEADER = "azureml-model-deployment"
+MAX_BODY = 100 * 1024 * 1024
+PREFIX = "/endpoints/"
+# Hop-by-hop headers, and what must not cross: the caller's key, lengths recomputed per hop.
+_REQUEST_DROP = {b"host", b"authorization", b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade",
+                 b"content-length", b"proxy-authorization", b"x-request-id", *(h.encode() for h in PIN_HEADERS)}
+_RESPONSE_DROP = {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"date", b"server"}
+_CLIENT_ID = b"x-ms-client-request-id"
+
+
+@dataclass(frozen=True)
+class LiveEndpoint:
+    """What the router knows of an endpoint; replaced as a whole whenever the endpoint changes."""
+
+    name: str
+    auth_mode: str
+    keys: tuple[str, str]
+    traffic: dict[str, int]
+    mirror_traffic: dict[str, int]
+    deployments: frozenset[str]
+
+    @classmethod
+    def of(cls, record: EndpointRecord) -> LiveEndpoint:
+        spec = record.spec
+        return cls(spec.name, spec.auth_mode, record.keys, dict(spec.traffic), dict(spec.mirror_traffic),
+                   frozenset(d.spec.name for d in record.deployments))
+
+
+@dataclass(frozen=True)
+class _Call:
+    """The parts of a request every hop reuses: the scoring path (``score``, ``v2/...``) and
+    query, the headers to send, the body."""
+
+    method: str
+    path: str
+    query: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    @property
+    def target(self) -> str:
+        return f"/{self.path}?{self.query}" if self.query else f"/{self.path}"
+
+
+class Router:
+    def __init__(self, supervisor: Supervisor, http: aiohttp.ClientSession) -> None:
+        self.supervisor = supervisor
+        self.http = http
+        self.endpoints: dict[str, LiveEndpoint] = {}
+        self._mirrors: set[asyncio.Task[Response]] = set()
+
+    def publish(self, record: EndpointRecord) -> None:
+        self.endpoints[record.spec.name] = LiveEndpoint.of(record)
+
+    def withdraw(self, name: str) -> None:
+        self.endpoints.pop(name, None)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI app for ``/endpoints/<name>/<path>``; the daemon sends those paths here
+        directly, past the management API's routing, to keep the hop short."""
+        _, _, rest = scope["path"].partition(PREFIX)
+        name, _, path = rest.partition("/")
+        try:
+            response = await self.handle(Request(scope, receive), name, path)
+        except Exception:
+            log.exception("router: unexpected error on %s %s", scope["method"], scope["path"])
+            response = _error(path, 500, "internal error in the router")
+        await response(scope, receive, send)
+
+    async def handle(self, request: Request, name: str, path: str) -> Response:
+        endpoint = self.endpoints.get(name)
+        if endpoint is None:
+            return _error(path, 404, f"endpoint {name!r} does not exist")
+        if not (path in ("score", "swagger.json", "v2") or path.startswith("v2/")):
+            return _error(path, 404, f"/{path} is not a scoring route; use /score, /swagger.json or /v2/...")
+        if endpoint.auth_mode == "key" and not authorized(request.headers.get("authorization"), endpoint.keys):
+            return _error(path, 401, "a valid key is required: Authorization: Bearer <key>",
+                          {"www-authenticate": "Bearer"})
+        body = await _read_body(request)
+        if body is None:
+            return _error(path, 413, f"request body larger than {MAX_BODY} bytes")
+        call = _Call(request.method, path, request.url.query, _forwarded_headers(request), body)
+        pinned = next((value for header in PIN_HEADERS if (value := request.headers.get(header))), None)
+        if pinned is not None:
+            if pinned not in endpoint.deployments:
+                return _error(path, 404, f"endpoint {name!r} has no deployment {pinned!r}")
+            deployment = pinned
+        else:
+            deployment = choose_deployment(endpoint.traffic, random.random())
+            if deployment is None:
+                return _error(path, 404, f"endpoint {name!r} sends no traffic to any deployment; set its "
+                                         f"traffic or pin one with the {PIN_HEADERS[0]} header")
+            mirror = mirror_target(endpoint.mirror_traffic, random.random())
+            if mirror is not None:
+                self._mirror(name, mirror, call)
+        group = self.supervisor.group(name, deployment)
+        if group is None:
+            return _error(path, 503, f"deployment {deployment!r} is not running")
+        return await self._forward(group, call)
+
+    def _mirror(self, endpoint: str, deployment: str, call: _Call) -> None:
+        group = self.supervisor.group(endpoint, deployment)
+        if group is None or group.in_flight >= group.spec.max_in_flight:
+            return  # a mirror never queues: at its limit, the copy is dropped
+        task = asyncio.create_task(self._forward(group, call))
+        self._mirrors.add(task)
+        task.add_done_callback(self._mirrors.discard)
+
+    async def _forward(self, group: DeploymentGroup, call: _Call) -> Response:
+        """Admission, timeout and the deployment header around one proxied call."""
+        limit = group.spec.max_in_flight
+        if group.in_flight >= limit:
+            return _error(call.path, 429, f"deployment {group.spec.name!r} has {group.in_flight} requests in flight, "
+                                     f"the most it takes (2 x max_concurrent_requests_per_instance x instance_count)")
+        timeout_ms = group.spec.request_settings.request_timeout_ms
+        group.in_flight += 1
+        try:
+            response = await self._send(group, call, asyncio.get_running_loop().time() + timeout_ms / 1000)
+        except asyncio.TimeoutError:
+            response = _error(call.path, 408, f"deployment {group.spec.name!r} did not answer within {timeout_ms} ms "
+                                         "(request_settings.request_timeout_ms)")
+        finally:
+            group.in_flight -= 1
+        response.headers[DEPLOYMENT_HEADER] = group.spec.name
+        return response
+
+    async def _send(self, group: DeploymentGroup, call: _Call, deadline: float) -> Response:
+        """One replica's answer, before ``deadline`` (loop time; asyncio.TimeoutError after it)."""
+        loop = asyncio.get_running_loop()
+        refused: set[str] = set()
+        while True:
+            candidates = [replica for replica in group.serving() if replica.record.id not in refused]
+            replica = least_outstanding(candidates, group.turn)
+            group.turn += 1
+            if replica is None:
+                return _error(call.path, 503, group.unready_reason())
+            replica.outstanding += 1
+            try:
+                timeout = aiohttp.ClientTimeout(total=max(deadline - loop.time(), 0.001))
+                async with self.http.request(call.method, replica.url + call.target, data=call.body,
+                                             headers=call.headers, timeout=timeout) as upstream:
+                    content = await upstream.read()
+                    return _relay(upstream, content, call.path)
+            except aiohttp.ClientConnectorError:  # nothing was sent: another replica can take it
+                replica.ready = False
+                replica.recheck.set()
+                refused.add(replica.record.id)
+            except asyncio.TimeoutError:
+                raise
+            except aiohttp.ClientError as exc:
+                log.warning("%s: replica %s failed while answering: %s", group.label, replica.record.id,
+                            type(exc).__name__)
+                return _error(call.path, 502, f"a replica of deployment {group.spec.name!r} failed while answering")
+            finally:
+                replica.outstanding -= 1
+
+
+def _relay(upstream: aiohttp.ClientResponse, content: bytes, path: str) -> Response:
+    """The replica's answer as it came (encoding included), minus hop-by-hop headers."""
+    status = upstream.status
+    headers = [(key.lower(), value) for key, value in upstream.raw_headers if key.lower() not in _RESPONSE_DROP]
+    if path == "score" and status != 200:  # Azure's gateway: the container's failure is a failed dependency
+        headers += [(b"ms-azureml-model-error-statuscode", str(status).encode()),
+                    (b"ms-azureml-model-error-reason", (upstream.reason or "model error").encode("latin-1"))]
+        status = 424
+    response = Response(content, status_code=status)
+    response.raw_headers = [*headers, (b"content-length", str(len(content)).encode())]
+    return response
+
+
+def _forwarded_headers(request: Request) -> list[tuple[str, str]]:
+    """The caller's headers minus hop-by-hop ones and the key; a fresh ``x-request-id`` and the
+    client's id cut to 40 characters, as Azure's gateway does."""
+    headers = [(k.decode("latin-1"), v.decode("latin-1")[:40] if k == _CLIENT_ID else v.decode("latin-1"))
+               for k, v in request.headers.raw if k not in _REQUEST_DROP]
+    headers.append(("x-request-id", str(uuid.uuid4())))
+    return headers
+
+
+async def _read_body(request: Request) -> bytes | None:
+    """The whole body (mirroring and retries need it), or None past ``MAX_BODY``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error(path: str, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """``{"error": ...}`` on v2 routes, Azure's ``{"message": ...}`` elsewhere, as replicas answer."""
+    key = "error" if path.startswith("v2") else "message"
+    return Response(orjson.dumps({key: message}), status_code=status, headers=headers, media_type="application/json")
