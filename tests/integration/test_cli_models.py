@@ -91,7 +91,7 @@ def test_demo_runs_twice(sqlite_cli, tmp_path: Path) -> None:
     first = _ok(sqlite_cli("demo", cwd=tmp_path))
     assert "demo-mlp:1" in first
     assert "served output equals in-process onnxruntime: True" in first
-    assert "predictions.csv: 2000 rows" in first
+    assert "predictions.csv: 2000 rows" in first and "endpoint answered: [[" in first
     second = _ok(sqlite_cli("demo", cwd=tmp_path))
     assert "demo-mlp:1" in second and "predictions.csv: 2000 rows" in second
     assert json.loads(_ok(sqlite_cli("model", "show", "demo-mlp@prod", "-o", "json")))["flavor"] == "onnx"

@@ -3,14 +3,16 @@
 It builds a small ONNX model, registers it (reusing an identical earlier registration),
 points the ``prod`` alias at it and shows it, then starts ``modelport serve`` on free loopback
 ports as a separate process, scores a request over the v2 HTTP protocol and checks the answer
-against onnxruntime in-process, and finally scores a 2,000-row table with a batch endpoint and a
-no-code batch deployment of the same model — the whole loop a new user goes through, each step
+against onnxruntime in-process, deploys it behind a key-authenticated online endpoint (``modelport
+up`` on a free port, endpoint + deployment, invoke, ``modelport down``), and finally scores a
+2,000-row table with a batch endpoint and a no-code batch deployment of the same model — the whole loop a new user goes through, each step
 run as the CLI command a user would type.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -42,6 +44,7 @@ def run_demo(ws: Workspace) -> None:
     local = ws.models.path(f"{DEMO_MODEL}@prod")
     click.echo(f"verified local copy: {local}")
     _serve_and_score(ws, local)
+    _online_endpoint(ws)
     _batch_score(ws)
 
 
@@ -88,10 +91,40 @@ mini_batch_size: 500
 """
 
 
-def _cli(ws: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
+ONLINE_ENDPOINT = "name: demo-online\nauth_mode: key\n"
+ONLINE_DEPLOYMENT = f"""name: blue
+endpoint_name: demo-online
+model: azureml:{DEMO_MODEL}@prod
+instance_count: 1
+"""
+
+
+def _cli(ws: Workspace, *args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
     click.echo("$ modelport " + " ".join(args))
     command = [sys.executable, "-m", "modelport", "--workspace", str(ws.root), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "MODELPORT_URL": url} if url else None
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+
+
+def _online_endpoint(ws: Workspace) -> None:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    _check(_cli(ws, "up", "--port", str(port)))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            (folder / "endpoint.yml").write_text(ONLINE_ENDPOINT)
+            (folder / "deployment.yml").write_text(ONLINE_DEPLOYMENT)
+            (folder / "request.json").write_text(json.dumps({"data": [[0.5] * 32]}))
+            if _cli(ws, "endpoint", "show", "-n", "demo-online", url=url).returncode != 0:
+                _check(_cli(ws, "endpoint", "create", "-f", str(folder / "endpoint.yml"), url=url))
+                _check(_cli(ws, "deployment", "create", "-f", str(folder / "deployment.yml"), "--all-traffic",
+                            url=url))
+            answer = _check(_cli(ws, "endpoint", "invoke", "--name", "demo-online", "--request-file",
+                                 str(folder / "request.json"), url=url))
+            click.echo(f"endpoint answered: {answer.stdout.strip()}")
+    finally:
+        _cli(ws, "down", url=url)
 
 
 def _batch_score(ws: Workspace) -> None:
