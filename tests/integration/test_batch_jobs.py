@@ -13,7 +13,7 @@ import signal
 import subprocess
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -165,25 +165,33 @@ def test_hung_run_is_killed_retried_then_counted_failed(tmp_path: Path) -> None:
     assert "mini-batch 2: 1 ok, 1 failed, 4 attempt(s)" in runner_log  # 1 + max_retries, then each half once
 
 
-def test_killed_runner_resumes_and_scores_every_input_once(tmp_path: Path, db_url: str) -> None:
-    project = Project(tmp_path, db_url)
-    names = _images(tmp_path / "images", 300)
+def resume_after_kill(project: Project, show: Callable[[str], dict], delay: float, files: int, done: int,
+                      *invoke_args: str) -> str:
+    """Start a slow job, ``kill -9`` its runner once ``done`` mini-batches are done, ``job resume``
+    it, and check the output has every input exactly once, in order; the job's id."""
+    names = _images(project.root / "images", files)
     project.deployment("slow", mini_batch_size=5, max_concurrency_per_instance=2,
-                       environment_variables={"DELAY": "0.15"})
-    job_id = json.loads(_ok(project.invoke("slow", tmp_path / "images", "--output-path", tmp_path / "out",
-                                           "-o", "json")))["id"]
+                       environment_variables={"DELAY": str(delay)})
+    output = project.root / "out" / "predictions.csv"
+    job_id = json.loads(_ok(project.invoke("slow", project.root / "images", "--output-path", output.parent,
+                                           *invoke_args, "-o", "json")))["id"]
     deadline = time.monotonic() + 60
-    while (job := project.show(job_id))["minibatches"]["done"] < 20:
+    while (job := show(job_id))["minibatches"]["done"] < done:
         assert time.monotonic() < deadline and job["status"] in ("NotStarted", "Preparing", "Running"), job
         time.sleep(0.3)
     os.kill(job["runner_pid"], signal.SIGKILL)
     time.sleep(0.5)
-    job = project.show(job_id)
+    job = show(job_id)
     assert job["status"] == "NotResponding" and job["minibatches"]["pending"] > 0, job
-    assert not (tmp_path / "out" / "predictions.csv").exists()
+    assert not output.exists()
     _ok(project.cli("job", "resume", job_id, "--wait", timeout=300))
-    rows = (tmp_path / "out" / "predictions.csv").read_text().splitlines()
-    assert [row.split()[0] for row in rows] == names  # every id exactly once, in order
+    assert [row.split()[0] for row in output.read_text().splitlines()] == names  # every id exactly once, in order
+    return job_id
+
+
+def test_killed_runner_resumes_and_scores_every_input_once(tmp_path: Path, db_url: str) -> None:
+    project = Project(tmp_path, db_url)
+    job_id = resume_after_kill(project, project.show, 0.15, 300, 20)
     assert project.show(job_id)["status"] == "Completed"
     _one_line_error(project.cli("job", "resume", job_id), "already Completed")
 

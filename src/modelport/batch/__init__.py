@@ -1,3 +1,4 @@
 """Batch endpoints: definitions (``definitions``, ``endpoints``), jobs and their durable state
-(``jobs``), the job runner process (``runner``) and its local engine (``engine``, ``worker``),
-and the pieces they share: inputs, scoring, output."""
+(``jobs``), the job runner process (``runner``) and its engine (``engine``) over local worker
+processes (``local_executor``, ``worker``) or Ray actors (``ray_executor``), and the pieces
+they share: inputs, scoring, output."""

@@ -1,7 +1,9 @@
-"""The local engine: ``instance_count × max_concurrency_per_instance`` worker processes fed
-mini-batches by one loop in the runner.
+"""The batch engine: ``instance_count × max_concurrency_per_instance`` scoring hosts fed
+mini-batches by one loop in the runner, whichever executor runs the hosts (local worker
+processes, :mod:`modelport.batch.local_executor`, or Ray actors,
+:mod:`modelport.batch.ray_executor`).
 
-The loop owns every decision, so the rules read in one place:
+The loop owns every decision, so the rules read in one place, the same for every executor:
 
 * a task (a mini-batch, or part of one) that raises, crashes its worker or runs past
   ``timeout`` is retried up to ``max_retries`` times; a worker past its deadline is killed and
@@ -20,24 +22,26 @@ after its output parts are in place.
 from __future__ import annotations
 
 import itertools
-import multiprocessing
+import logging
 import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import pyarrow as pa
 
 from modelport.batch.definitions import BatchSettings
 from modelport.batch.inputs import InputPlan, iter_tables
+from modelport.batch.local_executor import ProcessExecutor
 from modelport.batch.output import part_name
-from modelport.batch.worker import Task, WorkerConfig, main, pack
+from modelport.batch.worker import Message, Task, WorkerConfig, pack
 from modelport.core.errors import ModelportError
 
+log = logging.getLogger("modelport.batch.engine")
 _TICK_S = 0.5
+HostT = TypeVar("HostT")
 
 
 class JobFailed(ModelportError):
@@ -67,6 +71,26 @@ class JobHooks(Protocol):
         """Items counted failed, with the reason (for the job's error log)."""
 
 
+class Executor(Protocol[HostT]):
+    """Where the scoring hosts live. It only starts, feeds, watches and kills them; what a
+    reply, a death or a deadline means is the engine's to decide."""
+
+    def start(self, number: int) -> HostT:
+        """Start worker slot ``number``'s host; it answers ``ready`` (or an init error) once loaded."""
+
+    def send(self, host: HostT, task: Task) -> None:
+        """Give an idle, ready host one task."""
+
+    def receive(self, hosts: list[HostT], timeout: float) -> list[tuple[HostT, Message]]:
+        """Replies that arrive within ``timeout`` seconds; ``("lost", reason)`` for a host that died."""
+
+    def kill(self, host: HostT) -> None:
+        """Stop ``host`` now, whatever it is doing."""
+
+    def close(self, idle: list[HostT], busy: list[HostT]) -> None:
+        """End of the job: stop every host and release what the executor holds."""
+
+
 @dataclass
 class _Piece:
     minibatch: int
@@ -94,29 +118,28 @@ class _Open:
 
 
 @dataclass(eq=False)  # identity: a replaced worker is a different one
-class _Worker:
+class _Worker(Generic[HostT]):
     number: int
-    process: Any
-    conn: Connection
+    host: HostT
     ready: bool = False
     piece: _Piece | None = None
     task_id: int = 0
     deadline: float = 0.0
 
 
-class LocalEngine:
+class Engine(Generic[HostT]):
     def __init__(
         self,
         plan: InputPlan,
         settings: BatchSettings,
         pending: list[tuple[int, int, int]],
-        config: WorkerConfig,
+        executor: Executor[HostT],
         parts_dir: Path | None,
         part_suffix: str,
         hooks: JobHooks,
         failed_before: int = 0,
     ) -> None:
-        self.plan, self.settings, self.config, self.hooks = plan, settings, config, hooks
+        self.plan, self.settings, self.executor, self.hooks = plan, settings, executor, hooks
         self.parts_dir, self.part_suffix = parts_dir, part_suffix
         self._pending = pending
         self._failed = failed_before
@@ -124,10 +147,9 @@ class LocalEngine:
         self._open: dict[int, _Open] = {}
         self._source = self._read(pending)
         self._source_done = not pending
-        self._workers: list[_Worker] = []
+        self._workers: list[_Worker[HostT]] = []
         self._init_failures = 0
         self._task_ids = itertools.count(1)
-        self._context = multiprocessing.get_context("spawn")
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -158,8 +180,9 @@ class LocalEngine:
             worker.deadline = time.monotonic() + self.settings.timeout
             self._open[piece.minibatch].result.attempts += 1
             part = self._temporary(piece)
-            worker.conn.send(Task(worker.task_id, piece.start, piece.stop, pack(self._open[piece.minibatch].items(piece)),
-                                  self._segments(piece), None if part is None else str(part)))
+            self.executor.send(worker.host, Task(
+                worker.task_id, piece.start, piece.stop, pack(self._open[piece.minibatch].items(piece)),
+                self._segments(piece), None if part is None else str(part)))
 
     def _next_piece(self) -> _Piece | None:
         if self._queue:
@@ -175,19 +198,13 @@ class LocalEngine:
         return _Piece(index, start, stop)
 
     def _receive(self, timeout: float) -> None:
-        conns = {worker.conn: worker for worker in self._workers}
-        for conn in wait(list(conns), timeout=max(0.0, timeout)):
-            worker = conns[conn]  # type: ignore[index]
-            if worker not in self._workers:
-                continue  # replaced while handling an earlier message
-            try:
-                message = conn.recv()  # type: ignore[union-attr]
-            except (EOFError, OSError):
-                self._lost(worker, f"worker process exited with code {self._exit_code(worker)}")
-                continue
-            self._handle(worker, message)
+        workers = {worker.host: worker for worker in self._workers}
+        for host, message in self.executor.receive(list(workers), timeout):
+            worker = workers[host]
+            if worker in self._workers:  # not replaced while handling an earlier message
+                self._handle(worker, message)
 
-    def _handle(self, worker: _Worker, message: tuple[Any, ...]) -> None:
+    def _handle(self, worker: _Worker[HostT], message: Message) -> None:
         kind = message[0]
         if kind == "ready":
             worker.ready = True
@@ -195,6 +212,8 @@ class LocalEngine:
             raise JobFailed(message[1])
         elif kind == "init_error":
             self._init_failed(worker, message[1])
+        elif kind == "lost":
+            self._lost(worker, message[1])
         elif message[1] != worker.task_id or worker.piece is None:
             return  # a reply for a task already given up on
         elif kind == "done":
@@ -264,27 +283,23 @@ class LocalEngine:
 
     # -- workers ------------------------------------------------------------------------------
 
-    def _start(self, number: int) -> _Worker:
-        ours, theirs = self._context.Pipe()
-        process = self._context.Process(target=main, args=(number, theirs, self.config), name=f"batch-worker-{number}")
-        process.start()
-        theirs.close()
-        return _Worker(number, process, ours, deadline=time.monotonic() + self._init_timeout())
+    def _start(self, number: int) -> _Worker[HostT]:
+        return _Worker(number, self.executor.start(number), deadline=time.monotonic() + self._init_timeout())
 
     def _init_timeout(self) -> float:
         return 3 * self.settings.timeout + 30  # Azure's limit for a node stuck in init
 
-    def _lost(self, worker: _Worker, error: str) -> None:
+    def _lost(self, worker: _Worker[HostT], error: str) -> None:
         """Kill ``worker``, fail its task if it had one, and start a replacement."""
         piece = worker.piece
-        self._replace(worker)
+        self._replace(worker, error)
         if piece is not None:
             self._failed_attempt(piece, error)
         elif not worker.ready:
             self._init_failed_count(error)
 
-    def _init_failed(self, worker: _Worker, error: str) -> None:
-        self._replace(worker)
+    def _init_failed(self, worker: _Worker[HostT], error: str) -> None:
+        self._replace(worker, error)
         self._init_failed_count(error)
 
     def _init_failed_count(self, error: str) -> None:
@@ -292,27 +307,14 @@ class LocalEngine:
         if self._init_failures >= 3 * self.settings.workers:
             raise JobFailed(f"init() failed {self._init_failures} times; last: {error}")
 
-    def _replace(self, worker: _Worker) -> None:
-        _kill(worker)
+    def _replace(self, worker: _Worker[HostT], error: str) -> None:
+        log.warning("worker %d killed and replaced: %s", worker.number, error)
+        self.executor.kill(worker.host)
         self._workers[self._workers.index(worker)] = self._start(worker.number)
 
     def _stop_all(self) -> None:
-        for worker in self._workers:
-            try:
-                worker.conn.send(None)
-            except (BrokenPipeError, OSError):
-                pass
-        deadline = time.monotonic() + 5
-        for worker in self._workers:
-            if worker.piece is not None:
-                _kill(worker)
-            worker.process.join(max(0.0, deadline - time.monotonic()))
-            _kill(worker)
-
-    @staticmethod
-    def _exit_code(worker: _Worker) -> int | None:
-        worker.process.join(1)
-        return worker.process.exitcode
+        self.executor.close([w.host for w in self._workers if w.piece is None],
+                            [w.host for w in self._workers if w.piece is not None])
 
     # -- data ---------------------------------------------------------------------------------
 
@@ -335,8 +337,18 @@ class LocalEngine:
         return self.parts_dir / (part_name(piece.start, self.part_suffix) + ".tmp")
 
 
-def _kill(worker: _Worker) -> None:
-    if worker.process.is_alive():
-        worker.process.kill()
-    worker.process.join()
-    worker.conn.close()
+class LocalEngine(Engine[Any]):
+    """The engine on worker processes of this machine, the default ``--engine local``."""
+
+    def __init__(
+        self,
+        plan: InputPlan,
+        settings: BatchSettings,
+        pending: list[tuple[int, int, int]],
+        config: WorkerConfig,
+        parts_dir: Path | None,
+        part_suffix: str,
+        hooks: JobHooks,
+        failed_before: int = 0,
+    ) -> None:
+        super().__init__(plan, settings, pending, ProcessExecutor(config), parts_dir, part_suffix, hooks, failed_before)

@@ -39,7 +39,7 @@ from modelport.store.schema_batch import BatchJob, BatchMiniBatch
 from modelport.workspace import Workspace
 
 TERMINAL = ("Completed", "Failed", "Canceled")
-ENGINES = ("local",)
+ENGINES = ("local", "ray")
 _STALE_AFTER = timedelta(seconds=30)  # a heartbeat older than this means the runner is gone
 
 
@@ -57,6 +57,7 @@ class JobInfo:
     input: dict[str, Any]
     output_file: str | None
     settings: dict[str, Any]
+    ray_address: str | None
     minibatches: dict[str, int]
     items: dict[str, int]
     items_per_second: float | None
@@ -97,11 +98,11 @@ class BatchJobs:
         output_path: str | Path | None = None,
         overrides: dict[str, Any] | None = None,
         engine: str = "local",
+        ray_address: str | None = None,
         overwrite: bool = False,
     ) -> JobInfo:
         """Check everything, record the job and its mini-batches, and start its runner."""
-        if engine not in ENGINES:
-            raise ValidationError(f"--engine: {engine!r} is not available (use {', '.join(ENGINES)})")
+        ray_address = _engine_address(engine, ray_address)
         target = BatchEndpoints(self.ws).get_deployment(endpoint, deployment)
         settings = target.settings.override(overrides or {})
         no_code = target.spec["code"] is None
@@ -123,7 +124,8 @@ class BatchJobs:
             with self.db.session() as session:
                 session.add(BatchJob(
                     id=job_id, endpoint=endpoint, deployment=target.name, status="NotStarted", engine=engine,
-                    spec={**target.spec, "settings": settings.to_dict(), "output_dir": str(output_dir)},
+                    spec={**target.spec, "settings": settings.to_dict(), "output_dir": str(output_dir),
+                          "ray_address": ray_address},
                     plan=plan.to_dict(), output_file=None if output_file is None else str(output_file),
                     overwrite=overwrite, job_dir=str(job_dir), total_items=plan.total, runner_token=token,
                     heartbeat_at=utcnow(),
@@ -172,6 +174,7 @@ class BatchJobs:
                 raise ConflictError(f"job {job_id}: already {row.status}; only unfinished jobs resume")
             if _runner_alive(row):
                 raise ConflictError(f"job {job_id}: its runner (pid {row.runner_pid}) is still running")
+            _engine_address(row.engine, row.spec.get("ray_address"))
             row.runner_token, row.runner_pid, row.heartbeat_at = token, None, utcnow()
             job_dir = Path(row.job_dir)
         self._spawn(job_id, token, job_dir)
@@ -289,12 +292,28 @@ class BatchJobs:
         return JobInfo(
             id=row.id, endpoint=row.endpoint, deployment=row.deployment, status=status, engine=row.engine,
             input={"uri": plan.uri, "type": plan.kind, "files": len(plan.files), "items": plan.total},
-            output_file=row.output_file, settings=settings.to_dict(), minibatches=counts,
+            output_file=row.output_file, settings=settings.to_dict(), ray_address=row.spec.get("ray_address"),
+            minibatches=counts,
             items={"total": row.total_items, "succeeded": succeeded, "failed": failed},
             items_per_second=rate, eta_seconds=None if not rate or status in TERMINAL else remaining / rate,
             errors=errors, error=row.error, runner_pid=row.runner_pid, job_dir=row.job_dir,
             created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at,
         )
+
+
+def _engine_address(engine: str, address: str | None) -> str | None:
+    """The Ray cluster address of a job on ``engine`` (None for local jobs), checked before a
+    job is recorded or resumed: a missing Ray install or a cluster that does not answer is one
+    line then, not a Failed job (nor a resumable job turned Failed)."""
+    if engine not in ENGINES:
+        raise ValidationError(f"--engine: {engine!r} is not available (use {', '.join(ENGINES)})")
+    if engine != "ray":
+        if address is not None:
+            raise ValidationError("--ray-address: only with --engine ray")
+        return None
+    from modelport.batch.ray_executor import check_address  # imports Ray: Ray jobs only
+
+    return check_address(address)
 
 
 def _steady_rate(finished: list[tuple[float, int]]) -> float | None:

@@ -3,9 +3,10 @@
 
 It claims the job, prepares what the workers need (the verified model folder, the output
 folder), removes output parts of mini-batches that are not done (a previous runner may have
-died halfway through one), runs the engine over the rest, then joins the parts into the
-output file and records the outcome. Finished mini-batches are written to the database in
-small groups, always after their parts are in place.
+died halfway through one), runs the engine over the rest on the job's engine (local worker
+processes, or actors on the Ray cluster recorded with the job, so a resumed job runs where it
+started), then joins the parts into the output file and records the outcome. Finished
+mini-batches are written to the database in small groups, always after their parts are in place.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport.batch.definitions import BatchSettings
-from modelport.batch.engine import LocalEngine, MiniBatchResult
+from modelport.batch.engine import Engine, LocalEngine, MiniBatchResult
 from modelport.batch.inputs import InputPlan
 from modelport.batch.jobs import BatchJobs, LostOwnership
 from modelport.batch.output import assemble, part_start, part_suffix
@@ -112,9 +113,16 @@ def _run(ws: Workspace, jobs: BatchJobs, job: dict[str, Any], token: str, hooks:
         _drop_unfinished_parts(parts_dir, {index for index, _, _ in pending}, settings.mini_batch_size)
     if job["status"] != "Running":
         jobs.set_status(job_id, token, "Running")
-    log.info("%d of %d mini-batches to score with %d worker(s)", len(pending),
-             len(plan.minibatches(settings.mini_batch_size)), settings.workers)
-    engine = LocalEngine(plan, settings, pending, config, parts_dir, suffix, hooks, failed_before)
+    log.info("%d of %d mini-batches to score with %d worker(s) on the %s engine", len(pending),
+             len(plan.minibatches(settings.mini_batch_size)), settings.workers, job["engine"])
+    engine: Engine[Any]
+    if job["engine"] == "ray":
+        from modelport.batch.ray_executor import RayExecutor  # imports Ray: Ray jobs only
+
+        executor = RayExecutor(spec["ray_address"], config, settings.workers)
+        engine = Engine(plan, settings, pending, executor, parts_dir, suffix, hooks, failed_before)
+    else:
+        engine = LocalEngine(plan, settings, pending, config, parts_dir, suffix, hooks, failed_before)
     engine.run()
     hooks.flush()
     jobs.set_status(job_id, token, "Finalizing")

@@ -1,11 +1,16 @@
-"""One worker process of a local batch job: set up the scoring environment, load the scorer
-once, then score the tasks the runner sends over a pipe until told to stop.
+"""A scoring host and the local worker process that runs one.
 
-The worker never decides anything: retries, timeouts and splitting are the runner's
-(:mod:`modelport.batch.engine`). It reports ``ready`` after ``init()``, then ``done`` (with the
-number of results) or ``error`` for each task; its stdout and stderr, tracebacks included, go
-to its own log file. It dies with the runner: a closed pipe ends it, and on Linux the kernel
-kills it when the runner dies (``PR_SET_PDEATHSIG``), so a killed runner leaves no orphans.
+:class:`Host` is one worker's scoring environment, whatever process holds it: a local worker
+process (:func:`main`, fed over a pipe by :mod:`modelport.batch.local_executor`) or a Ray actor
+(:mod:`modelport.batch.ray_executor`). It sets up the environment, loads the scorer once, then
+scores one task per call, and answers every outcome with a :data:`Message` instead of raising,
+so that both executors relay the same replies to the one loop in :mod:`modelport.batch.engine`.
+
+The host never decides anything: retries, timeouts and splitting are the engine's. It reports
+``ready`` after ``init()``, then ``done`` (with the number of results) or ``error`` for each
+task; its stdout and stderr, tracebacks included, go to its own log file. A worker process dies
+with the runner: a closed pipe ends it, and on Linux the kernel kills it when the runner dies
+(``PR_SET_PDEATHSIG``), so a killed runner leaves no orphans.
 """
 
 from __future__ import annotations
@@ -78,39 +83,67 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
+Message = tuple[Any, ...]
+"""A host's reply: ``("ready",)``, ``("fatal", error)`` (the script is unusable),
+``("init_error", error)``, ``("done", task_id, count, seconds)`` or ``("error", task_id, error)``;
+executors add ``("lost", reason)`` for a host that died."""
+
+
+class Host:
+    """One worker's scoring environment: ``init()`` once, then ``run(task)`` per task."""
+
+    def __init__(self, number: int, config: WorkerConfig, place: str = "") -> None:
+        """``place`` says where the host runs, for its log (a Ray node, say)."""
+        self.number, self.config, self.place = number, config, place
+        self.scorer: ScriptScorer | NoCodeScorer | None = None
+
+    def init(self) -> Message:
+        """Send output to the worker's log, set the ``AZUREML_*`` variables and load the scorer."""
+        config = self.config
+        log_path = Path(config.log_dir) / f"worker_{self.number:03d}.txt"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        sys.stdout = sys.stderr = log
+        os.environ.update(config.environment)
+        if config.script:
+            sys.argv = [config.script, "--logging_level", config.logging_level]
+        print(f"worker {self.number} pid {os.getpid()}{self.place} starting", flush=True)
+        try:
+            self.scorer = _scorer(config)
+        except ScriptError as exc:
+            return ("fatal", str(exc))
+        except BaseException as exc:
+            traceback.print_exc()
+            return ("init_error", describe(exc))
+        return ("ready",)
+
+    def run(self, task: Task) -> Message:
+        """Score one task and write its part; a failure is a reply, with its traceback in the log."""
+        assert self.scorer is not None, "init() first"
+        began = time.perf_counter()
+        try:
+            items = _localize(_unpack(task.items), self.config)
+            result = self.scorer.run(items, task.segments, self.config.names)
+            count = result_count(result)
+            if task.part is not None:
+                write_part(result, Path(task.part))
+            return ("done", task.id, count, time.perf_counter() - began)
+        except Exception as exc:
+            print(f"task {task.id} (items {task.start}..{task.stop - 1}) failed:", flush=True)
+            traceback.print_exc()
+            return ("error", task.id, describe(exc))
+
+
 def main(number: int, conn: Connection, config: WorkerConfig) -> None:
+    """A local worker process: one host, fed tasks over ``conn`` until ``None`` or a closed pipe."""
     _die_with_parent()
-    log_path = Path(config.log_dir) / f"worker_{number:03d}.txt"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = open(log_path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives as long as the process
-    os.dup2(log.fileno(), 1)
-    os.dup2(log.fileno(), 2)
-    sys.stdout = sys.stderr = log
-    os.environ.update(config.environment)
-    if config.script:
-        sys.argv = [config.script, "--logging_level", config.logging_level]
-    print(f"worker {number} pid {os.getpid()} starting", flush=True)
-    try:
-        scorer = _scorer(config)
-    except ScriptError as exc:
-        conn.send(("fatal", str(exc)))
+    host = Host(number, config)
+    reply = host.init()
+    conn.send(reply)
+    if reply[0] != "ready":
         return
-    except BaseException as exc:
-        traceback.print_exc()
-        conn.send(("init_error", describe(exc)))
-        return
-    conn.send(("ready",))
-    _serve(conn, scorer, config)
-
-
-def _scorer(config: WorkerConfig) -> ScriptScorer | NoCodeScorer:
-    if config.script:
-        return ScriptScorer(Path(config.script))
-    assert config.flavor and config.model_path
-    return NoCodeScorer(config.flavor, Path(config.model_path), config.threads)
-
-
-def _serve(conn: Connection, scorer: ScriptScorer | NoCodeScorer, config: WorkerConfig) -> None:
     while True:
         try:
             task: Task | None = conn.recv()
@@ -118,22 +151,17 @@ def _serve(conn: Connection, scorer: ScriptScorer | NoCodeScorer, config: Worker
             return
         if task is None:
             return
-        began = time.perf_counter()
         try:
-            items = _localize(_unpack(task.items), config)
-            result = scorer.run(items, task.segments, config.names)
-            count = result_count(result)
-            if task.part is not None:
-                write_part(result, Path(task.part))
-            reply: tuple[Any, ...] = ("done", task.id, count, time.perf_counter() - began)
-        except Exception as exc:
-            print(f"task {task.id} (items {task.start}..{task.stop - 1}) failed:", flush=True)
-            traceback.print_exc()
-            reply = ("error", task.id, describe(exc))
-        try:
-            conn.send(reply)
+            conn.send(host.run(task))
         except (BrokenPipeError, OSError):
             return
+
+
+def _scorer(config: WorkerConfig) -> ScriptScorer | NoCodeScorer:
+    if config.script:
+        return ScriptScorer(Path(config.script))
+    assert config.flavor and config.model_path
+    return NoCodeScorer(config.flavor, Path(config.model_path), config.threads)
 
 
 def _localize(items: list[str] | pa.Table, config: WorkerConfig) -> list[str] | pa.Table:

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from modelport.batch.definitions import parse_deployment, parse_endpoint, read_definition
 from modelport.batch.endpoints import BatchEndpoints, DeploymentInfo, EndpointInfo
-from modelport.batch.jobs import BatchJobs, JobInfo
+from modelport.batch.jobs import ENGINES, BatchJobs, JobInfo
 from modelport.cli.context import AppContext, pass_app
 from modelport.cli.output import output_option, parse_pairs, print_fields, print_json, print_table
 from modelport.core.errors import ModelportError
@@ -128,20 +128,23 @@ def endpoint_delete(app: AppContext, name: str) -> None:
               help="Folder for the output file [default: the job's outputs/ folder].")
 @click.option("--set", "sets", multiple=True, metavar="SETTING=VALUE",
               help="Override a deployment setting for this job, e.g. mini_batch_size=5 (repeatable).")
-@click.option("--engine", type=click.Choice(["local"]), default="local", show_default=True,
-              help="Where workers run.")
+@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
+              help="Where workers run: local processes, or actors on a Ray cluster.")
+@click.option("--ray-address", default=None, metavar="HOST:PORT",
+              help="With --engine ray: the cluster's head [default: $RAY_ADDRESS].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--wait", is_flag=True, help="Follow the job to its end; exit 1 unless it Completed.")
 @output_option
 @pass_app
 def endpoint_invoke(app: AppContext, name: str, deployment: str | None, input_uri: str, input_type: str | None,
-                    output_path: str | None, sets: tuple[str, ...], engine: str, overwrite: bool, wait: bool,
-                    output: str) -> None:
+                    output_path: str | None, sets: tuple[str, ...], engine: str, ray_address: str | None,
+                    overwrite: bool, wait: bool, output: str) -> None:
     """Start a batch scoring job; --set mini_batch_size=N instance_count=N max_concurrency_per_instance=N
     max_retries=N timeout=S error_threshold=N output_file_name=F override the deployment."""
     jobs = BatchJobs(app.workspace)
     info = jobs.submit(name, input_uri, deployment=deployment, input_type=input_type, output_path=output_path,
-                       overrides=parse_pairs(sets, "--set"), engine=engine, overwrite=overwrite)
+                       overrides=parse_pairs(sets, "--set"), engine=engine, ray_address=ray_address,
+                       overwrite=overwrite)
     _finish(jobs, info, wait, output)
 
 
@@ -348,7 +351,8 @@ def _minibatches(info: JobInfo) -> str:
 
 def _summary(info: JobInfo) -> dict[str, object]:
     return {
-        "status": info.status, "endpoint": info.endpoint, "deployment": info.deployment, "engine": info.engine,
+        "status": info.status, "endpoint": info.endpoint, "deployment": info.deployment,
+        "engine": f"ray at {info.ray_address}" if info.ray_address else info.engine,
         "input": f"{info.input['uri']} ({info.input['type']}, {info.input['items']} items)",
         "output": info.output_file or "(summary_only)", "mini-batches": _minibatches(info),
         "items": _rate_text(info), "error": info.error, "created": info.created_at, "started": info.started_at,
