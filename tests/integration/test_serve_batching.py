@@ -58,3 +58,30 @@ def test_full_queue_answers_503(server: Server) -> None:
     codes = [r.status_code for r in replies]
     assert set(codes) <= {200, 503} and 503 in codes and 200 in codes
     assert all("queue" in r.json()["error"] for r in replies if r.status_code == 503)
+
+
+def test_model_config_option_tunes_batching_and_instances(server: Server, tmp_path) -> None:  # noqa: ANN001
+    overrides = '{"max_batch_size": 8, "dynamic_batching": {"max_queue_delay_microseconds": 2000}, ' \
+                '"instance_group": [{"count": 2}]}'
+    tuned = Server([str(server.root / "mlp"), "--model-config", overrides], grpc=False)
+    try:
+        config = httpx.get(f"{tuned.url}/v2/models/mlp/config").json()
+        x = np.random.default_rng(6).standard_normal((32, 32)).astype(np.float32)
+        replies = asyncio.run(_infer_many(f"{tuned.url}/v2/models/mlp/infer", x))
+        stats = httpx.get(f"{tuned.url}/v2/models/mlp/stats").json()["model_stats"][0]
+    finally:
+        assert tuned.stop() == 0
+    assert config["max_batch_size"] == 8
+    assert config["dynamic_batching"]["max_queue_delay_microseconds"] == 2000
+    assert config["dynamic_batching"]["preserve_ordering"] is False  # the model's own fields stay
+    assert config["instance_group"][0]["count"] == 2
+    assert all(r.status_code == 200 for r in replies)
+    assert max(b["batch_size"] for b in stats["batch_stats"]) <= 8
+
+
+def test_bad_model_config_option_names_the_field(server: Server, sqlite_cli) -> None:  # noqa: ANN001
+    result = sqlite_cli("serve", str(server.root / "mlp"), "--model-config", '{"max_batch_size": -2}', "--no-grpc")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: --model-config: max_batch_size: -2 is less than 0"
+    result = sqlite_cli("serve", str(server.root), "--model-config", '{"max_batch_size": 2}', "--no-grpc")
+    assert "--model-config: applies to exactly one served model, not 2" in result.stderr

@@ -96,6 +96,12 @@ def test_inline_assets_are_read_with_their_cloud_keys(code: Path) -> None:
     ({"code_configuration": {"code": "src", "scoring_script": "nope.py"}},
      r"^code_configuration.scoring_script: .*nope.py does not exist$"),
     ({"name": "a b"}, r"^name: 'a b' is not valid"),
+    ({"model_config": {"max_batch_size": -1}}, r"^model_config: max_batch_size: -1 is less than 0$"),
+    ({"model_config": {"dynamic_batching": {"max_queue_delay_microseconds": "soon"}}},
+     r"^model_config: dynamic_batching.max_queue_delay_microseconds: expected an integer"),
+    ({"model_config": {"name": "other"}}, r"^model_config: name: the served name cannot be overridden$"),
+    ({"model_config": {"max_batch_size": 8}, "code_configuration": {"code": "src", "scoring_script": "score.py"}},
+     r"^model_config: tunes a no-code model's server"),
 ])
 def test_bad_deployments_name_the_key(code: Path, fields: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):

@@ -790,7 +790,7 @@ def test_explicit_onnx_reads_a_graph_whatever_its_name(tmp_path):
 def test_explicit_flavor_that_cannot_load_an_onnx_graph(tmp_path, flavor):
     path = write_mlp_onnx(tmp_path / "mlp.onnx")
 
-    with pytest.raises(ValidationError, match=rf"mlp.onnx: detected as onnx \(onnx\)"):
+    with pytest.raises(ValidationError, match=r"mlp.onnx: detected as onnx \(onnx\)"):
         detect(path, flavor=flavor)
 
 

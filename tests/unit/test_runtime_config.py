@@ -23,6 +23,7 @@ from modelport.runtime import (
     load_config,
     load_config_pbtxt,
     load_config_yaml,
+    override_config,
 )
 
 TRITON_PBTXT = """\
@@ -437,3 +438,18 @@ def test_importing_the_runtime_imports_no_framework() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_overrides_merge_mappings_and_replace_the_rest() -> None:
+    own = config_from_dict({"name": "m", "max_batch_size": 8, "dynamic_batching": {
+        "max_queue_delay_microseconds": 100, "preserve_ordering": True, "max_queue_size": 3}})
+    tuned = override_config(own, "m", {"max_batch_size": 32, "instance_group": [{"count": 2}],
+                                       "dynamic_batching": {"max_queue_delay_microseconds": 900,
+                                                            "default_timeout_microseconds": 50}})
+    assert tuned.max_batch_size == 32
+    assert tuned.instance_group == [InstanceGroup(count=2)]
+    assert tuned.dynamic_batching == DynamicBatching(max_queue_delay_microseconds=900, preserve_ordering=True,
+                                                     max_queue_size=3, default_timeout_microseconds=50)
+    assert override_config(None, "m", {"max_batch_size": 4}).name == "m"
+    with pytest.raises(ValidationError, match=r"^cfg: instance_group\[0\].count: 0 is less than 1$"):
+        override_config(own, "m", {"instance_group": [{"count": 0}]}, "cfg")

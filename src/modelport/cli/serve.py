@@ -3,12 +3,16 @@ Azure ML scoring script."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
+import yaml
 
 from modelport.cli.context import AppContext, pass_app
 from modelport.core.errors import ValidationError
+from modelport.runtime.config import override_config
+from modelport.serving.sources import ModelSource
 
 
 @click.command("serve")
@@ -24,12 +28,15 @@ from modelport.core.errors import ValidationError
 @click.option("--no-grpc", is_flag=True, help="Do not start the gRPC server.")
 @click.option("--max-body-mb", default=100, show_default=True, type=click.IntRange(min=1),
               help="Largest request body accepted (413 beyond).")
+@click.option("--model-config", metavar="FILE|JSON", default=None,
+              help="Config fields laid over the model's own (max_batch_size, dynamic_batching, instance_group...): "
+                   "a YAML file or an inline JSON mapping.")
 @click.option("--request-timeout-ms", default=None, type=click.IntRange(min=1),
               help="Per-request time limit on /v2 (503 beyond) [default: none]; scripts use SCORING_TIMEOUT_MS.")
 @pass_app
 def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, model_dir: Path | None, host: str,
           http_port: int, grpc_port: int, metrics_port: int, no_grpc: bool, max_body_mb: int,
-          request_timeout_ms: int | None) -> None:
+          model_config: str | None, request_timeout_ms: int | None) -> None:
     """Serve TARGETS: registered models (NAME, NAME:VERSION, NAME@ALIAS) or a folder laid out like a
     Triton model repository (<repo>/<model>/<version>/model.onnx, optional config.pbtxt/config.yaml).
 
@@ -47,6 +54,8 @@ def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, 
     if model_dir is not None and entry_script is None:
         raise ValidationError("--model-dir: only used with --entry-script")
     sources = resolve_targets(list(targets), lambda: app.workspace)
+    if model_config is not None:
+        sources = _with_config(sources, model_config)
     scripts = [source for source in sources if source.entry_script is not None]
     if len(scripts) + (entry_script is not None) > 1:
         raise ValidationError("serve: one scoring script per server (several python-flavor targets or --entry-script)")
@@ -68,3 +77,22 @@ def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, 
         run(repository, options, on_ready=lambda where: click.echo(f"serving {', '.join(names)} on {where}", err=True))
     finally:
         repository.close()
+
+
+def _with_config(sources: list[ModelSource], text: str) -> list[ModelSource]:
+    """The one served model with ``--model-config`` laid over its config."""
+    models = [source for source in sources if source.entry_script is None]
+    if len(models) != 1:
+        raise ValidationError(f"--model-config: applies to exactly one served model, not {len(models)}")
+    path = Path(text)
+    if not (text.lstrip().startswith("{") or path.is_file()):
+        raise ValidationError(f"--model-config: {text} is neither a file nor a JSON mapping")
+    try:
+        overrides = yaml.safe_load(text if text.lstrip().startswith("{") else path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValidationError(f"--model-config: not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
+    if not isinstance(overrides, dict):
+        raise ValidationError("--model-config: expected a mapping of config fields")
+    model = models[0]
+    config = override_config(model.config, model.name, overrides, "--model-config")
+    return [replace(source, config=config) if source is model else source for source in sources]

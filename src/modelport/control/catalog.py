@@ -61,6 +61,8 @@ class DeploymentRecord:
         spec = self.spec
         what = [spec.model, spec.environment, dataclasses.asdict(spec.code_configuration or CodeConfiguration("", "")),
                 spec.environment_variables]
+        if spec.model_config:  # only when set, so revisions of deployments without one stay as they were
+            what.append(spec.model_config)
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict[str, Any]:

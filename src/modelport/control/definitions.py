@@ -23,6 +23,7 @@ import yaml
 
 from modelport.core.errors import ValidationError
 from modelport.core.names import validate_name
+from modelport.runtime.config import override_config
 from modelport.runtime.fields import FieldError, as_int, as_mapping, as_positive_float, as_text, at, describe
 
 AUTH_MODES = ("key", "none")
@@ -165,6 +166,17 @@ def _reference(value: Any, walk: _Walk) -> str:
     return as_text(value.strip())
 
 
+def _model_config(value: Any, walk: _Walk) -> dict[str, Any]:
+    """Triton config fields laid over the model's own (``max_batch_size``, ``dynamic_batching``,
+    ``instance_group``...): checked here by building a config from them, kept as given."""
+    fields = dict(as_mapping(value))
+    try:
+        override_config(None, "check", fields, "model_config")
+    except ValidationError as exc:  # the enclosing ``at`` names the field
+        raise ValidationError(str(exc).removeprefix("model_config: ")) from None
+    return fields
+
+
 # -- endpoint ----------------------------------------------------------------------------------
 
 
@@ -274,6 +286,7 @@ class DeploymentSpec:
     liveness_probe: Probe = _field(Probe(), nested=Probe)
     readiness_probe: Probe = _field(Probe(), nested=Probe)
     environment_variables: dict[str, str] = _field({}, _strings)
+    model_config: dict[str, Any] = _field({}, _model_config)
 
     @property
     def max_in_flight(self) -> int:
@@ -298,6 +311,8 @@ def parse_deployment(data: Mapping[str, Any], base: Path) -> tuple[DeploymentSpe
     spec, ignored = _parse(DeploymentSpec, data, base)
     if spec.model is None and spec.code_configuration is None:
         raise ValidationError("model: a deployment needs a model, a code_configuration, or both")
+    if spec.model_config and spec.code_configuration is not None:
+        raise ValidationError("model_config: tunes a no-code model's server; a scoring script's deployment has none")
     if spec.code_configuration is not None and not spec.code_configuration.script_path.is_file():
         raise ValidationError(f"code_configuration.scoring_script: {spec.code_configuration.script_path} does not exist")
     return spec, ignored

@@ -14,6 +14,7 @@ the environment's, which keeps the environment's packages first.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -60,6 +61,8 @@ def launch_plan(ws: Workspace, spec: DeploymentSpec) -> LaunchPlan:
     else:
         ws.models.model_dir(str(spec.model))  # verified now, so a damaged copy fails the deployment
         target, cwd = [str(spec.model)], str(ws.root)
+        if spec.model_config:
+            target += ["--model-config", json.dumps(spec.model_config)]
     env = {**os.environ, "MODELPORT_HOME": str(ws.root), "MODELPORT_DB_URL": ws.settings.db_url,
            "MODELPORT_ARTIFACT_ROOT": ws.settings.artifact_root, "PYTHONUNBUFFERED": "1",
            **spec.environment_variables}

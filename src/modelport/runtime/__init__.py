@@ -21,6 +21,7 @@ from modelport.runtime.config import (
     load_config_pbtxt,
     load_config_yaml,
     normalize_datatype,
+    override_config,
 )
 from modelport.runtime.predictor import (
     DEVICES,
@@ -46,6 +47,7 @@ __all__ = [
     "VersionPolicy",
     "check_inputs",
     "complete_config",
+    "override_config",
     "config_from_dict",
     "datatype_of",
     "load_config",

@@ -381,6 +381,37 @@ def _build(data: object, default_name: str | None) -> ModelConfig:
     return ModelConfig(**kwargs, extra=values)
 
 
+_QUEUE_POLICY = ("max_queue_size", "default_timeout_microseconds")  # Triton nests them in default_queue_policy
+
+
+def override_config(config: ModelConfig | None, name: str, overrides: Mapping[str, Any],
+                    source: str = "model config") -> ModelConfig:
+    """``config`` (or an empty one named ``name``) with ``overrides`` laid over it: mappings merge
+    key by key (``dynamic_batching: {max_queue_delay_microseconds: 500}`` keeps the other
+    batching fields), anything else replaces. Deployments and the profiler tune a model's
+    batching and instances this way without editing the files registered with it."""
+    if "name" in overrides:
+        raise ValidationError(f"{source}: name: the served name cannot be overridden")
+    base = config.to_dict() if config is not None else {"name": name}
+    batching = overrides.get("dynamic_batching")
+    if isinstance(batching, Mapping):  # the flat queue-policy shorthand, nested as to_dict renders it
+        flat = {key: batching[key] for key in _QUEUE_POLICY if key in batching}
+        nested = {key: value for key, value in batching.items() if key not in _QUEUE_POLICY}
+        if flat:
+            nested["default_queue_policy"] = {**nested.get("default_queue_policy", {}), **flat}
+        overrides = {**overrides, "dynamic_batching": nested}
+    return config_from_dict(_merged(base, overrides), source)
+
+
+def _merged(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    result = dict(base)
+    for key, value in overrides.items():
+        current = result.get(key)
+        both_mappings = isinstance(current, Mapping) and isinstance(value, Mapping)
+        result[key] = _merged(current, value) if both_mappings else value
+    return result
+
+
 def _pop_alias(values: dict[str, Any], key: str, alias: str) -> Any:
     if key in values and alias in values:
         raise FieldError(alias, f"give either {key} or {alias}, not both")
@@ -412,7 +443,7 @@ def _dynamic_batching(data: object) -> DynamicBatching:
     values = dict(as_mapping(data))
     policy = dict(as_mapping(single(values.pop("default_queue_policy", {}))))
     kwargs: dict[str, Any] = {}
-    for key in ("max_queue_size", "default_timeout_microseconds"):  # flat is modelport's shorthand
+    for key in _QUEUE_POLICY:  # flat is modelport's shorthand
         if key in values and key in policy:
             raise FieldError(key, "given both here and in default_queue_policy")
         found = policy if key in policy else values

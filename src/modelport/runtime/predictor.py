@@ -74,6 +74,7 @@ class Predictor(ABC):
 
     def close(self) -> None:
         """Release what the model holds (sessions, device memory); the default holds nothing."""
+        return None
 
     def __enter__(self) -> Predictor:
         return self
