@@ -7,6 +7,7 @@ the API's OpenAPI document. One daemon serves the whole module."""
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import sys
@@ -226,3 +227,41 @@ def test_api_is_described_and_status_lists_replicas(daemon: Daemon) -> None:
     assert all(r["state"] == "ready" for d in served.values() for r in d["replicas"])
     assert httpx.get(f"{daemon.url}/endpoints/nothing/score").status_code == 404
     assert httpx.get(f"{daemon.url}/endpoints/logs/metrics").status_code == 404  # not a scoring route
+
+
+def test_deployment_operations_metrics_request_logs_and_collection(daemon: Daemon, files: Path) -> None:
+    daemon.ok("endpoint", "create", "-f", str(endpoint_file(files, "ops")))
+    collector = {"collections": {"model_inputs": {"enabled": "True"}, "model_outputs": {"enabled": "True"}},
+                 "sampling_rate": 1.0, "format": "jsonl", "request_logging": {"capture_headers": []}}
+    created = daemon.ok("deployment", "create", "-f", str(deployment_file(
+        files, "ops", "blue", code_configuration=None, data_collector=collector)), "--all-traffic")
+    assert "data_collector.request_logging" in created.stderr  # a cloud-only key, reported as ignored
+    key = daemon.key("ops")
+    body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 32], "data": [0.5] * 64}]}
+    url = f"{daemon.url}/endpoints/ops/v2/models/mlp/infer"
+    for _ in range(6):
+        assert httpx.post(url, json=body, headers={"authorization": f"Bearer {key}"}).status_code == 200
+    assert httpx.post(url, json=body).status_code == 401
+
+    metrics = httpx.get(f"{daemon.url}/metrics").text
+    assert 'modelport_endpoint_requests_total{code="200",deployment="blue",endpoint="ops"} 6.0' in metrics
+    assert 'modelport_endpoint_requests_total{code="401",deployment="",endpoint="ops"} 1.0' in metrics
+    replica = daemon.replicas("ops", "blue")[0]
+    replica_metrics = httpx.get(replica["metrics_url"]).text
+    assert 'nv_inference_request_success{model="mlp",version="1"} 6' in replica_metrics
+
+    deadline = time.monotonic() + 10
+    while True:  # the request log and the collector write a few times a second, off the request path
+        logged = daemon.ok("deployment", "logs", "-e", "ops", "-n", "blue", "--requests").stdout.splitlines()
+        collected = list((daemon.home / "collected" / "ops" / "blue" / "model_inputs").rglob("*.jsonl"))
+        if len(logged) >= 6 and collected and len(collected[0].read_text().splitlines()) >= 6:
+            break
+        assert time.monotonic() < deadline, (logged, collected)
+        time.sleep(0.2)
+    lines = [json.loads(line) for line in logged]
+    assert {(line["endpoint"], line["deployment"], line["model"], line["status"]) for line in lines} == {
+        ("ops", "blue", "mlp", 200)}
+    records = [json.loads(line) for line in collected[0].read_text().splitlines()]
+    assert {record["correlationid"] for record in records} == {line["request_id"] for line in lines}
+    assert records[0]["source"] == "/endpoints/ops/deployments/blue" and len(records[0]["data"]) == 2
+    daemon.ok("endpoint", "delete", "-n", "ops")

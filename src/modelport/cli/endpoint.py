@@ -283,10 +283,12 @@ def delete_deployment(client: Any, name: str, endpoint_name: str) -> None:
 @click.option("--lines", "-l", default=100, show_default=True, type=click.IntRange(min=0),
               help="How many of the last lines per replica.")
 @click.option("--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+@click.option("--requests", is_flag=True,
+              help="The request logs instead: one JSON line per request (id, status, latency, queue time, batch).")
 @with_client
-def deployment_logs(client: Any, name: str, endpoint_name: str, lines: int, follow: bool) -> None:
-    """The replicas' console output (print and logging)."""
+def deployment_logs(client: Any, name: str, endpoint_name: str, lines: int, follow: bool, requests: bool) -> None:
+    """The replicas' console output (print and logging), or their request logs."""
     path = f"endpoints/{endpoint_name}/deployments/{name}/logs"
-    for chunk in client.stream(path, {"lines": lines, "follow": int(follow)}):
+    for chunk in client.stream(path, {"lines": lines, "follow": int(follow), "requests": int(requests)}):
         sys.stdout.buffer.write(chunk)
         sys.stdout.flush()

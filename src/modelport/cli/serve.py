@@ -11,6 +11,8 @@ import yaml
 
 from modelport.cli.context import AppContext, pass_app
 from modelport.core.errors import ValidationError
+from modelport.monitor.collector import CollectorSettings, PayloadCollector
+from modelport.monitor.request_log import RequestLog
 from modelport.runtime.config import override_config
 from modelport.serving.sources import ModelSource
 
@@ -31,12 +33,24 @@ from modelport.serving.sources import ModelSource
 @click.option("--model-config", metavar="FILE|JSON", default=None,
               help="Config fields laid over the model's own (max_batch_size, dynamic_batching, instance_group...): "
                    "a YAML file or an inline JSON mapping.")
+@click.option("--request-log", type=click.Path(path_type=Path), default=None,
+              help="Write one JSON line per scoring request to FILE (rotated by size).")
+@click.option("--request-log-max-mb", default=16, show_default=True, type=click.IntRange(min=1),
+              help="Size at which the request log rotates (5 old files are kept).")
+@click.option("--data-collector", metavar="FILE|JSON", default=None,
+              help="Collect sampled payloads: a data_collector mapping as in deployment.yml.")
+@click.option("--collect-dir", type=click.Path(path_type=Path), default=None,
+              help="Where collected payloads go [default: <workspace>/collected/<endpoint>/<deployment>].")
+@click.option("--endpoint-name", default=None, help="The endpoint this server is a replica of (labels logs).")
+@click.option("--deployment-name", default=None, help="The deployment this server is a replica of (labels logs).")
 @click.option("--request-timeout-ms", default=None, type=click.IntRange(min=1),
               help="Per-request time limit on /v2 (503 beyond) [default: none]; scripts use SCORING_TIMEOUT_MS.")
 @pass_app
 def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, model_dir: Path | None, host: str,
           http_port: int, grpc_port: int, metrics_port: int, no_grpc: bool, max_body_mb: int,
-          model_config: str | None, request_timeout_ms: int | None) -> None:
+          model_config: str | None, request_log: Path | None, request_log_max_mb: int, data_collector: str | None,
+          collect_dir: Path | None, endpoint_name: str | None, deployment_name: str | None,
+          request_timeout_ms: int | None) -> None:
     """Serve TARGETS: registered models (NAME, NAME:VERSION, NAME@ALIAS) or a folder laid out like a
     Triton model repository (<repo>/<model>/<version>/model.onnx, optional config.pbtxt/config.yaml).
 
@@ -44,6 +58,7 @@ def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, 
     --entry-script, or a registered `python`-flavor model) answers Azure ML's /score, and a single
     no-code model (onnx, sklearn...) answers /score too."""
     from modelport.serving.http.azureml import azureml_routes
+    from modelport.serving.http.observe import Observing
     from modelport.serving.repository import ModelRepository
     from modelport.serving.scoring_script import ScriptHost
     from modelport.serving.server import ServeOptions, run
@@ -67,16 +82,22 @@ def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, 
     repository = ModelRepository([source for source in sources if source.entry_script is None])
     repository.load_all()
     no_code = repository if host_script is None and len(repository.names) == 1 else None
+    observing = Observing(
+        RequestLog(request_log, request_log_max_mb * 1024 * 1024) if request_log is not None else None,
+        _collector(app, data_collector, collect_dir, endpoint_name, deployment_name) if data_collector else None,
+        endpoint_name, deployment_name,
+    )
     options = ServeOptions(
         host=host, http_port=http_port, grpc_port=None if no_grpc else grpc_port, metrics_port=metrics_port,
         max_body=max_body_mb * 1024 * 1024, timeout_s=None if request_timeout_ms is None else request_timeout_ms / 1000,
-        extra_routes=azureml_routes(host_script, no_code, None),
+        extra_routes=azureml_routes(host_script, no_code, None), observing=observing,
     )
     names = repository.names + ([f"/score ({(entry_script or scripts[0].entry_script).name})"] if host_script else [])
     try:
         run(repository, options, on_ready=lambda where: click.echo(f"serving {', '.join(names)} on {where}", err=True))
     finally:
         repository.close()
+        observing.close()
 
 
 def _with_config(sources: list[ModelSource], text: str) -> list[ModelSource]:
@@ -84,15 +105,39 @@ def _with_config(sources: list[ModelSource], text: str) -> list[ModelSource]:
     models = [source for source in sources if source.entry_script is None]
     if len(models) != 1:
         raise ValidationError(f"--model-config: applies to exactly one served model, not {len(models)}")
-    path = Path(text)
-    if not (text.lstrip().startswith("{") or path.is_file()):
-        raise ValidationError(f"--model-config: {text} is neither a file nor a JSON mapping")
-    try:
-        overrides = yaml.safe_load(text if text.lstrip().startswith("{") else path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ValidationError(f"--model-config: not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
-    if not isinstance(overrides, dict):
-        raise ValidationError("--model-config: expected a mapping of config fields")
+    overrides = _mapping("--model-config", text)
     model = models[0]
     config = override_config(model.config, model.name, overrides, "--model-config")
     return [replace(source, config=config) if source is model else source for source in sources]
+
+
+def _collector(app: AppContext, text: str, folder: Path | None, endpoint: str | None,
+               deployment: str | None) -> PayloadCollector | None:
+    """The payload collector ``--data-collector`` asks for; None when it enables no collection."""
+    from modelport.control.definitions import parse_data_collector
+
+    data = _mapping("--data-collector", text)
+    try:
+        settings, _ = parse_data_collector(data)
+    except ValidationError as exc:
+        raise ValidationError(f"--data-collector: {exc}") from None
+    if not settings.enabled:
+        return None
+    folder = folder or app.workspace.root / "collected" / (endpoint or "local") / (deployment or "serve")
+    source = f"/endpoints/{endpoint}/deployments/{deployment}" if endpoint else f"file://{folder}"
+    return PayloadCollector(CollectorSettings(folder, frozenset(settings.enabled), settings.sampling_rate,
+                                              settings.rolling_rate, settings.format), source)
+
+
+def _mapping(option: str, text: str) -> dict:
+    """An option that takes a YAML file or an inline JSON mapping."""
+    path = Path(text)
+    if not (text.lstrip().startswith("{") or path.is_file()):
+        raise ValidationError(f"{option}: {text} is neither a file nor a JSON mapping")
+    try:
+        value = yaml.safe_load(text if text.lstrip().startswith("{") else path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValidationError(f"{option}: not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
+    if not isinstance(value, dict):
+        raise ValidationError(f"{option}: expected a mapping")
+    return value

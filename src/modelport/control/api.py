@@ -28,6 +28,7 @@ from modelport import __version__
 from modelport.control import logs
 from modelport.control.catalog import Catalog, DeploymentRecord, EndpointRecord
 from modelport.control.definitions import apply_overrides, parse_deployment, parse_endpoint
+from modelport.control.replica import request_log_path
 from modelport.control.router import Router
 from modelport.control.supervisor import Supervisor
 from modelport.core.errors import ConflictError, NotFoundError, ValidationError
@@ -66,7 +67,7 @@ OPERATIONS = (
     Operation("DELETE", "/api/endpoints/{endpoint}/deployments/{deployment}", "delete_deployment",
               "Delete a deployment that gets no traffic"),
     Operation("GET", "/api/endpoints/{endpoint}/deployments/{deployment}/logs", "deployment_logs",
-              "Replica console logs (`lines`, `follow`)"),
+              "Replica console logs or request logs (`lines`, `follow`, `requests`)"),
 )
 
 
@@ -82,7 +83,12 @@ class ManagementApi:
         routes = [Route(op.path, self._endpoint(op), methods=[op.method]) for op in OPERATIONS]
         document = orjson.dumps(openapi_document())
         routes.append(Route("/openapi.json", lambda request: _raw_json(document), methods=["GET"]))
+        routes.append(Route("/metrics", self.metrics, methods=["GET"]))
         return routes
+
+    async def metrics(self, request: Request) -> Response:
+        """The router's Prometheus metrics (replicas serve their own on their metrics ports)."""
+        return Response(self.router.metrics.render(), media_type=PROMETHEUS_TEXT)
 
     def _endpoint(self, op: Operation) -> Callable[[Request], Awaitable[Response]]:
         handler = getattr(self, op.handler)
@@ -201,12 +207,15 @@ class ManagementApi:
     async def deployment_logs(self, request: Request) -> Response:
         endpoint, name = request.path_params["endpoint"], request.path_params["deployment"]
         lines = _int_param(request, "lines", 100)
+        requests = request.query_params.get("requests") in ("1", "true")
         folder = self.supervisor.logs_dir / endpoint / name
         group = self.supervisor.group(endpoint, name)
         if group is not None and group.keepers:
             paths = [folder / f"replica-{keeper.slot}.log" for keeper in sorted(group.keepers, key=lambda k: k.slot)]
         else:  # not running (a failed create, say): whatever its replicas left
             paths = sorted(folder.glob("replica-*.log"))
+        if requests:  # each replica's request log instead of its console
+            paths = [request_log_path(path) for path in paths]
         if not paths:
             raise NotFoundError(f"deployment {endpoint}/{name} has no logs")
         if request.query_params.get("follow") in ("1", "true"):
@@ -281,6 +290,9 @@ def _raw_json(content: bytes, status: int = 200) -> Response:
 _ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of :data:`OPERATIONS`."""
     paths: dict[str, Any] = {}
@@ -297,7 +309,9 @@ def openapi_document() -> dict[str, Any]:
                 "application/json": {"schema": {"$ref": f"#/components/schemas/{op.body}"}}}}
         if op.handler == "deployment_logs":
             entry["parameters"] += [{"name": "lines", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-                                    {"name": "follow", "in": "query", "schema": {"type": "boolean"}}]
+                                    {"name": "follow", "in": "query", "schema": {"type": "boolean"}},
+                                    {"name": "requests", "in": "query", "schema": {"type": "boolean"},
+                                     "description": "the request logs (JSON lines) instead of the consoles"}]
             entry["responses"][str(op.status)] = {"description": "OK", "content": {"text/plain": {}}}
         paths.setdefault(op.path, {})[op.method.lower()] = entry
     definition = {

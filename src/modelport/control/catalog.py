@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from modelport.control.definitions import (
     CodeConfiguration,
+    DataCollector,
     DeploymentSpec,
     EndpointSpec,
     InlineEnvironment,
@@ -61,8 +62,11 @@ class DeploymentRecord:
         spec = self.spec
         what = [spec.model, spec.environment, dataclasses.asdict(spec.code_configuration or CodeConfiguration("", "")),
                 spec.environment_variables]
-        if spec.model_config:  # only when set, so revisions of deployments without one stay as they were
+        # added only when set, so revisions of deployments without them stay as they were
+        if spec.model_config:
             what.append(spec.model_config)
+        if spec.data_collector != DataCollector():
+            what.append(dataclasses.asdict(spec.data_collector))
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict[str, Any]:

@@ -23,8 +23,18 @@ import yaml
 
 from modelport.core.errors import ValidationError
 from modelport.core.names import validate_name
+from modelport.monitor.collector import COLLECTIONS, FORMATS, ROLLING_RATES
 from modelport.runtime.config import override_config
-from modelport.runtime.fields import FieldError, as_int, as_mapping, as_positive_float, as_text, at, describe
+from modelport.runtime.fields import (
+    FieldError,
+    as_bool,
+    as_int,
+    as_mapping,
+    as_positive_float,
+    as_text,
+    at,
+    describe,
+)
 
 AUTH_MODES = ("key", "none")
 MAX_REQUEST_TIMEOUT_MS = 180_000
@@ -177,6 +187,30 @@ def _model_config(value: Any, walk: _Walk) -> dict[str, Any]:
     return fields
 
 
+def _flag(value: Any, walk: _Walk) -> bool:
+    """Azure's YAML writes ``enabled: 'True'``; real booleans work too."""
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return as_bool(value)
+
+
+def _rate(value: Any, walk: _Walk) -> float:
+    rate = as_positive_float(value)
+    if rate > 1:
+        raise ValidationError(f"{value} is more than 1 (a fraction of requests: 0.1 collects one in ten)")
+    return rate
+
+
+def _one_of(*choices: str) -> Check:
+    def check(value: Any, walk: _Walk) -> str:
+        text = as_text(str(value)).lower()
+        if text not in choices:
+            raise ValidationError(f"{value!r} is not one of {', '.join(choices)}")
+        return text
+
+    return check
+
+
 # -- endpoint ----------------------------------------------------------------------------------
 
 
@@ -265,11 +299,46 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class Collection:
+    cloud_keys: ClassVar[frozenset[str]] = frozenset({"data", "client_id"})
+
+    enabled: bool = _field(False, _flag)
+
+
+def _collections(value: Any, walk: _Walk) -> dict[str, Collection]:
+    result = {}
+    for name, item in as_mapping(value).items():
+        with at(str(name)):
+            if name not in COLLECTIONS:
+                raise ValidationError(f"unknown collection; modelport collects {' and '.join(COLLECTIONS)}")
+            result[name] = walk.build(Collection, item if item is not None else {},
+                                      f"data_collector.collections.{name}.")
+    return result
+
+
+@dataclass(frozen=True)
+class DataCollector:
+    """``data_collector``: which payloads are kept (``collections.<name>.enabled``), for what
+    share of requests, in which file format and how often files roll over (Azure's defaults)."""
+
+    cloud_keys: ClassVar[frozenset[str]] = frozenset({"request_logging", "destination"})
+
+    collections: dict[str, Collection] = _field({}, _collections)
+    sampling_rate: float = _field(1.0, _rate)
+    rolling_rate: str = _field("hour", _one_of(*ROLLING_RATES))
+    format: str = _field("parquet", _one_of(*FORMATS))
+
+    @property
+    def enabled(self) -> list[str]:
+        return [name for name, collection in self.collections.items() if collection.enabled]
+
+
+@dataclass(frozen=True)
 class DeploymentSpec:
     """``deployment.yml``: a model version + scoring code + environment + replicas and their settings."""
 
     cloud_keys: ClassVar[frozenset[str]] = frozenset({
-        "$schema", "type", "instance_type", "app_insights_enabled", "scale_settings", "data_collector",
+        "$schema", "type", "instance_type", "app_insights_enabled", "scale_settings",
         "egress_public_network_access", "private_network_connection", "resources", "properties",
         "model_mount_path", "startup_probe", "with_package",
     })
@@ -287,6 +356,7 @@ class DeploymentSpec:
     readiness_probe: Probe = _field(Probe(), nested=Probe)
     environment_variables: dict[str, str] = _field({}, _strings)
     model_config: dict[str, Any] = _field({}, _model_config)
+    data_collector: DataCollector = _field(DataCollector(), nested=DataCollector)
 
     @property
     def max_in_flight(self) -> int:
@@ -316,6 +386,11 @@ def parse_deployment(data: Mapping[str, Any], base: Path) -> tuple[DeploymentSpe
     if spec.code_configuration is not None and not spec.code_configuration.script_path.is_file():
         raise ValidationError(f"code_configuration.scoring_script: {spec.code_configuration.script_path} does not exist")
     return spec, ignored
+
+
+def parse_data_collector(data: Mapping[str, Any]) -> tuple[DataCollector, list[str]]:
+    """A ``data_collector`` mapping on its own (``modelport serve --data-collector``)."""
+    return _parse(DataCollector, data, Path.cwd())
 
 
 def load_deployment(data: Mapping[str, Any]) -> DeploymentSpec:

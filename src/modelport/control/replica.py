@@ -14,6 +14,7 @@ the environment's, which keeps the environment's packages first.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -66,7 +67,11 @@ def launch_plan(ws: Workspace, spec: DeploymentSpec) -> LaunchPlan:
     env = {**os.environ, "MODELPORT_HOME": str(ws.root), "MODELPORT_DB_URL": ws.settings.db_url,
            "MODELPORT_ARTIFACT_ROOT": ws.settings.artifact_root, "PYTHONUNBUFFERED": "1",
            **spec.environment_variables}
-    return LaunchPlan((*_interpreter(ws, spec), "serve", *target, "--host", HOST, "--no-grpc"), env, cwd)
+    labels = ["--endpoint-name", spec.endpoint_name, "--deployment-name", spec.name]
+    if spec.data_collector.enabled:
+        labels += ["--data-collector", json.dumps(dataclasses.asdict(spec.data_collector)),
+                   "--collect-dir", str(ws.root / "collected" / spec.endpoint_name / spec.name)]
+    return LaunchPlan((*_interpreter(ws, spec), "serve", *target, "--host", HOST, "--no-grpc", *labels), env, cwd)
 
 
 def _interpreter(ws: Workspace, spec: DeploymentSpec) -> list[str]:
@@ -81,6 +86,11 @@ def _interpreter(ws: Workspace, spec: DeploymentSpec) -> list[str]:
     built = ws.environments.build(env.ref)
     paths = [str(Path(__file__).resolve().parents[2]), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
     return [str(built.python), "-c", _BOOTSTRAP, os.pathsep.join(dict.fromkeys(paths))]
+
+
+def request_log_path(console_log: Path) -> Path:
+    """A replica's request log, beside its console log: ``replica-0.log`` → ``requests-0.jsonl``."""
+    return console_log.with_name(console_log.stem.replace("replica-", "requests-") + ".jsonl")
 
 
 def free_port() -> int:
@@ -129,7 +139,8 @@ class Replica:
               log: Path) -> Replica:
         port = free_port()
         log.parent.mkdir(parents=True, exist_ok=True)
-        command = [*plan.command, "--http-port", str(port), "--metrics-port", str(free_port())]
+        command = [*plan.command, "--http-port", str(port), "--metrics-port", str(free_port()),
+                   "--request-log", str(request_log_path(log))]
         with open(log, "ab") as console:
             console.write(f"{START_MARK}{time.strftime('%Y-%m-%d %H:%M:%S')} replica {slot} of {endpoint}/{deployment} "
                           f"revision {revision} starting on port {port}\n".encode())

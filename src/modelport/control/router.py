@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ from starlette.types import Receive, Scope, Send
 
 from modelport.control.catalog import EndpointRecord
 from modelport.control.keys import authorized
+from modelport.control.router_metrics import RouterMetrics
 from modelport.control.supervisor import DeploymentGroup, Supervisor
 from modelport.control.traffic import choose_deployment, least_outstanding, mirror_target
 
@@ -84,6 +86,7 @@ class Router:
     def __init__(self, supervisor: Supervisor, http: aiohttp.ClientSession) -> None:
         self.supervisor = supervisor
         self.http = http
+        self.metrics = RouterMetrics()
         self.endpoints: dict[str, LiveEndpoint] = {}
         self._mirrors: set[asyncio.Task[Response]] = set()
 
@@ -98,12 +101,16 @@ class Router:
         directly, past the management API's routing, to keep the hop short."""
         _, _, rest = scope["path"].partition(PREFIX)
         name, _, path = rest.partition("/")
+        started = time.perf_counter()
         try:
             response = await self.handle(Request(scope, receive), name, path)
         except Exception:
             log.exception("router: unexpected error on %s %s", scope["method"], scope["path"])
             response = _error(path, 500, "internal error in the router")
         await response(scope, receive, send)
+        if name in self.endpoints:  # unknown names would make a label per typo
+            deployment = response.headers.get(DEPLOYMENT_HEADER, "")
+            self.metrics.observe(name, deployment, response.status_code, time.perf_counter() - started)
 
     async def handle(self, request: Request, name: str, path: str) -> Response:
         endpoint = self.endpoints.get(name)
@@ -141,6 +148,7 @@ class Router:
         if group is None or group.in_flight >= group.spec.max_in_flight:
             return  # a mirror never queues: at its limit, the copy is dropped
         task = asyncio.create_task(self._forward(group, call))
+        self.metrics.mirrored.labels(endpoint, deployment).inc()
         self._mirrors.add(task)
         task.add_done_callback(self._mirrors.discard)
 
@@ -151,7 +159,9 @@ class Router:
             return _error(call.path, 429, f"deployment {group.spec.name!r} has {group.in_flight} requests in flight, "
                                      f"the most it takes (2 x max_concurrent_requests_per_instance x instance_count)")
         timeout_ms = group.spec.request_settings.request_timeout_ms
+        in_flight = self.metrics.in_flight.labels(group.spec.endpoint_name, group.spec.name)
         group.in_flight += 1
+        in_flight.inc()
         try:
             response = await self._send(group, call, asyncio.get_running_loop().time() + timeout_ms / 1000)
         except asyncio.TimeoutError:
@@ -159,6 +169,7 @@ class Router:
                                          "(request_settings.request_timeout_ms)")
         finally:
             group.in_flight -= 1
+            in_flight.dec()
         response.headers[DEPLOYMENT_HEADER] = group.spec.name
         return response
 

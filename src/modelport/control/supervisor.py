@@ -77,6 +77,7 @@ class Keeper:
         state = "retiring" if self._retired else "ready" if self.serving else "starting" if replica else "restarting"
         return {"slot": self.slot, "state": state, "revision": self.revision, "restarts": self.restarts,
                 "pid": replica.pid if replica else None, "port": replica.record.port if replica else None,
+                "metrics_url": f"{replica.url}/metrics" if replica else None,
                 "outstanding": replica.outstanding if replica else 0, "last_error": self.last_error}
 
     async def _run(self, adopted: Replica | None) -> None:

@@ -40,6 +40,7 @@ class Batched:
     outputs: dict[str, np.ndarray]
     queued: float
     executed: float
+    batch_size: int
 
 
 class QueueRejected(ModelportError):
@@ -246,7 +247,7 @@ class DynamicBatcher:
                 part = {name: array[offset:offset + pending.rows] for name, array in outputs.items()}
                 offset += pending.rows
                 if not pending.future.done():
-                    pending.future.set_result(Batched(part, started - pending.enqueued, elapsed))
+                    pending.future.set_result(Batched(part, started - pending.enqueued, elapsed, rows))
         finally:
             done.set_result(None)
             self._slots.release()

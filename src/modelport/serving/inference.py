@@ -12,6 +12,7 @@ import numpy as np
 
 from modelport.core.datatypes import datatype_of
 from modelport.core.errors import ModelportError, ValidationError
+from modelport.monitor.trace import RequestTrace, current_trace
 from modelport.protocol.classification import classify
 from modelport.protocol.types import InferenceRequest, InferenceResponse, InferOutput
 from modelport.serving.model import ServedModel
@@ -37,9 +38,22 @@ async def infer(model: ServedModel, request: InferenceRequest) -> InferenceRespo
     except ModelportError as exc:
         reason = "OTHER" if isinstance(exc, ValidationError) else "BACKEND"
         model.stats.record_request(False, time.perf_counter_ns() - start, queue_ns, 0, infer_ns, 0, reason)
+        trace = current_trace.get()
+        if trace is not None:
+            _note(trace, model, request, queue_ns, 0)
         raise
     model.stats.record_request(True, done - start, queue_ns, prepared - start, infer_ns, done - shaped)
+    trace = current_trace.get()
+    if trace is not None:
+        _note(trace, model, request, execution.queue_ns, execution.batch_size)
+        if trace.collect:
+            trace.inputs, trace.outputs = inputs, {out.name: out.data for out in outputs}
     return InferenceResponse(model.name, model.version, request.id, outputs)
+
+
+def _note(trace: RequestTrace, model: ServedModel, request: InferenceRequest, queue_ns: int, batch_size: int) -> None:
+    trace.model, trace.version, trace.queue_ns, trace.batch_size = model.name, model.version, queue_ns, batch_size
+    trace.request_id = trace.request_id or request.id or ""
 
 
 def _check_batch(model: ServedModel, inputs: dict[str, np.ndarray]) -> None:

@@ -1,6 +1,7 @@
 """Prometheus text for ``/metrics``: Triton's ``nv_inference_*`` families per model and
-version, rendered from the same ``ModelStats`` that ``/stats`` reports, plus the process's
-CPU and memory from prometheus-client's standard collectors.
+version, latency, queue and batch-size histograms, rendered from the same ``ModelStats`` that
+``/stats`` reports; then the process's CPU and memory, GPUs through NVML when present, and the
+request log's and payload collector's counters when the server has them.
 
 The ``nv_*`` families are written by hand because prometheus-client appends ``_total`` to
 counter names, and clients that scrape Triton look for the exact names.
@@ -8,11 +9,16 @@ counter names, and clients that scrape Triton look for the exact names.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
-from modelport.serving.stats import ModelStats
+from modelport.monitor.collector import PayloadCollector
+from modelport.monitor.gpu import GpuCollector
+from modelport.monitor.request_log import RequestLog
+from modelport.serving.stats import Histogram, ModelStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -32,11 +38,47 @@ _COUNTERS = (
     ("nv_inference_compute_output_duration_us", "Cumulative inference compute output duration in microseconds",
      lambda s: s.compute_output.ns // 1000),
 )
+_HISTOGRAMS: tuple[tuple[str, str, Callable[[ModelStats], Histogram]], ...] = (
+    ("modelport_inference_request_duration_seconds", "Inference request duration, success or failure",
+     lambda s: s.request_seconds),
+    ("modelport_inference_queue_duration_seconds", "Time successful requests waited in the queue",
+     lambda s: s.queue_seconds),
+    ("modelport_inference_batch_size", "Rows per model execution (requests batched together add up)",
+     lambda s: s.batch_sizes),
+)
 FAILURE_REASONS = ("REJECTED", "CANCELED", "BACKEND", "OTHER")
 
 _process = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=_process)
 PlatformCollector(registry=_process)
+_process.register(GpuCollector())
+
+
+class ObservationCollector(Collector):
+    """What the request log and the payload collector did, and what they had to drop."""
+
+    def __init__(self, request_log: RequestLog | None, collector: PayloadCollector | None) -> None:
+        self.request_log = request_log
+        self.collector = collector
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        if self.request_log is not None:
+            yield CounterMetricFamily("modelport_request_log_dropped", "Request log lines dropped under pressure",
+                                      value=self.request_log.dropped)
+        if self.collector is not None:
+            yield CounterMetricFamily("modelport_collection_records", "Sampled requests written by payload collection",
+                                      value=self.collector.written)
+            yield CounterMetricFamily("modelport_collection_dropped", "Sampled requests dropped under pressure",
+                                      value=self.collector.dropped)
+
+
+def observation_registry(request_log: RequestLog | None, collector: PayloadCollector | None) -> CollectorRegistry | None:
+    """The registry ``render`` adds for a server that logs requests or collects payloads."""
+    if request_log is None and collector is None:
+        return None
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(ObservationCollector(request_log, collector))
+    return registry
 
 
 def _labels(stats: ModelStats, **extra: str) -> str:
@@ -48,7 +90,7 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render(all_stats: Iterable[ModelStats]) -> bytes:
+def render(all_stats: Iterable[ModelStats], extra: CollectorRegistry | None = None) -> bytes:
     """The full exposition: one sample per model version and family, then process metrics."""
     all_stats = list(all_stats)
     lines: list[str] = []
@@ -64,4 +106,15 @@ def render(all_stats: Iterable[ModelStats]) -> bytes:
     lines += ["# HELP nv_inference_pending_request_count Instantaneous number of pending requests awaiting "
               "execution per-model.", "# TYPE nv_inference_pending_request_count gauge"]
     lines += [f"nv_inference_pending_request_count{{{_labels(s)}}} {s.pending}" for s in all_stats]
-    return ("\n".join(lines) + "\n").encode() + generate_latest(_process)
+    for name, help_text, histogram in _HISTOGRAMS:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
+        for stats in all_stats:
+            lines += _histogram_lines(name, stats, histogram(stats))
+    text = ("\n".join(lines) + "\n").encode() + generate_latest(_process)
+    return text + generate_latest(extra) if extra is not None else text
+
+
+def _histogram_lines(name: str, stats: ModelStats, histogram: Histogram) -> list[str]:
+    lines = [f"{name}_bucket{{{_labels(stats, le=le)}}} {count}" for le, count in histogram.cumulative()]
+    total = sum(histogram.counts)
+    return [*lines, f"{name}_sum{{{_labels(stats)}}} {histogram.total!r}", f"{name}_count{{{_labels(stats)}}} {total}"]

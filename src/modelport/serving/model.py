@@ -37,11 +37,13 @@ class ModelExecutionError(ModelportError):
 
 @dataclass(frozen=True)
 class Execution:
-    """A finished model run: its outputs and where the time went (ns)."""
+    """A finished model run: its outputs, where the time went (ns), and the rows of the
+    execution it was part of (larger than the request's own when it was batched with others)."""
 
     outputs: dict[str, np.ndarray]
     queue_ns: int
     infer_ns: int
+    batch_size: int
 
 
 class ServedModel:
@@ -114,12 +116,12 @@ class ServedModel:
         if self.batcher is not None:
             check_inputs(self._instances[0].inputs, inputs)  # a bad request must not sink a batch
             batched = await self.batcher.submit(inputs)
-            return Execution(batched.outputs, int(batched.queued * 1e9), int(batched.executed * 1e9))
+            return Execution(batched.outputs, int(batched.queued * 1e9), int(batched.executed * 1e9), batched.batch_size)
         submitted = time.perf_counter_ns()
         outputs, started, finished = await self._in_thread(inputs, request_id)
         rows = next(iter(inputs.values())).shape[0] if self.batched and inputs else 1
         self.stats.record_execution(rows, 0, finished - started, 0)
-        return Execution(outputs, started - submitted, finished - started)
+        return Execution(outputs, started - submitted, finished - started, rows)
 
     async def _run_batch(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs, _, _ = await self._in_thread(inputs, None)

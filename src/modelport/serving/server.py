@@ -19,9 +19,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
 from modelport.serving.http.app import build_app
 from modelport.serving.http.body import DEFAULT_MAX_BODY
+from modelport.serving.http.observe import Observing
 from modelport.serving.http.v2 import EXTENSIONS
 from modelport.serving.metrics import CONTENT_TYPE, render
 from modelport.serving.repository import ModelRepository
@@ -39,6 +41,7 @@ class ServeOptions:
     timeout_s: float | None = None
     graceful_s: float = 30.0
     extra_routes: list[BaseRoute] = field(default_factory=list)
+    observing: Observing = field(default_factory=Observing)
 
 
 class _Server(uvicorn.Server):
@@ -49,7 +52,7 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _uvicorn(app: Starlette, host: str, port: int, options: ServeOptions) -> _Server:
+def _uvicorn(app: ASGIApp, host: str, port: int, options: ServeOptions) -> _Server:
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
         timeout_graceful_shutdown=int(options.graceful_s), server_header=False,
@@ -57,9 +60,11 @@ def _uvicorn(app: Starlette, host: str, port: int, options: ServeOptions) -> _Se
     return _Server(config)
 
 
-def _metrics_app(repository: ModelRepository) -> Starlette:
+def _metrics_app(repository: ModelRepository, observing: Observing) -> Starlette:
+    extra = observing.registry()
+
     async def metrics(request: Request) -> Response:
-        return Response(render(m.stats for m in repository.loaded()), media_type=CONTENT_TYPE)
+        return Response(render((m.stats for m in repository.loaded()), extra), media_type=CONTENT_TYPE)
 
     return Starlette(routes=[Route("/metrics", metrics, methods=["GET"])])
 
@@ -69,10 +74,10 @@ async def serve(
 ) -> None:
     """Serve until SIGTERM/SIGINT; ``repository`` must already be loaded."""
     app = build_app(repository, max_body=options.max_body, timeout_s=options.timeout_s,
-                    extra_routes=options.extra_routes)
+                    extra_routes=options.extra_routes, observing=options.observing)
     servers = [_uvicorn(app, options.host, options.http_port, options)]
     if options.metrics_port is not None:
-        servers.append(_uvicorn(_metrics_app(repository), options.host, options.metrics_port, options))
+        servers.append(_uvicorn(_metrics_app(repository, options.observing), options.host, options.metrics_port, options))
     grpc_server = None
     if options.grpc_port is not None:
         from modelport.serving.grpc import start_grpc_server

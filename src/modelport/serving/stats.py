@@ -7,6 +7,7 @@ it is held for a few additions only.
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,35 @@ class Duration:
 
     def to_dict(self) -> dict[str, int]:
         return {"count": self.count, "ns": self.ns}
+
+
+LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+@dataclass
+class Histogram:
+    """Cumulative-by-rendering bucket counts, as Prometheus histograms are exposed: ``counts[i]``
+    holds observations in ``(bounds[i-1], bounds[i]]``, the last slot those above every bound."""
+
+    bounds: tuple[float, ...]
+    counts: list[int] = field(default_factory=list)
+    total: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.counts = self.counts or [0] * (len(self.bounds) + 1)
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """``(le, count)`` pairs ending with ``+Inf``, what ``_bucket`` samples show."""
+        running, pairs = 0, []
+        for bound, count in zip((*self.bounds, float("inf")), self.counts):
+            running += count
+            pairs.append(("+Inf" if bound == float("inf") else repr(float(bound)), running))
+        return pairs
 
 
 @dataclass
@@ -51,6 +81,9 @@ class ModelStats:
     batches: dict[int, BatchStats] = field(default_factory=dict)
     failures_by_reason: dict[str, int] = field(default_factory=dict)
     pending: int = 0
+    request_seconds: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS_S))
+    queue_seconds: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS_S))
+    batch_sizes: Histogram = field(default_factory=lambda: Histogram(BATCH_BUCKETS))
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record_execution(self, batch_size: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
@@ -58,6 +91,7 @@ class ModelStats:
         with self._lock:
             self.execution_count += 1
             self.inference_count += batch_size
+            self.batch_sizes.observe(batch_size)
             batch = self.batches.setdefault(batch_size, BatchStats())
             batch.compute_input.add(input_ns)
             batch.compute_infer.add(infer_ns)
@@ -68,7 +102,9 @@ class ModelStats:
         """One request's outcome; compute counts move together so perf_analyzer sees them equal."""
         with self._lock:
             self.last_inference_ms = int(time.time() * 1000)
+            self.request_seconds.observe(total_ns / 1e9)
             if ok:
+                self.queue_seconds.observe(queue_ns / 1e9)
                 self.success.add(total_ns)
                 self.queue.add(queue_ns)
                 self.compute_input.add(input_ns)

@@ -108,5 +108,5 @@ class EnvironmentVersion(Versioned, Base):
     conda_only: Mapped[list[Any]] = mapped_column(default=list)
 
     container: Mapped[Environment] = relationship(back_populates="versions")
-from modelport.store import schema_batch  # noqa: E402,F401  (registers the batch tables)
-from modelport.store import schema_endpoints  # noqa: E402,F401  (registers the endpoint tables)
+# Registers the batch and endpoint tables on this metadata; imported last because they use it.
+from modelport.store import schema_batch, schema_endpoints  # noqa: E402,F401

@@ -16,10 +16,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
+from starlette.types import ASGIApp
 
 from modelport.core.errors import ModelportError
 from modelport.serving.http.body import DEFAULT_MAX_BODY
 from modelport.serving.http.fast_path import InferFastPath
+from modelport.serving.http.observe import Observer, Observing
 from modelport.serving.http.v2 import V2Api
 from modelport.serving.repository import ModelRepository
 
@@ -52,10 +54,16 @@ def build_app(
     max_body: int = DEFAULT_MAX_BODY,
     timeout_s: float | None = None,
     extra_routes: list[BaseRoute] | None = None,
-) -> InferFastPath:
-    """The Starlette app for every route, fronted by the infer fast path."""
-    api = V2Api(repository, max_body, timeout_s)
-    return InferFastPath(api, _starlette(api.routes() + list(extra_routes or [])))
+    observing: Observing | None = None,
+) -> ASGIApp:
+    """The Starlette app for every route, fronted by the infer fast path, and by the request log
+    and payload collection when the server has them."""
+    observing = observing or Observing()
+    api = V2Api(repository, max_body, timeout_s, observing.registry())
+    app = InferFastPath(api, _starlette(api.routes() + list(extra_routes or [])))
+    if observing.request_log is None and observing.collector is None:
+        return app
+    return Observer(app, observing)
 
 
 def _starlette(routes: list[BaseRoute]) -> Starlette:

@@ -13,6 +13,7 @@ import zlib
 from collections.abc import Mapping
 
 import orjson
+from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -45,10 +46,12 @@ def empty(status: int = 200) -> Response:
 class V2Api:
     """The v2 routes over one repository; ``max_body`` and ``timeout_s`` are the server's limits."""
 
-    def __init__(self, repository: ModelRepository, max_body: int, timeout_s: float | None) -> None:
+    def __init__(self, repository: ModelRepository, max_body: int, timeout_s: float | None,
+                 metrics_extra: CollectorRegistry | None = None) -> None:
         self.repository = repository
         self.max_body = max_body
         self.timeout_s = timeout_s
+        self.metrics_extra = metrics_extra
 
     def routes(self) -> list[BaseRoute]:
         model = "/v2/models/{model}"
@@ -107,7 +110,8 @@ class V2Api:
         return json_response({"model_stats": [m.stats.to_dict() for m in self.repository.loaded()]})
 
     async def metrics(self, request: Request) -> Response:
-        return Response(render(m.stats for m in self.repository.loaded()), media_type=CONTENT_TYPE)
+        return Response(render((m.stats for m in self.repository.loaded()), self.metrics_extra),
+                        media_type=CONTENT_TYPE)
 
     async def index(self, request: Request) -> Response:
         body = await read_body(request, self.max_body)

@@ -1,0 +1,61 @@
+"""The request log: one JSON line per scoring request, rotated by size.
+
+Lines are written by a :class:`~modelport.monitor.writer.BackgroundWriter`, never on the request
+path. When the file would grow past ``max_bytes`` it is renamed ``<name>.1`` (older ones shift
+to ``.2``... up to ``backups``, the oldest is removed) and a new file starts, as logrotate and
+Python's ``RotatingFileHandler`` do, so a long-lived replica keeps a bounded amount of log.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from modelport.monitor.writer import BackgroundWriter
+
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+DEFAULT_BACKUPS = 5
+
+
+class RequestLog:
+    def __init__(self, path: Path, max_bytes: int = DEFAULT_MAX_BYTES, backups: int = DEFAULT_BACKUPS) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self._file = open(self.path, "ab")  # noqa: SIM115 - owned by the writer thread until close
+        self._writer: BackgroundWriter[dict[str, Any]] = BackgroundWriter(
+            "request-log", self._write, finish=lambda: self._file.close()
+        )
+
+    @property
+    def dropped(self) -> int:
+        return self._writer.dropped
+
+    def submit(self, record: dict[str, Any]) -> None:
+        self._writer.submit(record)
+
+    def close(self) -> None:
+        self._writer.close()
+
+    def _write(self, records: list[dict[str, Any]]) -> None:
+        data = b"".join(orjson.dumps(record) + b"\n" for record in records)
+        if self._file.tell() and self._file.tell() + len(data) > self.max_bytes:
+            self._rotate()
+        self._file.write(data)
+        self._file.flush()
+
+    def _rotate(self) -> None:
+        self._file.close()
+        for index in range(self.backups - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{index}")
+            if older.exists():
+                os.replace(older, self.path.with_name(f"{self.path.name}.{index + 1}"))
+        if self.backups > 0:
+            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        else:
+            self.path.unlink()
+        self._file = open(self.path, "ab")  # noqa: SIM115
