@@ -20,6 +20,14 @@ trap 'scripts/postgres.sh stop "$pgdir/pg"; rm -rf "$pgdir"' EXIT
 MODELPORT_TEST_PG_URL=$(scripts/postgres.sh start "$pgdir/pg" "${MODELPORT_TEST_PG_PORT:-54329}")
 export MODELPORT_TEST_PG_URL
 
+# The drift report's screenshot test renders the HTML report in headless Chromium; CI machines
+# are root and get Debian's package, elsewhere the test is skipped when no chromium is found.
+if [ "$(id -u)" = 0 ] && ! command -v chromium >/dev/null; then
+  (export DEBIAN_FRONTEND=noninteractive
+   apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)) \
+    || echo "chromium could not be installed: the report screenshot test will be skipped" >&2
+fi
+
 .venv/bin/python -m pytest -q -p no:cacheprovider --ignore tests/integration/test_batch_ray.py "$@"
 
 # The Ray engine's tests start a Ray cluster, which binds every interface it finds; they run in a

@@ -19,6 +19,7 @@ from modelport.cli.daemon import down, status, up
 from modelport.cli.endpoint import deployment, endpoint
 from modelport.cli.environment import environment
 from modelport.cli.model import model
+from modelport.cli.monitor import monitor
 from modelport.cli.serve import serve
 from modelport.core.errors import ModelportError
 
@@ -61,6 +62,7 @@ cli.add_command(down)
 cli.add_command(status)
 cli.add_command(endpoint)
 cli.add_command(deployment)
+cli.add_command(monitor)
 for command in BATCH_COMMANDS:
     cli.add_command(command)
 
