@@ -49,15 +49,15 @@ def test_score_bodies_become_columns(body: bytes, expected: dict) -> None:
 
 
 def test_request_log_rotates_by_size(tmp_path: Path) -> None:
-    log = RequestLog(tmp_path / "requests.jsonl", max_bytes=2000, backups=2)
+    log = RequestLog(tmp_path / "requests.jsonl", max_bytes=8000, backups=2)
     for i in range(100):
-        log.submit({"request_id": f"r{i}", "status": 200, "pad": "x" * 40})
+        log.submit((time.time(), f"r{i}", None, None, "m", "1", "POST", "/" + "x" * 40, 200, 10**6, 0, 1))
         if i % 10 == 9:
             time.sleep(0.25)  # let the writer take batches, as it does under real traffic
     log.close()
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["requests.jsonl", "requests.jsonl.1", "requests.jsonl.2"]
-    assert all(p.stat().st_size <= 2000 for p in tmp_path.iterdir())
+    assert all(p.stat().st_size <= 8000 for p in tmp_path.iterdir())
     newest = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
     assert newest[-1]["request_id"] == "r99"  # the latest lines are kept, the oldest rotated away
 
@@ -132,3 +132,17 @@ def test_gpu_metrics_come_from_nvml_and_vanish_without_it(monkeypatch: pytest.Mo
     registry = CollectorRegistry()
     registry.register(GpuCollector())
     assert "nv_gpu" not in generate_latest(registry).decode()
+
+
+def test_collector_keeps_score_bodies_and_mixed_layouts(tmp_path: Path) -> None:
+    collector = PayloadCollector(CollectorSettings(tmp_path, flush_s=3600), "test", instance="i1")
+    now = time.time()
+    collector.submit(Collected("a", now, request_body=b'{"data": [{"age": 3}, {"age": 5}]}', response_body=b"[1, 0]"))
+    collector.submit(Collected("b", now, inputs={"x": np.ones((1, 2))}, outputs={"y": np.zeros(1)}))
+    collector.submit(Collected("c", now, inputs={"x": np.ones((2, 2))}, outputs={"y": np.zeros(2)}))
+    collector.close()
+    inputs = pd.concat(pd.read_parquet(p) for p in (tmp_path / "model_inputs").rglob("*.parquet"))
+    outputs = pd.concat(pd.read_parquet(p) for p in (tmp_path / "model_outputs").rglob("*.parquet"))
+    assert inputs["request_id"].tolist() == ["a", "a", "b", "c", "c"] and inputs["row"].tolist() == [0, 1, 0, 0, 1]
+    assert inputs["age"].tolist()[:2] == [3, 5] and inputs["x_1"].tolist()[2:] == [1.0, 1.0, 1.0]
+    assert outputs["prediction"].tolist()[:2] == [1, 0] and outputs["y"].tolist()[2:] == [0.0, 0.0, 0.0]

@@ -21,8 +21,10 @@ most the records not yet flushed.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import random
+import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -69,9 +71,11 @@ class Collected:
 
 @dataclass
 class _Window:
+    """What one collection holds for the file being built: (item, what) pairs, where ``what`` is
+    the item's tensors or JSON body for that collection, turned into columns only at flush."""
+
     key: str = ""
-    tables: list[dict[str, Any]] = field(default_factory=list)
-    rows: int = 0
+    items: list[tuple[Collected, Any]] = field(default_factory=list)
     opened: float = 0.0
 
 
@@ -108,46 +112,41 @@ class PayloadCollector:
     # -- the writer thread ----------------------------------------------------------------------
 
     def _write(self, items: list[Collected]) -> None:
+        lines: dict[Path, list[bytes]] = defaultdict(list)
         for item in items:
-            for collection, columns in self._columns(item):
-                if row_count(columns):
-                    self._add(collection, item, columns)
+            key = time.strftime(ROLLING_RATES[self.settings.rolling_rate], time.gmtime(item.time))
+            for collection, what in self._parts_of(item):
+                if self.settings.format == "jsonl":
+                    path = self._folder(collection, key) / f"{self.instance}-{key}.jsonl"
+                    lines[path].append(self._jsonl_line(collection, item, _columns(what, collection)))
+                    continue
+                window = self._windows[collection]
+                if window.key != key:
+                    self._flush(collection)
+                    window.key, window.opened = key, time.time()
+                window.items.append((item, what))
+        for path, chunk in lines.items():
+            with open(path, "ab") as file:  # whole lines, appended at once
+                file.write(b"".join(chunk))
 
-    def _columns(self, item: Collected) -> list[tuple[str, dict[str, Any]]]:
+    def _parts_of(self, item: Collected) -> list[tuple[str, Any]]:
         wanted = self.settings.collections
-        found = []
+        found: list[tuple[str, Any]] = []
         if "model_inputs" in wanted:
-            if item.inputs is not None:
-                found.append(("model_inputs", tensor_columns(item.inputs)))
-            elif item.request_body is not None:
-                found.append(("model_inputs", json_columns(item.request_body, "input")))
+            what = item.inputs if item.inputs is not None else item.request_body
+            if what is not None:
+                found.append(("model_inputs", what))
         if "model_outputs" in wanted:
-            if item.outputs is not None:
-                found.append(("model_outputs", tensor_columns(item.outputs)))
-            elif item.response_body is not None:
-                found.append(("model_outputs", json_columns(item.response_body, "prediction")))
+            what = item.outputs if item.outputs is not None else item.response_body
+            if what is not None:
+                found.append(("model_outputs", what))
         return found
 
-    def _add(self, collection: str, item: Collected, columns: dict[str, Any]) -> None:
-        moment = dt.datetime.fromtimestamp(item.time, dt.timezone.utc)
-        key = moment.strftime(ROLLING_RATES[self.settings.rolling_rate])
-        if self.settings.format == "jsonl":
-            self._append_jsonl(collection, key, moment, item, columns)
-            return
-        window = self._windows[collection]
-        if window.key != key:
-            self._flush(collection)
-            window.key, window.opened = key, item.time
-        rows = row_count(columns)
-        meta = {"request_id": [item.request_id] * rows, "time": [moment] * rows, "row": np.arange(rows)}
-        window.tables.append({**meta, **columns})
-        window.rows += rows
-
     def _tick(self) -> None:
-        now = dt.datetime.now(dt.timezone.utc)
+        now = time.time()
+        current = time.strftime(ROLLING_RATES[self.settings.rolling_rate], time.gmtime(now))
         for collection, window in self._windows.items():
-            expired = window.key and window.key != now.strftime(ROLLING_RATES[self.settings.rolling_rate])
-            if window.tables and (expired or now.timestamp() - window.opened >= self.settings.flush_s):
+            if window.items and (window.key != current or now - window.opened >= self.settings.flush_s):
                 self._flush(collection)
 
     def _flush_all(self) -> None:
@@ -155,23 +154,20 @@ class PayloadCollector:
             self._flush(collection)
 
     def _flush(self, collection: str) -> None:
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
         window = self._windows[collection]
-        if not window.tables:
+        if not window.items:
             return
-        tables = [pa.table(columns) for columns in window.tables]
-        table = pa.concat_tables(tables, promote_options="permissive")
+        table = _table(window.items, collection)
         self._parts += 1
         target = self._folder(collection, window.key) / f"{self.instance}-{window.key}-{self._parts}.parquet"
         temporary = target.with_name(f".{target.name}.tmp")
         pq.write_table(table, temporary)
         os.replace(temporary, target)
-        window.tables, window.rows, window.opened = [], 0, dt.datetime.now(dt.timezone.utc).timestamp()
+        window.items, window.opened = [], time.time()
 
-    def _append_jsonl(self, collection: str, key: str, moment: dt.datetime, item: Collected,
-                      columns: dict[str, Any]) -> None:
+    def _jsonl_line(self, collection: str, item: Collected, columns: dict[str, Any]) -> bytes:
         names = list(columns)
         values = [_listed(columns[name]) for name in names]
         line = {
@@ -180,7 +176,7 @@ class PayloadCollector:
             "source": self.source,
             "type": f"azureml.inference.{collection}",
             "datacontenttype": "application/json",
-            "time": moment.isoformat().replace("+00:00", "Z"),
+            "time": dt.datetime.fromtimestamp(item.time, dt.timezone.utc),
             "data": [dict(zip(names, row)) for row in zip(*values)],
             "correlationid": item.request_id,
             "xrequestid": item.request_id,
@@ -188,15 +184,62 @@ class PayloadCollector:
             "collectdatatype": "pandas.core.frame.DataFrame",
             "agent": "modelport",
         }
-        path = self._folder(collection, key) / f"{self.instance}-{key}.jsonl"
-        with open(path, "ab") as file:
-            file.write(orjson.dumps(line, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+        return orjson.dumps(line, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_UTC_Z) + b"\n"
 
     def _folder(self, collection: str, key: str) -> Path:
         start = dt.datetime.strptime(key, ROLLING_RATES[self.settings.rolling_rate])
         folder = self.settings.directory / collection / start.strftime("%Y/%m/%d/%H")
         folder.mkdir(parents=True, exist_ok=True)
         return folder
+
+
+def _columns(what: Any, collection: str) -> dict[str, Any]:
+    """Columns of a payload; unnamed JSON values are called ``input`` or ``prediction``."""
+    if isinstance(what, bytes):
+        return json_columns(what, "input" if collection == "model_inputs" else "prediction")
+    return tensor_columns(what)
+
+
+def _table(items: list[tuple[Collected, Any]], collection: str) -> Any:
+    """One Arrow table from a window's items. Consecutive tensor payloads of one shape (the usual
+    case: one model, one input layout) are concatenated first and cut into columns once, so a
+    collected request costs a few list appends until the flush."""
+    import pyarrow as pa
+
+    tables = []
+    for _, run in itertools.groupby(items, key=lambda pair: _signature(pair[1])):
+        run = list(run)
+        if isinstance(run[0][1], bytes) or _signature(run[0][1]) is None:
+            for item, what in run:
+                columns = _columns(what, collection)
+                tables.append(pa.table({**_meta([item], [row_count(columns)]), **columns}))
+            continue
+        tensors = {name: np.concatenate([what[name] for _, what in run]) for name in run[0][1]}
+        rows = [len(next(iter(what.values()))) for _, what in run]
+        tables.append(pa.table({**_meta([item for item, _ in run], rows), **tensor_columns(tensors)}))
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+def _signature(what: Any) -> tuple | None:
+    """Tensor payloads that can be concatenated share this; None for a JSON body or tensors
+    without a common dim 0."""
+    if isinstance(what, bytes):
+        return None
+    arrays = [np.asarray(array) for array in what.values()]
+    if not arrays or any(a.ndim == 0 for a in arrays) or len({a.shape[0] for a in arrays}) != 1:
+        return None
+    return tuple((name, a.dtype.str, a.shape[1:]) for name, a in zip(what, arrays))
+
+
+def _meta(items: list[Collected], rows: list[int]) -> dict[str, Any]:
+    import pyarrow as pa
+
+    times = np.repeat(np.array([int(item.time * 1e6) for item in items], dtype=np.int64), rows)
+    return {
+        "request_id": np.repeat(np.array([item.request_id for item in items], dtype=object), rows),
+        "time": pa.array(times, pa.timestamp("us", tz="UTC")),
+        "row": np.concatenate([np.arange(count, dtype=np.int64) for count in rows]),
+    }
 
 
 def _listed(column: Any) -> list[Any]:
