@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import yaml
@@ -15,6 +16,9 @@ from modelport.monitor.collector import CollectorSettings, PayloadCollector
 from modelport.monitor.request_log import RequestLog
 from modelport.runtime.config import override_config
 from modelport.serving.sources import ModelSource
+
+if TYPE_CHECKING:
+    from modelport.serving.server import WorkerSetup
 
 
 @click.command("serve")
@@ -43,26 +47,28 @@ from modelport.serving.sources import ModelSource
               help="Where collected payloads go [default: <workspace>/collected/<endpoint>/<deployment>].")
 @click.option("--endpoint-name", default=None, help="The endpoint this server is a replica of (labels logs).")
 @click.option("--deployment-name", default=None, help="The deployment this server is a replica of (labels logs).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Server processes sharing the ports (statistics and metrics count them all).")
+@click.option("--share-weights/--no-share-weights", default=True, show_default=True,
+              help="With several workers, ONNX models map one copy of their weights instead of one per worker "
+                   "(turns off weight prepacking: large batches run slower).")
 @click.option("--request-timeout-ms", default=None, type=click.IntRange(min=1),
               help="Per-request time limit on /v2 (503 beyond) [default: none]; scripts use SCORING_TIMEOUT_MS.")
 @pass_app
 def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, model_dir: Path | None, host: str,
           http_port: int, grpc_port: int, metrics_port: int, no_grpc: bool, max_body_mb: int,
           model_config: str | None, request_log: Path | None, request_log_max_mb: int, data_collector: str | None,
-          collect_dir: Path | None, endpoint_name: str | None, deployment_name: str | None,
-          request_timeout_ms: int | None) -> None:
+          collect_dir: Path | None, endpoint_name: str | None, deployment_name: str | None, workers: int,
+          share_weights: bool, request_timeout_ms: int | None) -> None:
     """Serve TARGETS: registered models (NAME, NAME:VERSION, NAME@ALIAS) or a folder laid out like a
     Triton model repository (<repo>/<model>/<version>/model.onnx, optional config.pbtxt/config.yaml).
 
     Models speak the Open Inference Protocol v2 over HTTP and gRPC; a scoring script (given with
     --entry-script, or a registered `python`-flavor model) answers Azure ML's /score, and a single
     no-code model (onnx, sklearn...) answers /score too."""
-    from modelport.serving.http.azureml import azureml_routes
-    from modelport.serving.http.observe import Observing
-    from modelport.serving.repository import ModelRepository
-    from modelport.serving.scoring_script import ScriptHost
     from modelport.serving.server import ServeOptions, run
     from modelport.serving.targets import resolve_targets
+    from modelport.serving.workers import Workers
 
     if not targets and entry_script is None:
         raise ValidationError("serve: give a TARGET (a registered model or a model-repository folder) or --entry-script")
@@ -74,30 +80,55 @@ def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, 
     scripts = [source for source in sources if source.entry_script is not None]
     if len(scripts) + (entry_script is not None) > 1:
         raise ValidationError("serve: one scoring script per server (several python-flavor targets or --entry-script)")
-    host_script = None
-    if entry_script is not None:
-        host_script = ScriptHost(entry_script, model_dir)
-    elif scripts:
-        host_script = ScriptHost(scripts[0].entry_script, scripts[0].model_dir)
-    repository = ModelRepository([source for source in sources if source.entry_script is None])
-    repository.load_all()
-    no_code = repository if host_script is None and len(repository.names) == 1 else None
-    observing = Observing(
-        RequestLog(request_log, request_log_max_mb * 1024 * 1024) if request_log is not None else None,
-        _collector(app, data_collector, collect_dir, endpoint_name, deployment_name) if data_collector else None,
-        endpoint_name, deployment_name,
-    )
+    script = (entry_script, model_dir) if entry_script is not None else \
+        (scripts[0].entry_script, scripts[0].model_dir) if scripts else None
+    models = [source for source in sources if source.entry_script is None]
+    if workers > 1 and share_weights:
+        models = [_mapped_weights(source) for source in models]
+    collecting = _collector(app, data_collector, collect_dir, endpoint_name, deployment_name) if data_collector else None
     options = ServeOptions(
         host=host, http_port=http_port, grpc_port=None if no_grpc else grpc_port, metrics_port=metrics_port,
         max_body=max_body_mb * 1024 * 1024, timeout_s=None if request_timeout_ms is None else request_timeout_ms / 1000,
-        extra_routes=azureml_routes(host_script, no_code, None), observing=observing,
     )
-    names = repository.names + ([f"/score ({(entry_script or scripts[0].entry_script).name})"] if host_script else [])
-    try:
-        run(repository, options, on_ready=lambda where: click.echo(f"serving {', '.join(names)} on {where}", err=True))
-    finally:
-        repository.close()
-        observing.close()
+    names = [source.name for source in models] + ([f"/score ({script[0].name})"] if script else [])
+
+    def announce(where: str) -> None:
+        click.echo(f"serving {', '.join(dict.fromkeys(names))} on {where}", err=True)
+
+    def start(index: int, worker: WorkerSetup | None) -> None:
+        """One server process: load, then serve until told to stop (every worker runs this)."""
+        from modelport.serving.http.azureml import azureml_routes
+        from modelport.serving.http.observe import Observing
+        from modelport.serving.repository import ModelRepository
+        from modelport.serving.scoring_script import ScriptHost
+
+        host_script = ScriptHost(*script) if script is not None else None
+        repository = ModelRepository(models)
+        try:
+            repository.load_all()
+            no_code = repository if host_script is None and len(repository.names) == 1 else None
+            log_file = request_log if workers == 1 or request_log is None else _numbered(request_log, index)
+            observing = Observing(
+                RequestLog(log_file, request_log_max_mb * 1024 * 1024) if log_file is not None else None,
+                PayloadCollector(*collecting) if collecting is not None else None, endpoint_name, deployment_name,
+            )
+            try:
+                run(repository, replace(options, extra_routes=azureml_routes(host_script, no_code, None),
+                                        observing=observing, worker=worker),
+                    on_ready=announce if worker is None else None)
+            finally:
+                observing.close()
+        finally:
+            repository.close()
+
+    if workers == 1:
+        start(0, None)
+        return
+    where = f"http://{host}:{http_port}" + ("" if metrics_port is None else
+                                             f", metrics http://{host}:{metrics_port}/metrics")
+    code = Workers(workers, options, start).run(on_ready=lambda count: announce(f"{where} ({count})"))
+    if code:
+        raise SystemExit(code)
 
 
 def _with_config(sources: list[ModelSource], text: str) -> list[ModelSource]:
@@ -112,8 +143,9 @@ def _with_config(sources: list[ModelSource], text: str) -> list[ModelSource]:
 
 
 def _collector(app: AppContext, text: str, folder: Path | None, endpoint: str | None,
-               deployment: str | None) -> PayloadCollector | None:
-    """The payload collector ``--data-collector`` asks for; None when it enables no collection."""
+               deployment: str | None) -> tuple[CollectorSettings, str] | None:
+    """The payload collector ``--data-collector`` asks for (its settings and source name); None
+    when it enables no collection."""
     from modelport.control.definitions import parse_data_collector
 
     data = _mapping("--data-collector", text)
@@ -125,8 +157,21 @@ def _collector(app: AppContext, text: str, folder: Path | None, endpoint: str | 
         return None
     folder = folder or app.workspace.root / "collected" / (endpoint or "local") / (deployment or "serve")
     source = f"/endpoints/{endpoint}/deployments/{deployment}" if endpoint else f"file://{folder}"
-    return PayloadCollector(CollectorSettings(folder, frozenset(settings.enabled), settings.sampling_rate,
-                                              settings.rolling_rate, settings.format), source)
+    return CollectorSettings(folder, frozenset(settings.enabled), settings.sampling_rate, settings.rolling_rate,
+                             settings.format), source
+
+
+def _mapped_weights(source: ModelSource) -> ModelSource:
+    """ONNX models of several workers share one memory-mapped copy of their weights."""
+    if source.flavor != "onnx":
+        return source
+    shared = override_config(source.config, source.name, {"parameters": {"share_weights": "true"}})
+    return replace(source, config=shared)
+
+
+def _numbered(path: Path, index: int) -> Path:
+    """Worker ``index``'s own request log: ``requests.jsonl`` → ``requests.w1.jsonl``."""
+    return path.with_name(f"{path.stem}.w{index}{path.suffix}")
 
 
 def _mapping(option: str, text: str) -> dict:

@@ -9,11 +9,9 @@ counter names, and clients that scrape Triton look for the exact names.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
-from prometheus_client.core import CounterMetricFamily
-from prometheus_client.registry import Collector
 
 from modelport.monitor.collector import PayloadCollector
 from modelport.monitor.gpu import GpuCollector
@@ -54,31 +52,27 @@ PlatformCollector(registry=_process)
 _process.register(GpuCollector())
 
 
-class ObservationCollector(Collector):
-    """What the request log and the payload collector did, and what they had to drop."""
-
-    def __init__(self, request_log: RequestLog | None, collector: PayloadCollector | None) -> None:
-        self.request_log = request_log
-        self.collector = collector
-
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        if self.request_log is not None:
-            yield CounterMetricFamily("modelport_request_log_dropped", "Request log lines dropped under pressure",
-                                      value=self.request_log.dropped)
-        if self.collector is not None:
-            yield CounterMetricFamily("modelport_collection_records", "Sampled requests written by payload collection",
-                                      value=self.collector.written)
-            yield CounterMetricFamily("modelport_collection_dropped", "Sampled requests dropped under pressure",
-                                      value=self.collector.dropped)
+OBSERVED = (
+    ("modelport_request_log_dropped_total", "Request log lines dropped under pressure"),
+    ("modelport_collection_records_total", "Sampled requests written by payload collection"),
+    ("modelport_collection_dropped_total", "Sampled requests dropped under pressure"),
+)
+WORKER_GAUGES = (
+    ("modelport_worker_cpu_seconds_total", "counter", "CPU time of each server worker process", "cpu_seconds"),
+    ("modelport_worker_resident_memory_bytes", "gauge", "Resident memory of each server worker process",
+     "resident_bytes"),
+)
 
 
-def observation_registry(request_log: RequestLog | None, collector: PayloadCollector | None) -> CollectorRegistry | None:
-    """The registry ``render`` adds for a server that logs requests or collects payloads."""
-    if request_log is None and collector is None:
-        return None
-    registry = CollectorRegistry(auto_describe=True)
-    registry.register(ObservationCollector(request_log, collector))
-    return registry
+def observed_counts(request_log: RequestLog | None, collector: PayloadCollector | None) -> dict[str, float]:
+    """The request log's and collector's counters by exposition name (only those the server has)."""
+    counts: dict[str, float] = {}
+    if request_log is not None:
+        counts["modelport_request_log_dropped_total"] = request_log.dropped
+    if collector is not None:
+        counts["modelport_collection_records_total"] = collector.written
+        counts["modelport_collection_dropped_total"] = collector.dropped
+    return counts
 
 
 def _labels(stats: ModelStats, **extra: str) -> str:
@@ -90,8 +84,10 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render(all_stats: Iterable[ModelStats], extra: CollectorRegistry | None = None) -> bytes:
-    """The full exposition: one sample per model version and family, then process metrics."""
+def render(all_stats: Iterable[ModelStats], observed: Mapping[str, float] | None = None,
+           workers: Sequence[Mapping[str, float]] = ()) -> bytes:
+    """The full exposition: one sample per model version and family, the observation counters,
+    per-worker CPU and memory when several processes serve, then this process's own metrics."""
     all_stats = list(all_stats)
     lines: list[str] = []
     for name, help_text, value in _COUNTERS:
@@ -110,8 +106,13 @@ def render(all_stats: Iterable[ModelStats], extra: CollectorRegistry | None = No
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
         for stats in all_stats:
             lines += _histogram_lines(name, stats, histogram(stats))
-    text = ("\n".join(lines) + "\n").encode() + generate_latest(_process)
-    return text + generate_latest(extra) if extra is not None else text
+    for name, help_text in OBSERVED:
+        if observed and name in observed:
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {observed[name]}"]
+    for name, kind, help_text, key in WORKER_GAUGES if workers else ():
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        lines += [f'{name}{{worker="{index}"}} {worker[key]}' for index, worker in enumerate(workers)]
+    return ("\n".join(lines) + "\n").encode() + generate_latest(_process)
 
 
 def _histogram_lines(name: str, stats: ModelStats, histogram: Histogram) -> list[str]:

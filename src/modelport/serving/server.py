@@ -11,9 +11,13 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+import orjson
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,8 +29,9 @@ from modelport.serving.http.app import build_app
 from modelport.serving.http.body import DEFAULT_MAX_BODY
 from modelport.serving.http.observe import Observing
 from modelport.serving.http.v2 import EXTENSIONS
-from modelport.serving.metrics import CONTENT_TYPE, render
+from modelport.serving.metrics import CONTENT_TYPE
 from modelport.serving.repository import ModelRepository
+from modelport.serving.telemetry import GatheredTelemetry, LocalTelemetry, Telemetry
 
 log = logging.getLogger("modelport.serving")
 
@@ -42,6 +47,19 @@ class ServeOptions:
     graceful_s: float = 30.0
     extra_routes: list[BaseRoute] = field(default_factory=list)
     observing: Observing = field(default_factory=Observing)
+    worker: WorkerSetup | None = None
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """How one process of ``serve --workers N`` differs from a lone server: it accepts on the HTTP
+    socket its parent bound, shares the gRPC port (SO_REUSEPORT), answers its parent on a private
+    Unix socket, and reports statistics gathered from every worker (``peers``)."""
+
+    http_socket: socket.socket
+    metrics_socket: socket.socket | None
+    control_socket: Path
+    peers: tuple[Path, ...]
 
 
 class _Server(uvicorn.Server):
@@ -52,44 +70,65 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _uvicorn(app: ASGIApp, host: str, port: int, options: ServeOptions) -> _Server:
+def _uvicorn(app: ASGIApp, options: ServeOptions, **where: Any) -> _Server:
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
-        timeout_graceful_shutdown=int(options.graceful_s), server_header=False,
+        app, log_level="warning", access_log=False, lifespan="off",
+        timeout_graceful_shutdown=int(options.graceful_s), server_header=False, **where,
     )
     return _Server(config)
 
 
-def _metrics_app(repository: ModelRepository, observing: Observing) -> Starlette:
-    extra = observing.registry()
+def metrics_app(telemetry: Telemetry) -> Starlette:
+    """The metrics port's app: ``/metrics`` only."""
 
     async def metrics(request: Request) -> Response:
-        return Response(render((m.stats for m in repository.loaded()), extra), media_type=CONTENT_TYPE)
+        return Response(await telemetry.exposition(), media_type=CONTENT_TYPE)
 
     return Starlette(routes=[Route("/metrics", metrics, methods=["GET"])])
+
+
+def _control_app(repository: ModelRepository, local: LocalTelemetry) -> Starlette:
+    """What a worker tells its parent and siblings: readiness and its statistics."""
+
+    async def ready(request: Request) -> Response:
+        return Response(status_code=200 if repository.ready else 503)
+
+    async def snapshot(request: Request) -> Response:
+        return Response(orjson.dumps(local.snapshot()), media_type="application/json")
+
+    return Starlette(routes=[Route("/ready", ready), Route("/snapshot", snapshot)])
 
 
 async def serve(
     repository: ModelRepository, options: ServeOptions, on_ready: Callable[[str], None] | None = None
 ) -> None:
     """Serve until SIGTERM/SIGINT; ``repository`` must already be loaded."""
+    local = LocalTelemetry(repository, options.observing)
+    worker = options.worker
+    telemetry: Telemetry = GatheredTelemetry(worker.peers) if worker else local
     app = build_app(repository, max_body=options.max_body, timeout_s=options.timeout_s,
-                    extra_routes=options.extra_routes, observing=options.observing)
-    servers = [_uvicorn(app, options.host, options.http_port, options)]
+                    extra_routes=options.extra_routes, observing=options.observing, telemetry=telemetry)
+    servers = [_uvicorn(app, options, host=options.host, port=options.http_port)]
+    sockets: list[list[socket.socket] | None] = [[worker.http_socket] if worker else None]
     if options.metrics_port is not None:
-        servers.append(_uvicorn(_metrics_app(repository, options.observing), options.host, options.metrics_port, options))
+        servers.append(_uvicorn(metrics_app(telemetry), options, host=options.host, port=options.metrics_port))
+        sockets.append([worker.metrics_socket] if worker and worker.metrics_socket else None)
+    if worker is not None:
+        servers.append(_uvicorn(_control_app(repository, local), options, uds=str(worker.control_socket)))
+        sockets.append(None)
     grpc_server = None
     if options.grpc_port is not None:
         from modelport.serving.grpc import start_grpc_server
 
-        grpc_server = await start_grpc_server(repository, options.host, options.grpc_port, EXTENSIONS, options.max_body)
+        grpc_server = await start_grpc_server(repository, options.host, options.grpc_port, EXTENSIONS,
+                                              options.max_body, reuse_port=worker is not None)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    tasks = [asyncio.create_task(server.serve()) for server in servers]
+    tasks = [asyncio.create_task(server.serve(sockets=given)) for server, given in zip(servers, sockets)]
     while not all(server.started for server in servers):
         if any(task.done() for task in tasks):  # a port could not be bound
             break

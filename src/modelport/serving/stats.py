@@ -63,6 +63,11 @@ class BatchStats:
     compute_output: Duration = field(default_factory=Duration)
 
 
+_COMPUTE = ("compute_input", "compute_infer", "compute_output")
+_DURATIONS = ("success", "fail", "queue", *_COMPUTE)
+_HISTOGRAMS = ("request_seconds", "queue_seconds", "batch_sizes")
+
+
 @dataclass
 class ModelStats:
     """What Triton reports per model version (extension_statistics)."""
@@ -113,6 +118,42 @@ class ModelStats:
             else:
                 self.fail.add(total_ns)
                 self.failures_by_reason[reason] = self.failures_by_reason.get(reason, 0) + 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every counter as plain JSON, for adding up the statistics of several worker processes."""
+        with self._lock:
+            return {
+                "name": self.name, "version": self.version, "last_inference_ms": self.last_inference_ms,
+                "inference_count": self.inference_count, "execution_count": self.execution_count,
+                "durations": {key: [getattr(self, key).count, getattr(self, key).ns] for key in _DURATIONS},
+                "batches": {str(size): [[getattr(b, key).count, getattr(b, key).ns] for key in _COMPUTE]
+                            for size, b in self.batches.items()},
+                "failures_by_reason": dict(self.failures_by_reason), "pending": self.pending,
+                "histograms": {key: [list(getattr(self, key).counts), getattr(self, key).total] for key in _HISTOGRAMS},
+            }
+
+    @classmethod
+    def combined(cls, snapshots: list[dict[str, Any]]) -> ModelStats:
+        """The sum of several workers' snapshots of one model version."""
+        total = cls(snapshots[0]["name"], snapshots[0]["version"])
+        for snap in snapshots:
+            total.last_inference_ms = max(total.last_inference_ms, snap["last_inference_ms"])
+            total.inference_count += snap["inference_count"]
+            total.execution_count += snap["execution_count"]
+            total.pending += snap["pending"]
+            for key, (count, ns) in snap["durations"].items():
+                getattr(total, key).add(ns, count)
+            for size, parts in snap["batches"].items():
+                batch = total.batches.setdefault(int(size), BatchStats())
+                for key, (count, ns) in zip(_COMPUTE, parts):
+                    getattr(batch, key).add(ns, count)
+            for reason, count in snap["failures_by_reason"].items():
+                total.failures_by_reason[reason] = total.failures_by_reason.get(reason, 0) + count
+            for key, (counts, value) in snap["histograms"].items():
+                histogram = getattr(total, key)
+                histogram.counts = [a + b for a, b in zip(histogram.counts, counts)]
+                histogram.total += value
+        return total
 
     def to_dict(self) -> dict[str, Any]:
         with self._lock:

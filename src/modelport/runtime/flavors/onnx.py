@@ -6,11 +6,16 @@ checked inputs straight to ``InferenceSession.run``: no copies, no per-call conv
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
 from modelport.core.errors import ValidationError
@@ -93,6 +98,9 @@ def load(model_dir: Path, config: ModelConfig | None, *, device: str = "cpu") ->
     if path.is_dir():  # Triton allows model.onnx to be a folder holding model.onnx + external data
         path = path / "model.onnx"
     options = ort.SessionOptions()
+    if config is not None and config.parameters.get("share_weights", "").lower() == "true" and device == "cpu":
+        path = _mapped_copy(path)
+        options.add_session_config_entry("session.disable_prepacking", "1")
     threads = thread_count(config, device)
     if threads:
         options.intra_op_num_threads = threads
@@ -110,6 +118,29 @@ def load(model_dir: Path, config: ModelConfig | None, *, device: str = "cpu") ->
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
         raise load_error(path, "an ONNX model", exc) from None
     return OnnxPredictor(session, path)
+
+
+def _mapped_copy(path: Path) -> Path:
+    """``path`` re-saved with its weights in one external-data file, which onnxruntime maps into
+    memory instead of copying: every process that loads the copy shares the same page-cache
+    pages, so N server workers hold the weights once. (Prepacking is then turned off, because
+    packed weights are private copies; it costs large batches some speed.) The copy is made once
+    per model file, keyed by its path, size and modification time, in the temporary folder."""
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:32]
+    folder = Path(tempfile.gettempdir()) / "modelport-mapped-weights" / key
+    if not (folder / "model.onnx").exists():
+        staging = folder.with_name(f"{key}.{os.getpid()}.tmp")
+        staging.mkdir(parents=True, exist_ok=True)
+        try:
+            onnx.save_model(onnx.load(str(path)), str(staging / "model.onnx"), save_as_external_data=True,
+                            all_tensors_to_one_file=True, location="weights.bin", size_threshold=1024)
+            os.rename(staging, folder)
+        except OSError:  # another process made the same copy first: use that one
+            shutil.rmtree(staging, ignore_errors=True)
+            if not (folder / "model.onnx").exists():
+                raise
+    return folder / "model.onnx"
 
 
 def _meta(arg: ort.NodeArg, path: Path, kind: str) -> TensorMeta:

@@ -221,18 +221,21 @@ class GrpcServer:
 
 
 async def start_grpc_server(
-    repository: ModelRepository, host: str, port: int, extensions: list[str], max_message_bytes: int
+    repository: ModelRepository, host: str, port: int, extensions: list[str], max_message_bytes: int,
+    *, reuse_port: bool = False,
 ) -> GrpcServer:
     """Bind ``host:port`` (0 picks a free port), start serving, return the server and its port.
 
     ``extensions`` is what ServerMetadata advertises, the HTTP server's list, so both front ends
     describe the same server. ``max_message_bytes`` caps requests and responses alike.
+    ``reuse_port`` lets the workers of ``serve --workers N`` share the port (the kernel spreads
+    connections over them); otherwise a busy port must fail, not silently share traffic.
     """
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.so_reuseport", 0),  # a busy port must fail, not silently share traffic
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
         ]
     )
     add_servicer(InferenceServicer(repository, extensions), server)

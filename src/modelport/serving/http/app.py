@@ -24,6 +24,7 @@ from modelport.serving.http.fast_path import InferFastPath
 from modelport.serving.http.observe import Observer, Observing
 from modelport.serving.http.v2 import V2Api
 from modelport.serving.repository import ModelRepository
+from modelport.serving.telemetry import LocalTelemetry, Telemetry
 
 log = logging.getLogger("modelport.serving")
 
@@ -55,11 +56,13 @@ def build_app(
     timeout_s: float | None = None,
     extra_routes: list[BaseRoute] | None = None,
     observing: Observing | None = None,
+    telemetry: Telemetry | None = None,
 ) -> ASGIApp:
     """The Starlette app for every route, fronted by the infer fast path, and by the request log
-    and payload collection when the server has them."""
+    and payload collection when the server has them. Statistics and metrics come from
+    ``telemetry``: this process's by default."""
     observing = observing or Observing()
-    api = V2Api(repository, max_body, timeout_s, observing.registry())
+    api = V2Api(repository, max_body, timeout_s, telemetry or LocalTelemetry(repository, observing))
     app = InferFastPath(api, _starlette(api.routes() + list(extra_routes or [])))
     if observing.request_log is None and observing.collector is None:
         return app

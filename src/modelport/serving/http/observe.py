@@ -15,13 +15,11 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelport.monitor.collector import Collected, PayloadCollector
 from modelport.monitor.request_log import RequestLog
 from modelport.monitor.trace import RequestTrace, current_trace
-from modelport.serving.metrics import observation_registry
 
 UNLOGGED = frozenset({"/", "/v2", "/v2/health/live", "/v2/health/ready", "/metrics", "/swagger.json"})
 
@@ -34,9 +32,6 @@ class Observing:
     collector: PayloadCollector | None = None
     endpoint: str | None = None
     deployment: str | None = None
-
-    def registry(self) -> CollectorRegistry | None:
-        return observation_registry(self.request_log, self.collector)
 
     def close(self) -> None:
         """Flush and stop the writers (after the server has stopped taking requests)."""

@@ -11,9 +11,9 @@ import asyncio
 import gzip
 import zlib
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import orjson
-from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -24,8 +24,11 @@ from modelport.protocol.rest import decode_request, encode_response
 from modelport.serving import inference
 from modelport.serving.http.body import read_body
 from modelport.serving.http.openapi import openapi_document
-from modelport.serving.metrics import CONTENT_TYPE, render
+from modelport.serving.metrics import CONTENT_TYPE
 from modelport.serving.repository import ModelRepository
+
+if TYPE_CHECKING:
+    from modelport.serving.telemetry import Telemetry
 
 EXTENSIONS = ["classification", "binary_tensor_data", "model_repository", "model_configuration", "statistics"]
 SERVER_NAME = "modelport"
@@ -47,11 +50,11 @@ class V2Api:
     """The v2 routes over one repository; ``max_body`` and ``timeout_s`` are the server's limits."""
 
     def __init__(self, repository: ModelRepository, max_body: int, timeout_s: float | None,
-                 metrics_extra: CollectorRegistry | None = None) -> None:
+                 telemetry: Telemetry) -> None:
         self.repository = repository
         self.max_body = max_body
         self.timeout_s = timeout_s
-        self.metrics_extra = metrics_extra
+        self.telemetry = telemetry
 
     def routes(self) -> list[BaseRoute]:
         model = "/v2/models/{model}"
@@ -104,14 +107,15 @@ class V2Api:
         return json_response(self._model(request).config.to_dict())
 
     async def model_stats(self, request: Request) -> Response:
-        return json_response({"model_stats": [self._model(request).stats.to_dict()]})
+        model = self._model(request)
+        found = [s for s in await self.telemetry.models() if (s.name, s.version) == (model.name, model.version)]
+        return json_response({"model_stats": [stats.to_dict() for stats in found]})
 
     async def all_stats(self, request: Request) -> Response:
-        return json_response({"model_stats": [m.stats.to_dict() for m in self.repository.loaded()]})
+        return json_response({"model_stats": [stats.to_dict() for stats in await self.telemetry.models()]})
 
     async def metrics(self, request: Request) -> Response:
-        return Response(render((m.stats for m in self.repository.loaded()), self.metrics_extra),
-                        media_type=CONTENT_TYPE)
+        return Response(await self.telemetry.exposition(), media_type=CONTENT_TYPE)
 
     async def index(self, request: Request) -> Response:
         body = await read_body(request, self.max_body)
