@@ -92,6 +92,8 @@ def test_demo_runs_twice(sqlite_cli, tmp_path: Path) -> None:
     assert "demo-mlp:1" in first
     assert "served output equals in-process onnxruntime: True" in first
     assert "predictions.csv: 2000 rows" in first and "endpoint answered: [[" in first
+    assert 'modelport_endpoint_requests_total{code="200",deployment="blue",endpoint="demo-online"} 301.0' in first
+    assert "drift: 3 of 6 columns over their threshold (input_0, input_1, input_2)" in first
     second = _ok(sqlite_cli("demo", cwd=tmp_path))
     assert "demo-mlp:1" in second and "predictions.csv: 2000 rows" in second
     assert json.loads(_ok(sqlite_cli("model", "show", "demo-mlp@prod", "-o", "json")))["flavor"] == "onnx"

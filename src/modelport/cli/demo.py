@@ -4,9 +4,11 @@ It builds a small ONNX model, registers it (reusing an identical earlier registr
 points the ``prod`` alias at it and shows it, then starts ``modelport serve`` on free loopback
 ports as a separate process, scores a request over the v2 HTTP protocol and checks the answer
 against onnxruntime in-process, deploys it behind a key-authenticated online endpoint (``modelport
-up`` on a free port, endpoint + deployment, invoke, ``modelport down``), and finally scores a
-2,000-row table with a batch endpoint and a no-code batch deployment of the same model — the whole loop a new user goes through, each step
-run as the CLI command a user would type.
+up`` on a free port, endpoint + deployment with payload collection, invoke, a few hundred requests
+whose first features run high, the router's and the replica's metrics, ``modelport down``),
+checks the collected inputs for drift against the training distribution, and finally scores a
+2,000-row table with a batch endpoint and a no-code batch deployment of the same model — the
+whole loop a new user goes through, each step run as the CLI command a user would type.
 """
 
 from __future__ import annotations
@@ -96,7 +98,14 @@ ONLINE_DEPLOYMENT = f"""name: blue
 endpoint_name: demo-online
 model: azureml:{DEMO_MODEL}@prod
 instance_count: 1
+data_collector:
+  collections:
+    model_inputs: {{enabled: 'True'}}
+    model_outputs: {{enabled: 'True'}}
+  sampling_rate: 1.0
 """
+TRAFFIC = 300  # requests sent through the endpoint: their inputs are collected and checked for drift
+SHIFTED = 3  # features whose production values run one standard deviation above the training data
 
 
 def _cli(ws: Workspace, *args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -120,11 +129,67 @@ def _online_endpoint(ws: Workspace) -> None:
                 _check(_cli(ws, "endpoint", "create", "-f", str(folder / "endpoint.yml"), url=url))
                 _check(_cli(ws, "deployment", "create", "-f", str(folder / "deployment.yml"), "--all-traffic",
                             url=url))
+            else:  # a workspace from an earlier demo: bring its deployment up to this definition
+                _check(_cli(ws, "deployment", "update", "-f", str(folder / "deployment.yml"), url=url))
             answer = _check(_cli(ws, "endpoint", "invoke", "--name", "demo-online", "--request-file",
                                  str(folder / "request.json"), url=url))
             click.echo(f"endpoint answered: {answer.stdout.strip()}")
+            _production_traffic(ws, url)
+            _show_metrics(ws, url)
     finally:
-        _cli(ws, "down", url=url)
+        _cli(ws, "down", url=url)  # replicas stop gracefully: collected payload is flushed to Parquet
+    _drift(ws)
+
+
+def _production_traffic(ws: Workspace, url: str) -> None:
+    """Requests whose first features run high, as if production had moved away from training."""
+    import numpy as np
+
+    keys = json.loads(_check(_cli(ws, "endpoint", "get-credentials", "-n", "demo-online", "-o", "json",
+                                  url=url)).stdout)
+    x = np.random.default_rng(3).standard_normal((TRAFFIC, 32)).astype(np.float32)
+    x[:, :SHIFTED] += 1.0
+    target = f"{url}/endpoints/demo-online/v2/models/{DEMO_MODEL}/infer"
+    for row in x:
+        body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 32], "data": row.tolist()}]}
+        request = urllib.request.Request(target, data=json.dumps(body).encode(), headers={
+            "Content-Type": "application/json", "Authorization": f"Bearer {keys['primaryKey']}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+    click.echo(f"sent {TRAFFIC} requests to {target}")
+
+
+def _show_metrics(ws: Workspace, url: str) -> None:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        router = response.read().decode()
+    click.echo(f"GET {url}/metrics (the router):")
+    for line in router.splitlines():
+        if line.startswith("modelport_endpoint_requests_total{") and 'endpoint="demo-online"' in line:
+            click.echo(f"  {line}")
+    replica = json.loads(_check(_cli(ws, "deployment", "show", "-e", "demo-online", "-n", "blue", "-o", "json",
+                                     url=url)).stdout)["replicas"][0]
+    with urllib.request.urlopen(replica["metrics_url"], timeout=10) as response:
+        served = response.read().decode()
+    click.echo(f"GET {replica['metrics_url']} (the replica):")
+    for line in served.splitlines():
+        if line.startswith(("nv_inference_request_success{", "nv_inference_exec_count{",
+                            "modelport_inference_request_duration_seconds_count{")):
+            click.echo(f"  {line}")
+
+
+def _drift(ws: Workspace) -> None:
+    """The collected inputs against the training distribution: the shifted features are flagged."""
+    import numpy as np
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as tmp:
+        baseline = Path(tmp) / "train.parquet"
+        train = np.random.default_rng(4).standard_normal((2000, 32)).astype(np.float32)
+        pd.DataFrame(train, columns=[f"input_{i}" for i in range(32)]).to_parquet(baseline)
+        features = ",".join(f"input_{i}" for i in range(SHIFTED + 3))
+        report = _check(_cli(ws, "monitor", "drift", "--baseline", str(baseline), "--target", "demo-online/blue",
+                             "--since", "1h", "--features", features))
+        click.echo(report.stdout.rstrip())
 
 
 def _batch_score(ws: Workspace) -> None:
