@@ -149,3 +149,43 @@ def test_bad_collector_settings_name_the_field(repo: Path, sqlite_cli, collector
     result = sqlite_cli("serve", str(repo), "--data-collector", collector, "--no-grpc")
     assert result.returncode == 1
     assert result.stderr.strip().startswith(f"error: {message}")
+
+
+COLLECTING_SCORE_PY = '''
+import json
+import pandas as pd
+from azureml.ai.monitoring import Collector
+
+def init():
+    global inputs_collector, outputs_collector
+    inputs_collector = Collector(name="model_inputs")
+    outputs_collector = Collector(name="model_outputs")
+
+def run(raw):
+    frame = pd.DataFrame(json.loads(raw)["data"])
+    context = inputs_collector.collect(frame)
+    result = pd.DataFrame({"score": frame["age"] * 2.0})
+    outputs_collector.collect(result, context)
+    return result["score"].tolist()
+'''
+
+
+def test_scoring_scripts_collect_through_azures_collector_api(tmp_path: Path) -> None:
+    (tmp_path / "score.py").write_text(COLLECTING_SCORE_PY)
+    collector = {"collections": {"model_inputs": {"enabled": "True"}, "model_outputs": {"enabled": "True"}}}
+    server = Server(["--entry-script", str(tmp_path / "score.py"), "--data-collector", json.dumps(collector),
+                     "--collect-dir", str(tmp_path / "c")], grpc=False)
+    try:
+        for i in range(5):
+            reply = httpx.post(f"{server.url}/score", json={"data": [{"age": i, "city": "Oslo"}, {"age": 10 + i}]},
+                               headers={"x-request-id": f"call-{i}"})
+            assert reply.status_code == 200 and reply.json() == [2.0 * i, 2.0 * (10 + i)]
+    finally:
+        assert server.stop() == 0
+    inputs = pd.concat(pd.read_parquet(p) for p in (tmp_path / "c" / "model_inputs").rglob("*.parquet"))
+    outputs = pd.concat(pd.read_parquet(p) for p in (tmp_path / "c" / "model_outputs").rglob("*.parquet"))
+    assert len(inputs) == 10 and len(outputs) == 10  # what the script collected, no raw bodies besides
+    assert sorted(set(inputs["request_id"])) == [f"call-{i}" for i in range(5)]
+    assert list(inputs.columns) == ["request_id", "time", "row", "age", "city"]
+    joined = inputs.merge(outputs, on=["request_id", "row"])
+    assert (joined["score"] == joined["age"] * 2.0).all()

@@ -12,7 +12,7 @@ import yaml
 
 from modelport.cli.context import AppContext, pass_app
 from modelport.core.errors import ValidationError
-from modelport.monitor.collector import CollectorSettings, PayloadCollector
+from modelport.monitor.collector import CollectorSettings, PayloadCollector, activate
 from modelport.monitor.request_log import RequestLog
 from modelport.runtime.config import override_config
 from modelport.serving.sources import ModelSource
@@ -102,24 +102,23 @@ def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, 
         from modelport.serving.repository import ModelRepository
         from modelport.serving.scoring_script import ScriptHost
 
-        host_script = ScriptHost(*script) if script is not None else None
+        log_file = request_log if workers == 1 or request_log is None else _numbered(request_log, index)
+        observing = Observing(
+            RequestLog(log_file, request_log_max_mb * 1024 * 1024) if log_file is not None else None,
+            PayloadCollector(*collecting) if collecting is not None else None, endpoint_name, deployment_name,
+        )
+        activate(observing.collector)  # before the script's init(), which may make its Collectors
         repository = ModelRepository(models)
         try:
+            host_script = ScriptHost(*script) if script is not None else None
             repository.load_all()
             no_code = repository if host_script is None and len(repository.names) == 1 else None
-            log_file = request_log if workers == 1 or request_log is None else _numbered(request_log, index)
-            observing = Observing(
-                RequestLog(log_file, request_log_max_mb * 1024 * 1024) if log_file is not None else None,
-                PayloadCollector(*collecting) if collecting is not None else None, endpoint_name, deployment_name,
-            )
-            try:
-                run(repository, replace(options, extra_routes=azureml_routes(host_script, no_code, None),
-                                        observing=observing, worker=worker),
-                    on_ready=announce if worker is None else None)
-            finally:
-                observing.close()
+            run(repository, replace(options, extra_routes=azureml_routes(host_script, no_code, None),
+                                    observing=observing, worker=worker),
+                on_ready=announce if worker is None else None)
         finally:
             repository.close()
+            observing.close()
 
     if workers == 1:
         start(0, None)

@@ -80,10 +80,15 @@ class _Window:
 
 
 class PayloadCollector:
+    """The process's collector. A scoring script that uses the ``Collector`` API (Azure's
+    ``azureml.ai.monitoring``, shimmed) sets ``explicit``: it then decides what is collected, and
+    ``/score`` bodies are no longer kept automatically."""
+
     def __init__(self, settings: CollectorSettings, source: str, instance: str | None = None) -> None:
         self.settings = settings
         self.source = source
         self.instance = instance or f"{os.uname().nodename}-{os.getpid()}"
+        self.explicit = False
         self._windows: dict[str, _Window] = defaultdict(_Window)
         self._parts = 0
         self._writer: BackgroundWriter[Collected] = BackgroundWriter(
@@ -157,15 +162,19 @@ class PayloadCollector:
         import pyarrow.parquet as pq
 
         window = self._windows[collection]
-        if not window.items:
+        items, window.items, window.opened = window.items, [], time.time()
+        if not items:
             return
-        table = _table(window.items, collection)
-        self._parts += 1
-        target = self._folder(collection, window.key) / f"{self.instance}-{window.key}-{self._parts}.parquet"
-        temporary = target.with_name(f".{target.name}.tmp")
-        pq.write_table(table, temporary)
-        os.replace(temporary, target)
-        window.items, window.opened = [], time.time()
+        try:
+            table = _table(items, collection)
+            self._parts += 1
+            target = self._folder(collection, window.key) / f"{self.instance}-{window.key}-{self._parts}.parquet"
+            temporary = target.with_name(f".{target.name}.tmp")
+            pq.write_table(table, temporary)
+            os.replace(temporary, target)
+        except Exception:  # counted and logged by the writer; the next window starts clean
+            self._writer.dropped += len(items)
+            raise
 
     def _jsonl_line(self, collection: str, item: Collected, columns: dict[str, Any]) -> bytes:
         names = list(columns)
@@ -193,8 +202,23 @@ class PayloadCollector:
         return folder
 
 
+_active: PayloadCollector | None = None
+
+
+def activate(collector: PayloadCollector | None) -> None:
+    """Make ``collector`` the one the ``Collector`` API of scoring scripts writes to."""
+    global _active
+    _active = collector
+
+
+def active() -> PayloadCollector | None:
+    return _active
+
+
 def _columns(what: Any, collection: str) -> dict[str, Any]:
     """Columns of a payload; unnamed JSON values are called ``input`` or ``prediction``."""
+    if hasattr(what, "columns") and hasattr(what, "to_numpy"):  # a DataFrame from the Collector API
+        return {str(name): what[name].to_numpy() for name in what.columns}
     if isinstance(what, bytes):
         return json_columns(what, "input" if collection == "model_inputs" else "prediction")
     return tensor_columns(what)
@@ -209,8 +233,14 @@ def _table(items: list[tuple[Collected, Any]], collection: str) -> Any:
     tables = []
     for _, run in itertools.groupby(items, key=lambda pair: _signature(pair[1])):
         run = list(run)
-        if isinstance(run[0][1], bytes) or _signature(run[0][1]) is None:
+        if _signature(run[0][1]) is None:
             for item, what in run:
+                if hasattr(what, "columns") and hasattr(what, "to_numpy"):  # pandas knows its own nulls
+                    frame = pa.Table.from_pandas(what, preserve_index=False)
+                    meta = pa.table(_meta([item], [frame.num_rows]))
+                    tables.append(pa.Table.from_arrays([*meta.columns, *frame.columns],
+                                                       names=[*meta.column_names, *map(str, frame.column_names)]))
+                    continue
                 columns = _columns(what, collection)
                 tables.append(pa.table({**_meta([item], [row_count(columns)]), **columns}))
             continue
@@ -223,7 +253,7 @@ def _table(items: list[tuple[Collected, Any]], collection: str) -> Any:
 def _signature(what: Any) -> tuple | None:
     """Tensor payloads that can be concatenated share this; None for a JSON body or tensors
     without a common dim 0."""
-    if isinstance(what, bytes):
+    if not isinstance(what, dict):
         return None
     arrays = [np.asarray(array) for array in what.values()]
     if not arrays or any(a.ndim == 0 for a in arrays) or len({a.shape[0] for a in arrays}) != 1:

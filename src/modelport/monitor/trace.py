@@ -9,6 +9,8 @@ costs nothing when no trace is open.
 
 from __future__ import annotations
 
+import itertools
+import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -27,3 +29,13 @@ class RequestTrace:
 
 
 current_trace: ContextVar[RequestTrace | None] = ContextVar("modelport_request_trace", default=None)
+
+
+_ID_PREFIX = uuid.uuid4().hex[:16]
+_ids = itertools.count(1)
+
+
+def next_request_id() -> str:
+    """A request id for a request that brought none: unique per process start and cheap (a
+    counter after a random prefix), since every unlabelled request needs one."""
+    return f"{_ID_PREFIX}-{next(_ids):08x}"

@@ -22,6 +22,7 @@ thread, as azmlinfsrv's SIGALRM handler does, so the slot frees as soon as Pytho
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ctypes
 import importlib
 import importlib.util
@@ -249,7 +250,9 @@ class ScriptHost:
             except BaseException as exc:  # noqa: BLE001 - everything run() raises, the timeout included
                 _notify(loop, finished, None, exc)
 
-        threading.Thread(target=target, name=f"score-{self.script.stem}", daemon=True).start()
+        # run() sees the request's context (its trace: the data collector's Collector reads the id)
+        threading.Thread(target=contextvars.copy_context().run, args=(target,), name=f"score-{self.script.stem}",
+                         daemon=True).start()
         await asyncio.wait({started, finished}, return_when=asyncio.FIRST_COMPLETED)
         done, _ = await asyncio.wait({finished}, timeout=self.timeout_ms / 1000)
         if not done:

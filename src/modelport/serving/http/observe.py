@@ -10,16 +10,14 @@ log and, when sampled, one to the collector — both only queue it. ``/score`` b
 
 from __future__ import annotations
 
-import itertools
 import time
-import uuid
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelport.monitor.collector import Collected, PayloadCollector
 from modelport.monitor.request_log import RequestLog
-from modelport.monitor.trace import RequestTrace, current_trace
+from modelport.monitor.trace import RequestTrace, current_trace, next_request_id
 
 UNLOGGED = frozenset({"/", "/v2", "/v2/health/live", "/v2/health/ready", "/metrics", "/swagger.json"})
 
@@ -56,7 +54,7 @@ class Observer:
             if key == b"x-request-id":
                 request_id = value.decode("latin-1")
         trace = RequestTrace(request_id, collect=self.collector is not None and self.collector.sample())
-        keep_bodies = trace.collect and not scope["path"].startswith("/v2/")
+        keep_bodies = trace.collect and not scope["path"].startswith("/v2/") and not self.collector.explicit
         request_body: list[bytes] = []
         response_body: list[bytes] = []
         status = 500
@@ -87,18 +85,8 @@ class Observer:
                 self.request_log.submit((started_wall, trace.request_id, self.endpoint, self.deployment, trace.model,
                                          trace.version, scope["method"], scope["path"], status, latency_ns,
                                          trace.queue_ns, trace.batch_size))
-            if trace.collect and status < 400 and self.collector is not None:
+            if trace.collect and status < 400 and self.collector is not None and (keep_bodies or trace.inputs is not None):
                 self.collector.submit(Collected(
                     trace.request_id, started_wall, trace.version, trace.inputs, trace.outputs,
                     b"".join(request_body) if keep_bodies else None, b"".join(response_body) if keep_bodies else None,
                 ))
-
-
-_ID_PREFIX = uuid.uuid4().hex[:16]
-_ids = itertools.count(1)
-
-
-def next_request_id() -> str:
-    """A request id for a request that brought none: unique per process start and cheap (a
-    counter after a random prefix), since every unlabelled request needs one."""
-    return f"{_ID_PREFIX}-{next(_ids):08x}"
