@@ -22,7 +22,7 @@ import onnxruntime as ort
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from conftest import Cli
+from conftest import Cli, free_port
 
 from modelport import Workspace
 from modelport.batch.definitions import parse_deployment, parse_endpoint
@@ -166,9 +166,10 @@ def test_hung_run_is_killed_retried_then_counted_failed(tmp_path: Path) -> None:
 
 
 def resume_after_kill(project: Project, show: Callable[[str], dict], delay: float, files: int, done: int,
-                      *invoke_args: str) -> str:
-    """Start a slow job, ``kill -9`` its runner once ``done`` mini-batches are done, ``job resume``
-    it, and check the output has every input exactly once, in order; the job's id."""
+                      *invoke_args: str, resume: Callable[[str], None] | None = None) -> str:
+    """Start a slow job, ``kill -9`` its runner once ``done`` mini-batches are done, resume it
+    (``job resume`` unless ``resume`` says otherwise), and check the output has every input
+    exactly once, in order; the job's id."""
     names = _images(project.root / "images", files)
     project.deployment("slow", mini_batch_size=5, max_concurrency_per_instance=2,
                        environment_variables={"DELAY": str(delay)})
@@ -184,7 +185,10 @@ def resume_after_kill(project: Project, show: Callable[[str], dict], delay: floa
     job = show(job_id)
     assert job["status"] == "NotResponding" and job["minibatches"]["pending"] > 0, job
     assert not output.exists()
-    _ok(project.cli("job", "resume", job_id, "--wait", timeout=300))
+    if resume is None:
+        _ok(project.cli("job", "resume", job_id, "--wait", timeout=300))
+    else:
+        resume(job_id)
     assert [row.split()[0] for row in output.read_text().splitlines()] == names  # every id exactly once, in order
     return job_id
 
@@ -194,6 +198,26 @@ def test_killed_runner_resumes_and_scores_every_input_once(tmp_path: Path, db_ur
     job_id = resume_after_kill(project, project.show, 0.15, 300, 20)
     assert project.show(job_id)["status"] == "Completed"
     _one_line_error(project.cli("job", "resume", job_id), "already Completed")
+
+
+def test_the_daemon_resumes_jobs_whose_runner_died(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    port = free_port()
+    project.cli.env["MODELPORT_URL"] = f"http://127.0.0.1:{port}"
+
+    def restart_daemon(job_id: str) -> None:
+        _ok(project.cli("up", "--port", str(port)))
+        try:
+            deadline = time.monotonic() + 120
+            while (job := project.show(job_id))["status"] != "Completed":
+                assert time.monotonic() < deadline and job["status"] not in ("Failed", "Canceled"), job
+                time.sleep(0.3)
+        finally:
+            _ok(project.cli("down", timeout=120))
+        log = (tmp_path / "ws" / "daemon" / "daemon.log").read_text()
+        assert f"resumed batch jobs whose runner had died: {job_id}" in log
+
+    resume_after_kill(project, project.show, 0.15, 200, 10, resume=restart_daemon)
 
 
 def test_no_code_tabular_scoring_matches_onnxruntime(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ CancelRequested, Canceled (and NotResponding, which is computed, never stored).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -37,6 +38,8 @@ from modelport.core.settings import ENV_ARTIFACT_ROOT, ENV_DB_URL, ENV_HOME
 from modelport.store.schema import utcnow
 from modelport.store.schema_batch import BatchJob, BatchMiniBatch
 from modelport.workspace import Workspace
+
+log = logging.getLogger("modelport.batch")
 
 TERMINAL = ("Completed", "Failed", "Canceled")
 ENGINES = ("local", "ray")
@@ -179,6 +182,26 @@ class BatchJobs:
             job_dir = Path(row.job_dir)
         self._spawn(job_id, token, job_dir)
         return self.get(job_id)
+
+    def resume_orphaned(self) -> list[str]:
+        """What the daemon does when it starts: every unfinished job of this host whose runner
+        died (a crash, a reboot) is resumed — or cancelled, if a cancel was asked for. The ids
+        of the jobs resumed; a job that cannot resume (its Ray cluster gone, say) is logged."""
+        with self.db.session() as session:
+            rows = session.scalars(select(BatchJob).where(BatchJob.status.not_in(TERMINAL))).all()
+            orphans = [(row.id, row.status) for row in rows
+                       if row.runner_host in (None, socket.gethostname()) and not _runner_alive(row)]
+        resumed = []
+        for job_id, status in orphans:
+            try:
+                if status == "CancelRequested":
+                    self.cancel(job_id)
+                else:
+                    self.resume(job_id)
+                    resumed.append(job_id)
+            except ModelportError as exc:
+                log.warning("job %s could not resume: %s", job_id, exc)
+        return resumed
 
     def log_files(self, job_id: str) -> list[Path]:
         """The job's log files: runner log and result first, then errors, then per-worker output."""

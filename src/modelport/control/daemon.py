@@ -4,7 +4,8 @@
 One daemon per workspace: it holds ``daemon/daemon.lock`` while it lives (the OS drops the lock
 when the process dies, however it dies), and writes ``daemon/daemon.json`` (pid, url) for
 ``down``. On start it publishes the stored endpoints and hands the stored deployments to the
-supervisor, which adopts replicas a killed predecessor left running. ``spawn`` starts it in
+supervisor, which adopts replicas a killed predecessor left running, and resumes the batch jobs
+whose runner died with the machine or the process. ``spawn`` starts it in
 the background (its console in ``daemon/daemon.log``) and returns once it answers.
 """
 
@@ -33,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from modelport.batch.jobs import BatchJobs
 from modelport.control.api import ManagementApi
 from modelport.control.catalog import Catalog
 from modelport.control.replica import HOST, Replica, ReplicaRecord
@@ -126,6 +128,9 @@ async def _serve(ws: Workspace, listener: socket.socket, folder: Path) -> None:
         for record in records:
             router.publish(record)
         supervisor.restore(d for record in records for d in record.deployments)
+        resumed = await asyncio.to_thread(BatchJobs(ws).resume_orphaned)
+        if resumed:
+            log.info("resumed batch jobs whose runner had died: %s", ", ".join(resumed))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
