@@ -217,3 +217,21 @@ def test_keys_are_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> 
     assert keys.authorized("Bearer k1", pair)
     assert not keys.authorized("Bearer nope", pair)
     assert calls == [(b"k1", b"k1"), (b"k1", b"k2"), (b"nope", b"k1"), (b"nope", b"k2")]
+
+
+def test_console_logs_rotate_by_copy_and_truncate(tmp_path: Path) -> None:
+    from modelport.control.logs import rotate_if_large
+
+    log = tmp_path / "replica-0.log"
+    with open(log, "ab") as console:  # the replica's handle stays open across rotations
+        for generation in range(5):
+            console.write(f"generation {generation}\\n".encode() * 100)
+            console.flush()
+            assert rotate_if_large(log, max_bytes=500, backups=2)
+        console.write(b"after\\n")
+        console.flush()
+    assert log.read_bytes() == b"after\\n"  # appends continue at the start of the emptied file
+    assert (tmp_path / "replica-0.log.1").read_text().startswith("generation 4")
+    assert (tmp_path / "replica-0.log.2").read_text().startswith("generation 3")
+    assert not (tmp_path / "replica-0.log.3").exists()
+    assert not rotate_if_large(log, max_bytes=500)

@@ -37,6 +37,7 @@ from starlette.types import Receive, Scope, Send
 from modelport.batch.jobs import BatchJobs
 from modelport.control.api import ManagementApi
 from modelport.control.catalog import Catalog
+from modelport.control.logs import keep_rotated
 from modelport.control.replica import HOST, Replica, ReplicaRecord
 from modelport.control.router import PREFIX, Router
 from modelport.control.supervisor import Supervisor
@@ -135,9 +136,11 @@ async def _serve(ws: Workspace, listener: socket.socket, folder: Path) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
         log.info("modelport daemon for %s on %s (%d endpoints)", ws.root, url, len(records))
+        rotation = asyncio.create_task(keep_rotated(supervisor.logs_dir))
         try:
             await server.serve(sockets=[listener])
         finally:
+            rotation.cancel()
             log.info("stopping replicas")
             await supervisor.shutdown()
 

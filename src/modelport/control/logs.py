@@ -1,19 +1,26 @@
-"""Replica console logs: the last N lines of a file, and what is appended after them.
+"""Replica console logs: the last N lines of a file, what is appended after them, and rotation.
 
 Replicas write their console (print and logging) straight into one file per replica slot, so
 reading is all the daemon does: from the end backwards for ``--lines N``, then by polling the
-size for ``--follow`` (portable, and cheap at a few reads a second).
+size for ``--follow`` (portable, and cheap at a few reads a second). The daemon keeps the files
+bounded by copy-and-truncate (logrotate's ``copytruncate``): the replica holds its file open in
+append mode, so after the truncation it simply writes from the start again; lines written
+between the copy and the truncation are lost, a few at most.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 _BLOCK = 65536
 FOLLOW_POLL_S = 0.25
+MAX_LOG_BYTES = 32 * 1024 * 1024
+LOG_BACKUPS = 3
+ROTATE_EVERY_S = 10.0
 
 
 def tail_lines(path: Path, count: int, end: int | None = None) -> list[str]:
@@ -70,3 +77,28 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
+
+
+def rotate_if_large(path: Path, max_bytes: int = MAX_LOG_BYTES, backups: int = LOG_BACKUPS) -> bool:
+    """Copy ``path`` to ``path.1`` (older copies shift up to ``backups``) and empty it, once it
+    is larger than ``max_bytes``; whether it did."""
+    if _size(path) <= max_bytes:
+        return False
+    for index in range(backups - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{index}")
+        if older.exists():
+            os.replace(older, path.with_name(f"{path.name}.{index + 1}"))
+    shutil.copyfile(path, path.with_name(f"{path.name}.1"))
+    os.truncate(path, 0)
+    return True
+
+
+async def keep_rotated(folder: Path, pattern: str = "replica-*.log", every_s: float = ROTATE_EVERY_S) -> None:
+    """Rotate every matching log under ``folder`` that grew too large, every ``every_s``, forever."""
+    while True:
+        await asyncio.sleep(every_s)
+        for path in folder.rglob(pattern):
+            try:
+                await asyncio.to_thread(rotate_if_large, path)
+            except OSError:  # removed with its deployment meanwhile
+                pass
