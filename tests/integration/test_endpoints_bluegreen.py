@@ -265,3 +265,31 @@ def test_deployment_operations_metrics_request_logs_and_collection(daemon: Daemo
     assert {record["correlationid"] for record in records} == {line["request_id"] for line in lines}
     assert records[0]["source"] == "/endpoints/ops/deployments/blue" and len(records[0]["data"]) == 2
     daemon.ok("endpoint", "delete", "-n", "ops")
+
+
+def test_the_sdk_does_what_the_cli_does(daemon: Daemon, files: Path) -> None:
+    from modelport.core.errors import ConflictError, ValidationError
+    from modelport.online import OnlineEndpoints
+
+    with OnlineEndpoints(daemon.url) as online:
+        created = online.create_endpoint({"name": "sdk", "auth_mode": "key", "$schema": "https://x"})
+        assert created["name"] == "sdk" and created["ignored"] == ["$schema"]
+        online.create_deployment(deployment_file(files, "sdk", "blue"), all_traffic=True)
+        online.create_deployment({"name": "green", "endpoint_name": "sdk", "model": "mlp:2"})
+        assert online.invoke("sdk", {})["color"] == "blue"
+        body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 32], "data": [0.5] * 32}]}
+        answer = online.invoke("sdk", body, deployment="green", route="v2/models/mlp/infer")
+        assert answer["model_version"] == "2"
+        online.update_endpoint("sdk", set=["traffic.blue=0", "traffic.green=100"])
+        assert online.get_endpoint("sdk")["traffic"] == {"blue": 0, "green": 100}
+        assert {d["name"] for d in online.list_deployments("sdk")} == {"blue", "green"}
+        old = online.get_credentials("sdk")["primaryKey"]
+        online.regenerate_keys("sdk", "primary")
+        assert online.get_credentials("sdk")["primaryKey"] != old
+        assert "scored by blue" in online.logs("sdk", "blue", lines=5)
+        with pytest.raises(ValidationError, match="traffic: the weights sum to 90"):
+            online.update_endpoint("sdk", set=["traffic.green=90"])
+        with pytest.raises(ConflictError, match="already exists"):
+            online.create_deployment({"name": "green", "endpoint_name": "sdk", "model": "mlp:2"})
+        online.delete_endpoint("sdk")
+        assert "sdk" not in {e["name"] for e in online.list_endpoints()}

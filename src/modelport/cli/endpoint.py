@@ -12,19 +12,17 @@ import click
 
 from modelport.cli.daemon import with_client
 from modelport.cli.output import output_option, print_fields, print_json, print_table
-from modelport.core.errors import ModelportError, ValidationError
+from modelport.core.errors import ValidationError
 
 
 def _definition(file: Path | None, overrides: tuple[str, ...], **names: str | None) -> dict[str, Any]:
-    """The API's definition request: the file's mapping and the folder its relative paths start
-    from, the ``--set`` overrides, and ``-n``/``-e`` as overrides of ``name``/``endpoint_name``
+    """The API's definition request, with ``-n``/``-e`` as overrides of ``name``/``endpoint_name``
     (the daemon applies them, so ``update`` can apply them to the stored definition); names are
     quoted so that ``-n 007`` stays a string."""
-    from modelport.batch.definitions import read_definition  # the one Azure-YAML file reader
+    from modelport.online import request_body
 
-    data, base = read_definition(file)
     sets = list(overrides) + [f"{key}={json.dumps(value)}" for key, value in names.items() if value is not None]
-    return {"definition": data if file is not None else None, "set": sets, "base_dir": str(base)}
+    return request_body(file, sets)
 
 
 def _done(result: dict[str, Any], output: str, summary: str) -> None:
@@ -168,23 +166,15 @@ def regenerate_keys(client: Any, name: str, key: str) -> None:
 @with_client
 def invoke(client: Any, name: str, request_file: Path, deployment: str | None, route: str) -> None:
     """POST a request to the endpoint (with its key) and print the answer."""
-    import httpx
+    from modelport.online import OnlineEndpoints
 
     try:
         body = request_file.read_bytes()
     except OSError as exc:
         raise ValidationError(f"--request-file: cannot read {request_file} ({exc.strerror})") from None
-    info = client.call("GET", f"endpoints/{name}")
-    headers = {"content-type": "application/json"}
-    if info["auth_mode"] == "key":
-        headers["authorization"] = f"Bearer {client.call('GET', f'endpoints/{name}/keys')['primaryKey']}"
-    if deployment is not None:
-        headers["azureml-model-deployment"] = deployment
-    response = httpx.post(f"{client.url}/endpoints/{name}/{route.strip('/')}", content=body, headers=headers,
-                          timeout=None, trust_env=False)
-    if response.status_code != 200:
-        raise ModelportError(f"endpoint {name} answered {response.status_code}: {response.text.strip()[:500]}")
-    sys.stdout.write(response.text + ("" if response.text.endswith("\n") else "\n"))
+    with OnlineEndpoints(client.url) as online:
+        text = online.invoke_raw(name, body, deployment=deployment, route=route).text
+    sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
 
 
 # -- deployments -------------------------------------------------------------------------------
