@@ -55,8 +55,9 @@ def run(raw, request_headers):
     return {"color": color, "model_dir": os.environ.get("AZUREML_MODEL_DIR"), "prefix": sys.prefix}
 """
 
-# Short probes so that failures show within a second or two instead of Azure's minutes.
-FAST_PROBES = {"initial_delay": 1, "period": 0.5, "timeout": 0.5, "failure_threshold": 2, "success_threshold": 1}
+# Short probes so that failures show within a second or two instead of Azure's minutes (5 s to start:
+# a replica takes 2-3 s to import and load on a busy 2-core machine).
+FAST_PROBES = {"initial_delay": 5, "period": 0.5, "timeout": 0.5, "failure_threshold": 2, "success_threshold": 1}
 
 
 def write_yaml(path: Path, data: dict[str, Any]) -> Path:

@@ -42,6 +42,7 @@ from modelport.control.replica import HOST, Replica, ReplicaRecord
 from modelport.control.router import PREFIX, Router
 from modelport.control.supervisor import Supervisor
 from modelport.core.errors import ConflictError, ModelportError
+from modelport.core.sockets import listen
 from modelport.workspace import Workspace
 
 log = logging.getLogger("modelport.control")
@@ -64,7 +65,7 @@ def run(ws: Workspace, port: int) -> None:
     except Timeout:
         raise ConflictError(f"a modelport daemon already runs for workspace {ws.root} ({_pidfile(folder)})") from None
     try:
-        listener = _listen(port)  # before anything else, so a port in use changes nothing
+        listener = listen(HOST, port, option="--port")  # before anything else, so a port in use changes nothing
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         (folder / "daemon.json").write_text(json.dumps({"pid": os.getpid(), "url": f"http://{HOST}:{port}"}))
         with listener:
@@ -73,18 +74,6 @@ def run(ws: Workspace, port: int) -> None:
         with contextlib.suppress(FileNotFoundError):
             (folder / "daemon.json").unlink()
         lock.release()
-
-
-def _listen(port: int) -> socket.socket:
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        listener.bind((HOST, port))
-    except OSError as exc:
-        listener.close()
-        raise ModelportError(f"--port: cannot listen on {HOST}:{port} ({exc.strerror})") from None
-    listener.listen(2048)
-    return listener
 
 
 def _loop_runner():  # noqa: ANN202 - asyncio.run or uvloop.run, same signature

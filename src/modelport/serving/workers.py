@@ -31,28 +31,11 @@ from pathlib import Path
 import httpx
 
 from modelport.core.errors import ModelportError
+from modelport.core.sockets import listen
 from modelport.serving.server import ServeOptions, WorkerSetup
 
 READY_TIMEOUT_S = 600.0
 RESTART_BACKOFF_S = 1.0
-
-
-def listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
-    """A listening TCP socket the workers inherit; a port in use is a one-line error."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ModelportError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
-    if not reuse_port:
-        sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
 
 
 class Workers:
