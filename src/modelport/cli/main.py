@@ -20,6 +20,7 @@ from modelport.cli.endpoint import deployment, endpoint
 from modelport.cli.environment import environment
 from modelport.cli.model import model
 from modelport.cli.monitor import monitor
+from modelport.cli.profile import profile
 from modelport.cli.serve import serve
 from modelport.core.errors import ModelportError
 
@@ -63,6 +64,7 @@ cli.add_command(status)
 cli.add_command(endpoint)
 cli.add_command(deployment)
 cli.add_command(monitor)
+cli.add_command(profile)
 for command in BATCH_COMMANDS:
     cli.add_command(command)
 

@@ -101,9 +101,9 @@ def load(model_dir: Path, config: ModelConfig | None, *, device: str = "cpu") ->
     if config is not None and config.parameters.get("share_weights", "").lower() == "true" and device == "cpu":
         path = _mapped_copy(path)
         options.add_session_config_entry("session.disable_prepacking", "1")
-    threads = thread_count(config, device)
-    if threads:
-        options.intra_op_num_threads = threads
+    # Always explicit: left to itself onnxruntime pins its pool's threads to cores, and every
+    # instance and worker process on the machine would then crowd onto the same core.
+    options.intra_op_num_threads = thread_count(config, device) or _usable_cores()
     inter_op = int_parameter(config, "inter_op_thread_count")
     if inter_op:
         options.inter_op_num_threads = inter_op
@@ -118,6 +118,12 @@ def load(model_dir: Path, config: ModelConfig | None, *, device: str = "cpu") ->
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
         raise load_error(path, "an ONNX model", exc) from None
     return OnnxPredictor(session, path)
+
+
+def _usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _mapped_copy(path: Path) -> Path:
