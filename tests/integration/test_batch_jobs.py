@@ -86,9 +86,12 @@ class Project:
         with Workspace(self.root / "ws", db_url=self.db_url) as ws:
             yield BatchEndpoints(ws)
 
-    def deployment(self, name: str, *, script: str | None = FILE_SCRIPT, **settings: object) -> None:
+    def deployment(self, name: str, *, script: str | None = FILE_SCRIPT, environment: object = None,
+                   **settings: object) -> None:
         data: dict[str, object] = {"name": name, "endpoint_name": "ep", "model": {"name": "mlp", "path": str(self.model)},
                                    "settings": settings}
+        if environment is not None:
+            data["environment"] = environment
         if script is not None:
             code = self.root / f"code_{name}"
             code.mkdir()
@@ -218,6 +221,30 @@ def test_the_daemon_resumes_jobs_whose_runner_died(tmp_path: Path) -> None:
         assert f"resumed batch jobs whose runner had died: {job_id}" in log
 
     resume_after_kill(project, project.show, 0.15, 200, 10, resume=restart_daemon)
+
+
+PREFIX_SCRIPT = """
+import os, sys
+
+def init():
+    pass
+
+def run(mini_batch):
+    return [f"{os.path.basename(path)} {sys.prefix}" for path in mini_batch]
+"""
+
+
+def test_workers_run_in_the_deployments_environment(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    (tmp_path / "conda.yml").write_text("name: local\ndependencies:\n  - python=3.11\n")
+    project.deployment("env", script=PREFIX_SCRIPT, environment={"conda_file": str(tmp_path / "conda.yml")},
+                       mini_batch_size=2, max_concurrency_per_instance=2)
+    names = _images(tmp_path / "images", 6)
+    _ok(project.invoke("env", tmp_path / "images", "--output-path", tmp_path / "out", "--wait"))
+    rows = [row.split() for row in (tmp_path / "out" / "predictions.csv").read_text().splitlines()]
+    assert [row[0] for row in rows] == names
+    prefixes = {Path(row[1]) for row in rows}
+    assert len(prefixes) == 1 and prefixes.pop().parent == tmp_path / "ws" / "envs"  # the built virtualenv
 
 
 def test_no_code_tabular_scoring_matches_onnxruntime(tmp_path: Path) -> None:

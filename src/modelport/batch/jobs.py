@@ -18,7 +18,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -107,6 +106,7 @@ class BatchJobs:
         """Check everything, record the job and its mini-batches, and start its runner."""
         ray_address = _engine_address(engine, ray_address)
         target = BatchEndpoints(self.ws).get_deployment(endpoint, deployment)
+        runner = self._runner_command(target.spec.get("environment"), engine)  # may build the environment
         settings = target.settings.override(overrides or {})
         no_code = target.spec["code"] is None
         plan = resolve_input(input_uri, input_type, tabular_default=no_code)
@@ -141,7 +141,7 @@ class BatchJobs:
         except BaseException:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise
-        self._spawn(job_id, token, job_dir)
+        self._spawn(runner, job_id, token, job_dir)
         return self.get(job_id)
 
     def get(self, job_id: str) -> JobInfo:
@@ -178,9 +178,15 @@ class BatchJobs:
             if _runner_alive(row):
                 raise ConflictError(f"job {job_id}: its runner (pid {row.runner_pid}) is still running")
             _engine_address(row.engine, row.spec.get("ray_address"))
+            environment, engine = row.spec.get("environment"), row.engine
+        runner = self._runner_command(environment, engine)
+        with self.db.session() as session:
+            row = self._require(session, job_id)
+            if _runner_alive(row):
+                raise ConflictError(f"job {job_id}: its runner (pid {row.runner_pid}) is still running")
             row.runner_token, row.runner_pid, row.heartbeat_at = token, None, utcnow()
             job_dir = Path(row.job_dir)
-        self._spawn(job_id, token, job_dir)
+        self._spawn(runner, job_id, token, job_dir)
         return self.get(job_id)
 
     def resume_orphaned(self) -> list[str]:
@@ -269,14 +275,23 @@ class BatchJobs:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _spawn(self, job_id: str, token: str, job_dir: Path) -> None:
+    def _runner_command(self, environment: str | None, engine: str) -> list[str]:
+        """The runner's interpreter: the deployment environment's virtualenv (built now), whose
+        Python the local worker processes then inherit, or modelport's own."""
+        if environment is not None and engine == "ray":
+            raise ValidationError(f"environment: deployment environment {environment} cannot be applied on the Ray "
+                                  "engine (its workers run in the cluster's Python); use --engine local, or "
+                                  "install the packages on the cluster and drop the environment")
+        return self.ws.environments.module_command(environment, "modelport.batch.runner", "batch jobs")
+
+    def _spawn(self, runner: list[str], job_id: str, token: str, job_dir: Path) -> None:
         """Start the job's runner detached from this process, so it outlives the CLI."""
         settings = self.ws.settings
         env = {**os.environ, ENV_HOME: str(settings.root), ENV_DB_URL: settings.db_url,
                ENV_ARTIFACT_ROOT: settings.artifact_root}
         with open(job_dir / "logs" / "runner.txt", "ab") as log:
             subprocess.Popen(
-                [sys.executable, "-m", "modelport.batch.runner", job_id, token],
+                [*runner, job_id, token],
                 env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
 

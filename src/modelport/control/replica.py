@@ -6,9 +6,8 @@ plan, or adopts one a previous daemon started, and tells when it exits. Replicas
 session and write straight to their log file, so they outlive a daemon that is killed and a new
 daemon can adopt them (:meth:`Replica.adopt` checks the pid still is that replica).
 
-A deployment with an environment runs in that environment's virtualenv: modelport itself is not
-installed there, so the interpreter is started with modelport's own import paths appended *after*
-the environment's, which keeps the environment's packages first.
+A deployment with an environment runs in that environment's virtualenv (see
+``EnvironmentRegistry.module_command``).
 """
 
 from __future__ import annotations
@@ -20,8 +19,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
-import sysconfig
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -29,16 +26,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelport.control.definitions import DeploymentSpec
-from modelport.core.errors import ValidationError
 
 if TYPE_CHECKING:
     from modelport.workspace import Workspace
 
 HOST = "127.0.0.1"
-_BOOTSTRAP = (
-    "import os, sys; sys.path.extend(sys.argv.pop(1).split(os.pathsep)); sys.argv[0] = 'modelport'; "
-    "from modelport.cli.main import main; main()"
-)
 START_MARK = "=== "  # begins the line a replica's log gets each time the replica starts
 _recent_ports: list[int] = []
 
@@ -71,21 +63,9 @@ def launch_plan(ws: Workspace, spec: DeploymentSpec) -> LaunchPlan:
     if spec.data_collector.enabled:
         labels += ["--data-collector", json.dumps(dataclasses.asdict(spec.data_collector)),
                    "--collect-dir", str(ws.root / "collected" / spec.endpoint_name / spec.name)]
-    return LaunchPlan((*_interpreter(ws, spec), "serve", *target, "--host", HOST, "--no-grpc", *labels), env, cwd)
-
-
-def _interpreter(ws: Workspace, spec: DeploymentSpec) -> list[str]:
-    if spec.environment is None:
-        return [sys.executable, "-m", "modelport"]
-    env = ws.environments.get(str(spec.environment))
-    ours = f"{sys.version_info.major}.{sys.version_info.minor}"
-    if env.python is not None and env.python != ours:
-        raise ValidationError(
-            f"environment: {env.ref} asks for Python {env.python}; replicas run modelport's Python {ours}"
-        )
-    built = ws.environments.build(env.ref)
-    paths = [str(Path(__file__).resolve().parents[2]), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
-    return [str(built.python), "-c", _BOOTSTRAP, os.pathsep.join(dict.fromkeys(paths))]
+    python = ws.environments.module_command(None if spec.environment is None else str(spec.environment),
+                                            "modelport", "replicas")
+    return LaunchPlan((*python, "serve", *target, "--host", HOST, "--no-grpc", *labels), env, cwd)
 
 
 def request_log_path(console_log: Path) -> Path:

@@ -7,6 +7,9 @@ environments with the same requirements share one build.
 
 from __future__ import annotations
 
+import os
+import sys
+import sysconfig
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -15,6 +18,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from modelport.core.errors import ValidationError
 from modelport.core.names import parse_version, validate_name
 from modelport.envs import BuildResult, build_env, parse_spec, parse_spec_file
 from modelport.registry.assets import VersionedAssets, parse_pairs
@@ -46,6 +50,14 @@ class EnvironmentInfo:
         data = asdict(self)
         data["created_at"] = self.created_at.isoformat() + "Z"
         return data
+
+
+# ``python -c`` this, then modelport's import paths, then the module and its arguments.
+_BOOTSTRAP = (
+    "import os, runpy, sys; paths, module = sys.argv.pop(1), sys.argv.pop(1); "
+    "sys.path.extend(paths.split(os.pathsep)); sys.argv[0] = module; "
+    "runpy.run_module(module, run_name='__main__', alter_sys=True)"
+)
 
 
 class EnvironmentRegistry(VersionedAssets[Environment, EnvironmentVersion, EnvironmentInfo]):
@@ -116,6 +128,24 @@ class EnvironmentRegistry(VersionedAssets[Environment, EnvironmentVersion, Envir
         info = self.get(ref)
         spec = parse_spec(self.spec_text(info.ref), info.spec_file, info.python)
         return build_env(spec, self.envs_dir, log=log)
+
+    def module_command(self, ref: str | None, module: str, what: str) -> list[str]:
+        """The command that runs ``python -m module`` in environment ``ref``'s built virtualenv
+        (building it first), or in modelport's own interpreter when ``ref`` is None. modelport
+        is not installed in the environment: its import paths are appended *after* the
+        environment's own, so the environment's packages win. ``what`` names who runs there, for
+        the error when the environment asks for another Python."""
+        if ref is None:
+            return [sys.executable, "-m", module]
+        info = self.get(ref)
+        ours = f"{sys.version_info.major}.{sys.version_info.minor}"
+        if info.python is not None and info.python != ours:
+            raise ValidationError(f"environment: {info.ref} asks for Python {info.python}; {what} run modelport's "
+                                  f"Python {ours}")
+        built = self.build(info.ref)
+        paths = [str(Path(__file__).resolve().parents[2]), sysconfig.get_paths()["purelib"],
+                 sysconfig.get_paths()["platlib"]]
+        return [str(built.python), "-c", _BOOTSTRAP, os.pathsep.join(dict.fromkeys(paths)), module]
 
     def _info(self, session: Session, row: EnvironmentVersion) -> EnvironmentInfo:
         return EnvironmentInfo(
