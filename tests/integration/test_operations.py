@@ -189,3 +189,16 @@ def test_scoring_scripts_collect_through_azures_collector_api(tmp_path: Path) ->
     assert list(inputs.columns) == ["request_id", "time", "row", "age", "city"]
     joined = inputs.merge(outputs, on=["request_id", "row"])
     assert (joined["score"] == joined["age"] * 2.0).all()
+
+
+def test_a_score_request_without_an_id_is_logged_under_the_id_it_is_answered_with(tmp_path: Path) -> None:
+    (tmp_path / "score.py").write_text("def init():\n    pass\n\ndef run(raw):\n    return {'ok': True}\n")
+    server = Server(["--entry-script", str(tmp_path / "score.py"), "--request-log", str(tmp_path / "requests.jsonl")],
+                    grpc=False)
+    try:
+        reply = httpx.post(f"{server.url}/score", json={})
+    finally:
+        assert server.stop() == 0
+    (line,) = [json.loads(text) for text in (tmp_path / "requests.jsonl").read_text().splitlines()]
+    assert reply.status_code == 200 and line["request_id"] == reply.headers["x-request-id"]
+    assert line["path"] == "/score" and line["status"] == 200

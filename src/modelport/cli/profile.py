@@ -5,7 +5,6 @@ writes the recommendation into the deployment's ``model_config``."""
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,6 +14,7 @@ import click
 
 from modelport.cli.context import AppContext, pass_app
 from modelport.cli.output import console, output_option, print_fields, print_json
+from modelport.core import durations
 from modelport.core.errors import ModelportError, ValidationError
 
 if TYPE_CHECKING:
@@ -23,16 +23,9 @@ if TYPE_CHECKING:
     from modelport.profiling.sweep import SweepOptions
     from modelport.profiling.targets import Target
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|min|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, None: 1.0}
-
-
 def parse_duration(text: str, option: str = "--duration") -> float:
     """``10s``, ``500ms``, ``1m``, ``1.5`` (seconds) → seconds; more than zero."""
-    match = _DURATION.match(text)
-    if not match or float(match.group(1)) <= 0:
-        raise ValidationError(f"{option}: {text!r} is not a duration like 10s, 500ms, 1m or 2.5")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    return durations.parse_duration(text, option, "10s, 500ms, 1m or 2.5")
 
 
 def parse_ints(text: str, option: str, minimum: int = 1) -> tuple[int, ...]:

@@ -16,6 +16,8 @@ import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
+from modelport.monitor.request_log import shift_backups
+
 _BLOCK = 65536
 FOLLOW_POLL_S = 0.25
 MAX_LOG_BYTES = 32 * 1024 * 1024
@@ -84,11 +86,9 @@ def rotate_if_large(path: Path, max_bytes: int = MAX_LOG_BYTES, backups: int = L
     is larger than ``max_bytes``; whether it did."""
     if _size(path) <= max_bytes:
         return False
-    for index in range(backups - 1, 0, -1):
-        older = path.with_name(f"{path.name}.{index}")
-        if older.exists():
-            os.replace(older, path.with_name(f"{path.name}.{index + 1}"))
-    shutil.copyfile(path, path.with_name(f"{path.name}.1"))
+    first = shift_backups(path, backups)
+    if first is not None:
+        shutil.copyfile(path, first)
     os.truncate(path, 0)
     return True
 

@@ -21,8 +21,6 @@ from modelport.monitor.writer import BackgroundWriter
 # time (epoch s), request id, endpoint, deployment, model, version, method, path, status, latency (ns),
 # queue time (ns), batch size.
 Entry = tuple[float, str, str | None, str | None, str | None, str | None, str, str, int, int, int, int]
-FIELDS = ("time", "request_id", "endpoint", "deployment", "model", "version", "method", "path", "status",
-          "latency_ms", "queue_ms", "batch_size")
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 DEFAULT_BACKUPS = 5
 
@@ -43,7 +41,7 @@ class RequestLog:
         return self._writer.dropped
 
     def submit(self, entry: Entry) -> None:
-        """Queue one request's facts (see :data:`FIELDS`); formatting happens on the writer thread."""
+        """Queue one request's facts (see :data:`Entry`); formatting happens on the writer thread."""
         self._writer.submit(entry)
 
     def close(self) -> None:
@@ -58,15 +56,22 @@ class RequestLog:
 
     def _rotate(self) -> None:
         self._file.close()
-        for index in range(self.backups - 1, 0, -1):
-            older = self.path.with_name(f"{self.path.name}.{index}")
-            if older.exists():
-                os.replace(older, self.path.with_name(f"{self.path.name}.{index + 1}"))
-        if self.backups > 0:
-            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        first = shift_backups(self.path, self.backups)
+        if first is not None:
+            os.replace(self.path, first)
         else:
             self.path.unlink()
         self._file = open(self.path, "ab")  # noqa: SIM115
+
+
+def shift_backups(path: Path, backups: int) -> Path | None:
+    """Make room for a new newest backup of ``path``: ``path.1`` → ``path.2``… (the one beyond
+    ``backups`` is overwritten); the free ``path.1``, or None when no backups are kept."""
+    for index in range(backups - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{index}")
+        if older.exists():
+            os.replace(older, path.with_name(f"{path.name}.{index + 1}"))
+    return path.with_name(f"{path.name}.1") if backups > 0 else None
 
 
 def _record(entry: Entry) -> dict[str, Any]:

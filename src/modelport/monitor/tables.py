@@ -19,7 +19,6 @@ the last ``FRESH_SECONDS``; anything else unreadable is an error naming the opti
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from typing import Any
 import orjson
 import pandas as pd
 
+from modelport.core.durations import parse_duration
 from modelport.core.errors import ValidationError
 from modelport.core.names import validate_name
 
@@ -38,8 +38,6 @@ COLLECTIONS = ("model_inputs", "model_outputs")
 JOIN_KEYS = ["request_id", "row"]
 FRESH_SECONDS = 5.0
 _FORMAT_NAMES = {"parquet": "Parquet", "csv": "CSV", "jsonl": "JSON Lines"}
-_SINCE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 @dataclass
@@ -179,10 +177,7 @@ def read_collected(
 
 def parse_since(text: str) -> timedelta:
     """``90s``, ``30m``, ``24h``, ``7d`` → a positive timedelta."""
-    match = _SINCE.fullmatch(text)
-    if not match or float(match.group(1)) <= 0:
-        raise ValidationError(f"--since: {text!r} is not a positive duration like 90s, 30m, 24h or 7d")
-    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    return timedelta(seconds=parse_duration(text, "--since", "90s, 30m, 24h or 7d"))
 
 
 def keep_since(frame: pd.DataFrame, since: timedelta, now: datetime, since_text: str) -> pd.DataFrame:

@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from modelport.core.errors import ModelportError, NotFoundError, ValidationError
+from modelport.monitor.trace import current_trace
 from modelport.protocol.datatypes import bf16_to_fp32, dtype_of, fp32_to_bf16
 from modelport.protocol.types import InferenceRequest, InferInput, InferOutput
 from modelport.serving.http.body import DEFAULT_MAX_BODY, read_body
@@ -96,13 +97,22 @@ class _Endpoint:
         await response(scope, receive, send)
 
 
+def _new_request_id() -> str:
+    """A fresh id, which the request log and payload collection then record too."""
+    request_id = str(uuid.uuid4())
+    trace = current_trace.get()
+    if trace is not None and not trace.request_id:
+        trace.request_id = request_id
+    return request_id
+
+
 def _request_ids(headers: Headers) -> tuple[list[tuple[str, str]], str | None]:
     """The id headers to echo, and the 431 reason when an id is too long (azmlinfsrv's rules).
 
     ``x-ms-request-id`` is deprecated: when absent it is filled from the client request id, else
     the request id; when present it also stands in for a missing ``x-ms-client-request-id``.
     """
-    request_id = headers.get("x-request-id") or str(uuid.uuid4())
+    request_id = headers.get("x-request-id") or _new_request_id()
     if len(request_id) > HEADER_LIMIT:
         return [], f"x-request-id must not exceed {HEADER_LIMIT} characters"
     ids = [("x-request-id", request_id)]
