@@ -2,4 +2,5 @@
 
 from modelport.cli.main import main
 
-main()
+if __name__ == "__main__":  # instance processes are spawned and import this module again as __mp_main__
+    main()

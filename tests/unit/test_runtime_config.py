@@ -288,6 +288,7 @@ def test_triton_json_config_is_read_with_its_printed_defaults() -> None:
         ("dynamic_batching { preserve_ordering: 1 }", "dynamic_batching.preserve_ordering: expected true or false"),
         ("instance_group [ { count: 0 kind: KIND_CPU } ]", "instance_group[0].count: 0 is less than 1"),
         ("instance_group [ { count: 1 kind: KIND_MODEL } ]", "instance_group[0].kind: 'KIND_MODEL' is not a kind"),
+        ("instance_group [ { count: 2 process: 1 } ]", "instance_group[0].process: expected true or false, got 1"),
         ("version_policy: { latest: { num_versions: 0 } }", "version_policy.num_versions: 0 is less than 1"),
         ("version_policy: { newest: { } }", "version_policy: give exactly one of latest, all or specific"),
         ("version_policy: { specific: { } }", "version_policy.versions: must list at least one version"),

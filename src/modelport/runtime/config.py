@@ -158,12 +158,15 @@ class InstanceGroup:
     """How many copies of the model run, where, and with how many threads each.
 
     Triton's ``KIND_AUTO`` is read as ``cpu``: modelport only uses a GPU when told to.
-    ``threads`` is modelport's own (Triton spreads it over backend parameters).
+    ``threads`` is modelport's own (Triton spreads it over backend parameters), and so is
+    ``process``: whether each instance runs in a process of its own rather than a thread of the
+    server (None: decided by the flavor, see ``modelport.serving.process_instance``).
     """
 
     count: int = 1
     kind: Literal["cpu", "gpu"] = "cpu"
     threads: int | None = None
+    process: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -176,11 +179,16 @@ class InstanceGroup:
         if self.threads is not None:
             with at("threads"):
                 object.__setattr__(self, "threads", as_int(self.threads, minimum=1))
+        if self.process is not None:
+            with at("process"):
+                object.__setattr__(self, "process", as_bool(self.process))
 
     def to_dict(self) -> dict[str, Any]:
         rendered: dict[str, Any] = {"count": self.count, "kind": f"KIND_{self.kind.upper()}"}
         if self.threads is not None:
             rendered["threads"] = self.threads
+        if self.process is not None:
+            rendered["process"] = self.process
         return {**rendered, **self.extra}
 
 
@@ -460,7 +468,8 @@ def _dynamic_batching(data: object) -> DynamicBatching:
 
 def _instance_group(data: object) -> InstanceGroup:
     values = dict(as_mapping(data))
-    kwargs = {key: single(values.pop(key)) for key in ("count", "kind", "threads") if key in values}
+    kwargs = {key: single(values.pop(key)) for key in ("count", "kind", "threads", "process")
+              if key in values}
     return InstanceGroup(**kwargs, extra=values)
 
 

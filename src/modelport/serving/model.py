@@ -1,7 +1,9 @@
 """A loaded model version: its completed config, its predictor instances and its statistics.
 
 Each instance (``instance_group.count``) is a separate ``Predictor``; a request borrows a free
-one in a worker thread, so instances run in parallel while the event loop keeps serving.
+one in a worker thread, so instances run in parallel while the event loop keeps serving. An
+instance is the model itself, or a ``ProcessPredictor`` that runs it in a child process when the
+model's Python would hold the GIL.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from typing import Any
 import numpy as np
 
 from modelport.core.errors import ModelportError, ValidationError
-from modelport.runtime.config import ModelConfig, complete_config
+from modelport.runtime.config import InstanceGroup, ModelConfig, complete_config
 from modelport.runtime.predictor import Predictor, check_inputs, load_predictor
 from modelport.serving.batching import DynamicBatcher
+from modelport.serving.process_instance import ProcessPredictor, runs_in_processes
 from modelport.serving.sources import ModelSource
 from modelport.serving.stats import ModelStats
 
@@ -71,14 +74,11 @@ class ServedModel:
     @classmethod
     def load(cls, source: ModelSource) -> ServedModel:
         """Load every instance the (completed) config asks for."""
-        device = _device(source.config)
-        first = load_predictor(source.flavor, source.path, source.config, device=device)
+        first_device, first_in_process = _instance_specs(source.config, source.flavor)[0]
+        first = _load_instance(source, first_device, first_in_process)
         try:
             config = complete_config(source.config, first, name=source.name, flavor=source.flavor)
-            count = sum(group.count for group in config.instance_group) or 1
-            instances = [first] + [
-                load_predictor(source.flavor, source.path, source.config, device=device) for _ in range(count - 1)
-            ]
+            instances = [first] + _load_instances(source, _instance_specs(config, source.flavor)[1:])
         except BaseException:
             first.close()
             raise
@@ -166,7 +166,39 @@ class ServedModel:
             instance.close()
 
 
-def _device(config: ModelConfig | None) -> str:
-    if config is None or not config.instance_group:
-        return "cpu"
-    return config.instance_group[0].kind
+def _instance_specs(config: ModelConfig | None, flavor: str) -> list[tuple[str, bool]]:
+    """(device, in its own process) for every instance, group by group."""
+    groups = config.instance_group if config is not None and config.instance_group else [InstanceGroup()]
+    total = sum(group.count for group in groups)
+    return [(group.kind, runs_in_processes(group, flavor, total)) for group in groups for _ in range(group.count)]
+
+
+def _load_instance(source: ModelSource, device: str, in_process: bool) -> Predictor:
+    if in_process:
+        return ProcessPredictor(source.flavor, source.path, source.config, device=device)
+    return load_predictor(source.flavor, source.path, source.config, device=device)
+
+
+def _load_instances(source: ModelSource, specs: list[tuple[str, bool]]) -> list[Predictor]:
+    """Thread instances load one after another in this process; process instances load side by
+    side (each child imports and loads on its own core). All or nothing: a failure closes the rest."""
+    loaded: list[Predictor] = []
+    failure: BaseException | None = None
+    with ThreadPoolExecutor(max(1, len(specs)), thread_name_prefix=f"load-{source.name}") as pool:
+        children = [pool.submit(_load_instance, source, device, True) for device, separate in specs if separate]
+        try:
+            for device, separate in specs:
+                if not separate:
+                    loaded.append(_load_instance(source, device, False))
+        except BaseException as exc:
+            failure = exc
+        for child in children:
+            try:
+                loaded.append(child.result())
+            except BaseException as exc:
+                failure = failure or exc
+    if failure is not None:
+        for instance in loaded:
+            instance.close()
+        raise failure
+    return loaded

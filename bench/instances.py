@@ -1,0 +1,112 @@
+"""Thread vs process instances for a model whose predict is Python code (an MLflow pyfunc that
+spends about --work-ms of pure-Python arithmetic per request), measured in one run.
+
+    python bench/instances.py [--duration 8] [--concurrency 8] [--rounds 3] [--work-ms 1.0]
+
+Three servers of the same model run at once and take batch-1 v2 JSON load from wrk in turns,
+``--rounds`` times: one instance; two thread instances (``process: false``); two process
+instances (the default for an MLflow model with two instances). Thread instances share the GIL,
+so two of them cannot beat one; process instances should approach 2x on 2 cores, less the pipe
+hop and whatever the HTTP front end needs. Needs ``wrk``; everything binds 127.0.0.1; every run is
+bounded by --duration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from serve_http import free_port, wait_ready, wrk
+
+MODEL = '''
+import mlflow.pyfunc
+import numpy as np
+
+LOOPS = {loops}
+
+
+class PythonWork(mlflow.pyfunc.PythonModel):
+    """Pure-Python arithmetic per row: holds the GIL the whole time, as feature code often does."""
+
+    def predict(self, context, model_input, params=None):
+        out = []
+        for row in model_input:
+            total = 0.0
+            for i in range(LOOPS):
+                total += (i % 7) * float(row[0])
+            out.append(total)
+        return np.asarray(out, dtype=np.float64)
+
+
+mlflow.models.set_model(PythonWork())
+'''
+VARIANTS = {
+    "1 instance": [{"count": 1}],
+    "2 thread instances": [{"count": 2, "process": False}],
+    "2 process instances": [{"count": 2}],
+}
+
+
+def build(repo: Path, work_ms: float) -> None:
+    import mlflow.pyfunc
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    code = repo.parent / "python_work.py"
+    code.write_text(MODEL.format(loops=int(work_ms * 12_000)))  # about 12k loop turns a millisecond
+    signature = ModelSignature(Schema([TensorSpec(np.dtype(np.float64), (-1, 4))]),
+                               Schema([TensorSpec(np.dtype(np.float64), (-1,))]))
+    mlflow.pyfunc.save_model(str(repo / "work" / "1"), python_model=str(code), signature=signature)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--work-ms", type=float, default=1.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        build(tmp / "repo", args.work_ms)
+        body = tmp / "body.json"
+        body.write_text(json.dumps({"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [1, 4],
+                                                "data": [0.5, 1.0, 1.5, 2.0]}]}))
+        servers = {}
+        try:
+            for label, groups in VARIANTS.items():
+                port = free_port()
+                command = [sys.executable, "-m", "modelport", "serve", str(tmp / "repo"), "--http-port", str(port),
+                           "--no-grpc", "--metrics-port", str(free_port()),
+                           "--model-config", json.dumps({"instance_group": groups})]
+                servers[label] = (port, subprocess.Popen(command, stderr=subprocess.DEVNULL))
+            for port, process in servers.values():
+                wait_ready(f"http://127.0.0.1:{port}", process)
+            runs: dict[str, list[dict]] = {}
+            for _ in range(args.rounds):
+                for label, (port, _process) in servers.items():
+                    url = f"http://127.0.0.1:{port}/v2/models/work/infer"
+                    runs.setdefault(label, []).append(wrk(url, body, args.concurrency, args.duration))
+        finally:
+            for _, process in servers.values():
+                process.terminate()
+                process.wait(timeout=60)
+    print(json.dumps({label: [{"rps": r["rps"], "p99_us": r["p99_us"]} for r in rs] for label, rs in runs.items()},
+                     indent=1))
+    base = runs["1 instance"]
+    print(f"\n| variant (c={args.concurrency}, ~{args.work_ms:g} ms of Python per request) | req/s | × 1 instance | p99 ms |")
+    print("|---|---|---|---|")
+    for label, rs in runs.items():
+        ratio = statistics.median(r["rps"] / b["rps"] for r, b in zip(rs, base))
+        print(f"| {label} | {statistics.median(r['rps'] for r in rs):,.0f} | {ratio:.2f} | "
+              f"{statistics.median(r['p99_us'] for r in rs) / 1000:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
