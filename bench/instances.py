@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from serve_http import free_port, wait_ready, wrk
+from serve_http import in_turns
 
 MODEL = '''
 import mlflow.pyfunc
@@ -78,25 +77,10 @@ def main() -> None:
         body = tmp / "body.json"
         body.write_text(json.dumps({"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [1, 4],
                                                 "data": [0.5, 1.0, 1.5, 2.0]}]}))
-        servers = {}
-        try:
-            for label, groups in VARIANTS.items():
-                port = free_port()
-                command = [sys.executable, "-m", "modelport", "serve", str(tmp / "repo"), "--http-port", str(port),
-                           "--no-grpc", "--metrics-port", str(free_port()),
-                           "--model-config", json.dumps({"instance_group": groups})]
-                servers[label] = (port, subprocess.Popen(command, stderr=subprocess.DEVNULL))
-            for port, process in servers.values():
-                wait_ready(f"http://127.0.0.1:{port}", process)
-            runs: dict[str, list[dict]] = {}
-            for _ in range(args.rounds):
-                for label, (port, _process) in servers.items():
-                    url = f"http://127.0.0.1:{port}/v2/models/work/infer"
-                    runs.setdefault(label, []).append(wrk(url, body, args.concurrency, args.duration))
-        finally:
-            for _, process in servers.values():
-                process.terminate()
-                process.wait(timeout=60)
+        serve = [sys.executable, "-m", "modelport", "serve", str(tmp / "repo"), "--no-grpc"]
+        runs = in_turns({label: [*serve, "--model-config", json.dumps({"instance_group": groups})]
+                         for label, groups in VARIANTS.items()},
+                        "/v2/models/work/infer", body, args.concurrency, args.duration, args.rounds)
     print(json.dumps({label: [{"rps": r["rps"], "p99_us": r["p99_us"]} for r in rs] for label, rs in runs.items()},
                      indent=1))
     base = runs["1 instance"]

@@ -76,6 +76,30 @@ def wait_ready(url: str, proc: subprocess.Popen) -> None:
     raise SystemExit("server not ready")
 
 
+def in_turns(commands: dict[str, list[str]], path: str, body: Path, connections: int, seconds: int,
+             rounds: int) -> dict[str, list[dict]]:
+    """Start every server command at once (an idle server costs nothing), then load each in turn with
+    wrk, ``rounds`` times, so drift on a shared machine hits all variants alike. Each command is
+    given free ``--http-port``/``--metrics-port`` and must serve ``path``."""
+    servers: dict[str, tuple[int, subprocess.Popen]] = {}
+    try:
+        for label, command in commands.items():
+            port = free_port()
+            full = [*command, "--http-port", str(port), "--metrics-port", str(free_port())]
+            servers[label] = (port, subprocess.Popen(full, stderr=subprocess.DEVNULL))
+        for port, process in servers.values():
+            wait_ready(f"http://127.0.0.1:{port}", process)
+        runs: dict[str, list[dict]] = {}
+        for _ in range(rounds):
+            for label, (port, _process) in servers.items():
+                runs.setdefault(label, []).append(wrk(f"http://127.0.0.1:{port}{path}", body, connections, seconds))
+        return runs
+    finally:
+        for _, process in servers.values():
+            process.terminate()
+            process.wait(timeout=60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10)

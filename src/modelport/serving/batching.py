@@ -15,6 +15,10 @@ once, and splits the outputs back to the callers:
 The adaptive policy (``latency_budget_ms``) replaces the two knobs: it keeps a running linear
 model of batch cost (``cost(n) = fixed + per_row * n``) and picks the largest batch whose cost
 plus waiting fits half the budget, waiting at most what remains of that half.
+
+What a request carries is up to its :class:`Parts`: named tensors batched on dim 0
+(:class:`TensorParts`, the models) or one opaque item per request handed over as a list
+(:class:`ItemParts`, batchable scoring scripts).
 """
 
 from __future__ import annotations
@@ -22,22 +26,78 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
 from modelport.core.errors import ModelportError
 from modelport.runtime.config import DynamicBatching
 
-Runner = Callable[[dict[str, np.ndarray]], Awaitable[dict[str, np.ndarray]]]
+In = TypeVar("In")
+Out = TypeVar("Out")
+Runner = Callable[[Any], Awaitable[Any]]
+
+
+class Parts(Protocol[In, Out]):
+    """How requests of one kind are measured, told apart, joined into a batch and split back."""
+
+    def rows(self, inputs: In) -> int: ...
+
+    def key(self, inputs: In) -> Hashable:
+        """Requests batch together only when their keys are equal."""
+        ...
+
+    def join(self, parts: list[In]) -> Any: ...
+
+    def split(self, outputs: Any, rows: list[int]) -> list[Out]: ...
+
+
+class TensorParts:
+    """Named arrays whose dim 0 is the batch: concatenated, and split back by row counts."""
+
+    def rows(self, inputs: dict[str, np.ndarray]) -> int:
+        return next(iter(inputs.values())).shape[0] if inputs else 1
+
+    def key(self, inputs: dict[str, np.ndarray]) -> Hashable:
+        """Everything but dim 0 must agree."""
+        return tuple((name, array.dtype.str, array.shape[1:]) for name, array in sorted(inputs.items()))
+
+    def join(self, parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        if len(parts) == 1:
+            return parts[0]
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+    def split(self, outputs: dict[str, np.ndarray], rows: list[int]) -> list[dict[str, np.ndarray]]:
+        shares, offset = [], 0
+        for count in rows:
+            shares.append({name: array[offset:offset + count] for name, array in outputs.items()})
+            offset += count
+        return shares
+
+
+class ItemParts:
+    """One item per request: the batch is the list of items, the result a list of as many answers."""
+
+    def rows(self, inputs: object) -> int:
+        return 1
+
+    def key(self, inputs: object) -> Hashable:
+        return None
+
+    def join(self, parts: list[object]) -> list[object]:
+        return parts
+
+    def split(self, outputs: list[object], rows: list[int]) -> list[object]:
+        return list(outputs)
 
 
 @dataclass(frozen=True)
-class Batched:
+class Batched(Generic[Out]):
     """One request's share of a batch, and where its time went (seconds)."""
 
-    outputs: dict[str, np.ndarray]
+    outputs: Out
     queued: float
     executed: float
     batch_size: int
@@ -51,14 +111,11 @@ class QueueRejected(ModelportError):
 
 @dataclass
 class _Pending:
-    inputs: dict[str, np.ndarray]
+    inputs: Any
     rows: int
+    key: Hashable
     future: asyncio.Future[Batched]
     enqueued: float = field(default_factory=time.perf_counter)
-
-    def signature(self) -> tuple:
-        """Requests batch together only when everything but dim 0 agrees."""
-        return tuple((name, array.dtype.str, array.shape[1:]) for name, array in sorted(self.inputs.items()))
 
 
 class CostModel:
@@ -89,7 +146,8 @@ class DynamicBatcher:
     """One per batching model; ``submit`` is called on the event loop by every request."""
 
     def __init__(self, settings: DynamicBatching, max_batch_size: int, instances: int, runner: Runner,
-                 on_batch: Callable[[int, float], None] | None = None) -> None:
+                 on_batch: Callable[[int, float], None] | None = None, parts: Parts | None = None) -> None:
+        self.parts: Parts = parts or TensorParts()
         self.settings = settings
         self.max_batch_size = max_batch_size
         self._preferred = frozenset(settings.preferred_batch_size)
@@ -104,14 +162,13 @@ class DynamicBatcher:
         self.cost = CostModel()
         self._task: asyncio.Task[None] | None = None
 
-    async def submit(self, inputs: dict[str, np.ndarray]) -> Batched:
+    async def submit(self, inputs: Any) -> Batched:
         if self.settings.max_queue_size and len(self._queue) >= self.settings.max_queue_size:
             raise QueueRejected("Exceeds maximum queue size")
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done() or self._task.get_loop() is not loop:
             self._start(loop)
-        rows = next(iter(inputs.values())).shape[0] if inputs else 1
-        pending = _Pending(inputs, rows, loop.create_future())
+        pending = _Pending(inputs, self.parts.rows(inputs), self.parts.key(inputs), loop.create_future())
         self._queue.append(pending)
         self._arrival.set()
         return await pending.future
@@ -174,9 +231,9 @@ class DynamicBatcher:
         """The batch the queue head allows, and whether it should go out now."""
         batch: list[_Pending] = []
         total, best_preferred, stopped = 0, 0, False
-        head = self._queue[0].signature()
+        head = self._queue[0].key
         for pending in self._queue:
-            if total + pending.rows > self.max_batch_size or pending.signature() != head:
+            if total + pending.rows > self.max_batch_size or pending.key != head:
                 stopped = True
                 break
             batch.append(pending)
@@ -226,10 +283,10 @@ class DynamicBatcher:
             live = [p for p in batch if not p.future.done()]  # callers may have given up
             if not live:
                 return
-            inputs = _concatenate([p.inputs for p in live]) if len(live) > 1 else live[0].inputs
             started = time.perf_counter()
             try:
-                outputs = await self._runner(inputs)
+                outputs = await self._runner(self.parts.join([p.inputs for p in live]))
+                shares = self.parts.split(outputs, [p.rows for p in live])
             except BaseException as exc:  # every caller in the batch gets the same error
                 await _after(previous)
                 for pending in live:
@@ -242,19 +299,12 @@ class DynamicBatcher:
             if self._on_batch is not None:
                 self._on_batch(rows, elapsed)
             await _after(previous)
-            offset = 0
-            for pending in live:
-                part = {name: array[offset:offset + pending.rows] for name, array in outputs.items()}
-                offset += pending.rows
+            for pending, share in zip(live, shares):
                 if not pending.future.done():
-                    pending.future.set_result(Batched(part, started - pending.enqueued, elapsed, rows))
+                    pending.future.set_result(Batched(share, started - pending.enqueued, elapsed, rows))
         finally:
             done.set_result(None)
             self._slots.release()
-
-
-def _concatenate(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
 async def _after(previous: asyncio.Future[None] | None) -> None:

@@ -14,7 +14,8 @@ Calling (azmlinfsrv ``input_parsers.py``/``routes.py``), decided once from ``run
 * a parameter named ``request_headers`` gets the headers as a dict.
 
 ``run`` executes in its own thread so the event loop keeps serving; a semaphore admits one call
-at a time (AML's sync worker) unless the script sets ``MODELPORT_CONCURRENCY``. After
+at a time (AML's sync worker) unless the script sets ``MODELPORT_CONCURRENCY``. A script that sets
+``MODELPORT_MAX_BATCH_SIZE`` gets lists of request bodies instead (see ``script_batching``). After
 ``SCORING_TIMEOUT_MS`` the client gets a 500 and ``TimeoutError`` is raised inside the script
 thread, as azmlinfsrv's SIGALRM handler does, so the slot frees as soon as Python code runs again.
 """
@@ -45,6 +46,8 @@ import numpy as np
 import orjson
 
 from modelport.core.errors import ModelportError, ValidationError
+from modelport.serving.batching import QueueRejected
+from modelport.serving.script_batching import script_batcher
 from modelport.serving.script_swagger import (
     JSON_TYPE,
     SwaggerNotFound,
@@ -147,6 +150,11 @@ class ScriptHost:
         self.concurrency = _concurrency(concurrency, module, self.script)
         self._slots = threading.BoundedSemaphore(self.concurrency)
         try:
+            self._batcher = script_batcher(module, self.script, self._signature.kind, self.concurrency,
+                                           self._run_batch)
+        except ValidationError as exc:
+            raise ScriptInitError(str(exc)) from None
+        try:
             init()
         except (Exception, SystemExit) as exc:
             raise ScriptInitError(f"scoring script {self.script}: init() failed: {_describe(exc)}") from exc
@@ -193,7 +201,12 @@ class ScriptHost:
         except _InputError as exc:
             return _message(exc.status, str(exc))
         try:
-            value, elapsed_ms = await self._invoke(kwargs)
+            if self._batcher is None:
+                value, elapsed_ms = await self._invoke(kwargs)
+            else:
+                value, elapsed_ms = (await self._batcher.submit(kwargs)).outputs
+        except QueueRejected as exc:
+            return _message(503, str(exc))
         except _RunTimedOut:
             log.error("scoring script %s: run() did not finish within %d ms", self.script, self.timeout_ms)
             return _message(500, f"Scoring timeout after {self.timeout_ms} ms", failed=True)
@@ -263,6 +276,14 @@ class ScriptHost:
         if error is not None:
             raise _RunFailed() from error
         return finished.result()
+
+    async def _run_batch(self, requests: list[dict[str, Any]]) -> list[tuple[Any, float]]:
+        """One run() over a batch: each argument becomes the list of the requests' values."""
+        value, elapsed_ms = await self._invoke({name: [r[name] for r in requests] for name in requests[0]})
+        if not isinstance(value, (list, tuple)) or len(value) != len(requests):
+            got = f"{len(value)} answer(s)" if isinstance(value, (list, tuple)) else f"a {type(value).__name__}"
+            raise _RunFailed() from ValueError(f"run() returned {got} for a batch of {len(requests)} requests")
+        return [(answer, elapsed_ms) for answer in value]
 
     def _response(self, value: Any) -> ScoreResponse:
         """A run() result as azmlinfsrv sends it: an AMLResponse as built, anything else as JSON."""
