@@ -65,8 +65,12 @@ def test_workers_share_the_port_and_count_together(repo: Path, tmp_path: Path) -
         metrics = httpx.get(f"http://127.0.0.1:{server.metrics_port}/metrics").text
         from_worker = httpx.get(f"{server.url}/metrics").text
         stats = httpx.get(f"{server.url}/v2/models/mlp/stats").json()["model_stats"][0]
+        config = httpx.get(f"{server.url}/v2/models/mlp/config").json()
     finally:
         assert server.stop() == 0
+    cores = len(os.sched_getaffinity(0))
+    assert config["parameters"]["intra_op_thread_count"] == {"string_value": str(max(1, cores // 2))}
+    assert config["parameters"]["share_weights"] == {"string_value": "true"}
     assert _success(metrics) == 41 and _success(from_worker) == 41
     assert stats["inference_stats"]["success"]["count"] == 41
     assert 'modelport_worker_resident_memory_bytes{worker="1"}' in metrics

@@ -3,6 +3,7 @@ predicts exactly what its framework predicts in-process; bad input fails with a 
 
 from __future__ import annotations
 
+import os
 import pickle
 import sys
 from pathlib import Path
@@ -118,6 +119,15 @@ def test_onnx_session_follows_threads_and_device(mlp_dir: Path) -> None:
 
     by_parameter = load_predictor("onnx", mlp_dir, ModelConfig("mlp", parameters={"intra_op_thread_count": "1"}))
     assert by_parameter._session.get_session_options().intra_op_num_threads == 1
+
+    cores = len(os.sched_getaffinity(0))
+    shared = load_predictor("onnx", mlp_dir, ModelConfig("mlp", instance_group=[InstanceGroup(count=2)]))
+    shared_options = shared._session.get_session_options()
+    assert shared_options.intra_op_num_threads == max(1, cores // 2)  # the instances split the cores
+    assert shared_options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    spinning = load_predictor("onnx", mlp_dir, ModelConfig("mlp", parameters={"allow_spinning": "true"}))
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # left to onnxruntime: it spins
+        spinning._session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
 
     gpu = load_predictor("onnx", mlp_dir, None, device="gpu")
     expected = ["CUDAExecutionProvider"] if "CUDAExecutionProvider" in ort.get_available_providers() else []

@@ -15,6 +15,7 @@ from modelport.core.errors import ValidationError
 from modelport.monitor.collector import CollectorSettings, PayloadCollector, activate
 from modelport.monitor.request_log import RequestLog
 from modelport.runtime.config import override_config
+from modelport.runtime.flavors import default_threads, thread_count
 from modelport.serving.sources import ModelSource
 
 if TYPE_CHECKING:
@@ -83,8 +84,8 @@ def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, 
     script = (entry_script, model_dir) if entry_script is not None else \
         (scripts[0].entry_script, scripts[0].model_dir) if scripts else None
     models = [source for source in sources if source.entry_script is None]
-    if workers > 1 and share_weights:
-        models = [_mapped_weights(source) for source in models]
+    if workers > 1:
+        models = [_for_workers(source, workers, share_weights) for source in models]
     collecting = _collector(app, data_collector, collect_dir, endpoint_name, deployment_name) if data_collector else None
     options = ServeOptions(
         host=host, http_port=http_port, grpc_port=None if no_grpc else grpc_port, metrics_port=metrics_port,
@@ -160,12 +161,17 @@ def _collector(app: AppContext, text: str, folder: Path | None, endpoint: str | 
                              settings.format), source
 
 
-def _mapped_weights(source: ModelSource) -> ModelSource:
-    """ONNX models of several workers share one memory-mapped copy of their weights."""
+def _for_workers(source: ModelSource, workers: int, share_weights: bool) -> ModelSource:
+    """An ONNX model served by several workers maps one shared copy of its weights, and its
+    instances split the cores among all workers' instances (unless its config sets threads)."""
     if source.flavor != "onnx":
         return source
-    shared = override_config(source.config, source.name, {"parameters": {"share_weights": "true"}})
-    return replace(source, config=shared)
+    parameters = {"share_weights": "true"} if share_weights else {}
+    if thread_count(source.config, "cpu") is None:
+        parameters["intra_op_thread_count"] = str(default_threads(source.config, "cpu", workers))
+    if not parameters:
+        return source
+    return replace(source, config=override_config(source.config, source.name, {"parameters": parameters}))
 
 
 def _numbered(path: Path, index: int) -> Path:

@@ -9,6 +9,7 @@ no framework itself.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -90,6 +91,15 @@ def thread_count(config: ModelConfig | None, device: str) -> int | None:
         if group.kind == device and group.threads:
             return group.threads
     return int_parameter(config, "intra_op_thread_count")
+
+
+def default_threads(config: ModelConfig | None, device: str, processes: int = 1) -> int:
+    """Threads per instance when the config sets none: the cores this process may use, shared
+    among every instance that runs at once (``processes`` server workers, each with its instances).
+    More threads than cores only makes the instances and the HTTP front end preempt each other."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    instances = sum(group.count for group in config.instance_group if group.kind == device) if config else 1
+    return max(1, cores // (processes * max(1, instances)))
 
 
 def int_parameter(config: ModelConfig | None, key: str) -> int | None:

@@ -20,7 +20,7 @@ import onnxruntime as ort
 
 from modelport.core.errors import ValidationError
 from modelport.runtime.config import ModelConfig
-from modelport.runtime.flavors import find_model_file, int_parameter, load_error, thread_count
+from modelport.runtime.flavors import default_threads, find_model_file, int_parameter, load_error, thread_count
 from modelport.runtime.predictor import Predictor, TensorMeta
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,11 @@ def load(model_dir: Path, config: ModelConfig | None, *, device: str = "cpu") ->
         options.add_session_config_entry("session.disable_prepacking", "1")
     # Always explicit: left to itself onnxruntime pins its pool's threads to cores, and every
     # instance and worker process on the machine would then crowd onto the same core.
-    options.intra_op_num_threads = thread_count(config, device) or _usable_cores()
+    options.intra_op_num_threads = thread_count(config, device) or default_threads(config, device)
+    # Pool threads spin-wait for the next parallel section unless told not to: on a server whose
+    # HTTP front end needs the same cores, the spinning took half the throughput (bench/README.md).
+    if config is None or config.parameters.get("allow_spinning", "").lower() != "true":
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     inter_op = int_parameter(config, "inter_op_thread_count")
     if inter_op:
         options.inter_op_num_threads = inter_op
@@ -118,12 +122,6 @@ def load(model_dir: Path, config: ModelConfig | None, *, device: str = "cpu") ->
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
         raise load_error(path, "an ONNX model", exc) from None
     return OnnxPredictor(session, path)
-
-
-def _usable_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _mapped_copy(path: Path) -> Path:
