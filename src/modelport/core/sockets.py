@@ -7,10 +7,12 @@ import socket
 from modelport.core.errors import ModelportError
 
 
-def listen(host: str, port: int, *, reuse_port: bool = False, option: str | None = None) -> socket.socket:
+def listen(host: str, port: int, *, reuse_port: bool = False, hold_only: bool = False,
+           option: str | None = None) -> socket.socket:
     """A listening TCP socket on ``host:port`` that child processes can inherit. ``reuse_port``
-    binds without listening, holding a port that processes share with SO_REUSEPORT; ``option``
-    names the CLI option the port came from in the error."""
+    lets several sockets (one per process) bind the port, the kernel spreading connections over
+    them; ``hold_only`` binds without listening, holding a port that other processes will share;
+    ``option`` names the CLI option the port came from in the error."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -22,7 +24,7 @@ def listen(host: str, port: int, *, reuse_port: bool = False, option: str | None
         sock.close()
         prefix = f"{option}: " if option else ""
         raise ModelportError(f"{prefix}cannot listen on {host}:{port} ({exc.strerror})") from None
-    if not reuse_port:
+    if not hold_only:
         sock.listen(2048)
     sock.set_inheritable(True)
     return sock

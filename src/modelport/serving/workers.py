@@ -1,9 +1,13 @@
 """``serve --workers N``: N server processes behind one HTTP port, one metrics port and one
 gRPC port, supervised by the process that started them.
 
-The parent binds the HTTP and metrics ports itself (so a busy port fails before anything
-starts), then forks the workers, which accept on those sockets: the kernel spreads connections
-over them. gRPC is shared with SO_REUSEPORT. The first worker starts alone: once it is ready the
+The parent binds the ports itself (so a busy port fails before anything starts), then forks
+the workers. Each worker has an HTTP socket of its own on the shared port (SO_REUSEPORT): the
+kernel spreads connections evenly over them by address hash, where one shared socket lets the
+quickest ``accept`` win (two workers took 47 and 17 of wrk's 64 connections, and the busier
+one's queue set the tail latency). A dead worker's socket stays open in the parent, so its
+connections wait for the replacement instead of being refused. The metrics port is one shared
+socket; gRPC is shared with SO_REUSEPORT. The first worker starts alone: once it is ready the
 models are known to load (and ONNX weights to be mapped, see ``share_weights``), and the others
 follow; a worker that fails to start fails the server with its one error line. A worker that
 dies later is started again. SIGTERM/SIGINT are passed on to every worker, which finish their
@@ -48,18 +52,21 @@ class Workers:
         self.pids: dict[int, int] = {}  # pid → worker index
         self.stopping = False
         self._sockets: list[socket.socket] = []
-        self._http: socket.socket | None = None
+        self._http: list[socket.socket] = []
         self._metrics: socket.socket | None = None
 
     def run(self, on_ready: Callable[[str], None] | None = None) -> int:
         """Serve until SIGTERM/SIGINT; the exit status of the server."""
         options = self.options
         try:
-            self._http = self._keep(listen(options.host, options.http_port))
+            # a plain bind first: SO_REUSEPORT alone would share the port with another such server
+            listen(options.host, options.http_port, hold_only=True).close()
+            self._http = [self._keep(listen(options.host, options.http_port, reuse_port=True))
+                          for _ in range(self.count)]
             if options.metrics_port is not None:
                 self._metrics = self._keep(listen(options.host, options.metrics_port))
             if options.grpc_port is not None:  # holds the port while the workers share it
-                self._keep(listen(options.host, options.grpc_port, reuse_port=True))
+                self._keep(listen(options.host, options.grpc_port, reuse_port=True, hold_only=True))
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self._on_stop)
             if not self._start_all():
@@ -97,8 +104,7 @@ class Workers:
                 for sig in stops:
                     signal.signal(sig, signal.SIG_DFL)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
-                assert self._http is not None
-                self.start(index, WorkerSetup(self._http, self._metrics, self.controls[index], self.controls))
+                self.start(index, WorkerSetup(self._http[index], self._metrics, self.controls[index], self.controls))
                 code = 0
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
