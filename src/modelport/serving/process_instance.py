@@ -10,14 +10,17 @@ The child is started with ``spawn``: the server already runs an event loop and t
 ``fork`` would copy half-alive. Arrays travel pickled, one copy each way. The child ignores
 SIGINT (a terminal's Ctrl-C reaches the whole process group; the server decides when it ends)
 and exits when its pipe closes, so a server killed outright does not leave it behind. A child
-that dies is reported as the failure of the call it was running and started again on the next.
+that dies is reported as the failure of the call it was running and started again at once, in
+the background; the instance's next call waits for it.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import pickle
 import signal
+import threading
 from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -29,6 +32,7 @@ from modelport.core.errors import ModelportError
 from modelport.runtime.config import InstanceGroup, ModelConfig
 from modelport.runtime.predictor import Predictor, load_predictor
 
+log = logging.getLogger(__name__)
 _SPAWN = multiprocessing.get_context("spawn")
 _CLOSE_WAIT_S = 5.0
 GIL_BOUND_FLAVORS = frozenset({"mlflow"})  # a pyfunc's predict is arbitrary Python
@@ -57,6 +61,7 @@ class ProcessPredictor(Predictor):
         self._label = config.name if config is not None and config.name else Path(model_dir).name
         self._process: Any = None
         self._conn: Connection | None = None
+        self._restart: threading.Thread | None = None
         self._start()
 
     def _start(self) -> None:
@@ -73,7 +78,10 @@ class ProcessPredictor(Predictor):
         self.inputs, self.outputs, self.batch_dim = payload
 
     def _predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if self._conn is None:  # the previous call found the process dead: start a new one
+        if self._restart is not None:  # the previous call found the process dead
+            self._restart.join()
+            self._restart = None
+        if self._conn is None:  # and starting it again in the background failed: try once more
             self._start()
         assert self._conn is not None
         try:
@@ -96,11 +104,22 @@ class ProcessPredictor(Predictor):
         process = self._process
         process.join(_CLOSE_WAIT_S)
         self._stop()
+        if doing != "loading the model":
+            self._restart = threading.Thread(target=self._start_again, name=f"restart-{self._label}", daemon=True)
+            self._restart.start()
         raise InstanceProcessDied(f"the instance process of {self._label!r} exited with code {process.exitcode} "
                                   f"while {doing}; it is started again for the next request")
 
+    def _start_again(self) -> None:
+        try:
+            self._start()
+        except Exception:  # noqa: BLE001 - the next call starts it in the open and reports why
+            log.warning("instance process of %r could not be started again", self._label, exc_info=True)
+
     def close(self) -> None:
         """Ask the child to release the model and exit; end it if it does not within a few seconds."""
+        if self._restart is not None:
+            self._restart.join()
         if self._conn is not None:
             try:
                 self._conn.send(None)
