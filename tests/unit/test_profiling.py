@@ -15,7 +15,7 @@ import pytest
 from modelport.cli.profile import parse_duration, parse_ints
 from modelport.core.errors import ModelportError, ValidationError
 from modelport.profiling.grid import Settings, batching_grid, settings_of
-from modelport.profiling.load import LoadResult, LoadTarget, check_loopback, run_rounds
+from modelport.profiling.load import FAILED, TIMED_OUT, LoadResult, LoadTarget, check_loopback, run_open, run_rounds
 from modelport.profiling.recommend import (
     BUDGET_NOT_MET,
     SUCCEEDED,
@@ -231,7 +231,7 @@ def test_samples(tmp_path: Path) -> None:
 @pytest.fixture
 def tiny_server() -> Iterator[str]:
     """An HTTP/1.1 server on loopback: ``/ok`` answers 200 (chunked every other time), ``/bad`` 400,
-    ``/close`` 200 and closes the connection."""
+    ``/busy`` 503, ``/slow`` 200 after a second, ``/close`` 200 and closes the connection."""
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     where: list[str] = []
@@ -249,8 +249,12 @@ def tiny_server() -> Iterator[str]:
             await reader.readexactly(length)
             path = head.split(b" ")[1]
             served += 1
+            if path == b"/slow":
+                await asyncio.sleep(1)
             if path == b"/bad":
                 writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 13\r\n\r\n{\"error\":\"x\"}")
+            elif path == b"/busy":
+                writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
             elif path == b"/ok" and served % 2:
                 writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
             else:
@@ -306,6 +310,40 @@ def test_load_survives_a_refusing_server_and_stays_bounded_in_time() -> None:
     assert results[0].succeeded == 0 and results[0].errors > 0 and "Connect" in (results[0].first_error or "")
 
 
+def test_open_loop_keeps_its_schedule_and_counts_answers_by_status(tiny_server: str) -> None:
+    ok = run_open(f"{tiny_server}/ok", b"{}", rate=200, seconds=0.5, connections=50)
+    assert ok.scheduled == ok.sent == ok.ok == 100 and ok.not_sent == ok.other == ok.timeouts == 0
+    assert 100 < ok.send_rate <= 200 and ok.latency_ms()["max"] is not None and ok.lag_ms()["p50"] is not None
+    busy = run_open(f"{tiny_server}/busy", b"{}", rate=100, seconds=0.2, connections=20)
+    assert busy.rejected == busy.sent == 20 and busy.ok == 0 and busy.first_error is None
+    bad = run_open(f"{tiny_server}/bad", b"{}", rate=100, seconds=0.2, connections=20)
+    assert bad.other == bad.statuses[400] == 20 and bad.first_error == '400: {"error":"x"}'
+
+
+def test_open_loop_times_out_and_does_not_delay_what_finds_no_connection(tiny_server: str) -> None:
+    import time
+
+    began = time.monotonic()
+    slow = run_open(f"{tiny_server}/slow", b"{}", rate=100, seconds=0.3, connections=2, request_timeout=0.1)
+    assert time.monotonic() - began < 1.0  # the server answers after 1 s: nobody waited for it
+    assert slow.scheduled == 30 and slow.ok == 0 and slow.timeouts == slow.statuses[TIMED_OUT] == slow.sent
+    assert slow.not_sent > 10 and slow.latency_ms()["p99"] is None
+
+
+def test_open_loop_against_a_refusing_server_is_bounded_and_counted() -> None:
+    import socket
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nobody listens once it is closed
+    began = time.monotonic()
+    result = run_open(f"http://127.0.0.1:{port}/x", b"{}", rate=100, seconds=0.2, connections=20)
+    assert time.monotonic() - began < 2
+    assert result.sent > 0 and result.statuses[FAILED] == result.other == result.sent - result.timeouts
+    assert "Connect" in (result.first_error or "")
+
+
 def test_only_loopback_is_loaded() -> None:
     check_loopback("http://127.0.0.1:8000/v2")
     check_loopback("http://localhost:1/")
@@ -313,3 +351,5 @@ def test_only_loopback_is_loaded() -> None:
         check_loopback("http://10.0.0.1:8000/")
     with pytest.raises(ValidationError, match="not a loopback address"):
         run_rounds([LoadTarget("http://example.com/", 1)], b"", rounds=1, seconds=0.1)
+    with pytest.raises(ValidationError, match="not a loopback address"):
+        run_open("http://example.com/", b"", rate=1, seconds=0.1, connections=1)

@@ -1,5 +1,5 @@
 """One trial server: a ``modelport serve`` process on free loopback ports, its readiness, what it
-used (CPU time, peak memory) and its stop.
+used (CPU time, peak memory), its resident memory now, and its stop.
 
 Resources are read from ``/proc/<pid>`` rather than from the server's own Prometheus
 ``/metrics``: scraping would run on the event loop being measured (and cost it CPU), the
@@ -101,7 +101,7 @@ class TrialServer:
         now = time.perf_counter()
         if self.process is None:
             return Usage(None, None, now)
-        return Usage(_cpu_seconds(self.process.pid), _peak_bytes(self.process.pid), now)
+        return Usage(_cpu_seconds(self.process.pid), _status_bytes(self.process.pid, "VmHWM:"), now)
 
     def last_log_line(self) -> str:
         try:
@@ -146,13 +146,18 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _peak_bytes(pid: int) -> int | None:
+def resident_bytes(pid: int) -> int | None:
+    """The process's resident memory now (``VmRSS``); None off Linux or once it has exited."""
+    return _status_bytes(pid, "VmRSS:")
+
+
+def _status_bytes(pid: int, key: str) -> int | None:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return None
     for line in status.splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(key):
             return int(line.split()[1]) * 1024
     return None
 
