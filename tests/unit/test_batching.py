@@ -144,3 +144,21 @@ def test_adaptive_mode_batches_more_under_load_and_stays_in_budget() -> None:
     assert max(latencies) < 0.05 * 1.5
     assert sum(sizes) == 160 and len(sizes) < 40  # batched, not one run per request
     assert batcher.cost.predict(32) > batcher.cost.predict(1)
+
+
+def test_adaptive_mode_never_waits_for_rows_that_are_not_coming() -> None:
+    async def quick(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        await asyncio.sleep(0.001)
+        return {"y": inputs["x"]}
+
+    # a 400 ms budget allows batches of 32; only 4 callers are in flight, so a batch of 32 never
+    # fills: each batch must go as soon as the instance is free, not after half the budget
+    batcher = DynamicBatcher(DynamicBatching(latency_budget_ms=400), 32, 1, quick)
+
+    async def scenario() -> list:
+        results = []
+        for _ in range(10):
+            results += await _run_all(batcher, [_request(i) for i in range(4)])
+        return results
+
+    assert max(r.queued for r in asyncio.run(scenario())) < 0.1

@@ -13,8 +13,13 @@ once, and splits the outputs back to the callers:
   ``default_timeout_microseconds`` answers 503, so memory never grows without bound.
 
 The adaptive policy (``latency_budget_ms``) replaces the two knobs: it keeps a running linear
-model of batch cost (``cost(n) = fixed + per_row * n``) and picks the largest batch whose cost
-plus waiting fits half the budget, waiting at most what remains of that half.
+model of batch cost (``cost(n) = fixed + per_row * n``), caps a batch at the largest size whose
+cost fits half the budget, and never waits: a batch goes out as soon as an instance is free. At
+load, what queues while the instance runs *is* the next batch, so batches grow with the load by
+themselves; waiting for more rows only adds latency while the instance idles. (Measured in
+``bench/adaptive.py``: every static delay came within noise of delay 0, and an earlier adaptive
+policy that waited for its target size reached half the best static throughput, because with a
+fixed number of requests in flight the target could never fill.)
 
 What a request carries is up to its :class:`Parts`: named tensors batched on dim 0
 (:class:`TensorParts`, the models) or one opaque item per request handed over as a list
@@ -218,7 +223,7 @@ class DynamicBatcher:
             batch, send_now = self._candidate()
             if send_now:
                 return self._take(len(batch))
-            wait = self._wait_budget(batch) - (time.perf_counter() - self._queue[0].enqueued)
+            wait = self._delay - (time.perf_counter() - self._queue[0].enqueued)
             if wait <= 0:
                 return self._take(len(batch))
             self._arrival.clear()
@@ -232,36 +237,30 @@ class DynamicBatcher:
         batch: list[_Pending] = []
         total, best_preferred, stopped = 0, 0, False
         head = self._queue[0].key
+        limit = self._adaptive_limit() if self._budget else self.max_batch_size
         for pending in self._queue:
-            if total + pending.rows > self.max_batch_size or pending.key != head:
+            if total + pending.rows > limit or pending.key != head:
                 stopped = True
                 break
             batch.append(pending)
             total += pending.rows
             if total in self._preferred:
                 best_preferred = len(batch)
-        if not batch:  # a single request larger than max_batch_size never gets here (checked earlier)
+        if not batch:  # the head alone exceeds the adaptive cap (never max_batch_size: checked earlier)
             return [self._queue[0]], True
-        target = self._adaptive_target() if self._budget else None
-        if target is not None:
-            return batch, stopped or total >= target
+        if self._budget:
+            return batch, True
         if best_preferred:
             return batch[:best_preferred], True
         return batch, stopped or total >= self.max_batch_size or self._delay == 0
 
-    def _adaptive_target(self) -> int:
+    def _adaptive_limit(self) -> int:
         """Largest batch whose predicted cost fits half the latency budget (at least 1)."""
         half = self._budget / 2
         size = self.max_batch_size
         while size > 1 and self.cost.predict(size) > half:
             size //= 2
         return size
-
-    def _wait_budget(self, batch: list[_Pending]) -> float:
-        if self._budget is None:
-            return self._delay
-        rows = sum(p.rows for p in batch)
-        return max(0.0, self._budget / 2 - self.cost.predict(rows))
 
     def _take(self, count: int) -> list[_Pending]:
         return [self._queue.popleft() for _ in range(count)]
