@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -17,9 +18,9 @@ class FakeModel:
     def __init__(self, delay: float = 0.0, fail: bool = False) -> None:
         self.delay, self.fail, self.batches = delay, fail, []
 
-    async def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.batches.append(len(inputs["x"]))
-        await asyncio.sleep(self.delay)
+        time.sleep(self.delay)
         if self.fail:
             raise RuntimeError("model exploded")
         return {"y": inputs["x"] * 2}
@@ -99,8 +100,8 @@ def test_a_failing_batch_fails_each_caller_and_the_batcher_goes_on() -> None:
 def test_preserve_ordering_completes_in_arrival_order() -> None:
     finished: list[float] = []
 
-    async def uneven(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        await asyncio.sleep(0.05 if inputs["x"][0, 0] == 0 else 0.0)  # the first batch is the slowest
+    def uneven(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        time.sleep(0.05 if inputs["x"][0, 0] == 0 else 0.0)  # the first batch is the slowest
         return {"y": inputs["x"]}
 
     settings = DynamicBatching(preserve_ordering=True)
@@ -125,8 +126,8 @@ def test_cost_model_learns_a_linear_cost() -> None:
 
 
 def test_adaptive_mode_batches_more_under_load_and_stays_in_budget() -> None:
-    async def costly(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        await asyncio.sleep(0.002 + 0.0002 * len(inputs["x"]))
+    def costly(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        time.sleep(0.002 + 0.0002 * len(inputs["x"]))
         return {"y": inputs["x"]}
 
     sizes: list[int] = []
@@ -147,8 +148,8 @@ def test_adaptive_mode_batches_more_under_load_and_stays_in_budget() -> None:
 
 
 def test_adaptive_mode_never_waits_for_rows_that_are_not_coming() -> None:
-    async def quick(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        await asyncio.sleep(0.001)
+    def quick(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        time.sleep(0.001)
         return {"y": inputs["x"]}
 
     # a 400 ms budget allows batches of 32; only 4 callers are in flight, so a batch of 32 never

@@ -1,8 +1,8 @@
 """Server-side dynamic batching with Triton's semantics, plus an adaptive policy.
 
-Requests of one model wait in a bounded queue; whenever a model instance is free, the
-scheduler walks the queue in arrival order and forms a batch (concatenate on dim 0), runs it
-once, and splits the outputs back to the callers:
+Requests of one model wait in a bounded queue; whenever a model instance is free, its
+scheduler thread walks the queue in arrival order and forms a batch (concatenate on dim 0),
+runs it once, and splits the outputs back to the callers:
 
 * a batch stops before it would exceed ``max_batch_size`` or at a request whose non-batch
   shapes or dtypes differ (it cannot be concatenated);
@@ -29,9 +29,10 @@ What a request carries is up to its :class:`Parts`: named tensors batched on dim
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -42,7 +43,7 @@ from modelport.runtime.config import DynamicBatching
 
 In = TypeVar("In")
 Out = TypeVar("Out")
-Runner = Callable[[Any], Awaitable[Any]]
+Runner = Callable[[Any], Any]  # runs one joined batch, in a batcher thread
 
 
 class Parts(Protocol[In, Out]):
@@ -114,15 +115,6 @@ class QueueRejected(ModelportError):
     http_status = 503
 
 
-@dataclass
-class _Pending:
-    inputs: Any
-    rows: int
-    key: Hashable
-    future: asyncio.Future[Batched]
-    enqueued: float = field(default_factory=time.perf_counter)
-
-
 class CostModel:
     """Running least-squares fit of batch execution time against batch size (seconds)."""
 
@@ -148,10 +140,15 @@ class CostModel:
 
 
 class DynamicBatcher:
-    """One per batching model; ``submit`` is called on the event loop by every request."""
+    """One per batching model. ``submit`` queues a request from the event loop; one scheduler
+    thread per model instance forms batches from the queue and runs them. The scheduling lives
+    off the event loop so that a model keeps working while the loop is busy: under overload the
+    loop spends its time refusing requests, and a scheduler on the loop only got to start the next
+    batch once per (long) loop turn, leaving the model idle (``bench/overload.py``)."""
 
     def __init__(self, settings: DynamicBatching, max_batch_size: int, instances: int, runner: Runner,
-                 on_batch: Callable[[int, float], None] | None = None, parts: Parts | None = None) -> None:
+                 on_batch: Callable[[int, float], None] | None = None, parts: Parts | None = None,
+                 name: str = "model") -> None:
         self.parts: Parts = parts or TensorParts()
         self.settings = settings
         self.max_batch_size = max_batch_size
@@ -161,76 +158,73 @@ class DynamicBatcher:
         self._budget = settings.latency_budget_ms / 1000 if settings.latency_budget_ms else None
         self._runner = runner
         self._on_batch = on_batch
-        self._instances = instances
         self._queue: deque[_Pending] = deque()
-        self._previous: asyncio.Future[None] | None = None
+        self._changed = threading.Condition()  # guards the queue, the cost model and ``_closed``
+        self._closed = False
+        self._order = _Turns() if settings.preserve_ordering else None
         self.cost = CostModel()
-        self._task: asyncio.Task[None] | None = None
+        self._threads = [threading.Thread(target=self._serve, name=f"{name}-batcher-{index}", daemon=True)
+                         for index in range(instances)]
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def full(self) -> bool:
+        """Whether a request arriving now would be refused for want of queue space."""
+        return bool(self.settings.max_queue_size) and len(self._queue) >= self.settings.max_queue_size
+
+    @property
+    def idle(self) -> bool:
+        """Nothing is queued (read without the lock: a hint, not a promise)."""
+        return not self._queue
 
     async def submit(self, inputs: Any) -> Batched:
-        if self.settings.max_queue_size and len(self._queue) >= self.settings.max_queue_size:
-            raise QueueRejected("Exceeds maximum queue size")
         loop = asyncio.get_running_loop()
-        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
-            self._start(loop)
-        pending = _Pending(inputs, self.parts.rows(inputs), self.parts.key(inputs), loop.create_future())
-        self._queue.append(pending)
-        self._arrival.set()
+        pending = _Pending(inputs, self.parts.rows(inputs), self.parts.key(inputs), loop.create_future(), loop)
+        with self._changed:
+            if self._closed:
+                raise QueueRejected("model unloaded")
+            if self.full:
+                raise QueueRejected("Exceeds maximum queue size")
+            self._queue.append(pending)
+            self._changed.notify()
         return await pending.future
 
-    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The scheduler and its primitives belong to the loop that serves the requests."""
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-        self._queue.clear()
-        self._arrival = asyncio.Event()
-        self._slots = asyncio.Semaphore(self._instances)
-        self._previous = None
-        self._task = loop.create_task(self._schedule())
-
     def close(self) -> None:
-        """Stop scheduling and fail what is still queued; callable from any thread."""
-        if self._task is None:
-            return
-        try:
-            self._task.get_loop().call_soon_threadsafe(self._shutdown)
-        except RuntimeError:  # the loop is already closed: nothing is waiting any more
-            pass
+        """Fail what is still queued, let the batches being run finish, and stop the threads."""
+        with self._changed:
+            self._closed = True
+            while self._queue:
+                self._queue.popleft().fail(QueueRejected("model unloaded"))
+            self._changed.notify_all()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join()
 
-    def _shutdown(self) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        while self._queue:
-            pending = self._queue.popleft()
-            if not pending.future.done():
-                pending.future.set_exception(QueueRejected("model unloaded"))
+    # -- scheduling (in the batcher's threads) -------------------------------------------------
 
-    # -- scheduling -----------------------------------------------------------------------------
-
-    async def _schedule(self) -> None:
+    def _serve(self) -> None:
         while True:
-            await self._slots.acquire()
-            batch = await self._next_batch()
-            asyncio.get_running_loop().create_task(self._dispatch(batch))
+            with self._changed:
+                batch = self._next_batch()
+                turn = self._order.take() if self._order is not None and batch else None
+            if batch is None:
+                return
+            self._run(batch, turn)
 
-    async def _next_batch(self) -> list[_Pending]:
-        while True:
+    def _next_batch(self) -> list[_Pending] | None:
+        """The next batch to run (called holding the lock), or None once the batcher is closed."""
+        while not self._closed:
             self._expire()
             if not self._queue:
-                self._arrival.clear()
-                await self._arrival.wait()
+                self._changed.wait()
                 continue
             batch, send_now = self._candidate()
-            if send_now:
-                return self._take(len(batch))
-            wait = self._delay - (time.perf_counter() - self._queue[0].enqueued)
+            wait = 0.0 if send_now else self._delay - (time.perf_counter() - self._queue[0].enqueued)
             if wait <= 0:
                 return self._take(len(batch))
-            self._arrival.clear()
-            try:
-                await asyncio.wait_for(self._arrival.wait(), wait)
-            except asyncio.TimeoutError:
-                pass
+            self._changed.wait(wait)
+        return None
 
     def _candidate(self) -> tuple[list[_Pending], bool]:
         """The batch the queue head allows, and whether it should go out now."""
@@ -270,42 +264,88 @@ class DynamicBatcher:
             return
         now = time.perf_counter()
         while self._queue and now - self._queue[0].enqueued > self._timeout:
-            pending = self._queue.popleft()
-            if not pending.future.done():
-                pending.future.set_exception(QueueRejected("Request timeout expired"))
+            self._queue.popleft().fail(QueueRejected("Request timeout expired"))
 
-    async def _dispatch(self, batch: list[_Pending]) -> None:
-        previous, done = self._previous, asyncio.get_running_loop().create_future()
-        if self.settings.preserve_ordering:
-            self._previous = done
+    def _run(self, batch: list[_Pending], turn: int | None) -> None:
+        live = [p for p in batch if not p.future.done()]  # callers may have given up
+        outcomes: list[tuple[_Pending, Any, BaseException | None]]
+        started = time.perf_counter()
         try:
-            live = [p for p in batch if not p.future.done()]  # callers may have given up
             if not live:
-                return
-            started = time.perf_counter()
-            try:
-                outputs = await self._runner(self.parts.join([p.inputs for p in live]))
+                outcomes = []
+            else:
+                outputs = self._runner(self.parts.join([p.inputs for p in live]))
                 shares = self.parts.split(outputs, [p.rows for p in live])
-            except BaseException as exc:  # every caller in the batch gets the same error
-                await _after(previous)
-                for pending in live:
-                    if not pending.future.done():
-                        pending.future.set_exception(exc)
-                return
-            elapsed = time.perf_counter() - started
-            rows = sum(p.rows for p in live)
-            self.cost.observe(rows, elapsed)
-            if self._on_batch is not None:
-                self._on_batch(rows, elapsed)
-            await _after(previous)
-            for pending, share in zip(live, shares):
-                if not pending.future.done():
-                    pending.future.set_result(Batched(share, started - pending.enqueued, elapsed, rows))
+                elapsed = time.perf_counter() - started
+                rows = sum(p.rows for p in live)
+                with self._changed:
+                    self.cost.observe(rows, elapsed)
+                if self._on_batch is not None:
+                    self._on_batch(rows, elapsed)
+                outcomes = [(p, Batched(share, started - p.enqueued, elapsed, rows), None)
+                            for p, share in zip(live, shares)]
+        except BaseException as exc:  # noqa: BLE001 - every caller in the batch gets the same error
+            outcomes = [(p, None, exc) for p in live]
+        if self._order is not None and turn is not None:
+            self._order.wait_for(turn)
+        try:
+            _settle(outcomes)
         finally:
-            done.set_result(None)
-            self._slots.release()
+            if self._order is not None and turn is not None:
+                self._order.done()
 
 
-async def _after(previous: asyncio.Future[None] | None) -> None:
-    if previous is not None:
-        await asyncio.shield(previous)
+@dataclass
+class _Pending:
+    inputs: Any
+    rows: int
+    key: Hashable
+    future: asyncio.Future[Batched]
+    loop: asyncio.AbstractEventLoop
+    enqueued: float = field(default_factory=time.perf_counter)
+
+    def fail(self, error: BaseException) -> None:
+        _settle([(self, None, error)])
+
+
+class _Turns:
+    """``preserve_ordering``: batches hand their answers back in the order they were taken."""
+
+    def __init__(self) -> None:
+        self._turn = threading.Condition()
+        self._next_taken = self._next_done = 0
+
+    def take(self) -> int:
+        self._next_taken += 1
+        return self._next_taken - 1
+
+    def wait_for(self, turn: int) -> None:
+        with self._turn:
+            self._turn.wait_for(lambda: self._next_done == turn)
+
+    def done(self) -> None:
+        with self._turn:
+            self._next_done += 1
+            self._turn.notify_all()
+
+
+def _settle(outcomes: list[tuple[_Pending, Any, BaseException | None]]) -> None:
+    """Hand results to their callers' event loops, one wake-up per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any, BaseException | None]]] = {}
+    for pending, result, error in outcomes:
+        by_loop.setdefault(pending.loop, []).append((pending.future, result, error))
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, items)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+
+def _resolve(items: list[tuple[asyncio.Future, Any, BaseException | None]]) -> None:
+    for future, result, error in items:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)

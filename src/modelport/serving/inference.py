@@ -15,7 +15,19 @@ from modelport.core.errors import ModelportError, ValidationError
 from modelport.monitor.trace import RequestTrace, current_trace
 from modelport.protocol.classification import classify
 from modelport.protocol.types import InferenceRequest, InferenceResponse, InferOutput
+from modelport.serving.batching import QueueRejected
 from modelport.serving.model import ServedModel
+
+
+def admit(model: ServedModel) -> None:
+    """Refuse a request the model's full queue would refuse anyway, before its body is decoded.
+
+    Under overload most requests are refused, and every microsecond a refusal costs is taken from
+    the requests being served: decoding a JSON body first made refusals cost as much as answers
+    (``bench/overload.py``)."""
+    if model.batcher is not None and model.batcher.full:
+        model.stats.record_request(False, 0, 0, 0, 0, 0, "REJECTED")
+        raise QueueRejected("Exceeds maximum queue size")
 
 
 async def infer(model: ServedModel, request: InferenceRequest) -> InferenceResponse:
@@ -36,7 +48,8 @@ async def infer(model: ServedModel, request: InferenceRequest) -> InferenceRespo
         outputs = _outputs(model, request, execution.outputs)
         done = time.perf_counter_ns()
     except ModelportError as exc:
-        reason = "OTHER" if isinstance(exc, ValidationError) else "BACKEND"
+        reason = "OTHER" if isinstance(exc, ValidationError) else "REJECTED" if isinstance(exc, QueueRejected) \
+            else "BACKEND"
         model.stats.record_request(False, time.perf_counter_ns() - start, queue_ns, 0, infer_ns, 0, reason)
         trace = current_trace.get()
         if trace is not None:

@@ -73,10 +73,14 @@ class ServedModel:
         # to threads if runs grow. Never for instances in child processes: their run is a wait.
         self._inline = not any(isinstance(instance, ProcessPredictor) for instance in instances)
         self._run_ns: float | None = None
+        # With batching, only when a batch would go out at once anyway (no queue delay to honour).
+        batching = config.dynamic_batching
+        self._no_wait = batching is not None and (batching.latency_budget_ms is not None
+                                                  or batching.max_queue_delay_microseconds == 0)
         self.batcher = None
         if config.dynamic_batching is not None and config.max_batch_size > 0:
             self.batcher = DynamicBatcher(config.dynamic_batching, config.max_batch_size, len(instances),
-                                          self._run_batch, on_batch=self._record_batch)
+                                          self._run_batch, on_batch=self._record_batch, name=self.name)
 
     @classmethod
     def load(cls, source: ModelSource) -> ServedModel:
@@ -120,35 +124,43 @@ class ServedModel:
         }
 
     async def execute(self, inputs: dict[str, np.ndarray], request_id: str | None) -> Execution:
+        submitted = time.perf_counter_ns()
         if self.batcher is not None:
             check_inputs(self._instances[0].inputs, inputs)  # a bad request must not sink a batch
-            batched = await self.batcher.submit(inputs)
-            return Execution(batched.outputs, int(batched.queued * 1e9), int(batched.executed * 1e9), batched.batch_size)
-        submitted = time.perf_counter_ns()
-        outputs, started, finished = await self._in_thread(inputs, request_id)
+            ran = self._inline_run(inputs, request_id) if self._no_wait and self.batcher.idle else None
+            if ran is None:
+                batched = await self.batcher.submit(inputs)
+                return Execution(batched.outputs, int(batched.queued * 1e9), int(batched.executed * 1e9),
+                                 batched.batch_size)
+            outputs, started, finished = ran  # nothing to batch with, and cheaper than the hop
+        else:
+            outputs, started, finished = self._inline_run(inputs, request_id) or await self._in_thread(inputs, request_id)
         rows = next(iter(inputs.values())).shape[0] if self.batched and inputs else 1
         self.stats.record_execution(rows, 0, finished - started, 0)
         return Execution(outputs, started - submitted, finished - started, rows)
 
-    async def _run_batch(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outputs, _, _ = await self._in_thread(inputs, None)
+    def _run_batch(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The batcher's runner, called in its threads."""
+        outputs, _, _ = self._predict(inputs, None)
         return outputs
 
     def _record_batch(self, rows: int, seconds: float) -> None:
         self.stats.record_execution(rows, 0, int(seconds * 1e9), 0)
 
-    async def _in_thread(self, inputs: dict[str, np.ndarray], request_id: str | None) -> tuple[dict, int, int]:
-        """Run on a free instance: right here when runs are known to be shorter than the hop to a
-        worker thread would be (and an instance is free), else in a worker thread."""
+    def _inline_run(self, inputs: dict[str, np.ndarray], request_id: str | None) -> tuple[dict, int, int] | None:
+        """Run right here on the event loop when runs are known to be shorter than the hop to a
+        thread would be and an instance is free; None when the run must go elsewhere."""
         if self._closed:
             raise ModelUnavailable(f"model {self.name!r} version {self.version} was unloaded")
-        if self._inline and self._run_ns is not None and self._run_ns < INLINE_LIMIT_NS:
-            try:
-                instance = self._free.get_nowait()
-            except queue.Empty:
-                pass
-            else:
-                return self._run_on(instance, inputs, request_id)
+        if not self._inline or self._run_ns is None or self._run_ns >= INLINE_LIMIT_NS:
+            return None
+        try:
+            instance = self._free.get_nowait()
+        except queue.Empty:
+            return None
+        return self._run_on(instance, inputs, request_id)
+
+    async def _in_thread(self, inputs: dict[str, np.ndarray], request_id: str | None) -> tuple[dict, int, int]:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, self._predict, inputs, request_id)

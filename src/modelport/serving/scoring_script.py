@@ -277,13 +277,37 @@ class ScriptHost:
             raise _RunFailed() from error
         return finished.result()
 
-    async def _run_batch(self, requests: list[dict[str, Any]]) -> list[tuple[Any, float]]:
-        """One run() over a batch: each argument becomes the list of the requests' values."""
-        value, elapsed_ms = await self._invoke({name: [r[name] for r in requests] for name in requests[0]})
+    def _run_batch(self, requests: list[dict[str, Any]]) -> list[tuple[Any, float]]:
+        """One run() over a batch, in a batcher thread: each argument becomes the list of the
+        requests' values."""
+        value, elapsed_ms = self._call({name: [r[name] for r in requests] for name in requests[0]})
         if not isinstance(value, (list, tuple)) or len(value) != len(requests):
             got = f"{len(value)} answer(s)" if isinstance(value, (list, tuple)) else f"a {type(value).__name__}"
             raise _RunFailed() from ValueError(f"run() returned {got} for a batch of {len(requests)} requests")
         return [(answer, elapsed_ms) for answer in value]
+
+    def _call(self, kwargs: dict[str, Any]) -> tuple[Any, float]:
+        """``run(**kwargs)`` in this thread under the scoring timeout, which raises TimeoutError
+        inside run() (so a batch's callers hear of it once run() runs Python code again)."""
+        call, expired = _ThreadCall(), threading.Event()
+
+        def interrupt() -> None:
+            expired.set()
+            call.interrupt()
+
+        timer = threading.Timer(self.timeout_ms / 1000, interrupt)
+        with self._slots:
+            call.enter()
+            timer.start()
+            begin = time.perf_counter()
+            try:
+                value = self._run(**kwargs)
+            except BaseException as exc:  # noqa: BLE001 - everything run() raises, the timeout included
+                raise (_RunTimedOut() if expired.is_set() else _RunFailed()) from exc
+            finally:
+                call.leave()
+                timer.cancel()
+        return value, (time.perf_counter() - begin) * 1000
 
     def _response(self, value: Any) -> ScoreResponse:
         """A run() result as azmlinfsrv sends it: an AMLResponse as built, anything else as JSON."""

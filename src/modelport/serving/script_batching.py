@@ -44,7 +44,7 @@ def script_batcher(module: ModuleType, script: Path, run_kind: str, concurrency:
         raise ValidationError(f"scoring script {script}: {SIZE_ATTRIBUTE} needs run(data) to take the request "
                               f"body; a {run_kind} run() is called once per request")
     batching = _settings(settings or {}, script)
-    return DynamicBatcher(batching, size, concurrency, runner, parts=ItemParts())
+    return DynamicBatcher(batching, size, concurrency, runner, parts=ItemParts(), name=script.stem)
 
 
 def _settings(data: object, script: Path) -> DynamicBatching:

@@ -145,6 +145,7 @@ class V2Api:
     ) -> tuple[bytes, dict[str, str]]:
         """The whole inference over raw bytes: shared by the routed handler and the fast path."""
         model = self.repository.get(name, version)
+        inference.admit(model)
         decoded = decode_request(body, headers.get("inference-header-content-length"))
         if self.timeout_s is None:
             result = await inference.infer(model, decoded)
