@@ -2,12 +2,13 @@
 gRPC port, supervised by the process that started them.
 
 The parent binds the ports itself (so a busy port fails before anything starts), then forks
-the workers. Each worker has an HTTP socket of its own on the shared port (SO_REUSEPORT): the
-kernel spreads connections evenly over them by address hash, where one shared socket lets the
-quickest ``accept`` win (two workers took 47 and 17 of wrk's 64 connections, and the busier
-one's queue set the tail latency). A dead worker's socket stays open in the parent, so its
-connections wait for the replacement instead of being refused. The metrics port is one shared
-socket; gRPC is shared with SO_REUSEPORT. The first worker starts alone: once it is ready the
+the workers. Each worker gets an HTTP socket of its own on the shared port (SO_REUSEPORT), made
+just before it is forked and held by it alone: the kernel spreads connections evenly over the
+live workers' sockets by address hash, where one shared socket lets the quickest ``accept`` win
+(two workers took 47 and 17 of wrk's 64 connections, and the busier one's queue set the tail
+latency). A worker not yet started or dead has no socket, so no connection waits for it; the
+parent holds the port meanwhile with a bound, non-listening socket. The metrics port is one
+shared socket; gRPC is shared with SO_REUSEPORT. The first worker starts alone: once it is ready the
 models are known to load (and ONNX weights to be mapped, see ``share_weights``), and the others
 follow; a worker that fails to start fails the server with its one error line. A worker that
 dies later is started again. SIGTERM/SIGINT are passed on to every worker, which finish their
@@ -52,7 +53,6 @@ class Workers:
         self.pids: dict[int, int] = {}  # pid → worker index
         self.stopping = False
         self._sockets: list[socket.socket] = []
-        self._http: list[socket.socket] = []
         self._metrics: socket.socket | None = None
 
     def run(self, on_ready: Callable[[str], None] | None = None) -> int:
@@ -61,8 +61,7 @@ class Workers:
         try:
             # a plain bind first: SO_REUSEPORT alone would share the port with another such server
             listen(options.host, options.http_port, hold_only=True).close()
-            self._http = [self._keep(listen(options.host, options.http_port, reuse_port=True))
-                          for _ in range(self.count)]
+            self._keep(listen(options.host, options.http_port, reuse_port=True, hold_only=True))
             if options.metrics_port is not None:
                 self._metrics = self._keep(listen(options.host, options.metrics_port))
             if options.grpc_port is not None:  # holds the port while the workers share it
@@ -96,6 +95,7 @@ class Workers:
         # Stop signals wait until the child has its own handlers: one that arrived in between
         # would run the parent's handler in the child and be lost.
         stops = {signal.SIGTERM, signal.SIGINT}
+        http = listen(self.options.host, self.options.http_port, reuse_port=True)
         signal.pthread_sigmask(signal.SIG_BLOCK, stops)
         pid = os.fork()
         if pid == 0:  # the worker: serve, and never return into the parent's code
@@ -104,7 +104,7 @@ class Workers:
                 for sig in stops:
                     signal.signal(sig, signal.SIG_DFL)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
-                self.start(index, WorkerSetup(self._http[index], self._metrics, self.controls[index], self.controls))
+                self.start(index, WorkerSetup(http, self._metrics, self.controls[index], self.controls))
                 code = 0
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
@@ -114,6 +114,7 @@ class Workers:
                 traceback.print_exc()
             finally:
                 os._exit(code)
+        http.close()  # the worker's alone: it closes with the worker
         self.pids[pid] = index
         signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
         return pid
