@@ -114,3 +114,24 @@ def test_the_real_server_batches_a_script(tmp_path: Path) -> None:
         assert server.stop() == 0
     assert [r.json()["x"] for r in replies] == [2 * i for i in range(12)]
     assert 1 < max(r.json()["batch"] for r in replies) <= 4
+
+
+def test_a_batch_past_the_scoring_timeout_is_a_500_and_the_script_serves_on(tmp_path: Path) -> None:
+    source = """
+        import time
+
+        MODELPORT_MAX_BATCH_SIZE = 4
+
+        def init():
+            pass
+
+        def run(bodies):
+            while any("slow" in body for body in bodies):
+                time.sleep(0.01)
+            return ["done"] * len(bodies)
+    """
+    host = ScriptHost(_script(tmp_path, source), timeout_ms=200)
+    app = Starlette(routes=azureml_routes(host, None, None))
+    slow = asyncio.run(_score(app, [{"slow": True}]))[0]
+    assert slow.status_code == 500 and slow.json() == {"message": "Scoring timeout after 200 ms"}
+    assert asyncio.run(_score(app, [{"x": 1}]))[0].json() == "done"

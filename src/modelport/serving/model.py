@@ -1,9 +1,10 @@
 """A loaded model version: its completed config, its predictor instances and its statistics.
 
 Each instance (``instance_group.count``) is a separate ``Predictor``; a request borrows a free
-one in a worker thread, so instances run in parallel while the event loop keeps serving. An
-instance is the model itself, or a ``ProcessPredictor`` that runs it in a child process when the
-model's Python would hold the GIL.
+one in a worker thread (or, batched, in one of the batcher's threads), so instances run in
+parallel while the event loop keeps serving. A run known to be shorter than that hop to a thread
+borrows the instance on the event loop itself. An instance is the model itself, or a
+``ProcessPredictor`` that runs it in a child process when the model's Python would hold the GIL.
 """
 
 from __future__ import annotations
