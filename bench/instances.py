@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from serve_http import in_turns
+from serve_http import in_turns, print_ratios
 
 MODEL = '''
 import mlflow.pyfunc
@@ -81,16 +80,7 @@ def main() -> None:
         runs = in_turns({label: [*serve, "--model-config", json.dumps({"instance_group": groups})]
                          for label, groups in VARIANTS.items()},
                         "/v2/models/work/infer", body, args.concurrency, args.duration, args.rounds)
-    print(json.dumps({label: [{"rps": r["rps"], "p99_us": r["p99_us"]} for r in rs] for label, rs in runs.items()},
-                     indent=1))
-    base = runs["1 instance"]
-    print(f"\n| variant (c={args.concurrency}, ~{args.work_ms:g} ms of Python per request) | req/s | × 1 instance | p99 ms |")
-    print("|---|---|---|---|")
-    for label, rs in runs.items():
-        ratio = statistics.median(r["rps"] / b["rps"] for r, b in zip(rs, base))
-        print(f"| {label} | {statistics.median(r['rps'] for r in rs):,.0f} | {ratio:.2f} | "
-              f"{statistics.median(r['p99_us'] for r in rs) / 1000:.1f} |")
-
+    print_ratios(runs, "1 instance", f"variant (c={args.concurrency}, ~{args.work_ms:g} ms of Python per request)")
 
 if __name__ == "__main__":
     main()

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from serve_http import MODELS, in_turns
+from serve_http import MODELS, in_turns, print_ratios
 
 from modelport.samples import build_mlp_onnx
 
@@ -76,17 +75,7 @@ def main() -> None:
         x = np.random.default_rng(1).standard_normal((1, sizes[0])).astype(np.float32)
         body.write_text(json.dumps({"data": x.tolist()}))
         runs = in_turns(commands, "/score", body, args.concurrency, args.duration, args.rounds)
-    print(json.dumps({label: [{"rps": r["rps"], "p99_us": r["p99_us"], "non2xx": r["non2xx"]} for r in rs]
-                      for label, rs in runs.items()}, indent=1))
-    base = runs["run per request"]
-    print(f"\n| scoring script, medium model, c={args.concurrency} | req/s | × per request | p50 ms | p99 ms |")
-    print("|---|---|---|---|---|")
-    for label, rs in runs.items():
-        ratio = statistics.median(r["rps"] / b["rps"] for r, b in zip(rs, base))
-        print(f"| {label} | {statistics.median(r['rps'] for r in rs):,.0f} | {ratio:.2f} | "
-              f"{statistics.median(r['p50_us'] for r in rs) / 1000:.1f} | "
-              f"{statistics.median(r['p99_us'] for r in rs) / 1000:.1f} |")
-
+    print_ratios(runs, "run per request", f"scoring script, medium model, c={args.concurrency}")
 
 if __name__ == "__main__":
     main()

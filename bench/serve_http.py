@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -98,6 +99,19 @@ def in_turns(commands: dict[str, list[str]], path: str, body: Path, connections:
         for _, process in servers.values():
             process.terminate()
             process.wait(timeout=60)
+
+
+def print_ratios(runs: dict[str, list[dict]], base: str, title: str) -> None:
+    """The raw runs as JSON, then a markdown table: medians of each variant over the rounds, and its
+    requests/s as a ratio to ``base`` paired by round."""
+    print(json.dumps({label: [{k: r[k] for k in ("rps", "p50_us", "p99_us", "non2xx")} for r in rs]
+                      for label, rs in runs.items()}, indent=1))
+    print(f"\n| {title} | req/s | × {base} | p50 ms | p99 ms |\n|---|---|---|---|---|")
+    for label, rs in runs.items():
+        ratio = statistics.median(r["rps"] / b["rps"] for r, b in zip(rs, runs[base]))
+        print(f"| {label} | {statistics.median(r['rps'] for r in rs):,.0f} | {ratio:.2f} | "
+              f"{statistics.median(r['p50_us'] for r in rs) / 1000:.1f} | "
+              f"{statistics.median(r['p99_us'] for r in rs) / 1000:.1f} |")
 
 
 def main() -> None:
