@@ -163,3 +163,11 @@ def test_adaptive_mode_never_waits_for_rows_that_are_not_coming() -> None:
         return results
 
     assert max(r.queued for r in asyncio.run(scenario())) < 0.1
+
+
+def test_adaptive_batches_take_a_share_of_the_requests_in_flight() -> None:
+    model = FakeModel(delay=0.005)
+    # 8 requests in flight, one instance: batches of at most 4, so the front end has the other half
+    batcher = DynamicBatcher(DynamicBatching(latency_budget_ms=1000), 32, 1, model, in_flight=lambda: 8)
+    asyncio.run(_run_all(batcher, [_request(i) for i in range(8)]))
+    assert sum(model.batches) == 8 and max(model.batches) <= 4

@@ -7,6 +7,8 @@ HTTP and gRPC front ends both call :func:`infer`, so the rules live in one place
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -19,15 +21,22 @@ from modelport.serving.batching import QueueRejected
 from modelport.serving.model import ServedModel
 
 
-def admit(model: ServedModel) -> None:
-    """Refuse a request the model's full queue would refuse anyway, before its body is decoded.
+@contextmanager
+def admitted(model: ServedModel) -> Iterator[None]:
+    """A request from its decoding to its encoded answer: refused at once when the model's queue
+    is full, counted in ``model.in_flight`` otherwise (the adaptive batcher sizes batches by it).
 
-    Under overload most requests are refused, and every microsecond a refusal costs is taken from
-    the requests being served: decoding a JSON body first made refusals cost as much as answers
-    (``bench/overload.py``)."""
+    The refusal comes before the body is decoded: under overload most requests are refused, and
+    every microsecond a refusal costs is taken from the requests being served; decoding a JSON
+    body first made refusals cost as much as answers (``bench/overload.py``)."""
     if model.batcher is not None and model.batcher.full:
         model.stats.record_request(False, 0, 0, 0, 0, 0, "REJECTED")
         raise QueueRejected("Exceeds maximum queue size")
+    model.in_flight += 1  # only ever touched on the event loop
+    try:
+        yield
+    finally:
+        model.in_flight -= 1
 
 
 async def infer(model: ServedModel, request: InferenceRequest) -> InferenceResponse:

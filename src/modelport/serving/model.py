@@ -78,10 +78,12 @@ class ServedModel:
         batching = config.dynamic_batching
         self._no_wait = batching is not None and (batching.latency_budget_ms is not None
                                                   or batching.max_queue_delay_microseconds == 0)
+        self.in_flight = 0  # requests between decoding and answer (``inference.admitted``)
         self.batcher = None
         if config.dynamic_batching is not None and config.max_batch_size > 0:
             self.batcher = DynamicBatcher(config.dynamic_batching, config.max_batch_size, len(instances),
-                                          self._run_batch, on_batch=self._record_batch, name=self.name)
+                                          self._run_batch, on_batch=self._record_batch, name=self.name,
+                                          in_flight=lambda: self.in_flight)
 
     @classmethod
     def load(cls, source: ModelSource) -> ServedModel:

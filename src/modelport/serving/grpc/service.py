@@ -23,7 +23,7 @@ import modelport
 from modelport.core.errors import ModelportError, ValidationError
 from modelport.serving.grpc.codec import decode_request, encode_response
 from modelport.serving.grpc.stubs import add_servicer, pb2
-from modelport.serving.inference import infer
+from modelport.serving.inference import admitted, infer
 from modelport.serving.model import ServedModel
 from modelport.serving.repository import ModelRepository
 
@@ -139,7 +139,8 @@ class InferenceServicer:
 
     async def _infer(self, request: Message) -> Message:
         model = self._repository.get(request.model_name, request.model_version or None)
-        return encode_response(await infer(model, decode_request(request)))
+        with admitted(model):
+            return encode_response(await infer(model, decode_request(request)))
 
     async def ModelStreamInfer(
         self, requests: AsyncIterator[Message], context: grpc.aio.ServicerContext

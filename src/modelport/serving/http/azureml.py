@@ -30,7 +30,7 @@ from modelport.monitor.trace import current_trace
 from modelport.protocol.datatypes import bf16_to_fp32, dtype_of, fp32_to_bf16
 from modelport.protocol.types import InferenceRequest, InferInput, InferOutput
 from modelport.serving.http.body import DEFAULT_MAX_BODY, read_body
-from modelport.serving.inference import infer
+from modelport.serving.inference import admitted, infer
 from modelport.serving.repository import ModelRepository
 from modelport.serving.scoring_script import (
     FAILED_HEADER,
@@ -217,7 +217,8 @@ class _NoCodeScorer:
             payload = _json_payload(await read_body(request, DEFAULT_MAX_BODY))
             model = self._repository.get(self._model)
             inputs = _payload_inputs(payload, model.metadata()["inputs"])
-            result = await infer(model, InferenceRequest(request_id, inputs))
+            with admitted(model):
+                result = await infer(model, InferenceRequest(request_id, inputs))
         except ModelportError as exc:
             return _message(exc.http_status, str(exc))
         return Response(_encode_outputs(result.outputs), media_type=JSON_TYPE)

@@ -145,16 +145,16 @@ class V2Api:
     ) -> tuple[bytes, dict[str, str]]:
         """The whole inference over raw bytes: shared by the routed handler and the fast path."""
         model = self.repository.get(name, version)
-        inference.admit(model)
-        decoded = decode_request(body, headers.get("inference-header-content-length"))
-        if self.timeout_s is None:
-            result = await inference.infer(model, decoded)
-        else:
-            try:
-                result = await asyncio.wait_for(inference.infer(model, decoded), self.timeout_s)
-            except asyncio.TimeoutError:
-                raise RequestTimeout(f"Request timeout expired after {self.timeout_s * 1000:.0f} ms") from None
-        payload, header_length = encode_response(result, decoded.outputs, decoded.binary_data_output)
+        with inference.admitted(model):
+            decoded = decode_request(body, headers.get("inference-header-content-length"))
+            if self.timeout_s is None:
+                result = await inference.infer(model, decoded)
+            else:
+                try:
+                    result = await asyncio.wait_for(inference.infer(model, decoded), self.timeout_s)
+                except asyncio.TimeoutError:
+                    raise RequestTimeout(f"Request timeout expired after {self.timeout_s * 1000:.0f} ms") from None
+            payload, header_length = encode_response(result, decoded.outputs, decoded.binary_data_output)
         reply = {"content-type": "application/json"}
         if header_length is not None:
             reply = {"content-type": "application/octet-stream", "inference-header-content-length": str(header_length)}
