@@ -85,10 +85,15 @@ class ProcessPredictor(Predictor):
             self._start()
         assert self._conn is not None
         try:
-            self._conn.send(dict(inputs))
-        except (BrokenPipeError, ConnectionResetError, OSError):
-            self._died("running the request")
-        status, payload = self._receive("running the request")
+            try:
+                self._conn.send(dict(inputs))
+            except (BrokenPipeError, ConnectionResetError, OSError):
+                self._died("running the request")
+            status, payload = self._receive("running the request")
+        except InstanceProcessDied:
+            self._restart = threading.Thread(target=self._start_again, name=f"restart-{self._label}", daemon=True)
+            self._restart.start()
+            raise
         if status == "error":
             raise payload
         return payload
@@ -104,9 +109,6 @@ class ProcessPredictor(Predictor):
         process = self._process
         process.join(_CLOSE_WAIT_S)
         self._stop()
-        if doing != "loading the model":
-            self._restart = threading.Thread(target=self._start_again, name=f"restart-{self._label}", daemon=True)
-            self._restart.start()
         raise InstanceProcessDied(f"the instance process of {self._label!r} exited with code {process.exitcode} "
                                   f"while {doing}; it is started again for the next request")
 
