@@ -10,8 +10,8 @@ f:close()
 function done(summary, latency, requests)
   io.write(string.format(
     "BENCHJSON {\"requests\":%d,\"duration_us\":%d,\"non2xx\":%d,\"errors\":%d," ..
-    "\"p50_us\":%d,\"p99_us\":%d}\n",
+    "\"timeouts\":%d,\"p50_us\":%d,\"p99_us\":%d,\"max_us\":%d}\n",
     summary.requests, summary.duration, summary.errors.status,
     summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    latency:percentile(50), latency:percentile(99)))
+    summary.errors.timeout, latency:percentile(50), latency:percentile(99), latency.max))
 end

@@ -50,9 +50,13 @@ def in_process_rows_per_s(path: Path, width: int, seconds: float) -> float:
     return count / seconds
 
 
-def wrk(url: str, body_file: Path, connections: int, seconds: int) -> dict:
+def wrk(url: str, body_file: Path, connections: int, seconds: int, rate: float | None = None,
+        timeout_s: int = 10) -> dict:
+    """One wrk run POSTing ``body_file``; with ``rate``, wrk2 at that constant request rate, which
+    counts each request's latency from when it was due, so a server that falls behind shows it."""
+    tool = ["wrk2", "-R", str(round(rate))] if rate else ["wrk"]
     result = subprocess.run(
-        ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s", "-s",
+        [*tool, "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--timeout", f"{timeout_s}s", "-s",
          str(HERE / "post.lua"), url],
         env={**os.environ, "BODY_FILE": str(body_file)}, capture_output=True, text=True, timeout=seconds + 60,
     )

@@ -58,6 +58,8 @@ def test_full_queue_answers_503(server: Server) -> None:
     codes = [r.status_code for r in replies]
     assert set(codes) <= {200, 503} and 503 in codes and 200 in codes
     assert all("queue" in r.json()["error"] for r in replies if r.status_code == 503)
+    stats = httpx.get(f"{server.url}/v2/models/tiny_queue/stats").json()["model_stats"][0]["inference_stats"]
+    assert stats["fail"]["count"] == codes.count(503)  # refused in the HTTP protocol or the queue: counted alike
 
 
 def test_model_config_option_tunes_batching_and_instances(server: Server, tmp_path) -> None:  # noqa: ANN001

@@ -81,3 +81,37 @@ def test_graceful_shutdown_finishes_in_flight_requests(slow_repo: Path) -> None:
         thread.join(timeout=60)
     assert [status for status, _ in results] == [200] * 6
     assert max(done for _, done in results) > stopping  # some finished after SIGTERM, not refused
+
+
+def test_overloaded_server_refuses_at_once_then_serves(slow_repo: Path) -> None:
+    """A 10 MB JSON body keeps the event loop busy decoding for tens of milliseconds: requests
+    that arrive meanwhile are answered 503 by the HTTP protocol (``--max-lag-ms``), counted as
+    failures, and the server answers normally right after."""
+    server = Server([str(slow_repo), "--max-lag-ms", "5"], grpc=False)
+    try:
+        big = np.random.default_rng(0).standard_normal((ROWS, 256)).astype(np.float32)
+        heavy = {"inputs": [{"name": "input", "datatype": "FP32", "shape": list(big.shape),
+                             "data": big.ravel().tolist()}]}
+        light = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 256], "data": [0.5] * 256}]}
+        url = f"{server.url}/v2/models/slow/infer"
+        heavy_status: list[int] = []
+        statuses: list[tuple[int, str]] = []
+        with httpx.Client(timeout=30) as client:
+            for _ in range(3):  # a few tries: the light requests must land while the body is decoded
+                thread = threading.Thread(target=lambda: heavy_status.append(httpx.post(url, json=heavy, timeout=60)
+                                                                             .status_code))
+                thread.start()
+                while thread.is_alive():
+                    reply = client.post(url, json=light)
+                    statuses.append((reply.status_code, reply.text))
+                thread.join()
+                if any(status == 503 for status, _ in statuses):
+                    break
+            refused = [text for status, text in statuses if status == 503]
+            assert refused and all("overloaded" in text for text in refused)
+            assert {status for status, _ in statuses} <= {200, 503} and set(heavy_status) == {200}
+            assert client.post(url, json=light).status_code == 200
+        stats = httpx.get(f"{server.url}/v2/models/slow/stats").json()["model_stats"][0]
+        assert stats["inference_stats"]["fail"]["count"] == len(refused)
+    finally:
+        assert server.stop() == 0

@@ -55,12 +55,15 @@ if TYPE_CHECKING:
                    "(turns off weight prepacking: large batches run slower).")
 @click.option("--request-timeout-ms", default=None, type=click.IntRange(min=1),
               help="Per-request time limit on /v2 (503 beyond) [default: none]; scripts use SCORING_TIMEOUT_MS.")
+@click.option("--max-lag-ms", default=50, show_default=True, type=click.IntRange(min=0),
+              help="Answer inference requests 503 at once while the server runs more than this many ms behind "
+                   "(overload); 0: never.")
 @pass_app
 def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, model_dir: Path | None, host: str,
           http_port: int, grpc_port: int, metrics_port: int, no_grpc: bool, max_body_mb: int,
           model_config: str | None, request_log: Path | None, request_log_max_mb: int, data_collector: str | None,
           collect_dir: Path | None, endpoint_name: str | None, deployment_name: str | None, workers: int,
-          share_weights: bool, request_timeout_ms: int | None) -> None:
+          share_weights: bool, request_timeout_ms: int | None, max_lag_ms: int) -> None:
     """Serve TARGETS: registered models (NAME, NAME:VERSION, NAME@ALIAS) or a folder laid out like a
     Triton model repository (<repo>/<model>/<version>/model.onnx, optional config.pbtxt/config.yaml).
 
@@ -90,6 +93,7 @@ def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, 
     options = ServeOptions(
         host=host, http_port=http_port, grpc_port=None if no_grpc else grpc_port, metrics_port=metrics_port,
         max_body=max_body_mb * 1024 * 1024, timeout_s=None if request_timeout_ms is None else request_timeout_ms / 1000,
+        max_lag_s=max_lag_ms / 1000 if max_lag_ms else None,
     )
     names = [source.name for source in models] + ([f"/score ({script[0].name})"] if script else [])
 

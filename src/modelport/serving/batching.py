@@ -176,6 +176,13 @@ class DynamicBatcher:
         return bool(self.settings.max_queue_size) and len(self._queue) >= self.settings.max_queue_size
 
     @property
+    def holds(self) -> int | None:
+        """How many requests the model can hold at once, queued or running (None: no queue limit)."""
+        if not self.settings.max_queue_size:
+            return None
+        return self.settings.max_queue_size + len(self._threads) * self.max_batch_size
+
+    @property
     def idle(self) -> bool:
         """Nothing is queued (read without the lock: a hint, not a promise)."""
         return not self._queue

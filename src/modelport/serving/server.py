@@ -28,6 +28,7 @@ from starlette.types import ASGIApp
 from modelport.serving.http.app import build_app
 from modelport.serving.http.body import DEFAULT_MAX_BODY
 from modelport.serving.http.observe import Observing
+from modelport.serving.http.shedding import Shedder, shedding_protocol
 from modelport.serving.http.v2 import EXTENSIONS
 from modelport.serving.metrics import CONTENT_TYPE
 from modelport.serving.repository import ModelRepository
@@ -44,6 +45,7 @@ class ServeOptions:
     metrics_port: int | None = 8002
     max_body: int = DEFAULT_MAX_BODY
     timeout_s: float | None = None
+    max_lag_s: float | None = 0.05
     graceful_s: float = 30.0
     extra_routes: list[BaseRoute] = field(default_factory=list)
     observing: Observing = field(default_factory=Observing)
@@ -108,7 +110,8 @@ async def serve(
     telemetry: Telemetry = GatheredTelemetry(worker.peers) if worker else local
     app = build_app(repository, max_body=options.max_body, timeout_s=options.timeout_s,
                     extra_routes=options.extra_routes, observing=options.observing, telemetry=telemetry)
-    servers = [_uvicorn(app, options, host=options.host, port=options.http_port)]
+    shedder = Shedder(repository, options.max_lag_s)
+    servers = [_uvicorn(app, options, host=options.host, port=options.http_port, http=shedding_protocol(shedder))]
     sockets: list[list[socket.socket] | None] = [[worker.http_socket] if worker else None]
     if options.metrics_port is not None:
         servers.append(_uvicorn(metrics_app(telemetry), options, host=options.host, port=options.metrics_port))
@@ -128,6 +131,7 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
+    shedder.lag.start()
     tasks = [asyncio.create_task(server.serve(sockets=given)) for server, given in zip(servers, sockets)]
     while not all(server.started for server in servers):
         if any(task.done() for task in tasks):  # a port could not be bound
@@ -143,6 +147,7 @@ async def serve(
         await grpc_server.stop(options.graceful_s)
     results = await asyncio.gather(*tasks, return_exceptions=True)
     waiter.cancel()
+    shedder.lag.stop()
     for result in results:
         if isinstance(result, BaseException):
             raise result

@@ -24,7 +24,7 @@ _PREFIX = "/v2/models/"
 _SUFFIX = "/infer"
 
 
-def _target(path: str) -> tuple[str, str | None] | None:
+def infer_target(path: str) -> tuple[str, str | None] | None:
     """``(model, version)`` of an infer path, or None when it is not one."""
     if not (path.startswith(_PREFIX) and path.endswith(_SUFFIX)):
         return None
@@ -42,7 +42,7 @@ class InferFastPath:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        target = _target(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        target = infer_target(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
         if target is None:
             await self.app(scope, receive, send)
             return
