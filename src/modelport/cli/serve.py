@@ -55,7 +55,7 @@ if TYPE_CHECKING:
                    "(turns off weight prepacking: large batches run slower).")
 @click.option("--request-timeout-ms", default=None, type=click.IntRange(min=1),
               help="Per-request time limit on /v2 (503 beyond) [default: none]; scripts use SCORING_TIMEOUT_MS.")
-@click.option("--max-lag-ms", default=50, show_default=True, type=click.IntRange(min=0),
+@click.option("--max-lag-ms", default=200, show_default=True, type=click.IntRange(min=0),
               help="Answer inference requests 503 at once while the server runs more than this many ms behind "
                    "(overload); 0: never.")
 @pass_app

@@ -29,21 +29,14 @@ def admitted(model: ServedModel) -> Iterator[None]:
     The refusal comes before the body is decoded: under overload most requests are refused, and
     every microsecond a refusal costs is taken from the requests being served; decoding a JSON
     body first made refusals cost as much as answers (``bench/overload.py``)."""
-    if rejects(model):
+    if model.batcher is not None and model.batcher.full:
+        count_rejected(model)
         raise QueueRejected("Exceeds maximum queue size")
     model.in_flight += 1  # only ever touched on the event loop
     try:
         yield
     finally:
         model.in_flight -= 1
-
-
-def rejects(model: ServedModel) -> bool:
-    """Whether ``model``'s queue is full, so that a request for it is refused (and counted so)."""
-    if model.batcher is not None and model.batcher.full:
-        count_rejected(model)
-        return True
-    return False
 
 
 def count_rejected(model: ServedModel) -> None:

@@ -45,7 +45,7 @@ class ServeOptions:
     metrics_port: int | None = 8002
     max_body: int = DEFAULT_MAX_BODY
     timeout_s: float | None = None
-    max_lag_s: float | None = 0.05
+    max_lag_s: float | None = 0.2
     graceful_s: float = 30.0
     extra_routes: list[BaseRoute] = field(default_factory=list)
     observing: Observing = field(default_factory=Observing)

@@ -56,6 +56,9 @@ class LoopLag:
         self._timer = asyncio.get_running_loop().call_later(self.interval, self._tick)
 
     def seconds(self) -> float:
+        """How far behind the loop runs now (0 until :meth:`start`)."""
+        if self._timer is None:
+            return 0.0
         return max(0.0, time.monotonic() - self._last - self.interval)
 
 
