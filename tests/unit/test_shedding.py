@@ -18,7 +18,8 @@ from conftest import free_port
 
 from modelport.samples import build_mlp_onnx
 from modelport.serving.http.app import build_app
-from modelport.serving.http.shedding import LoopLag, Shedder, shedding_protocol
+from modelport.serving.http.protocol import http_protocol
+from modelport.serving.http.shedding import LoopLag, Shedder
 from modelport.serving.repository import ModelRepository
 from modelport.serving.sources import sources_from_repository
 
@@ -64,7 +65,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, _Lag
     shedder.lag = lag  # type: ignore[assignment]
     port = free_port()
     config = uvicorn.Config(build_app(repository), host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="off", http=shedding_protocol(shedder))
+                            lifespan="off", http=http_protocol(shedder))
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -29,7 +29,8 @@ from starlette.types import ASGIApp
 from modelport.serving.http.app import build_app
 from modelport.serving.http.body import DEFAULT_MAX_BODY
 from modelport.serving.http.observe import Observing
-from modelport.serving.http.shedding import Shedder, shedding_protocol
+from modelport.serving.http.protocol import http_protocol
+from modelport.serving.http.shedding import Shedder
 from modelport.serving.http.v2 import EXTENSIONS
 from modelport.serving.metrics import CONTENT_TYPE
 from modelport.serving.repository import ModelRepository
@@ -112,7 +113,7 @@ async def serve(
     app = build_app(repository, max_body=options.max_body, timeout_s=options.timeout_s,
                     extra_routes=options.extra_routes, observing=options.observing, telemetry=telemetry)
     shedder = Shedder(repository, options.max_lag_s)
-    servers = [_uvicorn(app, options, host=options.host, port=options.http_port, http=shedding_protocol(shedder))]
+    servers = [_uvicorn(app, options, host=options.host, port=options.http_port, http=http_protocol(shedder))]
     sockets: list[list[socket.socket] | None] = [[worker.http_socket] if worker else None]
     if options.metrics_port is not None:
         servers.append(_uvicorn(metrics_app(telemetry), options, host=options.host, port=options.metrics_port))

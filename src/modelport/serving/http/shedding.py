@@ -9,10 +9,11 @@ are refused in the HTTP protocol, as soon as their headers are parsed, with a pr
 no ASGI task, when
 
 - the event loop runs more than ``max_lag_s`` behind (:class:`LoopLag`), or
-- the target model's queue is full (dynamic batching's ``max_queue_size``).
+- the requests let through for the target model reach what its bounded queue can hold
+  (dynamic batching's ``max_queue_size``).
 
 Such a refusal counts as REJECTED in the model's statistics (it is not in the request log).
-Everything else goes through uvicorn's protocol unchanged.
+``http/protocol.py`` asks a :class:`Shedder` about every inference request.
 """
 
 from __future__ import annotations
@@ -21,15 +22,12 @@ import asyncio
 import time
 
 import orjson
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from modelport.core.errors import ModelportError
 from modelport.serving import inference
 from modelport.serving.http.fast_path import infer_target
 from modelport.serving.model import ServedModel
 from modelport.serving.repository import ModelRepository
-
-_STATUS = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
 
 
 class LoopLag:
@@ -113,60 +111,3 @@ class Shedder:
 
     def _behind(self) -> bool:
         return self.max_lag_s is not None and self.lag.seconds() > self.max_lag_s
-
-
-def shedding_protocol(shedder: Shedder) -> type[HttpToolsProtocol]:
-    """uvicorn's httptools protocol, answering the requests ``shedder`` refuses by itself."""
-
-    class SheddingProtocol(HttpToolsProtocol):
-        _refusal: bytes | None = None
-        _holding: ServedModel | None = None
-
-        def on_headers_complete(self) -> None:
-            # Answering out of turn would break HTTP pipelining, and a client waiting for
-            # "100 Continue" gets the app's answer: both go the usual way.
-            idle = self.cycle is None or self.cycle.response_complete
-            if idle and not self.expect_100_continue and self.parser.get_method() == b"POST":
-                self._refusal, self._holding = shedder.admit(self.url)
-                if self._refusal is not None:
-                    return
-            super().on_headers_complete()
-
-        def on_body(self, body: bytes) -> None:
-            if self._refusal is None:
-                super().on_body(body)
-
-        def on_message_complete(self) -> None:
-            payload = self._refusal
-            if payload is None:
-                super().on_message_complete()
-                return
-            self._refusal = None
-            keep_alive = self.parser.should_keep_alive()
-            head = [_STATUS]
-            for name, value in self.server_state.default_headers:
-                head.extend((name, b": ", value, b"\r\n"))
-            head.append(b"content-length: %d\r\n" % len(payload))
-            if not keep_alive:
-                head.append(b"connection: close\r\n")
-            head.extend((b"\r\n", payload))
-            self.transport.write(b"".join(head))
-            if keep_alive:
-                self.on_response_complete()
-            else:
-                self.transport.close()
-
-        def on_response_complete(self) -> None:
-            self._release()
-            super().on_response_complete()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._release()
-            super().connection_lost(exc)
-
-        def _release(self) -> None:
-            if self._holding is not None:
-                shedder.release(self._holding)
-                self._holding = None
-
-    return SheddingProtocol
