@@ -36,13 +36,17 @@ class _Coalescing:
 
     def write(self, data: bytes) -> None:
         if len(data) >= _DIRECT:  # joining would copy it: what is pending goes first, then it alone
-            self._flush()
-            self._transport.write(data)
+            self.write_now(data)
         elif self._pending is None:
             self._pending = [data]
             self._loop.call_soon(self._flush)
         else:
             self._pending.append(data)
+
+    def write_now(self, data: bytes) -> None:
+        """Write ``data`` after whatever is pending, without waiting for the end of the turn."""
+        self._flush()
+        self._transport.write(data)
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, None
@@ -57,15 +61,43 @@ class _Coalescing:
         return getattr(self._transport, name)
 
 
+class _Refusals:
+    """Whole 503 responses, built once per set of uvicorn's default headers (it renews them, with
+    the ``Date``, every second) rather than once per refusal."""
+
+    def __init__(self) -> None:
+        self._defaults: list[tuple[bytes, bytes]] | None = None
+        self._built: dict[tuple[bytes, bool], bytes] = {}
+
+    def response(self, defaults: list[tuple[bytes, bytes]], payload: bytes, keep_alive: bool) -> bytes:
+        if defaults is not self._defaults:
+            self._defaults, self._built = defaults, {}
+        built = self._built.get((payload, keep_alive))
+        if built is None:
+            head = [_STATUS]
+            for name, value in defaults:
+                head.extend((name, b": ", value, b"\r\n"))
+            head.append(b"content-length: %d\r\n" % len(payload))
+            if not keep_alive:
+                head.append(b"connection: close\r\n")
+            head.extend((b"\r\n", payload))
+            built = self._built[(payload, keep_alive)] = b"".join(head)
+        return built
+
+
 def http_protocol(shedder: Shedder) -> type[HttpToolsProtocol]:
     """uvicorn's httptools protocol, answering the requests ``shedder`` refuses by itself."""
+
+    refusals = _Refusals()
 
     class Protocol(HttpToolsProtocol):
         _refusal: bytes | None = None
         _holding: ServedModel | None = None
+        _wire: _Coalescing
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(_Coalescing(transport))  # type: ignore[arg-type]
+            self._wire = _Coalescing(transport)
+            super().connection_made(self._wire)  # type: ignore[arg-type]
 
         def on_headers_complete(self) -> None:
             # Answering out of turn would break HTTP pipelining, and a client waiting for
@@ -88,14 +120,7 @@ def http_protocol(shedder: Shedder) -> type[HttpToolsProtocol]:
                 return
             self._refusal = None
             keep_alive = self.parser.should_keep_alive()
-            head = [_STATUS]
-            for name, value in self.server_state.default_headers:
-                head.extend((name, b": ", value, b"\r\n"))
-            head.append(b"content-length: %d\r\n" % len(payload))
-            if not keep_alive:
-                head.append(b"connection: close\r\n")
-            head.extend((b"\r\n", payload))
-            self.transport.write(b"".join(head))
+            self._wire.write_now(refusals.response(self.server_state.default_headers, payload, keep_alive))
             if keep_alive:
                 self.on_response_complete()
             else:
