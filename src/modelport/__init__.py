@@ -5,9 +5,17 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+# onnxruntime's builds for Linux carry Microsoft's telemetry, which resolves and calls
+# mobile.events.data.microsoft.com from a thread of its own once a session runs (seen with
+# strace from `modelport serve`). A model server does not reach out on its own: it is off unless
+# the environment says otherwise, before onnxruntime is imported anywhere in this process or its
+# children.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 if TYPE_CHECKING:
     from modelport.workspace import Workspace
