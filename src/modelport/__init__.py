@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-# onnxruntime's builds for Linux carry Microsoft's telemetry, which resolves and calls
-# mobile.events.data.microsoft.com from a thread of its own once a session runs (seen with
-# strace from `modelport serve`). A model server does not reach out on its own: it is off unless
-# the environment says otherwise, before onnxruntime is imported anywhere in this process or its
-# children.
+# Runtimes we load carry usage telemetry of their own: onnxruntime's builds for Linux resolve and
+# call mobile.events.data.microsoft.com from a thread once a session runs (seen with strace from
+# `modelport serve`), and MLflow reports API usage. A model server does not reach out on its own:
+# both are off unless the environment says otherwise, set before either is imported anywhere in
+# this process or its children.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 if TYPE_CHECKING:
     from modelport.workspace import Workspace

@@ -446,15 +446,15 @@ def test_mlflow_pyfunc_predicts_what_mlflow_does(tmp_path: Path) -> None:
     assert np.array_equal(result["output-0"], model.predict(x[:10]))
 
 
-def test_onnxruntime_telemetry_is_off_unless_asked_for() -> None:
+def test_runtime_telemetry_is_off_unless_asked_for() -> None:
     """onnxruntime's telemetry would call a Microsoft host from the server: importing modelport
-    turns it off for the process and its children, and an explicit setting wins."""
+    turns it off (and MLflow's) for the process and its children, and an explicit setting wins."""
     import subprocess
 
-    code = "import modelport, os; print(os.environ['ORT_DISABLE_TELEMETRY'])"
-    env = {key: value for key, value in os.environ.items() if key != "ORT_DISABLE_TELEMETRY"}
+    code = "import modelport, os; print(os.environ['ORT_DISABLE_TELEMETRY'], os.environ['MLFLOW_DISABLE_TELEMETRY'])"
+    env = {key: value for key, value in os.environ.items() if not key.endswith("_DISABLE_TELEMETRY")}
     assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          check=True).stdout.strip() == "1"
+                          check=True).stdout.split() == ["1", "true"]
     env["ORT_DISABLE_TELEMETRY"] = "0"
     assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          check=True).stdout.strip() == "0"
+                          check=True).stdout.split() == ["0", "true"]
