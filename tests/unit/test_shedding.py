@@ -50,9 +50,6 @@ class _Lag:
     def seconds(self) -> float:
         return self.value
 
-    def stop(self) -> None:
-        pass
-
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, _Lag]]:
