@@ -21,7 +21,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -42,6 +41,7 @@ from modelport.control.replica import HOST, Replica, ReplicaRecord
 from modelport.control.router import PREFIX, Router
 from modelport.control.supervisor import Supervisor
 from modelport.core.errors import ConflictError, ModelportError
+from modelport.core.http_server import HttpServer
 from modelport.core.sockets import listen
 from modelport.workspace import Workspace
 
@@ -84,14 +84,6 @@ def _loop_runner():  # noqa: ANN202 - asyncio.run or uvloop.run, same signature
     return uvloop.run
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal capture: the daemon stops the server and the replicas together."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 async def _serve(ws: Workspace, listener: socket.socket, folder: Path) -> None:
     url = f"http://{HOST}:{listener.getsockname()[1]}"
     # Idle connections are dropped well before a replica's own keep-alive (5 s) closes them, so a
@@ -111,7 +103,7 @@ async def _serve(ws: Workspace, listener: socket.socket, folder: Path) -> None:
             is_scoring = scope["type"] == "http" and scope["path"].startswith(PREFIX)
             await (router if is_scoring else management)(scope, receive, send)
 
-        server = _Server(uvicorn.Config(app, log_level="warning", access_log=False,
+        server = HttpServer(uvicorn.Config(app, log_level="warning", access_log=False,
                                         lifespan="off", server_header=False, timeout_keep_alive=30,
                                         timeout_graceful_shutdown=10))  # log --follow streams never end
         records = await asyncio.to_thread(catalog.endpoints)

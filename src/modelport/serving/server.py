@@ -8,12 +8,11 @@ SIGINT stop accepting connections and let in-flight requests finish (graceful sh
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import signal
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
+from modelport.core.http_server import HttpServer
 from modelport.serving.http.app import build_app
 from modelport.serving.http.body import DEFAULT_MAX_BODY
 from modelport.serving.http.observe import Observing
@@ -66,20 +66,12 @@ class WorkerSetup:
     peers: tuple[Path, ...]
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server without its own signal capture: ``serve`` stops all front ends together."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def _uvicorn(app: ASGIApp, options: ServeOptions, **where: Any) -> _Server:
+def _uvicorn(app: ASGIApp, options: ServeOptions, **where: Any) -> HttpServer:
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, lifespan="off",
         timeout_graceful_shutdown=int(options.graceful_s), server_header=False, **where,
     )
-    return _Server(config)
+    return HttpServer(config)
 
 
 def metrics_app(telemetry: Telemetry) -> Starlette:
