@@ -59,9 +59,9 @@ def repository(root: Path, configs: Mapping[str, Mapping[str, Any]]) -> Path:
     return root / "repo"
 
 
-def server(repo: Path, log: Path) -> TrialServer:
-    """``modelport serve REPO`` on free loopback ports, HTTP only (started by ``with``)."""
-    command = (sys.executable, "-m", "modelport", "serve", str(repo), "--no-grpc")
+def server(repo: Path, log: Path, options: Sequence[str] = ()) -> TrialServer:
+    """``modelport serve REPO [options]`` on free loopback ports, HTTP only (started by ``with``)."""
+    command = (sys.executable, "-m", "modelport", "serve", str(repo), "--no-grpc", *options)
     return TrialServer(ServerPlan(command, dict(os.environ), os.getcwd()), log)
 
 
