@@ -104,8 +104,8 @@ async def _serve(ws: Workspace, listener: socket.socket, folder: Path) -> None:
             await (router if is_scoring else management)(scope, receive, send)
 
         server = HttpServer(uvicorn.Config(app, log_level="warning", access_log=False,
-                                        lifespan="off", server_header=False, timeout_keep_alive=30,
-                                        timeout_graceful_shutdown=10))  # log --follow streams never end
+                                           lifespan="off", server_header=False, timeout_keep_alive=30,
+                                           timeout_graceful_shutdown=10))  # log --follow streams never end
         records = await asyncio.to_thread(catalog.endpoints)
         for record in records:
             router.publish(record)
