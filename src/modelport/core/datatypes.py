@@ -92,6 +92,9 @@ def datatype_of(value: np.ndarray | DTypeLike) -> str:
     """
     # Arrays, numpy scalars and array-likes carry a dtype; dtypes, scalar types and names are one.
     dtype = np.dtype(value) if isinstance(value, (np.dtype, type, str)) else value.dtype
+    known = _DATATYPE_BY_DTYPE.get(dtype)  # the common case, once per output of every request:
+    if known is not None:  # ~0.1 µs, where reading dtype.name alone takes microseconds
+        return known
     if dtype.kind in BYTES_KINDS:
         return BYTES
     if dtype.name == "bfloat16":  # ml_dtypes.bfloat16, without importing ml_dtypes
