@@ -59,7 +59,6 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
         dbapi_conn.isolation_level = None  # let BEGIN below be the only transaction control
         cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=60000")
         cursor.execute("PRAGMA synchronous=NORMAL")
@@ -88,15 +87,23 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def migrate(engine: Engine, lock_dir: Path, revision: str = "head") -> None:
-    """Bring the schema to ``revision``; cheap when it already is there."""
+    """Bring the schema to ``revision`` (and a SQLite file into WAL mode); cheap when it already
+    is there.
+
+    WAL is switched on here, under the lock, rather than by every connection: two processes
+    opening a new database together could each hold a lock the other's switch or first write
+    waited for, and SQLite answers such a deadlock with "database is locked" at once, without
+    waiting. The mode is kept in the file, so once is enough."""
     target = head_revision() if revision == "head" else revision
-    if current_revision(engine) == target:
-        return
     if engine.dialect.name == "sqlite":
+        if _journal_mode(engine) == "wal" and current_revision(engine) == target:
+            return
         lock_dir.mkdir(parents=True, exist_ok=True)
         with FileLock(str(lock_dir / "migrate.lock")):
-            _upgrade(engine, revision)
-    else:
+            _journal_mode(engine, "WAL")
+            if current_revision(engine) != target:
+                _upgrade(engine, revision)
+    elif current_revision(engine) != target:
         with engine.connect() as conn:
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
             conn.commit()
@@ -105,6 +112,18 @@ def migrate(engine: Engine, lock_dir: Path, revision: str = "head") -> None:
             finally:
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATION_LOCK})
                 conn.commit()
+
+
+def _journal_mode(engine: Engine, switch_to: str | None = None) -> str:
+    """SQLite's journal mode, switched first when asked (outside any transaction, as it must be)."""
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        mode = cursor.execute(f"PRAGMA journal_mode={switch_to}" if switch_to else "PRAGMA journal_mode").fetchone()[0]
+        cursor.close()
+    finally:
+        raw.close()
+    return str(mode).lower()
 
 
 def _upgrade(engine: Engine, revision: str) -> None:
