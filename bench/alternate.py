@@ -1,0 +1,108 @@
+"""Two servers measured in turns: start one, warm it up, measure it with wrk, stop it; then the
+other; and again, ``--rounds`` times. Each server is fresh in every round and the two take turns
+at the same minutes, so a drift of the box's speed (which moves the one-connection p50 by 2×
+between runs here) falls on both alike instead of on whichever was measured later.
+
+    python bench/alternate.py --rounds 3 --connections 1 \\
+        --a 'modelport=bench/serve_for_peers.sh /tmp/peers/models/small.onnx {port}' \\
+        --a-url 'http://127.0.0.1:{port}/v2/models/small/infer' --a-body v2_small.json \\
+        --b 'fastapi=/tmp/peers/fastapi/bin/python servers/fastapi_naive.py /tmp/peers/models/small.onnx {port}' \\
+        --b-url 'http://127.0.0.1:{port}/predict' --b-body data_small.json --b-cwd /path/to/bench-peers
+
+A server is ready when its URL answers the body with a 2xx. Each server runs in a session of its
+own and is stopped with SIGTERM to the whole group. Needs wrk. Binds nothing itself: the commands
+must bind 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import signal
+import statistics
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from serve_http import free_port, wrk
+
+WARM_UP_S = 3
+
+
+@dataclass(frozen=True)
+class Contender:
+    label: str
+    command: str
+    url: str
+    body: Path
+    cwd: Path | None
+
+
+def _answers(url: str, body: bytes) -> bool:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return 200 <= response.status < 300
+    except OSError:
+        return False
+
+
+def measure(contender: Contender, connections: int, seconds: int, runs: int) -> list[dict]:
+    """Start the server on a free port, warm it up, run wrk ``runs`` times, stop it."""
+    port = free_port()
+    url = contender.url.format(port=port)
+    process = subprocess.Popen(shlex.split(contender.command.format(port=port)), cwd=contender.cwd,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not _answers(url, contender.body.read_bytes()):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{contender.label}: the server did not answer {url}")
+            time.sleep(0.2)
+        wrk(url, contender.body, connections, WARM_UP_S)
+        return [wrk(url, contender.body, connections, seconds) for _ in range(runs)]
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+
+
+def _contender(args: argparse.Namespace, side: str) -> Contender:
+    label, _, command = getattr(args, side).partition("=")
+    cwd = getattr(args, f"{side}_cwd")
+    return Contender(label, command, getattr(args, f"{side}_url"), getattr(args, f"{side}_body").resolve(), cwd)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for side in ("a", "b"):
+        parser.add_argument(f"--{side}", required=True, help="LABEL=COMMAND, with {port} in COMMAND")
+        parser.add_argument(f"--{side}-url", required=True, help="with {port}")
+        parser.add_argument(f"--{side}-body", type=Path, required=True, help="the JSON body to POST")
+        parser.add_argument(f"--{side}-cwd", type=Path, help="where COMMAND runs")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=1)
+    parser.add_argument("--seconds", type=int, default=5, help="per wrk run")
+    parser.add_argument("--runs", type=int, default=2, help="wrk runs per server per round")
+    args = parser.parse_args()
+    contenders = [_contender(args, "a"), _contender(args, "b")]
+    results: dict[str, list[dict]] = {c.label: [] for c in contenders}
+    for number in range(args.rounds):
+        for contender in contenders:
+            for result in measure(contender, args.connections, args.seconds, args.runs):
+                results[contender.label].append(result)
+                print(f"round {number + 1} {contender.label}: {result['rps']:,.0f} req/s, p50 "
+                      f"{result['p50_us']} µs, p99 {result['p99_us']} µs, non-2xx {result['non2xx']}", flush=True)
+    print(f"\n{args.connections} connection(s), {args.rounds} rounds × {args.runs} runs of {args.seconds} s:\n")
+    print("| server | req/s, median (range) | p50 µs, median (range) | p99 µs, median | non-2xx |\n|---|---|---|---|---|")
+    for label, runs in results.items():
+        rps, p50 = [r["rps"] for r in runs], [r["p50_us"] for r in runs]
+        print(f"| {label} | {statistics.median(rps):,.0f} ({min(rps):,.0f}–{max(rps):,.0f}) | "
+              f"{statistics.median(p50):,.0f} ({min(p50)}–{max(p50)}) | "
+              f"{statistics.median(r['p99_us'] for r in runs):,.0f} | {sum(r['non2xx'] for r in runs)} |")
+
+
+if __name__ == "__main__":
+    main()
