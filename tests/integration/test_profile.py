@@ -97,9 +97,10 @@ def test_heavy_model_gets_larger_batches_and_the_recommendation_holds(models: tu
     # (≈ 0.3 ms of matrix work per request at batch 1) is compute-bound, requests queue while it
     # runs, and one run over the queued rows costs little more than over one, so batching is worth
     # 1.2–2×; the light one (≈ 10 µs) is bound by HTTP handling, batches hardly form, and both its
-    # settings measure the same, so the cheaper is recommended. (Wherever batches do fill, at 8 or
-    # more in flight or with a queue delay, batching also saves the light model a thread hop per
-    # request and measures 15–60 % faster for it too, and both are recommended the larger batch.)
+    # settings mostly measure the same, so the cheaper is recommended. (Wherever batches do fill, at
+    # 8 or more in flight or with a queue delay, batching also saves the light model a thread hop per
+    # request and measures 15–60 % faster for it too, and both are recommended the larger batch; on
+    # a busy machine that happens at 4 too, so the light model's choice is not asserted.)
     # A 10 % tolerance keeps the light model's choice between two equal settings out of the noise.
     cli, root = models
     options = ["--concurrency", "4", "--duration", "2s", "--max-batch-sizes", "1,4", "--queue-delays-us", "0",
@@ -127,8 +128,8 @@ def test_heavy_model_gets_larger_batches_and_the_recommendation_holds(models: tu
     for name, document in documents.items():
         # the recommended modelConfig, served by a fresh server, keeps ≥ 90 % of the best in-budget throughput
         assert document["verifiedRatio"] >= 0.9, (name, document["verifiedRatio"], document["trials"])
-    assert capacity(heavy) > capacity(light), (light["modelConfig"], heavy["modelConfig"], light["trials"],
-                                               heavy["trials"])
+    assert capacity(heavy) == 4 and capacity(heavy) >= capacity(light), (
+        light["modelConfig"], heavy["modelConfig"], light["trials"], heavy["trials"])
     assert heavy["modelConfig"]["dynamic_batching"] == {"max_queue_delay_microseconds": 0}
 
 

@@ -101,7 +101,8 @@ def test_overloaded_server_refuses_at_once_then_serves(slow_repo: Path) -> None:
             statuses.append((reply.status_code, reply.text))
 
         with httpx.Client(timeout=30) as client:
-            for _ in range(5):  # a few tries: a light request must land while the body is decoded
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # tries: a light request must land while the body is decoded
                 thread = threading.Thread(target=post_heavy)
                 thread.start()
                 while thread.is_alive():
