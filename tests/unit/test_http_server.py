@@ -60,3 +60,4 @@ def test_waiting_connections_get_in_within_a_few_busy_turns() -> None:
         server.should_exit = True
         thread.join(timeout=10)
     assert not thread.is_alive()
+    loop.close()
