@@ -128,7 +128,8 @@ def test_overrides_apply_yaml_values_at_key_paths() -> None:
                        "request_settings": {"max_queue_wait_ms": 7}}
     assert data == {"name": "ep", "traffic": {"blue": 100}}  # the input is left alone
     assert apply_overrides(data, ["traffic={green: 100}"])["traffic"] == {"green": 100}
-    for bad, message in (("traffic", "is not KEY=VALUE"), ("name.x=1", "name is not a mapping")):
+    for bad, message in (("traffic", "is not KEY=VALUE"), ("name.x=1", "name is not a mapping"),
+                         ("description=\x9bC", r"^--set description: the value is not valid YAML \(")):
         with pytest.raises(ValidationError, match=message):
             apply_overrides(data, [bad])
 

@@ -20,6 +20,7 @@ import yaml
 
 from modelport.core.errors import ValidationError
 from modelport.core.names import validate_name
+from modelport.core.overrides import parse_override
 
 OUTPUT_ACTIONS = ("append_row", "summary_only")
 LOGGING_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -184,10 +185,8 @@ def read_definition(
         data = loaded or {}
         base = path.absolute().parent
     for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ValidationError(f"--set: {item!r} is not KEY=VALUE")
-        _set_path(data, key.split("."), yaml.safe_load(text) if text else "", item)
+        path, value = parse_override(item)
+        _set_path(data, path, value, item)
     if name is not None:
         data["name"] = name
     return data, base

@@ -261,7 +261,10 @@ async def _body(request: Request) -> dict[str, Any]:
         raise ValidationError("definition: expected a mapping")
     if not isinstance(overrides, list) or not all(isinstance(item, str) for item in overrides):
         raise ValidationError("set: expected a list of KEY=VALUE strings")
-    return {**data, "definition": definition or {}, "set": overrides, "base_dir": Path(data.get("base_dir") or ".")}
+    base_dir = data.get("base_dir") or "."
+    if not isinstance(base_dir, str) or "\0" in base_dir:
+        raise ValidationError("base_dir: expected a folder path (a string)")
+    return {**data, "definition": definition or {}, "set": overrides, "base_dir": Path(base_dir)}
 
 
 def _same_name(data: dict[str, Any], key: str, expected: str) -> dict[str, Any]:

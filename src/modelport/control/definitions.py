@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import yaml
-
 from modelport.core.errors import ValidationError
 from modelport.core.names import validate_name
+from modelport.core.overrides import parse_override
 from modelport.monitor.collector import COLLECTIONS, FORMATS, ROLLING_RATES
 from modelport.runtime.config import override_config
 from modelport.runtime.fields import (
@@ -408,10 +407,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
     (``--set instance_count=2`` is a number, ``--set traffic.blue=90`` too)."""
     result = _copy(data)
     for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ValidationError(f"--set: {item!r} is not KEY=VALUE")
-        *parents, leaf = key.split(".")
+        (*parents, leaf), value = parse_override(item)
         target = result
         for part in parents:
             if target.get(part) is None:
@@ -419,7 +415,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
             if not isinstance(target[part], dict):
                 raise ValidationError(f"--set {item}: {part} is not a mapping")
             target = target[part]
-        target[leaf] = yaml.safe_load(text) if text else ""
+        target[leaf] = value
     return result
 
 
