@@ -16,9 +16,9 @@ Decisions (Triton is the reference where the specification is silent):
   number that overflows a double (``1e999``) is refused, as Triton's parser refuses it and as
   ``1e39`` is refused for FP32. Replies are always valid JSON, which Triton's are not (it writes
   the bare literals, ``kWriteNanAndInfFlag``): a float output holding NaN or ±Infinity is sent in
-  the binary extension even if JSON was asked for, as a non-UTF-8 BYTES output is. tritonclient
-  and KServe's client read binary outputs whatever was asked; ``null`` (what orjson or
-  ``JSON.stringify`` write) would lose the value, and infinity would come back as NaN.
+  the binary extension even if JSON was asked for, as a non-UTF-8 BYTES output is: tritonclient
+  reads binary outputs whatever was asked, exactly, while ``null`` (what orjson or
+  ``JSON.stringify`` write) would lose the value and bring infinity back as NaN.
 * A BYTES output that is not valid UTF-8 is sent binary even if JSON was asked for: JSON can
   only hold text, and base64 would be silently wrong for every v2 client.
 * Outputs default to JSON unless the request sets ``binary_data_output`` or the output sets
