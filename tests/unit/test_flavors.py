@@ -906,3 +906,46 @@ def test_every_result_is_json_safe(tmp_path):
     for path in (tmp_path / "typed.onnx", tmp_path / "p.joblib", tmp_path / "t.pt"):
         info = detect(path)
         assert json.loads(json.dumps(info.to_dict()))["flavor"] == info.flavor
+
+
+# --- what pickles import ------------------------------------------------------------------------------
+
+
+class _Reduces:
+    """Pickles as ``func(*args)``; never loaded by these tests."""
+
+    def __init__(self, func, *args) -> None:  # noqa: ANN001, ANN002
+        self.func, self.args = func, args
+
+    def __reduce__(self):  # noqa: ANN204
+        return self.func, self.args
+
+
+@pytest.mark.parametrize("name, safe", [
+    ("numpy._core.multiarray._reconstruct", True), ("sklearn.tree._tree.Tree", True),
+    ("builtins.bytearray", True), ("__builtin__.set", True), ("collections.OrderedDict", True),
+    ("builtins.eval", False), ("builtins.getattr", False), ("__builtin__.__import__", False),
+    ("os.system", False), ("posix.system", False), ("subprocess.Popen", False), ("importlib.import_module", False),
+    ("numpy.testing._private.utils.runstring", False), ("pandas.read_pickle", False), ("joblib.load", False),
+    ("__main__.MyModel", False), ("numpyx.evil", False),
+])
+def test_safe_imports_are_the_ml_stack_and_plain_constructors(name: str, safe: bool) -> None:
+    from modelport.registry.flavors.pickle_imports import is_safe_import
+
+    assert is_safe_import(name) is safe
+
+
+def test_every_pickle_is_walked_to_its_end(tmp_path: Path) -> None:
+    from modelport.registry.flavors.pickle_imports import inspect_pickles
+
+    x, y = np.random.default_rng(0).standard_normal((20, 2)), np.array([0, 1] * 10)
+    model = LogisticRegression().fit(x, y)
+    joblib.dump(model, tmp_path / "clean.joblib", compress=("gzip", 3))
+    joblib.dump([model, _Reduces(eval, "1")], tmp_path / "late.joblib", compress=("xz", 3))
+    (tmp_path / "late.pkl").write_bytes(pickle.dumps({"m": model, "x": _Reduces(os.system, "true")}, protocol=2))
+    (tmp_path / "cut.pkl").write_bytes(pickle.dumps(model)[:-20])
+    (tmp_path / "notes.txt").write_text("not a pickle")
+    findings = inspect_pickles((p.name, p) for p in sorted(tmp_path.iterdir()))
+    assert findings.unsafe_imports == {"late.joblib": ["builtins.eval"], "late.pkl": [f"{os.system.__module__}.system"]}
+    assert findings.uninspected == ["cut.pkl"]
+    assert findings.to_details() == {"unsafe_imports": findings.unsafe_imports, "uninspected_pickles": ["cut.pkl"]}

@@ -917,13 +917,39 @@ def test_requested_outputs_select_order_and_override_the_default():
         encode_response(response(a), [RequestedOutput("zz")])
 
 
-def test_non_finite_floats_are_written_as_literals():
-    data = np.array([1.5, np.nan, np.inf, -np.inf, 0.1], dtype=np.float32)
-    body, header = encode_response(response(InferOutput("y", "FP32", [5], data)))
-    assert header is None
-    assert b'"data":[1.5,NaN,Infinity,-Infinity,0.1]' in body
-    parsed = json.loads(body)["outputs"][0]["data"]
-    np.testing.assert_array_equal(np.array(parsed, np.float32), data)
+def _strict_json(text: bytes):
+    def refuse(token):
+        raise ValueError(f"{token} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("datatype", ["FP16", "FP32", "FP64", "BF16"])
+def test_non_finite_floats_go_binary_so_the_json_stays_valid(datatype):
+    data = np.array([1.5, np.nan, np.inf, -np.inf, 0.25], dtype=np.float32)
+    if datatype == "BF16":
+        data = fp32_to_bf16(data)
+    else:
+        data = data.astype(dtype_of(datatype))
+    body, header = encode_response(response(InferOutput("y", datatype, [5], data)), [RequestedOutput("y", False)])
+    assert header is not None  # JSON was asked for, but JSON cannot carry these values
+    doc = _strict_json(body[:header])
+    assert doc["outputs"][0]["parameters"]["binary_data_size"] == data.nbytes
+    (_, got), = parse_response(body, header).values()
+    assert got.tobytes() == data.tobytes()  # exact, NaN and infinities included
+    finite = np.array([1.5, 0.25], dtype=data.dtype)
+    body, header = encode_response(response(InferOutput("y", datatype, [2], finite)))
+    assert header is None and "data" in _strict_json(body)["outputs"][0]
+
+
+def test_infinite_literals_are_accepted_but_overflowing_numbers_are_refused():
+    body = b'{"inputs":[{"name":"x","datatype":"FP64","shape":[2],"data":[-Infinity, 2.5]}],"p":NaN}'
+    assert decode_request(body).inputs[0].data.tolist() == [-np.inf, 2.5]
+    for data in (b"[1e999, 1]", b"[-1E+400, NaN]"):
+        body = b'{"inputs":[{"name":"x","datatype":"FP64","shape":[2],"data":' + data + b"}]}"
+        with pytest.raises(ValidationError, match=r"too large for a double; write Infinity or -Infinity") as info:
+            decode_request(body)
+        assert "\n" not in str(info.value)
 
 
 def test_bytes_output_that_is_not_utf8_goes_binary():

@@ -20,12 +20,15 @@ from typing import Any
 
 import fsspec
 import pyarrow as pa
+from fsspec.implementations.local import LocalFileSystem
 
 from modelport.core.errors import ValidationError
+from modelport.registry.manifest import file_kind
 
 INPUT_TYPES = ("uri_folder", "uri_file", "tabular")
 _TABULAR_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pqt": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}
 _READ_ROWS = 65_536  # rows per record batch read from Parquet
+_NAMED_IN_MESSAGE = 5  # entries named in one error; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -114,22 +117,54 @@ def resolve_input(uri: str, input_type: str | None, *, tabular_default: bool = F
 
 
 def _list(fs: fsspec.AbstractFileSystem, root: str, uri: str) -> tuple[list[str], list[str], bool]:
-    """Files under ``root`` (sorted, hidden ones skipped) and their names relative to it."""
+    """Files under ``root`` (sorted, hidden ones skipped) and their names relative to it.
+
+    Only regular files (or links to them) are items: a FIFO, socket or device would block or
+    never end when read, so one anywhere in the input refuses the job, naming it.
+    """
     if globlib.has_magic(root):
-        files = sorted(p for p in fs.glob(root) if fs.isfile(p) and not _hidden(p))
+        matched = [p for p in fs.glob(root) if not _hidden(p)]
+        files = sorted(p for p in matched if fs.isfile(p))
+        base = root[: min(root.find(c) for c in "*?[" if c in root)].rpartition("/")[0]
+        regular = set(files)
+        _refuse_irregular(fs, uri, [(p, _relative(p, base)) for p in matched if p not in regular and not fs.isdir(p)])
         if not files:
             raise ValidationError(f"--input: the pattern {uri} matches no files")
-        base = root[: min(root.find(c) for c in "*?[" if c in root)].rpartition("/")[0]
         return files, [_relative(p, base) for p in files], True
     if not fs.exists(root):
         raise ValidationError(f"--input: {uri} does not exist")
     if fs.isfile(root):
         return [root], [PurePosixPath(root).name], False
-    found = fs.find(root)
-    files = sorted(p for p in found if not _hidden(_relative(p, root)))
+    if not fs.isdir(root):
+        raise ValidationError(f"--input: {uri} is {_kind(fs, root)}, not a regular file; only regular files are read")
+    found = {p: info for p, info in fs.find(root, detail=True).items() if not _hidden(_relative(p, root))}
+    odd = [p for p, info in found.items() if info["type"] != "file" and not fs.isfile(p)]  # links are "other"
+    _refuse_irregular(fs, uri, [(p, _relative(p, root)) for p in sorted(odd)])
+    files = sorted(found)
     if not files:
         raise ValidationError(f"--input: the folder {uri} holds no files")
     return files, [_relative(p, root) for p in files], True
+
+
+def _refuse_irregular(fs: fsspec.AbstractFileSystem, uri: str, paths: list[tuple[str, str]]) -> None:
+    """One error naming the entries (path, name) that are not regular files, if there are any."""
+    if not paths:
+        return
+    named = ", ".join(f"{name} ({_kind(fs, path)})" for path, name in paths[:_NAMED_IN_MESSAGE])
+    more = f" and {len(paths) - _NAMED_IN_MESSAGE} more" if len(paths) > _NAMED_IN_MESSAGE else ""
+    raise ValidationError(f"--input: {uri} holds entries that are not regular files: {named}{more}; "
+                          "only regular files are read")
+
+
+def _kind(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """What a non-regular entry is ("a FIFO"), as far as the filesystem tells."""
+    try:
+        info = fs.info(path)
+    except OSError:
+        return "a broken symbolic link"
+    mode = info.get("mode")
+    kind = file_kind(mode) if isinstance(mode, int) else "not a regular file"
+    return f"a symbolic link to {kind}" if info.get("islink") else kind
 
 
 def _relative(path: str, base: str) -> str:
@@ -170,7 +205,13 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _stream(fs: fsspec.AbstractFileSystem, path: str, fmt: str) -> Iterator[pa.RecordBatch]:
-    """The record batches of one table file, read incrementally."""
+    """The record batches of one table file, read incrementally.
+
+    The file was regular when the job was submitted; one replaced since by a FIFO would block
+    the read for good, so it is checked again.
+    """
+    if isinstance(fs, LocalFileSystem) and not fs.isfile(path):
+        raise ValidationError(f"--input: {path} is {_kind(fs, path)}, not a regular file; only regular files are read")
     with fs.open(path, "rb") as handle:
         if fmt == "parquet":
             import pyarrow.parquet as pq

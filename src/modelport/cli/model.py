@@ -39,21 +39,35 @@ def show_info(info: ModelInfo, output: str) -> None:
 @click.option("--property", "properties", multiple=True, metavar="KEY=VALUE", help="Property (repeatable).")
 @click.option("--description", "-d", default="", help="Free text.")
 @click.option("--allow-duplicate", is_flag=True, help="Register content identical to an existing version.")
+@click.option("--follow-symlinks", is_flag=True,
+              help="Store what symbolic links inside the folder point to [default: refuse such a folder].")
 @output_option
 @pass_app
 def register(app: AppContext, path: Path, name: str, version: str | None, flavor: str | None,
              tags: tuple[str, ...], properties: tuple[str, ...], description: str, allow_duplicate: bool,
-             output: str) -> None:
+             follow_symlinks: bool, output: str) -> None:
     """Register a model file or folder as a new version."""
     info = app.workspace.models.register(
         path, name, version=version, flavor=flavor, tags=parse_pairs(tags, "--tag"),
         properties=parse_pairs(properties, "--property"), description=description,
-        allow_duplicate=allow_duplicate,
+        allow_duplicate=allow_duplicate, follow_symlinks=follow_symlinks,
     )
+    warn_about_pickles(info)
     if output == "json":
         print_json(info.to_dict())
     else:
         click.echo(f"registered {info.ref} ({info.flavor}, {len(info.files)} file(s), sha256 {info.digest[:12]})")
+
+
+def warn_about_pickles(info: ModelInfo) -> None:
+    """One stderr line per finding of :mod:`modelport.registry.flavors.pickle_imports`: a warning, not an error."""
+    for file, names in info.details.get("unsafe_imports", {}).items():
+        for name in names:
+            click.echo(f"warning: {file} imports {name}, outside the modules model pickles need; "
+                       "a pickle runs code when it is loaded, and serving this model loads it", err=True)
+    for file in info.details.get("uninspected_pickles", []):
+        click.echo(f"warning: {file} is a pickle that could not be inspected to its end; "
+                   "a pickle runs code when it is loaded, so serve it only if you trust its source", err=True)
 
 
 @model.command("list")

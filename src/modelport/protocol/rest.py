@@ -11,10 +11,14 @@ Decisions (Triton is the reference where the specification is silent):
 
 * JSON ``data`` may be nested or flat; only the element count must equal ``prod(shape)``.
   FP16 and BF16 are accepted from JSON numbers (Triton refuses them; rounding is unambiguous).
-* ``NaN``/``Infinity``/``-Infinity`` literals are read and written like Triton (rapidjson with
-  ``kParseNanAndInfFlag``/``kWriteNanAndInfFlag``) so non-finite floats survive JSON; Python's
-  ``json`` and tritonclient read them. Strict JSON parsers do not: such clients should ask for
-  binary outputs.
+* ``NaN``/``Infinity``/``-Infinity`` literals are read like Triton reads them (rapidjson's
+  ``kParseNanAndInfFlag``): tritonclient writes them for non-finite inputs sent as JSON. A finite
+  number that overflows a double (``1e999``) is refused, as Triton's parser refuses it and as
+  ``1e39`` is refused for FP32. Replies are always valid JSON, which Triton's are not (it writes
+  the bare literals, ``kWriteNanAndInfFlag``): a float output holding NaN or ±Infinity is sent in
+  the binary extension even if JSON was asked for, as a non-UTF-8 BYTES output is: tritonclient
+  reads binary outputs whatever was asked, exactly, while ``null`` (what orjson or
+  ``JSON.stringify`` write) would lose the value and bring infinity back as NaN.
 * A BYTES output that is not valid UTF-8 is sent binary even if JSON was asked for: JSON can
   only hold text, and base64 would be silently wrong for every v2 client.
 * Outputs default to JSON unless the request sets ``binary_data_output`` or the output sets
@@ -25,6 +29,7 @@ Decisions (Triton is the reference where the specification is silent):
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Any
 
@@ -185,21 +190,32 @@ def _json_length(header_length: int | str | None, body_length: int) -> int:
 def _load_json(raw: bytes) -> Any:
     """orjson, falling back to ``json`` only for the NaN/Infinity literals Triton accepts.
 
-    orjson refuses nesting over 1024 levels itself; the fallback's RecursionError is caught, and
-    its result must be re-encodable (no lone surrogates, bounded depth) to be accepted.
+    A finite number too large for a double (``1e999``) is refused, as Triton's parser does and as
+    ``1e39`` is for FP32: only the literals mean infinity. orjson refuses nesting over 1024
+    levels itself; the fallback's RecursionError is caught, and its result must be re-encodable
+    (no lone surrogates, bounded depth) to be accepted.
     """
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         reason = str(exc)
-    if b"NaN" in raw or b"Infinity" in raw:
+    if b"NaN" in raw or b"Infinity" in raw or reason.startswith("number is infinity"):
         try:
-            doc = json.loads(raw.decode("utf-8"))
+            doc = json.loads(raw.decode("utf-8"), parse_float=_finite_float)
             orjson.dumps(doc)
             return doc
         except (ValueError, RecursionError, orjson.JSONEncodeError):
             pass
     raise ValidationError(f"request: the JSON header is not valid JSON: {reason}")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValidationError(
+            f"request: the number {text[:40]} is too large for a double; write Infinity or -Infinity for infinity"
+        )
+    return value
 
 
 def _decode_inputs(raw: Any, blobs: _Blobs) -> list[InferInput]:

@@ -14,7 +14,6 @@ from itertools import chain
 from typing import Any
 
 import numpy as np
-import orjson
 
 from modelport.core.datatypes import BF16, BYTES, INTEGER_DATATYPES, dtype_of, element_size
 from modelport.core.errors import ValidationError
@@ -128,12 +127,12 @@ def binary_of(values: np.ndarray, datatype: str) -> bytes | memoryview:
 
 
 def json_of(values: np.ndarray, datatype: str) -> Any:
-    """Something orjson (with ``OPT_SERIALIZE_NUMPY``) writes as the JSON ``data`` array.
+    """Something orjson (with ``OPT_SERIALIZE_NUMPY``) writes as the JSON ``data`` array, or None.
 
-    Returns None for a BYTES tensor that is not valid UTF-8: JSON can only carry it as text, so
-    the caller sends it binary instead. Floats that are NaN or ±Infinity are written as the
-    literals ``NaN``/``Infinity``/``-Infinity`` like Triton does (rapidjson
-    ``kWriteNanAndInfFlag``); orjson alone would silently write ``null``.
+    None means "send this output binary", for what JSON cannot carry: a BYTES tensor that is not
+    valid UTF-8 (JSON holds text only), and floats with NaN or ±Infinity (JSON has no such
+    numbers; Triton writes the bare literals, which strict parsers refuse, and orjson would write
+    ``null``, losing the value). The binary layout carries both exactly.
     """
     if datatype == BYTES:
         try:
@@ -143,7 +142,7 @@ def json_of(values: np.ndarray, datatype: str) -> Any:
     if datatype == BF16:
         values = bf16_to_fp32(values)
     if values.dtype.kind == "f" and not np.isfinite(values).all():
-        return orjson.Fragment(_json_with_nonfinite(values))
+        return None
     return values
 
 
@@ -263,16 +262,3 @@ def _bf16_bits(data: np.ndarray) -> np.ndarray:
     if data.dtype.name == "bfloat16":
         return np.ascontiguousarray(data).view(np.uint16)
     return fp32_to_bf16(data)
-
-
-def _json_with_nonfinite(values: np.ndarray) -> bytes:
-    """orjson's text with its ``null`` for each non-finite float replaced by the JS literal.
-
-    Numbers contain no commas, so splitting the flat array text on ``,`` gives one token per
-    element; only the non-finite positions are visited in Python.
-    """
-    tokens = orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
-    for index in np.flatnonzero(~np.isfinite(values)).tolist():
-        value = values[index]
-        tokens[index] = b"NaN" if np.isnan(value) else b"Infinity" if value > 0 else b"-Infinity"
-    return b"[" + b",".join(tokens) + b"]"

@@ -23,6 +23,7 @@ from modelport.core.errors import ConflictError, NotFoundError, ValidationError
 from modelport.core.names import Ref, parse_ref, parse_version, validate_alias, validate_name
 from modelport.registry.assets import VersionedAssets, parse_pairs
 from modelport.registry.flavors import detect
+from modelport.registry.flavors.pickle_imports import inspect_pickles
 from modelport.registry.manifest import Manifest, scan
 from modelport.store.artifacts import ArtifactStore, remove_tree, sha256_file
 from modelport.store.db import Database
@@ -103,13 +104,20 @@ class ModelRegistry(VersionedAssets[Model, ModelVersion, ModelInfo]):
         properties: dict[str, Any] | None = None,
         description: str = "",
         allow_duplicate: bool = False,
+        follow_symlinks: bool = False,
     ) -> ModelInfo:
+        """Register ``path`` (a file or folder) as a new version of model ``name``.
+
+        Symbolic links inside a folder are refused unless ``follow_symlinks`` (see
+        :mod:`modelport.registry.manifest`).
+        """
         validate_name(name)
         requested = None if version is None else parse_version(version)
         tag_map = parse_pairs(tags, "tags")
         property_map = parse_pairs(properties, "properties")
-        manifest = scan(Path(path))
+        manifest = scan(Path(path), follow_symlinks=follow_symlinks)
         info = detect(Path(path), flavor)
+        pickles = inspect_pickles((entry.path, entry.source) for entry in manifest.files)
         written = self._upload(manifest)
         try:
             with self.db.session() as session:
@@ -125,7 +133,7 @@ class ModelRegistry(VersionedAssets[Model, ModelVersion, ModelInfo]):
                     tags=tag_map,
                     properties=property_map,
                     signature=info.signature.to_dict() if info.signature else None,
-                    details=info.details,
+                    details={**info.details, **pickles.to_details()},
                     root_name=manifest.root_name,
                     is_dir=manifest.is_dir,
                     digest=manifest.digest,

@@ -18,6 +18,8 @@ One module per job: :mod:`.folders` and :mod:`.files` decide what to look at, on
 format family reads it (:mod:`.onnx`, :mod:`.pickles` over :mod:`.pickle_walker` and
 :mod:`.streams`, :mod:`.trees`, :mod:`.torch`, :mod:`.mlflow`, :mod:`.scripts`), :mod:`.explicit`
 checks an explicit flavor against the result, and :mod:`.types` holds what is reported.
+:mod:`.pickle_imports` walks every pickle of a registration to its end and names what it imports
+beyond the modules model pickles need (``model register`` warns about them).
 """
 
 from __future__ import annotations

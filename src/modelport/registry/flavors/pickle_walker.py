@@ -1,8 +1,9 @@
 """Walking a pickle's opcodes on inert values, to learn what model it holds without loading it.
 
 What is learnt (:class:`PickleFacts`): the framework of the first framework class referenced,
-the model's ``module.Class``, sklearn's ``_sklearn_version``, whether joblib wrote it, and
-whether the walk reached STOP. A damaged or hostile stream just ends the walk.
+the model's ``module.Class``, sklearn's ``_sklearn_version``, whether joblib wrote it, every
+``module.name`` it imports (what unpickling would import and may call), and whether the walk
+reached STOP. A damaged or hostile stream just ends the walk.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pickletools
 import re
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any, NamedTuple
 
 from modelport.registry.flavors.streams import ChunkedReader, skip
@@ -39,6 +40,7 @@ class PickleFacts:
     sklearn_version: str | None = None
     joblib: bool = False
     saw_global: bool = False
+    imports: set[str] = field(default_factory=set)  # "module.name" of every GLOBAL, STACK_GLOBAL, INST
     complete: bool = False  # reached STOP
 
 
@@ -46,11 +48,15 @@ class _Enough(Exception):
     """Everything worth knowing is known: stop reading."""
 
 
-def scan_pickle(stream: IO[bytes]) -> PickleFacts:
-    """Walk a pickle up to STOP, or until flavor, estimator and version are known."""
+def scan_pickle(stream: IO[bytes], *, whole: bool = False) -> PickleFacts:
+    """Walk a pickle up to STOP, or (unless ``whole``) until flavor, estimator and version are known.
+
+    Detection stops early; listing what a pickle imports needs the ``whole`` walk, since an
+    import can hide anywhere after the model's class.
+    """
     facts = PickleFacts()
     try:
-        _PickleWalker(ChunkedReader(stream), facts).run()
+        _PickleWalker(ChunkedReader(stream), facts, stop_early=not whole).run()
         facts.complete = True
     except _Enough:
         pass
@@ -96,9 +102,10 @@ class _PickleWalker:
     bytes here. joblib's in-line array data, which is not pickle, is stepped over.
     """
 
-    def __init__(self, stream: IO[bytes], facts: PickleFacts) -> None:
+    def __init__(self, stream: IO[bytes], facts: PickleFacts, stop_early: bool) -> None:
         self._stream = stream
         self._facts = facts
+        self._stop_early = stop_early
         self._stack: list[Any] = []
         self._marks: list[list[Any]] = []
         self._memo: dict[int, Any] = {}
@@ -227,6 +234,7 @@ class _PickleWalker:
             raise ValueError("class reference is not a pair of names")
         facts = self._facts
         facts.saw_global = True
+        facts.imports.add(f"{module}.{qualname}")
         top = module.partition(".")[0]
         facts.joblib = facts.joblib or top == "joblib"
         if top in PICKLE_FRAMEWORKS:
@@ -239,7 +247,7 @@ class _PickleWalker:
 
     def _stop_if_done(self) -> None:
         facts = self._facts
-        if facts.estimator and (facts.framework != "sklearn" or facts.sklearn_version):
+        if self._stop_early and facts.estimator and (facts.framework != "sklearn" or facts.sklearn_version):
             raise _Enough
 
     def _build(self, target: Any, state: Any) -> None:
@@ -255,7 +263,7 @@ class _PickleWalker:
             raise ValueError("joblib array wrapper without a shape")
         itemsize, has_objects = _dtype_layout(state.get("dtype"))
         if has_objects:  # written as a nested pickle instead
-            _PickleWalker(self._stream, self._facts).run()
+            _PickleWalker(self._stream, self._facts, self._stop_early).run()
             return
         if state.get("numpy_array_alignment_bytes") is not None:
             skip(self._stream, self._stream.read(1)[0])  # one byte giving the padding length

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import IO
 
-from modelport.registry.flavors.pickle_walker import UNREADABLE, scan_pickle
+from modelport.registry.flavors.pickle_walker import UNREADABLE, PickleFacts, scan_pickle
 from modelport.registry.flavors.streams import open_stream, sniff_compression
 from modelport.registry.flavors.types import FlavorInfo, version_text
 
@@ -21,27 +21,17 @@ _PICKLE_HEADER = re.compile(rb"\x80[\x02-\x05]")  # PROTO opcode, protocols 2 to
 def pickled_model(path: Path, head: bytes) -> FlavorInfo | None:
     """Pickles and joblib files, compressed or not, recognised without unpickling.
 
-    Protocol 2+ pickles announce themselves; protocol 0/1 pickles are taken on their extension.
-    Compressed streams are inflated as they are read. lz4 (joblib's only non-stdlib codec)
-    cannot be, so such a file is reported as an uninspected joblib file.
+    lz4-compressed joblib files are reported as uninspected (see :func:`walk_pickle`).
     """
-    compression = sniff_compression(head)
-    named_pickle = path.suffix.lower() in _PICKLE_SUFFIXES
-    if compression == "lz4":
-        if not named_pickle:
-            return None
+    found = walk_pickle(path, head)
+    if found is None:
+        return None
+    facts, compression = found
+    if facts is None:
         return FlavorInfo("custom", None, None, {
             "format": "joblib", "compression": "lz4",
             "note": "lz4-compressed: contents not inspected",
         })
-    if compression is None and not (named_pickle or _PICKLE_HEADER.match(head)):
-        return None
-    with open_stream(path, compression) as stream:
-        if compression is not None and not named_pickle and not _PICKLE_HEADER.match(_peek(stream)):
-            return None
-        facts = scan_pickle(stream)
-    if not (facts.saw_global or facts.complete):
-        return None
     joblib = facts.joblib or compression is not None or path.suffix.lower() == ".joblib"
     details: dict = {"format": "joblib" if joblib else "pickle"}
     if compression is not None:
@@ -51,6 +41,29 @@ def pickled_model(path: Path, head: bytes) -> FlavorInfo | None:
     flavor = facts.framework or "custom"
     version = version_text(facts.sklearn_version) if flavor == "sklearn" else None
     return FlavorInfo(flavor, version, None, details)
+
+
+def walk_pickle(path: Path, head: bytes, *, whole: bool = False) -> tuple[PickleFacts | None, str | None] | None:
+    """``(facts, compression)`` of a pickle or joblib file, or None when ``path`` is neither.
+
+    Protocol 2+ pickles announce themselves; protocol 0/1 pickles are taken on their extension.
+    Compressed streams are inflated as they are read. lz4 (joblib's only non-stdlib codec)
+    cannot be, so such a file comes back with no facts. ``whole`` walks to the end (see
+    :func:`scan_pickle`).
+    """
+    compression = sniff_compression(head)
+    named_pickle = path.suffix.lower() in _PICKLE_SUFFIXES
+    if compression == "lz4":
+        return (None, compression) if named_pickle else None
+    if compression is None and not (named_pickle or _PICKLE_HEADER.match(head)):
+        return None
+    with open_stream(path, compression) as stream:
+        if compression is not None and not named_pickle and not _PICKLE_HEADER.match(_peek(stream)):
+            return None
+        facts = scan_pickle(stream, whole=whole)
+    if not (facts.saw_global or facts.complete):
+        return None
+    return facts, compression
 
 
 def _peek(stream: IO[bytes]) -> bytes:
