@@ -43,6 +43,7 @@ from modelport.control.api import ManagementApi
 from modelport.control.auth import BearerToken, ensure_token, read_token, token_path
 from modelport.control.binding import Binding
 from modelport.control.catalog import Catalog
+from modelport.control.client import tls_verification
 from modelport.control.guard import HostCheck, ManagementGuard
 from modelport.control.logs import keep_rotated
 from modelport.control.replica import Replica, ReplicaRecord
@@ -152,9 +153,6 @@ def spawn(root: Path, binding: Binding) -> str:
 
     It is asked for its status only once it has written its own pid into ``daemon.json``, which
     it does after binding the port: the token is never sent to whatever else listened there."""
-    from modelport.control.client import tls_verification
-
-    binding.check()
     folder = private_run_dir(root)
     if running(root):
         raise ConflictError(f"a modelport daemon already runs for workspace {root} ({_pidfile(root)})")
