@@ -6,11 +6,15 @@ same ``set`` overrides (``["instance_count=2"]``)::
 
     from modelport.online import OnlineEndpoints
 
-    with OnlineEndpoints() as online:                      # $MODELPORT_URL or http://127.0.0.1:7000
+    with OnlineEndpoints() as online:     # the workspace's daemon and token ($MODELPORT_HOME or ./.modelport)
         online.create_endpoint({"name": "fraud", "auth_mode": "key"})
         online.create_deployment("blue.yml", all_traffic=True)
         online.invoke("fraud", {"data": [[0.1] * 32]})
         online.update_endpoint("fraud", set=["traffic.blue=90", "traffic.green=10"])
+
+The daemon and its token are found the way the CLI finds them (``url``/``$MODELPORT_URL``, the
+workspace's ``daemon/daemon.json``; ``token``/``$MODELPORT_TOKEN``, the workspace's token file);
+``workspace`` names the workspace when it is not the default one.
 
 Every call answers the API's JSON (what ``--output json`` prints); errors raise the same
 :class:`~modelport.core.errors.ModelportError` kinds the CLI reports.
@@ -18,6 +22,7 @@ Every call answers the API's JSON (what ``--output json`` prints); errors raise 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,8 +36,9 @@ Definition = Mapping[str, Any] | str | Path | None
 
 
 class OnlineEndpoints:
-    def __init__(self, url: str | None = None) -> None:
-        self.client = DaemonClient(url)
+    def __init__(self, url: str | None = None, *, token: str | None = None,
+                 workspace: str | os.PathLike[str] | None = None, client: DaemonClient | None = None) -> None:
+        self.client = client or DaemonClient(url, token=token, workspace=workspace)
 
     # -- endpoints ------------------------------------------------------------------------------
 
@@ -75,7 +81,7 @@ class OnlineEndpoints:
             headers["azureml-model-deployment"] = deployment
         content = body if isinstance(body, bytes) else httpx.Request("POST", "/", json=body).content
         response = httpx.post(f"{self.client.url}/endpoints/{name}/{route.strip('/')}", content=content,
-                              headers=headers, timeout=None, trust_env=False)
+                              headers=headers, timeout=None, trust_env=False, verify=self.client.verify)
         if response.status_code != 200:
             raise ModelportError(f"endpoint {name} answered {response.status_code}: {response.text.strip()[:500]}")
         return response

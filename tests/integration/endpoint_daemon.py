@@ -115,6 +115,14 @@ class Daemon:
         except (OSError, ValueError):
             return []
 
+    def token(self) -> str:
+        """The workspace's management token, as the CLI reads it."""
+        return (self.home / "daemon" / "token").read_text().strip()
+
+    def api_headers(self) -> dict[str, str]:
+        """What a client other than the CLI sends to the management API and the daemon's /metrics."""
+        return {"authorization": f"Bearer {self.token()}"}
+
     def daemon_pid(self) -> int:
         return json.loads((self.home / "daemon" / "daemon.json").read_text())["pid"]
 

@@ -243,7 +243,8 @@ def test_deployment_operations_metrics_request_logs_and_collection(daemon: Daemo
         assert httpx.post(url, json=body, headers={"authorization": f"Bearer {key}"}).status_code == 200
     assert httpx.post(url, json=body).status_code == 401
 
-    metrics = httpx.get(f"{daemon.url}/metrics").text
+    assert httpx.get(f"{daemon.url}/metrics").status_code == 401  # it names the endpoints: the token only
+    metrics = httpx.get(f"{daemon.url}/metrics", headers=daemon.api_headers()).text
     assert 'modelport_endpoint_requests_total{code="200",deployment="blue",endpoint="ops"} 6.0' in metrics
     assert 'modelport_endpoint_requests_total{code="401",deployment="",endpoint="ops"} 1.0' in metrics
     replica = daemon.replicas("ops", "blue")[0]
@@ -271,7 +272,7 @@ def test_the_sdk_does_what_the_cli_does(daemon: Daemon, files: Path) -> None:
     from modelport.core.errors import ConflictError, ValidationError
     from modelport.online import OnlineEndpoints
 
-    with OnlineEndpoints(daemon.url) as online:
+    with OnlineEndpoints(daemon.url, workspace=daemon.home) as online:
         created = online.create_endpoint({"name": "sdk", "auth_mode": "key", "$schema": "https://x"})
         assert created["name"] == "sdk" and created["ignored"] == ["$schema"]
         online.create_deployment(deployment_file(files, "sdk", "blue"), all_traffic=True)

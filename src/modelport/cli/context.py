@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from functools import cached_property
+from pathlib import Path
 
 import click
 
+from modelport.core.settings import resolve_settings
 from modelport.workspace import Workspace
 
 
 class AppContext:
     def __init__(self, workspace: str | None) -> None:
         self._path = workspace
+
+    @property
+    def root(self) -> Path:
+        """The workspace's folder, without opening its database (what a daemon client needs)."""
+        return resolve_settings(self._path).root
 
     @cached_property
     def workspace(self) -> Workspace:

@@ -160,7 +160,10 @@ def _production_traffic(ws: Workspace, url: str) -> None:
 
 
 def _show_metrics(ws: Workspace, url: str) -> None:
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+    from modelport.control.auth import read_token
+
+    request = urllib.request.Request(f"{url}/metrics", headers={"Authorization": f"Bearer {read_token(ws.root)}"})
+    with urllib.request.urlopen(request, timeout=10) as response:  # the daemon's metrics name endpoints: token only
         router = response.read().decode()
     click.echo(f"GET {url}/metrics (the router):")
     for line in router.splitlines():

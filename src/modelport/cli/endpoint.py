@@ -172,8 +172,7 @@ def invoke(client: Any, name: str, request_file: Path, deployment: str | None, r
         body = request_file.read_bytes()
     except OSError as exc:
         raise ValidationError(f"--request-file: cannot read {request_file} ({exc.strerror})") from None
-    with OnlineEndpoints(client.url) as online:
-        text = online.invoke_raw(name, body, deployment=deployment, route=route).text
+    text = OnlineEndpoints(client=client).invoke_raw(name, body, deployment=deployment, route=route).text
     sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
 
 

@@ -15,7 +15,7 @@ import click
 from modelport import __version__
 from modelport.cli.batch import BATCH_COMMANDS
 from modelport.cli.context import AppContext
-from modelport.cli.daemon import down, status, up
+from modelport.cli.daemon import down, status, token, up
 from modelport.cli.endpoint import deployment, endpoint
 from modelport.cli.environment import environment
 from modelport.cli.model import model
@@ -61,6 +61,7 @@ cli.add_command(serve)
 cli.add_command(up)
 cli.add_command(down)
 cli.add_command(status)
+cli.add_command(token)
 cli.add_command(endpoint)
 cli.add_command(deployment)
 cli.add_command(monitor)

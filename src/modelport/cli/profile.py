@@ -61,7 +61,7 @@ def parse_ints(text: str, option: str, minimum: int = 1) -> tuple[int, ...]:
 @click.option("--apply", "apply_", is_flag=True,
               help="Write the recommendation into the deployment's model_config (ENDPOINT/DEPLOYMENT only; rolls it).")
 @click.option("--url", default=None, metavar="URL",
-              help="Daemon URL for ENDPOINT/DEPLOYMENT [default: $MODELPORT_URL or http://127.0.0.1:7000].")
+              help="Daemon URL for ENDPOINT/DEPLOYMENT [default: $MODELPORT_URL, else the workspace's running daemon].")
 @output_option
 @pass_app
 def profile(app: AppContext, target: str, input_file: Path, concurrency: str, duration: str, latency_budget_ms: float,
@@ -142,7 +142,7 @@ def _target(app: AppContext, text: str, url: str | None, apply_: bool) -> tuple[
         return None, model_target(text, lambda: app.workspace)
     from modelport.control.client import DaemonClient
 
-    client = DaemonClient(url)
+    client = DaemonClient(url, workspace=app.root)
     try:
         target = deployment_target(text, app.workspace, client)
         if apply_ and target.scripted:

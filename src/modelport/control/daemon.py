@@ -1,12 +1,17 @@
-"""The daemon process: management API, router and supervisor in one event loop on 127.0.0.1.
+"""The daemon process: management API, router and supervisor in one event loop.
 
 ``run`` serves in the foreground until SIGTERM/SIGINT, then stops every replica gracefully.
 One daemon per workspace: it holds ``daemon/daemon.lock`` while it lives (the OS drops the lock
 when the process dies, however it dies), and writes ``daemon/daemon.json`` (pid, url) for
-``down``. On start it publishes the stored endpoints and hands the stored deployments to the
-supervisor, which adopts replicas a killed predecessor left running, and resumes the batch jobs
-whose runner died with the machine or the process. ``spawn`` starts it in
+``down`` and for local clients. On start it publishes the stored endpoints and hands the stored
+deployments to the supervisor, which adopts replicas a killed predecessor left running, and
+resumes the batch jobs whose runner died with the machine or the process. ``spawn`` starts it in
 the background (its console in ``daemon/daemon.log``) and returns once it answers.
+
+Every request passes :mod:`modelport.control.guard` first: the ``Host`` check for all, the
+origin, token, content-type and size checks for the management API (``/api/...``, ``/metrics``);
+the router checks its endpoints' own keys. It listens where :class:`Binding` says (loopback
+unless told otherwise, with TLS when given a certificate).
 """
 
 from __future__ import annotations
@@ -35,10 +40,15 @@ from starlette.types import Receive, Scope, Send
 
 from modelport.batch.jobs import BatchJobs
 from modelport.control.api import ManagementApi
+from modelport.control.auth import BearerToken, ensure_token, read_token, token_path
+from modelport.control.binding import Binding
 from modelport.control.catalog import Catalog
+from modelport.control.client import tls_verification
+from modelport.control.guard import HostCheck, ManagementGuard
 from modelport.control.logs import keep_rotated
-from modelport.control.replica import HOST, Replica, ReplicaRecord
+from modelport.control.replica import Replica, ReplicaRecord
 from modelport.control.router import PREFIX, Router
+from modelport.control.rundir import DaemonInfo, forget_info, private_run_dir, read_info, run_dir
 from modelport.control.supervisor import Supervisor
 from modelport.core.errors import ConflictError, ModelportError
 from modelport.core.http_server import HttpServer
@@ -47,32 +57,28 @@ from modelport.workspace import Workspace
 
 log = logging.getLogger("modelport.control")
 
-DEFAULT_PORT = 7000
 START_TIMEOUT_S = 60.0
 
 
-def run_dir(root: Path) -> Path:
-    return root / "daemon"
-
-
-def run(ws: Workspace, port: int) -> None:
+def run(ws: Workspace, binding: Binding) -> None:
     """Serve until SIGTERM/SIGINT (ConflictError when this workspace already has a daemon)."""
-    folder = run_dir(ws.root)
-    folder.mkdir(parents=True, exist_ok=True)
+    binding.check()
+    folder = private_run_dir(ws.root)
+    ensure_token(ws.root)
     lock = FileLock(str(folder / "daemon.lock"))
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise ConflictError(f"a modelport daemon already runs for workspace {ws.root} ({_pidfile(folder)})") from None
+        raise ConflictError(f"a modelport daemon already runs for workspace {ws.root} ({_pidfile(ws.root)})") from None
     try:
-        listener = listen(HOST, port, option="--port")  # before anything else, so a port in use changes nothing
+        # before anything else, so a port in use changes nothing
+        listener = listen(binding.host, binding.port, option="--port")
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        (folder / "daemon.json").write_text(json.dumps({"pid": os.getpid(), "url": f"http://{HOST}:{port}"}))
+        DaemonInfo(os.getpid(), binding.url, str(binding.certfile.absolute()) if binding.certfile else None).write(ws.root)
         with listener:
-            _loop_runner()(_serve(ws, listener, folder))
+            _loop_runner()(_serve(ws, listener, folder, binding))
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            (folder / "daemon.json").unlink()
+        forget_info(ws.root)
         lock.release()
 
 
@@ -84,8 +90,8 @@ def _loop_runner():  # noqa: ANN202 - asyncio.run or uvloop.run, same signature
     return uvloop.run
 
 
-async def _serve(ws: Workspace, listener: socket.socket, folder: Path) -> None:
-    url = f"http://{HOST}:{listener.getsockname()[1]}"
+async def _serve(ws: Workspace, listener: socket.socket, folder: Path, binding: Binding) -> None:
+    url = binding.url
     # Idle connections are dropped well before a replica's own keep-alive (5 s) closes them, so a
     # request never goes out on a connection the replica is closing at that moment.
     connector = aiohttp.TCPConnector(limit=2000, keepalive_timeout=2.0)
@@ -96,16 +102,18 @@ async def _serve(ws: Workspace, listener: socket.socket, folder: Path) -> None:
         router = Router(supervisor, http)
         catalog = Catalog(ws)
         api = ManagementApi(catalog, supervisor, router, url)
-        management = Starlette(routes=api.routes(),
-                               exception_handlers={ModelportError: _on_error, Exception: _on_unexpected})
+        management = ManagementGuard(
+            Starlette(routes=api.routes(), exception_handlers={ModelportError: _on_error, Exception: _on_unexpected}),
+            credentials=[BearerToken(token_path(ws.root))])
 
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
             is_scoring = scope["type"] == "http" and scope["path"].startswith(PREFIX)
             await (router if is_scoring else management)(scope, receive, send)
 
-        server = HttpServer(uvicorn.Config(app, log_level="warning", access_log=False,
+        tls = {"ssl_certfile": str(binding.certfile), "ssl_keyfile": str(binding.keyfile)} if binding.certfile else {}
+        server = HttpServer(uvicorn.Config(HostCheck(app, binding.served()), log_level="warning", access_log=False,
                                            lifespan="off", server_header=False, timeout_keep_alive=30,
-                                           timeout_graceful_shutdown=10))  # log --follow streams never end
+                                           timeout_graceful_shutdown=10, **tls))  # log --follow streams never end
         records = await asyncio.to_thread(catalog.endpoints)
         for record in records:
             router.publish(record)
@@ -140,30 +148,36 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
 # -- from the CLI ------------------------------------------------------------------------------
 
 
-def spawn(root: Path, port: int) -> str:
-    """Start the daemon for workspace ``root`` in the background; its URL once it answers."""
-    folder = run_dir(root)
-    folder.mkdir(parents=True, exist_ok=True)
+def spawn(root: Path, binding: Binding) -> str:
+    """Start the daemon for workspace ``root`` in the background; its URL once it answers.
+
+    It is asked for its status only once it has written its own pid into ``daemon.json``, which
+    it does after binding the port: the token is never sent to whatever else listened there."""
+    folder = private_run_dir(root)
     if running(root):
-        raise ConflictError(f"a modelport daemon already runs for workspace {root} ({_pidfile(folder)})")
+        raise ConflictError(f"a modelport daemon already runs for workspace {root} ({_pidfile(root)})")
+    ensure_token(root)
     console = folder / "daemon.log"
     with open(console, "ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "modelport", "--workspace", str(root), "up", "--foreground", "--port", str(port)],
+            [sys.executable, "-m", "modelport", "--workspace", str(root), "up", "--foreground", *binding.args()],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
-    url = f"http://{HOST}:{port}"
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
             lines = [line for line in console.read_text("utf-8", "replace").splitlines() if line.startswith("error:")]
             raise ModelportError(lines[-1][len("error: "):] if lines else f"the daemon exited; see {console}")
-        with contextlib.suppress(httpx.HTTPError, ValueError):  # not up yet, or someone else's port
-            if httpx.get(f"{url}/api/status", timeout=2, trust_env=False).json().get("workspace") == str(root):
-                return url
+        info = read_info(root)
+        if info is not None and info.pid == process.pid:
+            with contextlib.suppress(httpx.HTTPError, ValueError):  # not serving yet
+                answer = httpx.get(f"{info.url}/api/status", headers={"authorization": f"Bearer {read_token(root)}"},
+                                   timeout=2, trust_env=False, verify=tls_verification(info))
+                if answer.json().get("workspace") == str(root):
+                    return info.url
         time.sleep(0.1)
     process.kill()
-    raise ModelportError(f"the daemon did not answer on {url} within {START_TIMEOUT_S:.0f} s; see {console}")
+    raise ModelportError(f"the daemon did not answer on {binding.url} within {START_TIMEOUT_S:.0f} s; see {console}")
 
 
 def running(root: Path) -> bool:
@@ -181,8 +195,9 @@ def stop(root: Path, timeout: float = 60.0) -> str:
     """Stop the workspace's daemon (it stops its replicas), or, when none runs, the replicas a
     killed daemon left behind. Says what it did."""
     folder = run_dir(root)
-    if running(root):
-        pid = json.loads((folder / "daemon.json").read_text())["pid"]
+    info = read_info(root)
+    if running(root) and info is not None:
+        pid = info.pid
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while running(root) and time.monotonic() < deadline:
@@ -200,9 +215,6 @@ def stop(root: Path, timeout: float = 60.0) -> str:
     return f"no daemon was running; stopped {len(orphans)} replica(s) it had left" if orphans else "no daemon was running"
 
 
-def _pidfile(folder: Path) -> str:
-    try:
-        info = json.loads((folder / "daemon.json").read_text())
-    except (OSError, ValueError):
-        return "pid unknown"
-    return f"pid {info['pid']}, {info['url']}"
+def _pidfile(root: Path) -> str:
+    info = read_info(root)
+    return f"pid {info.pid}, {info.url}" if info else "pid unknown"

@@ -17,6 +17,7 @@ import contextlib
 import functools
 import os
 import socket
+import ssl
 from collections.abc import Callable, Iterator
 
 import uvicorn
@@ -42,7 +43,7 @@ class HttpServer(uvicorn.Server):
                                     server_state=self.server_state, app_state=self.lifespan.state)
         for server in self.servers:
             for listening in server.sockets:
-                acceptor = _Acceptor(listening.fileno(), factory)
+                acceptor = _Acceptor(listening.fileno(), factory, self.config.ssl)
                 acceptor.start()
                 self._acceptors.append(acceptor)
 
@@ -57,8 +58,10 @@ class _Acceptor:
     """Watches a duplicate of a listening socket (the loop already watches the original) and,
     whenever it is readable, accepts what waits and hands each connection to the loop."""
 
-    def __init__(self, fileno: int, protocol_factory: Callable[[], asyncio.Protocol]) -> None:
+    def __init__(self, fileno: int, protocol_factory: Callable[[], asyncio.Protocol],
+                 tls: ssl.SSLContext | None) -> None:
         self._socket = socket.socket(fileno=os.dup(fileno))
+        self._tls = tls  # what the loop's own accept would wrap connections in
         self._socket.setblocking(False)
         self._factory = protocol_factory
         self._loop = asyncio.get_running_loop()
@@ -78,7 +81,7 @@ class _Acceptor:
             except OSError:  # none left (EAGAIN), or one gone before it got in; the loop calls again
                 return
             connection.setblocking(False)
-            task = self._loop.create_task(self._loop.connect_accepted_socket(self._factory, connection))
+            task = self._loop.create_task(self._loop.connect_accepted_socket(self._factory, connection, ssl=self._tls))
             self._connecting.add(task)
             task.add_done_callback(self._connected)
 
