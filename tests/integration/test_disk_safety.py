@@ -265,3 +265,25 @@ def test_sweep_rules_for_free_locks(tmp_path: Path) -> None:
     os.utime(old, (past, past))
     assert sorted(files.sweep(tmp_path)) == sorted([old.name, gone.name])
     assert young.exists() and unrelated.exists()
+
+
+def test_a_code_snapshot_is_private_and_leaves_no_staging(tmp_path: Path) -> None:
+    from modelport import Workspace
+    from modelport.control.catalog import Catalog
+    from modelport.control.definitions import EndpointSpec, parse_deployment
+
+    code = tmp_path / "code"
+    (code / "lib").mkdir(parents=True)
+    (code / "score.py").write_text("def init(): pass\ndef run(data): return 1\n")
+    (code / "lib" / "helper.py").write_text("X = 1\n")
+    os.chmod(code / "lib", 0o755)
+    os.chmod(code / "score.py", 0o644)
+    with Workspace(tmp_path / "ws") as ws:
+        ws.models.register(build_mlp_onnx(tmp_path / "m" / "model.onnx"), "mlp")
+        catalog = Catalog(ws)
+        catalog.create_endpoint(EndpointSpec("ep"))
+        spec, _ = parse_deployment({"endpoint_name": "ep", "name": "blue", "model": "mlp:1", "code_configuration":
+                                    {"code": "code", "scoring_script": "score.py"}}, tmp_path)
+        snapshot = Path(catalog.resolve(spec).code_configuration.code)
+    assert (snapshot / "lib" / "helper.py").read_text() == "X = 1\n"
+    assert _loose(snapshot) == [] and list((tmp_path / "ws" / "tmp").iterdir()) == []

@@ -33,7 +33,7 @@ from modelport.control.definitions import (
 )
 from modelport.control.keys import KEY_NAMES, new_key
 from modelport.core.errors import ConflictError, ModelportError, NotFoundError, ValidationError
-from modelport.core.files import disk_errors, private_dir, temp_dir
+from modelport.core.files import disk_errors, private_dir, private_tree, temp_dir
 from modelport.core.names import parse_ref
 from modelport.registry.manifest import scan
 from modelport.runtime.predictor import FLAVORS
@@ -272,6 +272,7 @@ class Catalog:
         if not target.is_dir():
             with disk_errors(target), temp_dir(private_dir(self.ws.settings.tmp_dir), target.name) as staging:
                 shutil.copytree(code.code, staging, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+                private_tree(staging)
                 try:
                     staging.rename(private_dir(self.code_dir) / target.name)
                 except OSError:

@@ -131,6 +131,15 @@ def tighten(path: Path, mode: int) -> None:
         os.chmod(path, stat.S_IMODE(info.st_mode) & mode)
 
 
+def private_tree(folder: Path) -> None:
+    """Folders 0700 and files 0600 below ``folder``, for copies (``shutil.copytree`` carries the
+    source's modes over, whatever the umask)."""
+    for parent, _, filenames in os.walk(folder):
+        os.chmod(parent, DIR_MODE)
+        for name in filenames:
+            os.chmod(os.path.join(parent, name), FILE_MODE)
+
+
 def open_private(path: Path) -> BinaryIO:
     """``open(path, "ab")`` for logs and collected payloads, creating the file 0600."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
