@@ -287,3 +287,28 @@ def test_a_code_snapshot_is_private_and_leaves_no_staging(tmp_path: Path) -> Non
         snapshot = Path(catalog.resolve(spec).code_configuration.code)
     assert (snapshot / "lib" / "helper.py").read_text() == "X = 1\n"
     assert _loose(snapshot) == [] and list((tmp_path / "ws" / "tmp").iterdir()) == []
+
+
+def test_a_dead_environment_build_is_swept_and_a_live_one_kept(sqlite_cli: Cli, tmp_path: Path) -> None:
+    envs = tmp_path / "ws" / "envs"
+    built, partial = envs / "00000000000000aa", envs / "00000000000000bb"
+    for venv in (built, partial):
+        (venv / "bin").mkdir(parents=True)
+        (venv / "bin" / "python").write_text("")
+        (envs / f"{venv.name}.lock").write_text("")
+    (built / "modelport-env.json").write_text("{}")
+    builder = subprocess.Popen(  # holds the build lock as a running build does
+        [sys.executable, "-c", "import sys, time; from filelock import FileLock\n"
+         "lock = FileLock(sys.argv[1]); lock.acquire(); print('locked', flush=True); time.sleep(600)",
+         str(envs / f"{partial.name}.lock")],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert builder.stdout.readline().strip() == "locked"
+        _ok(sqlite_cli("model", "list"))
+        assert partial.is_dir(), "the sweep removed a build in progress"
+    finally:
+        builder.kill()
+        builder.wait()
+    _ok(sqlite_cli("model", "list"))
+    assert not partial.exists() and (built / "modelport-env.json").is_file()
