@@ -102,6 +102,7 @@ class ArtifactStore:
 
     @property
     def tmp_dir(self) -> Path:
+        """Where a local root stages blobs: on the blobs' filesystem, so a finished one is renamed in."""
         return Path(f"{self._base}/tmp")
 
     def sweep(self) -> None:
