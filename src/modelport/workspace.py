@@ -1,6 +1,9 @@
 """The SDK entry point: ``Workspace()`` opens (or creates) a workspace and exposes its registries.
 
-The CLI is a thin layer over this class; servers and jobs use it the same way.
+The CLI is a thin layer over this class; servers and jobs use it the same way. Opening is also
+when the workspace is kept private and clean: its folder is made (or tightened to) 0700, so a
+workspace made by an older version is closed to other users by that one ``chmod``, and the
+temporaries of writers that died are swept from the staging folders (one listing each).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from modelport.control.catalog import deployments_using
 from modelport.core.errors import ModelportError
+from modelport.core.files import DIR_MODE, private_dir, sweep, tighten
 from modelport.core.settings import WorkspaceSettings, resolve_settings
 from modelport.registry.environments import EnvironmentRegistry
 from modelport.registry.models import ModelRegistry
@@ -33,7 +37,8 @@ class Workspace:
     ) -> None:
         self.settings: WorkspaceSettings = resolve_settings(path, db_url, artifact_root)
         try:
-            self.settings.root.mkdir(parents=True, exist_ok=True)
+            private_dir(self.settings.root)
+            tighten(self.settings.root, DIR_MODE)
         except OSError as exc:
             raise ModelportError(f"workspace: cannot create {self.settings.root} ({exc.strerror})") from None
         try:
@@ -43,9 +48,17 @@ class Workspace:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
             raise ModelportError(f"database {where}: {reason}") from None
         self.artifacts = ArtifactStore(self.settings.artifact_root)
-        self.models = ModelRegistry(self.db, self.artifacts, self.settings.cache_dir)
+        self.models = ModelRegistry(self.db, self.artifacts, self.settings.cache_dir, self.settings.tmp_dir)
         self.models.usage_checks.append(deployments_using)  # a version an endpoint serves is not deleted
         self.environments = EnvironmentRegistry(self.db, self.artifacts, self.settings.envs_dir)
+        self.sweep()
+
+    def sweep(self) -> None:
+        """Remove what writers that died (kill -9, power loss) left half-written: cheap, as it
+        lists a few known folders only, so every open does it."""
+        sweep(self.settings.tmp_dir)
+        self.artifacts.sweep()
+        self.environments.sweep()
 
     @property
     def root(self) -> Path:

@@ -1,7 +1,11 @@
 """Root command: global options, lazy workspace, and the one place errors become exit codes.
 
 Exit codes follow the issue's convention: 0 success, 1 failure (one ``error:`` line on
-stderr naming the bad field, file or reference), 2 usage error (click's own).
+stderr naming the bad field, file or reference), 2 usage error (click's own). A full disk or a
+refused access is such a failure too, naming the path, wherever it was raised.
+
+The process umask is 0077 from the start: what the CLI writes, and what ``serve``, the daemon,
+its replicas and batch runners (all started from here) write, is the user's alone.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from modelport.cli.monitor import monitor
 from modelport.cli.profile import profile
 from modelport.cli.serve import serve
 from modelport.core.errors import ModelportError
+from modelport.core.files import disk_error, private_umask
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -71,6 +76,7 @@ for command in BATCH_COMMANDS:
 
 
 def main() -> None:
+    private_umask()
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -86,8 +92,19 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as exc:  # a bug: still one line, the traceback on request
-        if os.environ.get("MODELPORT_DEBUG"):
-            traceback.print_exc()
-        click.echo(f"error: internal error ({type(exc).__name__}: {exc}); set MODELPORT_DEBUG=1 for details", err=True)
+    except OSError as exc:
+        error = disk_error(exc)
+        if error is None:
+            _internal_error(exc)
+        click.echo(f"error: {error}", err=True)
         sys.exit(1)
+    except Exception as exc:
+        _internal_error(exc)
+
+
+def _internal_error(exc: Exception) -> None:
+    """A bug: still one line, the traceback on request."""
+    if os.environ.get("MODELPORT_DEBUG"):
+        traceback.print_exc()
+    click.echo(f"error: internal error ({type(exc).__name__}: {exc}); set MODELPORT_DEBUG=1 for details", err=True)
+    sys.exit(1)

@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import json
 import shutil
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -34,10 +33,11 @@ from modelport.control.definitions import (
 )
 from modelport.control.keys import KEY_NAMES, new_key
 from modelport.core.errors import ConflictError, ModelportError, NotFoundError, ValidationError
+from modelport.core.files import disk_errors, private_dir, private_tree, temp_dir
 from modelport.core.names import parse_ref
 from modelport.registry.manifest import scan
 from modelport.runtime.predictor import FLAVORS
-from modelport.store.artifacts import remove_tree, sha256_file
+from modelport.store.artifacts import sha256_file
 from modelport.store.schema import Model, ModelVersion, utcnow
 from modelport.store.schema_endpoints import OnlineDeployment, OnlineEndpoint
 
@@ -270,15 +270,14 @@ class Catalog:
         """An immutable copy of the code folder, named by its content digest (shared when equal)."""
         target = self.code_dir / scan(Path(code.code), "code_configuration.code").digest[:16]
         if not target.is_dir():
-            staging = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
-            try:
-                shutil.copytree(code.code, staging, ignore=shutil.ignore_patterns("__pycache__"))
-                staging.rename(target)
-            except OSError:
-                if not target.is_dir():  # lost a race to an identical snapshot: keep the winner
-                    raise
-            finally:
-                remove_tree(staging)
+            with disk_errors(target), temp_dir(private_dir(self.ws.settings.tmp_dir), target.name) as staging:
+                shutil.copytree(code.code, staging, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+                private_tree(staging)
+                try:
+                    staging.rename(private_dir(self.code_dir) / target.name)
+                except OSError:
+                    if not target.is_dir():  # lost a race to an identical snapshot: keep the winner
+                        raise
         return CodeConfiguration(str(target), code.scoring_script)
 
     @staticmethod

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelport.control.definitions import DeploymentSpec
+from modelport.core.files import open_private, private_dir
 
 if TYPE_CHECKING:
     from modelport.workspace import Workspace
@@ -118,10 +119,10 @@ class Replica:
     def start(cls, plan: LaunchPlan, endpoint: str, deployment: str, revision: str, slot: int,
               log: Path) -> Replica:
         port = free_port()
-        log.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(log.parent)
         command = [*plan.command, "--http-port", str(port), "--metrics-port", str(free_port()),
                    "--request-log", str(request_log_path(log))]
-        with open(log, "ab") as console:
+        with open_private(log) as console:
             console.write(f"{START_MARK}{time.strftime('%Y-%m-%d %H:%M:%S')} replica {slot} of {endpoint}/{deployment} "
                           f"revision {revision} starting on port {port}\n".encode())
             console.flush()

@@ -36,6 +36,12 @@ class WorkspaceSettings:
     def envs_dir(self) -> Path:
         return self.root / "envs"
 
+    @property
+    def tmp_dir(self) -> Path:
+        """Where half-written copies live until they are renamed into place (same filesystem as
+        the cache and the code snapshots); what a writer that died left here is swept on open."""
+        return self.root / "tmp"
+
 
 def resolve_settings(
     workspace: str | os.PathLike[str] | None = None,

@@ -15,7 +15,10 @@ With uv on PATH the venv is made by ``uv venv`` (which can fetch a missing Pytho
 pip of its own; without it, by ``python -m venv`` with ``pythonX.Y`` from PATH, and pip.
 
 A file lock per hash serializes concurrent builds of one spec across processes: the second
-builder waits, then finds the marker and reuses the result.
+builder waits, then finds the marker and reuses the result. The same lock tells ``sweep`` (run
+when a workspace opens) that an unmarked directory is a dead build rather than one in progress,
+so a build killed with SIGKILL does not keep its disk space until the same spec is built again.
+A venv's top folder is 0700, and a full disk or a refused write is one line naming the venv.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from modelport.core.errors import BuildError
+from modelport.core.files import DIR_MODE, disk_errors, private_dir, sweep, temp_dir
 from modelport.envs.spec import EnvSpec
 
 MARKER = "modelport-env.json"
@@ -62,16 +65,44 @@ def build_env(spec: EnvSpec, cache_root: Path, *, log: Log | None = None) -> Bui
     raise :class:`BuildError` with a one-line summary and leave nothing in the cache.
     """
     cache_root = Path(cache_root).absolute()
-    cache_root.mkdir(parents=True, exist_ok=True)
     key = spec.content_hash[:16]
     target = cache_root / key
-    with _exclusive(cache_root / f"{key}.lock", log):
-        reused = _is_built(target)
-        if reused:
-            _say(log, f"reusing environment {key} at {target}")
-        else:
-            _build(spec, target, log)
+    with disk_errors(target):
+        private_dir(cache_root)
+        with _exclusive(_lock_path(target), log):
+            reused = _is_built(target)
+            if reused:
+                _say(log, f"reusing environment {key} at {target}")
+            else:
+                _build(spec, target, log)
     return BuildResult(target, _interpreter(target), reused, spec.conda_only)
+
+
+def sweep_builds(cache_root: Path) -> None:
+    """Remove what builds that died left in ``cache_root``: their scratch folders, and venv
+    directories without a marker whose lock nobody holds (one listing, one stat per venv)."""
+    sweep(cache_root)
+    try:
+        entries = [Path(entry.path) for entry in os.scandir(cache_root) if entry.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return
+    for target in entries:
+        if (target / MARKER).is_file() or not _lock_path(target).exists():
+            continue  # built, or not a build at all
+        lock = FileLock(str(_lock_path(target)))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            continue  # being built right now
+        try:
+            if not (target / MARKER).is_file():
+                shutil.rmtree(target, ignore_errors=True)
+        finally:
+            lock.release()
+
+
+def _lock_path(target: Path) -> Path:
+    return target.with_name(f"{target.name}.lock")
 
 
 @contextmanager
@@ -102,6 +133,7 @@ def _build(spec: EnvSpec, target: Path, log: Log | None) -> None:
     shutil.rmtree(target, ignore_errors=True)  # a crashed build's leftovers or a broken venv
     try:
         tool = _create(spec, target, log)
+        os.chmod(target, DIR_MODE)  # made by venv or uv with their own mode
         _write_marker(spec, target, tool)
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
@@ -113,8 +145,8 @@ def _create(spec: EnvSpec, target: Path, log: Log | None) -> str:
     uv = shutil.which("uv")
     tool = "uv" if uv else "venv"
     _say(log, f"building environment {target.name} with {tool} in {target}")
-    with tempfile.TemporaryDirectory(prefix="modelport-env-") as scratch:
-        requirements = Path(scratch) / "requirements.txt"
+    with temp_dir(target.parent, f"{target.name}-requirements") as scratch:
+        requirements = scratch / "requirements.txt"
         requirements.write_text("".join(f"{line}\n" for line in spec.pip_requirements), "utf-8")
         if uv:
             steps = _uv_steps(uv, spec, target, requirements)

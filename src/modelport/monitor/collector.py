@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from modelport.core.files import FILE_MODE, open_private, private_dir
 from modelport.monitor.payloads import json_columns, row_count, tensor_columns
 from modelport.monitor.writer import BackgroundWriter
 
@@ -131,7 +132,7 @@ class PayloadCollector:
                     window.key, window.opened = key, time.time()
                 window.items.append((item, what))
         for path, chunk in lines.items():
-            with open(path, "ab") as file:  # whole lines, appended at once
+            with open_private(path) as file:  # whole lines, appended at once
                 file.write(b"".join(chunk))
 
     def _parts_of(self, item: Collected) -> list[tuple[str, Any]]:
@@ -170,8 +171,12 @@ class PayloadCollector:
             self._parts += 1
             target = self._folder(collection, window.key) / f"{self.instance}-{window.key}-{self._parts}.parquet"
             temporary = target.with_name(f".{target.name}.tmp")
-            pq.write_table(table, temporary)
-            os.replace(temporary, target)
+            try:
+                pq.write_table(table, temporary)
+                os.chmod(temporary, FILE_MODE)
+                os.replace(temporary, target)
+            finally:
+                temporary.unlink(missing_ok=True)
         except Exception:  # counted and logged by the writer; the next window starts clean
             self._writer.dropped += len(items)
             raise
@@ -198,8 +203,7 @@ class PayloadCollector:
     def _folder(self, collection: str, key: str) -> Path:
         start = dt.datetime.strptime(key, ROLLING_RATES[self.settings.rolling_rate])
         folder = self.settings.directory / collection / start.strftime("%Y/%m/%d/%H")
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
+        return private_dir(folder)
 
 
 _active: PayloadCollector | None = None

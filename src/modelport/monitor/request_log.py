@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from modelport.core.files import open_private, private_dir
 from modelport.monitor.writer import BackgroundWriter
 
 # What the front end submits per request, in this order (a tuple costs less than a dict there):
@@ -28,10 +29,10 @@ DEFAULT_BACKUPS = 5
 class RequestLog:
     def __init__(self, path: Path, max_bytes: int = DEFAULT_MAX_BYTES, backups: int = DEFAULT_BACKUPS) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         self.max_bytes = max_bytes
         self.backups = backups
-        self._file = open(self.path, "ab")  # noqa: SIM115 - owned by the writer thread until close
+        self._file = open_private(self.path)  # owned by the writer thread until close
         self._writer: BackgroundWriter[Entry] = BackgroundWriter(
             "request-log", self._write, finish=lambda: self._file.close()
         )
@@ -61,7 +62,7 @@ class RequestLog:
             os.replace(self.path, first)
         else:
             self.path.unlink()
-        self._file = open(self.path, "ab")  # noqa: SIM115
+        self._file = open_private(self.path)
 
 
 def shift_backups(path: Path, backups: int) -> Path | None:

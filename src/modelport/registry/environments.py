@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from modelport.core.errors import ValidationError
 from modelport.core.names import parse_version, validate_name
 from modelport.envs import BuildResult, build_env, parse_spec, parse_spec_file
+from modelport.envs.builder import sweep_builds
 from modelport.registry.assets import VersionedAssets, parse_pairs
 from modelport.store.artifacts import ArtifactStore, sha256_file
 from modelport.store.db import Database
@@ -128,6 +129,10 @@ class EnvironmentRegistry(VersionedAssets[Environment, EnvironmentVersion, Envir
         info = self.get(ref)
         spec = parse_spec(self.spec_text(info.ref), info.spec_file, info.python)
         return build_env(spec, self.envs_dir, log=log)
+
+    def sweep(self) -> None:
+        """Remove what builds that died left in the environment cache."""
+        sweep_builds(self.envs_dir)
 
     def module_command(self, ref: str | None, module: str, what: str) -> list[str]:
         """The command that runs ``python -m module`` in environment ``ref``'s built virtualenv

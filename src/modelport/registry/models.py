@@ -9,7 +9,6 @@ removed again.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -20,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from modelport.core.errors import ConflictError, NotFoundError, ValidationError
+from modelport.core.files import disk_errors, private_dir, sweep, temp_dir
 from modelport.core.names import Ref, parse_ref, parse_version, validate_alias, validate_name
 from modelport.registry.assets import VersionedAssets, parse_pairs
 from modelport.registry.flavors import detect
@@ -28,6 +28,8 @@ from modelport.registry.manifest import Manifest, scan
 from modelport.store.artifacts import ArtifactStore, remove_tree, sha256_file
 from modelport.store.db import Database
 from modelport.store.schema import EnvironmentVersion, Model, ModelAlias, ModelFile, ModelVersion
+
+_DOWNLOAD_STAGING = ".modelport-download"
 
 UsageCheck = Callable[[Session, ModelVersion], list[str]]
 """Names what uses a model version (e.g. ``["online deployment 'fraud/blue'"]``) inside the
@@ -85,10 +87,11 @@ class ModelRegistry(VersionedAssets[Model, ModelVersion, ModelInfo]):
     version_cls = ModelVersion
     container_fk = "model_id"
 
-    def __init__(self, db: Database, store: ArtifactStore, cache_dir: Path) -> None:
+    def __init__(self, db: Database, store: ArtifactStore, cache_dir: Path, tmp_dir: Path) -> None:
         super().__init__(db)
         self.store = store
         self.cache_dir = cache_dir
+        self.tmp_dir = tmp_dir  # staging for the cache: same filesystem, so a finished copy is renamed in
         self.usage_checks: list[UsageCheck] = []
 
     # -- registration -----------------------------------------------------------------------
@@ -118,8 +121,9 @@ class ModelRegistry(VersionedAssets[Model, ModelVersion, ModelInfo]):
         manifest = scan(Path(path), follow_symlinks=follow_symlinks)
         info = detect(Path(path), flavor)
         pickles = inspect_pickles((entry.path, entry.source) for entry in manifest.files)
-        written = self._upload(manifest)
+        written: list[str] = []
         try:
+            self._upload(manifest, written)
             with self.db.session() as session:
                 container = self._lock_or_create(session, name)
                 if not allow_duplicate:
@@ -146,15 +150,15 @@ class ModelRegistry(VersionedAssets[Model, ModelVersion, ModelInfo]):
         except BaseException:
             self._drop_unreferenced(written)
             raise
-        self._upload(manifest)  # a concurrent delete may have collected a shared blob meanwhile
+        self._upload(manifest, [])  # a concurrent delete may have collected a shared blob meanwhile
         return result
 
-    def _upload(self, manifest: Manifest) -> list[str]:
-        written: list[str] = []
+    def _upload(self, manifest: Manifest, written: list[str]) -> None:
+        """Store every blob, appending to ``written`` as it goes, so that a failure halfway (a
+        full disk) still lets the caller remove what this call added."""
         for entry in {f.sha256: f for f in manifest.files}.values():
             if self.store.put(entry.source, entry.sha256):
                 written.append(entry.sha256)
-        return written
 
     def _refuse_duplicate(self, session: Session, container: Model, manifest: Manifest) -> None:
         same = session.scalar(
@@ -295,19 +299,24 @@ class ModelRegistry(VersionedAssets[Model, ModelVersion, ModelInfo]):
         return info, self._materialized(info)
 
     def download(self, ref: str, to: str | Path) -> Path:
-        """Copy the registered file or folder into ``to`` under its original name."""
+        """Copy the registered file or folder into ``to`` under its original name.
+
+        Copies, never links: editing what was downloaded must not touch the store. The copy is
+        staged in a locked temporary inside ``to`` (a rename away from its place); one left by a
+        download that died is swept by the next download into the same folder."""
         info = self.get(ref)
-        target = Path(to) / info.root_name
-        if target.exists():
+        to = Path(to)
+        if to.exists() and not to.is_dir():
+            raise ValidationError(f"--to: {to} is not a folder")
+        target = to / info.root_name
+        if target.exists() or target.is_symlink():
             raise ConflictError(f"--to: {target} already exists; refusing to overwrite it")
-        staging = Path(to) / f".modelport-download-{uuid.uuid4().hex}"
-        try:
-            for entry in info.files:
-                dest = staging / info.root_name / entry["path"] if info.is_dir else staging / info.root_name
-                self.store.materialize(entry["sha256"], dest, self._label(info, entry["path"]))
-            (staging / info.root_name).rename(target)
-        finally:
-            remove_tree(staging)
+        with disk_errors(target):
+            to.mkdir(parents=True, exist_ok=True)
+            sweep(to, prefix=_DOWNLOAD_STAGING)
+            with temp_dir(to, _DOWNLOAD_STAGING) as staging:
+                self._fill(info, staging, link=False)
+                (staging / info.root_name).rename(target)
         return target
 
     def _materialized(self, info: ModelInfo) -> Path:
@@ -316,19 +325,22 @@ class ModelRegistry(VersionedAssets[Model, ModelVersion, ModelInfo]):
             if self._intact(info, target):
                 return target
             remove_tree(target)  # damaged or partial copy: rebuild it from the store
-        staging = target.with_name(f".{info.version}.tmp-{uuid.uuid4().hex}")
-        try:
-            for entry in info.files:
-                dest = staging / info.root_name / entry["path"] if info.is_dir else staging / info.root_name
-                self.store.materialize(entry["sha256"], dest, self._label(info, entry["path"]))
-            try:
-                staging.rename(target)
-            except OSError:
-                if not (target.exists() and self._intact(info, target)):  # lost a race: keep the winner
-                    raise
-        finally:
-            remove_tree(staging)
+        with disk_errors(target):
+            private_dir(target.parent)
+            with temp_dir(private_dir(self.tmp_dir), f"model-{info.version}") as staging:
+                self._fill(info, staging, link=True)
+                try:
+                    staging.rename(target)
+                except OSError:
+                    if not (target.exists() and self._intact(info, target)):  # lost a race: keep the winner
+                        raise
         return target
+
+    def _fill(self, info: ModelInfo, folder: Path, *, link: bool) -> None:
+        """Place the version's files under ``folder / root_name`` (see ``ArtifactStore.materialize``)."""
+        for entry in info.files:
+            dest = folder / info.root_name / entry["path"] if info.is_dir else folder / info.root_name
+            self.store.materialize(entry["sha256"], dest, self._label(info, entry["path"]), link=link)
 
     def _intact(self, info: ModelInfo, target: Path) -> bool:
         for entry in info.files:

@@ -1,24 +1,29 @@
 """Content-addressed artifact storage: every file is stored once, under its sha256.
 
 The root is a local folder or any fsspec URL (``s3://bucket/prefix``, ``memory://x``...).
-A blob is written to a temporary key and moved into place, so a reader never sees half a
-file, and its bytes are re-hashed whenever they are materialised for use: a corrupted blob is
-reported naming the file it stands for and is never handed out.
+A blob is written to a temporary key under ``<root>/tmp/`` and moved into place, so a reader
+never sees half a file, and its bytes are re-hashed whenever they are materialised for use: a
+corrupted blob is reported naming the file it stands for and is never handed out.
+
+On a local root, blobs are 0400 in 0700 folders, written through ``core.files.temp_file``
+(hashed while copied, flushed to disk before the rename), and ``sweep`` removes the
+temporaries of writers that died.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import BinaryIO
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from modelport.core.errors import IntegrityError, ModelportError, NotFoundError
+from modelport.core.errors import IntegrityError, ModelportError, NotFoundError, ValidationError
+from modelport.core.files import BLOB_MODE, FILE_MODE, disk_errors, private_dir, sweep, temp_file, temp_name
 
 CHUNK = 1 << 20
 
@@ -66,15 +71,45 @@ class ArtifactStore:
         key = self._key(sha)
         if self.fs.exists(key):
             return False
-        self.fs.makedirs(key.rsplit("/", 1)[0], exist_ok=True)
-        tmp = f"{key}.tmp-{uuid.uuid4().hex}"
-        self.fs.put_file(str(source), tmp)
         if self.is_local:
-            os.chmod(tmp, 0o444)  # blobs may be hard-linked into model folders: keep them read-only
-            os.replace(tmp, key)
-        else:
+            self._put_local(Path(source), sha, Path(key))
+            return True
+        self.fs.makedirs(key.rsplit("/", 1)[0], exist_ok=True)
+        tmp = f"{self._base}/tmp/{temp_name(sha)}"
+        try:
+            self.fs.put_file(str(source), tmp)
             self.fs.mv(tmp, key)
+        except BaseException:
+            with contextlib.suppress(Exception):  # best effort: the original error is the one to report
+                self.fs.rm(tmp)
+            raise
         return True
+
+    def _put_local(self, source: Path, sha: str, key: Path) -> None:
+        """Copy into a locked temporary, check the bytes are still those the caller hashed (the
+        source may have changed since), make them durable, then rename into place. Read-only
+        (0400): blobs may be hard-linked into the workspace's cache."""
+        with disk_errors(key):
+            private_dir(key.parent)
+            with temp_file(private_dir(self.tmp_dir), sha, BLOB_MODE) as (tmp, handle):
+                with open(source, "rb") as src:
+                    actual = _copy_hashing(src, handle)
+                if actual != sha:
+                    raise ValidationError(f"{source}: changed while it was being stored; register it again")
+                handle.flush()
+                os.fsync(handle.fileno())
+                os.replace(tmp, key)
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Where a local root stages blobs: on the blobs' filesystem, so a finished one is renamed in."""
+        return Path(f"{self._base}/tmp")
+
+    def sweep(self) -> None:
+        """Remove temporaries of writers that died (local roots; an object store has no such
+        leftovers worth a listing on every open)."""
+        if self.is_local:
+            sweep(self.tmp_dir)
 
     def delete(self, sha: str) -> None:
         key = self._key(sha)
@@ -90,30 +125,29 @@ class ArtifactStore:
         if digest.hexdigest() != sha:
             raise IntegrityError(f"{label}: stored artifact is corrupted (sha256 mismatch); refusing to use it")
 
-    def materialize(self, sha: str, dest: Path, label: str) -> None:
+    def materialize(self, sha: str, dest: Path, label: str, *, link: bool = True) -> None:
         """Place the blob's bytes at ``dest`` after checking them.
 
-        Local stores hard-link (no copy, and a later corruption of the blob shows in the
-        linked file too, so re-verifying the file re-verifies the blob); other stores copy.
+        ``link``: for the workspace's own cache. Local stores hard-link (no copy, and a later
+        corruption of the blob shows in the linked file too, so re-verifying the file re-verifies
+        the blob); other stores copy, read-only like a blob. Without it, ``dest`` is an
+        independent, writable copy (a download): editing it cannot touch the store.
         """
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(dest.parent)
         blob = self.local_path(sha)
-        if blob is not None:
+        if link and blob is not None:
             self.verify(sha, label)
             try:
                 os.link(blob, dest)
                 return
             except OSError:
                 pass  # another filesystem: fall back to a copy
-        tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex}")
-        try:
-            with self._open(sha, label) as src, open(tmp, "wb") as dst:
-                actual = _copy_hashing(src, dst)
+        with self._open(sha, label) as src, temp_file(dest.parent, f".{dest.name}",
+                                                      BLOB_MODE if link else FILE_MODE) as (tmp, dst):
+            actual = _copy_hashing(src, dst)
             if actual != sha:
                 raise IntegrityError(f"{label}: stored artifact is corrupted (sha256 mismatch); refusing to use it")
             os.replace(tmp, dest)
-        finally:
-            tmp.unlink(missing_ok=True)
 
     def _open(self, sha: str, label: str) -> BinaryIO:
         try:

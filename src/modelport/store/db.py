@@ -6,10 +6,15 @@ with "database is locked" halfway through. ``postgresql://`` URLs use psycopg 3.
 Migrations run on open under a lock (a file lock for SQLite, an advisory lock for PostgreSQL)
 so that a workspace made by an older version opens in a newer one, even when many processes
 open it at once.
+
+A SQLite file is created 0600 before SQLite opens it, because SQLite gives its ``-wal`` and
+``-shm`` files the database file's mode; an existing one is tightened. A full disk or a
+read-only file during a transaction is one line naming the database file.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,12 +26,15 @@ from alembic.script import ScriptDirectory
 from filelock import FileLock
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from modelport.core.errors import ModelportError, ValidationError
+from modelport.core.files import FILE_MODE, DiskError, DiskFullError, tighten
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _PG_MIGRATION_LOCK = 0x6D6F64656C  # "model": an arbitrary, stable advisory-lock key
+_SQLITE_FULL, _SQLITE_READONLY = 13, 8  # primary result codes (the low byte of extended ones)
 
 
 def normalize_url(url: str) -> str:
@@ -42,9 +50,32 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL (None for PostgreSQL, in-memory and ``file:`` URIs)."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """Create the file 0600 (SQLite would make it 0644 less the umask, and its -wal and -shm
+    files after it), or take away what an existing one grants others."""
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE))
+    except OSError:
+        return  # SQLite itself will report the path it cannot open
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        tighten(file, FILE_MODE)
+
+
 def create_db_engine(url: str) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
+        file = sqlite_file(url)
+        if file is not None:
+            _private_sqlite_file(file)
         engine = create_engine(url, connect_args={"timeout": 60})
         _configure_sqlite(engine)
         return engine
@@ -138,13 +169,31 @@ class Database:
 
     def __init__(self, url: str, lock_dir: Path) -> None:
         self.engine = create_db_engine(url)
+        self._file = sqlite_file(self.engine.url.render_as_string())
         migrate(self.engine, lock_dir)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
-            yield session
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except OperationalError as exc:
+            error = self._disk_error(exc)
+            if error is None:
+                raise
+            raise error from exc
+
+    def _disk_error(self, exc: OperationalError) -> DiskError | None:
+        """SQLite's full disk and read-only file as the one-line errors the files layer gives."""
+        code = getattr(exc.orig, "sqlite_errorcode", None)
+        if self._file is None or code is None:
+            return None
+        if code & 0xFF == _SQLITE_FULL:
+            return DiskFullError(f"no space left on device writing {self._file}")
+        if code & 0xFF == _SQLITE_READONLY:
+            return DiskError(f"read-only database: {self._file} ({exc.orig})")
+        return None
 
     def dispose(self) -> None:
         self.engine.dispose()
