@@ -6,8 +6,9 @@ OpenAPI paths are both made from it, so the document cannot drift from what is s
 Changes to one endpoint are serialised by a lock per endpoint name. A deployment is written to
 the database only after its replicas are ready (create) or rolled (update): a definition whose
 replicas cannot start is refused with the replica's own error line, the stored desired state
-stays what was serving, and a model version registered inline for it is removed again. Definitions arrive as the YAML mapping (``definition``), the
-``--set`` overrides (``set``) and the folder relative paths start from (``base_dir``).
+stays what was serving, and a model version registered inline for it is removed again.
+Definitions arrive as the YAML mapping (``definition``), the ``--set`` overrides (``set``) and
+the folder relative paths start from (``base_dir``).
 """
 
 from __future__ import annotations
