@@ -24,7 +24,9 @@ def catalog(workspace, onnx_model: Path) -> Catalog:  # noqa: ANN001 - Workspace
 
 def deploy(catalog: Catalog, base: Path, *, all_traffic: bool = False, **fields: object) -> None:
     spec, _ = parse_deployment({"endpoint_name": "ep", **fields}, base)
-    catalog.save_deployment(catalog.resolve(spec), all_traffic=all_traffic)
+    resolution = catalog.resolve(spec)
+    catalog.save_deployment(resolution.spec, all_traffic=all_traffic)
+    catalog.release(resolution, refused=False)
 
 
 def snapshot(catalog: Catalog) -> list[dict]:
@@ -82,6 +84,42 @@ def test_bad_references_change_nothing(catalog: Catalog, tmp_path: Path) -> None
         catalog.resolve(parse_deployment({"name": "b", "endpoint_name": "other", "model": "mlp:1"}, tmp_path)[0])
     assert snapshot(catalog) == before
     assert [m.name for m in catalog.ws.models.list()] == ["mlp"]
+
+
+def test_a_resolution_failing_halfway_leaves_no_model(catalog: Catalog, tmp_path: Path) -> None:
+    model = build_mlp_onnx(tmp_path / "inline" / "model.onnx", seed=4)
+    bad_env = tmp_path / "conda.yml"
+    bad_env.write_text("dependencies: [[[\n")  # the model is registered before this is read
+    spec, _ = parse_deployment({"name": "blue", "endpoint_name": "ep", "model": {"path": str(model)},
+                                "environment": {"conda_file": str(bad_env)}}, tmp_path)
+    with pytest.raises(ValidationError):
+        catalog.resolve(spec)
+    assert [m.name for m in catalog.ws.models.list()] == ["mlp"]
+    assert not list((catalog.ws.root / "cache" / "models").glob("ep-blue*"))
+
+
+def test_a_refused_deployment_removes_only_what_it_registered(catalog: Catalog, tmp_path: Path) -> None:
+    model = build_mlp_onnx(tmp_path / "inline" / "model.onnx", seed=5)
+    inline, _ = parse_deployment({"name": "blue", "endpoint_name": "ep", "model": {"path": str(model)}}, tmp_path)
+    referenced, _ = parse_deployment({"name": "green", "endpoint_name": "ep", "model": "mlp:1"}, tmp_path)
+    first = catalog.resolve(inline)
+    assert first.registered == ("ep-blue:1",)
+    second = catalog.resolve(inline)  # a second request in flight finds the same version: not its own
+    assert second.spec.model == "ep-blue:1" and second.registered == ()
+    catalog.release(first, refused=True)
+    assert catalog.ws.models.get("ep-blue:1")  # still held by the second request
+    catalog.release(second, refused=True)
+    assert catalog.ws.models.get("ep-blue:1")  # the second one did not register it
+
+    fresh, _ = parse_deployment({"name": "red", "endpoint_name": "ep", "model": {"path": str(model)}}, tmp_path)
+    third = catalog.resolve(fresh)
+    assert third.registered == ("ep-red:1",)
+    catalog.release(third, refused=True)
+    with pytest.raises(NotFoundError):
+        catalog.ws.models.get("ep-red:1")
+    kept = catalog.resolve(referenced)
+    catalog.release(kept, refused=True)  # a reference to an existing model is never removed
+    assert [m.name for m in catalog.ws.models.list()] == ["ep-blue", "mlp"]
 
 
 def test_model_in_use_cannot_be_deleted(catalog: Catalog, tmp_path: Path) -> None:

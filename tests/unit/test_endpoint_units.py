@@ -1,5 +1,5 @@
 """Online endpoint rules without processes: definitions (Azure's keys and defaults), traffic
-rules, traffic selection, replica choice and key checks."""
+rules, traffic selection, replica choice, key checks and the routes the router passes."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from modelport.control.definitions import (
     parse_deployment,
     parse_endpoint,
 )
+from modelport.control.scoring_routes import is_scoring_route
 from modelport.control.traffic import choose_deployment, least_outstanding, mirror_target
 from modelport.core.errors import ValidationError
 
@@ -189,6 +190,40 @@ def test_least_outstanding_then_round_robin() -> None:
     idle = [FakeReplica("x"), FakeReplica("y"), FakeReplica("z")]
     assert [least_outstanding(idle, turn).name for turn in range(4)] == ["x", "y", "z", "x"]
     assert least_outstanding([], 3) is None
+
+
+# -- scoring routes ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("POST", "score"), ("GET", "score"), ("GET", "swagger.json"), ("GET", "v2"), ("GET", "v2/health/live"),
+    ("GET", "v2/health/ready"), ("GET", "v2/models/mlp"), ("GET", "v2/models/mlp/ready"),
+    ("GET", "v2/models/mlp/config"), ("POST", "v2/models/mlp/infer"), ("GET", "v2/models/mlp.v2_x-1/versions/3"),
+    ("GET", "v2/models/mlp/versions/3/ready"), ("GET", "v2/models/mlp/versions/3/config"),
+    ("POST", "v2/models/mlp/versions/12/infer"),
+])
+def test_scoring_routes_pass(method: str, path: str) -> None:
+    assert is_scoring_route(method, path)
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    # the model repository extension, statistics, metrics, the replica's own API document
+    ("POST", "v2/repository/index"), ("POST", "v2/repository/models/mlp/load"),
+    ("POST", "v2/repository/models/mlp/unload"), ("GET", "v2/models/stats"), ("GET", "v2/models/mlp/stats"),
+    ("GET", "v2/models/mlp/versions/1/stats"), ("POST", "v2/models/mlp/stats"), ("GET", "metrics"),
+    ("GET", "v2/openapi.json"), ("POST", "v2/trace/setting"), ("POST", "v2/logging"), ("GET", ""),
+    # wrong methods on known paths
+    ("GET", "v2/models/mlp/infer"), ("POST", "v2/models/mlp"), ("POST", "v2/health/ready"), ("PUT", "score"),
+    ("DELETE", "score"), ("OPTIONS", "score"), ("POST", "swagger.json"), ("HEAD", "v2"),
+    # shapes that only look like model routes: dot segments, empty or bad names and versions, extra parts
+    ("POST", "v2/models/../repository/models/mlp/unload"), ("POST", "v2/models/mlp/../../repository/index"),
+    ("GET", "v2/models/.."), ("GET", "v2/models/."), ("POST", "v2/models//infer"), ("POST", "v2/models/mlp/infer/"),
+    ("GET", "v2/models/mlp/versions/x/ready"), ("GET", "v2/models/mlp/versions/"), ("GET", "v2/models/mlp/versions"),
+    ("POST", "v2/models/mlp/versions/1/versions/2/infer"), ("GET", "v2/models/a%2F..%2Fb"), ("GET", "score/"),
+    ("GET", "v2/"), ("GET", "v2/models"), ("POST", "v2/models/mlp/infer/x"), ("GET", "V2/health/ready"),
+])
+def test_everything_else_is_refused(method: str, path: str) -> None:
+    assert not is_scoring_route(method, path)
 
 
 # -- keys --------------------------------------------------------------------------------------

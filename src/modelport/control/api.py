@@ -5,9 +5,10 @@ OpenAPI paths are both made from it, so the document cannot drift from what is s
 
 Changes to one endpoint are serialised by a lock per endpoint name. A deployment is written to
 the database only after its replicas are ready (create) or rolled (update): a definition whose
-replicas cannot start is refused with the replica's own error line, and the stored desired state
-stays what was serving. Definitions arrive as the YAML mapping (``definition``), the
-``--set`` overrides (``set``) and the folder relative paths start from (``base_dir``).
+replicas cannot start is refused with the replica's own error line, the stored desired state
+stays what was serving, and a model version registered inline for it is removed again.
+Definitions arrive as the YAML mapping (``definition``), the ``--set`` overrides (``set``) and
+the folder relative paths start from (``base_dir``).
 """
 
 from __future__ import annotations
@@ -168,14 +169,19 @@ class ManagementApi:
             if spec.name in {d.spec.name for d in current.deployments}:
                 raise ConflictError(f"deployment {spec.name!r} already exists in endpoint {endpoint!r}; "
                                     "use deployment update to change it")
-            resolved = await asyncio.to_thread(self.catalog.resolve, spec)
-            await self.supervisor.create(DeploymentRecord(resolved, utcnow(), utcnow()))
+            resolution = await asyncio.to_thread(self.catalog.resolve, spec)
+            stored = False
             try:
-                record = await asyncio.to_thread(self.catalog.save_deployment, resolved,
-                                                 all_traffic=bool(body.get("all_traffic")))
-            except BaseException:
-                await self.supervisor.remove(endpoint, spec.name)
-                raise
+                await self.supervisor.create(DeploymentRecord(resolution.spec, utcnow(), utcnow()))
+                try:
+                    record = await asyncio.to_thread(self.catalog.save_deployment, resolution.spec,
+                                                     all_traffic=bool(body.get("all_traffic")))
+                except BaseException:
+                    await self.supervisor.remove(endpoint, spec.name)
+                    raise
+                stored = True
+            finally:  # refused: what resolving registered for it goes again
+                await asyncio.to_thread(self.catalog.release, resolution, refused=not stored)
             self.router.publish(await asyncio.to_thread(self.catalog.endpoint, endpoint))
         return {**self._deployment_view(record), "ignored": ignored}
 
@@ -187,12 +193,17 @@ class ManagementApi:
             base = body["definition"] or current.spec.to_dict()
             data = _same_name(_same_name(apply_overrides(base, body["set"]), "endpoint_name", endpoint), "name", name)
             spec, ignored = parse_deployment(data, body["base_dir"])
-            resolved = await asyncio.to_thread(self.catalog.resolve, spec)
-            group = self.supervisor.group(endpoint, name)
-            if group is None:
-                raise ConflictError(f"deployment {name!r} is not running in this daemon")
-            await group.update(DeploymentRecord(resolved, current.created_at, utcnow()))
-            record = await asyncio.to_thread(self.catalog.save_deployment, resolved)
+            resolution = await asyncio.to_thread(self.catalog.resolve, spec)
+            applied = False
+            try:
+                group = self.supervisor.group(endpoint, name)
+                if group is None:
+                    raise ConflictError(f"deployment {name!r} is not running in this daemon")
+                await group.update(DeploymentRecord(resolution.spec, current.created_at, utcnow()))
+                applied = True  # its replicas run it now, stored or not
+                record = await asyncio.to_thread(self.catalog.save_deployment, resolution.spec)
+            finally:  # refused or rolled back: what resolving registered for it goes again
+                await asyncio.to_thread(self.catalog.release, resolution, refused=not applied)
             self.router.publish(await asyncio.to_thread(self.catalog.endpoint, endpoint))
         return {**self._deployment_view(record), "ignored": ignored}
 

@@ -5,14 +5,24 @@ inline models and environments are registered first (as Azure does), and the sco
 copied into an immutable, content-addressed snapshot. What the daemon starts after a restart
 is therefore exactly what was deployed. Every rule that can refuse a definition runs before
 anything is written, and each write is one transaction, so a refused change changes nothing.
+
+An inline model is registered before the deployment is stored (its replicas must run it first),
+so a refusal after that point — a later resolution step, replicas that fail to start, an update
+rolled back — would leave a version nobody asked for. :meth:`Catalog.resolve` therefore returns a
+:class:`Resolution` naming what it registered, and :meth:`Catalog.release` removes those versions
+again when the deployment was refused. Only the request that registered a version removes it,
+and only while no other resolution in flight resolved to it and nothing stored uses it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import shutil
+import threading
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +37,6 @@ from modelport.control.definitions import (
     DeploymentSpec,
     EndpointSpec,
     InlineEnvironment,
-    InlineModel,
     check_routing,
     load_deployment,
 )
@@ -99,6 +108,14 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat() + "Z"
 
 
+@dataclass(frozen=True)
+class Resolution:
+    """A deployment resolved for one request, and the model versions that request registered."""
+
+    spec: DeploymentSpec
+    registered: tuple[str, ...] = ()
+
+
 def deployments_using(session: Session, version: ModelVersion) -> list[str]:
     """The registry's usage check (``ModelRegistry.usage_checks``): deployments serving ``version``."""
     rows = session.execute(
@@ -116,6 +133,8 @@ class Catalog:
     def __init__(self, workspace: Workspace) -> None:
         self.ws = workspace
         self.code_dir = workspace.root / "endpoints" / "code"
+        self._held: Counter[str] = Counter()  # model refs resolutions in flight resolved to
+        self._held_lock = threading.Lock()
 
     # -- endpoints ----------------------------------------------------------------------------
 
@@ -166,24 +185,46 @@ class Catalog:
 
     # -- deployments --------------------------------------------------------------------------
 
-    def resolve(self, spec: DeploymentSpec) -> DeploymentSpec:
+    def resolve(self, spec: DeploymentSpec) -> Resolution:
         """``spec`` with references pinned, inline assets registered and code snapshotted;
-        refused (before anything is registered) when a reference names nothing."""
+        refused (before anything is registered) when a reference names nothing. The caller
+        hands the result to :meth:`release` once the deployment is stored or refused; a step
+        that fails here releases what the steps before it registered."""
         self.endpoint(spec.endpoint_name)
-        model = spec.model if not isinstance(spec.model, str) else self._model_ref(spec.model)
         environment = spec.environment
         if isinstance(environment, str):
             environment = self._environment_ref(environment)
-        if isinstance(model, InlineModel):
-            model = self._register_model(model, f"{spec.endpoint_name}-{spec.name}")
-        if isinstance(environment, InlineEnvironment):
-            environment = self._register_environment(environment, f"{spec.endpoint_name}-{spec.name}-env")
-        if spec.code_configuration is None:
-            flavor = self.ws.models.get(model).flavor
-            if flavor not in FLAVORS and flavor not in SCRIPT_FLAVORS:
-                raise ValidationError(f"code_configuration: model {model} ({flavor}) needs a scoring script to be served")
-        code = spec.code_configuration and self._snapshot(spec.code_configuration)
-        return dataclasses.replace(spec, model=model, environment=environment, code_configuration=code)
+        model, registered = self._model(spec)
+        resolution = Resolution(dataclasses.replace(spec, model=model), registered)
+        try:
+            if isinstance(environment, InlineEnvironment):
+                environment = self._register_environment(environment, f"{spec.endpoint_name}-{spec.name}-env")
+            if spec.code_configuration is None:
+                flavor = self.ws.models.get(model).flavor
+                if flavor not in FLAVORS and flavor not in SCRIPT_FLAVORS:
+                    raise ValidationError(f"code_configuration: model {model} ({flavor}) needs a scoring script "
+                                          "to be served")
+            code = spec.code_configuration and self._snapshot(spec.code_configuration)
+        except BaseException:
+            self.release(resolution, refused=True)
+            raise
+        return dataclasses.replace(resolution, spec=dataclasses.replace(
+            resolution.spec, environment=environment, code_configuration=code))
+
+    def release(self, resolution: Resolution, *, refused: bool) -> None:
+        """The request that resolved ``resolution`` is done. When its deployment was refused, the
+        versions it registered go again, unless another resolution in flight resolved to one of
+        them or something stored uses it (the registry's usage check refuses those)."""
+        model = resolution.spec.model
+        with self._held_lock:
+            if isinstance(model, str):
+                self._held[model] -= 1
+                if self._held[model] <= 0:
+                    del self._held[model]
+            for ref in resolution.registered if refused else ():
+                if not self._held[ref]:
+                    with contextlib.suppress(ConflictError, NotFoundError):  # stored meanwhile, or gone
+                        self.ws.models.delete(ref)
 
     def save_deployment(self, spec: DeploymentSpec, *, all_traffic: bool = False) -> DeploymentRecord:
         """Insert or replace the (resolved) deployment; ``all_traffic`` sends it 100 % of the
@@ -241,14 +282,29 @@ class Catalog:
         except ModelportError as exc:
             raise type(exc)(f"environment: {exc}") from None
 
-    def _register_model(self, inline: InlineModel, default_name: str) -> str:
-        """The version holding exactly these files: an existing one, or a new registration."""
-        name = inline.name or default_name
-        digest = scan(Path(inline.path)).digest
-        same = [info for info in self._versions(self.ws.models, name) if info.digest == digest]
-        if same:
-            return same[-1].ref
-        return self.ws.models.register(inline.path, name, description=inline.description, tags=inline.tags).ref
+    def _model(self, spec: DeploymentSpec) -> tuple[str | None, tuple[str, ...]]:
+        """The version ``spec.model`` resolves to, held, and whether this call registered it:
+        a reference pinned, or for inline files the version already holding exactly them, else
+        a new registration."""
+        if spec.model is None:
+            return None, ()
+        if isinstance(spec.model, str):
+            with self._held_lock:
+                return self._hold(self._model_ref(spec.model)), ()
+        inline, name = spec.model, spec.model.name or f"{spec.endpoint_name}-{spec.name}"
+        digest = scan(Path(inline.path)).digest  # outside the lock: hashing takes a while
+        with self._held_lock:  # what is found here cannot be released away before it is held
+            same = [info for info in self._versions(self.ws.models, name) if info.digest == digest]
+            if same:
+                return self._hold(same[-1].ref), ()
+        ref = self.ws.models.register(inline.path, name, description=inline.description, tags=inline.tags).ref
+        with self._held_lock:  # only the request that registered a version ever removes it
+            return self._hold(ref), (ref,)
+
+    def _hold(self, ref: str) -> str:
+        """Count ``ref`` as resolved by a request in flight (``_held_lock`` held)."""
+        self._held[ref] += 1
+        return ref
 
     def _register_environment(self, inline: InlineEnvironment, default_name: str) -> str:
         name = inline.name or default_name

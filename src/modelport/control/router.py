@@ -1,11 +1,16 @@
 """The router: ``/endpoints/<name>/score`` and ``/endpoints/<name>/v2/...`` to a replica and back.
 
-One request, one straight line: endpoint → key check (401) → body → deployment (the pin header,
-else the traffic weights; a mirror copy is sent off on the side) → admission (429 beyond
-``2 × max_concurrent_requests_per_instance × instance_count`` in flight) → replica with the
-fewest requests in flight (503 with the reason when none is ready) → proxied through one shared
-aiohttp connection pool, within ``request_timeout_ms`` (408) → the replica's answer, marked with
-the deployment that gave it (``azureml-model-deployment``).
+One request, one straight line: endpoint → key check (401) → scoring route (404 for the rest of
+a replica's routes: repository, statistics, metrics; see ``scoring_routes``) → body → deployment
+(the pin header, else the traffic weights; a mirror copy is sent off on the side) → admission
+(429 beyond ``2 × max_concurrent_requests_per_instance × instance_count`` in flight) → replica
+with the fewest requests in flight (503 with the reason when none is ready) → proxied through one
+shared aiohttp connection pool, within ``request_timeout_ms`` (408) → the replica's answer,
+marked with the deployment that gave it (``azureml-model-deployment``).
+
+The key comes before the route: without it every path of an endpoint answers the same 401, so
+nobody without a key learns which routes the router passes; with it, a refused route answers 404
+as if it did not exist.
 
 A replica that refuses the connection has not seen the request, so it leaves the rotation and
 the request goes to another replica; one that fails mid-answer fails only that request (502).
@@ -32,6 +37,7 @@ from starlette.types import Receive, Scope, Send
 from modelport.control.catalog import EndpointRecord
 from modelport.control.keys import authorized
 from modelport.control.router_metrics import RouterMetrics
+from modelport.control.scoring_routes import is_scoring_route
 from modelport.control.supervisor import DeploymentGroup, Supervisor
 from modelport.control.traffic import choose_deployment, least_outstanding, mirror_target
 
@@ -116,11 +122,12 @@ class Router:
         endpoint = self.endpoints.get(name)
         if endpoint is None:
             return _error(path, 404, f"endpoint {name!r} does not exist")
-        if not (path in ("score", "swagger.json", "v2") or path.startswith("v2/")):
-            return _error(path, 404, f"/{path} is not a scoring route; use /score, /swagger.json or /v2/...")
         if endpoint.auth_mode == "key" and not authorized(request.headers.get("authorization"), endpoint.keys):
             return _error(path, 401, "a valid key is required: Authorization: Bearer <key>",
                           {"www-authenticate": "Bearer"})
+        if not is_scoring_route(request.method, path):
+            return _error(path, 404, f"{request.method} /{path} is not a scoring route of endpoint {name!r}; it "
+                                     "passes /score, /swagger.json and v2 health, metadata, ready, config and infer")
         body = await _read_body(request)
         if body is None:
             return _error(path, 413, f"request body larger than {MAX_BODY} bytes")

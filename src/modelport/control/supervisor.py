@@ -3,6 +3,10 @@
 A :class:`Keeper` owns one replica slot: it starts (or adopts) the replica, polls readiness
 until the replica answers, then probes readiness and liveness with the deployment's settings
 (Azure's: ``/`` answering, readiness failing → out of rotation, liveness failing → restart).
+Readiness is the replica's ``/v2/health/ready``, which is ready only while every model the
+replica serves is loaded, so a model unloaded on the replica's own port takes the replica out of
+rotation. ``failure_threshold`` is for probes that get no answer (a busy or stalled replica may
+yet recover); a replica that answers "not ready" says so itself, and leaves at once.
 A replica that exits leaves the rotation at once (its pidfd wakes the keeper) and is started
 again after a backoff that grows while it keeps failing. A :class:`DeploymentGroup` is a
 deployment's keepers; creating or updating it is *strict*: the first replica that fails to
@@ -16,16 +20,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
 import logging
 import os
 import signal
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import orjson
 
 from modelport.control.catalog import DeploymentRecord
 from modelport.control.definitions import DeploymentSpec
@@ -43,6 +50,30 @@ LIVE_PATH = "/"
 STOP_GRACE_S = 15.0
 BACKOFF_S = (0.5, 1, 2, 4, 8, 16, 30)
 HEALTHY_RESET_S = 30.0  # a replica up this long starts its backoff from the beginning again
+
+
+class ReplicaState(str, enum.Enum):
+    """A replica slot as ``deployment show`` reports it."""
+
+    READY = "ready"  # in rotation
+    UNREADY = "unready"  # running, out of rotation: its readiness probe fails
+    STARTING = "starting"  # started, not ready yet
+    RESTARTING = "restarting"  # no process: waiting out the backoff, or launching
+    RETIRING = "retiring"  # draining before it stops
+
+
+class Health(enum.Enum):
+    """What one probe found."""
+
+    UP = "up"  # answered 200
+    DOWN = "down"  # answered otherwise: the replica itself says it cannot serve
+    SILENT = "silent"  # no answer within the timeout, or no connection
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    health: Health
+    detail: str = ""  # why not UP: the replica's own reason when it gave one
 
 
 class StartError(ModelportError):
@@ -63,6 +94,7 @@ class Keeper:
         self.replica = adopted
         self.restarts = 0
         self.last_error: str | None = None
+        self.unready: str | None = None  # why a running replica is out of rotation
         self.first_ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._retired = False
         self._task = asyncio.create_task(self._run(adopted))
@@ -72,13 +104,23 @@ class Keeper:
         replica = self.replica
         return replica if replica is not None and replica.ready and not replica.retiring else None
 
+    @property
+    def state(self) -> ReplicaState:
+        if self._retired:
+            return ReplicaState.RETIRING
+        if self.serving:
+            return ReplicaState.READY
+        if self.replica is None:
+            return ReplicaState.RESTARTING
+        return ReplicaState.UNREADY if self.unready else ReplicaState.STARTING
+
     def describe(self) -> dict[str, Any]:
         replica = self.replica
-        state = "retiring" if self._retired else "ready" if self.serving else "starting" if replica else "restarting"
-        return {"slot": self.slot, "state": state, "revision": self.revision, "restarts": self.restarts,
+        return {"slot": self.slot, "state": self.state.value, "revision": self.revision, "restarts": self.restarts,
                 "pid": replica.pid if replica else None, "port": replica.record.port if replica else None,
-                "metrics_url": f"{replica.url}/metrics" if replica else None,
-                "outstanding": replica.outstanding if replica else 0, "last_error": self.last_error}
+                "url": replica.url if replica else None, "metrics_url": f"{replica.url}/metrics" if replica else None,
+                "outstanding": replica.outstanding if replica else 0, "unready": self.unready,
+                "last_error": self.last_error}
 
     async def _run(self, adopted: Replica | None) -> None:
         failures = 0
@@ -101,6 +143,7 @@ class Keeper:
             if replica is not None:
                 replica.ready = False
             replica = self.replica = None
+            self.unready = None
             self.group.supervisor.save_state()
             self.last_error = reason
             if not self.first_ready.done() and self.strict:
@@ -135,7 +178,7 @@ class Keeper:
         both probes every ``period`` (the shorter of the two) until liveness gives up."""
         readiness = self.group.spec.readiness_probe
         limit = readiness.initial_delay + readiness.failure_threshold * readiness.period
-        while not await self.group.supervisor.probe(replica, READY_PATH, readiness.timeout):
+        while (await self.group.supervisor.probe(replica, READY_PATH, readiness.timeout)).health is not Health.UP:
             if time.time() - replica.record.started_at > limit:
                 return f"replica {self.slot} was not ready within {limit:g} s"
             await asyncio.sleep(0.1)
@@ -151,14 +194,16 @@ class Keeper:
             replica.recheck.clear()
             probe = self.group.supervisor.probe
             live_due = time.time() >= replica.record.started_at + liveness.initial_delay
-            ok, alive = await asyncio.gather(probe(replica, READY_PATH, readiness.timeout),
-                                             probe(replica, LIVE_PATH, liveness.timeout) if live_due else _true())
-            passed, failed = (passed + 1, 0) if ok else (0, failed + 1)
-            if failed >= readiness.failure_threshold:
-                replica.ready = False
+            ready, alive = await asyncio.gather(probe(replica, READY_PATH, readiness.timeout),
+                                                probe(replica, LIVE_PATH, liveness.timeout) if live_due else _up())
+            passed, failed = (passed + 1, 0) if ready.health is Health.UP else (0, failed + 1)
+            if ready.health is Health.DOWN or failed >= readiness.failure_threshold:
+                if replica.ready:
+                    log.warning("%s: replica %d left the rotation: %s", self.group.label, self.slot, ready.detail)
+                replica.ready, self.unready = False, ready.detail
             elif passed >= readiness.success_threshold:
-                replica.ready = True
-            lost = 0 if alive else lost + 1
+                replica.ready, self.unready = True, None
+            lost = 0 if alive.health is Health.UP else lost + 1
             if lost >= liveness.failure_threshold:
                 return f"replica {self.slot} failed {lost} liveness probes in a row; restarted"
 
@@ -185,8 +230,18 @@ class Keeper:
             self.first_ready.cancel()
 
 
-async def _true() -> bool:
-    return True
+async def _up() -> ProbeResult:
+    return ProbeResult(Health.UP)
+
+
+def _reason(body: bytes) -> str:
+    """The one-line reason in a v2 (``error``) or Azure (``message``) error body, else ''."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return ""
+    reason = next((data[key] for key in ("error", "message") if isinstance(data, dict) and key in data), "")
+    return " ".join(str(reason).split())[:300]
 
 
 def console_error(log_file: Path) -> str:
@@ -227,7 +282,7 @@ class DeploymentGroup:
         if not self.keepers:
             return f"deployment {self.spec.name!r} has no replicas"
         states = [keeper.describe() for keeper in self.keepers]
-        errors = [state["last_error"] for state in states if state["last_error"]]
+        errors = [reason for state in states if (reason := state["unready"] or state["last_error"])]
         summary = ", ".join(f"replica {s['slot']} {s['state']}" for s in states)
         return f"deployment {self.spec.name!r} has no ready replica ({summary})" + (f": {errors[-1]}" if errors else "")
 
@@ -345,13 +400,16 @@ class Supervisor:
     def group(self, endpoint: str, deployment: str) -> DeploymentGroup | None:
         return self.groups.get((endpoint, deployment))
 
-    async def probe(self, replica: Replica, path: str, timeout: float) -> bool:
+    async def probe(self, replica: Replica, path: str, timeout: float) -> ProbeResult:
+        """GET ``path`` on ``replica``; a refusal's reason is the ``error`` or ``message`` its body names."""
         try:
             async with self.http.get(replica.url + path, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
-                await response.read()
-                return response.status == 200
+                body = await response.read()
+                if response.status == 200:
+                    return ProbeResult(Health.UP)
+                return ProbeResult(Health.DOWN, _reason(body) or f"{path} answered {response.status}")
         except (aiohttp.ClientError, asyncio.TimeoutError):
-            return False
+            return ProbeResult(Health.SILENT, f"no answer to {path} within {timeout:g} s")
 
     async def create(self, record: DeploymentRecord) -> DeploymentGroup:
         """Start ``record``'s replicas and wait until all are ready (StartError: none left running)."""

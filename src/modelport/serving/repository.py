@@ -86,7 +86,16 @@ class ModelRepository:
 
     @property
     def ready(self) -> bool:
-        return all(name in self._loaded for name in self._sources)
+        return not self.unready_reasons()
+
+    def unready_reasons(self) -> list[str]:
+        """Why the server is not ready, one line per model it serves that is not loaded. Triton's
+        strict readiness: the server is ready when every model it should serve is. Here that is
+        every model it was started with, so a model unloaded through the repository extension
+        makes the server unready, and whoever routes to it (the daemon's probes) stops sending
+        requests that could only fail."""
+        return [f"model {name!r} is not ready ({self._errors.get(name, 'unloaded')})"
+                for name in self.names if name not in self._loaded]
 
     def loaded(self) -> list[ServedModel]:
         return [model for versions in list(self._loaded.values()) for model in versions.values()]

@@ -54,7 +54,8 @@ def openapi_document() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/v2": {"get": {"summary": "Server metadata", "responses": {"200": _json("ServerMetadata")}}},
         "/v2/health/live": {"get": {"summary": "Server liveness", "responses": _EMPTY_OK}},
-        "/v2/health/ready": {"get": {"summary": "Server readiness (all models loaded)", "responses": _EMPTY_OK}},
+        "/v2/health/ready": {"get": {"summary": "Server readiness (all models loaded)",
+                                     "responses": {**_EMPTY_OK, "400": _ERROR}}},
         "/v2/models/stats": {"get": {"summary": "Statistics of every loaded model",
                                      "responses": {"200": _json("Statistics")}}},
         "/v2/repository/index": {"post": {"summary": "Models known to the server and their state",

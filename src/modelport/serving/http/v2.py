@@ -94,7 +94,9 @@ class V2Api:
         return empty()
 
     async def ready(self, request: Request) -> Response:
-        return empty(200 if self.repository.ready else 400)
+        """200, or Triton's 400 with the reason (Triton sends no body; clients read the status)."""
+        reasons = self.repository.unready_reasons()
+        return json_response({"error": "; ".join(reasons)}, 400) if reasons else empty()
 
     async def model_metadata(self, request: Request) -> Response:
         return json_response(self._model(request).metadata())
