@@ -90,7 +90,7 @@ class Connections:
         # Reading a body: when its last bytes came.
         self.bodies: dict[LimitedProtocol, float] = {}
         self._sweeper: asyncio.TimerHandle | None = None
-        self._logged = {reason: 0 for reason in Cut}
+        self._logged: tuple[dict[Cut, int], int] = (dict(self.cut), 0)  # the counts the log has told
 
     def room(self) -> int:
         """How many more connections fit under the cap."""
@@ -133,7 +133,7 @@ class Connections:
                 late.append((connection, Cut.BODY))
         for connection, reason in late:
             self._close(connection, reason)
-        if late:
+        if self._logged != (self.cut, self.refused):
             self._log()
         self._sweeper = loop.call_later(SWEEP_INTERVAL_S, self._sweep, loop) if self._open else None
 
@@ -143,12 +143,15 @@ class Connections:
         connection.cut(reason)
 
     def _log(self) -> None:
-        """One line per sweep that closed connections, with the counts since the last line."""
-        news = {reason: count - self._logged[reason] for reason, count in self.cut.items()}
-        self._logged = dict(self.cut)
-        log.warning("closed slow clients: %s (%d connections open, cap %d)",
-                    ", ".join(f"{count} {reason.value}" for reason, count in news.items() if count),
-                    len(self._open), self.cap)
+        """At most a line a second, with what happened since the last one (the daemon has no
+        metrics port: this is how it tells)."""
+        cut, refused = self._logged
+        news = [f"{count - cut[reason]} {reason.value}" for reason, count in self.cut.items() if count > cut[reason]]
+        if self.refused > refused:
+            news.append(f"{self.refused - refused} refused at the cap")
+        self._logged = (dict(self.cut), self.refused)
+        log.warning("slow or excess connections closed: %s (%d open, cap %d)", ", ".join(news), len(self._open),
+                    self.cap)
 
 
 class LimitedState(ServerState):
