@@ -16,6 +16,7 @@ import pytest
 import uvicorn
 from conftest import free_port
 
+from modelport.core.http_server import HttpServer
 from modelport.samples import build_mlp_onnx
 from modelport.serving.http.app import build_app
 from modelport.serving.http.protocol import http_protocol
@@ -63,7 +64,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, _Lag
     port = free_port()
     config = uvicorn.Config(build_app(repository), host="127.0.0.1", port=port, log_level="warning",
                             lifespan="off", http=http_protocol(shedder))
-    server = uvicorn.Server(config)
+    server = HttpServer(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -58,18 +58,29 @@ if TYPE_CHECKING:
 @click.option("--max-lag-ms", default=200, show_default=True, type=click.IntRange(min=0),
               help="Answer inference requests 503 at once while the server runs more than this many ms behind "
                    "(overload); 0: never.")
+@click.option("--header-timeout-s", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Close a connection whose request head is not complete this long after it connected (or, "
+                   "kept alive, after the request's first byte).")
+@click.option("--body-timeout-s", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Answer 408 and close when a request body stalls this long without a byte.")
+@click.option("--max-connections", default=4096, show_default=True, type=click.IntRange(min=1),
+              help="Open connections per server process at most (fewer when `ulimit -n` minus 64 is lower); "
+                   "beyond it, the oldest connection still sending its request head is closed, or else the new one "
+                   "gets 503.")
 @pass_app
 def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, model_dir: Path | None, host: str,
           http_port: int, grpc_port: int, metrics_port: int, no_grpc: bool, max_body_mb: int,
           model_config: str | None, request_log: Path | None, request_log_max_mb: int, data_collector: str | None,
           collect_dir: Path | None, endpoint_name: str | None, deployment_name: str | None, workers: int,
-          share_weights: bool, request_timeout_ms: int | None, max_lag_ms: int) -> None:
+          share_weights: bool, request_timeout_ms: int | None, max_lag_ms: int, header_timeout_s: float,
+          body_timeout_s: float, max_connections: int) -> None:
     """Serve TARGETS: registered models (NAME, NAME:VERSION, NAME@ALIAS) or a folder laid out like a
     Triton model repository (<repo>/<model>/<version>/model.onnx, optional config.pbtxt/config.yaml).
 
     Models speak the Open Inference Protocol v2 over HTTP and gRPC; a scoring script (given with
     --entry-script, or a registered `python`-flavor model) answers Azure ML's /score, and a single
     no-code model (onnx, sklearn...) answers /score too."""
+    from modelport.core.connections import ConnectionLimits
     from modelport.serving.server import ServeOptions, run
     from modelport.serving.targets import resolve_targets
     from modelport.serving.workers import Workers
@@ -94,6 +105,7 @@ def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, 
         host=host, http_port=http_port, grpc_port=None if no_grpc else grpc_port, metrics_port=metrics_port,
         max_body=max_body_mb * 1024 * 1024, timeout_s=None if request_timeout_ms is None else request_timeout_ms / 1000,
         max_lag_s=max_lag_ms / 1000 if max_lag_ms else None,
+        limits=ConnectionLimits(header_timeout_s, body_timeout_s, max_connections),
     )
     names = [source.name for source in models] + ([f"/score ({script[0].name})"] if script else [])
 
@@ -118,7 +130,7 @@ def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, 
             host_script = ScriptHost(*script) if script is not None else None
             repository.load_all()
             no_code = repository if host_script is None and len(repository.names) == 1 else None
-            run(repository, replace(options, extra_routes=azureml_routes(host_script, no_code, None),
+            run(repository, replace(options, extra_routes=azureml_routes(host_script, no_code, None, options.max_body),
                                     observing=observing, worker=worker),
                 on_ready=announce if worker is None else None)
         finally:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
 
+from modelport.core.connections import Connections
 from modelport.monitor.collector import PayloadCollector
 from modelport.monitor.gpu import GpuCollector
 from modelport.monitor.request_log import RequestLog
@@ -56,6 +57,9 @@ OBSERVED = (
     ("modelport_request_log_dropped_total", "Request log lines dropped under pressure"),
     ("modelport_collection_records_total", "Sampled requests written by payload collection"),
     ("modelport_collection_dropped_total", "Sampled requests dropped under pressure"),
+    ("modelport_http_slow_clients_closed_total", "Connections closed before their request was read: no complete head "
+     "within the header timeout, no body bytes within the body timeout, or evicted at the connection cap"),
+    ("modelport_http_connections_refused_total", "Connections answered 503 at once: the connection cap was reached"),
 )
 WORKER_GAUGES = (
     ("modelport_worker_cpu_seconds_total", "counter", "CPU time of each server worker process", "cpu_seconds"),
@@ -64,9 +68,15 @@ WORKER_GAUGES = (
 )
 
 
-def observed_counts(request_log: RequestLog | None, collector: PayloadCollector | None) -> dict[str, float]:
-    """The request log's and collector's counters by exposition name (only those the server has)."""
+def observed_counts(request_log: RequestLog | None, collector: PayloadCollector | None,
+                    connections: Connections | None = None) -> dict[str, float]:
+    """The request log's, collector's and front end's counters by exposition name, labels
+    included (only those the server has)."""
     counts: dict[str, float] = {}
+    if connections is not None:
+        for reason, count in connections.counts().items():
+            counts[f'modelport_http_slow_clients_closed_total{{reason="{reason}"}}'] = count
+        counts["modelport_http_connections_refused_total"] = connections.refused
     if request_log is not None:
         counts["modelport_request_log_dropped_total"] = request_log.dropped
     if collector is not None:
@@ -107,8 +117,10 @@ def render(all_stats: Iterable[ModelStats], observed: Mapping[str, float] | None
         for stats in all_stats:
             lines += _histogram_lines(name, stats, histogram(stats))
     for name, help_text in OBSERVED:
-        if observed and name in observed:
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {observed[name]}"]
+        samples = [key for key in observed or () if key.partition("{")[0] == name]
+        if samples:
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+            lines += [f"{key} {observed[key]}" for key in samples]
     for name, kind, help_text, key in WORKER_GAUGES if workers else ():
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
         lines += [f'{name}{{worker="{index}"}} {worker[key]}' for index, worker in enumerate(workers)]

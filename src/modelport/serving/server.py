@@ -25,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
+from modelport.core.connections import ConnectionLimits, Connections
 from modelport.core.http_server import HttpServer
 from modelport.serving.http.app import build_app
 from modelport.serving.http.body import DEFAULT_MAX_BODY
@@ -49,6 +50,7 @@ class ServeOptions:
     timeout_s: float | None = None
     max_lag_s: float | None = 0.2
     graceful_s: float = 30.0
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     extra_routes: list[BaseRoute] = field(default_factory=list)
     observing: Observing = field(default_factory=Observing)
     worker: WorkerSetup | None = None
@@ -66,12 +68,12 @@ class WorkerSetup:
     peers: tuple[Path, ...]
 
 
-def _uvicorn(app: ASGIApp, options: ServeOptions, **where: Any) -> HttpServer:
+def _uvicorn(app: ASGIApp, options: ServeOptions, connections: Connections, **where: Any) -> HttpServer:
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, lifespan="off",
         timeout_graceful_shutdown=int(options.graceful_s), server_header=False, **where,
     )
-    return HttpServer(config)
+    return HttpServer(config, connections)
 
 
 def metrics_app(telemetry: Telemetry) -> Starlette:
@@ -99,19 +101,21 @@ async def serve(
     repository: ModelRepository, options: ServeOptions, on_ready: Callable[[str], None] | None = None
 ) -> None:
     """Serve until SIGTERM/SIGINT; ``repository`` must already be loaded."""
-    local = LocalTelemetry(repository, options.observing)
+    connections = Connections(options.limits)  # one cap for the process's front ends together
+    local = LocalTelemetry(repository, options.observing, connections)
     worker = options.worker
     telemetry: Telemetry = GatheredTelemetry(worker.peers) if worker else local
     app = build_app(repository, max_body=options.max_body, timeout_s=options.timeout_s,
                     extra_routes=options.extra_routes, observing=options.observing, telemetry=telemetry)
     shedder = Shedder(repository, options.max_lag_s)
-    servers = [_uvicorn(app, options, host=options.host, port=options.http_port, http=http_protocol(shedder))]
+    servers = [_uvicorn(app, options, connections, host=options.host, port=options.http_port,
+                        http=http_protocol(shedder))]
     sockets: list[list[socket.socket] | None] = [[worker.http_socket] if worker else None]
     if options.metrics_port is not None:
-        servers.append(_uvicorn(metrics_app(telemetry), options, host=options.host, port=options.metrics_port))
+        servers.append(_uvicorn(metrics_app(telemetry), options, connections, host=options.host, port=options.metrics_port))
         sockets.append([worker.metrics_socket] if worker and worker.metrics_socket else None)
     if worker is not None:
-        servers.append(_uvicorn(_control_app(repository, local), options, uds=str(worker.control_socket)))
+        servers.append(_uvicorn(_control_app(repository, local), options, connections, uds=str(worker.control_socket)))
         sockets.append(None)
     grpc_server = None
     if options.grpc_port is not None:

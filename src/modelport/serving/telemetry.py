@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from modelport.core.connections import Connections
 from modelport.serving.http.observe import Observing
 from modelport.serving.metrics import observed_counts, render
 from modelport.serving.repository import ModelRepository
@@ -31,9 +32,10 @@ class Telemetry(Protocol):
 
 
 class LocalTelemetry:
-    def __init__(self, repository: ModelRepository, observing: Observing) -> None:
+    def __init__(self, repository: ModelRepository, observing: Observing, connections: Connections | None = None) -> None:
         self.repository = repository
         self.observing = observing
+        self.connections = connections
 
     async def models(self) -> list[ModelStats]:
         return [model.stats for model in self.repository.loaded()]
@@ -46,7 +48,7 @@ class LocalTelemetry:
                 "observed": self._observed(), "process": own_process()}
 
     def _observed(self) -> dict[str, float]:
-        return observed_counts(self.observing.request_log, self.observing.collector)
+        return observed_counts(self.observing.request_log, self.observing.collector, self.connections)
 
 
 class GatheredTelemetry:

@@ -51,16 +51,18 @@ Handler = Callable[[Request, str], Awaitable[Response]]
 
 
 def azureml_routes(
-    host: ScriptHost | None, repository: ModelRepository | None, default_model: str | None
+    host: ScriptHost | None, repository: ModelRepository | None, default_model: str | None,
+    max_body: int = DEFAULT_MAX_BODY,
 ) -> list[BaseRoute]:
     """The azmlinfsrv routes: ``/`` always; ``/score`` and ``/swagger.json`` for a script (``host``)
     or, without one, for no-code scoring of ``default_model`` in ``repository`` (the only model
-    when None)."""
+    when None). A ``/score`` body over ``max_body`` bytes is refused with 413, before any of it is
+    read when its Content-Length says so."""
     routes: list[BaseRoute] = [Route("/", _Endpoint(_health, {"GET", "HEAD"}))]
     if host is not None:
-        score, swagger = _script_score(host), _script_swagger(host)
+        score, swagger = _script_score(host, max_body), _script_swagger(host)
     elif repository is not None:
-        scorer = _NoCodeScorer(repository, _served_model(repository, default_model))
+        scorer = _NoCodeScorer(repository, _served_model(repository, default_model), max_body)
         score, swagger = scorer.score, _no_code_swagger
     else:
         return routes
@@ -147,9 +149,12 @@ async def _health(request: Request, request_id: str) -> Response:
 # --- scoring script -------------------------------------------------------------------------------
 
 
-def _script_score(host: ScriptHost) -> Handler:
+def _script_score(host: ScriptHost, max_body: int) -> Handler:
     async def score(request: Request, request_id: str) -> Response:
-        body = await request.body()
+        try:
+            body = await read_body(request, max_body, decode=False)  # the script gets the bytes as sent
+        except ModelportError as exc:
+            return _message(exc.http_status, str(exc))
         headers = [(name.title(), value) for name, value in request.headers.items()]
         client = request.client.host if request.client else None
         result = await host.call(ScoreRequest(request.method, str(request.url), headers, body, client))
@@ -204,9 +209,10 @@ def _served_model(repository: ModelRepository, default_model: str | None) -> str
 class _NoCodeScorer:
     """``POST /score`` for a repository model without a script: JSON payload → v2 inference → JSON."""
 
-    def __init__(self, repository: ModelRepository, model: str) -> None:
+    def __init__(self, repository: ModelRepository, model: str, max_body: int) -> None:
         self._repository = repository
         self._model = model
+        self._max_body = max_body
 
     async def score(self, request: Request, request_id: str) -> Response:
         if request.method == "OPTIONS":
@@ -214,7 +220,7 @@ class _NoCodeScorer:
         if request.method != "POST":
             return _message(405, METHOD_NOT_ALLOWED)
         try:
-            payload = _json_payload(await read_body(request, DEFAULT_MAX_BODY))
+            payload = _json_payload(await read_body(request, self._max_body))
             model = self._repository.get(self._model)
             inputs = _payload_inputs(payload, model.metadata()["inputs"])
             with admitted(model):

@@ -23,10 +23,12 @@ class UnsupportedEncoding(ModelportError):
     http_status = 501
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """A Starlette request's body, limited and decompressed."""
+async def read_body(request: Request, limit: int, decode: bool = True) -> bytes:
+    """A Starlette request's body, limited, and decompressed unless ``decode`` is False (the
+    bytes as sent, for a handler that sees the Content-Encoding itself)."""
     headers = request.headers
-    return await read_limited(request.stream(), headers.get("content-length"), headers.get("content-encoding"), limit)
+    encoding = headers.get("content-encoding") if decode else None
+    return await read_limited(request.stream(), headers.get("content-length"), encoding, limit)
 
 
 async def asgi_chunks(receive: Receive) -> AsyncIterator[bytes]:

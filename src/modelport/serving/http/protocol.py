@@ -5,7 +5,8 @@
   task: under overload a refusal has to cost next to nothing (``bench/overload.py``).
 - A response's head and body leave in one ``send`` (:class:`_Coalescing`).
 
-Everything else is uvicorn's protocol unchanged.
+Everything else is uvicorn's protocol, under the connection limits every front end keeps
+(:class:`~modelport.core.connections.LimitedProtocol`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from modelport.core.connections import LimitedProtocol
 from modelport.serving.http.shedding import Shedder
 from modelport.serving.model import ServedModel
 
@@ -89,12 +91,12 @@ class _Refusals:
         return built
 
 
-def http_protocol(shedder: Shedder) -> type[HttpToolsProtocol]:
+def http_protocol(shedder: Shedder) -> type[LimitedProtocol]:
     """uvicorn's httptools protocol, answering the requests ``shedder`` refuses by itself."""
 
     refusals = _Refusals()
 
-    class Protocol(HttpToolsProtocol):
+    class Shedding(HttpToolsProtocol):
         _refusal: bytes | None = None
         _holding: ServedModel | None = None
         _wire: _Coalescing
@@ -142,5 +144,8 @@ def http_protocol(shedder: Shedder) -> type[HttpToolsProtocol]:
             if self._holding is not None:
                 shedder.release(self._holding)
                 self._holding = None
+
+    class Protocol(LimitedProtocol, Shedding):
+        """The limits' bookkeeping first: it sees every request, refused or not."""
 
     return Protocol
