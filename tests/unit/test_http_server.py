@@ -177,7 +177,7 @@ def test_out_of_descriptors_the_acceptor_waits_instead_of_spinning() -> None:
 
 
 async def _acceptor(listening: socket.socket) -> _Acceptor:
-    acceptor = _Acceptor(listening.fileno(), _Hi, Connections())
+    acceptor = _Acceptor(listening.fileno(), _Hi, Connections(), None)
     acceptor.start()
     return acceptor
 
