@@ -49,3 +49,15 @@ class BuildError(ModelportError):
     """Building something external (a virtualenv, a package) failed."""
 
     http_status = 500
+
+
+class DiskError(ModelportError):
+    """The filesystem refused: no permission, or a read-only file system. Names the path."""
+
+    http_status = 500
+
+
+class DiskFullError(DiskError):
+    """No space (or quota) left where something was being written. Names the path."""
+
+    http_status = 507

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from modelport.core.errors import ModelportError
+from modelport.core.errors import DiskError, DiskFullError
 
 try:
     import fcntl
@@ -46,18 +46,6 @@ BLOB_MODE = 0o400
 REUSED_PID_AFTER_S = 60.0
 NO_LOCK_AFTER_S = 3600.0
 _TEMP = re.compile(r"\.tmp-(\d+)-[0-9a-f]+$")
-
-
-class DiskError(ModelportError):
-    """The filesystem refused: no permission, or a read-only file system. Names the path."""
-
-    http_status = 500
-
-
-class DiskFullError(DiskError):
-    """No space (or quota) left where something was being written. Names the path."""
-
-    http_status = 507
 
 
 _REASONS: dict[int, tuple[type[DiskError], str]] = {

@@ -29,8 +29,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from modelport.core.errors import ModelportError, ValidationError
-from modelport.core.files import FILE_MODE, DiskError, DiskFullError, tighten
+from modelport.core.errors import DiskError, DiskFullError, ModelportError, ValidationError
+from modelport.core.files import FILE_MODE, tighten
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _PG_MIGRATION_LOCK = 0x6D6F64656C  # "model": an arbitrary, stable advisory-lock key
