@@ -230,26 +230,30 @@ def test_kill_9_during_a_large_registration_is_swept(sqlite_cli: Cli, tmp_path: 
         assert Path(_ok(sqlite_cli("model", "path", "big")).strip()).stat().st_size == big.stat().st_size
 
 
-def test_a_live_writers_temporary_survives_the_sweep(sqlite_cli: Cli, tmp_path: Path) -> None:
-    ws = tmp_path / "ws"
-    _ok(sqlite_cli("model", "list"))
-    writer = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from modelport.core.files import private_dir, temp_file\n"
-         "with temp_file(private_dir(Path(sys.argv[1])), 'upload') as (path, handle):\n"
-         "    handle.write(b'x'); handle.flush(); print(path, flush=True); time.sleep(600)",
-         str(ws / "tmp")],
-        stdout=subprocess.PIPE, text=True,
-    )
+def _kept_while_held(cli: Cli, holder: str, *args: str) -> None:
+    """What ``holder`` holds survives a sweep (any command opening the workspace) while it runs,
+    and is swept once it is killed. ``holder`` is Python that prints the path it holds, locked."""
+    process = subprocess.Popen([sys.executable, "-c", holder, *args], stdout=subprocess.PIPE, text=True)
     try:
-        temp = Path(writer.stdout.readline().strip())
-        assert temp.is_file()
-        _ok(sqlite_cli("model", "list"))
-        assert temp.is_file(), "the sweep removed a temporary its live writer still holds"
+        held = Path(process.stdout.readline().strip())
+        assert held.exists()
+        _ok(cli("model", "list"))
+        assert held.exists(), f"the sweep removed {held.name} while its writer still held it"
     finally:
-        writer.kill()
-        writer.wait()
+        process.kill()
+        process.wait()
+    _ok(cli("model", "list"))
+    assert not held.exists()
+
+
+def test_a_live_writers_temporary_survives_the_sweep(sqlite_cli: Cli, tmp_path: Path) -> None:
     _ok(sqlite_cli("model", "list"))
-    assert not temp.exists()
+    _kept_while_held(
+        sqlite_cli,
+        "import sys, time; from pathlib import Path; from modelport.core.files import private_dir, temp_file\n"
+        "with temp_file(private_dir(Path(sys.argv[1])), 'upload') as (path, handle):\n"
+        "    handle.write(b'x'); handle.flush(); print(path, flush=True); time.sleep(600)",
+        str(tmp_path / "ws" / "tmp"))
 
 
 def test_sweep_rules_for_free_locks(tmp_path: Path) -> None:
@@ -284,7 +288,7 @@ def test_a_code_snapshot_is_private_and_leaves_no_staging(tmp_path: Path) -> Non
         catalog.create_endpoint(EndpointSpec("ep"))
         spec, _ = parse_deployment({"endpoint_name": "ep", "name": "blue", "model": "mlp:1", "code_configuration":
                                     {"code": "code", "scoring_script": "score.py"}}, tmp_path)
-        snapshot = Path(catalog.resolve(spec).code_configuration.code)
+        snapshot = Path(catalog.resolve(spec).spec.code_configuration.code)
     assert (snapshot / "lib" / "helper.py").read_text() == "X = 1\n"
     assert _loose(snapshot) == [] and list((tmp_path / "ws" / "tmp").iterdir()) == []
 
@@ -297,18 +301,8 @@ def test_a_dead_environment_build_is_swept_and_a_live_one_kept(sqlite_cli: Cli, 
         (venv / "bin" / "python").write_text("")
         (envs / f"{venv.name}.lock").write_text("")
     (built / "modelport-env.json").write_text("{}")
-    builder = subprocess.Popen(  # holds the build lock as a running build does
-        [sys.executable, "-c", "import sys, time; from filelock import FileLock\n"
-         "lock = FileLock(sys.argv[1]); lock.acquire(); print('locked', flush=True); time.sleep(600)",
-         str(envs / f"{partial.name}.lock")],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert builder.stdout.readline().strip() == "locked"
-        _ok(sqlite_cli("model", "list"))
-        assert partial.is_dir(), "the sweep removed a build in progress"
-    finally:
-        builder.kill()
-        builder.wait()
-    _ok(sqlite_cli("model", "list"))
+    # holds the build lock as a running build does
+    _kept_while_held(sqlite_cli, "import sys, time; from filelock import FileLock\n"
+                     "lock = FileLock(sys.argv[1]); lock.acquire(); print(sys.argv[2], flush=True); time.sleep(600)",
+                     str(envs / f"{partial.name}.lock"), str(partial))
     assert not partial.exists() and (built / "modelport-env.json").is_file()

@@ -31,48 +31,36 @@ async def _hello(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def test_waiting_connections_get_in_within_a_few_busy_turns() -> None:
-    port = free_port()
-    server = HttpServer(uvicorn.Config(_hello, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    loop = uvloop.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(),), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    turns = [0]
-    busy = [True]
+    with _running(Connections()) as (server, port, loop):
+        turns = [0]
+        busy = [True]
 
-    def turn() -> None:  # every loop turn lasts 10 ms or more, as under overload
-        time.sleep(0.01)
-        turns[0] += 1
-        if busy[0]:
-            loop.call_soon(turn)
+        def turn() -> None:  # every loop turn lasts 10 ms or more, as under overload
+            time.sleep(0.01)
+            turns[0] += 1
+            if busy[0]:
+                loop.call_soon(turn)
 
-    loop.call_soon_threadsafe(turn)
-    clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(CONNECTIONS)]
-    opened = turns[0]
-    deadline = time.monotonic() + 10
-    while len(server.server_state.connections) < CONNECTIONS and time.monotonic() < deadline:
-        time.sleep(0.005)
-    taken = turns[0] - opened
-    busy[0] = False
-    try:
-        assert len(server.server_state.connections) == CONNECTIONS
-        assert taken <= 5, f"{CONNECTIONS} waiting connections took {taken} loop turns to get in"
-        for client in clients:  # each is served like any other connection
-            client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert client.recv(1024).startswith(b"HTTP/1.1 200")
-    finally:
-        for client in clients:
-            client.close()
-        server.should_exit = True
-        thread.join(timeout=10)
-    assert not thread.is_alive()
-    loop.close()
+        loop.call_soon_threadsafe(turn)
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(CONNECTIONS)]
+        opened = turns[0]
+        deadline = time.monotonic() + 10
+        while len(server.server_state.connections) < CONNECTIONS and time.monotonic() < deadline:
+            time.sleep(0.005)
+        taken = turns[0] - opened
+        busy[0] = False
+        try:
+            assert len(server.server_state.connections) == CONNECTIONS
+            assert taken <= 5, f"{CONNECTIONS} waiting connections took {taken} loop turns to get in"
+            for client in clients:  # each is served like any other connection
+                assert _get(client).startswith(b"HTTP/1.1 200")
+        finally:
+            for client in clients:
+                client.close()
 
 
 @contextlib.contextmanager
-def _running(connections: Connections) -> Iterator[tuple[HttpServer, int]]:
+def _running(connections: Connections) -> Iterator[tuple[HttpServer, int, asyncio.AbstractEventLoop]]:
     """An HttpServer answering ``_hello`` on a free port, in a thread with its own loop."""
     port = free_port()
     server = HttpServer(uvicorn.Config(_hello, host="127.0.0.1", port=port, log_level="critical", lifespan="off"),
@@ -84,7 +72,7 @@ def _running(connections: Connections) -> Iterator[tuple[HttpServer, int]]:
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.02)
     try:
-        yield server, port
+        yield server, port, loop
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -113,7 +101,7 @@ def _closed(client: socket.socket) -> bool:
 
 def test_at_the_cap_a_slow_connection_makes_room_else_the_newcomer_gets_503() -> None:
     connections = Connections(ConnectionLimits(max_connections=4))
-    with _running(connections) as (server, port):
+    with _running(connections) as (server, port, _):
         slow = []
         for count in range(1, 5):  # one after the other: the first is the oldest
             slow.append(socket.create_connection(("127.0.0.1", port), timeout=10))
