@@ -8,7 +8,9 @@ follows it to the end and exits 1 unless it Completed.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -18,26 +20,46 @@ from modelport.batch.definitions import parse_deployment, parse_endpoint, read_d
 from modelport.batch.endpoints import BatchEndpoints, DeploymentInfo, EndpointInfo
 from modelport.batch.jobs import ENGINES, BatchJobs, JobInfo
 from modelport.cli.context import AppContext, pass_app
+from modelport.cli.examples import examples
 from modelport.cli.output import output_option, parse_pairs, print_fields, print_json, print_table
 from modelport.core.errors import ModelportError
 
 _file_option = click.option("--file", "-f", "file", type=click.Path(path_type=Path), default=None,
                             help="Azure ML CLI v2 YAML definition.")
-_set_option = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-                           help="Set a YAML value, e.g. settings.mini_batch_size=5 (repeatable).")
 
 
-@click.group("batch-endpoint")
+def _set_option(example: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--set``, whose help shows a field of the command's own definition."""
+    return click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                        help=f"Set a YAML value, e.g. --set {example} (repeatable).")
+
+
+_endpoint_set_option = _set_option("defaults.deployment_name=nocode, or --set description='nightly scoring'")
+_deployment_set_option = _set_option("settings.mini_batch_size=5")
+
+
+@click.group("batch-endpoint", epilog=examples(
+    ("A batch endpoint with a default deployment, then a job on a CSV file",
+     "modelport batch-endpoint create -f batch-endpoint.yml\n"
+     "modelport batch-deployment create -f batch-deployment.yml --set-default\n"
+     "modelport batch-endpoint invoke -n iris-batch --input flowers.csv --output-path out --wait"),
+))
 def batch_endpoint() -> None:
     """Batch endpoints: a stable name whose deployments score files and tables in jobs."""
 
 
-@click.group("batch-deployment")
+@click.group("batch-deployment", epilog=examples(
+    ("A deployment that becomes the endpoint's default", "modelport batch-deployment create -f batch-deployment.yml --set-default"),
+    ("What the endpoint's deployments run with", "modelport batch-deployment list -e iris-batch"),
+))
 def batch_deployment() -> None:
     """Batch deployments: model + scoring script + settings under a batch endpoint."""
 
 
-@click.group("job")
+@click.group("job", epilog=examples(
+    ("The endpoint's jobs, newest first", "modelport job list -e iris-batch"),
+    ("Progress and failed inputs of one", "modelport job show batchjob-42e53a0f4bb64846"),
+))
 def job() -> None:
     """Batch jobs: progress, logs, cancel and resume."""
 
@@ -61,10 +83,13 @@ def _note_ignored(ignored: tuple[str, ...] | list[str]) -> None:
         click.echo(f"note: ignored (cloud-only): {', '.join(ignored)}", err=True)
 
 
-@batch_endpoint.command("create")
+@batch_endpoint.command("create", epilog=examples(
+    ("Create a batch endpoint from its YAML file", "modelport batch-endpoint create -f batch-endpoint.yml"),
+    ("One without a file", "modelport batch-endpoint create -n mnist --set description='digits, nightly'"),
+))
 @_file_option
 @click.option("--name", "-n", default=None, help="Endpoint name [default: from the file].")
-@_set_option
+@_endpoint_set_option
 @output_option
 @pass_app
 def endpoint_create(app: AppContext, file: Path | None, name: str | None, sets: tuple[str, ...], output: str) -> None:
@@ -74,10 +99,14 @@ def endpoint_create(app: AppContext, file: Path | None, name: str | None, sets: 
     _show_endpoint(BatchEndpoints(app.workspace).create_endpoint(definition), output, definition.ignored)
 
 
-@batch_endpoint.command("update")
+@batch_endpoint.command("update", epilog=examples(
+    ("Make nocode the deployment that jobs use by default",
+     "modelport batch-endpoint update -n iris-batch --set defaults.deployment_name=nocode"),
+    ("Apply an edited file", "modelport batch-endpoint update -n iris-batch -f batch-endpoint.yml"),
+))
 @click.option("--name", "-n", required=True, help="Endpoint name.")
 @_file_option
-@_set_option
+@_endpoint_set_option
 @output_option
 @pass_app
 def endpoint_update(app: AppContext, name: str, file: Path | None, sets: tuple[str, ...], output: str) -> None:
@@ -86,7 +115,9 @@ def endpoint_update(app: AppContext, name: str, file: Path | None, sets: tuple[s
     _show_endpoint(BatchEndpoints(app.workspace).update_endpoint(name, data), output)
 
 
-@batch_endpoint.command("show")
+@batch_endpoint.command("show", epilog=examples(
+    ("Deployments and default of iris-batch", "modelport batch-endpoint show -n iris-batch"),
+))
 @click.option("--name", "-n", required=True, help="Endpoint name.")
 @output_option
 @pass_app
@@ -95,7 +126,9 @@ def endpoint_show(app: AppContext, name: str, output: str) -> None:
     _show_endpoint(BatchEndpoints(app.workspace).get_endpoint(name), output)
 
 
-@batch_endpoint.command("list")
+@batch_endpoint.command("list", epilog=examples(
+    ("Every batch endpoint, as JSON", "modelport batch-endpoint list -o json"),
+))
 @output_option
 @pass_app
 def endpoint_list(app: AppContext, output: str) -> None:
@@ -108,7 +141,9 @@ def endpoint_list(app: AppContext, output: str) -> None:
                 ((i.name, i.default_deployment, ", ".join(i.deployments), i.description) for i in infos))
 
 
-@batch_endpoint.command("delete")
+@batch_endpoint.command("delete", epilog=examples(
+    ("Delete iris-batch and its deployments (its jobs stay listed)", "modelport batch-endpoint delete -n iris-batch"),
+))
 @click.option("--name", "-n", required=True, help="Endpoint name.")
 @pass_app
 def endpoint_delete(app: AppContext, name: str) -> None:
@@ -117,7 +152,15 @@ def endpoint_delete(app: AppContext, name: str) -> None:
     click.echo(f"deleted batch endpoint {name}")
 
 
-@batch_endpoint.command("invoke")
+@batch_endpoint.command("invoke", epilog=examples(
+    ("Score a CSV file with the default deployment and wait for the result",
+     "modelport batch-endpoint invoke -n iris-batch --input flowers.csv --output-path out --wait"),
+    ("Score a folder of images with the deployment 'scripted', 8 workers",
+     "modelport batch-endpoint invoke -n mnist -d scripted --input ./images --set max_concurrency_per_instance=8"),
+    ("Score Parquet files matching a glob on a Ray cluster",
+     "modelport batch-endpoint invoke -n iris-batch --input 'data/*.parquet' --input-type tabular "
+     "--engine ray --ray-address 10.0.0.5:6379"),
+))
 @click.option("--name", "-n", required=True, help="Endpoint name.")
 @click.option("--deployment", "--deployment-name", "-d", default=None,
               help="Deployment [default: the endpoint's defaults.deployment_name].")
@@ -161,11 +204,16 @@ def _show_deployment(info: DeploymentInfo, output: str) -> None:
     print_fields(data, title=f"batch deployment {info.endpoint_name}/{info.name}")
 
 
-@batch_deployment.command("create")
+@batch_deployment.command("create", epilog=examples(
+    ("Create a deployment and make it the endpoint's default",
+     "modelport batch-deployment create -f batch-deployment.yml --set-default"),
+    ("The same file as another deployment, with smaller mini-batches",
+     "modelport batch-deployment create -f batch-deployment.yml -n small --set settings.mini_batch_size=2"),
+))
 @_file_option
 @click.option("--name", "-n", default=None, help="Deployment name [default: from the file].")
 @click.option("--endpoint-name", "-e", default=None, help="Endpoint [default: from the file].")
-@_set_option
+@_deployment_set_option
 @click.option("--set-default", is_flag=True, help="Make it the endpoint's default deployment.")
 @output_option
 @pass_app
@@ -179,7 +227,9 @@ def deployment_create(app: AppContext, file: Path | None, name: str | None, endp
     _show_deployment(BatchEndpoints(app.workspace).create_deployment(definition, set_default=set_default), output)
 
 
-@batch_deployment.command("show")
+@batch_deployment.command("show", epilog=examples(
+    ("Model, script and settings of nocode", "modelport batch-deployment show -e iris-batch -n nocode"),
+))
 @click.option("--name", "-n", required=True, help="Deployment name.")
 @click.option("--endpoint-name", "-e", required=True, help="Endpoint name.")
 @output_option
@@ -189,7 +239,9 @@ def deployment_show(app: AppContext, name: str, endpoint_name: str, output: str)
     _show_deployment(BatchEndpoints(app.workspace).get_deployment(endpoint_name, name), output)
 
 
-@batch_deployment.command("list")
+@batch_deployment.command("list", epilog=examples(
+    ("The deployments of iris-batch", "modelport batch-deployment list -e iris-batch"),
+))
 @click.option("--endpoint-name", "-e", required=True, help="Endpoint name.")
 @output_option
 @pass_app
@@ -204,7 +256,9 @@ def deployment_list(app: AppContext, endpoint_name: str, output: str) -> None:
                   i.settings.mini_batch_size, i.settings.workers) for i in infos))
 
 
-@batch_deployment.command("delete")
+@batch_deployment.command("delete", epilog=examples(
+    ("Delete the deployment small (not the default)", "modelport batch-deployment delete -e iris-batch -n small"),
+))
 @click.option("--name", "-n", required=True, help="Deployment name.")
 @click.option("--endpoint-name", "-e", required=True, help="Endpoint name.")
 @pass_app
@@ -217,7 +271,10 @@ def deployment_delete(app: AppContext, name: str, endpoint_name: str) -> None:
 # -- jobs --------------------------------------------------------------------------------------
 
 
-@job.command("show")
+@job.command("show", epilog=examples(
+    ("Progress, items/s, ETA and failed inputs", "modelport job show batchjob-42e53a0f4bb64846"),
+    ("As JSON, for scripts", "modelport job show batchjob-42e53a0f4bb64846 -o json"),
+))
 @click.argument("job_id")
 @output_option
 @pass_app
@@ -231,7 +288,10 @@ def job_show(app: AppContext, job_id: str, output: str) -> None:
                  title=f"job {info.id}")
 
 
-@job.command("list")
+@job.command("list", epilog=examples(
+    ("Every job, newest first", "modelport job list"),
+    ("The jobs of one endpoint, as JSON", "modelport job list -e iris-batch -o json"),
+))
 @click.option("--endpoint-name", "-e", default=None, help="Only this endpoint's jobs.")
 @output_option
 @pass_app
@@ -246,7 +306,9 @@ def job_list(app: AppContext, endpoint_name: str | None, output: str) -> None:
                   f"{i.created_at:%Y-%m-%d %H:%M:%S}") for i in infos))
 
 
-@job.command("logs")
+@job.command("logs", epilog=examples(
+    ("Why did mini-batches fail?", "modelport job logs batchjob-42e53a0f4bb64846 | less"),
+))
 @click.argument("job_id")
 @pass_app
 def job_logs(app: AppContext, job_id: str) -> None:
@@ -256,7 +318,9 @@ def job_logs(app: AppContext, job_id: str) -> None:
         click.echo(path.read_text(encoding="utf-8", errors="replace"), nl=False)
 
 
-@job.command("stream")
+@job.command("stream", epilog=examples(
+    ("Follow a job started without --wait", "modelport job stream batchjob-42e53a0f4bb64846"),
+))
 @click.argument("job_id")
 @output_option
 @pass_app
@@ -266,7 +330,9 @@ def job_stream(app: AppContext, job_id: str, output: str) -> None:
     _finish(jobs, jobs.get(job_id), True, output)
 
 
-@job.command("cancel")
+@job.command("cancel", epilog=examples(
+    ("Stop a job", "modelport job cancel batchjob-42e53a0f4bb64846"),
+))
 @click.argument("job_id")
 @output_option
 @pass_app
@@ -276,7 +342,9 @@ def job_cancel(app: AppContext, job_id: str, output: str) -> None:
     _print_status(info, output)
 
 
-@job.command("resume")
+@job.command("resume", epilog=examples(
+    ("After a crash: score what is left and wait for the end", "modelport job resume batchjob-42e53a0f4bb64846 --wait"),
+))
 @click.argument("job_id")
 @click.option("--wait", is_flag=True, help="Follow the job to its end; exit 1 unless it Completed.")
 @output_option

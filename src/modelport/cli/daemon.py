@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from modelport.cli.context import AppContext, pass_app
+from modelport.cli.examples import examples
 from modelport.cli.output import output_option, print_json, print_table
 from modelport.control.binding import DEFAULT_HOST, DEFAULT_PORT
 
@@ -35,7 +36,12 @@ def with_client(function: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
-@click.command("up")
+@click.command("up", epilog=examples(
+    ("Start the daemon on http://127.0.0.1:7000", "modelport up"),
+    ("On another port, printing the management token for curl", "modelport up --port 7010 --print-token"),
+    ("Reachable from other machines, over HTTPS",
+     "modelport up --host 0.0.0.0 --tls-certfile cert.pem --tls-keyfile key.pem --allowed-host models.example.com"),
+))
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535),
               help="Port for the management API and the endpoints.")
 @click.option("--host", default=DEFAULT_HOST, show_default=True,
@@ -71,7 +77,9 @@ def up(app: AppContext, port: int, host: str, allowed_hosts: tuple[str, ...], tl
         click.echo(ensure_token(app.root))
 
 
-@click.command("down")
+@click.command("down", epilog=examples(
+    ("Stop the workspace's daemon and its replicas", "modelport down"),
+))
 @pass_app
 def down(app: AppContext) -> None:
     """Stop the daemon and its replicas."""
@@ -80,7 +88,11 @@ def down(app: AppContext) -> None:
     click.echo(daemon.stop(app.workspace.root))
 
 
-@click.command("token")
+@click.command("token", epilog=examples(
+    ("Call the management API with curl",
+     "curl -H \"Authorization: Bearer $(modelport token)\" http://127.0.0.1:7000/api/status"),
+    ("Replace the token (the old one stops working at once)", "modelport token --rotate"),
+))
 @click.option("--rotate", is_flag=True, help="Replace the token; the running daemon takes only the new one from now on.")
 @pass_app
 def token(app: AppContext, rotate: bool) -> None:
@@ -91,7 +103,10 @@ def token(app: AppContext, rotate: bool) -> None:
     click.echo(rotate_token(app.root) if rotate else ensure_token(app.root))
 
 
-@click.command("status")
+@click.command("status", epilog=examples(
+    ("Endpoints, deployments, traffic and ready replicas", "modelport status"),
+    ("As JSON, for scripts", "modelport status -o json"),
+))
 @output_option
 @with_client
 def status(client: Any, output: str) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from modelport.cli.daemon import with_client
+from modelport.cli.examples import examples
 from modelport.cli.output import output_option, print_fields, print_json, print_table
 from modelport.core.errors import ValidationError
 
@@ -44,22 +46,39 @@ def _show(result: dict[str, Any], output: str, title: str) -> None:
 
 file_option = click.option("--file", "-f", "file", type=click.Path(path_type=Path), default=None,
                            help="YAML definition (Azure ML CLI v2 style).")
-set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                          help="Override a field, e.g. --set instance_count=2 (repeatable).")
+
+
+def set_option(example: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--set``, whose help shows a field of the command's own definition."""
+    return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                        help=f"Override a field, e.g. --set {example} (repeatable).")
+
+
+endpoint_set_option = set_option("description='which iris is it', or --set traffic.blue=90 --set traffic.green=10")
+deployment_set_option = set_option("instance_count=2")
 
 
 # -- endpoints ---------------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(epilog=examples(
+    ("An endpoint with two deployments, 90/10", "modelport endpoint create -f endpoint.yml\n"
+     "modelport deployment create -f blue.yml --all-traffic\nmodelport deployment create -f green.yml\n"
+     "modelport endpoint update -n iris --traffic 'blue=90 green=10'"),
+    ("Score a request with the endpoint's key", "modelport endpoint invoke -n iris --request-file request.json"),
+))
 def endpoint() -> None:
     """Online endpoints: a stable URL and keys in front of deployments (needs `modelport up`)."""
 
 
-@endpoint.command("create")
+@endpoint.command("create", epilog=examples(
+    ("Create an endpoint from its YAML file", "modelport endpoint create -f endpoint.yml"),
+    ("The same file under another name, without keys",
+     "modelport endpoint create -f endpoint.yml -n iris-dev --set auth_mode=none"),
+))
 @file_option
 @click.option("--name", "-n", default=None, help="Endpoint name (overrides the file's).")
-@set_option
+@endpoint_set_option
 @output_option
 @with_client
 def create_endpoint(client: Any, file: Path | None, name: str | None, overrides: tuple[str, ...], output: str) -> None:
@@ -68,10 +87,16 @@ def create_endpoint(client: Any, file: Path | None, name: str | None, overrides:
     _done(result, output, f"created endpoint {result['name']}: {result['scoring_uri']} (auth_mode {result['auth_mode']})")
 
 
-@endpoint.command("update")
+@endpoint.command("update", epilog=examples(
+    ("Send 10 % of requests to green", "modelport endpoint update -n iris --traffic 'blue=90 green=10'"),
+    ("Copy 20 % of requests to green, which takes no live traffic (its answers are dropped)",
+     "modelport endpoint update -n iris --mirror-traffic green=20"),
+    ("Change fields one by one (the weights must still sum to 100)",
+     "modelport endpoint update -n iris --set traffic.blue=100 --set traffic.green=0 --set description='blue only'"),
+))
 @click.option("--name", "-n", required=True, help="Endpoint name.")
 @file_option
-@set_option
+@endpoint_set_option
 @click.option("--traffic", default=None, metavar="'D1=P1 D2=P2'",
               help="Replace the traffic split, e.g. 'blue=90 green=10'.")
 @click.option("--mirror-traffic", default=None, metavar="'D=P'", help="Replace the mirror, e.g. 'green=20' ('' for none).")
@@ -97,7 +122,10 @@ def _shares(option: str, text: str) -> str:
     return "{" + ", ".join(items) + "}"
 
 
-@endpoint.command("show")
+@endpoint.command("show", epilog=examples(
+    ("Traffic, keys' mode and deployments of iris", "modelport endpoint show -n iris"),
+    ("As JSON, for scripts", "modelport endpoint show -n iris -o json"),
+))
 @click.option("--name", "-n", required=True, help="Endpoint name.")
 @output_option
 @with_client
@@ -109,7 +137,9 @@ def show_endpoint(client: Any, name: str, output: str) -> None:
     _show(result, output, f"endpoint {name}")
 
 
-@endpoint.command("list")
+@endpoint.command("list", epilog=examples(
+    ("Every endpoint with its traffic and scoring URI", "modelport endpoint list"),
+))
 @output_option
 @with_client
 def list_endpoints(client: Any, output: str) -> None:
@@ -127,7 +157,9 @@ def _percent(shares: dict[str, int]) -> str:
     return " ".join(f"{name}={value}%" for name, value in shares.items())
 
 
-@endpoint.command("delete")
+@endpoint.command("delete", epilog=examples(
+    ("Delete iris, its deployments and their replicas", "modelport endpoint delete -n iris"),
+))
 @click.option("--name", "-n", required=True, help="Endpoint name.")
 @with_client
 def delete_endpoint(client: Any, name: str) -> None:
@@ -136,7 +168,11 @@ def delete_endpoint(client: Any, name: str) -> None:
     click.echo(f"deleted endpoint {name} and {len(result['deployments'])} deployment(s)")
 
 
-@endpoint.command("get-credentials")
+@endpoint.command("get-credentials", epilog=examples(
+    ("Both keys of iris", "modelport endpoint get-credentials -n iris"),
+    ("The primary key alone, for curl", "modelport endpoint get-credentials -n iris -o json | "
+     "python -c 'import json, sys; print(json.load(sys.stdin)[\"primaryKey\"])'"),
+))
 @click.option("--name", "-n", required=True, help="Endpoint name.")
 @output_option
 @with_client
@@ -145,7 +181,10 @@ def get_credentials(client: Any, name: str, output: str) -> None:
     _show(client.call("GET", f"endpoints/{name}/keys"), output, f"endpoint {name} keys")
 
 
-@endpoint.command("regenerate-keys")
+@endpoint.command("regenerate-keys", epilog=examples(
+    ("Replace the secondary key (clients on the primary one keep working)",
+     "modelport endpoint regenerate-keys -n iris --key secondary"),
+))
 @click.option("--name", "-n", required=True, help="Endpoint name.")
 @click.option("--key", "--key-type", "key", required=True, type=click.Choice(["primary", "secondary"]),
               help="Which key to replace.")
@@ -156,7 +195,12 @@ def regenerate_keys(client: Any, name: str, key: str) -> None:
     click.echo(f"regenerated the {key} key of endpoint {name} (see modelport endpoint get-credentials)")
 
 
-@endpoint.command("invoke")
+@endpoint.command("invoke", epilog=examples(
+    ("POST request.json to /score; the traffic split picks the deployment",
+     "modelport endpoint invoke -n iris --request-file request.json"),
+    ("Ask green, whatever the split", "modelport endpoint invoke -n iris --request-file request.json --deployment green"),
+    ("A v2 inference request", "modelport endpoint invoke -n iris --request-file infer.json --route v2/models/iris/infer"),
+))
 @click.option("--name", "-n", required=True, help="Endpoint name.")
 @click.option("--request-file", "-r", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="Request body (JSON) to POST.")
@@ -179,7 +223,10 @@ def invoke(client: Any, name: str, request_file: Path, deployment: str | None, r
 # -- deployments -------------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(epilog=examples(
+    ("Deploy a model behind the endpoint iris with all its traffic", "modelport deployment create -f blue.yml --all-traffic"),
+    ("Where are its replicas?", "modelport deployment show -e iris -n blue"),
+))
 def deployment() -> None:
     """Deployments of an online endpoint: model + code + environment + replicas (needs `modelport up`)."""
 
@@ -187,11 +234,17 @@ def deployment() -> None:
 endpoint_option = click.option("--endpoint-name", "-e", "endpoint_name", default=None, help="Endpoint name.")
 
 
-@deployment.command("create")
+@deployment.command("create", epilog=examples(
+    ("Create blue and send it all of the endpoint's traffic once ready",
+     "modelport deployment create -f blue.yml --all-traffic"),
+    ("A second deployment, at 0 % until the endpoint's traffic says otherwise", "modelport deployment create -f green.yml"),
+    ("The same file as another deployment, with two replicas",
+     "modelport deployment create -f green.yml -n green2 --set instance_count=2"),
+))
 @file_option
 @click.option("--name", "-n", default=None, help="Deployment name (overrides the file's).")
 @endpoint_option
-@set_option
+@deployment_set_option
 @click.option("--all-traffic", is_flag=True, help="Send it 100 % of the endpoint's traffic once it is ready.")
 @output_option
 @with_client
@@ -207,11 +260,15 @@ def create_deployment(client: Any, file: Path | None, name: str | None, endpoint
                           f"{len(result['replicas'])} replica(s) ready")
 
 
-@deployment.command("update")
+@deployment.command("update", epilog=examples(
+    ("Roll out an edited blue.yml", "modelport deployment update -f blue.yml"),
+    ("Scale the stored deployment out to three replicas, no request dropped",
+     "modelport deployment update -e iris -n blue --set instance_count=3"),
+))
 @file_option
 @click.option("--name", "-n", default=None, help="Deployment name.")
 @endpoint_option
-@set_option
+@deployment_set_option
 @output_option
 @with_client
 def update_deployment(client: Any, file: Path | None, name: str | None, endpoint_name: str | None,
@@ -227,7 +284,10 @@ def update_deployment(client: Any, file: Path | None, name: str | None, endpoint
                           f"{len(result['replicas'])} replica(s)")
 
 
-@deployment.command("show")
+@deployment.command("show", epilog=examples(
+    ("Settings and replicas (state, pid, port, restarts) of blue", "modelport deployment show -e iris -n blue"),
+    ("As JSON, for scripts: each replica's metrics_url too", "modelport deployment show -e iris -n blue -o json"),
+))
 @click.option("--name", "-n", required=True, help="Deployment name.")
 @click.option("--endpoint-name", "-e", "endpoint_name", required=True, help="Endpoint name.")
 @output_option
@@ -241,7 +301,9 @@ def show_deployment(client: Any, name: str, endpoint_name: str, output: str) -> 
     _show(result, output, f"deployment {endpoint_name}/{name}")
 
 
-@deployment.command("list")
+@deployment.command("list", epilog=examples(
+    ("The deployments of iris and their ready replicas", "modelport deployment list -e iris"),
+))
 @click.option("--endpoint-name", "-e", "endpoint_name", required=True, help="Endpoint name.")
 @output_option
 @with_client
@@ -256,7 +318,10 @@ def list_deployments(client: Any, endpoint_name: str, output: str) -> None:
                   sum(r["state"] == "ready" for r in d["replicas"])) for d in result))
 
 
-@deployment.command("delete")
+@deployment.command("delete", epilog=examples(
+    ("Take green's traffic away, then delete it",
+     "modelport endpoint update -n iris --traffic 'blue=100'\nmodelport deployment delete -e iris -n green"),
+))
 @click.option("--name", "-n", required=True, help="Deployment name.")
 @click.option("--endpoint-name", "-e", "endpoint_name", required=True, help="Endpoint name.")
 @with_client
@@ -266,7 +331,11 @@ def delete_deployment(client: Any, name: str, endpoint_name: str) -> None:
     click.echo(f"deleted deployment {endpoint_name}/{name}")
 
 
-@deployment.command("logs")
+@deployment.command("logs", epilog=examples(
+    ("The last 50 console lines of each replica, then new ones as they come",
+     "modelport deployment logs -e iris -n blue --lines 50 --follow"),
+    ("The last 20 request log lines (JSON)", "modelport deployment logs -e iris -n blue --requests --lines 20"),
+))
 @click.option("--name", "-n", required=True, help="Deployment name.")
 @click.option("--endpoint-name", "-e", "endpoint_name", required=True, help="Endpoint name.")
 @click.option("--lines", "-l", default=100, show_default=True, type=click.IntRange(min=0),

@@ -7,11 +7,15 @@ from pathlib import Path
 import click
 
 from modelport.cli.context import AppContext, pass_app
+from modelport.cli.examples import examples
 from modelport.cli.output import add_archive_commands, output_option, parse_pairs, print_fields, print_json, print_table
 from modelport.registry.environments import EnvironmentInfo
 
 
-@click.group()
+@click.group(epilog=examples(
+    ("Register conda.yml as the environment sk and build its virtualenv",
+     "modelport environment create --name sk --file conda.yml\nmodelport environment build sk"),
+))
 def environment() -> None:
     """Register environments (requirements.txt or conda YAML) and build them into virtualenvs."""
 
@@ -23,7 +27,10 @@ def show_info(info: EnvironmentInfo, output: str) -> None:
         print_fields(info.to_dict(), title=f"environment {info.ref}")
 
 
-@environment.command("create")
+@environment.command("create", epilog=examples(
+    ("From an Azure ML style conda YAML", "modelport environment create --name sk --file conda.yml"),
+    ("From a requirements.txt, for Python 3.11", "modelport environment create --name sk --file requirements.txt --python 3.11"),
+))
 @click.option("--name", "-n", required=True, help="Environment name.")
 @click.option("--file", "-f", "file", required=True, type=click.Path(path_type=Path),
               help="requirements.txt or conda YAML.")
@@ -46,7 +53,9 @@ def create(app: AppContext, name: str, file: Path, python: str | None, version: 
         click.echo(f"note: conda-only packages are not installed: {', '.join(info.conda_only)}", err=True)
 
 
-@environment.command("list")
+@environment.command("list", epilog=examples(
+    ("Environments with their latest version", "modelport environment list"),
+))
 @click.option("--include-archived", is_flag=True, help="Also list archived environments.")
 @output_option
 @pass_app
@@ -60,7 +69,9 @@ def list_environments(app: AppContext, include_archived: bool, output: str) -> N
                 ((i.name, i.version, i.kind, i.python or "", len(i.pip_requirements)) for i in infos))
 
 
-@environment.command("versions")
+@environment.command("versions", epilog=examples(
+    ("Every version of sk", "modelport environment versions sk"),
+))
 @click.argument("name")
 @click.option("--include-archived", is_flag=True, help="Also list archived versions.")
 @output_option
@@ -76,7 +87,9 @@ def versions(app: AppContext, name: str, include_archived: bool, output: str) ->
                  for i in infos), title=f"environment {name}")
 
 
-@environment.command("show")
+@environment.command("show", epilog=examples(
+    ("Version 2 of sk: its requirements and Python", "modelport environment show sk:2"),
+))
 @click.argument("ref")
 @output_option
 @pass_app
@@ -85,7 +98,9 @@ def show(app: AppContext, ref: str, output: str) -> None:
     show_info(app.workspace.environments.get(ref), output)
 
 
-@environment.command("build")
+@environment.command("build", epilog=examples(
+    ("Build (or reuse) the virtualenv of the latest sk", "modelport environment build sk"),
+))
 @click.argument("ref")
 @output_option
 @pass_app
@@ -101,4 +116,4 @@ def build(app: AppContext, ref: str, output: str) -> None:
         click.echo(f"note: conda-only packages are not installed: {', '.join(result.conda_only)}", err=True)
 
 
-add_archive_commands(environment, "environment", lambda app: app.workspace.environments)
+add_archive_commands(environment, "environment", lambda app: app.workspace.environments, example="sk")

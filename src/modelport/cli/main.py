@@ -22,6 +22,7 @@ from modelport.cli.context import AppContext
 from modelport.cli.daemon import down, status, token, up
 from modelport.cli.endpoint import deployment, endpoint
 from modelport.cli.environment import environment
+from modelport.cli.examples import examples
 from modelport.cli.model import model
 from modelport.cli.monitor import monitor
 from modelport.cli.profile import profile
@@ -30,7 +31,12 @@ from modelport.core.errors import ModelportError
 from modelport.core.files import disk_error, private_umask
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=examples(
+    ("The tour: serve, deploy, watch and batch-score a sample model", "modelport demo"),
+    ("Register a model and serve it (HTTP :8000, gRPC :8001)",
+     "modelport model register ./model.onnx --name fraud\nmodelport serve fraud"),
+    ("Start the local control plane for online endpoints", "modelport up"),
+))
 @click.option(
     "--workspace", "-w", metavar="DIR", default=None,
     help="Workspace folder [default: $MODELPORT_HOME or ./.modelport].",
@@ -43,7 +49,10 @@ def cli(ctx: click.Context, workspace: str | None) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-@cli.command("init")
+@cli.command("init", epilog=examples(
+    ("Create ./.modelport", "modelport init"),
+    ("Create a workspace elsewhere ($MODELPORT_HOME works too)", "modelport --workspace ~/models init"),
+))
 @click.pass_obj
 def init(app: AppContext) -> None:
     """Create the workspace (it is also created on first use)."""
@@ -51,10 +60,28 @@ def init(app: AppContext) -> None:
     click.echo(f"workspace ready at {ws.root}")
 
 
-@cli.command("demo")
+@cli.command("demo", epilog=examples(
+    ("The tour in ./.modelport (a second run reuses what the first made)", "modelport demo"),
+    ("The tour in a workspace of its own", "modelport --workspace /tmp/tour demo"),
+))
 @click.pass_obj
 def demo(app: AppContext) -> None:
-    """Build a sample model, register it and show it: the quickest tour of modelport."""
+    """The whole loop on a sample model, each step run as the CLI command you would type.
+
+    \b
+    1. builds a small ONNX model (a 32-64-64-4 MLP), registers it as demo-mlp,
+       points the alias prod at it and shows it (model register, alias set, show)
+    2. serves it on a free loopback port (modelport serve), scores a v2 request
+       over HTTP and checks the answer against onnxruntime run in-process
+    3. starts the daemon (modelport up), creates the key-authenticated online
+       endpoint demo-online with a deployment that collects its payload, invokes it
+    4. sends it 300 requests whose first three features run one standard deviation
+       high, prints the router's and the replica's metrics, then modelport down
+    5. checks the collected inputs for drift against the training data
+       (modelport monitor drift): the shifted features are flagged
+    6. scores a 2,000-row CSV with the batch endpoint demo-batch and a no-code
+       batch deployment (batch-endpoint invoke --wait)
+    """
     from modelport.cli.demo import run_demo
 
     run_demo(app.workspace)

@@ -7,11 +7,16 @@ from pathlib import Path
 import click
 
 from modelport.cli.context import AppContext, pass_app
+from modelport.cli.examples import examples
 from modelport.cli.output import add_archive_commands, output_option, parse_pairs, print_fields, print_json, print_table
 from modelport.registry.models import ModelInfo
 
 
-@click.group()
+@click.group(epilog=examples(
+    ("Register a version, name it prod and fetch it",
+     "modelport model register ./model.onnx --name fraud\nmodelport model alias set fraud prod 1\n"
+     "modelport model download fraud@prod --to ./out"),
+))
 def model() -> None:
     """Register, find and fetch model versions (NAME, NAME:VERSION or NAME@ALIAS)."""
 
@@ -30,7 +35,11 @@ def show_info(info: ModelInfo, output: str) -> None:
     print_fields(fields, title=f"model {info.ref}")
 
 
-@model.command("register")
+@model.command("register", epilog=examples(
+    ("Register an ONNX file; the flavor is detected", "modelport model register ./model.onnx --name fraud --tag team=risk"),
+    ("A scikit-learn pickle, with a description", "modelport model register model.pkl --name iris -d 'logistic regression'"),
+    ("A folder (an MLflow model, a Triton model...) as version 3", "modelport model register ./model_dir --name fraud --version 3"),
+))
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--name", "-n", required=True, help="Model name.")
 @click.option("--version", "-v", default=None, help="Version number [default: next].")
@@ -70,7 +79,10 @@ def warn_about_pickles(info: ModelInfo) -> None:
                    "a pickle runs code when it is loaded, so serve it only if you trust its source", err=True)
 
 
-@model.command("list")
+@model.command("list", epilog=examples(
+    ("Models with their latest version", "modelport model list"),
+    ("Archived ones too, as JSON", "modelport model list --include-archived -o json"),
+))
 @click.option("--include-archived", is_flag=True, help="Also list archived models.")
 @output_option
 @pass_app
@@ -84,7 +96,9 @@ def list_models(app: AppContext, include_archived: bool, output: str) -> None:
                 ((m.name, m.latest_version, m.version_count, m.flavor, m.archived) for m in models))
 
 
-@model.command("versions")
+@model.command("versions", epilog=examples(
+    ("Every version of fraud", "modelport model versions fraud"),
+))
 @click.argument("name")
 @click.option("--include-archived", is_flag=True, help="Also list archived versions.")
 @output_option
@@ -100,7 +114,10 @@ def versions(app: AppContext, name: str, include_archived: bool, output: str) ->
                  for i in infos), title=f"model {name}")
 
 
-@model.command("show")
+@model.command("show", epilog=examples(
+    ("The version prod points at", "modelport model show fraud@prod"),
+    ("Version 2, as JSON (signature, files, sha256s)", "modelport model show fraud:2 -o json"),
+))
 @click.argument("ref")
 @output_option
 @pass_app
@@ -109,7 +126,9 @@ def show(app: AppContext, ref: str, output: str) -> None:
     show_info(app.workspace.models.get(ref), output)
 
 
-@model.command("download")
+@model.command("download", epilog=examples(
+    ("A verified copy of fraud@prod, yours to edit", "modelport model download fraud@prod --to ./out"),
+))
 @click.argument("ref")
 @click.option("--to", "to", required=True, type=click.Path(path_type=Path), help="Destination folder.")
 @pass_app
@@ -118,7 +137,10 @@ def download(app: AppContext, ref: str, to: Path) -> None:
     click.echo(str(app.workspace.models.download(ref, to)))
 
 
-@model.command("path")
+@model.command("path", epilog=examples(
+    ("Where the latest version of fraud is", "modelport model path fraud"),
+    ("Hand it to a program", "python evaluate.py --model \"$(modelport model path fraud@prod)\""),
+))
 @click.argument("ref")
 @pass_app
 def path(app: AppContext, ref: str) -> None:
@@ -126,7 +148,10 @@ def path(app: AppContext, ref: str) -> None:
     click.echo(str(app.workspace.models.path(ref)))
 
 
-@model.command("update")
+@model.command("update", epilog=examples(
+    ("Tag version 2 and drop a tag", "modelport model update fraud:2 --tag stage=prod --remove-tag draft"),
+    ("Describe it", "modelport model update fraud:2 -d 'retrained on March data'"),
+))
 @click.argument("ref")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Set a tag (repeatable).")
 @click.option("--remove-tag", "remove_tags", multiple=True, metavar="KEY", help="Remove a tag (repeatable).")
@@ -141,7 +166,9 @@ def update(app: AppContext, ref: str, tags: tuple[str, ...], remove_tags: tuple[
     show_info(info, output)
 
 
-@model.command("delete")
+@model.command("delete", epilog=examples(
+    ("Delete version 1 of fraud", "modelport model delete fraud:1"),
+))
 @click.argument("ref")
 @pass_app
 def delete(app: AppContext, ref: str) -> None:
@@ -150,12 +177,17 @@ def delete(app: AppContext, ref: str) -> None:
     click.echo(f"deleted {info.ref}")
 
 
-@model.group("alias")
+@model.group("alias", epilog=examples(
+    ("Promote version 3 to prod", "modelport model alias set fraud prod 3"),
+))
 def alias() -> None:
     """Point names like ``prod`` at versions."""
 
 
-@alias.command("set")
+@alias.command("set", epilog=examples(
+    ("Point fraud@prod at version 3", "modelport model alias set fraud prod 3"),
+    ("Point fraud@canary at the latest version", "modelport model alias set fraud canary"),
+))
 @click.argument("name")
 @click.argument("alias_name", metavar="ALIAS")
 @click.argument("version", required=False)
@@ -166,7 +198,9 @@ def alias_set(app: AppContext, name: str, alias_name: str, version: str | None) 
     click.echo(f"{name}@{alias_name} -> {info.ref}")
 
 
-@alias.command("delete")
+@alias.command("delete", epilog=examples(
+    ("Remove fraud@canary (the version stays)", "modelport model alias delete fraud canary"),
+))
 @click.argument("name")
 @click.argument("alias_name", metavar="ALIAS")
 @pass_app
@@ -176,4 +210,4 @@ def alias_delete(app: AppContext, name: str, alias_name: str) -> None:
     click.echo(f"deleted alias {name}@{alias_name}")
 
 
-add_archive_commands(model, "model", lambda app: app.workspace.models)
+add_archive_commands(model, "model", lambda app: app.workspace.models, example="fraud")

@@ -25,6 +25,7 @@ from rich import box
 from rich.table import Table
 
 from modelport.cli.context import AppContext, pass_app
+from modelport.cli.examples import examples
 from modelport.cli.output import console, output_option, parse_pairs, print_json
 from modelport.core.errors import ValidationError
 
@@ -35,12 +36,22 @@ DRIFT_EXIT_CODE = 3
 _SHORT_METRIC = {"normalized_wasserstein_distance": "NWD", "jensen_shannon_distance": "JSD"}
 
 
-@click.group("monitor")
+@click.group("monitor", epilog=examples(
+    ("What blue received today against the training set",
+     "modelport monitor drift --baseline train.parquet --target iris/blue --since 24h"),
+))
 def monitor() -> None:
     """Watch deployed models: drift of inputs and predictions against a baseline."""
 
 
-@monitor.command("drift")
+@monitor.command("drift", epilog=examples(
+    ("What blue collected in the last day against the training set, with an HTML report",
+     "modelport monitor drift --baseline train.parquet --target iris/blue --since 24h --html drift.html"),
+    ("Two files, in CI: exit 3 when drift is found",
+     "modelport monitor drift --baseline train.parquet --target today.csv -o json --fail-on-drift"),
+    ("Stricter numeric columns, and a code column read as categorical",
+     "modelport monitor drift --baseline train.csv --target today.csv --threshold numerical=0.05 --categorical zip"),
+))
 @click.option("--baseline", required=True, metavar="PATH",
               help="Reference data (e.g. the training set): a Parquet, CSV or JSONL file or a folder of them.")
 @click.option("--target", required=True, metavar="PATH|ENDPOINT/DEPLOYMENT",

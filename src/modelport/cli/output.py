@@ -56,11 +56,16 @@ def parse_pairs(values: Sequence[str], option: str) -> dict[str, str]:
     return result
 
 
-def add_archive_commands(group: click.Group, noun: str, registry: Callable[[Any], Any]) -> None:
-    """``archive`` and ``restore`` for a versioned asset group; ``registry(app)`` picks the registry."""
+def add_archive_commands(group: click.Group, noun: str, registry: Callable[[Any], Any], example: str) -> None:
+    """``archive`` and ``restore`` for a versioned asset group; ``registry(app)`` picks the registry,
+    ``example`` names an asset in the help's examples."""
     from modelport.cli.context import pass_app
+    from modelport.cli.examples import examples
 
-    @group.command("archive")
+    @group.command("archive", epilog=examples(
+        (f"Hide version 1 of {example}", f"modelport {noun} archive {example}:1"),
+        (f"Hide the whole {noun}", f"modelport {noun} archive {example}"),
+    ))
     @click.argument("ref")
     @pass_app
     def archive(app: Any, ref: str) -> None:
@@ -69,7 +74,9 @@ def add_archive_commands(group: click.Group, noun: str, registry: Callable[[Any]
 
     archive.help = f"Hide a {noun} (NAME) or one version (NAME:V) from lists; it still resolves."
 
-    @group.command("restore")
+    @group.command("restore", epilog=examples(
+        (f"Show version 1 of {example} in lists again", f"modelport {noun} restore {example}:1"),
+    ))
     @click.argument("ref")
     @pass_app
     def restore(app: Any, ref: str) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from modelport.cli.context import AppContext, pass_app
+from modelport.cli.examples import examples
 from modelport.cli.output import console, output_option, print_fields, print_json
 from modelport.core import durations
 from modelport.core.errors import ModelportError, ValidationError
@@ -38,7 +39,14 @@ def parse_ints(text: str, option: str, minimum: int = 1) -> tuple[int, ...]:
     return tuple(sorted(set(values)))
 
 
-@click.command("profile")
+@click.command("profile", epilog=examples(
+    ("Batching and resources for fraud@prod within a 50 ms p99",
+     "modelport profile fraud@prod --input request.json --latency-budget-ms 50"),
+    ("Profile the deployment blue and roll out what it recommends",
+     "modelport profile iris/blue --input request.json --apply"),
+    ("A quicker sweep, saved as JSON", "modelport profile fraud:3 --input request.json --concurrency 4,16 "
+     "--duration 5s -o json --save profile.json"),
+))
 @click.argument("target")
 @click.option("--input", "-i", "input_file", required=True, type=click.Path(path_type=Path),
               help="A request body: a v2 inference request (JSON with inputs) or a /score body.")

@@ -11,6 +11,7 @@ import click
 import yaml
 
 from modelport.cli.context import AppContext, pass_app
+from modelport.cli.examples import examples
 from modelport.core.errors import ValidationError
 from modelport.monitor.collector import CollectorSettings, PayloadCollector, activate
 from modelport.monitor.request_log import RequestLog
@@ -22,7 +23,13 @@ if TYPE_CHECKING:
     from modelport.serving.server import WorkerSetup
 
 
-@click.command("serve")
+@click.command("serve", epilog=examples(
+    ("Serve a registered model: v2 HTTP on 8000, gRPC on 8001, metrics on 8002", "modelport serve fraud@prod"),
+    ("A Triton-style model repository, HTTP only, on port 9000",
+     "modelport serve ./model_repository --http-port 9000 --no-grpc"),
+    ("An unmodified Azure ML score.py with its model folder, in 4 processes",
+     "modelport serve --entry-script score.py --model-dir ./model --workers 4"),
+))
 @click.argument("targets", nargs=-1)
 @click.option("--entry-script", type=click.Path(path_type=Path), default=None,
               help="An Azure ML scoring script (init()/run()) to serve on /score.")
