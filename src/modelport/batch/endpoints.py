@@ -4,6 +4,10 @@ A deployment is stored *resolved*: its model and environment references are pinn
 versions they named at creation (inline ones are registered first, as Azure does), and its
 scoring script is checked to define ``run``, so a job never starts from a definition that
 cannot work. Jobs copy the resolved spec, so later changes never alter a running job.
+
+An endpoint has two keys, made with it: either one, sent as ``Authorization: Bearer <key>``,
+lets a client start and watch the endpoint's jobs over HTTP (:mod:`modelport.control.batch_router`).
+They never appear in :meth:`EndpointInfo.to_dict`; only :meth:`BatchEndpoints.keys` gives them.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from modelport.batch.definitions import (
     parse_endpoint,
 )
 from modelport.batch.scoring import check_script
+from modelport.control.keys import KEY_NAMES, new_key
 from modelport.core.errors import ConflictError, NotFoundError, ValidationError
 from modelport.core.names import validate_name
 from modelport.registry.manifest import scan
@@ -92,7 +97,8 @@ class BatchEndpoints:
         with self.db.session() as session:
             if self._endpoint(session, definition.name) is not None:
                 raise ConflictError(f"batch endpoint {definition.name!r} already exists")
-            row = BatchEndpoint(name=definition.name, description=definition.description, tags=definition.tags)
+            row = BatchEndpoint(name=definition.name, description=definition.description, tags=definition.tags,
+                                primary_key=new_key(), secondary_key=new_key())
             session.add(row)
             session.flush()
             return self._endpoint_info(session, row)
@@ -123,6 +129,22 @@ class BatchEndpoints:
         with self.db.session() as session:
             rows = session.scalars(select(BatchEndpoint).order_by(BatchEndpoint.name))
             return [self._endpoint_info(session, row) for row in rows]
+
+    def keys(self, name: str) -> tuple[str, str]:
+        """The endpoint's primary and secondary keys."""
+        with self.db.session() as session:
+            row = self._require_endpoint(session, name)
+            return row.primary_key, row.secondary_key
+
+    def regenerate_key(self, name: str, which: str) -> tuple[str, str]:
+        """Replace one key (``primary`` or ``secondary``); the other keeps working meanwhile."""
+        if which not in KEY_NAMES:
+            raise ValidationError(f"--key: {which!r} is not one of {', '.join(KEY_NAMES)}")
+        with self.db.session() as session:
+            row = self._require_endpoint(session, name)
+            setattr(row, f"{which}_key", new_key())
+            row.updated_at = utcnow()
+            return row.primary_key, row.secondary_key
 
     def delete_endpoint(self, name: str) -> None:
         """Delete the endpoint and its deployments; its jobs' history stays."""

@@ -2,7 +2,9 @@
 
 Flags follow ``az ml batch-endpoint`` / ``batch-deployment``: ``-f FILE``, ``--set key=value``,
 ``--name/-n``, ``--endpoint-name/-e``; ``invoke`` prints the job id and, with ``--wait``,
-follows it to the end and exits 1 unless it Completed.
+follows it to the end and exits 1 unless it Completed. These commands work on the workspace
+directly; ``get-credentials`` gives the keys with which clients start jobs over HTTP through the
+daemon (``POST <scoring_uri>``, see ``modelport.control.batch_router``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from modelport.batch.jobs import ENGINES, BatchJobs, JobInfo
 from modelport.cli.context import AppContext, pass_app
 from modelport.cli.examples import examples
 from modelport.cli.output import output_option, parse_pairs, print_fields, print_json, print_table
+from modelport.control.keys import KEY_NAMES
+from modelport.control.rundir import read_info
 from modelport.core.errors import ModelportError
 
 _file_option = click.option("--file", "-f", "file", type=click.Path(path_type=Path), default=None,
@@ -67,8 +71,9 @@ def job() -> None:
 # -- endpoints ---------------------------------------------------------------------------------
 
 
-def _show_endpoint(info: EndpointInfo, output: str, ignored: tuple[str, ...] = ()) -> None:
+def _show_endpoint(app: AppContext, info: EndpointInfo, output: str, ignored: tuple[str, ...] = ()) -> None:
     data = info.to_dict()
+    data["scoring_uri"] = _scoring_uri(app, info.name)
     if ignored:
         data["ignored"] = list(ignored)
     if output == "json":
@@ -76,6 +81,12 @@ def _show_endpoint(info: EndpointInfo, output: str, ignored: tuple[str, ...] = (
     else:
         _note_ignored(ignored)
         print_fields(data, title=f"batch endpoint {info.name}")
+
+
+def _scoring_uri(app: AppContext, name: str) -> str | None:
+    """Where clients start the endpoint's jobs: on the workspace's daemon, when one runs."""
+    daemon = read_info(app.workspace.root)
+    return f"{daemon.url}/batch-endpoints/{name}/jobs" if daemon is not None else None
 
 
 def _note_ignored(ignored: tuple[str, ...] | list[str]) -> None:
@@ -96,7 +107,7 @@ def endpoint_create(app: AppContext, file: Path | None, name: str | None, sets: 
     """Create a batch endpoint."""
     data, _ = read_definition(file, sets, name)
     definition = parse_endpoint(data)
-    _show_endpoint(BatchEndpoints(app.workspace).create_endpoint(definition), output, definition.ignored)
+    _show_endpoint(app, BatchEndpoints(app.workspace).create_endpoint(definition), output, definition.ignored)
 
 
 @batch_endpoint.command("update", epilog=examples(
@@ -112,7 +123,7 @@ def endpoint_create(app: AppContext, file: Path | None, name: str | None, sets: 
 def endpoint_update(app: AppContext, name: str, file: Path | None, sets: tuple[str, ...], output: str) -> None:
     """Change description, tags or defaults.deployment_name."""
     data, _ = read_definition(file, sets)
-    _show_endpoint(BatchEndpoints(app.workspace).update_endpoint(name, data), output)
+    _show_endpoint(app, BatchEndpoints(app.workspace).update_endpoint(name, data), output)
 
 
 @batch_endpoint.command("show", epilog=examples(
@@ -122,8 +133,8 @@ def endpoint_update(app: AppContext, name: str, file: Path | None, sets: tuple[s
 @output_option
 @pass_app
 def endpoint_show(app: AppContext, name: str, output: str) -> None:
-    """Show one batch endpoint."""
-    _show_endpoint(BatchEndpoints(app.workspace).get_endpoint(name), output)
+    """Show one batch endpoint; scoring_uri is where clients start its jobs (with `modelport up`)."""
+    _show_endpoint(app, BatchEndpoints(app.workspace).get_endpoint(name), output)
 
 
 @batch_endpoint.command("list", epilog=examples(
@@ -139,6 +150,35 @@ def endpoint_list(app: AppContext, output: str) -> None:
         return
     print_table(["name", "default deployment", "deployments", "description"],
                 ((i.name, i.default_deployment, ", ".join(i.deployments), i.description) for i in infos))
+
+
+@batch_endpoint.command("get-credentials", epilog=examples(
+    ("The keys that start jobs of iris-batch over HTTP", "modelport batch-endpoint get-credentials -n iris-batch"),
+))
+@click.option("--name", "-n", required=True, help="Endpoint name.")
+@output_option
+@pass_app
+def endpoint_get_credentials(app: AppContext, name: str, output: str) -> None:
+    """Show the endpoint's two keys: POST <scoring_uri> with Authorization: Bearer <key> starts a job."""
+    primary, secondary = BatchEndpoints(app.workspace).keys(name)
+    data = {"primaryKey": primary, "secondaryKey": secondary}
+    if output == "json":
+        print_json(data)
+    else:
+        print_fields(data, title=f"batch endpoint {name} keys")
+
+
+@batch_endpoint.command("regenerate-keys", epilog=examples(
+    ("Replace the primary key of iris-batch", "modelport batch-endpoint regenerate-keys -n iris-batch --key primary"),
+))
+@click.option("--name", "-n", required=True, help="Endpoint name.")
+@click.option("--key", "--key-type", "key", required=True, type=click.Choice(KEY_NAMES),
+              help="Which key to replace.")
+@pass_app
+def endpoint_regenerate_keys(app: AppContext, name: str, key: str) -> None:
+    """Replace one key; the old one stops working at once, the other keeps working."""
+    BatchEndpoints(app.workspace).regenerate_key(name, key)
+    click.echo(f"regenerated the {key} key of batch endpoint {name} (see modelport batch-endpoint get-credentials)")
 
 
 @batch_endpoint.command("delete", epilog=examples(

@@ -102,8 +102,8 @@ def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, 
     scripts = [source for source in sources if source.entry_script is not None]
     if len(scripts) + (entry_script is not None) > 1:
         raise ValidationError("serve: one scoring script per server (several python-flavor targets or --entry-script)")
-    script = (entry_script, model_dir) if entry_script is not None else \
-        (scripts[0].entry_script, scripts[0].model_dir) if scripts else None
+    script = (entry_script, model_dir, None) if entry_script is not None else \
+        (scripts[0].entry_script, scripts[0].model_dir, scripts[0].name) if scripts else None
     models = [source for source in sources if source.entry_script is None]
     if workers > 1:
         models = [_for_workers(source, workers, share_weights) for source in models]

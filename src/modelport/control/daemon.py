@@ -10,8 +10,9 @@ the background (its console in ``daemon/daemon.log``) and returns once it answer
 
 Every request passes :mod:`modelport.control.guard` first: the ``Host`` check for all, the
 origin, token, content-type and size checks for the management API (``/api/...``, ``/metrics``);
-the router checks its endpoints' own keys. It listens where :class:`Binding` says (loopback
-unless told otherwise, with TLS when given a certificate).
+the router and the batch router (``/batch-endpoints/...``) check their endpoints' own keys. It
+listens where :class:`Binding` says (loopback unless told otherwise, with TLS when given a
+certificate).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from starlette.types import Receive, Scope, Send
 from modelport.batch.jobs import BatchJobs
 from modelport.control.api import ManagementApi
 from modelport.control.auth import BearerToken, ensure_token, read_token, token_path
+from modelport.control.batch_router import PREFIX as BATCH_PREFIX
+from modelport.control.batch_router import BatchRouter
 from modelport.control.binding import Binding
 from modelport.control.catalog import Catalog
 from modelport.control.client import tls_verification
@@ -106,9 +109,12 @@ async def _serve(ws: Workspace, listener: socket.socket, folder: Path, binding: 
             Starlette(routes=api.routes(), exception_handlers={ModelportError: _on_error, Exception: _on_unexpected}),
             credentials=[BearerToken(token_path(ws.root))])
 
+        batch = BatchRouter(ws, url)
+
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
-            is_scoring = scope["type"] == "http" and scope["path"].startswith(PREFIX)
-            await (router if is_scoring else management)(scope, receive, send)
+            path = scope["path"] if scope["type"] == "http" else ""
+            target = router if path.startswith(PREFIX) else batch if path.startswith(BATCH_PREFIX) else management
+            await target(scope, receive, send)
 
         tls = {"ssl_certfile": str(binding.certfile), "ssl_keyfile": str(binding.keyfile)} if binding.certfile else {}
         server = HttpServer(uvicorn.Config(HostCheck(app, binding.served()), log_level="warning", access_log=False,

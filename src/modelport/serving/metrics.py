@@ -1,7 +1,8 @@
 """Prometheus text for ``/metrics``: Triton's ``nv_inference_*`` families per model and
 version, latency, queue and batch-size histograms, rendered from the same ``ModelStats`` that
 ``/stats`` reports; then the process's CPU and memory, GPUs through NVML when present, and the
-request log's and payload collector's counters when the server has them.
+request log's and payload collector's counters when the server has them, and the scoring
+script's own metrics (``modelport_script_*``, see ``script_metrics``).
 
 The ``nv_*`` families are written by hand because prometheus-client appends ``_total`` to
 counter names, and clients that scrape Triton look for the exact names.
@@ -10,6 +11,7 @@ counter names, and clients that scrape Triton look for the exact names.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
 
@@ -17,6 +19,7 @@ from modelport.core.connections import Connections
 from modelport.monitor.collector import PayloadCollector
 from modelport.monitor.gpu import GpuCollector
 from modelport.monitor.request_log import RequestLog
+from modelport.serving.script_metrics import Kind
 from modelport.serving.stats import Histogram, ModelStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -95,9 +98,10 @@ def _escape(value: str) -> str:
 
 
 def render(all_stats: Iterable[ModelStats], observed: Mapping[str, float] | None = None,
-           workers: Sequence[Mapping[str, float]] = ()) -> bytes:
+           workers: Sequence[Mapping[str, float]] = (), script: Mapping[str, Any] | None = None) -> bytes:
     """The full exposition: one sample per model version and family, the observation counters,
-    per-worker CPU and memory when several processes serve, then this process's own metrics."""
+    per-worker CPU and memory when several processes serve, the scoring script's metrics
+    (``Registry.exposed``), then this process's own metrics."""
     all_stats = list(all_stats)
     lines: list[str] = []
     for name, help_text, value in _COUNTERS:
@@ -124,6 +128,8 @@ def render(all_stats: Iterable[ModelStats], observed: Mapping[str, float] | None
     for name, kind, help_text, key in WORKER_GAUGES if workers else ():
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
         lines += [f'{name}{{worker="{index}"}} {worker[key]}' for index, worker in enumerate(workers)]
+    if script is not None:
+        lines += _script_lines(script)
     return ("\n".join(lines) + "\n").encode() + generate_latest(_process)
 
 
@@ -131,3 +137,32 @@ def _histogram_lines(name: str, stats: ModelStats, histogram: Histogram) -> list
     lines = [f"{name}_bucket{{{_labels(stats, le=le)}}} {count}" for le, count in histogram.cumulative()]
     total = sum(histogram.counts)
     return [*lines, f"{name}_sum{{{_labels(stats)}}} {histogram.total!r}", f"{name}_count{{{_labels(stats)}}} {total}"]
+
+
+def _script_lines(script: Mapping[str, Any]) -> list[str]:
+    """The script's families: the server's labels, then the script's own, on every sample."""
+    lines: list[str] = []
+    server = script["labels"]
+    for family in script["families"]:
+        name, kind = family["name"], Kind(family["kind"])
+        lines += [f"# HELP {name} {_escape_help(family['help'] or 'Defined by the scoring script')}",
+                  f"# TYPE {name} {kind.value}"]
+        for values, cell in family["series"]:
+            pairs = {**server, **dict(zip(family["labels"], values))}
+            if kind is not Kind.HISTOGRAM:
+                lines.append(f"{name}{{{_pairs(pairs)}}} {cell[0]!r}")
+                continue
+            total = 0.0
+            for bound, count in zip([*map(repr, family["buckets"]), "+Inf"], cell):
+                total += count
+                lines.append(f"{name}_bucket{{{_pairs({**pairs, 'le': bound})}}} {total!r}")
+            lines += [f"{name}_sum{{{_pairs(pairs)}}} {cell[-1]!r}", f"{name}_count{{{_pairs(pairs)}}} {total!r}"]
+    return lines
+
+
+def _pairs(pairs: Mapping[str, str]) -> str:
+    return ",".join(f'{key}="{_escape(value)}"' for key, value in pairs.items())
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")

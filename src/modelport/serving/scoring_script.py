@@ -18,6 +18,9 @@ at a time (AML's sync worker) unless the script sets ``MODELPORT_CONCURRENCY``. 
 ``MODELPORT_MAX_BATCH_SIZE`` gets lists of request bodies instead (see ``script_batching``). After
 ``SCORING_TIMEOUT_MS`` the client gets a 500 and ``TimeoutError`` is raised inside the script
 thread, as azmlinfsrv's SIGALRM handler does, so the slot frees as soon as Python code runs again.
+
+Metrics the script makes with :mod:`modelport.metrics` are labelled with ``name`` (the served
+model's name; the script's file name by default) and appear on the server's ``/metrics``.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ import numpy as np
 import orjson
 
 from modelport.core.errors import ModelportError, ValidationError
+from modelport.serving import script_metrics
 from modelport.serving.batching import QueueRejected
 from modelport.serving.script_batching import script_batcher
 from modelport.serving.script_swagger import (
@@ -130,6 +134,7 @@ class ScriptHost:
         self,
         script: str | os.PathLike[str],
         model_dir: str | os.PathLike[str] | None = None,
+        name: str | None = None,
         *,
         timeout_ms: int | None = None,
         concurrency: int | None = None,
@@ -141,6 +146,7 @@ class ScriptHost:
         self.timeout_ms = _timeout_ms(timeout_ms)
         if model_dir is not None:
             os.environ["AZUREML_MODEL_DIR"] = os.environ["MODELPORT_MODEL_DIR"] = str(Path(model_dir).resolve())
+        script_metrics.REGISTRY.model = name or self.script.stem
         with _LOADING:
             self._request_module, self._response_module = _install_shims()
             module = self._import()

@@ -3,7 +3,8 @@
 (:class:`GatheredTelemetry`), so that counters are the server's, whichever process answers.
 
 Each worker serves its :meth:`LocalTelemetry.snapshot` on a private Unix socket; gathering asks
-all of them at scrape time and adds the snapshots up (:meth:`ModelStats.combined`). A worker
+all of them at scrape time and adds the snapshots up (:meth:`ModelStats.combined`, and
+``script_metrics.combine`` for the scoring script's own metrics). A worker
 that is being restarted is missing from one scrape: its counters restart from zero, which
 Prometheus treats as the counter reset it is.
 """
@@ -22,6 +23,7 @@ from modelport.core.connections import Connections
 from modelport.serving.http.observe import Observing
 from modelport.serving.metrics import observed_counts, render
 from modelport.serving.repository import ModelRepository
+from modelport.serving.script_metrics import REGISTRY, combine
 from modelport.serving.stats import ModelStats
 
 
@@ -41,11 +43,14 @@ class LocalTelemetry:
         return [model.stats for model in self.repository.loaded()]
 
     async def exposition(self) -> bytes:
-        return render(await self.models(), self._observed())
+        return render(await self.models(), self._observed(), script=self._script())
 
     def snapshot(self) -> dict[str, Any]:
         return {"models": [model.stats.snapshot() for model in self.repository.loaded()],
-                "observed": self._observed(), "process": own_process()}
+                "observed": self._observed(), "process": own_process(), "script": self._script()}
+
+    def _script(self) -> dict[str, Any] | None:
+        return REGISTRY.exposed(self.observing.endpoint, self.observing.deployment)
 
     def _observed(self) -> dict[str, float]:
         return observed_counts(self.observing.request_log, self.observing.collector, self.connections)
@@ -69,7 +74,8 @@ class GatheredTelemetry:
         for snapshot in snapshots:
             for name, value in snapshot["observed"].items():
                 observed[name] = observed.get(name, 0) + value
-        return render(_combined(snapshots), observed, [snapshot["process"] for snapshot in snapshots])
+        return render(_combined(snapshots), observed, [snapshot["process"] for snapshot in snapshots],
+                      combine(snapshot["script"] for snapshot in snapshots))
 
     async def _ask(self, path: Path) -> dict[str, Any] | None:
         client = self._clients.get(path)

@@ -4,7 +4,8 @@ A job's mini-batches are rows of their own, written as each one finishes, so tha
 killed at any point is resumed from the database alone: a ``done`` mini-batch has its output
 part on disk and is never scored again; anything else is scored again from scratch.
 Jobs refer to their endpoint and deployment by name, not by key, so that deleting a
-definition keeps its job history.
+definition keeps its job history. An endpoint row holds its two keys (the bearer tokens that
+start jobs over HTTP), as online endpoints do.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class BatchEndpoint(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
     default_deployment: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    primary_key: Mapped[str] = mapped_column(String(64))
+    secondary_key: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
