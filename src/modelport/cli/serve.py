@@ -81,7 +81,7 @@ def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, 
     --entry-script, or a registered `python`-flavor model) answers Azure ML's /score, and a single
     no-code model (onnx, sklearn...) answers /score too."""
     from modelport.core.connections import ConnectionLimits
-    from modelport.serving.server import ServeOptions, run
+    from modelport.serving.server import ServeOptions, bind_ports, run
     from modelport.serving.targets import resolve_targets
     from modelport.serving.workers import Workers
 
@@ -138,7 +138,11 @@ def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, 
             observing.close()
 
     if workers == 1:
-        start(0, None)
+        options = replace(options, ports=bind_ports(options))  # a busy port fails here, before loading
+        try:
+            start(0, None)
+        finally:
+            options.ports.close()
         return
     where = f"http://{host}:{http_port}" + ("" if metrics_port is None else
                                              f", metrics http://{host}:{metrics_port}/metrics")
