@@ -67,6 +67,31 @@ def sources_from_repository(repo: Path) -> list[ModelSource]:
     return [source for model_dir in model_dirs for source in _model_sources(model_dir)]
 
 
+def is_repository(folder: Path) -> bool:
+    """Whether ``folder`` is laid out as :func:`sources_from_repository` reads it: numbered version
+    folders in it, or in at least one of its subfolders."""
+    return bool(_versions(folder)) or any(child.is_dir() and _versions(child) for child in folder.iterdir())
+
+
+def source_from_path(path: Path, name: str) -> list[ModelSource]:
+    """A model file, or a model folder that is not a repository (an MLflow model, a scoring-script
+    folder, a folder with one model file and an optional config), served as it is without being
+    registered: version 1 under ``name``. A file is loaded as that very file, whatever lies
+    beside it; scripts see the folder holding it as their model folder."""
+    path = path.resolve()
+    info = detect(path)
+    if info.flavor == "custom":
+        found = info.details.get("model_files")
+        raise ValidationError(
+            f"target: {path}: " + (f"holds several model files ({', '.join(found)}); serve one of them" if found else
+                                   "not a model format modelport serves (onnx, sklearn, xgboost, lightgbm, torch, "
+                                   "mlflow, a score.py)")
+        )
+    if path.is_file() and info.flavor != "python":
+        return [ModelSource(name, 1, info.flavor, path, None, path.parent)]
+    return source_from_registered(name, 1, info.flavor, path.parent, path.name, info.details)
+
+
 def _versions(model_dir: Path) -> dict[int, Path]:
     """Numeric version folders; names with a leading 0 are ignored, as Triton does."""
     return {
