@@ -82,3 +82,60 @@ def test_a_path_that_is_no_model_is_one_error_line(sqlite_cli: Cli, tmp_path: Pa
         f"error: target: {notes}: not a model format modelport serves (onnx, sklearn, xgboost, lightgbm, torch, "
         "mlflow, a score.py)"
     ]
+
+
+@pytest.fixture
+def sklearn_model(tmp_path: Path) -> tuple[Path, object, np.ndarray]:
+    """A fitted classifier saved with joblib (float64 features, as scikit-learn fits them)."""
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 4))
+    model = LogisticRegression().fit(x, (x[:, 0] + x[:, 1] > 0).astype(int))
+    path = tmp_path / "model.joblib"
+    joblib.dump(model, path)
+    return path, model, x
+
+
+def test_no_code_score_of_a_registered_sklearn_model_takes_any_row_count(
+    sqlite_cli: Cli, sklearn_model: tuple[Path, object, np.ndarray]
+) -> None:
+    """It refused 5 rows: "batch-size must be <= 4", the auto-completed max_batch_size."""
+    path, model, x = sklearn_model
+    assert sqlite_cli("model", "register", path, "--name", "churn").returncode == 0
+    server = Server(["churn"], env=sqlite_cli.env, grpc=False)
+    try:
+        for rows in (5, 1000):
+            reply = httpx.post(f"{server.url}/score", json={"input_data": x[:rows].tolist()})
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["predict"] == model.predict(x[:rows]).tolist()
+        assert httpx.get(f"{server.url}/v2/models/churn/config").json()["max_batch_size"] == 32768
+    finally:
+        assert server.stop() == 0
+
+
+def test_no_code_score_splits_rows_beyond_max_batch_size_and_v2_names_the_limit(repo: Path) -> None:
+    """An ONNX model with Triton's auto-completed max_batch_size 4: /score runs 10 rows as chunks
+    of 4, 4 and 2 through the scheduler; the v2 route refuses 5 rows, saying how to raise the limit."""
+    server = Server([str(repo)], grpc=False)
+    try:
+        x = np.random.default_rng(1).standard_normal((10, 32)).astype(np.float32)
+        reply = httpx.post(f"{server.url}/score", json={"input_data": x.tolist()})
+        assert reply.status_code == 200, reply.text
+        expected = ort.InferenceSession(str(repo / "mlp" / "1" / "model.onnx")).run(None, {"input": x})[0]
+        assert np.allclose(np.array(reply.json(), dtype=np.float32), expected, atol=1e-6)
+        stats = httpx.get(f"{server.url}/v2/models/mlp/stats").json()["model_stats"][0]
+        assert (stats["inference_count"], stats["execution_count"]) == (10, 3)
+        assert sorted(entry["batch_size"] for entry in stats["batch_stats"]) == [2, 4]
+
+        body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [5, 32], "data": x[:5].ravel().tolist()}]}
+        refused = httpx.post(f"{server.url}/v2/models/mlp/infer", json=body)
+        assert refused.status_code == 400
+        assert refused.json()["error"] == (
+            "inference request batch-size must be <= 4 for 'mlp' (got 5): the model's max_batch_size; send at most "
+            "4 rows per request, or raise it with --model-config '{\"max_batch_size\": N}' (model_config in a "
+            "deployment)"
+        )
+    finally:
+        assert server.stop() == 0

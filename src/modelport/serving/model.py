@@ -110,6 +110,10 @@ class ServedModel:
             raise ValidationError(f"label_filename: {filename} not found beside model {self.name!r}") from None
 
     @property
+    def instance_count(self) -> int:
+        return len(self._instances)
+
+    @property
     def batched(self) -> bool:
         return self.config.max_batch_size > 0
 
