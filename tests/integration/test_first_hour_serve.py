@@ -139,3 +139,86 @@ def test_no_code_score_splits_rows_beyond_max_batch_size_and_v2_names_the_limit(
         )
     finally:
         assert server.stop() == 0
+
+
+def test_fp32_input_is_widened_for_an_fp64_sklearn_model_and_narrowing_is_refused(
+    sqlite_cli: Cli, sklearn_model: tuple[Path, object, np.ndarray]
+) -> None:
+    """tritonclient sends numpy's float32; the FP64 model refused it."""
+    import tritonclient.http as triton
+    from tritonclient.utils import InferenceServerException
+
+    path, model, x = sklearn_model
+    assert sqlite_cli("model", "register", path, "--name", "churn").returncode == 0
+    server = Server(["churn"], env=sqlite_cli.env, grpc=False)
+    try:
+        client = triton.InferenceServerClient(f"127.0.0.1:{server.http_port}")
+        features = x[:3].astype(np.float32)
+        tensor = triton.InferInput("input-0", [3, 4], "FP32")
+        tensor.set_data_from_numpy(features)
+        result = client.infer("churn", [tensor])
+        assert result.as_numpy("predict").tolist() == model.predict(features.astype(np.float64)).tolist()
+
+        integers = triton.InferInput("input-0", [3, 4], "INT64")
+        integers.set_data_from_numpy(np.ones((3, 4), dtype=np.int64))
+        with pytest.raises(InferenceServerException) as refused:
+            client.infer("churn", [integers])
+        assert "input 'input-0': datatype is INT64, but the model expects FP64 (only widening casts are made: send " \
+               "FP64 or BF16, FP16, FP32)" in str(refused.value)
+    finally:
+        assert server.stop() == 0
+
+
+def test_an_input_example_or_a_signature_types_the_served_input(
+    sqlite_cli: Cli, sklearn_model: tuple[Path, object, np.ndarray], tmp_path: Path
+) -> None:
+    """sklearn models registered with an empty signature; an example or a signature file gives one."""
+    import json
+
+    path, model, x = sklearn_model
+    example = tmp_path / "example.npy"
+    np.save(example, x[:2].astype(np.float32))
+    assert sqlite_cli("model", "register", path, "--name", "plain").returncode == 0
+    assert json.loads(sqlite_cli("model", "show", "plain:1", "-o", "json").stdout)["signature"] is None
+    registered = sqlite_cli("model", "register", path, "--name", "typed", "--input-example", example, "-o", "json")
+    assert registered.returncode == 0, registered.stderr
+    assert json.loads(registered.stdout)["signature"] == {
+        "inputs": [{"name": "input-0", "datatype": "FP32", "shape": [-1, 4]}], "outputs": []}
+
+    signature = tmp_path / "signature.yaml"  # MLflow's form, one feature too many
+    signature.write_text("inputs: '[{\"type\": \"tensor\", \"tensor-spec\": {\"dtype\": \"float64\", \"shape\": [-1, 5]}}]'\n")
+    assert sqlite_cli("model", "register", path, "--name", "wrong", "--signature", signature).returncode == 0
+    wrong = sqlite_cli("serve", "wrong", "--no-grpc", "--http-port", free_port(), "--metrics-port", free_port(),
+                       timeout=120)
+    assert wrong.returncode == 1
+    assert wrong.stderr.strip().splitlines() == [
+        "error: input[0].dims: [5] does not fit the model's input 'input-0' with dims [4] (after the batch dim)"]
+
+    server = Server(["typed"], env=sqlite_cli.env, grpc=False)
+    try:
+        metadata = httpx.get(f"{server.url}/v2/models/typed").json()
+        assert metadata["inputs"] == [{"name": "input-0", "datatype": "FP32", "shape": [-1, 4]}]
+        body = {"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [2, 4],
+                            "data": x[:2].astype(np.float32).ravel().tolist()}]}
+        reply = httpx.post(f"{server.url}/v2/models/typed/infer", json=body)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["outputs"][0]["data"] == model.predict(x[:2]).tolist()
+    finally:
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize(("content", "suffix", "reason"), [
+    ("a,b\n1,x\n", ".csv", "column 'b' is not numeric; a table example is one numeric [rows, features] input"),
+    ("[[1, 2], [3]]", ".json", "'input-0' is ragged (rows of different lengths)"),
+    ("{\"input_data\": []}", ".json", "'input-0' holds no rows"),
+])
+def test_a_bad_input_example_is_one_line_and_registers_nothing(
+    sqlite_cli: Cli, sklearn_model: tuple[Path, object, np.ndarray], tmp_path: Path, content: str, suffix: str,
+    reason: str,
+) -> None:
+    example = tmp_path / f"example{suffix}"
+    example.write_text(content)
+    result = sqlite_cli("model", "register", sklearn_model[0], "--name", "m", "--input-example", example)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"error: --input-example: {example}: {reason}"]
+    assert sqlite_cli("model", "list", "-o", "json").stdout.strip() == "[]"

@@ -50,7 +50,9 @@ DEFAULT_MAX_BATCH_SIZE = 4
 # and pay a fixed cost per call: a config-less one batches up to what Triton's FIL backend
 # documents for tree models, so that a large table is a few calls, not thousands of 4-row ones.
 TABULAR_MAX_BATCH_SIZE = 32768
-_DEFAULT_MAX_BATCH_SIZES = {flavor: TABULAR_MAX_BATCH_SIZE for flavor in ("sklearn", "xgboost", "lightgbm")}
+# Flavors whose model takes one [rows, features] input (``runtime.flavors.tabular_input``).
+TABULAR_FLAVORS = frozenset({"sklearn", "xgboost", "lightgbm"})
+_DEFAULT_MAX_BATCH_SIZES = dict.fromkeys(TABULAR_FLAVORS, TABULAR_MAX_BATCH_SIZE)
 
 # Triton platform/backend names for the flavors that have a Triton counterpart.
 _FLAVOR_PLATFORMS = {"onnx": ("onnxruntime_onnx", "onnxruntime"), "torch": ("pytorch_libtorch", "pytorch")}

@@ -1,7 +1,8 @@
 """One inference, independent of the wire: check the request against the model, run it, shape
 the outputs (selection, classification), and account for it in the model's statistics.
 
-HTTP and gRPC front ends both call :func:`infer`, so the rules live in one place.
+HTTP and gRPC front ends both call :func:`infer`, so the rules live in one place. Inputs sent in
+a datatype narrower than the model's are widened first (FP32 → FP64: :mod:`modelport.protocol.casts`).
 
 A request of more rows than the model's ``max_batch_size`` is refused on the v2 routes, as Triton
 refuses it (the limit is the model's promise about memory and latency, and a v2 client can split).
@@ -22,6 +23,7 @@ import numpy as np
 from modelport.core.datatypes import datatype_of
 from modelport.core.errors import ModelportError, ValidationError
 from modelport.monitor.trace import RequestTrace, current_trace
+from modelport.protocol.casts import widen
 from modelport.protocol.classification import classify
 from modelport.protocol.types import InferenceRequest, InferenceResponse, InferOutput
 from modelport.serving.batching import QueueRejected
@@ -57,7 +59,8 @@ async def infer(model: ServedModel, request: InferenceRequest, *, split: bool = 
     start = time.perf_counter_ns()
     queue_ns = infer_ns = 0
     try:
-        inputs = {tensor.name: tensor.data for tensor in request.inputs}
+        inputs = {tensor.name: widen(tensor.name, tensor.datatype, tensor.data, model.input_datatypes.get(tensor.name))
+                  for tensor in request.inputs}
         rows = _check_batch(model, inputs, split)
         prepared = time.perf_counter_ns()
         model.stats.pending += 1  # only ever touched on the event loop

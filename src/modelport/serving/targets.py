@@ -41,7 +41,7 @@ def resolve_targets(targets: list[str], workspace: Callable[[], Workspace], name
         else:
             info, version_dir = workspace().models.model_dir(target)
             sources += source_from_registered(
-                info.name, info.version, info.flavor, version_dir, info.root_name, info.details
+                info.name, info.version, info.flavor, version_dir, info.root_name, info.details, info.signature
             )
     keys = [(source.name, source.version) for source in sources]
     twice = sorted({key for key in keys if keys.count(key) > 1})
