@@ -121,4 +121,5 @@ def test_a_busy_port_is_one_error_line(repo: Path) -> None:
     finally:
         server.stop()
     assert result.returncode == 1
-    assert result.stderr.strip() == f"error: cannot listen on 127.0.0.1:{server.http_port} (Address already in use)"
+    assert result.stderr.strip() == (f"error: --http-port: cannot listen on 127.0.0.1:{server.http_port} "
+                                     "(Address already in use)")

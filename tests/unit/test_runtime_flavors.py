@@ -24,6 +24,7 @@ from modelport.runtime import (
     complete_config,
     load_predictor,
 )
+from modelport.runtime.config import TABULAR_MAX_BATCH_SIZE
 from modelport.samples import build_mlp_onnx
 
 MLP_SIZES = (32, 64, 4)  # float32, ReLU, dynamic batch dim, fixed seed
@@ -221,7 +222,7 @@ def test_sklearn_classifier_predicts_what_sklearn_does(tmp_path: Path) -> None:
     assert np.array_equal(result["predict_proba"], model.predict_proba(x[:25]))
 
     config = complete_config(None, predictor, name="iris", flavor="sklearn")
-    assert (config.max_batch_size, config.backend) == (4, "sklearn")
+    assert (config.max_batch_size, config.backend) == (TABULAR_MAX_BATCH_SIZE, "sklearn")
     assert [(t.name, t.dims) for t in config.outputs] == [("predict", ()), ("predict_proba", (3,))]
 
 

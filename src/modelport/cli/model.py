@@ -9,6 +9,7 @@ import click
 from modelport.cli.context import AppContext, pass_app
 from modelport.cli.examples import examples
 from modelport.cli.output import add_archive_commands, output_option, parse_pairs, print_fields, print_json, print_table
+from modelport.core.errors import ValidationError
 from modelport.registry.models import ModelInfo
 
 
@@ -50,16 +51,30 @@ def show_info(info: ModelInfo, output: str) -> None:
 @click.option("--allow-duplicate", is_flag=True, help="Register content identical to an existing version.")
 @click.option("--follow-symlinks", is_flag=True,
               help="Store what symbolic links inside the folder point to [default: refuse such a folder].")
+@click.option("--input-example", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="A sample input (.json, .csv, .npy, .parquet) the input signature is inferred from: a table is "
+                   "one input-0 of shape [-1, columns] in its datatype.")
+@click.option("--signature", "signature_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="A YAML/JSON file listing inputs and outputs ({name, datatype, shape}, or MLflow's form).")
 @output_option
 @pass_app
 def register(app: AppContext, path: Path, name: str, version: str | None, flavor: str | None,
              tags: tuple[str, ...], properties: tuple[str, ...], description: str, allow_duplicate: bool,
-             follow_symlinks: bool, output: str) -> None:
-    """Register a model file or folder as a new version."""
+             follow_symlinks: bool, input_example: Path | None, signature_file: Path | None, output: str) -> None:
+    """Register a model file or folder as a new version.
+
+    Pickled and tree models record no signature: give one with --input-example or --signature, and
+    serving types the model's input after it (an FP32 example makes an FP32 input)."""
+    from modelport.registry.flavors.signatures import signature_from_example, signature_from_file
+
+    if input_example is not None and signature_file is not None:
+        raise ValidationError("--input-example, --signature: give one of them, not both")
+    signature = signature_from_example(input_example) if input_example is not None else \
+        signature_from_file(signature_file) if signature_file is not None else None
     info = app.workspace.models.register(
         path, name, version=version, flavor=flavor, tags=parse_pairs(tags, "--tag"),
         properties=parse_pairs(properties, "--property"), description=description,
-        allow_duplicate=allow_duplicate, follow_symlinks=follow_symlinks,
+        allow_duplicate=allow_duplicate, follow_symlinks=follow_symlinks, signature=signature,
     )
     warn_about_pickles(info)
     if output == "json":

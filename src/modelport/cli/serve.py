@@ -35,6 +35,9 @@ if TYPE_CHECKING:
               help="An Azure ML scoring script (init()/run()) to serve on /score.")
 @click.option("--model-dir", type=click.Path(path_type=Path), default=None,
               help="The folder the script sees as AZUREML_MODEL_DIR / MODELPORT_MODEL_DIR.")
+@click.option("--name", "served_name", default=None,
+              help="The model name a TARGET given as a file or model folder is served under [default: its file "
+                   "stem or folder name].")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--http-port", default=8000, show_default=True, type=int, help="HTTP port (v2 and /score).")
 @click.option("--grpc-port", default=8001, show_default=True, type=int, help="gRPC port.")
@@ -75,20 +78,23 @@ if TYPE_CHECKING:
                    "beyond it, the oldest connection still sending its request head is closed, or else the new one "
                    "gets 503.")
 @pass_app
-def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, model_dir: Path | None, host: str,
+def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, model_dir: Path | None,
+          served_name: str | None, host: str,
           http_port: int, grpc_port: int, metrics_port: int, no_grpc: bool, max_body_mb: int,
           model_config: str | None, request_log: Path | None, request_log_max_mb: int, data_collector: str | None,
           collect_dir: Path | None, endpoint_name: str | None, deployment_name: str | None, workers: int,
           share_weights: bool, request_timeout_ms: int | None, max_lag_ms: int, header_timeout_s: float,
           body_timeout_s: float, max_connections: int) -> None:
-    """Serve TARGETS: registered models (NAME, NAME:VERSION, NAME@ALIAS) or a folder laid out like a
-    Triton model repository (<repo>/<model>/<version>/model.onnx, optional config.pbtxt/config.yaml).
+    """Serve TARGETS: registered models (NAME, NAME:VERSION, NAME@ALIAS), a folder laid out like a
+    Triton model repository (<repo>/<model>/<version>/model.onnx, optional config.pbtxt/config.yaml),
+    or a model file or model folder served from its path without registering it (./model.onnx, an
+    MLflow model folder), named after it (--name to choose).
 
     Models speak the Open Inference Protocol v2 over HTTP and gRPC; a scoring script (given with
     --entry-script, or a registered `python`-flavor model) answers Azure ML's /score, and a single
     no-code model (onnx, sklearn...) answers /score too."""
     from modelport.core.connections import ConnectionLimits
-    from modelport.serving.server import ServeOptions, run
+    from modelport.serving.server import ServeOptions, bind_ports, run
     from modelport.serving.targets import resolve_targets
     from modelport.serving.workers import Workers
 
@@ -96,7 +102,8 @@ def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, 
         raise ValidationError("serve: give a TARGET (a registered model or a model-repository folder) or --entry-script")
     if model_dir is not None and entry_script is None:
         raise ValidationError("--model-dir: only used with --entry-script")
-    sources = resolve_targets(list(targets), lambda: app.workspace)
+    sources = resolve_targets(list(targets), lambda: app.workspace, served_name,
+                              note=lambda line: click.echo(line, err=True))
     if model_config is not None:
         sources = _with_config(sources, model_config)
     scripts = [source for source in sources if source.entry_script is not None]
@@ -145,7 +152,11 @@ def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, 
             observing.close()
 
     if workers == 1:
-        start(0, None)
+        options = replace(options, ports=bind_ports(options))  # a busy port fails here, before loading
+        try:
+            start(0, None)
+        finally:
+            options.ports.close()
         return
     where = f"http://{host}:{http_port}" + ("" if metrics_port is None else
                                              f", metrics http://{host}:{metrics_port}/metrics")

@@ -10,7 +10,7 @@ removed again.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,8 +22,9 @@ from modelport.core.errors import ConflictError, NotFoundError, ValidationError
 from modelport.core.files import disk_errors, private_dir, sweep, temp_dir
 from modelport.core.names import Ref, parse_ref, parse_version, validate_alias, validate_name
 from modelport.registry.assets import VersionedAssets, parse_pairs
-from modelport.registry.flavors import detect
+from modelport.registry.flavors import Signature, detect
 from modelport.registry.flavors.pickle_imports import inspect_pickles
+from modelport.registry.flavors.signatures import check_fits
 from modelport.registry.manifest import Manifest, scan
 from modelport.store.artifacts import ArtifactStore, remove_tree, sha256_file
 from modelport.store.db import Database
@@ -108,11 +109,13 @@ class ModelRegistry(VersionedAssets[Model, ModelVersion, ModelInfo]):
         description: str = "",
         allow_duplicate: bool = False,
         follow_symlinks: bool = False,
+        signature: Signature | None = None,
     ) -> ModelInfo:
         """Register ``path`` (a file or folder) as a new version of model ``name``.
 
         Symbolic links inside a folder are refused unless ``follow_symlinks`` (see
-        :mod:`modelport.registry.manifest`).
+        :mod:`modelport.registry.manifest`). ``signature`` (from an input example or a signature
+        file: :mod:`modelport.registry.flavors.signatures`) replaces what detection read.
         """
         validate_name(name)
         requested = None if version is None else parse_version(version)
@@ -120,6 +123,9 @@ class ModelRegistry(VersionedAssets[Model, ModelVersion, ModelInfo]):
         property_map = parse_pairs(properties, "properties")
         manifest = scan(Path(path), follow_symlinks=follow_symlinks)
         info = detect(Path(path), flavor)
+        if signature is not None:
+            check_fits(signature, info.flavor)
+            info = replace(info, signature=signature)
         pickles = inspect_pickles((entry.path, entry.source) for entry in manifest.files)
         written: list[str] = []
         try:

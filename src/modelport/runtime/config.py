@@ -46,6 +46,13 @@ if TYPE_CHECKING:
 # Triton's onnxruntime backend batches a config-less model whose every tensor starts with a
 # variable dim up to this size (its --backend-config default-max-batch-size).
 DEFAULT_MAX_BATCH_SIZE = 4
+# Tabular flavors run any number of rows in one vectorised call, in a few values of memory a row,
+# and pay a fixed cost per call: a config-less one batches up to what Triton's FIL backend
+# documents for tree models, so that a large table is a few calls, not thousands of 4-row ones.
+TABULAR_MAX_BATCH_SIZE = 32768
+# Flavors whose model takes one [rows, features] input (``runtime.flavors.tabular_input``).
+TABULAR_FLAVORS = frozenset({"sklearn", "xgboost", "lightgbm"})
+_DEFAULT_MAX_BATCH_SIZES = dict.fromkeys(TABULAR_FLAVORS, TABULAR_MAX_BATCH_SIZE)
 
 # Triton platform/backend names for the flavors that have a Triton counterpart.
 _FLAVOR_PLATFORMS = {"onnx": ("onnxruntime_onnx", "onnxruntime"), "torch": ("pytorch_libtorch", "pytorch")}
@@ -542,7 +549,8 @@ def complete_config(
 
     Missing inputs/outputs come from the model's metadata. A model whose every tensor starts
     with a variable dim is batchable: an unset (0) ``max_batch_size`` becomes
-    :data:`DEFAULT_MAX_BATCH_SIZE` with a default ``dynamic_batching``, unless the configured
+    :data:`DEFAULT_MAX_BATCH_SIZE` (:data:`TABULAR_MAX_BATCH_SIZE` for sklearn, XGBoost and
+    LightGBM) with a default ``dynamic_batching``, unless the configured
     tensors spell out the full rank (then dim 0 is theirs and nothing is batched), as Triton's
     onnxruntime backend does. Configured tensors must exist in the model with the same
     datatype and compatible dims. An empty ``preferred_batch_size`` becomes
@@ -566,7 +574,7 @@ def complete_config(
             "dim 0 on every input and output; set max_batch_size: 0"
         )
     if max_batch_size == 0 and predictor.batch_dim and not _spells_full_rank(configured, model):
-        max_batch_size = DEFAULT_MAX_BATCH_SIZE
+        max_batch_size = _DEFAULT_MAX_BATCH_SIZES.get(config.flavor or "", DEFAULT_MAX_BATCH_SIZE)
         if dynamic_batching is None:
             dynamic_batching = DynamicBatching()
     if dynamic_batching is not None and max_batch_size == 0:

@@ -63,6 +63,7 @@ class ServedModel:
         self.config = config
         self.stats = ModelStats(self.name, self.version)
         self.labels = {out.name: self._labels(out.label_filename or config.labels) for out in config.outputs}
+        self.input_datatypes = {tensor.name: tensor.datatype for tensor in config.inputs}  # what requests widen to
         self._free: queue.SimpleQueue[Predictor] = queue.SimpleQueue()
         for instance in instances:
             self._free.put(instance)
@@ -108,6 +109,10 @@ class ServedModel:
             return path.read_text().splitlines()
         except OSError:
             raise ValidationError(f"label_filename: {filename} not found beside model {self.name!r}") from None
+
+    @property
+    def instance_count(self) -> int:
+        return len(self._instances)
 
     @property
     def batched(self) -> bool:

@@ -27,6 +27,7 @@ from starlette.types import ASGIApp
 
 from modelport.core.connections import ConnectionLimits, Connections
 from modelport.core.http_server import HttpServer
+from modelport.core.sockets import listen
 from modelport.serving.http.app import build_app
 from modelport.serving.http.body import DEFAULT_MAX_BODY
 from modelport.serving.http.observe import Observing
@@ -54,6 +55,41 @@ class ServeOptions:
     extra_routes: list[BaseRoute] = field(default_factory=list)
     observing: Observing = field(default_factory=Observing)
     worker: WorkerSetup | None = None
+    ports: Ports | None = None
+
+
+@dataclass(frozen=True)
+class Ports:
+    """A lone server's HTTP and metrics ports, bound (not listening: no client waits on a server
+    still loading its models) before anything loads, by :func:`bind_ports`."""
+
+    http: socket.socket
+    metrics: socket.socket | None
+
+    def close(self) -> None:
+        """Release ports the server never came to listen on (it closes them itself once it has)."""
+        for sock in (self.http, self.metrics):
+            if sock is not None:
+                sock.close()
+
+
+def bind_ports(options: ServeOptions) -> Ports:
+    """Bind the ports of a lone server before its models load: a port in use is one error line
+    naming it and its option, before minutes of loading, not uvicorn's traceback after them.
+
+    The gRPC port is only tried here (gRPC binds its own socket when it starts): the check catches
+    what is busy now; a port taken in between still fails start-up with gRPC's own one line."""
+    http = listen(options.host, options.http_port, hold_only=True, option="--http-port")
+    metrics = None
+    try:
+        if options.metrics_port is not None:
+            metrics = listen(options.host, options.metrics_port, hold_only=True, option="--metrics-port")
+        if options.grpc_port is not None:
+            listen(options.host, options.grpc_port, hold_only=True, option="--grpc-port").close()
+    except BaseException:
+        Ports(http, metrics).close()
+        raise
+    return Ports(http, metrics)
 
 
 @dataclass(frozen=True)
@@ -74,6 +110,16 @@ def _uvicorn(app: ASGIApp, options: ServeOptions, connections: Connections, **wh
         timeout_graceful_shutdown=int(options.graceful_s), server_header=False, **where,
     )
     return HttpServer(config, connections)
+
+
+def _bound_sockets(options: ServeOptions) -> tuple[socket.socket | None, socket.socket | None]:
+    """The HTTP and metrics sockets bound before start-up (a worker's, by its parent; a lone
+    server's, by :func:`bind_ports`), which uvicorn listens on; None where uvicorn binds itself."""
+    if options.worker is not None:
+        return options.worker.http_socket, options.worker.metrics_socket
+    if options.ports is not None:
+        return options.ports.http, options.ports.metrics
+    return None, None
 
 
 def metrics_app(telemetry: Telemetry) -> Starlette:
@@ -110,10 +156,11 @@ async def serve(
     shedder = Shedder(repository, options.max_lag_s)
     servers = [_uvicorn(app, options, connections, host=options.host, port=options.http_port,
                         http=http_protocol(shedder))]
-    sockets: list[list[socket.socket] | None] = [[worker.http_socket] if worker else None]
+    http_socket, metrics_socket = _bound_sockets(options)
+    sockets: list[list[socket.socket] | None] = [[http_socket] if http_socket else None]
     if options.metrics_port is not None:
         servers.append(_uvicorn(metrics_app(telemetry), options, connections, host=options.host, port=options.metrics_port))
-        sockets.append([worker.metrics_socket] if worker and worker.metrics_socket else None)
+        sockets.append([metrics_socket] if metrics_socket else None)
     if worker is not None:
         servers.append(_uvicorn(_control_app(repository, local), options, connections, uds=str(worker.control_socket)))
         sockets.append(None)

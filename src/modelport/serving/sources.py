@@ -11,7 +11,7 @@ from pathlib import Path
 
 from modelport.core.errors import NotFoundError, ValidationError
 from modelport.registry.flavors import detect
-from modelport.runtime.config import ModelConfig, load_config
+from modelport.runtime.config import TABULAR_FLAVORS, ModelConfig, TensorConfig, load_config
 
 CONFIG_FILES = ("config.yaml", "config.yml", "config.pbtxt")
 
@@ -67,6 +67,31 @@ def sources_from_repository(repo: Path) -> list[ModelSource]:
     return [source for model_dir in model_dirs for source in _model_sources(model_dir)]
 
 
+def is_repository(folder: Path) -> bool:
+    """Whether ``folder`` is laid out as :func:`sources_from_repository` reads it: numbered version
+    folders in it, or in at least one of its subfolders."""
+    return bool(_versions(folder)) or any(child.is_dir() and _versions(child) for child in folder.iterdir())
+
+
+def source_from_path(path: Path, name: str) -> list[ModelSource]:
+    """A model file, or a model folder that is not a repository (an MLflow model, a scoring-script
+    folder, a folder with one model file and an optional config), served as it is without being
+    registered: version 1 under ``name``. A file is loaded as that very file, whatever lies
+    beside it; scripts see the folder holding it as their model folder."""
+    path = path.resolve()
+    info = detect(path)
+    if info.flavor == "custom":
+        found = info.details.get("model_files")
+        raise ValidationError(
+            f"target: {path}: " + (f"holds several model files ({', '.join(found)}); serve one of them" if found else
+                                   "not a model format modelport serves (onnx, sklearn, xgboost, lightgbm, torch, "
+                                   "mlflow, a score.py)")
+        )
+    if path.is_file() and info.flavor != "python":
+        return [ModelSource(name, 1, info.flavor, path, None, path.parent)]
+    return source_from_registered(name, 1, info.flavor, path.parent, path.name, info.details)
+
+
 def _versions(model_dir: Path) -> dict[int, Path]:
     """Numeric version folders; names with a leading 0 are ignored, as Triton does."""
     return {
@@ -90,10 +115,12 @@ def _model_sources(model_dir: Path) -> list[ModelSource]:
 
 
 def source_from_registered(
-    name: str, version: int, flavor: str, version_dir: Path, root_name: str, details: dict
+    name: str, version: int, flavor: str, version_dir: Path, root_name: str, details: dict,
+    signature: dict | None = None,
 ) -> list[ModelSource]:
     """A registered version: a single file, a model folder (with optional config), a scoring
-    script folder, or a repository. ``details`` are the registry's facts about the content."""
+    script folder, or a repository. ``details`` are the registry's facts about the content;
+    ``signature`` types a tabular model's input when no config file does."""
     content = version_dir / root_name
     if flavor == "triton":
         return sources_from_repository(content)
@@ -102,6 +129,20 @@ def source_from_registered(
     if flavor == "python":
         script = content / details["entry_script"] if content.is_dir() else content
         return [ModelSource(name, version, flavor, script.parent, None, version_dir, script)]
-    if content.is_dir():
-        return [ModelSource(name, version, flavor, content, read_config(content, name, strict=False), version_dir)]
-    return [ModelSource(name, version, flavor, version_dir, None, version_dir)]
+    config = read_config(content, name, strict=False) if content.is_dir() else None
+    if config is None:
+        config = _signature_config(name, flavor, signature)
+    return [ModelSource(name, version, flavor, content if content.is_dir() else version_dir, config, version_dir)]
+
+
+def _signature_config(name: str, flavor: str, signature: dict | None) -> ModelConfig | None:
+    """A tabular model's input as its registered signature states it (``model register
+    --input-example`` / ``--signature``): its name and datatype (an FP32 example serves an FP32
+    input, the framework casting inside) and its feature count, which loading checks against the
+    model's own ``n_features_in_``. Other flavors describe their tensors themselves."""
+    inputs = (signature or {}).get("inputs") or []
+    if flavor not in TABULAR_FLAVORS or len(inputs) != 1:
+        return None
+    spec = inputs[0]
+    return ModelConfig(name=name, flavor=flavor, inputs=[TensorConfig(spec["name"], spec["datatype"],
+                                                                      tuple(spec["shape"][1:]))])

@@ -60,12 +60,13 @@ class Workers:
         options = self.options
         try:
             # a plain bind first: SO_REUSEPORT alone would share the port with another such server
-            listen(options.host, options.http_port, hold_only=True).close()
-            self._keep(listen(options.host, options.http_port, reuse_port=True, hold_only=True))
+            listen(options.host, options.http_port, hold_only=True, option="--http-port").close()
+            self._keep(listen(options.host, options.http_port, reuse_port=True, hold_only=True, option="--http-port"))
             if options.metrics_port is not None:
-                self._metrics = self._keep(listen(options.host, options.metrics_port))
+                self._metrics = self._keep(listen(options.host, options.metrics_port, option="--metrics-port"))
             if options.grpc_port is not None:  # holds the port while the workers share it
-                self._keep(listen(options.host, options.grpc_port, reuse_port=True, hold_only=True))
+                self._keep(listen(options.host, options.grpc_port, reuse_port=True, hold_only=True,
+                                  option="--grpc-port"))
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self._on_stop)
             if not self._start_all():

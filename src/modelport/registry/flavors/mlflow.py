@@ -47,15 +47,15 @@ def mlflow_model(folder: Path) -> FlavorInfo | None:
     if isinstance(doc.get("signature"), dict):
         sig = doc["signature"]
         signature = Signature(
-            _mlflow_specs(sig.get("inputs"), "input", mlmodel, unsupported),
-            _mlflow_specs(sig.get("outputs"), "output", mlmodel, unsupported),
+            mlflow_specs(sig.get("inputs"), "input", mlmodel, unsupported),
+            mlflow_specs(sig.get("outputs"), "output", mlmodel, unsupported),
         )
     if unsupported:
         details["unsupported_io"] = unsupported
     return FlavorInfo("mlflow", version_text(doc.get("mlflow_version")), signature, details)
 
 
-def _mlflow_specs(
+def mlflow_specs(
     raw: Any, kind: str, mlmodel: Path, unsupported: dict[str, str]
 ) -> tuple[TensorSpec, ...]:
     """Read one side of an MLflow signature: a JSON string (as MLflow writes it) or a list."""

@@ -224,7 +224,7 @@ class _NoCodeScorer:
             model = self._repository.get(self._model)
             inputs = _payload_inputs(payload, model.metadata()["inputs"])
             with admitted(model):
-                result = await infer(model, InferenceRequest(request_id, inputs))
+                result = await infer(model, InferenceRequest(request_id, inputs), split=True)  # a table of any length
         except ModelportError as exc:
             return _message(exc.http_status, str(exc))
         return Response(_encode_outputs(result.outputs), media_type=JSON_TYPE)
