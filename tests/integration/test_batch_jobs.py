@@ -198,7 +198,7 @@ def resume_after_kill(project: Project, show: Callable[[str], dict], delay: floa
 
 def test_killed_runner_resumes_and_scores_every_input_once(tmp_path: Path, db_url: str) -> None:
     project = Project(tmp_path, db_url)
-    job_id = resume_after_kill(project, project.show, 0.15, 300, 20)
+    job_id = resume_after_kill(project, project.show, 0.4, 300, 20)
     assert project.show(job_id)["status"] == "Completed"
     _one_line_error(project.cli("job", "resume", job_id), "already Completed")
 
@@ -220,7 +220,7 @@ def test_the_daemon_resumes_jobs_whose_runner_died(tmp_path: Path) -> None:
         log = (tmp_path / "ws" / "daemon" / "daemon.log").read_text()
         assert f"resumed batch jobs whose runner had died: {job_id}" in log
 
-    resume_after_kill(project, project.show, 0.15, 200, 10, resume=restart_daemon)
+    resume_after_kill(project, project.show, 0.6, 200, 10, resume=restart_daemon)
 
 
 PREFIX_SCRIPT = """
