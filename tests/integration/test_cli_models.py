@@ -77,7 +77,6 @@ def test_failures_exit_1_with_one_line(sqlite_cli, onnx_model: Path, tmp_path: P
     bad_yaml = tmp_path / "conda.yml"
     bad_yaml.write_text("dependencies: [unclosed\n  - : :")
     subst = {"{missing}": str(tmp_path / "nope.onnx"), "{model}": str(onnx_model), "{badyaml}": str(bad_yaml)}
-    _ok(sqlite_cli("init"))  # read commands open an existing workspace only
     _one_line_error(sqlite_cli(*[subst.get(a, a) for a in args]), 1, needle)
     assert json.loads(_ok(sqlite_cli("model", "list", "-o", "json"))) == []
 

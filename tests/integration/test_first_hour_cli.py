@@ -97,6 +97,8 @@ def test_read_commands_open_an_existing_workspace_and_name_it(tmp_path: Path, on
         assert error == (f"error: no workspace at {workspace}; register a model first (or run modelport init), "
                          "or pass --workspace"), command
     assert not workspace.exists()
+    named = cli("--workspace", tmp_path / "named", "model", "list", "-o", "json", cwd=here)  # chosen: made on use
+    assert named.returncode == 0 and json.loads(named.stdout) == [] and not workspace.exists()
 
     assert cli("model", "register", onnx_model, "-n", "fraud", cwd=here).returncode == 0
     assert one_error_line(cli("serve", "M", cwd=here)) == f"error: model 'M' does not exist (workspace {workspace})"

@@ -1,11 +1,13 @@
 """Per-invocation state: the workspace is opened only when a command needs it.
 
-Only the commands that make something a workspace holds (``init``, ``demo``, registering a model,
-creating an environment or a batch endpoint, starting the daemon) create a missing workspace.
-Every other command opens an existing one and otherwise fails naming the folder it looked in,
-so a command run from the wrong folder neither leaves an empty ``.modelport`` behind nor
-answers "does not exist" about a workspace nobody meant. While a workspace is open, a "not
-found" error names it too.
+The default workspace, ``./.modelport``, depends on the folder a command runs in. Only the
+commands that make something a workspace holds (``init``, ``demo``, registering a model, creating
+an environment or a batch endpoint, starting the daemon) create it there; every other command
+opens an existing one or fails naming the folder it looked in, so a command run from the wrong
+folder neither leaves an empty ``.modelport`` behind nor answers "does not exist" about a
+workspace nobody meant. A workspace named with ``--workspace`` or ``$MODELPORT_HOME`` is opened,
+and made on first use, wherever it is named. While a workspace is open, a "not found" error
+names it.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from pathlib import Path
 import click
 
 from modelport.core.errors import NotFoundError
-from modelport.core.settings import WorkspaceSettings, resolve_settings
+from modelport.core.settings import WorkspaceSettings, is_named, resolve_settings
 from modelport.workspace import Workspace
 
-# Command paths (below ``modelport``) that may create the workspace they are pointed at.
+# Command paths (below ``modelport``) that may create the default workspace.
 CREATING_COMMANDS = frozenset({
     "init", "demo", "up", "model register", "environment create", "batch-endpoint create", "batch-deployment create",
 })
@@ -42,10 +44,10 @@ class AppContext:
 
     @cached_property
     def workspace(self) -> Workspace:
-        """The workspace, created only for the commands in :data:`CREATING_COMMANDS`."""
+        """The workspace; the default one is created only for the commands in :data:`CREATING_COMMANDS`."""
         ctx = click.get_current_context()
         settings = self.settings
-        if not settings.exists and _command_path(ctx) not in CREATING_COMMANDS:
+        if not (settings.exists or is_named(self._path) or _command_path(ctx) in CREATING_COMMANDS):
             raise NotFoundError(f"no workspace at {settings.root}; register a model first (or run modelport init), "
                                 "or pass --workspace")
         workspace = Workspace(self._path)

@@ -53,6 +53,12 @@ class WorkspaceSettings:
         return not database or database == ":memory:" or Path(database).is_file()
 
 
+def is_named(workspace: str | os.PathLike[str] | None = None) -> bool:
+    """Whether the workspace was chosen (an argument or ``$MODELPORT_HOME``) rather than being the
+    default ``./.modelport`` of whatever folder a command happens to run in."""
+    return bool(workspace or os.environ.get(ENV_HOME))
+
+
 def resolve_settings(
     workspace: str | os.PathLike[str] | None = None,
     db_url: str | None = None,
