@@ -83,6 +83,23 @@ def test_a_code_folder_holding_the_workspace_is_snapshotted_without_it(daemon: D
                      "by .amlignore")
 
 
+def test_ignore_files_read_as_gitignore_does(tmp_path: Path) -> None:
+    from modelport.control.code_ignore import CodeIgnore
+
+    (tmp_path / ".gitignore").write_text("*.log\n!keep.log\n/build\ncache/\n**/secrets/*.key\n# a comment\n")
+    rule = CodeIgnore(tmp_path, tmp_path / "sub" / "ws")
+    entries = [("a.log", False), ("deep/b.log", False), ("keep.log", False), ("build", True), ("src/build", True),
+               ("cache", True), ("cache", False), ("x/cache", True), ("secrets/a.key", False),
+               ("s/secrets/a.key", False), ("sub/ws", True), ("ws", True), ("x/.venv", True), (".git", False),
+               ("score.py", False)]
+    assert [(path, is_dir) for path, is_dir in entries if rule(path, is_dir)] == [
+        ("a.log", False), ("deep/b.log", False), ("build", True), ("cache", True), ("x/cache", True),
+        ("secrets/a.key", False), ("s/secrets/a.key", False), ("sub/ws", True), ("x/.venv", True), (".git", False)]
+    (tmp_path / ".amlignore").write_text("score.py\n")  # .amlignore wins over .gitignore
+    assert CodeIgnore(tmp_path, tmp_path / "ws")("score.py", False)
+    assert not CodeIgnore(tmp_path, tmp_path / "ws")("a.log", False)
+
+
 # -- 4: read commands do not create a workspace ------------------------------------------------
 
 

@@ -32,7 +32,7 @@ IGNORE_FILES = (".amlignore", ".gitignore")  # the first one present is read
 class Pattern:
     """One line of an ignore file."""
 
-    glob: str
+    globs: tuple[str, ...]  # a path matching any of them matches
     anchored: bool  # matched against the path from the code folder, not the name alone
     folders_only: bool
     negated: bool
@@ -46,15 +46,21 @@ class Pattern:
         text = text.removeprefix("!")
         folders_only = text.endswith("/")
         text = text.rstrip("/")
+        any_depth = text.startswith("**/")
         while text.startswith("**/"):
             text = text[3:]
-        anchored = "/" in text
-        return cls(text.lstrip("/"), anchored, folders_only, negated) if text else None
+        anchored = "/" in text  # a leading or inner "/" ties the pattern to the code folder
+        text = text.lstrip("/")
+        if not text:
+            return None
+        globs = (text, f"*/{text}") if any_depth and anchored else (text,)
+        return cls(globs, anchored, folders_only, negated)
 
     def matches(self, relative: str, is_dir: bool) -> bool:
         if self.folders_only and not is_dir:
             return False
-        return fnmatch.fnmatchcase(relative if self.anchored else relative.rpartition("/")[2], self.glob)
+        target = relative if self.anchored else relative.rpartition("/")[2]
+        return any(fnmatch.fnmatchcase(target, glob) for glob in self.globs)
 
 
 class CodeIgnore:
