@@ -4,7 +4,8 @@ Azure's YAML loads unchanged: settings may sit at the deployment's root (the leg
 or under ``settings:``, with Azure's defaults; keys that only mean something in the cloud
 (``compute``, ``environment.image``...) are accepted and listed as ignored, so a user sees what
 was dropped; ``$schema`` at the top (a reference for editors) is accepted silently; any other
-unknown key is an error naming its path, as Azure's SDK schemas (``unknown=RAISE``) do. Paths in a file are relative to that file's folder.
+unknown key is an error naming its path, as Azure's SDK schemas (``unknown=RAISE``) do. Paths
+in a file are relative to that file's folder.
 Nothing here touches the database: :mod:`modelport.batch.endpoints` stores the results.
 """
 
