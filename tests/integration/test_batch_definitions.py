@@ -80,10 +80,10 @@ def test_mnist_definitions_load_as_is(cli, tmp_path: Path) -> None:
     created = cli("batch-endpoint", "create", "-f", root / "endpoint.yml", "-o", "json")
     endpoint = json.loads(_ok(created))
     assert (endpoint["name"], endpoint["tags"], endpoint["ignored"]) == (
-        "mnist-batch", {"type": "deep-learning"}, ["$schema", "auth_mode"])
+        "mnist-batch", {"type": "deep-learning"}, ["auth_mode"])  # $schema is accepted silently
     result = cli("batch-deployment", "create", "-f", root / "deployment.yml", "--set-default", "-o", "json")
     deployment = json.loads(_ok(result))
-    assert sorted(deployment["ignored"]) == ["$schema", "compute", "environment.image"]
+    assert sorted(deployment["ignored"]) == ["compute", "environment.image"]
     assert deployment["model"] == "mnist-classifier-torch:1" and deployment["flavor"] == "onnx"
     assert deployment["environment"] == "batch-torch-py38:1"
     assert deployment["code"] == str((root / "code").resolve())
@@ -92,7 +92,7 @@ def test_mnist_definitions_load_as_is(cli, tmp_path: Path) -> None:
     # the inline model is registered once: the same content again reuses its version
     again = cli("batch-deployment", "create", "-f", root / "deployment.yml", "-n", "second", "-o", "json")
     assert json.loads(_ok(again))["model"] == "mnist-classifier-torch:1"
-    assert "ignored (cloud-only): $schema, compute, environment.image" in cli(
+    assert "note: ignored cloud-only keys: compute, environment.image\n" in cli(
         "batch-deployment", "create", "-f", root / "deployment.yml", "-n", "third").stderr
     shown = json.loads(_ok(cli("batch-endpoint", "show", "-n", "mnist-batch", "-o", "json")))
     assert shown["defaults"] == {"deployment_name": "mnist-torch-dpl"}
@@ -116,8 +116,8 @@ def test_endpoint_and_deployment_lifecycle(cli, tmp_path: Path) -> None:
     listed = json.loads(_ok(cli("batch-deployment", "list", "-e", "scoring", "-o", "json")))
     assert [d["name"] for d in listed] == ["blue"]
     assert "scoring" in _ok(cli("batch-endpoint", "list"))
-    _one_line_error(cli("batch-deployment", "delete", "-e", "scoring", "-n", "blue"), "is the default")
-    _ok(cli("batch-endpoint", "delete", "-n", "scoring"))
+    _one_line_error(cli("batch-deployment", "delete", "-e", "scoring", "-n", "blue", "--yes"), "is the default")
+    _ok(cli("batch-endpoint", "delete", "-n", "scoring", "--yes"))
     assert json.loads(_ok(cli("batch-endpoint", "list", "-o", "json"))) == []
     _one_line_error(cli("batch-deployment", "list", "-e", "scoring"), "batch endpoint 'scoring' does not exist")
 

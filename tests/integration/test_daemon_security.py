@@ -101,7 +101,7 @@ def test_requests_from_other_sites_are_refused(daemon: Daemon) -> None:
     preflight = httpx.options(create, headers={"origin": "http://evil.example", "access-control-request-method": "POST"})
     answers = (cross, plain, same, preflight, httpx.get(f"{daemon.url}/api/status", headers=auth))
     assert not any(key.startswith("access-control-") for answer in answers for key in answer.headers)
-    daemon.ok("endpoint", "delete", "-n", "browser")
+    daemon.ok("endpoint", "delete", "-n", "browser", "--yes")
 
 
 def _raw(port: int, head: str, chunks: int = 0) -> bytes:
@@ -126,7 +126,7 @@ def test_management_bodies_are_bounded(daemon: Daemon) -> None:
     within = httpx.post(f"{daemon.url}/api/endpoints", headers=daemon.api_headers(),
                         json={"definition": {"name": "big"}, "set": ["description=" + "x" * (MIB // 2)]})
     assert within.status_code == 201, within.text[:300]
-    daemon.ok("endpoint", "delete", "-n", "big")
+    daemon.ok("endpoint", "delete", "-n", "big", "--yes")
     assert daemon.json("status")["workspace"] == str(daemon.home)
 
 

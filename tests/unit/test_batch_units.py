@@ -71,7 +71,7 @@ def test_cloud_only_keys_are_listed_as_ignored(tmp_path: Path) -> None:
         tmp_path, compute="azureml:cpu", **{"$schema": "x"}, environment={"name": "env", "image": "mcr/x"},
         resources={"instance_count": 2, "instance_type": "Standard_DS3"},
     ), tmp_path)
-    assert set(definition.ignored) == {"$schema", "compute", "environment.image", "resources.instance_type"}
+    assert set(definition.ignored) == {"compute", "environment.image", "resources.instance_type"}
     assert definition.environment == {"name": "env"}
     assert definition.settings.instance_count == 2
     assert parse_endpoint({"name": "e", "auth_mode": "aad_token"}).ignored == ("auth_mode",)

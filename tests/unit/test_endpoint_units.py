@@ -42,7 +42,7 @@ def test_endpoint_defaults_and_cloud_keys() -> None:
     spec, ignored = parse_endpoint({"name": "ep", "$schema": "https://x", "identity": {"type": "system_assigned"},
                                     "public_network_access": "enabled"})
     assert spec == EndpointSpec(name="ep", auth_mode="key")
-    assert ignored == ["$schema", "identity", "public_network_access"]
+    assert ignored == ["identity", "public_network_access"]  # $schema is accepted silently
 
 
 def test_deployment_has_azures_defaults(code: Path) -> None:

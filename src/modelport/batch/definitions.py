@@ -2,9 +2,10 @@
 
 Azure's YAML loads unchanged: settings may sit at the deployment's root (the legacy schema)
 or under ``settings:``, with Azure's defaults; keys that only mean something in the cloud
-(``$schema``, ``compute``, ``environment.image``...) are accepted and listed as ignored, so a
-user sees what was dropped; any other unknown key is an error naming its path, as Azure's
-SDK schemas (``unknown=RAISE``) do. Paths in a file are relative to that file's folder.
+(``compute``, ``environment.image``...) are accepted and listed as ignored, so a user sees what
+was dropped; ``$schema`` at the top (a reference for editors) is accepted silently; any other
+unknown key is an error naming its path, as Azure's SDK schemas (``unknown=RAISE``) do. Paths
+in a file are relative to that file's folder.
 Nothing here touches the database: :mod:`modelport.batch.endpoints` stores the results.
 """
 
@@ -25,14 +26,16 @@ from modelport.core.overrides import parse_override
 OUTPUT_ACTIONS = ("append_row", "summary_only")
 LOGGING_LEVELS = ("debug", "info", "warning", "error", "critical")
 
-_ENDPOINT_KEYS = {"name", "description", "tags", "defaults"}
-_ENDPOINT_CLOUD_KEYS = {"$schema", "auth_mode", "properties", "identity"}
+SCHEMA_KEY = "$schema"  # the file's JSON schema: tells editors what the file is, means nothing here
+
+_ENDPOINT_KEYS = {"name", "description", "tags", "defaults", SCHEMA_KEY}
+_ENDPOINT_CLOUD_KEYS = {"auth_mode", "properties", "identity"}
 
 _DEPLOYMENT_KEYS = {
     "name", "endpoint_name", "description", "tags", "type", "model", "code_configuration",
-    "environment", "resources", "settings",
+    "environment", "resources", "settings", SCHEMA_KEY,
 }
-_DEPLOYMENT_CLOUD_KEYS = {"$schema", "compute", "properties", "job_definition"}
+_DEPLOYMENT_CLOUD_KEYS = {"compute", "properties", "job_definition"}
 _RESOURCE_KEYS = {"instance_count"}
 _RESOURCE_CLOUD_KEYS = {"instance_type", "properties", "shm_size"}
 _CODE_KEYS = {"code", "scoring_script"}

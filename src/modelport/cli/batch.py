@@ -23,10 +23,19 @@ from modelport.batch.endpoints import BatchEndpoints, DeploymentInfo, EndpointIn
 from modelport.batch.jobs import ENGINES, BatchJobs, JobInfo
 from modelport.cli.context import AppContext, pass_app
 from modelport.cli.examples import examples
-from modelport.cli.output import output_option, parse_pairs, print_fields, print_json, print_table
+from modelport.cli.output import (
+    confirm_delete,
+    note_ignored,
+    output_option,
+    parse_pairs,
+    print_fields,
+    print_json,
+    print_table,
+    yes_option,
+)
 from modelport.control.keys import KEY_NAMES
 from modelport.control.rundir import read_info
-from modelport.core.errors import ModelportError
+from modelport.core.errors import ModelportError, ValidationError
 
 _file_option = click.option("--file", "-f", "file", type=click.Path(path_type=Path), default=None,
                             help="Azure ML CLI v2 YAML definition.")
@@ -79,7 +88,7 @@ def _show_endpoint(app: AppContext, info: EndpointInfo, output: str, ignored: tu
     if output == "json":
         print_json(data)
     else:
-        _note_ignored(ignored)
+        note_ignored(ignored)
         print_fields(data, title=f"batch endpoint {info.name}")
 
 
@@ -87,11 +96,6 @@ def _scoring_uri(app: AppContext, name: str) -> str | None:
     """Where clients start the endpoint's jobs: on the workspace's daemon, when one runs."""
     daemon = read_info(app.workspace.root)
     return f"{daemon.url}/batch-endpoints/{name}/jobs" if daemon is not None else None
-
-
-def _note_ignored(ignored: tuple[str, ...] | list[str]) -> None:
-    if ignored:
-        click.echo(f"note: ignored (cloud-only): {', '.join(ignored)}", err=True)
 
 
 @batch_endpoint.command("create", epilog=examples(
@@ -113,16 +117,19 @@ def endpoint_create(app: AppContext, file: Path | None, name: str | None, sets: 
 @batch_endpoint.command("update", epilog=examples(
     ("Make nocode the deployment that jobs use by default",
      "modelport batch-endpoint update -n iris-batch --set defaults.deployment_name=nocode"),
-    ("Apply an edited file", "modelport batch-endpoint update -n iris-batch -f batch-endpoint.yml"),
+    ("Apply an edited file (the name comes from it)", "modelport batch-endpoint update -f batch-endpoint.yml"),
 ))
-@click.option("--name", "-n", required=True, help="Endpoint name.")
+@click.option("--name", "-n", default=None, help="Endpoint name [default: from the file].")
 @_file_option
 @_endpoint_set_option
 @output_option
 @pass_app
-def endpoint_update(app: AppContext, name: str, file: Path | None, sets: tuple[str, ...], output: str) -> None:
+def endpoint_update(app: AppContext, name: str | None, file: Path | None, sets: tuple[str, ...], output: str) -> None:
     """Change description, tags or defaults.deployment_name."""
-    data, _ = read_definition(file, sets)
+    data, _ = read_definition(file, sets, name)
+    name = data.get("name")
+    if not name:
+        raise ValidationError("name: required (in the file or with -n)")
     _show_endpoint(app, BatchEndpoints(app.workspace).update_endpoint(name, data), output)
 
 
@@ -182,12 +189,14 @@ def endpoint_regenerate_keys(app: AppContext, name: str, key: str) -> None:
 
 
 @batch_endpoint.command("delete", epilog=examples(
-    ("Delete iris-batch and its deployments (its jobs stay listed)", "modelport batch-endpoint delete -n iris-batch"),
+    ("Delete iris-batch and its deployments (its jobs stay listed)", "modelport batch-endpoint delete -n iris-batch --yes"),
 ))
 @click.option("--name", "-n", required=True, help="Endpoint name.")
+@yes_option
 @pass_app
-def endpoint_delete(app: AppContext, name: str) -> None:
-    """Delete a batch endpoint and its deployments (job history stays)."""
+def endpoint_delete(app: AppContext, name: str, yes: bool) -> None:
+    """Delete a batch endpoint and its deployments (job history stays; asks first unless --yes)."""
+    confirm_delete(f"batch endpoint {name} and its deployments", yes)
     BatchEndpoints(app.workspace).delete_endpoint(name)
     click.echo(f"deleted batch endpoint {name}")
 
@@ -238,7 +247,7 @@ def _show_deployment(info: DeploymentInfo, output: str) -> None:
     if output == "json":
         print_json(info.to_dict())
         return
-    _note_ignored(info.ignored)
+    note_ignored(info.ignored)
     data = info.to_dict()
     data.pop("ignored", None)
     print_fields(data, title=f"batch deployment {info.endpoint_name}/{info.name}")
@@ -297,13 +306,15 @@ def deployment_list(app: AppContext, endpoint_name: str, output: str) -> None:
 
 
 @batch_deployment.command("delete", epilog=examples(
-    ("Delete the deployment small (not the default)", "modelport batch-deployment delete -e iris-batch -n small"),
+    ("Delete the deployment small (not the default)", "modelport batch-deployment delete -e iris-batch -n small --yes"),
 ))
 @click.option("--name", "-n", required=True, help="Deployment name.")
 @click.option("--endpoint-name", "-e", required=True, help="Endpoint name.")
+@yes_option
 @pass_app
-def deployment_delete(app: AppContext, name: str, endpoint_name: str) -> None:
-    """Delete a batch deployment (not the endpoint's default)."""
+def deployment_delete(app: AppContext, name: str, endpoint_name: str, yes: bool) -> None:
+    """Delete a batch deployment (not the endpoint's default; asks first unless --yes)."""
+    confirm_delete(f"batch deployment {endpoint_name}/{name}", yes)
     BatchEndpoints(app.workspace).delete_deployment(endpoint_name, name)
     click.echo(f"deleted batch deployment {endpoint_name}/{name}")
 
@@ -343,7 +354,7 @@ def job_list(app: AppContext, endpoint_name: str | None, output: str) -> None:
         return
     print_table(["id", "status", "endpoint", "deployment", "mini-batches", "failed items", "created"],
                 ((i.id, i.status, i.endpoint, i.deployment, _minibatches(i), i.items["failed"],
-                  f"{i.created_at:%Y-%m-%d %H:%M:%S}") for i in infos))
+                  f"{i.created_at:%Y-%m-%d %H:%M:%S}") for i in infos), whole=["id"])
 
 
 @job.command("logs", epilog=examples(

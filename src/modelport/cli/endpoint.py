@@ -13,7 +13,15 @@ import click
 
 from modelport.cli.daemon import with_client
 from modelport.cli.examples import examples
-from modelport.cli.output import output_option, print_fields, print_json, print_table
+from modelport.cli.output import (
+    confirm_delete,
+    note_ignored,
+    output_option,
+    print_fields,
+    print_json,
+    print_table,
+    yes_option,
+)
 from modelport.core.errors import ValidationError
 
 
@@ -27,10 +35,20 @@ def _definition(file: Path | None, overrides: tuple[str, ...], **names: str | No
     return request_body(file, sets)
 
 
+def _named(request: dict[str, Any], key: str, option: str) -> str:
+    """``key`` of the definition once the overrides (``-n``/``-e`` among them) are applied: the
+    file names what an update changes, as in ``az ml online-endpoint update -f``."""
+    from modelport.control.definitions import apply_overrides
+
+    value = apply_overrides(request["definition"] or {}, request["set"]).get(key)
+    if not value:
+        raise ValidationError(f"{key}: required (in the file or with {option})")
+    return str(value)
+
+
 def _done(result: dict[str, Any], output: str, summary: str) -> None:
     """A create/update answer: the ignored cloud-only keys on stderr, then JSON or one line."""
-    if result.get("ignored"):
-        click.echo(f"ignored (cloud only): {', '.join(result['ignored'])}", err=True)
+    note_ignored(result.get("ignored") or [])
     if output == "json":
         print_json(result)
     else:
@@ -91,10 +109,9 @@ def create_endpoint(client: Any, file: Path | None, name: str | None, overrides:
     ("Send 10 % of requests to green", "modelport endpoint update -n iris --traffic 'blue=90 green=10'"),
     ("Copy 20 % of requests to green, which takes no live traffic (its answers are dropped)",
      "modelport endpoint update -n iris --mirror-traffic green=20"),
-    ("Change fields one by one (the weights must still sum to 100)",
-     "modelport endpoint update -n iris --set traffic.blue=100 --set traffic.green=0 --set description='blue only'"),
+    ("Apply an edited file (the name comes from it)", "modelport endpoint update -f endpoint.yml"),
 ))
-@click.option("--name", "-n", required=True, help="Endpoint name.")
+@click.option("--name", "-n", default=None, help="Endpoint name [default: the file's].")
 @file_option
 @endpoint_set_option
 @click.option("--traffic", default=None, metavar="'D1=P1 D2=P2'",
@@ -102,13 +119,16 @@ def create_endpoint(client: Any, file: Path | None, name: str | None, overrides:
 @click.option("--mirror-traffic", default=None, metavar="'D=P'", help="Replace the mirror, e.g. 'green=20' ('' for none).")
 @output_option
 @with_client
-def update_endpoint(client: Any, name: str, file: Path | None, overrides: tuple[str, ...], traffic: str | None,
+def update_endpoint(client: Any, name: str | None, file: Path | None, overrides: tuple[str, ...], traffic: str | None,
                     mirror_traffic: str | None, output: str) -> None:
     """Change an endpoint: a whole new endpoint.yml (-f), or fields of the current one (--set, --traffic)."""
     shares = {"traffic": traffic, "mirror_traffic": mirror_traffic}
     overrides += tuple(f"{key}={_shares(key, value)}" for key, value in shares.items() if value is not None)
-    result = client.call("PUT", f"endpoints/{name}", _definition(file, overrides))
-    _done(result, output, f"updated endpoint {name}: traffic {result['traffic']}, mirror {result['mirror_traffic']}")
+    request = _definition(file, overrides, name=name)
+    name = _named(request, "name", "-n")
+    result = client.call("PUT", f"endpoints/{name}", request)
+    _done(result, output, f"updated endpoint {name}: traffic {_percent(result['traffic']) or 'none'}, "
+                          f"mirror {_percent(result['mirror_traffic']) or 'none'}")
 
 
 def _shares(option: str, text: str) -> str:
@@ -158,12 +178,14 @@ def _percent(shares: dict[str, int]) -> str:
 
 
 @endpoint.command("delete", epilog=examples(
-    ("Delete iris, its deployments and their replicas", "modelport endpoint delete -n iris"),
+    ("Delete iris, its deployments and their replicas", "modelport endpoint delete -n iris --yes"),
 ))
 @click.option("--name", "-n", required=True, help="Endpoint name.")
+@yes_option
 @with_client
-def delete_endpoint(client: Any, name: str) -> None:
-    """Delete an endpoint and all its deployments."""
+def delete_endpoint(client: Any, name: str, yes: bool) -> None:
+    """Delete an endpoint and all its deployments (asks first unless --yes)."""
+    confirm_delete(f"endpoint {name} and all its deployments", yes)
     result = client.call("DELETE", f"endpoints/{name}")
     click.echo(f"deleted endpoint {name} and {len(result['deployments'])} deployment(s)")
 
@@ -252,9 +274,7 @@ def create_deployment(client: Any, file: Path | None, name: str | None, endpoint
                       overrides: tuple[str, ...], all_traffic: bool, output: str) -> None:
     """Create a deployment from deployment.yml; returns when its replicas are ready."""
     request = _definition(file, overrides, name=name, endpoint_name=endpoint_name)
-    endpoint_name = endpoint_name or (request["definition"] or {}).get("endpoint_name")
-    if not endpoint_name:
-        raise ValidationError("endpoint_name: required (in the file or with -e)")
+    endpoint_name = _named(request, "endpoint_name", "-e")
     result = client.call("POST", f"endpoints/{endpoint_name}/deployments", {**request, "all_traffic": all_traffic})
     _done(result, output, f"created deployment {endpoint_name}/{result['name']}: model {result['model']}, "
                           f"{len(result['replicas'])} replica(s) ready")
@@ -266,7 +286,7 @@ def create_deployment(client: Any, file: Path | None, name: str | None, endpoint
      "modelport deployment update -e iris -n blue --set instance_count=3"),
 ))
 @file_option
-@click.option("--name", "-n", default=None, help="Deployment name.")
+@click.option("--name", "-n", default=None, help="Deployment name [default: the file's].")
 @endpoint_option
 @deployment_set_option
 @output_option
@@ -274,11 +294,8 @@ def create_deployment(client: Any, file: Path | None, name: str | None, endpoint
 def update_deployment(client: Any, file: Path | None, name: str | None, endpoint_name: str | None,
                       overrides: tuple[str, ...], output: str) -> None:
     """Change a deployment (rolling: each new replica is ready before an old one stops)."""
-    request = _definition(file, overrides)
-    definition = request["definition"] or {}
-    name, endpoint_name = name or definition.get("name"), endpoint_name or definition.get("endpoint_name")
-    if not name or not endpoint_name:
-        raise ValidationError("name and endpoint_name: required (in the file, or with -n and -e)")
+    request = _definition(file, overrides, name=name, endpoint_name=endpoint_name)
+    name, endpoint_name = _named(request, "name", "-n"), _named(request, "endpoint_name", "-e")
     result = client.call("PUT", f"endpoints/{endpoint_name}/deployments/{name}", request)
     _done(result, output, f"updated deployment {endpoint_name}/{name}: revision {result['revision']}, "
                           f"{len(result['replicas'])} replica(s)")
@@ -320,13 +337,16 @@ def list_deployments(client: Any, endpoint_name: str, output: str) -> None:
 
 @deployment.command("delete", epilog=examples(
     ("Take green's traffic away, then delete it",
-     "modelport endpoint update -n iris --traffic 'blue=100'\nmodelport deployment delete -e iris -n green"),
+     "modelport endpoint update -n iris --traffic 'blue=100'\nmodelport deployment delete -e iris -n green --yes"),
 ))
 @click.option("--name", "-n", required=True, help="Deployment name.")
 @click.option("--endpoint-name", "-e", "endpoint_name", required=True, help="Endpoint name.")
+@yes_option
 @with_client
-def delete_deployment(client: Any, name: str, endpoint_name: str) -> None:
-    """Delete a deployment (it must get no traffic); its replicas finish what they have, then stop."""
+def delete_deployment(client: Any, name: str, endpoint_name: str, yes: bool) -> None:
+    """Delete a deployment (it must get no traffic; asks first unless --yes); its replicas finish what
+    they have, then stop."""
+    confirm_delete(f"deployment {endpoint_name}/{name}", yes)
     client.call("DELETE", f"endpoints/{endpoint_name}/deployments/{name}")
     click.echo(f"deleted deployment {endpoint_name}/{name}")
 

@@ -55,7 +55,7 @@ def cli(ctx: click.Context, workspace: str | None) -> None:
 ))
 @click.pass_obj
 def init(app: AppContext) -> None:
-    """Create the workspace (it is also created on first use)."""
+    """Create the workspace (the first registration also creates it)."""
     ws = app.workspace
     click.echo(f"workspace ready at {ws.root}")
 

@@ -10,26 +10,55 @@ import click
 import orjson
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-console = Console()
+from modelport.core.errors import ValidationError
+
+# Values are shown as they are: "[red]" is not markup and ":100:" is not an emoji.
+console = Console(emoji=False, markup=False)
 
 output_option = click.option(
     "--output", "-o", "output", type=click.Choice(["table", "json"]), default="table", show_default=True,
     help="table for people, json for scripts.",
 )
+yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 
 
 def print_json(data: Any) -> None:
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n")
 
 
-def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> None:
-    table = Table(title=title, show_lines=False)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*("" if cell is None else str(cell) for cell in row))
+def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None,
+                whole: Sequence[str] = ()) -> None:
+    """A table that fits the terminal by folding long values onto more lines, never cutting them;
+    the ``whole`` columns (ids that users copy) stay on one line and are never narrowed."""
+    cells = [["" if cell is None else str(cell) for cell in row] for row in rows]
+    table = Table(title=None if title is None else Text(title), show_lines=False)
+    for index, column in enumerate(columns):
+        if column in whole:
+            widest = max((len(row[index]) for row in cells), default=0)
+            table.add_column(Text(column), no_wrap=True, min_width=max(widest, len(column)))
+        else:
+            table.add_column(Text(column, overflow="ellipsis"), overflow="fold")
+    for row in cells:
+        table.add_row(*(Text(cell) for cell in row))
     console.print(table)
+
+
+def note_ignored(keys: Sequence[str]) -> None:
+    """The one wording of the note about definition keys that only mean something in Azure."""
+    if keys:
+        click.echo(f"note: ignored cloud-only keys: {', '.join(keys)}", err=True)
+
+
+def confirm_delete(what: str, yes: bool) -> None:
+    """Ask before deleting ``what``, as ``az ml ... delete`` does; without a terminal to ask on,
+    only ``--yes`` goes ahead (a script must say so)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise ValidationError(f"--yes: deleting {what} needs confirmation; pass --yes (-y) when not run interactively")
+    click.confirm(f"Delete {what}?", abort=True, err=True)
 
 
 def print_fields(fields: dict[str, Any], title: str | None = None) -> None:

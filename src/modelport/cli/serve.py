@@ -189,7 +189,7 @@ def _collector(app: AppContext, text: str, folder: Path | None, endpoint: str | 
         raise ValidationError(f"--data-collector: {exc}") from None
     if not settings.enabled:
         return None
-    folder = folder or app.workspace.root / "collected" / (endpoint or "local") / (deployment or "serve")
+    folder = folder or app.root / "collected" / (endpoint or "local") / (deployment or "serve")
     source = f"/endpoints/{endpoint}/deployments/{deployment}" if endpoint else f"file://{folder}"
     return CollectorSettings(folder, frozenset(settings.enabled), settings.sampling_rate, settings.rolling_rate,
                              settings.format), source

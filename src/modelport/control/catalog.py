@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import posixpath
 import shutil
 import threading
 from collections import Counter
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from modelport.control.code_ignore import CodeIgnore
 from modelport.control.definitions import (
     CodeConfiguration,
     DataCollector,
@@ -42,9 +44,9 @@ from modelport.control.definitions import (
 )
 from modelport.control.keys import KEY_NAMES, new_key
 from modelport.core.errors import ConflictError, ModelportError, NotFoundError, ValidationError
-from modelport.core.files import disk_errors, private_dir, private_tree, temp_dir
+from modelport.core.files import disk_error, disk_errors, private_dir, private_tree, temp_dir
 from modelport.core.names import parse_ref
-from modelport.registry.manifest import scan
+from modelport.registry.manifest import Manifest, scan
 from modelport.runtime.predictor import FLAVORS
 from modelport.store.artifacts import sha256_file
 from modelport.store.schema import Model, ModelVersion, utcnow
@@ -256,12 +258,7 @@ class Catalog:
             row = next((d for d in endpoint.deployments if d.name == name), None)
             if row is None:
                 raise NotFoundError(f"endpoint {endpoint_name!r} has no deployment {name!r}")
-            for key in ("traffic", "mirror_traffic"):
-                if getattr(endpoint, key).get(name, 0) > 0:
-                    raise ConflictError(
-                        f"deployment {name!r} still gets {getattr(endpoint, key)[name]} % of {key.replace('_', ' ')}; "
-                        f"set it to 0 first (modelport endpoint update -n {endpoint_name} --set {key}.{name}=0)"
-                    )
+            _check_unrouted(_endpoint_spec(endpoint), name)
             endpoint.traffic = {k: v for k, v in endpoint.traffic.items() if k != name}
             endpoint.mirror_traffic = {k: v for k, v in endpoint.mirror_traffic.items() if k != name}
             record = _deployment_record(row)
@@ -323,11 +320,18 @@ class Catalog:
             return []
 
     def _snapshot(self, code: CodeConfiguration) -> CodeConfiguration:
-        """An immutable copy of the code folder, named by its content digest (shared when equal)."""
-        target = self.code_dir / scan(Path(code.code), "code_configuration.code").digest[:16]
+        """An immutable copy of the code folder, named by its content digest (shared when equal).
+        It holds what :class:`CodeIgnore` leaves in, never the workspace, a virtualenv or ``.git``."""
+        folder = Path(code.code)
+        rule = CodeIgnore(folder, self.ws.root)
+        manifest = scan(folder, "code_configuration.code", skip=rule)
+        if posixpath.normpath(code.scoring_script) not in {entry.path for entry in manifest.files}:
+            raise ValidationError(f"code_configuration.scoring_script: {code.scoring_script} is left out of the "
+                                  f"snapshot by {rule.source or 'the folders always skipped'}")
+        target = self.code_dir / manifest.digest[:16]
         if not target.is_dir():
             with disk_errors(target), temp_dir(private_dir(self.ws.settings.tmp_dir), target.name) as staging:
-                shutil.copytree(code.code, staging, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+                _copy_files(manifest, staging)
                 private_tree(staging)
                 try:
                     staging.rename(private_dir(self.code_dir) / target.name)
@@ -365,6 +369,55 @@ class Catalog:
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
+
+
+def _copy_files(manifest: Manifest, folder: Path) -> None:
+    """Copy the scanned files into ``folder``: the snapshot holds exactly what was hashed. A file
+    gone since the scan is one line naming it (a full disk is left to ``disk_errors``)."""
+    for entry in manifest.files:
+        target = folder / entry.path
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(entry.source, target)
+        except OSError as exc:
+            if disk_error(exc) is not None:
+                raise
+            raise ValidationError(f"code_configuration.code: cannot copy {entry.path} ({exc.strerror})") from None
+
+
+def _check_unrouted(endpoint: EndpointSpec, name: str) -> None:
+    """Refuse to delete a deployment that still gets live or mirrored traffic, suggesting the
+    command that takes it away (a split that still sums to 100, or 0 for all)."""
+    shares = {key: getattr(endpoint, key).get(name, 0) for key in ("traffic", "mirror_traffic")}
+    if not any(shares.values()):
+        return
+    taken = " and ".join(f"{pct} % of {key.replace('_', ' ')}" for key, pct in shares.items() if pct)
+    command = f"modelport endpoint update -n {endpoint.name}"
+    if shares["traffic"]:
+        command += f' --traffic "{_split_text(_without(endpoint.traffic, name))}"'
+    if shares["mirror_traffic"]:
+        command += f' --mirror-traffic "{_split_text(_without(endpoint.mirror_traffic, name))}"'
+    raise ConflictError(f"deployment {name!r} still gets {taken}; take it away first: {command}")
+
+
+def _without(shares: dict[str, int], name: str) -> dict[str, int]:
+    """``shares`` with ``name`` at 0 and its share spread over the others in proportion to theirs
+    (largest remainders), so that the weights keep their sum; all 0 when no other gets any."""
+    others = {key: pct for key, pct in shares.items() if key != name}
+    total = sum(others.values())
+    if not total:
+        return dict.fromkeys(shares, 0)
+    exact = {key: pct * sum(shares.values()) / total for key, pct in others.items()}
+    result = {key: int(value) for key, value in exact.items()}
+    leftover = sum(shares.values()) - sum(result.values())
+    for key in sorted(exact, key=lambda key: result[key] - exact[key])[:leftover]:
+        result[key] += 1
+    return result | {name: 0}
+
+
+def _split_text(shares: dict[str, int]) -> str:
+    """What ``endpoint update --traffic`` and ``--mirror-traffic`` read: ``blue=100 green=0``."""
+    return " ".join(f"{key}={pct}" for key, pct in shares.items())
 
 
 def _write_endpoint(row: OnlineEndpoint, spec: EndpointSpec) -> None:

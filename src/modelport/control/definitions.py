@@ -3,9 +3,9 @@
 Each definition is a tree of frozen dataclasses whose fields *are* the YAML keys and whose
 defaults are Azure's (azureml-compat.md §2.1–2.2), so reading a file is one generic walk:
 a key that names a field is checked by that field's ``check``; a key in the class's
-``cloud_keys`` (``$schema``, ``instance_type``...) is accepted and reported as ignored, since it
-only means something in Azure; anything else is an error naming its path, as the SDK's
-``unknown=RAISE`` schemas do. Relative paths are taken from the file's folder.
+``cloud_keys`` (``instance_type``, ``identity``...) is accepted and reported as ignored, since it
+only means something in Azure; ``$schema`` at the top is a reference for editors, accepted
+silently; anything else is an error naming its path, as the SDK's ``unknown=RAISE`` schemas do. Relative paths are taken from the file's folder.
 
 Nothing here touches the database: :mod:`modelport.control.catalog` resolves references and
 stores the results; :func:`check_routing` holds the traffic rules both use.
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from modelport.batch.definitions import SCHEMA_KEY
 from modelport.core.errors import ValidationError
 from modelport.core.names import validate_name
 from modelport.core.overrides import parse_override
@@ -67,6 +68,8 @@ class _Walk:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         values = {}
         for key, value in data.items():
+            if key == SCHEMA_KEY and not prefix:
+                continue
             if key in cls.cloud_keys:
                 self.ignored.append(prefix + key)
             elif key not in fields:
@@ -218,7 +221,7 @@ class EndpointSpec:
     """``endpoint.yml``: a stable name, its keys' mode and how requests split over deployments."""
 
     cloud_keys: ClassVar[frozenset[str]] = frozenset(
-        {"$schema", "compute", "identity", "public_network_access", "properties", "kind", "location"}
+        {"compute", "identity", "public_network_access", "properties", "kind", "location"}
     )
 
     name: str = _field(dataclasses.MISSING, _name)
@@ -337,7 +340,7 @@ class DeploymentSpec:
     """``deployment.yml``: a model version + scoring code + environment + replicas and their settings."""
 
     cloud_keys: ClassVar[frozenset[str]] = frozenset({
-        "$schema", "type", "instance_type", "app_insights_enabled", "scale_settings",
+        "type", "instance_type", "app_insights_enabled", "scale_settings",
         "egress_public_network_access", "private_network_connection", "resources", "properties",
         "model_mount_path", "startup_probe", "with_package",
     })

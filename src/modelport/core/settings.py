@@ -42,6 +42,22 @@ class WorkspaceSettings:
         the cache and the code snapshots); what a writer that died left here is swept on open."""
         return self.root / "tmp"
 
+    @property
+    def exists(self) -> bool:
+        """Whether something was ever stored here: the SQLite file exists, or the metadata lives in
+        a database server (which a read opens as it is). An empty folder does not count, so a
+        workspace folder made by ``status`` or ``token`` alone is still "no workspace"."""
+        if not self.db_url.startswith("sqlite:"):
+            return True
+        database = self.db_url.partition(":///")[2].partition("?")[0]
+        return not database or database == ":memory:" or Path(database).is_file()
+
+
+def is_named(workspace: str | os.PathLike[str] | None = None) -> bool:
+    """Whether the workspace was chosen (an argument or ``$MODELPORT_HOME``) rather than being the
+    default ``./.modelport`` of whatever folder a command happens to run in."""
+    return bool(workspace or os.environ.get(ENV_HOME))
+
 
 def resolve_settings(
     workspace: str | os.PathLike[str] | None = None,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from modelport.core.errors import ValidationError
 from modelport.store.artifacts import sha256_file
 
 _LINKS_IN_MESSAGE = 5  # links named in one refusal; the rest are counted
+
+Skip = Callable[[str, bool], bool]  # (relative path, is a folder) -> leave it out of the manifest
 
 
 @dataclass(frozen=True)
@@ -52,11 +55,12 @@ class Manifest:
         return sum(entry.size for entry in self.files)
 
 
-def scan(path: Path, field: str = "path", *, follow_symlinks: bool = False) -> Manifest:
+def scan(path: Path, field: str = "path", *, follow_symlinks: bool = False, skip: Skip | None = None) -> Manifest:
     """Hash a file, or every regular file below a folder, in a stable order.
 
     Every file is listed (and every link checked) before the first byte is hashed, so a refused
-    folder costs a directory walk, not a read of its content.
+    folder costs a directory walk, not a read of its content. ``skip`` leaves entries of a folder
+    out (a code snapshot's ignore rules): a skipped folder is not entered, a skipped link not checked.
     """
     path = Path(path)
     if not path.exists():
@@ -65,13 +69,13 @@ def scan(path: Path, field: str = "path", *, follow_symlinks: bool = False) -> M
         return Manifest(path.name, False, (_entry(path, path.name),))
     if not path.is_dir():
         raise ValidationError(f"{field}: {path} is neither a file nor a folder")
-    files = _list_files(path, field, follow_symlinks)
+    files = _list_files(path, field, follow_symlinks, skip)
     if not files:
         raise ValidationError(f"{field}: folder {path} holds no files")
     return Manifest(path.resolve().name, True, tuple(_entry(file, relative) for file, relative in files))
 
 
-def _list_files(root: Path, field: str, follow_symlinks: bool) -> list[tuple[Path, str]]:
+def _list_files(root: Path, field: str, follow_symlinks: bool, skip: Skip | None) -> list[tuple[Path, str]]:
     """``(file, relative path)`` below ``root``, depth first: a folder's files, then its subfolders.
 
     The order is ``os.walk``'s with sorted names, which earlier versions used: it feeds the
@@ -86,6 +90,8 @@ def _list_files(root: Path, field: str, follow_symlinks: bool) -> list[tuple[Pat
         subfolders = []
         for child in _children(folder, field):
             relative = f"{prefix}{child.name}"
+            if skip is not None and skip(relative, child.is_dir(follow_symlinks=False)):
+                continue
             if child.is_symlink():
                 target = os.readlink(child.path)
                 if not follow_symlinks:
