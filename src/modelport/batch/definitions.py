@@ -23,6 +23,7 @@ from modelport.core.names import validate_name
 from modelport.core.overrides import parse_override
 
 OUTPUT_ACTIONS = ("append_row", "summary_only")
+ENGINES = ("local", "ray")  # where a job's workers run; defined here so that the CLI's --engine loads no database code
 LOGGING_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 _ENDPOINT_KEYS = {"name", "description", "tags", "defaults"}

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from modelport.core.settings import resolve_settings
-from modelport.workspace import Workspace
+
+if TYPE_CHECKING:  # imported when a command opens it: --help and daemon clients skip SQLAlchemy
+    from modelport.workspace import Workspace
 
 
 class AppContext:
@@ -22,6 +25,8 @@ class AppContext:
 
     @cached_property
     def workspace(self) -> Workspace:
+        from modelport.workspace import Workspace
+
         return Workspace(self._path)
 
     def close(self) -> None:

@@ -27,6 +27,7 @@ import click
 
 from modelport.cli.model import show_info
 from modelport.core.errors import ModelportError, NotFoundError
+from modelport.core.extras import missing
 from modelport.registry.manifest import scan
 from modelport.registry.models import ModelInfo
 from modelport.samples import build_mlp_onnx
@@ -182,6 +183,9 @@ def _show_metrics(ws: Workspace, url: str) -> None:
 
 def _drift(ws: Workspace) -> None:
     """The collected inputs against the training distribution: the shifted features are flagged."""
+    if missing("drift"):
+        click.echo("drift check skipped: it needs pip install 'modelport[drift]'")
+        return
     import numpy as np
     import pandas as pd
 
@@ -197,14 +201,15 @@ def _drift(ws: Workspace) -> None:
 
 def _batch_score(ws: Workspace) -> None:
     import numpy as np
-    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.csv
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "endpoint.yml").write_text(BATCH_ENDPOINT)
         (folder / "deployment.yml").write_text(BATCH_DEPLOYMENT)
         rows = np.random.default_rng(2).standard_normal((2000, 32)).astype(np.float32)
-        pd.DataFrame(rows, columns=[f"f{i}" for i in range(32)]).to_csv(folder / "rows.csv", index=False)
+        pa.csv.write_csv(pa.table({f"f{i}": rows[:, i] for i in range(32)}), folder / "rows.csv")
         if _cli(ws, "batch-endpoint", "show", "-n", "demo-batch").returncode != 0:
             for args in (("batch-endpoint", "create", "-f", str(folder / "endpoint.yml")),
                          ("batch-deployment", "create", "-f", str(folder / "deployment.yml"), "--set-default")):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from modelport.cli.context import AppContext, pass_app
 from modelport.cli.output import add_archive_commands, output_option, parse_pairs, print_fields, print_json, print_table
-from modelport.registry.models import ModelInfo
+
+if TYPE_CHECKING:
+    from modelport.registry.models import ModelInfo
 
 
 @click.group()

@@ -1,0 +1,57 @@
+"""CLI start-up: how long ``modelport --help`` and ``modelport model list`` (an empty workspace)
+take from process start to exit, as a user types them.
+
+    python bench/startup.py [--runs 10] [--command modelport]
+
+Each command runs ``--runs`` times as a fresh subprocess (one unmeasured run first: it creates
+the workspace and warms the page cache); the median, minimum and maximum wall times are printed
+next to the goals (0.3 s and 0.6 s median). ``--command`` is the CLI to start [default: the
+``modelport`` script beside this Python, else ``python -m modelport``].
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+GOALS = {"modelport --help": 0.3, "modelport model list": 0.6}
+
+
+def default_command() -> list[str]:
+    script = Path(sys.executable).with_name("modelport")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "modelport"]
+
+
+def timed(command: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, timeout=120)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--command", default=None, help="the CLI to start, e.g. '.venv/bin/modelport'")
+    args = parser.parse_args()
+    cli = shlex.split(args.command) if args.command else default_command()
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "MODELPORT_HOME": str(Path(tmp) / "ws")}
+        print(f"{' '.join(cli)} on Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.runs} runs each")
+        for name, extra in (("modelport --help", ["--help"]), ("modelport model list", ["model", "list"])):
+            timed([*cli, *extra], env)
+            times = [timed([*cli, *extra], env) for _ in range(args.runs)]
+            median = statistics.median(times)
+            verdict = "ok" if median <= GOALS[name] else "over"
+            print(f"{name:22} median {median:.3f} s  min {min(times):.3f}  max {max(times):.3f}"
+                  f"  (goal {GOALS[name]} s: {verdict})")
+
+
+if __name__ == "__main__":
+    main()
