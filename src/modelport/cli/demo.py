@@ -201,15 +201,14 @@ def _drift(ws: Workspace) -> None:
 
 def _batch_score(ws: Workspace) -> None:
     import numpy as np
-    import pyarrow as pa
-    import pyarrow.csv
+    import pandas as pd
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "endpoint.yml").write_text(BATCH_ENDPOINT)
         (folder / "deployment.yml").write_text(BATCH_DEPLOYMENT)
         rows = np.random.default_rng(2).standard_normal((2000, 32)).astype(np.float32)
-        pa.csv.write_csv(pa.table({f"f{i}": rows[:, i] for i in range(32)}), folder / "rows.csv")
+        pd.DataFrame(rows, columns=[f"f{i}" for i in range(32)]).to_csv(folder / "rows.csv", index=False)
         if _cli(ws, "batch-endpoint", "show", "-n", "demo-batch").returncode != 0:
             for args in (("batch-endpoint", "create", "-f", str(folder / "endpoint.yml")),
                          ("batch-deployment", "create", "-f", str(folder / "deployment.yml"), "--set-default")):

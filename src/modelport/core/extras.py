@@ -1,7 +1,7 @@
 """Optional parts of modelport: the pip extra that brings the packages a feature needs.
 
 The core install registers, serves and scores batches; packages that serve one feature alone
-(pandas and SciPy, some 230 MB, for drift) are an extra, and that feature says so in one line
+(SciPy, some 140 MB, for drift's statistics) are an extra, and that feature says so in one line
 when they are missing rather than failing with an ImportError from deep inside.
 """
 
@@ -11,7 +11,7 @@ import importlib.util
 
 from modelport.core.errors import MissingExtraError
 
-EXTRAS = {"drift": ("pandas", "scipy")}
+EXTRAS = {"drift": ("scipy",)}
 """Extra name → the top-level modules it installs (as pyproject.toml's optional dependencies)."""
 
 
