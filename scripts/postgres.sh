@@ -4,7 +4,7 @@
 #   scripts/postgres.sh stop DIR
 # Installs Debian's postgresql package when no server binaries are found (CI machines are root).
 set -euo pipefail
-action=$1 dir=$2 port=${3:-54329}
+action=$1 dir=$(realpath -m -- "$2") port=${3:-54329}
 
 find_bin() {
   local d
@@ -13,7 +13,9 @@ find_bin() {
 }
 
 as_owner() {  # PostgreSQL refuses to run as root
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  # ... and its own user may not be able to enter our working directory (a clone in a 0700 home):
+  # its tools change into it to find themselves, so they run from / (DIR is absolute for this).
+  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 case $action in

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
+echo "installing modelport[test] into .venv (a few minutes the first time)..." >&2
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 # The torch flavor's tests need torch; the CPU build pinned here installs from the local wheel
@@ -14,6 +15,7 @@ python=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --disable-pip-version-check "torch==${MODELPORT_TEST_TORCH:-2.13.0}" \
   || echo "torch could not be installed: the torch flavor tests will be skipped" >&2
 
+echo "starting a throwaway PostgreSQL server..." >&2
 pgdir=$(mktemp -d /tmp/modelport-pg.XXXXXX)
 chmod 755 "$pgdir"
 trap 'scripts/postgres.sh stop "$pgdir/pg"; rm -rf "$pgdir"' EXIT

@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
-from modelport.control.catalog import deployments_using
 from modelport.core.errors import ModelportError
 from modelport.core.files import DIR_MODE, private_dir, sweep, tighten
 from modelport.core.settings import WorkspaceSettings, resolve_settings
@@ -23,6 +24,9 @@ from modelport.registry.environments import EnvironmentRegistry
 from modelport.registry.models import ModelRegistry
 from modelport.store.artifacts import ArtifactStore
 from modelport.store.db import Database
+
+if TYPE_CHECKING:
+    from modelport.store.schema import ModelVersion
 
 
 class Workspace:
@@ -49,7 +53,7 @@ class Workspace:
             raise ModelportError(f"database {where}: {reason}") from None
         self.artifacts = ArtifactStore(self.settings.artifact_root)
         self.models = ModelRegistry(self.db, self.artifacts, self.settings.cache_dir, self.settings.tmp_dir)
-        self.models.usage_checks.append(deployments_using)  # a version an endpoint serves is not deleted
+        self.models.usage_checks.append(_deployments_using)  # a version an endpoint serves is not deleted
         self.environments = EnvironmentRegistry(self.db, self.artifacts, self.settings.envs_dir)
         self.sweep()
 
@@ -74,3 +78,11 @@ class Workspace:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _deployments_using(session: Session, version: ModelVersion) -> list[str]:
+    """:func:`modelport.control.catalog.deployments_using`, imported when a version is deleted:
+    the endpoint catalog brings the deployment definitions (and numpy) that opening does not need."""
+    from modelport.control.catalog import deployments_using
+
+    return deployments_using(session, version)

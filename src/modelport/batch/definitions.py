@@ -24,6 +24,7 @@ from modelport.core.names import validate_name
 from modelport.core.overrides import parse_override
 
 OUTPUT_ACTIONS = ("append_row", "summary_only")
+ENGINES = ("local", "ray")  # where a job's workers run; defined here so that the CLI's --engine loads no database code
 LOGGING_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 SCHEMA_KEY = "$schema"  # the file's JSON schema: tells editors what the file is, means nothing here

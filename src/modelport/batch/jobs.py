@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from modelport.batch.definitions import BatchSettings
+from modelport.batch.definitions import ENGINES, BatchSettings
 from modelport.batch.endpoints import BatchEndpoints
 from modelport.batch.engine import MiniBatchResult
 from modelport.batch.inputs import InputPlan, resolve_input
@@ -41,7 +41,6 @@ from modelport.workspace import Workspace
 log = logging.getLogger("modelport.batch")
 
 TERMINAL = ("Completed", "Failed", "Canceled")
-ENGINES = ("local", "ray")
 _STALE_AFTER = timedelta(seconds=30)  # a heartbeat older than this means the runner is gone
 
 

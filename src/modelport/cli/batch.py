@@ -12,15 +12,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from modelport.batch.definitions import parse_deployment, parse_endpoint, read_definition
-from modelport.batch.endpoints import BatchEndpoints, DeploymentInfo, EndpointInfo
-from modelport.batch.jobs import ENGINES, BatchJobs, JobInfo
+from modelport.batch.definitions import ENGINES, parse_deployment, parse_endpoint, read_definition
 from modelport.cli.context import AppContext, pass_app
 from modelport.cli.examples import examples
 from modelport.cli.output import (
@@ -36,6 +33,10 @@ from modelport.cli.output import (
 from modelport.control.keys import KEY_NAMES
 from modelport.control.rundir import read_info
 from modelport.core.errors import ModelportError, ValidationError
+
+if TYPE_CHECKING:  # imported on use (below): SQLAlchemy stays out of --help and the other commands
+    from modelport.batch.endpoints import BatchEndpoints, DeploymentInfo, EndpointInfo
+    from modelport.batch.jobs import BatchJobs, JobInfo
 
 _file_option = click.option("--file", "-f", "file", type=click.Path(path_type=Path), default=None,
                             help="Azure ML CLI v2 YAML definition.")
@@ -111,7 +112,7 @@ def endpoint_create(app: AppContext, file: Path | None, name: str | None, sets: 
     """Create a batch endpoint."""
     data, _ = read_definition(file, sets, name)
     definition = parse_endpoint(data)
-    _show_endpoint(app, BatchEndpoints(app.workspace).create_endpoint(definition), output, definition.ignored)
+    _show_endpoint(app, _endpoints(app).create_endpoint(definition), output, definition.ignored)
 
 
 @batch_endpoint.command("update", epilog=examples(
@@ -130,7 +131,7 @@ def endpoint_update(app: AppContext, name: str | None, file: Path | None, sets: 
     name = data.get("name")
     if not name:
         raise ValidationError("name: required (in the file or with -n)")
-    _show_endpoint(app, BatchEndpoints(app.workspace).update_endpoint(name, data), output)
+    _show_endpoint(app, _endpoints(app).update_endpoint(name, data), output)
 
 
 @batch_endpoint.command("show", epilog=examples(
@@ -141,7 +142,7 @@ def endpoint_update(app: AppContext, name: str | None, file: Path | None, sets: 
 @pass_app
 def endpoint_show(app: AppContext, name: str, output: str) -> None:
     """Show one batch endpoint; scoring_uri is where clients start its jobs (with `modelport up`)."""
-    _show_endpoint(app, BatchEndpoints(app.workspace).get_endpoint(name), output)
+    _show_endpoint(app, _endpoints(app).get_endpoint(name), output)
 
 
 @batch_endpoint.command("list", epilog=examples(
@@ -151,7 +152,7 @@ def endpoint_show(app: AppContext, name: str, output: str) -> None:
 @pass_app
 def endpoint_list(app: AppContext, output: str) -> None:
     """List batch endpoints."""
-    infos = BatchEndpoints(app.workspace).list_endpoints()
+    infos = _endpoints(app).list_endpoints()
     if output == "json":
         print_json([info.to_dict() for info in infos])
         return
@@ -167,7 +168,7 @@ def endpoint_list(app: AppContext, output: str) -> None:
 @pass_app
 def endpoint_get_credentials(app: AppContext, name: str, output: str) -> None:
     """Show the endpoint's two keys: POST <scoring_uri> with Authorization: Bearer <key> starts a job."""
-    primary, secondary = BatchEndpoints(app.workspace).keys(name)
+    primary, secondary = _endpoints(app).keys(name)
     data = {"primaryKey": primary, "secondaryKey": secondary}
     if output == "json":
         print_json(data)
@@ -184,7 +185,7 @@ def endpoint_get_credentials(app: AppContext, name: str, output: str) -> None:
 @pass_app
 def endpoint_regenerate_keys(app: AppContext, name: str, key: str) -> None:
     """Replace one key; the old one stops working at once, the other keeps working."""
-    BatchEndpoints(app.workspace).regenerate_key(name, key)
+    _endpoints(app).regenerate_key(name, key)
     click.echo(f"regenerated the {key} key of batch endpoint {name} (see modelport batch-endpoint get-credentials)")
 
 
@@ -197,7 +198,7 @@ def endpoint_regenerate_keys(app: AppContext, name: str, key: str) -> None:
 def endpoint_delete(app: AppContext, name: str, yes: bool) -> None:
     """Delete a batch endpoint and its deployments (job history stays; asks first unless --yes)."""
     confirm_delete(f"batch endpoint {name} and its deployments", yes)
-    BatchEndpoints(app.workspace).delete_endpoint(name)
+    _endpoints(app).delete_endpoint(name)
     click.echo(f"deleted batch endpoint {name}")
 
 
@@ -233,7 +234,7 @@ def endpoint_invoke(app: AppContext, name: str, deployment: str | None, input_ur
                     overwrite: bool, wait: bool, output: str) -> None:
     """Start a batch scoring job; --set mini_batch_size=N instance_count=N max_concurrency_per_instance=N
     max_retries=N timeout=S error_threshold=N output_file_name=F override the deployment."""
-    jobs = BatchJobs(app.workspace)
+    jobs = _jobs(app)
     info = jobs.submit(name, input_uri, deployment=deployment, input_type=input_type, output_path=output_path,
                        overrides=parse_pairs(sets, "--set"), engine=engine, ray_address=ray_address,
                        overwrite=overwrite)
@@ -273,7 +274,7 @@ def deployment_create(app: AppContext, file: Path | None, name: str | None, endp
     if endpoint_name is not None:
         data["endpoint_name"] = endpoint_name
     definition = parse_deployment(data, base)
-    _show_deployment(BatchEndpoints(app.workspace).create_deployment(definition, set_default=set_default), output)
+    _show_deployment(_endpoints(app).create_deployment(definition, set_default=set_default), output)
 
 
 @batch_deployment.command("show", epilog=examples(
@@ -285,7 +286,7 @@ def deployment_create(app: AppContext, file: Path | None, name: str | None, endp
 @pass_app
 def deployment_show(app: AppContext, name: str, endpoint_name: str, output: str) -> None:
     """Show one batch deployment."""
-    _show_deployment(BatchEndpoints(app.workspace).get_deployment(endpoint_name, name), output)
+    _show_deployment(_endpoints(app).get_deployment(endpoint_name, name), output)
 
 
 @batch_deployment.command("list", epilog=examples(
@@ -296,7 +297,7 @@ def deployment_show(app: AppContext, name: str, endpoint_name: str, output: str)
 @pass_app
 def deployment_list(app: AppContext, endpoint_name: str, output: str) -> None:
     """List the deployments of a batch endpoint."""
-    infos = BatchEndpoints(app.workspace).list_deployments(endpoint_name)
+    infos = _endpoints(app).list_deployments(endpoint_name)
     if output == "json":
         print_json([info.to_dict() for info in infos])
         return
@@ -315,7 +316,7 @@ def deployment_list(app: AppContext, endpoint_name: str, output: str) -> None:
 def deployment_delete(app: AppContext, name: str, endpoint_name: str, yes: bool) -> None:
     """Delete a batch deployment (not the endpoint's default; asks first unless --yes)."""
     confirm_delete(f"batch deployment {endpoint_name}/{name}", yes)
-    BatchEndpoints(app.workspace).delete_deployment(endpoint_name, name)
+    _endpoints(app).delete_deployment(endpoint_name, name)
     click.echo(f"deleted batch deployment {endpoint_name}/{name}")
 
 
@@ -331,7 +332,7 @@ def deployment_delete(app: AppContext, name: str, endpoint_name: str, yes: bool)
 @pass_app
 def job_show(app: AppContext, job_id: str, output: str) -> None:
     """Status, progress (mini-batches, items, items/s, ETA) and errors of one job."""
-    info = BatchJobs(app.workspace).get(job_id)
+    info = _jobs(app).get(job_id)
     if output == "json":
         print_json(info.to_dict())
         return
@@ -348,7 +349,7 @@ def job_show(app: AppContext, job_id: str, output: str) -> None:
 @pass_app
 def job_list(app: AppContext, endpoint_name: str | None, output: str) -> None:
     """List batch jobs, newest first."""
-    infos = BatchJobs(app.workspace).list(endpoint_name)
+    infos = _jobs(app).list(endpoint_name)
     if output == "json":
         print_json([info.to_dict() for info in infos])
         return
@@ -364,7 +365,7 @@ def job_list(app: AppContext, endpoint_name: str | None, output: str) -> None:
 @pass_app
 def job_logs(app: AppContext, job_id: str) -> None:
     """Print the job's logs: runner, result, errors, then each worker's output."""
-    for path in BatchJobs(app.workspace).log_files(job_id):
+    for path in _jobs(app).log_files(job_id):
         click.echo(f"==> {path} <==")
         click.echo(path.read_text(encoding="utf-8", errors="replace"), nl=False)
 
@@ -377,7 +378,7 @@ def job_logs(app: AppContext, job_id: str) -> None:
 @pass_app
 def job_stream(app: AppContext, job_id: str, output: str) -> None:
     """Follow a job's progress to its end; exit 1 unless it Completed."""
-    jobs = BatchJobs(app.workspace)
+    jobs = _jobs(app)
     _finish(jobs, jobs.get(job_id), True, output)
 
 
@@ -389,7 +390,7 @@ def job_stream(app: AppContext, job_id: str, output: str) -> None:
 @pass_app
 def job_cancel(app: AppContext, job_id: str, output: str) -> None:
     """Stop a job (its runner kills the workers; nothing is assembled)."""
-    info = BatchJobs(app.workspace).cancel(job_id)
+    info = _jobs(app).cancel(job_id)
     _print_status(info, output)
 
 
@@ -402,7 +403,7 @@ def job_cancel(app: AppContext, job_id: str, output: str) -> None:
 @pass_app
 def job_resume(app: AppContext, job_id: str, wait: bool, output: str) -> None:
     """Restart a job whose runner died; only mini-batches not done are scored."""
-    jobs = BatchJobs(app.workspace)
+    jobs = _jobs(app)
     _finish(jobs, jobs.resume(job_id), wait, output)
 
 
@@ -427,6 +428,8 @@ def _print_status(info: JobInfo, output: str) -> None:
 def _follow(jobs: BatchJobs, info: JobInfo) -> JobInfo:
     """Poll the job until it ends, with a progress bar on a terminal and a line every few
     seconds otherwise."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     console = Console(stderr=True)
     if not console.is_terminal:
         last = 0.0
@@ -477,6 +480,20 @@ def _summary(info: JobInfo) -> dict[str, object]:
         "items": _rate_text(info), "error": info.error, "created": info.created_at, "started": info.started_at,
         "finished": info.finished_at, "job folder": info.job_dir,
     }
+
+
+def _endpoints(app: AppContext) -> BatchEndpoints:
+    """The workspace's batch endpoints, imported on use: ``--help`` and other commands skip SQLAlchemy."""
+    from modelport.batch.endpoints import BatchEndpoints
+
+    return BatchEndpoints(app.workspace)
+
+
+def _jobs(app: AppContext) -> BatchJobs:
+    """The workspace's batch jobs, imported on use like :func:`_endpoints`."""
+    from modelport.batch.jobs import BatchJobs
+
+    return BatchJobs(app.workspace)
 
 
 BATCH_COMMANDS = (batch_endpoint, batch_deployment, job)

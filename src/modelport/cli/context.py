@@ -16,12 +16,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from modelport.core.errors import NotFoundError
 from modelport.core.settings import WorkspaceSettings, is_named, resolve_settings
-from modelport.workspace import Workspace
+
+if TYPE_CHECKING:  # imported when a command opens it: --help and daemon clients skip SQLAlchemy
+    from modelport.workspace import Workspace
 
 # Command paths (below ``modelport``) that may create the default workspace.
 CREATING_COMMANDS = frozenset({
@@ -45,6 +48,8 @@ class AppContext:
     @cached_property
     def workspace(self) -> Workspace:
         """The workspace; the default one is created only for the commands in :data:`CREATING_COMMANDS`."""
+        from modelport.workspace import Workspace
+
         ctx = click.get_current_context()
         settings = self.settings
         if not (settings.exists or is_named(self._path) or _command_path(ctx) in CREATING_COMMANDS):

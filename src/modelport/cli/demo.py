@@ -27,6 +27,7 @@ import click
 
 from modelport.cli.model import show_info
 from modelport.core.errors import ModelportError, NotFoundError
+from modelport.core.extras import missing
 from modelport.registry.manifest import scan
 from modelport.registry.models import ModelInfo
 from modelport.samples import build_mlp_onnx
@@ -182,6 +183,9 @@ def _show_metrics(ws: Workspace, url: str) -> None:
 
 def _drift(ws: Workspace) -> None:
     """The collected inputs against the training distribution: the shifted features are flagged."""
+    if missing("drift"):
+        click.echo("drift check skipped: it needs pip install 'modelport[drift]'")
+        return
     import numpy as np
     import pandas as pd
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from modelport.cli.context import AppContext, pass_app
 from modelport.cli.examples import examples
 from modelport.cli.output import add_archive_commands, output_option, parse_pairs, print_fields, print_json, print_table
-from modelport.registry.environments import EnvironmentInfo
+
+if TYPE_CHECKING:
+    from modelport.registry.environments import EnvironmentInfo
 
 
 @click.group(epilog=examples(

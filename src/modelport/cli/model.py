@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -10,7 +11,9 @@ from modelport.cli.context import AppContext, pass_app
 from modelport.cli.examples import examples
 from modelport.cli.output import add_archive_commands, output_option, parse_pairs, print_fields, print_json, print_table
 from modelport.core.errors import ValidationError
-from modelport.registry.models import ModelInfo
+
+if TYPE_CHECKING:
+    from modelport.registry.models import ModelInfo
 
 
 @click.group(epilog=examples(

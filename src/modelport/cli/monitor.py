@@ -28,6 +28,7 @@ from modelport.cli.context import AppContext, pass_app
 from modelport.cli.examples import examples
 from modelport.cli.output import console, output_option, parse_pairs, print_json
 from modelport.core.errors import ValidationError
+from modelport.core.extras import require_extra
 
 if TYPE_CHECKING:  # imported lazily at run time: scipy and pandas stay out of other commands
     from modelport.monitor.drift import DriftReport
@@ -79,6 +80,7 @@ def drift(app: AppContext, baseline: str, target: str, features: str | None, cat
     Exits 0 whether or not drift is found (a report is not a failure); 3 with --fail-on-drift
     when it is.
     """
+    require_extra("drift", "monitor drift")
     from modelport.monitor.tables import load_target, parse_since, read_table
 
     limits = _thresholds(thresholds)

@@ -13,14 +13,12 @@ import yaml
 from modelport.cli.context import AppContext, pass_app
 from modelport.cli.examples import examples
 from modelport.core.errors import ValidationError
-from modelport.monitor.collector import CollectorSettings, PayloadCollector, activate
 from modelport.monitor.request_log import RequestLog
-from modelport.runtime.config import override_config
-from modelport.runtime.flavors import default_threads, thread_count
-from modelport.serving.sources import ModelSource
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the serving stack (numpy, onnxruntime...) is imported when the command runs
+    from modelport.monitor.collector import CollectorSettings
     from modelport.serving.server import WorkerSetup
+    from modelport.serving.sources import ModelSource
 
 
 @click.command("serve", epilog=examples(
@@ -128,6 +126,7 @@ def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, 
 
     def start(index: int, worker: WorkerSetup | None) -> None:
         """One server process: load, then serve until told to stop (every worker runs this)."""
+        from modelport.monitor.collector import PayloadCollector, activate
         from modelport.serving.http.azureml import azureml_routes
         from modelport.serving.http.observe import Observing
         from modelport.serving.repository import ModelRepository
@@ -167,6 +166,8 @@ def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, 
 
 def _with_config(sources: list[ModelSource], text: str) -> list[ModelSource]:
     """The one served model with ``--model-config`` laid over its config."""
+    from modelport.runtime.config import override_config
+
     models = [source for source in sources if source.entry_script is None]
     if len(models) != 1:
         raise ValidationError(f"--model-config: applies to exactly one served model, not {len(models)}")
@@ -181,6 +182,7 @@ def _collector(app: AppContext, text: str, folder: Path | None, endpoint: str | 
     """The payload collector ``--data-collector`` asks for (its settings and source name); None
     when it enables no collection."""
     from modelport.control.definitions import parse_data_collector
+    from modelport.monitor.collector import CollectorSettings
 
     data = _mapping("--data-collector", text)
     try:
@@ -198,6 +200,9 @@ def _collector(app: AppContext, text: str, folder: Path | None, endpoint: str | 
 def _for_workers(source: ModelSource, workers: int, share_weights: bool) -> ModelSource:
     """An ONNX model served by several workers maps one shared copy of its weights, and its
     instances split the cores among all workers' instances (unless its config sets threads)."""
+    from modelport.runtime.config import override_config
+    from modelport.runtime.flavors import default_threads, thread_count
+
     if source.flavor != "onnx":
         return source
     parameters = {"share_weights": "true"} if share_weights else {}

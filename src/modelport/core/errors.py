@@ -61,3 +61,9 @@ class DiskFullError(DiskError):
     """No space (or quota) left where something was being written. Names the path."""
 
     http_status = 507
+
+
+class MissingExtraError(ModelportError):
+    """A feature needs packages of an optional extra that is not installed; names the pip command."""
+
+    http_status = 501

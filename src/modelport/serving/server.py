@@ -201,7 +201,7 @@ async def serve(
 
 
 def run(repository: ModelRepository, options: ServeOptions, on_ready: Callable[[str], None] | None = None) -> None:
-    """Serve on uvloop when it is installed (uvicorn[standard] brings it): its transports cut the
+    """Serve on uvloop when it is installed (a core dependency): its transports cut the
     per-request cost of the event loop noticeably; plain asyncio otherwise.
 
     What is loaded by now (modules, models, a scoring script) lives as long as the server, so it

@@ -1,8 +1,8 @@
 """The Open Inference Protocol v2 over gRPC: Triton's ``inference.GRPCInferenceService``.
 
-:mod:`.stubs` compiles the ``.proto`` files beside it at import time (into a private descriptor
-pool, so tritonclient's own stubs can live in the same process), :mod:`.codec` translates
-inference messages to :mod:`modelport.protocol.types`, and :mod:`.service` serves the RPCs.
+:mod:`.stubs` loads the ``.proto`` files beside it (shipped compiled, in :mod:`.descriptors`) into
+a private descriptor pool, so tritonclient's own stubs can live in the same process; :mod:`.codec`
+translates inference messages to :mod:`modelport.protocol.types`, and :mod:`.service` serves the RPCs.
 """
 
 from modelport.serving.grpc.service import GrpcServer, InferenceServicer, start_grpc_server

@@ -1,8 +1,9 @@
-"""The messages and the service registration of ``grpc_service.proto``, compiled at import time.
+"""The messages and the service registration of ``grpc_service.proto``.
 
-No generated code is committed: the ``.proto`` files beside this module are the source of truth,
-and ``grpc_tools.protoc`` turns them into a ``FileDescriptorSet`` the first time a given version
-of them is imported (cached under ``<tempdir>/modelport-grpc-<hash>/``).
+The ``.proto`` files beside this module are the source of truth; ``scripts/gen_grpc.py``
+compiles them into :mod:`.descriptors` (a serialized ``FileDescriptorSet``), which ships with the
+package, so an install needs neither protoc nor a compile step, and a test checks that the two
+still match.
 
 **A private descriptor pool.** tritonclient registers Triton's full ``inference.*`` messages in
 protobuf's default descriptor pool; ours are a subset under the same fully qualified names
@@ -12,8 +13,7 @@ the tests, a client embedded in an application that also serves — would fail a
 descriptors therefore live in a ``DescriptorPool`` of their own and message classes come from
 ``message_factory.GetMessageClass``; only field numbers and types travel on the wire, and those
 are Triton's, so clients cannot tell. The same choice rules out protoc's ``*_pb2.py`` modules,
-which always register in the default pool, and means the cache holds data, never Python code
-imported from a world-writable temp directory.
+which always register in the default pool.
 
 ``pb2`` gives the message classes by name (``pb2.ModelInferRequest``); :func:`add_servicer`
 plays the part of the generated ``*_pb2_grpc.add_..._to_server``.
@@ -21,68 +21,22 @@ plays the part of the generated ``*_pb2_grpc.add_..._to_server``.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-import modelport
+from modelport.serving.grpc.descriptors import SERIALIZED, SOURCES
 
 SERVICE = "inference.GRPCInferenceService"
-# Proto imports are written relative to the folder holding the ``modelport`` package, so the
-# file names in the pool (``modelport/serving/grpc/...``) cannot be mistaken for Triton's.
-_PROTO_ROOT = Path(modelport.__file__).resolve().parent.parent
-_PROTOS = ("modelport/serving/grpc/model_config.proto", "modelport/serving/grpc/grpc_service.proto")
-
-
-def _compile(cache_file: Path) -> bytes:
-    """Run protoc in-process; publish the result atomically for later imports, if we may."""
-    from grpc_tools import protoc  # only needed when the cache is cold
-
-    with tempfile.TemporaryDirectory(prefix="modelport-grpc-") as private:
-        out = Path(private) / cache_file.name
-        status = protoc.main(
-            [
-                "protoc",
-                f"--proto_path={_PROTO_ROOT}",
-                f"--descriptor_set_out={out}",
-                "--include_imports",
-                _PROTOS[-1],
-            ]
-        )
-        if status != 0:
-            raise RuntimeError(f"protoc failed ({status}) on {_PROTO_ROOT / _PROTOS[-1]}; see stderr")
-        data = out.read_bytes()
-        try:  # a cache dir another user owns is not an error, just no cache for us
-            cache_file.parent.mkdir(mode=0o755, exist_ok=True)
-            staged = cache_file.with_name(f".{cache_file.name}.{os.getpid()}")
-            staged.write_bytes(data)
-            os.replace(staged, cache_file)
-        except OSError:
-            pass
-    return data
-
-
-def _descriptor_set() -> descriptor_pb2.FileDescriptorSet:
-    digest = hashlib.sha256()
-    for name in _PROTOS:
-        digest.update((_PROTO_ROOT / name).read_bytes())
-    cache_file = Path(tempfile.gettempdir()) / f"modelport-grpc-{digest.hexdigest()[:16]}" / "descriptors.pb"
-    try:
-        data = cache_file.read_bytes()
-    except OSError:
-        data = _compile(cache_file)
-    return descriptor_pb2.FileDescriptorSet.FromString(data)
+# File names in the pool (``modelport/serving/grpc/...``) cannot be mistaken for Triton's.
+_PROTOS = tuple(SOURCES)
 
 
 def _build_pool() -> descriptor_pool.DescriptorPool:
     pool = descriptor_pool.DescriptorPool()
-    for file in _descriptor_set().file:  # --include_imports lists dependencies first
+    for file in descriptor_pb2.FileDescriptorSet.FromString(SERIALIZED).file:  # dependencies first
         pool.Add(file)
     return pool
 
