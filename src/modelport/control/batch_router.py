@@ -35,8 +35,8 @@ from typing import Any
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from modelport.batch.endpoints import BatchEndpoints
 from modelport.batch.definitions import ENGINES
+from modelport.batch.endpoints import BatchEndpoints
 from modelport.batch.jobs import BatchJobs
 from modelport.control.keys import authorized
 from modelport.core.errors import ModelportError, NotFoundError, ValidationError
