@@ -139,7 +139,7 @@ def test_refusals_are_one_line_and_leave_nothing_running(models: tuple[Cli, Path
     wrong = sample(root / "wrong.json", width=7)
     message = fails(cli, "light", "--input", str(wrong), "--concurrency", "2", "--duration", "0.3s")
     assert message.startswith("error: --input: light:1 answered 400 to the sample: "), message
-    assert fails(cli, "nothing", "--input", str(root / "light.json")) == "error: model 'nothing' does not exist"
+    assert fails(cli, "nothing", "--input", str(root / "light.json")).startswith("error: model 'nothing' does not exist (workspace ")
     assert fails(cli, "light", "--input", str(root / "light.json"), "--apply").startswith(
         "error: --apply: only with an ENDPOINT/DEPLOYMENT target")
     assert fails(cli, "light", "--input", str(root / "light.json"), "--duration", "soon").startswith(

@@ -177,3 +177,12 @@ def _thread_time(loop: asyncio.AbstractEventLoop) -> float:
 
 async def _now() -> float:
     return time.thread_time()
+
+
+def test_a_websocket_upgrade_is_plain_http() -> None:
+    """No front end speaks WebSocket, whether or not the websockets package is installed: the
+    request is answered as HTTP, and its connection stays under the limits."""
+    with _running(Connections()) as (_, port, _loop), socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                       b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        assert client.recv(1024).startswith(b"HTTP/1.1 200")

@@ -201,12 +201,6 @@ class LimitedProtocol(HttpToolsProtocol):
         self._bodies.pop(self, None)
         super().on_message_complete()
 
-    def handle_websocket_upgrade(self) -> None:
-        """The connection leaves for uvicorn's WebSocket protocol, and with it these limits: no
-        front end here has a WebSocket route, so it is refused and closed at once."""
-        self._limits.forget(self)
-        super().handle_websocket_upgrade()
-
     def cut(self, reason: Cut) -> None:
         """Close this connection for ``reason``: a body that stopped coming gets a 408 unless a
         response has begun; a head that never came gets nothing (there is no request to answer)."""

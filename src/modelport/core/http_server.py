@@ -47,6 +47,9 @@ class HttpServer(uvicorn.Server):
         super().__init__(config)
         if config.http == "auto":
             config.http = LimitedProtocol
+        # No front end speaks WebSocket: an Upgrade request is plain HTTP (404) whether or not the
+        # websockets package happens to be installed beside modelport.
+        config.ws = "none"
         if not (isinstance(config.http, type) and issubclass(config.http, LimitedProtocol)):
             raise TypeError(f"HttpServer: the HTTP protocol must derive from LimitedProtocol, not {config.http!r}")
         self.server_state = LimitedState(Connections() if connections is None else connections)
