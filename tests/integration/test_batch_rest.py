@@ -159,13 +159,13 @@ def test_bad_job_requests_get_one_line_naming_the_field_and_start_nothing(tmp_pa
                 ({"input": absolute, "colour": "red"}, "colour: not a field of a job request"),
                 ({"input": absolute, "output_path": "/tmp"}, "output_path: not accepted over HTTP"),
                 ({"input": absolute, "overwrite": True}, "overwrite: not accepted over HTTP"),
-                ([absolute], "request body: must be a JSON object"),
+                ([absolute], "request body: expected a JSON object"),
             ]
             for body, needle in bad_bodies:
                 _error(client.post(url, json=body, headers=key), 400, needle)
             _error(client.post(url, json={"input": absolute, "deployment": "nope"}, headers=key), 404, "'nope'")
             _error(client.post(url, content=b"{not json", headers={**key, "content-type": "application/json"}),
-                   400, "request body: not JSON")
+                   400, "request body: not valid JSON")
             _error(client.post(url, content=json.dumps({"input": absolute}), headers={**key, "content-type": "text/plain"}),
                    415, "Content-Type text/plain")
             big = json.dumps({"input": absolute, "pad": "x" * (2 * 1024 * 1024)})

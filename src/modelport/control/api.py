@@ -33,6 +33,7 @@ from modelport.control.replica import request_log_path
 from modelport.control.router import Router
 from modelport.control.supervisor import Supervisor
 from modelport.core.errors import ConflictError, NotFoundError, ValidationError
+from modelport.core.json_body import json_object
 from modelport.store.schema import utcnow
 
 
@@ -254,13 +255,7 @@ class ManagementApi:
 
 async def _json(request: Request) -> dict[str, Any]:
     raw = await request.body()
-    try:
-        data = orjson.loads(raw) if raw else {}
-    except orjson.JSONDecodeError as exc:
-        raise ValidationError(f"request body: not JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ValidationError("request body: expected a JSON object")
-    return data
+    return json_object(raw, "request body", '{"definition": {...}}') if raw else {}
 
 
 async def _body(request: Request) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from modelport.batch.endpoints import BatchEndpoints
 from modelport.batch.jobs import BatchJobs
 from modelport.control.keys import authorized
 from modelport.core.errors import ModelportError, NotFoundError, ValidationError
+from modelport.core.json_body import json_object
 from modelport.workspace import Workspace
 
 log = logging.getLogger("modelport.control")
@@ -98,12 +99,7 @@ FIELDS: dict[str, Callable[[str, Any], Any]] = {
 def parse_job_request(body: bytes) -> dict[str, Any]:
     """The body of ``POST .../jobs`` as :meth:`BatchJobs.submit` keyword arguments (``input``
     and ``set`` renamed); ValidationError naming the first bad field."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ValidationError(f"request body: not JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ValidationError("request body: must be a JSON object such as {\"input\": \"/data/images\"}")
+    data = json_object(body, "request body", '{"input": "/data/images"}')
     for name in data:
         if name in REFUSED_OVER_HTTP:
             raise ValidationError(f"{name}: not accepted over HTTP: {REFUSED_OVER_HTTP[name]}")

@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from modelport.core.errors import ModelportError, NotFoundError, ValidationError
+from modelport.core.json_body import json_object
 from modelport.monitor.trace import current_trace
 from modelport.protocol.datatypes import bf16_to_fp32, dtype_of, fp32_to_bf16
 from modelport.protocol.types import InferenceRequest, InferInput, InferOutput
@@ -220,7 +221,7 @@ class _NoCodeScorer:
         if request.method != "POST":
             return _message(405, METHOD_NOT_ALLOWED)
         try:
-            payload = _json_payload(await read_body(request, self._max_body))
+            payload = json_object(await read_body(request, self._max_body), "body", '{"input_data": [[...]]}')
             model = self._repository.get(self._model)
             inputs = _payload_inputs(payload, model.metadata()["inputs"])
             with admitted(model):
@@ -229,15 +230,6 @@ class _NoCodeScorer:
             return _message(exc.http_status, str(exc))
         return Response(_encode_outputs(result.outputs), media_type=JSON_TYPE)
 
-
-def _json_payload(body: bytes) -> dict[str, Any]:
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ValidationError(f"body: not valid JSON ({exc})") from None
-    if not isinstance(payload, dict):
-        raise ValidationError('body: expected a JSON object with "input_data" (or "data")')
-    return payload
 
 
 def _payload_inputs(payload: dict[str, Any], specs: list[dict[str, Any]]) -> list[InferInput]:
