@@ -46,12 +46,14 @@ def deploy(daemon: Daemon, files: Path, endpoint: str, *sets: str, **fields: obj
 def test_gateway_limits(daemon: Daemon, files: Path) -> None:
     url = deploy(daemon, files, "limits", request_settings={"max_concurrent_requests_per_instance": 1,
                                                             "request_timeout_ms": 5000})
-    # 2 x 1 x 1 = 2 requests in flight at most: of 6 at once, 4 are turned away immediately.
-    burst = Load(url, {}, seconds=20, count=6, concurrency=6, body={"sleep": 0.5})
+    # 2 x 1 x 1 = 2 requests in flight at most: of 6 at once, 4 are turned away immediately, long
+    # before either admitted request ends (2 s), not queued behind them. (With 0.5 s requests, a
+    # busy 2-core machine's connection set-up alone came close to the bound once.)
+    burst = Load(url, {}, seconds=20, count=6, concurrency=6, body={"sleep": 2.0})
     burst.run()
     statuses = sorted(o.status for o in burst.outcomes)
     assert statuses == [200, 200, 429, 429, 429, 429], statuses
-    assert max(o.seconds for o in burst.outcomes if o.status == 429) < 0.4
+    assert max(o.seconds for o in burst.outcomes if o.status == 429) < 1.0
 
     # Request settings change without replacing the replica.
     pid = daemon.replicas("limits", "blue")[0]["pid"]
