@@ -69,14 +69,21 @@ def infer_url(trial: TrialServer, model: str) -> str:
     return f"{trial.url}/v2/models/{model}/infer"
 
 
-def closed_loop(trial: TrialServer, models: Mapping[str, Settings | None], concurrency: int, duration: float,
-                slice_s: float) -> dict[str, TrialResult]:
+def closed_loop(
+    trial: TrialServer, models: Mapping[str, Settings | None], concurrency: int, duration: float, slice_s: float
+) -> dict[str, TrialResult]:
     """Every model loaded for ``duration`` seconds in the same interleaved rounds of about ``slice_s``."""
     rounds = max(3, round(duration / slice_s))
-    loads = run_rounds([LoadTarget(infer_url(trial, name), concurrency) for name in models], BODY, rounds=rounds,
-                       seconds=duration / rounds)
-    return {name: summarise(index, "grid", settings, concurrency, [Round(load, None, None) for load in windows])
-            for index, ((name, settings), windows) in enumerate(zip(models.items(), loads), start=1)}
+    loads = run_rounds(
+        [LoadTarget(infer_url(trial, name), concurrency) for name in models],
+        BODY,
+        rounds=rounds,
+        seconds=duration / rounds,
+    )
+    return {
+        name: summarise(index, "grid", settings, concurrency, [Round(load, None, None) for load in windows])
+        for index, ((name, settings), windows) in enumerate(zip(models.items(), loads), start=1)
+    }
 
 
 def open_summary(results: Sequence[OpenLoadResult]) -> dict[str, Any]:
@@ -88,9 +95,12 @@ def open_summary(results: Sequence[OpenLoadResult]) -> dict[str, Any]:
     return {
         "asked_rps": results[0].rate,
         "sent_rps": sent / sum(max(result.seconds, result.sending_seconds) for result in results),
-        "scheduled": sum(result.scheduled for result in results), "sent": sent,
-        "ok": sum(result.ok for result in results), "rejected": sum(result.rejected for result in results),
-        "other": sum(result.other for result in results), "timeouts": sum(result.timeouts for result in results),
+        "scheduled": sum(result.scheduled for result in results),
+        "sent": sent,
+        "ok": sum(result.ok for result in results),
+        "rejected": sum(result.rejected for result in results),
+        "other": sum(result.other for result in results),
+        "timeouts": sum(result.timeouts for result in results),
         "not_sent": sum(result.not_sent for result in results),
         "statuses": {str(status): count for status, count in sorted(statuses.items())},
         "latency_ms": summary_ms(np.concatenate([result.latencies_ms for result in results]), with_max=True),
@@ -101,14 +111,29 @@ def open_summary(results: Sequence[OpenLoadResult]) -> dict[str, Any]:
     }
 
 
-def open_loop(trial: TrialServer, models: Sequence[str], rate: float, seconds: float, windows: int,
-              connections: int, timeout: float) -> dict[str, dict[str, Any]]:
+def open_loop(
+    trial: TrialServer,
+    models: Sequence[str],
+    rate: float,
+    seconds: float,
+    windows: int,
+    connections: int,
+    timeout: float,
+) -> dict[str, dict[str, Any]]:
     """``windows`` open-loop windows per model, ``seconds`` in all, every other round in reverse order."""
     results: dict[str, list[OpenLoadResult]] = {name: [] for name in models}
     for number in range(windows):
         for name in models if number % 2 == 0 else models[::-1]:
-            results[name].append(run_open(infer_url(trial, name), BODY, rate=rate, seconds=seconds / windows,
-                                          connections=connections, request_timeout=timeout))
+            results[name].append(
+                run_open(
+                    infer_url(trial, name),
+                    BODY,
+                    rate=rate,
+                    seconds=seconds / windows,
+                    connections=connections,
+                    request_timeout=timeout,
+                )
+            )
     return {name: open_summary(runs) for name, runs in results.items()}
 
 
@@ -132,58 +157,91 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
-    static = {f"b{size}_d{delay}": Settings(1, size, delay)
-              for size in sizes for delay in (int(delay) for delay in args.delays_us.split(","))}
+    static = {
+        f"b{size}_d{delay}": Settings(1, size, delay)
+        for size in sizes
+        for delay in (int(delay) for delay in args.delays_us.split(","))
+    }
     configs: dict[str, dict[str, Any]] = {name: settings.model_config() for name, settings in static.items()}
     configs[ADAPTIVE] = {"max_batch_size": max(sizes), "dynamic_batching": {"latency_budget_ms": args.budget_ms}}
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory() as folder, server(repository(Path(folder), configs),
-                                                         Path(folder) / "serve.log") as trial:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        server(repository(Path(folder), configs), Path(folder) / "serve.log") as trial,
+    ):
         closed = closed_loop(trial, {**static, ADAPTIVE: None}, args.concurrency, args.duration, args.slice)
         choice = choose([closed[name] for name in static], args.budget_ms, tolerance=0)
         best_trial = choice.best or max((closed[name] for name in static), key=lambda result: result.qps)
         best = next(name for name in static if closed[name] is best_trial)
         rate = args.load * best_trial.qps
-        opened = open_loop(trial, [ADAPTIVE, best], rate, args.open_seconds, args.open_windows, args.connections,
-                           args.timeout)
+        opened = open_loop(
+            trial, [ADAPTIVE, best], rate, args.open_seconds, args.open_windows, args.connections, args.timeout
+        )
     load_after = os.getloadavg()
     ratio = relative_qps(closed[ADAPTIVE], best_trial)
 
-    label = {**{name: settings.label() for name, settings in static.items()},
-             ADAPTIVE: f"adaptive, budget {args.budget_ms:g} ms, batch ≤{max(sizes)}"}
-    print(f"\nclosed loop, {args.concurrency} in flight, {args.duration:g} s per configuration in "
-          f"{len(best_trial.rounds)} interleaved rounds (medians of the rounds):\n")
+    label = {
+        **{name: settings.label() for name, settings in static.items()},
+        ADAPTIVE: f"adaptive, budget {args.budget_ms:g} ms, batch ≤{max(sizes)}",
+    }
+    print(
+        f"\nclosed loop, {args.concurrency} in flight, {args.duration:g} s per configuration in "
+        f"{len(best_trial.rounds)} interleaved rounds (medians of the rounds):\n"
+    )
     print(f"| settings | req/s | p50 ms | p99 ms | p99 ≤ {args.budget_ms:g} ms | × best static (paired) |")
     print("|---|---|---|---|---|---|")
     for name, result in closed.items():
         mark = " **best static**" if name == best else ""
-        print(f"| {label[name]}{mark} | {result.qps:,.0f} | {ms(result.latency_ms['p50'])} | {ms(result.p99)} | "
-              f"{'yes' if result.meets(args.budget_ms) else 'no'} | {relative_qps(result, best_trial):.2f} |")
+        print(
+            f"| {label[name]}{mark} | {result.qps:,.0f} | {ms(result.latency_ms['p50'])} | {ms(result.p99)} | "
+            f"{'yes' if result.meets(args.budget_ms) else 'no'} | {relative_qps(result, best_trial):.2f} |"
+        )
     if choice.best is None:
         print(f"\nno static pair met the {args.budget_ms:g} ms p99 budget: the capacity is the fastest of them")
     print(f"\nadaptive / best static ({label[best]}): {ratio:.2f} (target ≥ 0.90)")
-    print(f"\nopen loop at {args.load:.0%} of {best_trial.qps:,.0f} req/s = {rate:,.0f} req/s, {args.open_seconds:g} s "
-          f"per configuration in {args.open_windows} alternate windows, {args.connections} connections, "
-          f"{args.timeout:g} s client timeout:\n")
-    print("| settings | sent req/s | 200 | 503 | other | timeouts | not sent | p50 ms | p99 ms | max ms "
-          "| p99 per window ms | client lag p99 ms |")
+    print(
+        f"\nopen loop at {args.load:.0%} of {best_trial.qps:,.0f} req/s = {rate:,.0f} req/s, {args.open_seconds:g} s "
+        f"per configuration in {args.open_windows} alternate windows, {args.connections} connections, "
+        f"{args.timeout:g} s client timeout:\n"
+    )
+    print(
+        "| settings | sent req/s | 200 | 503 | other | timeouts | not sent | p50 ms | p99 ms | max ms "
+        "| p99 per window ms | client lag p99 ms |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, row in opened.items():
         latency = row["latency_ms"]
-        print(f"| {label[name]} | {row['sent_rps']:,.0f} | {row['ok']:,} | {row['rejected']:,} | {row['other']:,} | "
-              f"{row['timeouts']:,} | {row['not_sent']:,} | {ms(latency['p50'])} | {ms(latency['p99'])} | "
-              f"{ms(latency['max'])} | {', '.join(map(ms, row['window_p99_ms']))} | {ms(row['lag_ms']['p99'])} |")
+        print(
+            f"| {label[name]} | {row['sent_rps']:,.0f} | {row['ok']:,} | {row['rejected']:,} | {row['other']:,} | "
+            f"{row['timeouts']:,} | {row['not_sent']:,} | {ms(latency['p50'])} | {ms(latency['p99'])} | "
+            f"{ms(latency['max'])} | {', '.join(map(ms, row['window_p99_ms']))} | {ms(row['lag_ms']['p99'])} |"
+        )
     print(f"\nload average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after")
     if args.json:
-        args.json.write_text(json.dumps({
-            "budget_ms": args.budget_ms, "concurrency": args.concurrency, "best_static": best,
-            "best_static_within_budget": choice.best is not None, "adaptive_over_best_static": ratio,
-            "closed_loop": {name: {"settings": label[name], "qps": result.qps, "latency_ms": result.latency_ms,
-                                   "rounds_qps": result.rounds, "errors": result.errors}
-                            for name, result in closed.items()},
-            "open_loop": {"rate": rate, "load": args.load, **opened},
-            "load_average": {"before": load_before, "after": load_after},
-        }, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "budget_ms": args.budget_ms,
+                    "concurrency": args.concurrency,
+                    "best_static": best,
+                    "best_static_within_budget": choice.best is not None,
+                    "adaptive_over_best_static": ratio,
+                    "closed_loop": {
+                        name: {
+                            "settings": label[name],
+                            "qps": result.qps,
+                            "latency_ms": result.latency_ms,
+                            "rounds_qps": result.rounds,
+                            "errors": result.errors,
+                        }
+                        for name, result in closed.items()
+                    },
+                    "open_loop": {"rate": rate, "load": args.load, **opened},
+                    "load_average": {"before": load_before, "after": load_after},
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

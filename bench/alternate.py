@@ -54,8 +54,13 @@ def measure(contender: Contender, connections: int, seconds: int, runs: int) -> 
     """Start the server on a free port, warm it up, run wrk ``runs`` times, stop it."""
     port = free_port()
     url = contender.url.format(port=port)
-    process = subprocess.Popen(shlex.split(contender.command.format(port=port)), cwd=contender.cwd,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        shlex.split(contender.command.format(port=port)),
+        cwd=contender.cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while not _answers(url, contender.body.read_bytes()):
@@ -93,15 +98,22 @@ def main() -> None:
         for contender in contenders:
             for result in measure(contender, args.connections, args.seconds, args.runs):
                 results[contender.label].append(result)
-                print(f"round {number + 1} {contender.label}: {result['rps']:,.0f} req/s, p50 "
-                      f"{result['p50_us']} µs, p99 {result['p99_us']} µs, non-2xx {result['non2xx']}", flush=True)
+                print(
+                    f"round {number + 1} {contender.label}: {result['rps']:,.0f} req/s, p50 "
+                    f"{result['p50_us']} µs, p99 {result['p99_us']} µs, non-2xx {result['non2xx']}",
+                    flush=True,
+                )
     print(f"\n{args.connections} connection(s), {args.rounds} rounds × {args.runs} runs of {args.seconds} s:\n")
-    print("| server | req/s, median (range) | p50 µs, median (range) | p99 µs, median | non-2xx |\n|---|---|---|---|---|")
+    print(
+        "| server | req/s, median (range) | p50 µs, median (range) | p99 µs, median | non-2xx |\n|---|---|---|---|---|"
+    )
     for label, runs in results.items():
         rps, p50 = [r["rps"] for r in runs], [r["p50_us"] for r in runs]
-        print(f"| {label} | {statistics.median(rps):,.0f} ({min(rps):,.0f}–{max(rps):,.0f}) | "
-              f"{statistics.median(p50):,.0f} ({min(p50)}–{max(p50)}) | "
-              f"{statistics.median(r['p99_us'] for r in runs):,.0f} | {sum(r['non2xx'] for r in runs)} |")
+        print(
+            f"| {label} | {statistics.median(rps):,.0f} ({min(rps):,.0f}–{max(rps):,.0f}) | "
+            f"{statistics.median(p50):,.0f} ({min(p50)}–{max(p50)}) | "
+            f"{statistics.median(r['p99_us'] for r in runs):,.0f} | {sum(r['non2xx'] for r in runs)} |"
+        )
 
 
 if __name__ == "__main__":

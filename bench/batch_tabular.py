@@ -57,22 +57,54 @@ def as_job(root: Path, model: Path, table: Path, batch_size: int, workers: int) 
     with Workspace(root / "ws") as ws:
         endpoints = BatchEndpoints(ws)
         endpoints.create_endpoint(parse_endpoint({"name": "bench"}))
-        endpoints.create_deployment(parse_deployment({
-            "name": "onnx", "endpoint_name": "bench", "model": {"name": "mlp", "path": str(model)},
-            "settings": {"mini_batch_size": batch_size, "max_concurrency_per_instance": workers,
-                         "output_file_name": "scores.parquet"},
-        }, root))
+        endpoints.create_deployment(
+            parse_deployment(
+                {
+                    "name": "onnx",
+                    "endpoint_name": "bench",
+                    "model": {"name": "mlp", "path": str(model)},
+                    "settings": {
+                        "mini_batch_size": batch_size,
+                        "max_concurrency_per_instance": workers,
+                        "output_file_name": "scores.parquet",
+                    },
+                },
+                root,
+            )
+        )
     env = {**os.environ, "MODELPORT_HOME": str(root / "ws")}
     env.pop("MODELPORT_DB_URL", None)
     command = [sys.executable, "-m", "modelport"]
     began = time.perf_counter()
-    result = subprocess.run(command + ["batch-endpoint", "invoke", "-n", "bench", "-d", "onnx", "--input", str(table),
-                                       "--output-path", str(root / "out"), "--wait", "-o", "json"],
-                            env=env, capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        command
+        + [
+            "batch-endpoint",
+            "invoke",
+            "-n",
+            "bench",
+            "-d",
+            "onnx",
+            "--input",
+            str(table),
+            "--output-path",
+            str(root / "out"),
+            "--wait",
+            "-o",
+            "json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     wall = time.perf_counter() - began
     job_id = json.loads(result.stdout)["id"]
-    job = json.loads(subprocess.run(command + ["job", "show", job_id, "-o", "json"], env=env, capture_output=True,
-                                    text=True, check=True).stdout)
+    job = json.loads(
+        subprocess.run(
+            command + ["job", "show", job_id, "-o", "json"], env=env, capture_output=True, text=True, check=True
+        ).stdout
+    )
     return job["items_per_second"], wall, job
 
 

@@ -35,10 +35,20 @@ def variants(tmp: Path) -> dict[str, list[str]]:
     return {
         "plain": [],
         "request log": log,
-        "log + collect 10%": [*log, "--data-collector", json.dumps({**COLLECT, "sampling_rate": 0.1}),
-                              "--collect-dir", str(tmp / "c10")],
-        "log + collect 100%": [*log, "--data-collector", json.dumps({**COLLECT, "sampling_rate": 1.0}),
-                               "--collect-dir", str(tmp / "c100")],
+        "log + collect 10%": [
+            *log,
+            "--data-collector",
+            json.dumps({**COLLECT, "sampling_rate": 0.1}),
+            "--collect-dir",
+            str(tmp / "c10"),
+        ],
+        "log + collect 100%": [
+            *log,
+            "--data-collector",
+            json.dumps({**COLLECT, "sampling_rate": 1.0}),
+            "--collect-dir",
+            str(tmp / "c100"),
+        ],
     }
 
 
@@ -56,14 +66,26 @@ def main() -> None:
         (tmp / "repo" / "mlp" / "config.pbtxt").write_text("max_batch_size: 64\ndynamic_batching { }\n")
         body = tmp / "body.json"
         x = np.random.default_rng(1).standard_normal(sizes[0]).astype(np.float32)
-        body.write_text(json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, sizes[0]],
-                                                "data": x.tolist()}]}))
+        body.write_text(
+            json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, sizes[0]], "data": x.tolist()}]})
+        )
         servers = {}
         try:
             for label, extra in variants(tmp).items():
                 port = free_port()
-                command = [sys.executable, "-m", "modelport", "serve", str(tmp / "repo"), "--http-port", str(port),
-                           "--no-grpc", "--metrics-port", str(free_port()), *extra]
+                command = [
+                    sys.executable,
+                    "-m",
+                    "modelport",
+                    "serve",
+                    str(tmp / "repo"),
+                    "--http-port",
+                    str(port),
+                    "--no-grpc",
+                    "--metrics-port",
+                    str(free_port()),
+                    *extra,
+                ]
                 servers[label] = (port, subprocess.Popen(command, stderr=subprocess.DEVNULL))
             for port, process in servers.values():
                 wait_ready(f"http://127.0.0.1:{port}", process)
@@ -76,24 +98,37 @@ def main() -> None:
                         run = wrk(f"http://127.0.0.1:{port}/v2/models/mlp/infer", body, connections, args.duration)
                         results.setdefault((label, connections), []).append(run["rps"])
                         cpu.setdefault((label, connections), []).append(
-                            (cpu_seconds(process.pid) - before) / run["requests"] * 1e6)
+                            (cpu_seconds(process.pid) - before) / run["requests"] * 1e6
+                        )
         finally:
             for _, process in servers.values():
                 process.terminate()
                 process.wait(timeout=60)
-    print(json.dumps({f"{label} c={c}": {"rps": runs, "cpu_us_per_request": cpu[(label, c)]}
-                      for (label, c), runs in results.items()}, indent=1))
+    print(
+        json.dumps(
+            {
+                f"{label} c={c}": {"rps": runs, "cpu_us_per_request": cpu[(label, c)]}
+                for (label, c), runs in results.items()
+            },
+            indent=1,
+        )
+    )
     levels = sorted({c for _, c in results})
-    print("\n| variant | " + " | ".join(f"c={c} req/s (× plain) | c={c} server CPU µs/req (× plain)"
-                                        for c in levels) + " |")
+    print(
+        "\n| variant | "
+        + " | ".join(f"c={c} req/s (× plain) | c={c} server CPU µs/req (× plain)" for c in levels)
+        + " |"
+    )
     print("|---|" + "---|---|" * len(levels))
     for label in servers:
         cells = []
         for c in levels:
             ratios = [run / plain for run, plain in zip(results[(label, c)], results[("plain", c)])]
             cpu_ratio = statistics.median(cpu[(label, c)]) / statistics.median(cpu[("plain", c)])
-            cells.append(f"{statistics.median(results[(label, c)]):,.0f} ({statistics.median(ratios):.3f}) | "
-                         f"{statistics.median(cpu[(label, c)]):.0f} ({cpu_ratio:.3f})")
+            cells.append(
+                f"{statistics.median(results[(label, c)]):,.0f} ({statistics.median(ratios):.3f}) | "
+                f"{statistics.median(cpu[(label, c)]):.0f} ({cpu_ratio:.3f})"
+            )
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 

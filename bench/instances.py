@@ -58,8 +58,9 @@ def build(repo: Path, work_ms: float) -> None:
 
     code = repo.parent / "python_work.py"
     code.write_text(MODEL.format(loops=int(work_ms * 12_000)))  # about 12k loop turns a millisecond
-    signature = ModelSignature(Schema([TensorSpec(np.dtype(np.float64), (-1, 4))]),
-                               Schema([TensorSpec(np.dtype(np.float64), (-1,))]))
+    signature = ModelSignature(
+        Schema([TensorSpec(np.dtype(np.float64), (-1, 4))]), Schema([TensorSpec(np.dtype(np.float64), (-1,))])
+    )
     mlflow.pyfunc.save_model(str(repo / "work" / "1"), python_model=str(code), signature=signature)
 
 
@@ -74,13 +75,25 @@ def main() -> None:
         tmp = Path(name)
         build(tmp / "repo", args.work_ms)
         body = tmp / "body.json"
-        body.write_text(json.dumps({"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [1, 4],
-                                                "data": [0.5, 1.0, 1.5, 2.0]}]}))
+        body.write_text(
+            json.dumps(
+                {"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [1, 4], "data": [0.5, 1.0, 1.5, 2.0]}]}
+            )
+        )
         serve = [sys.executable, "-m", "modelport", "serve", str(tmp / "repo"), "--no-grpc"]
-        runs = in_turns({label: [*serve, "--model-config", json.dumps({"instance_group": groups})]
-                         for label, groups in VARIANTS.items()},
-                        "/v2/models/work/infer", body, args.concurrency, args.duration, args.rounds)
+        runs = in_turns(
+            {
+                label: [*serve, "--model-config", json.dumps({"instance_group": groups})]
+                for label, groups in VARIANTS.items()
+            },
+            "/v2/models/work/infer",
+            body,
+            args.concurrency,
+            args.duration,
+            args.rounds,
+        )
     print_ratios(runs, "1 instance", f"variant (c={args.concurrency}, ~{args.work_ms:g} ms of Python per request)")
+
 
 if __name__ == "__main__":
     main()

@@ -85,13 +85,20 @@ def main() -> None:
     parser.add_argument("--max-lag-ms", type=int, help="the server's --max-lag-ms (its default when not given)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    config = {"max_batch_size": 64, "dynamic_batching": {
-        "max_queue_delay_microseconds": 0, "max_queue_size": args.max_queue_size,
-        "default_timeout_microseconds": args.queue_timeout_us}}
+    config = {
+        "max_batch_size": 64,
+        "dynamic_batching": {
+            "max_queue_delay_microseconds": 0,
+            "max_queue_size": args.max_queue_size,
+            "default_timeout_microseconds": args.queue_timeout_us,
+        },
+    }
     options = () if args.max_lag_ms is None else ("--max-lag-ms", str(args.max_lag_ms))
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory() as folder, server(repository(Path(folder), {"medium": config}),
-                                                         Path(folder) / "serve.log", options) as trial:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        server(repository(Path(folder), {"medium": config}), Path(folder) / "serve.log", options) as trial,
+    ):
         assert trial.process is not None
         body = Path(folder) / "body.json"
         body.write_bytes(BODY)
@@ -113,33 +120,59 @@ def main() -> None:
     print(f"\ncapacity, closed loop over {args.concurrency} connections, {args.capacity_seconds} s:\n")
     print("| when | req/s | p50 ms | p99 ms | non-2xx | errors |\n|---|---|---|---|---|---|")
     for label, result in (("before", before), ("right after the overload", after)):
-        print(f"| {label} | {result['rps']:,.0f} | {ms(result['p50_us'] / 1000)} | {ms(result['p99_us'] / 1000)} | "
-              f"{result['non2xx']:,} | {result['errors']:,} |")
+        print(
+            f"| {label} | {result['rps']:,.0f} | {ms(result['p50_us'] / 1000)} | {ms(result['p99_us'] / 1000)} | "
+            f"{result['non2xx']:,} | {result['errors']:,} |"
+        )
     print(f"\nafter / before: {after['rps'] / before['rps']:.2f}")
-    print(f"\noverload, {args.factor:g} × {before['rps']:,.0f} req/s for {args.seconds} s over {args.connections} "
-          f"connections, {args.timeout} s client timeout (CPU: server {ms(cores)} cores, load generator "
-          f"{client_cores:.1f}); latencies from when each request was due:\n")
-    print("| asked req/s | scheduled | answered | 200 | 503 | timeouts | other errors | p50 ms | p99 ms | max ms |\n"
-          "|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        f"\noverload, {args.factor:g} × {before['rps']:,.0f} req/s for {args.seconds} s over {args.connections} "
+        f"connections, {args.timeout} s client timeout (CPU: server {ms(cores)} cores, load generator "
+        f"{client_cores:.1f}); latencies from when each request was due:\n"
+    )
+    print(
+        "| asked req/s | scheduled | answered | 200 | 503 | timeouts | other errors | p50 ms | p99 ms | max ms |\n"
+        "|---|---|---|---|---|---|---|---|---|---|"
+    )
     answered = overload["requests"]
     scheduled = asked * (args.seconds - WRK2_CONNECT_GAP_S * (args.connections - 1) / 2)
-    print(f"| {asked:,.0f} | {scheduled:,.0f} | {answered:,} ({answered / scheduled:.1%}) | "
-          f"{answered - overload['non2xx']:,} | {overload['non2xx']:,} | "
-          f"{overload['timeouts']:,} | {overload['errors'] - overload['timeouts']:,} | "
-          f"{ms(overload['p50_us'] / 1000)} | {ms(overload['p99_us'] / 1000)} | {ms(overload['max_us'] / 1000)} |")
-    memory = {"before": rss_before, "min": min(rss, default=None), "max": max(rss, default=None),
-              "last": rss[-1] if rss else None, "after": rss_after, "peak": peak}
+    print(
+        f"| {asked:,.0f} | {scheduled:,.0f} | {answered:,} ({answered / scheduled:.1%}) | "
+        f"{answered - overload['non2xx']:,} | {overload['non2xx']:,} | "
+        f"{overload['timeouts']:,} | {overload['errors'] - overload['timeouts']:,} | "
+        f"{ms(overload['p50_us'] / 1000)} | {ms(overload['p99_us'] / 1000)} | {ms(overload['max_us'] / 1000)} |"
+    )
+    memory = {
+        "before": rss_before,
+        "min": min(rss, default=None),
+        "max": max(rss, default=None),
+        "last": rss[-1] if rss else None,
+        "after": rss_after,
+        "peak": peak,
+    }
     print("\nserver resident memory, MB (during: one reading a second):\n")
     print("| before | during, min | during, max | during, last | after | peak (VmHWM) |\n|---|---|---|---|---|---|")
     print("| " + " | ".join("-" if value is None else f"{value / MB:.0f}" for value in memory.values()) + " |")
     print(f"\nreadings during the overload, MB: {', '.join(f'{value / MB:.0f}' for value in rss)}")
     print(f"\nload average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after")
     if args.json:
-        args.json.write_text(json.dumps({
-            "capacity_before": before, "capacity_after": after, "after_over_before": after["rps"] / before["rps"],
-            "asked_rps": asked, "scheduled": scheduled, "overload": overload, "server_cores": cores, "client_cores": client_cores,
-            "rss_bytes": {**memory, "samples": rss}, "load_average": {"before": load_before, "after": load_after},
-        }, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "capacity_before": before,
+                    "capacity_after": after,
+                    "after_over_before": after["rps"] / before["rps"],
+                    "asked_rps": asked,
+                    "scheduled": scheduled,
+                    "overload": overload,
+                    "server_cores": cores,
+                    "client_cores": client_cores,
+                    "rss_bytes": {**memory, "samples": rss},
+                    "load_average": {"before": load_before, "after": load_after},
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -33,22 +33,50 @@ PROTOCOLS = {
 
 
 def perf_analyzer() -> str:
-    return subprocess.run(["bash", str(ROOT / "scripts" / "perf_analyzer.sh"), str(ROOT / ".cache" / "perf_analyzer")],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts" / "perf_analyzer.sh"), str(ROOT / ".cache" / "perf_analyzer")],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
 
-def measure(binary: str, model: str, url: str, flags: list[str], concurrency: int, window_ms: int,
-            report: Path) -> dict:
+def measure(
+    binary: str, model: str, url: str, flags: list[str], concurrency: int, window_ms: int, report: Path
+) -> dict:
     """One level: stable within 25 % over 3 windows (a shared 2-core box is noisy), at most 10."""
-    done = subprocess.run([binary, "-m", model, "-u", url, *flags, "--concurrency-range",
-                           f"{concurrency}:{concurrency}", "-p", str(window_ms), "-s", "25", "--max-trials", "10",
-                           "-f", str(report)], capture_output=True, text=True, timeout=30 + 12 * window_ms / 1000)
+    done = subprocess.run(
+        [
+            binary,
+            "-m",
+            model,
+            "-u",
+            url,
+            *flags,
+            "--concurrency-range",
+            f"{concurrency}:{concurrency}",
+            "-p",
+            str(window_ms),
+            "-s",
+            "25",
+            "--max-trials",
+            "10",
+            "-f",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30 + 12 * window_ms / 1000,
+    )
     if done.returncode != 0:
         raise SystemExit(f"perf_analyzer failed on {model} {flags} c={concurrency}: {done.stdout[-600:]}{done.stderr}")
     with open(report) as handle:
         row = next(csv.DictReader(handle))
-    return {"infer_s": float(row["Inferences/Second"]), "p50_ms": int(row["p50 latency"]) / 1000,
-            "p99_ms": int(row["p99 latency"]) / 1000}
+    return {
+        "infer_s": float(row["Inferences/Second"]),
+        "p50_ms": int(row["p50 latency"]) / 1000,
+        "p99_ms": int(row["p99 latency"]) / 1000,
+    }
 
 
 def main() -> None:
@@ -66,9 +94,24 @@ def main() -> None:
             build_mlp_onnx(tmp / "repo" / model / "1" / "model.onnx", sizes=MODELS[model])
             (tmp / "repo" / model / "config.pbtxt").write_text("max_batch_size: 64\ndynamic_batching { }\n")
         http, grpc = free_port(), free_port()
-        server = subprocess.Popen([sys.executable, "-m", "modelport", "serve", str(tmp / "repo"), "--http-port",
-                                   str(http), "--grpc-port", str(grpc), "--metrics-port", str(free_port()),
-                                   "--workers", str(args.workers)], stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "modelport",
+                "serve",
+                str(tmp / "repo"),
+                "--http-port",
+                str(http),
+                "--grpc-port",
+                str(grpc),
+                "--metrics-port",
+                str(free_port()),
+                "--workers",
+                str(args.workers),
+            ],
+            stderr=subprocess.DEVNULL,
+        )
         try:
             wait_ready(f"http://127.0.0.1:{http}", server)
             for model in args.models.split(","):
@@ -87,8 +130,14 @@ def main() -> None:
     print("|---|---|" + "---|" * len(levels))
     for model in args.models.split(","):
         for label in PROTOCOLS:
-            cells = [next(f"{r['infer_s']:,.0f} ({r['p50_ms']:.2f}, {r['p99_ms']:.1f})" for r in results
-                          if (r["model"], r["protocol"], r["concurrency"]) == (model, label, c)) for c in levels]
+            cells = [
+                next(
+                    f"{r['infer_s']:,.0f} ({r['p50_ms']:.2f}, {r['p99_ms']:.1f})"
+                    for r in results
+                    if (r["model"], r["protocol"], r["concurrency"]) == (model, label, c)
+                )
+                for c in levels
+            ]
             print(f"| {model} | {label} | " + " | ".join(cells) + " |")
 
 

@@ -32,8 +32,9 @@ from modelport.samples import build_mlp_onnx
 
 
 def cli(env: dict[str, str], *args: str) -> None:
-    subprocess.run([sys.executable, "-m", "modelport", *args], env=env, check=True, timeout=300,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "modelport", *args], env=env, check=True, timeout=300, stdout=subprocess.DEVNULL
+    )
 
 
 def main() -> None:
@@ -52,17 +53,35 @@ def main() -> None:
         cli(env, "up", "--port", str(port))
         try:
             cli(env, "endpoint", "create", "-n", "bench")
-            cli(env, "deployment", "create", "-e", "bench", "-n", "onnx", "--set", "model=mlp:1", "--all-traffic",
-                "--set", "request_settings.max_concurrent_requests_per_instance=64")
+            cli(
+                env,
+                "deployment",
+                "create",
+                "-e",
+                "bench",
+                "-n",
+                "onnx",
+                "--set",
+                "model=mlp:1",
+                "--all-traffic",
+                "--set",
+                "request_settings.max_concurrent_requests_per_instance=64",
+            )
             replica = httpx.get(f"{url}/api/endpoints/bench/deployments/onnx").json()["replicas"][0]
-            pids = {"daemon": json.loads((home / "daemon" / "daemon.json").read_text())["pid"], "replica": replica["pid"]}
+            pids = {
+                "daemon": json.loads((home / "daemon" / "daemon.json").read_text())["pid"],
+                "replica": replica["pid"],
+            }
             key = httpx.get(f"{url}/api/endpoints/bench/keys").json()["primaryKey"]
             body = Path(tmp) / "body.json"
             x = np.random.default_rng(1).standard_normal(32).astype(np.float32)
-            body.write_text(json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 32],
-                                                    "data": x.tolist()}]}))
-            targets = {"direct": (f"http://127.0.0.1:{replica['port']}/v2/models/mlp/infer", None),
-                       "router": (f"{url}/endpoints/bench/v2/models/mlp/infer", f"Bearer {key}")}
+            body.write_text(
+                json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 32], "data": x.tolist()}]})
+            )
+            targets = {
+                "direct": (f"http://127.0.0.1:{replica['port']}/v2/models/mlp/infer", None),
+                "router": (f"{url}/endpoints/bench/v2/models/mlp/infer", f"Bearer {key}"),
+            }
             results: dict[tuple[int, str], list[dict]] = {}
             for connections in (int(c) for c in args.concurrency.split(",")):
                 for _ in range(args.rounds):
@@ -81,14 +100,18 @@ def main() -> None:
         finally:
             cli(env, "down")
     print(json.dumps({f"c{c} {name}": runs for (c, name), runs in results.items()}, indent=2))
-    print("\n| concurrency | direct req/s (p50, p99 ms) | router req/s (p50, p99 ms) | added p50 | throughput "
-          "| router CPU / request | replica CPU / request |")
+    print(
+        "\n| concurrency | direct req/s (p50, p99 ms) | router req/s (p50, p99 ms) | added p50 | throughput "
+        "| router CPU / request | replica CPU / request |"
+    )
     print("|---|---|---|---|---|---|---|")
     for connections in sorted({c for c, _ in results}):
         direct, routed = (_median(results[(connections, name)]) for name in ("direct", "router"))
-        print(f"| {connections} | {_cell(direct)} | {_cell(routed)} | "
-              f"+{(routed['p50_us'] - direct['p50_us']) / 1000:.2f} ms | {routed['rps'] / direct['rps']:.0%} | "
-              f"{routed['daemon_cpu_us']:.0f} µs | {direct['replica_cpu_us']:.0f} µs |")
+        print(
+            f"| {connections} | {_cell(direct)} | {_cell(routed)} | "
+            f"+{(routed['p50_us'] - direct['p50_us']) / 1000:.2f} ms | {routed['rps'] / direct['rps']:.0%} | "
+            f"{routed['daemon_cpu_us']:.0f} µs | {direct['replica_cpu_us']:.0f} µs |"
+        )
 
 
 def cpu_seconds(pid: int) -> float:

@@ -22,7 +22,7 @@ from serve_http import MODELS, in_turns, print_ratios
 
 from modelport.samples import build_mlp_onnx
 
-SCRIPT = '''
+SCRIPT = """
 import json
 import os
 
@@ -36,13 +36,18 @@ def init():
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(os.path.join(os.environ["AZUREML_MODEL_DIR"], "model.onnx"), options)
 
-'''
-ONE = SCRIPT.format(declaration="") + '''
+"""
+ONE = (
+    SCRIPT.format(declaration="")
+    + """
 def run(raw_data):
     x = np.asarray(json.loads(raw_data)["data"], dtype=np.float32)
     return session.run(None, {"input": x})[0].tolist()
-'''
-BATCHED = SCRIPT.format(declaration="\nMODELPORT_MAX_BATCH_SIZE = 32\n") + '''
+"""
+)
+BATCHED = (
+    SCRIPT.format(declaration="\nMODELPORT_MAX_BATCH_SIZE = 32\n")
+    + """
 def run(bodies):
     parts = [np.asarray(json.loads(body)["data"], dtype=np.float32) for body in bodies]
     out = session.run(None, {"input": np.concatenate(parts)})[0]
@@ -51,7 +56,8 @@ def run(bodies):
         answers.append(out[offset:offset + len(part)].tolist())
         offset += len(part)
     return answers
-'''
+"""
+)
 
 
 def main() -> None:
@@ -69,13 +75,23 @@ def main() -> None:
             script = tmp / label.replace(" ", "_") / "score.py"
             script.parent.mkdir()
             script.write_text(source)
-            commands[label] = [sys.executable, "-m", "modelport", "serve", "--entry-script", str(script),
-                               "--model-dir", str(tmp / "model"), "--no-grpc"]
+            commands[label] = [
+                sys.executable,
+                "-m",
+                "modelport",
+                "serve",
+                "--entry-script",
+                str(script),
+                "--model-dir",
+                str(tmp / "model"),
+                "--no-grpc",
+            ]
         body = tmp / "body.json"
         x = np.random.default_rng(1).standard_normal((1, sizes[0])).astype(np.float32)
         body.write_text(json.dumps({"data": x.tolist()}))
         runs = in_turns(commands, "/score", body, args.concurrency, args.duration, args.rounds)
     print_ratios(runs, "run per request", f"scoring script, medium model, c={args.concurrency}")
+
 
 if __name__ == "__main__":
     main()

@@ -50,15 +50,31 @@ def in_process_rows_per_s(path: Path, width: int, seconds: float) -> float:
     return count / seconds
 
 
-def wrk(url: str, body_file: Path, connections: int, seconds: int, rate: float | None = None,
-        timeout_s: int = 10) -> dict:
+def wrk(
+    url: str, body_file: Path, connections: int, seconds: int, rate: float | None = None, timeout_s: int = 10
+) -> dict:
     """One wrk run POSTing ``body_file``; with ``rate``, wrk2 at that constant request rate, which
     counts each request's latency from when it was due, so a server that falls behind shows it."""
     tool = ["wrk2", "-R", str(round(rate))] if rate else ["wrk"]
     result = subprocess.run(
-        [*tool, "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--timeout", f"{timeout_s}s", "-s",
-         str(HERE / "post.lua"), url],
-        env={**os.environ, "BODY_FILE": str(body_file)}, capture_output=True, text=True, timeout=seconds + 60,
+        [
+            *tool,
+            "-t",
+            "1",
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--timeout",
+            f"{timeout_s}s",
+            "-s",
+            str(HERE / "post.lua"),
+            url,
+        ],
+        env={**os.environ, "BODY_FILE": str(body_file)},
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
     )
     line = next(row for row in result.stdout.splitlines() if row.startswith("BENCHJSON "))
     data = json.loads(line.removeprefix("BENCHJSON "))
@@ -81,8 +97,9 @@ def wait_ready(url: str, proc: subprocess.Popen) -> None:
     raise SystemExit("server not ready")
 
 
-def in_turns(commands: dict[str, list[str]], path: str, body: Path, connections: int, seconds: int,
-             rounds: int) -> dict[str, list[dict]]:
+def in_turns(
+    commands: dict[str, list[str]], path: str, body: Path, connections: int, seconds: int, rounds: int
+) -> dict[str, list[dict]]:
     """Start every server command at once (an idle server costs nothing), then load each in turn with
     wrk, ``rounds`` times, so drift on a shared machine hits all variants alike. Each command is
     given free ``--http-port``/``--metrics-port`` and must serve ``path``."""
@@ -108,14 +125,23 @@ def in_turns(commands: dict[str, list[str]], path: str, body: Path, connections:
 def print_ratios(runs: dict[str, list[dict]], base: str, title: str) -> None:
     """The raw runs as JSON, then a markdown table: medians of each variant over the rounds, and its
     requests/s as a ratio to ``base`` paired by round."""
-    print(json.dumps({label: [{k: r[k] for k in ("rps", "p50_us", "p99_us", "non2xx")} for r in rs]
-                      for label, rs in runs.items()}, indent=1))
+    print(
+        json.dumps(
+            {
+                label: [{k: r[k] for k in ("rps", "p50_us", "p99_us", "non2xx")} for r in rs]
+                for label, rs in runs.items()
+            },
+            indent=1,
+        )
+    )
     print(f"\n| {title} | req/s | × {base} | p50 ms | p99 ms |\n|---|---|---|---|---|")
     for label, rs in runs.items():
         ratio = statistics.median(r["rps"] / b["rps"] for r, b in zip(rs, runs[base]))
-        print(f"| {label} | {statistics.median(r['rps'] for r in rs):,.0f} | {ratio:.2f} | "
-              f"{statistics.median(r['p50_us'] for r in rs) / 1000:.1f} | "
-              f"{statistics.median(r['p99_us'] for r in rs) / 1000:.1f} |")
+        print(
+            f"| {label} | {statistics.median(r['rps'] for r in rs):,.0f} | {ratio:.2f} | "
+            f"{statistics.median(r['p50_us'] for r in rs) / 1000:.1f} | "
+            f"{statistics.median(r['p99_us'] for r in rs) / 1000:.1f} |"
+        )
 
 
 def main() -> None:
@@ -139,12 +165,25 @@ def main() -> None:
             )
             body = Path(tmp) / f"{name}.json"
             x = np.random.default_rng(1).standard_normal(sizes[0]).astype(np.float32)
-            body.write_text(json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, sizes[0]],
-                                                    "data": x.tolist()}]}))
+            body.write_text(
+                json.dumps(
+                    {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, sizes[0]], "data": x.tolist()}]}
+                )
+            )
             rows.append({"model": name, "in_process_rows_s": in_process_rows_per_s(path, sizes[0], args.duration / 2)})
         port = free_port()
-        command = [sys.executable, "-m", "modelport", "serve", str(repo), "--http-port", str(port), "--no-grpc",
-                   "--metrics-port", str(free_port())]
+        command = [
+            sys.executable,
+            "-m",
+            "modelport",
+            "serve",
+            str(repo),
+            "--http-port",
+            str(port),
+            "--no-grpc",
+            "--metrics-port",
+            str(free_port()),
+        ]
         server = subprocess.Popen(command, stderr=subprocess.DEVNULL)
         try:
             wait_ready(f"http://127.0.0.1:{port}", server)
@@ -160,13 +199,18 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=60)
     print(json.dumps(rows, indent=2))
-    print("\n| model | in-process rows/s (batch 1) | " + " | ".join(
-        f"served c={c} req/s (p50, p99 ms)" for c in args.concurrency.split(",")) + " |")
+    print(
+        "\n| model | in-process rows/s (batch 1) | "
+        + " | ".join(f"served c={c} req/s (p50, p99 ms)" for c in args.concurrency.split(","))
+        + " |"
+    )
     print("|---|---|" + "---|" * len(args.concurrency.split(",")))
     for row in rows:
-        cells = [f"{row[f'c{c}']['rps']:,.0f} ({row[f'c{c}']['p50_us'] / 1000:.2f}, {row[f'c{c}']['p99_us'] / 1000:.1f})"
-                 + (f" ⚠ {row[f'c{c}']['non2xx']} non-2xx" if row[f"c{c}"]["non2xx"] else "")
-                 for c in args.concurrency.split(",")]
+        cells = [
+            f"{row[f'c{c}']['rps']:,.0f} ({row[f'c{c}']['p50_us'] / 1000:.2f}, {row[f'c{c}']['p99_us'] / 1000:.1f})"
+            + (f" ⚠ {row[f'c{c}']['non2xx']} non-2xx" if row[f"c{c}"]["non2xx"] else "")
+            for c in args.concurrency.split(",")
+        ]
         print(f"| {row['model']} | {row['in_process_rows_s']:,.0f} | " + " | ".join(cells) + " |")
 
 

@@ -54,8 +54,10 @@ def main() -> None:
             walls, cpus = zip(*(timed([*cli, *extra], env) for _ in range(args.runs)))
             median = statistics.median(walls)
             verdict = "ok" if median <= GOALS[name] else "over"
-            print(f"{name:22} median {median:.3f} s  min {min(walls):.3f}  max {max(walls):.3f}"
-                  f"  CPU median {statistics.median(cpus):.3f} s  (goal {GOALS[name]} s: {verdict})")
+            print(
+                f"{name:22} median {median:.3f} s  min {min(walls):.3f}  max {max(walls):.3f}"
+                f"  CPU median {statistics.median(cpus):.3f} s  (goal {GOALS[name]} s: {verdict})"
+            )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,21 @@ def memory_mb(pids: list[int]) -> dict[str, float]:
 
 def serve(repo: Path, workers: int, extra: list[str]) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    command = [sys.executable, "-m", "modelport", "serve", str(repo), "--http-port", str(port), "--no-grpc",
-               "--metrics-port", str(free_port()), "--workers", str(workers), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "modelport",
+        "serve",
+        str(repo),
+        "--http-port",
+        str(port),
+        "--no-grpc",
+        "--metrics-port",
+        str(free_port()),
+        "--workers",
+        str(workers),
+        *extra,
+    ]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     process.stderr.readline()  # "serving ... on ..." once every worker is ready
     wait_ready(f"http://127.0.0.1:{port}", process)
@@ -88,13 +101,15 @@ def main() -> None:
                 memory.append({"workers": workers, "weights": share.removeprefix("--"), **used})
             process, port = serve(tmp / "small", workers, [])
             try:
-                run = wrk(f"http://127.0.0.1:{port}/v2/models/mlp/infer", tmp / "small.json", args.concurrency,
-                          args.duration)
+                run = wrk(
+                    f"http://127.0.0.1:{port}/v2/models/mlp/infer", tmp / "small.json", args.concurrency, args.duration
+                )
             finally:
                 process.terminate()
                 process.wait(timeout=60)
-            speed.append({"workers": workers, "rps": run["rps"], "p50_ms": run["p50_us"] / 1000,
-                          "p99_ms": run["p99_us"] / 1000})
+            speed.append(
+                {"workers": workers, "rps": run["rps"], "p50_ms": run["p50_us"] / 1000, "p99_ms": run["p99_us"] / 1000}
+            )
     print(json.dumps({"memory": memory, "speed": speed}, indent=1))
     one = next(row["pss"] for row in memory if row["workers"] == 1 and row["weights"] == "no-share-weights")
     print("\n| workers | weights | PSS MB (× one worker) | USS MB |\n|---|---|---|---|")

@@ -46,8 +46,9 @@ def compile_protos() -> bytes:
 
     with tempfile.TemporaryDirectory(prefix="modelport-protoc-") as tmp:
         out = Path(tmp) / "descriptors.pb"
-        status = protoc.main(["protoc", f"--proto_path={SRC}", f"--descriptor_set_out={out}",
-                              "--include_imports", PROTOS[-1]])
+        status = protoc.main(
+            ["protoc", f"--proto_path={SRC}", f"--descriptor_set_out={out}", "--include_imports", PROTOS[-1]]
+        )
         if status != 0:
             raise SystemExit(f"protoc failed ({status}) on {SRC / PROTOS[-1]}; see above")
         return out.read_bytes()
@@ -58,7 +59,7 @@ def render(serialized: bytes, digests: dict[str, str]) -> str:
     lines = [HEADER, "SOURCES = {"]
     lines += [f'    "{name}": "{digest}",' for name, digest in digests.items()]
     lines += ["}", "", "SERIALIZED = ("]
-    lines += [f"    {serialized[i:i + _BYTES_PER_LINE]!r}" for i in range(0, len(serialized), _BYTES_PER_LINE)]
+    lines += [f"    {serialized[i : i + _BYTES_PER_LINE]!r}" for i in range(0, len(serialized), _BYTES_PER_LINE)]
     lines += [")", ""]
     return "\n".join(lines)
 

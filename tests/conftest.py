@@ -91,13 +91,20 @@ class Cli:
     def __call__(self, *args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "modelport", *map(str, args)],
-            env=self.env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+            env=self.env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [sys.executable, "-m", "modelport", *map(str, args)],
-            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
 
@@ -133,7 +140,10 @@ class Server:
         ports += ["--grpc-port", str(self.grpc_port)] if grpc else ["--no-grpc"]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "modelport", "serve", *args, *ports],
-            env=env or os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env or os.environ.copy(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         self.url = f"http://127.0.0.1:{self.http_port}"
         deadline = time.monotonic() + 60
@@ -166,7 +176,10 @@ def perf_analyzer() -> str:
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run(
         ["bash", str(root / "scripts" / "perf_analyzer.sh"), str(root / ".cache" / "perf_analyzer")],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHON": sys.executable},
     )
     if result.returncode != 0:
         if os.environ.get("CI"):

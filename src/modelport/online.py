@@ -36,8 +36,14 @@ Definition = Mapping[str, Any] | str | Path | None
 
 
 class OnlineEndpoints:
-    def __init__(self, url: str | None = None, *, token: str | None = None,
-                 workspace: str | os.PathLike[str] | None = None, client: DaemonClient | None = None) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        workspace: str | os.PathLike[str] | None = None,
+        client: DaemonClient | None = None,
+    ) -> None:
         self.client = client or DaemonClient(url, token=token, workspace=workspace)
 
     # -- endpoints ------------------------------------------------------------------------------
@@ -64,14 +70,26 @@ class OnlineEndpoints:
     def regenerate_keys(self, name: str, key: str = "primary") -> dict[str, Any]:
         return self.client.call("POST", f"endpoints/{name}/keys/regenerate", {"key": key})
 
-    def invoke(self, name: str, body: bytes | Mapping[str, Any] | list[Any], *, deployment: str | None = None,
-               route: str = "score") -> Any:
+    def invoke(
+        self,
+        name: str,
+        body: bytes | Mapping[str, Any] | list[Any],
+        *,
+        deployment: str | None = None,
+        route: str = "score",
+    ) -> Any:
         """POST ``body`` to the endpoint's ``route`` with its key; the decoded JSON answer
         (``deployment`` pins one, whatever the traffic split)."""
         return self.invoke_raw(name, body, deployment=deployment, route=route).json()
 
-    def invoke_raw(self, name: str, body: bytes | Mapping[str, Any] | list[Any], *, deployment: str | None = None,
-                   route: str = "score") -> httpx.Response:
+    def invoke_raw(
+        self,
+        name: str,
+        body: bytes | Mapping[str, Any] | list[Any],
+        *,
+        deployment: str | None = None,
+        route: str = "score",
+    ) -> httpx.Response:
         """:meth:`invoke`'s HTTP answer itself (a 200; anything else raises)."""
         info = self.get_endpoint(name)
         headers = {"content-type": "application/json"}
@@ -80,23 +98,31 @@ class OnlineEndpoints:
         if deployment is not None:
             headers["azureml-model-deployment"] = deployment
         content = body if isinstance(body, bytes) else httpx.Request("POST", "/", json=body).content
-        response = httpx.post(f"{self.client.url}/endpoints/{name}/{route.strip('/')}", content=content,
-                              headers=headers, timeout=None, trust_env=False, verify=self.client.verify)
+        response = httpx.post(
+            f"{self.client.url}/endpoints/{name}/{route.strip('/')}",
+            content=content,
+            headers=headers,
+            timeout=None,
+            trust_env=False,
+            verify=self.client.verify,
+        )
         if response.status_code != 200:
             raise ModelportError(f"endpoint {name} answered {response.status_code}: {response.text.strip()[:500]}")
         return response
 
     # -- deployments ----------------------------------------------------------------------------
 
-    def create_deployment(self, definition: Definition, *, endpoint: str | None = None, all_traffic: bool = False,
-                          set: Sequence[str] = ()) -> dict[str, Any]:
+    def create_deployment(
+        self, definition: Definition, *, endpoint: str | None = None, all_traffic: bool = False, set: Sequence[str] = ()
+    ) -> dict[str, Any]:
         """Answers once the replicas are ready; ``all_traffic`` then sends it 100 %."""
         body = request_body(definition, set)
         endpoint = endpoint or _field(body, "endpoint_name")
         return self.client.call("POST", f"endpoints/{endpoint}/deployments", {**body, "all_traffic": all_traffic})
 
-    def update_deployment(self, endpoint: str, name: str, definition: Definition = None, *,
-                          set: Sequence[str] = ()) -> dict[str, Any]:
+    def update_deployment(
+        self, endpoint: str, name: str, definition: Definition = None, *, set: Sequence[str] = ()
+    ) -> dict[str, Any]:
         """Rolling: one new replica ready before an old one goes."""
         return self.client.call("PUT", f"endpoints/{endpoint}/deployments/{name}", request_body(definition, set))
 
@@ -111,8 +137,9 @@ class OnlineEndpoints:
 
     def logs(self, endpoint: str, name: str, *, lines: int = 100, requests: bool = False) -> str:
         """The replicas' last console lines, or their request logs (JSON lines)."""
-        chunks = self.client.stream(f"endpoints/{endpoint}/deployments/{name}/logs",
-                                    {"lines": lines, "follow": 0, "requests": int(requests)})
+        chunks = self.client.stream(
+            f"endpoints/{endpoint}/deployments/{name}/logs", {"lines": lines, "follow": 0, "requests": int(requests)}
+        )
         return b"".join(chunks).decode("utf-8", "replace")
 
     def close(self) -> None:
@@ -131,8 +158,11 @@ def request_body(definition: Definition, overrides: Sequence[str]) -> dict[str, 
     from modelport.batch.definitions import read_definition  # the one Azure-YAML file reader
 
     if definition is None or isinstance(definition, Mapping):
-        return {"definition": dict(definition) if definition is not None else None, "set": list(overrides),
-                "base_dir": str(Path.cwd())}
+        return {
+            "definition": dict(definition) if definition is not None else None,
+            "set": list(overrides),
+            "base_dir": str(Path.cwd()),
+        }
     data, base = read_definition(definition)
     return {"definition": data, "set": list(overrides), "base_dir": str(base)}
 

@@ -48,8 +48,11 @@ def build_dtypes_onnx(path: Path) -> Path:
     """
     from onnx import TensorProto, helper
 
-    tensors = [("ints", TensorProto.INT64, 3, "Identity"), ("flags", TensorProto.BOOL, 3, "Not"),
-               ("words", TensorProto.STRING, 2, "Identity")]
+    tensors = [
+        ("ints", TensorProto.INT64, 3, "Identity"),
+        ("flags", TensorProto.BOOL, 3, "Not"),
+        ("words", TensorProto.STRING, 2, "Identity"),
+    ]
     graph = helper.make_graph(
         [helper.make_node(op, [name], [f"{name}_out"]) for name, _, _, op in tensors],
         "dtypes",

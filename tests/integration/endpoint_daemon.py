@@ -148,15 +148,27 @@ class Daemon:
     def replicas(self, endpoint: str, deployment: str) -> list[dict[str, Any]]:
         return self.json("deployment", "show", "-e", endpoint, "-n", deployment)["replicas"]
 
-    def score(self, endpoint: str, key: str | None, body: dict[str, Any] | None = None,
-              headers: dict[str, str] | None = None, timeout: float = 30) -> httpx.Response:
+    def score(
+        self,
+        endpoint: str,
+        key: str | None,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 30,
+    ) -> httpx.Response:
         headers = dict(headers or {})
         if key is not None:
             headers["authorization"] = f"Bearer {key}"
         return httpx.post(f"{self.url}/endpoints/{endpoint}/score", json=body or {}, headers=headers, timeout=timeout)
 
-    def wait_ready(self, endpoint: str, deployment: str, count: int, timeout: float = 30,
-                   exclude_pids: frozenset[int] = frozenset()) -> list[dict[str, Any]]:
+    def wait_ready(
+        self,
+        endpoint: str,
+        deployment: str,
+        count: int,
+        timeout: float = 30,
+        exclude_pids: frozenset[int] = frozenset(),
+    ) -> list[dict[str, Any]]:
         """The deployment's replicas once ``count`` are ready (and none of ``exclude_pids``)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -181,8 +193,17 @@ class Load(threading.Thread):
     ``count`` requests as fast as ``concurrency`` allows; collects every outcome. Never runs longer
     than ``seconds`` (+ the request timeout), so a stuck router fails the test instead of hanging it."""
 
-    def __init__(self, url: str, headers: dict[str, str], *, seconds: float, rate: float | None = None,
-                 count: int | None = None, concurrency: int = 8, body: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        headers: dict[str, str],
+        *,
+        seconds: float,
+        rate: float | None = None,
+        count: int | None = None,
+        concurrency: int = 8,
+        body: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(daemon=True)
         self.url, self.headers, self.seconds, self.rate = url, headers, seconds, rate
         self.count, self.concurrency, self.body = count, concurrency, body or {}
@@ -211,8 +232,9 @@ class Load(threading.Thread):
         try:
             response = await client.post(self.url, json=self.body, headers=self.headers)
             body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
-            outcome = Outcome(response.status_code, response.headers.get("azureml-model-deployment"),
-                              time.monotonic() - began, body)
+            outcome = Outcome(
+                response.status_code, response.headers.get("azureml-model-deployment"), time.monotonic() - began, body
+            )
         except httpx.HTTPError as exc:
             outcome = Outcome(-1, None, time.monotonic() - began, {"error": repr(exc)})
         finally:

@@ -41,7 +41,9 @@ def write_script(folder: Path, source: str, name: str = "score.py") -> Path:
     return path
 
 
-def client_for(host: ScriptHost | None, repository: ModelRepository | None = None, model: str | None = None) -> TestClient:
+def client_for(
+    host: ScriptHost | None, repository: ModelRepository | None = None, model: str | None = None
+) -> TestClient:
     return TestClient(Starlette(routes=azureml_routes(host, repository, model)))
 
 
@@ -92,7 +94,9 @@ def test_sklearn_script_predicts_like_the_model_in_process(tmp_path: Path, sklea
 def test_model_dir_environment_and_helper_modules_beside_the_script(tmp_path: Path) -> None:
     app = tmp_path / "app"
     write_script(app, "PREFIX = 'helper:'\n", name="helpers.py")
-    script = write_script(app, """
+    script = write_script(
+        app,
+        """
         import os
         import helpers
 
@@ -101,7 +105,8 @@ def test_model_dir_environment_and_helper_modules_beside_the_script(tmp_path: Pa
 
         def run(raw_data):
             return [helpers.PREFIX, os.environ["AZUREML_MODEL_DIR"], os.environ["MODELPORT_MODEL_DIR"]]
-    """)
+    """,
+    )
     body = client_for(ScriptHost(script, tmp_path / "models")).post("/score", content=b"x").json()
     assert body == ["helper:", str(tmp_path / "models"), str(tmp_path / "models")]
 
@@ -134,7 +139,9 @@ def test_request_headers_parameter_receives_the_headers(tmp_path: Path) -> None:
 
 
 def test_return_values_are_json_encoded(tmp_path: Path) -> None:
-    script = write_script(tmp_path, """
+    script = write_script(
+        tmp_path,
+        """
         import numpy as np
         import pandas as pd
 
@@ -148,7 +155,8 @@ def test_return_values_are_json_encoded(tmp_path: Path) -> None:
 
         def run(raw_data):
             return VALUES[raw_data]
-    """)
+    """,
+    )
     client = client_for(ScriptHost(script))
     assert client.post("/score", content=b"none").content == b"{}"
     assert client.post("/score", content=b"text").content == b'"hello"'  # a str is encoded again
@@ -231,7 +239,9 @@ def test_numpy_schema_swagger_describes_the_input(numpy_client: TestClient) -> N
         (b'{"other": 1}', "application/json", 400, "A value is not provided for the 'data' parameter."),
     ],
 )
-def test_schema_input_errors(numpy_client: TestClient, content: bytes, content_type: str, status: int, message: str) -> None:
+def test_schema_input_errors(
+    numpy_client: TestClient, content: bytes, content_type: str, status: int, message: str
+) -> None:
     response = numpy_client.post("/score", content=content, headers={"Content-Type": content_type})
     assert response.status_code == status
     assert response.json() == {"message": message}
@@ -358,7 +368,9 @@ def test_amlresponse_failure_status_streaming_and_files(raw_client: TestClient) 
 
 
 def test_rawhttp_through_the_azmlinfsrv_import_path(tmp_path: Path) -> None:
-    script = write_script(tmp_path, """
+    script = write_script(
+        tmp_path,
+        """
         from azureml_inference_server_http.api.aml_request import rawhttp
         from azureml_inference_server_http.api.aml_response import AMLResponse
 
@@ -368,7 +380,8 @@ def test_rawhttp_through_the_azmlinfsrv_import_path(tmp_path: Path) -> None:
         @rawhttp
         def run(request):
             return AMLResponse(request.data, 200, {"Content-Type": "application/octet-stream"})
-    """)
+    """,
+    )
     response = client_for(ScriptHost(script)).post("/score", content=b"\x00\xff")
     assert (response.status_code, response.content) == (200, b"\x00\xff")
 
@@ -411,13 +424,18 @@ def test_body_that_is_not_utf8_is_a_400(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("source", "reason"),
     [
-        ("def init():\n    raise RuntimeError('no model.pkl in AZUREML_MODEL_DIR')\ndef run(d):\n    pass\n",
-         "init() failed: RuntimeError: no model.pkl in AZUREML_MODEL_DIR"),
+        (
+            "def init():\n    raise RuntimeError('no model.pkl in AZUREML_MODEL_DIR')\ndef run(d):\n    pass\n",
+            "init() failed: RuntimeError: no model.pkl in AZUREML_MODEL_DIR",
+        ),
         ("def init():\n    pass\n", "does not have a run() function defined"),
         ("def run(d):\n    pass\n", "does not have a init() function defined"),
         ("import not_a_real_module_xyz\n", "import failed: ModuleNotFoundError"),
         ("def init():\n    pass\ndef run(*args):\n    pass\n", "run() cannot accept positional-only arguments"),
-        ("def init():\n    pass\ndef run(request_headers):\n    pass\n", 'accept an argument other than "request_headers"'),
+        (
+            "def init():\n    pass\ndef run(request_headers):\n    pass\n",
+            'accept an argument other than "request_headers"',
+        ),
     ],
 )
 def test_script_that_cannot_serve_raises_script_init_error(tmp_path: Path, source: str, reason: str) -> None:
@@ -428,7 +446,9 @@ def test_script_that_cannot_serve_raises_script_init_error(tmp_path: Path, sourc
 
 
 def test_init_runs_once(tmp_path: Path) -> None:
-    script = write_script(tmp_path, """
+    script = write_script(
+        tmp_path,
+        """
         calls = []
 
         def init():
@@ -436,7 +456,8 @@ def test_init_runs_once(tmp_path: Path) -> None:
 
         def run(raw_data):
             return len(calls)
-    """)
+    """,
+    )
     client = client_for(ScriptHost(script))
     assert [client.post("/score", content=b"").json() for _ in range(3)] == [1, 1, 1]
 
@@ -503,7 +524,9 @@ CONCURRENCY_SCRIPT = """
 
 
 @pytest.mark.parametrize(("declared", "expected_peak"), [("", 1), ("MODELPORT_CONCURRENCY = 2", 2)])
-def test_one_request_at_a_time_unless_the_script_says_otherwise(tmp_path: Path, declared: str, expected_peak: int) -> None:
+def test_one_request_at_a_time_unless_the_script_says_otherwise(
+    tmp_path: Path, declared: str, expected_peak: int
+) -> None:
     host = ScriptHost(write_script(tmp_path, textwrap.dedent(CONCURRENCY_SCRIPT) + declared + "\n"))
     app = Starlette(routes=azureml_routes(host, None, None))
 
@@ -525,7 +548,11 @@ def test_request_id_headers(tmp_path: Path) -> None:
     assert generated.headers["x-ms-request-id"] == generated.headers["x-request-id"]
     assert "x-ms-client-request-id" not in generated.headers
 
-    given = client.post("/score", content=b"fail", headers={"x-request-id": "req-1", "x-ms-client-request-id": "cli-1", "TraceId": "t-1"})
+    given = client.post(
+        "/score",
+        content=b"fail",
+        headers={"x-request-id": "req-1", "x-ms-client-request-id": "cli-1", "TraceId": "t-1"},
+    )
     assert given.headers["x-request-id"] == "req-1"
     assert given.headers["x-ms-client-request-id"] == "cli-1"
     assert given.headers["x-ms-request-id"] == "cli-1"
@@ -539,13 +566,17 @@ def test_request_id_headers(tmp_path: Path) -> None:
     assert too_long.json() == {"message": "x-request-id must not exceed 100 characters"}
     assert "x-request-id" not in too_long.headers
     assert client.post("/score", content=b"x", headers={"x-request-id": "A" * 100}).status_code == 200
-    client_too_long = client.post("/score", content=b"x", headers={"x-request-id": "r", "x-ms-client-request-id": "B" * 101})
+    client_too_long = client.post(
+        "/score", content=b"x", headers={"x-request-id": "r", "x-ms-client-request-id": "B" * 101}
+    )
     assert client_too_long.status_code == 431
     assert client_too_long.headers["x-request-id"] == "r"
 
 
 def test_run_cannot_overwrite_the_request_id(tmp_path: Path) -> None:
-    script = write_script(tmp_path, """
+    script = write_script(
+        tmp_path,
+        """
         from azureml.contrib.services.aml_response import AMLResponse
 
         def init():
@@ -555,7 +586,8 @@ def test_run_cannot_overwrite_the_request_id(tmp_path: Path) -> None:
             response = AMLResponse("", 200)
             response.headers["x-request-id"] = "from-the-script"
             return response
-    """)
+    """,
+    )
     response = client_for(ScriptHost(script)).get("/score", headers={"x-request-id": "mine"})
     assert response.headers["x-request-id"] == "mine"
 
@@ -585,8 +617,12 @@ def test_no_code_scoring_matches_onnxruntime(mlp_repository: tuple[ModelReposito
     rows = np.random.default_rng(3).normal(size=(3, 32)).astype(np.float32)
     expected = _onnxruntime_outputs(model_file, rows)
     frame = {"columns": [f"f{i}" for i in range(32)], "index": [0, 1, 2], "data": rows.tolist()}
-    for payload in ({"data": rows.tolist()}, {"input_data": rows.tolist()}, {"input_data": {"input": rows.tolist()}},
-                    {"input_data": frame}):
+    for payload in (
+        {"data": rows.tolist()},
+        {"input_data": rows.tolist()},
+        {"input_data": {"input": rows.tolist()}},
+        {"input_data": frame},
+    ):
         response = client.post("/score", json=payload)
         assert response.status_code == 200, response.text
         assert "x-request-id" in response.headers
@@ -613,9 +649,13 @@ def test_no_code_scoring_uses_the_only_model_by_default(mlp_repository: tuple[Mo
         (b"[1, 2]", "body"),
     ],
 )
-def test_no_code_malformed_payloads_are_400(mlp_repository: tuple[ModelRepository, Path], content: bytes, named: str) -> None:
+def test_no_code_malformed_payloads_are_400(
+    mlp_repository: tuple[ModelRepository, Path], content: bytes, named: str
+) -> None:
     repository, _ = mlp_repository
-    response = client_for(None, repository, "mlp").post("/score", content=content, headers={"Content-Type": "application/json"})
+    response = client_for(None, repository, "mlp").post(
+        "/score", content=content, headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 400, response.text
     assert named in response.json()["message"]
 

@@ -65,7 +65,9 @@ def _mnist_folder(root: Path) -> Path:
     (root / "model").mkdir(parents=True)
     build_mlp_onnx(root / "model" / "model.onnx")
     (root / "code").mkdir()
-    (root / "code" / "batch_driver.py").write_text("def init():\n    pass\n\ndef run(mini_batch):\n    return mini_batch\n")
+    (root / "code" / "batch_driver.py").write_text(
+        "def init():\n    pass\n\ndef run(mini_batch):\n    return mini_batch\n"
+    )
     (root / "environment").mkdir()
     (root / "environment" / "conda.yml").write_text(
         "name: batch\nchannels: [conda-forge]\ndependencies:\n  - python=3.10\n  - pip\n  - pip:\n    - numpy\n"
@@ -80,7 +82,10 @@ def test_mnist_definitions_load_as_is(cli, tmp_path: Path) -> None:
     created = cli("batch-endpoint", "create", "-f", root / "endpoint.yml", "-o", "json")
     endpoint = json.loads(_ok(created))
     assert (endpoint["name"], endpoint["tags"], endpoint["ignored"]) == (
-        "mnist-batch", {"type": "deep-learning"}, ["auth_mode"])  # $schema is accepted silently
+        "mnist-batch",
+        {"type": "deep-learning"},
+        ["auth_mode"],
+    )  # $schema is accepted silently
     result = cli("batch-deployment", "create", "-f", root / "deployment.yml", "--set-default", "-o", "json")
     deployment = json.loads(_ok(result))
     assert sorted(deployment["ignored"]) == ["compute", "environment.image"]
@@ -92,8 +97,10 @@ def test_mnist_definitions_load_as_is(cli, tmp_path: Path) -> None:
     # the inline model is registered once: the same content again reuses its version
     again = cli("batch-deployment", "create", "-f", root / "deployment.yml", "-n", "second", "-o", "json")
     assert json.loads(_ok(again))["model"] == "mnist-classifier-torch:1"
-    assert "note: ignored cloud-only keys: compute, environment.image\n" in cli(
-        "batch-deployment", "create", "-f", root / "deployment.yml", "-n", "third").stderr
+    assert (
+        "note: ignored cloud-only keys: compute, environment.image\n"
+        in cli("batch-deployment", "create", "-f", root / "deployment.yml", "-n", "third").stderr
+    )
     shown = json.loads(_ok(cli("batch-endpoint", "show", "-n", "mnist-batch", "-o", "json")))
     assert shown["defaults"] == {"deployment_name": "mnist-torch-dpl"}
     assert shown["deployments"] == ["mnist-torch-dpl", "second", "third"]
@@ -103,16 +110,50 @@ def test_endpoint_and_deployment_lifecycle(cli, tmp_path: Path) -> None:
     root = _mnist_folder(tmp_path / "mnist")
     _ok(cli("batch-endpoint", "create", "-n", "scoring", "--set", "description=first"))
     _one_line_error(cli("batch-endpoint", "create", "-n", "scoring"), "already exists")
-    _ok(cli("batch-deployment", "create", "-f", root / "deployment.yml", "-e", "scoring", "-n", "blue",
-            "--set", "mini_batch_size=4", "--set", "retry_settings.timeout=5"))
+    _ok(
+        cli(
+            "batch-deployment",
+            "create",
+            "-f",
+            root / "deployment.yml",
+            "-e",
+            "scoring",
+            "-n",
+            "blue",
+            "--set",
+            "mini_batch_size=4",
+            "--set",
+            "retry_settings.timeout=5",
+        )
+    )
     blue = json.loads(_ok(cli("batch-deployment", "show", "-e", "scoring", "-n", "blue", "-o", "json")))
     assert (blue["settings"]["mini_batch_size"], blue["settings"]["timeout"]) == (4, 5.0)
-    _one_line_error(cli("batch-endpoint", "update", "-n", "scoring", "--set", "defaults.deployment_name=green"),
-                    "defaults.deployment_name", "no deployment 'green'")
-    updated = json.loads(_ok(cli("batch-endpoint", "update", "-n", "scoring", "--set",
-                                 "defaults.deployment_name=blue", "--set", "tags.team=risk", "-o", "json")))
+    _one_line_error(
+        cli("batch-endpoint", "update", "-n", "scoring", "--set", "defaults.deployment_name=green"),
+        "defaults.deployment_name",
+        "no deployment 'green'",
+    )
+    updated = json.loads(
+        _ok(
+            cli(
+                "batch-endpoint",
+                "update",
+                "-n",
+                "scoring",
+                "--set",
+                "defaults.deployment_name=blue",
+                "--set",
+                "tags.team=risk",
+                "-o",
+                "json",
+            )
+        )
+    )
     assert (updated["defaults"]["deployment_name"], updated["tags"], updated["description"]) == (
-        "blue", {"team": "risk"}, "first")
+        "blue",
+        {"team": "risk"},
+        "first",
+    )
     listed = json.loads(_ok(cli("batch-deployment", "list", "-e", "scoring", "-o", "json")))
     assert [d["name"] for d in listed] == ["blue"]
     assert "scoring" in _ok(cli("batch-endpoint", "list"))
@@ -126,14 +167,22 @@ def test_bad_definitions_are_one_line_and_store_nothing(sqlite_cli, tmp_path: Pa
     cli = sqlite_cli  # parsing, not storage: one backend is enough
     root = _mnist_folder(tmp_path / "mnist")
     _ok(cli("batch-endpoint", "create", "-f", root / "endpoint.yml"))
-    _one_line_error(cli("batch-deployment", "create", "-f", root / "deployment.yml", "--set", "mini_batch_size=-5"),
-                    "mini_batch_size: -5 must be a positive integer")
-    _one_line_error(cli("batch-deployment", "create", "-f", root / "deployment.yml", "--set", "settings.foo=1"),
-                    "settings.foo: unknown key")
+    _one_line_error(
+        cli("batch-deployment", "create", "-f", root / "deployment.yml", "--set", "mini_batch_size=-5"),
+        "mini_batch_size: -5 must be a positive integer",
+    )
+    _one_line_error(
+        cli("batch-deployment", "create", "-f", root / "deployment.yml", "--set", "settings.foo=1"),
+        "settings.foo: unknown key",
+    )
     (root / "code" / "batch_driver.py").write_text("def init():\n    pass\n")
-    _one_line_error(cli("batch-deployment", "create", "-f", root / "deployment.yml"),
-                    "batch_driver.py defines no run(mini_batch) function")
-    _one_line_error(cli("batch-deployment", "create", "-f", root / "deployment.yml", "-e", "nowhere"),
-                    "batch endpoint 'nowhere' does not exist")
+    _one_line_error(
+        cli("batch-deployment", "create", "-f", root / "deployment.yml"),
+        "batch_driver.py defines no run(mini_batch) function",
+    )
+    _one_line_error(
+        cli("batch-deployment", "create", "-f", root / "deployment.yml", "-e", "nowhere"),
+        "batch endpoint 'nowhere' does not exist",
+    )
     assert json.loads(_ok(cli("batch-deployment", "list", "-e", "mnist-batch", "-o", "json"))) == []
     assert json.loads(_ok(cli("model", "list", "-o", "json"))) == []  # nothing registered on the way

@@ -86,10 +86,15 @@ class Project:
         with Workspace(self.root / "ws", db_url=self.db_url) as ws:
             yield BatchEndpoints(ws)
 
-    def deployment(self, name: str, *, script: str | None = FILE_SCRIPT, environment: object = None,
-                   **settings: object) -> None:
-        data: dict[str, object] = {"name": name, "endpoint_name": "ep", "model": {"name": "mlp", "path": str(self.model)},
-                                   "settings": settings}
+    def deployment(
+        self, name: str, *, script: str | None = FILE_SCRIPT, environment: object = None, **settings: object
+    ) -> None:
+        data: dict[str, object] = {
+            "name": name,
+            "endpoint_name": "ep",
+            "model": {"name": "mlp", "path": str(self.model)},
+            "settings": settings,
+        }
         if environment is not None:
             data["environment"] = environment
         if script is not None:
@@ -101,8 +106,9 @@ class Project:
             endpoints.create_deployment(parse_deployment(data, self.root))
 
     def invoke(self, deployment: str, input_path: Path | str, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.cli("batch-endpoint", "invoke", "-n", "ep", "-d", deployment, "--input", input_path, *args,
-                        timeout=300)
+        return self.cli(
+            "batch-endpoint", "invoke", "-n", "ep", "-d", deployment, "--input", input_path, *args, timeout=300
+        )
 
     def show(self, job_id: str) -> dict:
         return json.loads(_ok(self.cli("job", "show", job_id, "-o", "json")))
@@ -133,8 +139,17 @@ def test_thousand_files_in_order_with_error_thresholds(tmp_path: Path) -> None:
     assert [row.split()[0] for row in rows] == names  # every file once, in input order
     assert rows[3] == f"img_0003.png {8 + 3 + 4}"
 
-    result = project.invoke("flaky", tmp_path / "images", "--output-path", tmp_path / "out5",
-                            "--set", "error_threshold=5", "--wait", "-o", "json")
+    result = project.invoke(
+        "flaky",
+        tmp_path / "images",
+        "--output-path",
+        tmp_path / "out5",
+        "--set",
+        "error_threshold=5",
+        "--wait",
+        "-o",
+        "json",
+    )
     job = project.show(json.loads(_ok(result))["id"])
     assert job["status"] == "Completed"
     assert job["items"] == {"total": 1000, "succeeded": 997, "failed": 3}
@@ -145,8 +160,9 @@ def test_thousand_files_in_order_with_error_thresholds(tmp_path: Path) -> None:
     assert job["minibatches"] == {"total": 100, "done": 97, "failed": 3, "pending": 0}
     assert job["items_per_second"] > 0
 
-    result = project.invoke("flaky", tmp_path / "images", "--output-path", tmp_path / "out2",
-                            "--set", "error_threshold=2", "--wait")
+    result = project.invoke(
+        "flaky", tmp_path / "images", "--output-path", tmp_path / "out2", "--set", "error_threshold=2", "--wait"
+    )
     _one_line_error(result, "Failed", "error_threshold 2 exceeded: 3 items failed")
     assert not (tmp_path / "out2" / "predictions.csv").exists()  # nothing half-written
 
@@ -154,8 +170,13 @@ def test_thousand_files_in_order_with_error_thresholds(tmp_path: Path) -> None:
 def test_hung_run_is_killed_retried_then_counted_failed(tmp_path: Path) -> None:
     project = Project(tmp_path)
     names = _images(tmp_path / "images", 12)
-    project.deployment("hang", mini_batch_size=2, max_concurrency_per_instance=2, environment_variables={
-        "HANG": "img_0005.png"}, retry_settings={"max_retries": 1, "timeout": 2})
+    project.deployment(
+        "hang",
+        mini_batch_size=2,
+        max_concurrency_per_instance=2,
+        environment_variables={"HANG": "img_0005.png"},
+        retry_settings={"max_retries": 1, "timeout": 2},
+    )
     began = time.monotonic()
     result = project.invoke("hang", tmp_path / "images", "--output-path", tmp_path / "out", "--wait", "-o", "json")
     job = project.show(json.loads(_ok(result))["id"])
@@ -168,17 +189,26 @@ def test_hung_run_is_killed_retried_then_counted_failed(tmp_path: Path) -> None:
     assert "mini-batch 2: 1 ok, 1 failed, 4 attempt(s)" in runner_log  # 1 + max_retries, then each half once
 
 
-def resume_after_kill(project: Project, show: Callable[[str], dict], delay: float, files: int, done: int,
-                      *invoke_args: str, resume: Callable[[str], None] | None = None) -> str:
+def resume_after_kill(
+    project: Project,
+    show: Callable[[str], dict],
+    delay: float,
+    files: int,
+    done: int,
+    *invoke_args: str,
+    resume: Callable[[str], None] | None = None,
+) -> str:
     """Start a slow job, ``kill -9`` its runner once ``done`` mini-batches are done, resume it
     (``job resume`` unless ``resume`` says otherwise), and check the output has every input
     exactly once, in order; the job's id."""
     names = _images(project.root / "images", files)
-    project.deployment("slow", mini_batch_size=5, max_concurrency_per_instance=2,
-                       environment_variables={"DELAY": str(delay)})
+    project.deployment(
+        "slow", mini_batch_size=5, max_concurrency_per_instance=2, environment_variables={"DELAY": str(delay)}
+    )
     output = project.root / "out" / "predictions.csv"
-    job_id = json.loads(_ok(project.invoke("slow", project.root / "images", "--output-path", output.parent,
-                                           *invoke_args, "-o", "json")))["id"]
+    job_id = json.loads(
+        _ok(project.invoke("slow", project.root / "images", "--output-path", output.parent, *invoke_args, "-o", "json"))
+    )["id"]
     deadline = time.monotonic() + 60
     while (job := show(job_id))["minibatches"]["done"] < done:
         assert time.monotonic() < deadline and job["status"] in ("NotStarted", "Preparing", "Running"), job
@@ -237,8 +267,13 @@ def run(mini_batch):
 def test_workers_run_in_the_deployments_environment(tmp_path: Path) -> None:
     project = Project(tmp_path)
     (tmp_path / "conda.yml").write_text("name: local\ndependencies:\n  - python=3.11\n")
-    project.deployment("env", script=PREFIX_SCRIPT, environment={"conda_file": str(tmp_path / "conda.yml")},
-                       mini_batch_size=2, max_concurrency_per_instance=2)
+    project.deployment(
+        "env",
+        script=PREFIX_SCRIPT,
+        environment={"conda_file": str(tmp_path / "conda.yml")},
+        mini_batch_size=2,
+        max_concurrency_per_instance=2,
+    )
     names = _images(tmp_path / "images", 6)
     _ok(project.invoke("env", tmp_path / "images", "--output-path", tmp_path / "out", "--wait"))
     rows = [row.split() for row in (tmp_path / "out" / "predictions.csv").read_text().splitlines()]
@@ -264,12 +299,22 @@ def test_no_code_tabular_scoring_matches_onnxruntime(tmp_path: Path) -> None:
     assert list(scored[5]) == ["a.parquet"] * 2000 + ["b.csv"] * 1000
     np.testing.assert_allclose(scored[[1, 2, 3, 4]].to_numpy(), expected, rtol=1e-5, atol=1e-5)
 
-    _ok(project.invoke("nocode", tmp_path / "table", "--output-path", tmp_path / "out",
-                       "--set", "output_file_name=scores.parquet", "--wait"))
+    _ok(
+        project.invoke(
+            "nocode",
+            tmp_path / "table",
+            "--output-path",
+            tmp_path / "out",
+            "--set",
+            "output_file_name=scores.parquet",
+            "--wait",
+        )
+    )
     table = pq.read_table(tmp_path / "out" / "scores.parquet")
     assert table.column_names == ["row", "prediction_0", "prediction_1", "prediction_2", "prediction_3", "file_name"]
-    np.testing.assert_allclose(np.column_stack([table.column(f"prediction_{i}") for i in range(4)]), expected,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        np.column_stack([table.column(f"prediction_{i}") for i in range(4)]), expected, rtol=1e-6
+    )
 
 
 TABLE_SCRIPT = """
@@ -290,15 +335,30 @@ def test_scripted_tables_get_dataframes_and_summary_only_writes_no_predictions(t
     (tmp_path / "rows").mkdir()
     (tmp_path / "rows" / "a.csv").write_text("x,label\n" + "".join(f"{i},a b\n" for i in range(6)))
     (tmp_path / "rows" / "b.jsonl").write_text("".join(f'{{"x": {i}, "label": "c"}}\n' for i in range(6, 9)))
-    _ok(project.invoke("tables", tmp_path / "rows", "--input-type", "tabular", "--output-path", tmp_path / "out",
-                       "--wait"))
+    _ok(
+        project.invoke(
+            "tables", tmp_path / "rows", "--input-type", "tabular", "--output-path", tmp_path / "out", "--wait"
+        )
+    )
     assert (tmp_path / "out" / "predictions.csv").read_text().splitlines() == (
-        [f'{i} "a b" {2 * i}' for i in range(6)] + [f"{i} c {2 * i}" for i in range(6, 9)])
+        [f'{i} "a b" {2 * i}' for i in range(6)] + [f"{i} c {2 * i}" for i in range(6, 9)]
+    )
     sizes = sorted(p.read_text() for p in (tmp_path / "out").glob("*.txt"))
     assert sizes == ["1", "4", "4"]  # mini-batches of 4 rows across both files
 
-    _ok(project.invoke("tables", tmp_path / "rows", "--input-type", "tabular", "--output-path", tmp_path / "sum",
-                       "--set", "output_action=summary_only", "--wait"))
+    _ok(
+        project.invoke(
+            "tables",
+            tmp_path / "rows",
+            "--input-type",
+            "tabular",
+            "--output-path",
+            tmp_path / "sum",
+            "--set",
+            "output_action=summary_only",
+            "--wait",
+        )
+    )
     assert sorted(p.suffix for p in (tmp_path / "sum").iterdir()) == [".txt", ".txt", ".txt"]
 
 
@@ -307,8 +367,10 @@ def test_bad_inputs_are_one_line_and_leave_nothing(tmp_path: Path) -> None:
     project.deployment("files")
     project.deployment("nocode", script=None)
     project.deployment("norun", script="import os\nrun = os.environ.get('NOPE')\n")
-    project.deployment("broken", script="def init():\n    raise RuntimeError('model is missing')\n\n"
-                                        "def run(batch):\n    return batch\n")
+    project.deployment(
+        "broken",
+        script="def init():\n    raise RuntimeError('model is missing')\n\ndef run(batch):\n    return batch\n",
+    )
     (tmp_path / "empty").mkdir()
     (tmp_path / "corrupt.parquet").write_bytes(b"PAR1" + os.urandom(64) + b"PAR1")
     _images(tmp_path / "images", 3)
@@ -317,20 +379,28 @@ def test_bad_inputs_are_one_line_and_leave_nothing(tmp_path: Path) -> None:
 
     _one_line_error(project.invoke("files", tmp_path / "empty"), "the folder", "holds no files")
     _one_line_error(project.invoke("files", tmp_path / "missing"), "missing does not exist")
-    _one_line_error(project.invoke("nocode", tmp_path / "corrupt.parquet"),
-                    "corrupt.parquet is not a readable Parquet file")
+    _one_line_error(
+        project.invoke("nocode", tmp_path / "corrupt.parquet"), "corrupt.parquet is not a readable Parquet file"
+    )
     _one_line_error(project.invoke("nocode", tmp_path / "images"), "img_0000.png is not CSV, Parquet or JSONL")
-    _one_line_error(project.invoke("files", tmp_path / "images", "--output-path", tmp_path / "out"),
-                    "predictions.csv already exists")
-    _one_line_error(project.invoke("files", tmp_path / "images", "--set", "mini_batch_size=-1"),
-                    "mini_batch_size: -1 must be a positive integer")
+    _one_line_error(
+        project.invoke("files", tmp_path / "images", "--output-path", tmp_path / "out"),
+        "predictions.csv already exists",
+    )
+    _one_line_error(
+        project.invoke("files", tmp_path / "images", "--set", "mini_batch_size=-1"),
+        "mini_batch_size: -1 must be a positive integer",
+    )
     assert json.loads(_ok(project.cli("job", "list", "-o", "json"))) == []
     assert not (tmp_path / "ws" / "jobs").exists() or not any((tmp_path / "ws" / "jobs").iterdir())
     assert (tmp_path / "out" / "predictions.csv").read_text() == "keep me\n"
 
     _one_line_error(project.invoke("norun", tmp_path / "images", "--wait"), "Failed", "defines no run(mini_batch)")
-    _one_line_error(project.invoke("broken", tmp_path / "images", "--wait"),
-                    "Failed", "init() failed 3 times; last: RuntimeError: model is missing")
+    _one_line_error(
+        project.invoke("broken", tmp_path / "images", "--wait"),
+        "Failed",
+        "init() failed 3 times; last: RuntimeError: model is missing",
+    )
     _ok(project.invoke("files", tmp_path / "images", "--output-path", tmp_path / "out", "--overwrite", "--wait"))
     assert len((tmp_path / "out" / "predictions.csv").read_text().splitlines()) == 3
 

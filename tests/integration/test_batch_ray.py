@@ -37,8 +37,9 @@ from modelport.batch.jobs import BatchJobs
 
 if not shutil.which("ray", path=str(Path(sys.executable).parent)):
     if os.environ.get("CI"):
-        pytest.fail("ray is not installed: CI must run the Ray engine tests (pip install 'modelport[ray]')",
-                    pytrace=False)
+        pytest.fail(
+            "ray is not installed: CI must run the Ray engine tests (pip install 'modelport[ray]')", pytrace=False
+        )
     pytest.skip("ray is not installed", allow_module_level=True)
 
 pytestmark = pytest.mark.slow
@@ -56,13 +57,30 @@ class RayCluster:
 
 def _start_node(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
     """``ray start --block`` in its own process group, on free ports for every service."""
-    ports = ["--node-manager-port", "--object-manager-port", "--metrics-export-port", "--runtime-env-agent-port",
-             "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port"]
+    ports = [
+        "--node-manager-port",
+        "--object-manager-port",
+        "--metrics-export-port",
+        "--runtime-env-agent-port",
+        "--dashboard-agent-listen-port",
+        "--dashboard-agent-grpc-port",
+    ]
     with open(log, "wb") as out:
         return subprocess.Popen(
-            [RAY, "start", "--block", "--num-cpus", "1", "--disable-usage-stats", *args,
-             *(item for flag in ports for item in (flag, str(free_port())))],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                RAY,
+                "start",
+                "--block",
+                "--num-cpus",
+                "1",
+                "--disable-usage-stats",
+                *args,
+                *(item for flag in ports for item in (flag, str(free_port()))),
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
 
@@ -78,8 +96,9 @@ def _wait_for_cpus(address: str, env: dict[str, str], cpus: int) -> None:
     """Until the head counts the worker node's CPU too (a job's CPU check reads that count)."""
     deadline = time.monotonic() + 60
     while True:
-        status = subprocess.run([RAY, "status", "--address", address], env=env, capture_output=True, text=True,
-                                timeout=60)
+        status = subprocess.run(
+            [RAY, "status", "--address", address], env=env, capture_output=True, text=True, timeout=60
+        )
         if f"/{cpus}.0 CPU" in status.stdout:
             return
         if time.monotonic() > deadline:
@@ -140,9 +159,23 @@ def ray_cluster() -> Iterator[RayCluster]:
     address = f"127.0.0.1:{port}"
     nodes: list[subprocess.Popen[bytes]] = []
     try:
-        nodes.append(_start_node(env, temp / "head.log", "--head", "--port", str(port), "--include-dashboard",
-                                 "false", "--dashboard-port", str(free_port()), "--ray-client-server-port",
-                                 str(free_port()), "--temp-dir", str(temp)))
+        nodes.append(
+            _start_node(
+                env,
+                temp / "head.log",
+                "--head",
+                "--port",
+                str(port),
+                "--include-dashboard",
+                "false",
+                "--dashboard-port",
+                str(free_port()),
+                "--ray-client-server-port",
+                str(free_port()),
+                "--temp-dir",
+                str(temp),
+            )
+        )
         _wait_started(nodes[0], temp / "head.log")
         nodes.append(_start_node(env, temp / "worker.log", "--address", address))
         _wait_started(nodes[1], temp / "worker.log")
@@ -166,8 +199,9 @@ def _show(project: Project, job_id: str) -> dict:
         return json.loads(json.dumps(BatchJobs(ws).get(job_id).to_dict()))
 
 
-def _invoke(project: Project, deployment: str, source: Path, output: Path, engine: str, cluster: RayCluster,
-            *args: str) -> dict:
+def _invoke(
+    project: Project, deployment: str, source: Path, output: Path, engine: str, cluster: RayCluster, *args: str
+) -> dict:
     """Run a job to its end on ``engine``; its ``job show``."""
     chosen = ["--engine", engine] + (["--ray-address", cluster.address] if engine == "ray" else [])
     result = project.invoke(deployment, source, "--output-path", output, *chosen, *args, "--wait", "-o", "json")
@@ -190,8 +224,14 @@ def _minibatch_lines(job: dict) -> list[str]:
 def test_ray_job_writes_the_output_file_the_local_engine_writes(tmp_path: Path, ray_cluster: RayCluster) -> None:
     project = _project(tmp_path, ray_cluster)
     names = _images(tmp_path / "images", 200)
-    project.deployment("flaky", mini_batch_size=10, max_concurrency_per_instance=2, error_threshold=5,
-                       retry_settings={"max_retries": 1}, environment_variables={"BAD": ",".join(BAD)})
+    project.deployment(
+        "flaky",
+        mini_batch_size=10,
+        max_concurrency_per_instance=2,
+        error_threshold=5,
+        retry_settings={"max_retries": 1},
+        environment_variables={"BAD": ",".join(BAD)},
+    )
 
     local = _invoke(project, "flaky", tmp_path / "images", tmp_path / "local", "local", ray_cluster)
     on_ray = _invoke(project, "flaky", tmp_path / "images", tmp_path / "ray", "ray", ray_cluster)
@@ -233,8 +273,13 @@ def test_ray_no_code_tabular_job_matches_local(tmp_path: Path, ray_cluster: RayC
 def test_ray_hung_run_kills_and_replaces_the_actor(tmp_path: Path, ray_cluster: RayCluster) -> None:
     project = _project(tmp_path, ray_cluster)
     names = _images(tmp_path / "images", 12)
-    project.deployment("hang", mini_batch_size=2, max_concurrency_per_instance=2, environment_variables={
-        "HANG": "img_0005.png"}, retry_settings={"max_retries": 1, "timeout": 2})
+    project.deployment(
+        "hang",
+        mini_batch_size=2,
+        max_concurrency_per_instance=2,
+        environment_variables={"HANG": "img_0005.png"},
+        retry_settings={"max_retries": 1, "timeout": 2},
+    )
     began = time.monotonic()
     job = _invoke(project, "hang", tmp_path / "images", tmp_path / "out", "ray", ray_cluster)
     assert time.monotonic() - began < 90
@@ -249,8 +294,9 @@ def test_ray_hung_run_kills_and_replaces_the_actor(tmp_path: Path, ray_cluster: 
 
 def test_ray_job_killed_runner_resumes_on_the_cluster(tmp_path: Path, ray_cluster: RayCluster) -> None:
     project = _project(tmp_path, ray_cluster)
-    job_id = resume_after_kill(project, functools.partial(_show, project), 0.4, 160, 4,
-                               "--engine", "ray", "--ray-address", ray_cluster.address)
+    job_id = resume_after_kill(
+        project, functools.partial(_show, project), 0.4, 160, 4, "--engine", "ray", "--ray-address", ray_cluster.address
+    )
     job = _show(project, job_id)
     assert (job["status"], job["engine"], job["ray_address"]) == ("Completed", "ray", ray_cluster.address)
     assert _runner_log(job).count("worker(s) on the ray engine") == 2  # the resumed runner used Ray too
@@ -264,21 +310,42 @@ def test_ray_engine_refusals_are_one_line(tmp_path: Path, ray_cluster: RayCluste
     images = tmp_path / "images"
 
     closed = f"127.0.0.1:{free_port()}"
-    _one_line_error(project.invoke("files", images, "--engine", "ray", "--ray-address", closed),
-                    f"--ray-address: no Ray cluster answers at {closed}")
+    _one_line_error(
+        project.invoke("files", images, "--engine", "ray", "--ray-address", closed),
+        f"--ray-address: no Ray cluster answers at {closed}",
+    )
     _one_line_error(project.invoke("files", images, "--engine", "ray"), "--ray-address: give the Ray cluster's head")
-    _one_line_error(project.invoke("files", images, "--ray-address", ray_cluster.address),
-                    "--ray-address: only with --engine ray")
+    _one_line_error(
+        project.invoke("files", images, "--ray-address", ray_cluster.address), "--ray-address: only with --engine ray"
+    )
     without_ray = subprocess.run(
-        [sys.executable, "-c", "import runpy, sys; sys.modules['ray'] = None; "
-         "runpy.run_module('modelport', run_name='__main__', alter_sys=True)",
-         "batch-endpoint", "invoke", "-n", "ep", "-d", "files", "--input", str(images), "--engine", "ray",
-         "--ray-address", ray_cluster.address],
-        env=project.cli.env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            "import runpy, sys; sys.modules['ray'] = None; "
+            "runpy.run_module('modelport', run_name='__main__', alter_sys=True)",
+            "batch-endpoint",
+            "invoke",
+            "-n",
+            "ep",
+            "-d",
+            "files",
+            "--input",
+            str(images),
+            "--engine",
+            "ray",
+            "--ray-address",
+            ray_cluster.address,
+        ],
+        env=project.cli.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     _one_line_error(without_ray, "Ray is not installed; pip install 'modelport[ray]'")
     assert json.loads(_ok(project.cli("job", "list", "-o", "json"))) == []  # nothing recorded
 
-    result = project.invoke("files", images, "--engine", "ray", "--ray-address", ray_cluster.address,
-                            "--set", "instance_count=3", "--wait")
+    result = project.invoke(
+        "files", images, "--engine", "ray", "--ray-address", ray_cluster.address, "--set", "instance_count=3", "--wait"
+    )
     _one_line_error(result, "Failed", "has 2 CPUs; this job's 3 workers need one each")

@@ -42,10 +42,19 @@ def _workspace(root: Path) -> Path:
         endpoints = BatchEndpoints(ws)
         for name in ("ep", "other"):
             endpoints.create_endpoint(parse_endpoint({"name": name}))
-        endpoints.create_deployment(parse_deployment({
-            "name": "files", "endpoint_name": "ep", "model": {"name": "mlp", "path": str(model)},
-            "code_configuration": {"code": str(code), "scoring_script": "score.py"},
-            "settings": {"mini_batch_size": 2}}, root), set_default=True)
+        endpoints.create_deployment(
+            parse_deployment(
+                {
+                    "name": "files",
+                    "endpoint_name": "ep",
+                    "model": {"name": "mlp", "path": str(model)},
+                    "code_configuration": {"code": str(code), "scoring_script": "score.py"},
+                    "settings": {"mini_batch_size": 2},
+                },
+                root,
+            ),
+            set_default=True,
+        )
     images = root / "images"
     images.mkdir()
     for index in range(7):
@@ -164,10 +173,18 @@ def test_bad_job_requests_get_one_line_naming_the_field_and_start_nothing(tmp_pa
             for body, needle in bad_bodies:
                 _error(client.post(url, json=body, headers=key), 400, needle)
             _error(client.post(url, json={"input": absolute, "deployment": "nope"}, headers=key), 404, "'nope'")
-            _error(client.post(url, content=b"{not json", headers={**key, "content-type": "application/json"}),
-                   400, "request body: not valid JSON")
-            _error(client.post(url, content=json.dumps({"input": absolute}), headers={**key, "content-type": "text/plain"}),
-                   415, "Content-Type text/plain")
+            _error(
+                client.post(url, content=b"{not json", headers={**key, "content-type": "application/json"}),
+                400,
+                "request body: not valid JSON",
+            )
+            _error(
+                client.post(
+                    url, content=json.dumps({"input": absolute}), headers={**key, "content-type": "text/plain"}
+                ),
+                415,
+                "Content-Type text/plain",
+            )
             big = json.dumps({"input": absolute, "pad": "x" * (2 * 1024 * 1024)})
             _error(client.post(url, content=big, headers={**key, "content-type": "application/json"}), 413)
 
@@ -193,8 +210,12 @@ def test_batch_endpoints_made_before_keys_get_two_keys(tmp_path: Path) -> None:
     engine = create_db_engine(db_url)
     migrate(engine, tmp_path, revision="0004")
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO batch_endpoints (name, description, tags, created_at, updated_at) "
-                          "VALUES ('old', '', '{}', '2025-01-01', '2025-01-01')"))
+        conn.execute(
+            text(
+                "INSERT INTO batch_endpoints (name, description, tags, created_at, updated_at) "
+                "VALUES ('old', '', '{}', '2025-01-01', '2025-01-01')"
+            )
+        )
     engine.dispose()
     with Workspace(tmp_path / "ws", db_url=db_url) as ws:
         primary, secondary = BatchEndpoints(ws).keys("old")

@@ -63,8 +63,16 @@ def _parse(line: str) -> tuple[str, ...]:
 
 
 def test_the_walk_finds_the_whole_tree() -> None:
-    assert {(), ("demo",), ("model", "alias", "set"), ("endpoint", "update"), ("deployment", "create"),
-            ("batch-endpoint", "invoke"), ("job", "resume"), ("monitor", "drift")} <= set(COMMANDS)
+    assert {
+        (),
+        ("demo",),
+        ("model", "alias", "set"),
+        ("endpoint", "update"),
+        ("deployment", "create"),
+        ("batch-endpoint", "invoke"),
+        ("job", "resume"),
+        ("monitor", "drift"),
+    } <= set(COMMANDS)
     assert len(COMMANDS) > 60
 
 
@@ -75,37 +83,55 @@ def test_every_help_ends_with_examples_of_that_command(path: tuple[str, ...]) ->
     comments, lines = _examples(result.output)
     assert 1 <= len(comments) <= 3, comments
     invocations = [_parse(line) for line in lines if line.startswith("modelport ")]
-    assert any(invoked[:len(path)] == path for invoked in invocations), (
-        f"no example of modelport {' '.join(path)}: {lines}")
+    assert any(invoked[: len(path)] == path for invoked in invocations), (
+        f"no example of modelport {' '.join(path)}: {lines}"
+    )
 
 
 def _help(*args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "modelport", *args, "--help"], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "modelport", *args, "--help"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     return " ".join(result.stdout.split())  # options' help is wrapped to the terminal: compare words
 
 
-@pytest.mark.parametrize(("args", "example"), [
-    (("endpoint", "create"), "--set traffic.blue=90"),
-    (("endpoint", "update"), "--set traffic.blue=90"),
-    (("deployment", "create"), "--set instance_count=2"),
-    (("deployment", "update"), "--set instance_count=2"),
-    (("batch-endpoint", "update"), "--set defaults.deployment_name=nocode"),
-    (("batch-deployment", "create"), "--set settings.mini_batch_size=5"),
-])
+@pytest.mark.parametrize(
+    ("args", "example"),
+    [
+        (("endpoint", "create"), "--set traffic.blue=90"),
+        (("endpoint", "update"), "--set traffic.blue=90"),
+        (("deployment", "create"), "--set instance_count=2"),
+        (("deployment", "update"), "--set instance_count=2"),
+        (("batch-endpoint", "update"), "--set defaults.deployment_name=nocode"),
+        (("batch-deployment", "create"), "--set settings.mini_batch_size=5"),
+    ],
+)
 def test_set_shows_a_field_of_its_own_definition(args: tuple[str, ...], example: str) -> None:
     options = _help(*args).partition("Examples:")[0]
     assert example in options
-    foreign = {"endpoint": "instance_count", "deployment": "traffic.", "batch-endpoint": "settings.",
-               "batch-deployment": "defaults."}[args[0]]
+    foreign = {
+        "endpoint": "instance_count",
+        "deployment": "traffic.",
+        "batch-endpoint": "settings.",
+        "batch-deployment": "defaults.",
+    }[args[0]]
     assert foreign not in options
 
 
 def test_demo_help_describes_every_step() -> None:
     text = _help("demo")
-    steps = ["1. builds a small ONNX model", "2. serves it", "modelport serve", "3. starts the daemon",
-             "online endpoint", "4. sends it 300 requests", "metrics", "5. checks the collected inputs for drift",
-             "modelport monitor drift", "6. scores a 2,000-row CSV with the batch endpoint"]
+    steps = [
+        "1. builds a small ONNX model",
+        "2. serves it",
+        "modelport serve",
+        "3. starts the daemon",
+        "online endpoint",
+        "4. sends it 300 requests",
+        "metrics",
+        "5. checks the collected inputs for drift",
+        "modelport monitor drift",
+        "6. scores a 2,000-row CSV with the batch endpoint",
+    ]
     for step in steps:
         assert step in text, step

@@ -26,8 +26,25 @@ def _one_line_error(result, code: int, *needles: str) -> str:  # noqa: ANN001
 
 
 def test_register_list_show_download_alias(cli, onnx_model: Path, tmp_path: Path) -> None:
-    out = json.loads(_ok(cli("model", "register", onnx_model, "--name", "fraud", "--tag", "team=risk",
-                             "--property", "auc=0.91", "--description", "first", "-o", "json")))
+    out = json.loads(
+        _ok(
+            cli(
+                "model",
+                "register",
+                onnx_model,
+                "--name",
+                "fraud",
+                "--tag",
+                "team=risk",
+                "--property",
+                "auc=0.91",
+                "--description",
+                "first",
+                "-o",
+                "json",
+            )
+        )
+    )
     assert (out["name"], out["version"], out["flavor"]) == ("fraud", 1, "onnx")
     assert out["signature"]["outputs"][0]["name"] == "output"
     second = build_mlp_onnx(tmp_path / "second.onnx", seed=1)
@@ -73,7 +90,9 @@ def test_usage_errors_exit_2(sqlite_cli, onnx_model: Path) -> None:
         (["environment", "create", "-n", "e", "-f", "{badyaml}"], "conda.yml"),
     ],
 )
-def test_failures_exit_1_with_one_line(sqlite_cli, onnx_model: Path, tmp_path: Path, args: list[str], needle: str) -> None:
+def test_failures_exit_1_with_one_line(
+    sqlite_cli, onnx_model: Path, tmp_path: Path, args: list[str], needle: str
+) -> None:
     bad_yaml = tmp_path / "conda.yml"
     bad_yaml.write_text("dependencies: [unclosed\n  - : :")
     subst = {"{missing}": str(tmp_path / "nope.onnx"), "{model}": str(onnx_model), "{badyaml}": str(bad_yaml)}

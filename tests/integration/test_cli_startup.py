@@ -12,8 +12,20 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("sqlalchemy", "alembic", "numpy", "onnxruntime", "onnx", "pandas", "scipy", "pyarrow", "grpc", "uvicorn",
-         "aiohttp", "fsspec")
+HEAVY = (
+    "sqlalchemy",
+    "alembic",
+    "numpy",
+    "onnxruntime",
+    "onnx",
+    "pandas",
+    "scipy",
+    "pyarrow",
+    "grpc",
+    "uvicorn",
+    "aiohttp",
+    "fsspec",
+)
 
 # Runs the CLI in this process, with some packages made unimportable, and prints (after the
 # command's own output) which of HEAVY it imported.
@@ -34,17 +46,29 @@ sys.exit(code)
 """.replace("HEAVY", repr(HEAVY))
 
 
-def run_cli(home: Path, *args: str, blocked: tuple[str, ...] = ()) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+def run_cli(
+    home: Path, *args: str, blocked: tuple[str, ...] = ()
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     env = {**os.environ, "MODELPORT_HOME": str(home)}
-    ran = subprocess.run([sys.executable, "-c", RUNNER, json.dumps(blocked), *args], capture_output=True, text=True,
-                         env=env, timeout=120)
+    ran = subprocess.run(
+        [sys.executable, "-c", RUNNER, json.dumps(blocked), *args], capture_output=True, text=True, env=env, timeout=120
+    )
     output, _, loaded = ran.stdout.rpartition("\nLOADED ")
     assert loaded, ran.stderr
     return subprocess.CompletedProcess(ran.args, ran.returncode, output, ran.stderr), json.loads(loaded)
 
 
-@pytest.mark.parametrize("args", [["--help"], ["model", "--help"], ["batch-endpoint", "invoke", "--help"],
-                                  ["serve", "--help"], ["monitor", "drift", "--help"]], ids=" ".join)
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["model", "--help"],
+        ["batch-endpoint", "invoke", "--help"],
+        ["serve", "--help"],
+        ["monitor", "drift", "--help"],
+    ],
+    ids=" ".join,
+)
 def test_help_imports_no_heavy_package(tmp_path: Path, args: list[str]) -> None:
     ran, loaded = run_cli(tmp_path / "ws", *args)
     assert ran.returncode == 0, ran.stderr
@@ -67,8 +91,9 @@ def test_model_list_skips_migrations_and_serving(tmp_path: Path) -> None:
 def test_drift_without_its_extra_names_the_extra(tmp_path: Path) -> None:
     baseline = tmp_path / "base.csv"
     baseline.write_text("a\n1\n2\n")
-    ran, _ = run_cli(tmp_path / "ws", "monitor", "drift", "--baseline", str(baseline), "--target", str(baseline),
-                     blocked=("scipy",))
+    ran, _ = run_cli(
+        tmp_path / "ws", "monitor", "drift", "--baseline", str(baseline), "--target", str(baseline), blocked=("scipy",)
+    )
     assert ran.returncode == 1
     assert ran.stderr == "error: monitor drift needs scipy: pip install 'modelport[drift]'\n"
 

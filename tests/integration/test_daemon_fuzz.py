@@ -49,11 +49,34 @@ def test_management_api_survives_fuzzing(tmp_path: Path) -> None:
         pid = daemon.daemon_pid()
         before = _rss_mb(pid)
         result = subprocess.run(
-            [fuzzer, "run", f"{daemon.url}/openapi.json", "--header", f"Authorization: Bearer {token}",
-             "--checks", "not_a_server_error", "--max-time", str(FUZZ_SECONDS), "--request-timeout", "10",
-             "--workers", "1", "--suppress-health-check", "all", "--warnings", "off", "--no-color",
-             "--report", "ndjson", "--report-dir", str(tmp_path / "report")],
-            capture_output=True, text=True, timeout=FUZZ_SECONDS + 120, cwd=tmp_path,
+            [
+                fuzzer,
+                "run",
+                f"{daemon.url}/openapi.json",
+                "--header",
+                f"Authorization: Bearer {token}",
+                "--checks",
+                "not_a_server_error",
+                "--max-time",
+                str(FUZZ_SECONDS),
+                "--request-timeout",
+                "10",
+                "--workers",
+                "1",
+                "--suppress-health-check",
+                "all",
+                "--warnings",
+                "off",
+                "--no-color",
+                "--report",
+                "ndjson",
+                "--report-dir",
+                str(tmp_path / "report"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=FUZZ_SECONDS + 120,
+            cwd=tmp_path,
         )
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
         codes = _status_codes(tmp_path / "report")

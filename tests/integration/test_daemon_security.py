@@ -77,8 +77,10 @@ def test_requests_from_other_sites_are_refused(daemon: Daemon) -> None:
     port, auth = daemon.port, daemon.api_headers()
     rebound = httpx.get(f"{daemon.url}/api/status", headers={**auth, "host": "attacker.example"})
     assert rebound.status_code == 421 and "attacker.example" in _one_line_error(rebound)
-    assert httpx.post(f"{daemon.url}/endpoints/E/score", json={},
-                      headers={"host": f"attacker.example:{port}"}).status_code == 421  # the router too
+    assert (
+        httpx.post(f"{daemon.url}/endpoints/E/score", json={}, headers={"host": f"attacker.example:{port}"}).status_code
+        == 421
+    )  # the router too
     for name in (f"localhost:{port}", f"127.0.0.1:{port}", f"LOCALHOST:{port}"):
         assert httpx.get(f"{daemon.url}/api/status", headers={**auth, "host": name}).status_code == 200, name
 
@@ -95,10 +97,13 @@ def test_requests_from_other_sites_are_refused(daemon: Daemon) -> None:
     assert form.status_code == 415
     assert "browser" not in {e["name"] for e in daemon.json("endpoint", "list")}
 
-    same = httpx.post(create, json=body, headers={**auth, "origin": f"http://127.0.0.1:{port}",
-                                                  "sec-fetch-site": "same-origin"})
+    same = httpx.post(
+        create, json=body, headers={**auth, "origin": f"http://127.0.0.1:{port}", "sec-fetch-site": "same-origin"}
+    )
     assert same.status_code == 201, same.text  # the daemon's own origin passes
-    preflight = httpx.options(create, headers={"origin": "http://evil.example", "access-control-request-method": "POST"})
+    preflight = httpx.options(
+        create, headers={"origin": "http://evil.example", "access-control-request-method": "POST"}
+    )
     answers = (cross, plain, same, preflight, httpx.get(f"{daemon.url}/api/status", headers=auth))
     assert not any(key.startswith("access-control-") for answer in answers for key in answer.headers)
     daemon.ok("endpoint", "delete", "-n", "browser", "--yes")
@@ -117,14 +122,19 @@ def _raw(port: int, head: str, chunks: int = 0) -> bytes:
 
 
 def test_management_bodies_are_bounded(daemon: Daemon) -> None:
-    head = (f"POST /api/endpoints HTTP/1.1\r\nHost: 127.0.0.1:{daemon.port}\r\nAuthorization: Bearer {daemon.token()}"
-            "\r\nContent-Type: application/json\r\n")
+    head = (
+        f"POST /api/endpoints HTTP/1.1\r\nHost: 127.0.0.1:{daemon.port}\r\nAuthorization: Bearer {daemon.token()}"
+        "\r\nContent-Type: application/json\r\n"
+    )
     declared = _raw(daemon.port, head + f"Content-Length: {600 * MIB}\r\n\r\n")  # answered with no byte of it sent
     assert declared.startswith(b"HTTP/1.1 413 "), declared
     chunked = _raw(daemon.port, head + "Transfer-Encoding: chunked\r\n\r\n", chunks=17)  # 1 MiB + 64 KiB
     assert chunked.startswith(b"HTTP/1.1 413 "), chunked
-    within = httpx.post(f"{daemon.url}/api/endpoints", headers=daemon.api_headers(),
-                        json={"definition": {"name": "big"}, "set": ["description=" + "x" * (MIB // 2)]})
+    within = httpx.post(
+        f"{daemon.url}/api/endpoints",
+        headers=daemon.api_headers(),
+        json={"definition": {"name": "big"}, "set": ["description=" + "x" * (MIB // 2)]},
+    )
     assert within.status_code == 201, within.text[:300]
     daemon.ok("endpoint", "delete", "-n", "big", "--yes")
     assert daemon.json("status")["workspace"] == str(daemon.home)
@@ -132,14 +142,25 @@ def test_management_bodies_are_bounded(daemon: Daemon) -> None:
 
 def test_the_command_running_deployment_is_never_created_without_the_token(daemon: Daemon, base: Path) -> None:
     pwned = base / "pwned"
-    definition = {"name": "evil", "endpoint_name": "E", "model": "azureml:mlp:1", "instance_count": 1,
-                  "environment_variables": {"PYTHONWARNINGS": "ignore::antigravity.X",
-                                            "BROWSER": f"/bin/sh -c 'id > {pwned}' #%s"}}
+    definition = {
+        "name": "evil",
+        "endpoint_name": "E",
+        "model": "azureml:mlp:1",
+        "instance_count": 1,
+        "environment_variables": {
+            "PYTHONWARNINGS": "ignore::antigravity.X",
+            "BROWSER": f"/bin/sh -c 'id > {pwned}' #%s",
+        },
+    }
     body = {"definition": definition, "set": [], "base_dir": str(base), "all_traffic": True}
     url = f"{daemon.url}/api/endpoints/E/deployments"
     assert httpx.post(url, json=body, timeout=60).status_code == 401
-    assert httpx.post(url, content=json.dumps(body), headers={"content-type": "text/plain",
-                                                              "origin": "http://evil.example"}).status_code == 403
+    assert (
+        httpx.post(
+            url, content=json.dumps(body), headers={"content-type": "text/plain", "origin": "http://evil.example"}
+        ).status_code
+        == 403
+    )
     time.sleep(2)  # a replica would have started by now
     assert daemon.json("deployment", "list", "-e", "E") == []
     assert not pwned.exists()
@@ -178,8 +199,13 @@ print(json.dumps(seen))
 
 
 def _probe(as_nobody: list[str], url: str, *paths: Path) -> dict[str, object]:
-    result = subprocess.run([*as_nobody, "-c", PROBE, url, *map(str, paths)],
-                            capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [*as_nobody, "-c", PROBE, url, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -229,8 +255,12 @@ def _fails_in_one_line(result: subprocess.CompletedProcess[str], *words: str) ->
 
 def test_binding_beyond_loopback_needs_tls_or_an_explicit_flag(tmp_path: Path) -> None:
     cli, port = Cli(tmp_path / "ws"), free_port()
-    _fails_in_one_line(cli("up", "--host", "0.0.0.0", "--port", str(port)),  # noqa: S104
-                       "--host 0.0.0.0", "--tls-certfile", "--insecure-expose")
+    _fails_in_one_line(
+        cli("up", "--host", "0.0.0.0", "--port", str(port)),  # noqa: S104
+        "--host 0.0.0.0",
+        "--tls-certfile",
+        "--insecure-expose",
+    )
     _fails_in_one_line(cli("up", "--port", str(port), "--tls-certfile", str(tmp_path / "cert.pem")), "give both")
     assert not (tmp_path / "ws" / "daemon" / "daemon.json").exists()
     with socket.socket() as sock:
@@ -241,12 +271,44 @@ def test_tls_on_a_loopback_alias_with_the_cli_pinned_to_the_certificate(tmp_path
     if shutil.which("openssl") is None:
         pytest.skip("openssl is needed to make a certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "1", "-subj", "/CN=modelport.test", "-addext", "subjectAltName=DNS:modelport.test"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=modelport.test",
+            "-addext",
+            "subjectAltName=DNS:modelport.test",
+        ],
+        check=True,
+        capture_output=True,
+    )
     cli, port = Cli(tmp_path / "ws"), free_port()
-    started = cli("up", "--host", "127.0.0.2", "--port", str(port), "--tls-certfile", str(cert), "--tls-keyfile",
-                  str(key), "--allowed-host", "modelport.test", "--print-token", timeout=120)
+    started = cli(
+        "up",
+        "--host",
+        "127.0.0.2",
+        "--port",
+        str(port),
+        "--tls-certfile",
+        str(cert),
+        "--tls-keyfile",
+        str(key),
+        "--allowed-host",
+        "modelport.test",
+        "--print-token",
+        timeout=120,
+    )
     assert started.returncode == 0, started.stderr
     try:
         url = f"https://127.0.0.2:{port}"
@@ -258,8 +320,9 @@ def test_tls_on_a_loopback_alias_with_the_cli_pinned_to_the_certificate(tmp_path
         with httpx.Client(verify=trusted) as client:
             assert client.get(f"{url}/api/status").status_code == 401
             assert client.get(f"{url}/api/status", headers={"authorization": f"Bearer {token}"}).status_code == 200
-            named = client.get(f"{url}/api/status", headers={"authorization": f"Bearer {token}",
-                                                             "host": f"modelport.test:{port}"})
+            named = client.get(
+                f"{url}/api/status", headers={"authorization": f"Bearer {token}", "host": f"modelport.test:{port}"}
+            )
             assert named.status_code == 200  # an --allowed-host name
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"http://127.0.0.2:{port}/api/status", timeout=5)  # no clear text on a TLS port

@@ -67,8 +67,19 @@ def test_workspace_is_private_after_a_realistic_flow(sqlite_cli: Cli, tmp_path: 
     (tmp_path / "requirements.txt").write_text("numpy\n")
     _ok(sqlite_cli("environment", "create", "--name", "env", "--file", tmp_path / "requirements.txt"))
     collector = {"collections": {"model_inputs": {"enabled": "True"}, "model_outputs": {"enabled": "True"}}}
-    server = Server(["fraud", "--request-log", str(ws / "logs" / "requests.jsonl"), "--data-collector",
-                     json.dumps(collector), "--collect-dir", str(ws / "collected")], env=sqlite_cli.env, grpc=False)
+    server = Server(
+        [
+            "fraud",
+            "--request-log",
+            str(ws / "logs" / "requests.jsonl"),
+            "--data-collector",
+            json.dumps(collector),
+            "--collect-dir",
+            str(ws / "collected"),
+        ],
+        env=sqlite_cli.env,
+        grpc=False,
+    )
     try:
         body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 32], "data": [0.5] * 32}]}
         for _ in range(5):
@@ -131,7 +142,9 @@ def test_download_to_a_file_is_one_line(sqlite_cli: Cli, tmp_path: Path) -> None
     _ok(sqlite_cli("model", "register", model, "--name", "fraud"))
     not_a_folder = tmp_path / "file.txt"
     not_a_folder.write_text("x")
-    _one_line_error(sqlite_cli("model", "download", "fraud", "--to", not_a_folder), f"--to: {not_a_folder} is not a folder")
+    _one_line_error(
+        sqlite_cli("model", "download", "fraud", "--to", not_a_folder), f"--to: {not_a_folder} is not a folder"
+    )
 
 
 def test_refused_writes_name_the_path(sqlite_cli: Cli, tmp_path: Path) -> None:
@@ -144,8 +157,13 @@ def test_refused_writes_name_the_path(sqlite_cli: Cli, tmp_path: Path) -> None:
     locked.mkdir(mode=0o555)
 
     def limited(*args: object) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*DROP_ROOT_RIGHTS, sys.executable, "-m", "modelport", *map(str, args)],
-                              env=sqlite_cli.env, capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [*DROP_ROOT_RIGHTS, sys.executable, "-m", "modelport", *map(str, args)],
+            env=sqlite_cli.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     line = _one_line_error(limited("model", "download", "fraud", "--to", locked), "permission denied:")
     assert line.endswith(f"permission denied: {locked}"), line  # the folder the user named, not a temporary
@@ -165,8 +183,12 @@ def _mount_namespaces_work(tmp_path: Path) -> str | None:
         return "needs root and unshare for a private mount namespace"
     probe = tmp_path / "probe"
     probe.mkdir()
-    done = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {probe}"],
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {probe}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     return None if done.returncode == 0 else f"cannot mount a tmpfs in a private namespace: {done.stderr.strip()}"
 
 
@@ -192,8 +214,13 @@ df -k {disk} | tail -1 > {report}/df
 echo $? > {report}/small.rc
 {modelport} model list -o json > {report}/list.json
 """
-    done = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300,
-                          env={k: v for k, v in os.environ.items() if k != "MODELPORT_DB_URL"})
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "MODELPORT_DB_URL"},
+    )
     assert done.returncode == 0, done.stderr
     err = (report / "big.err").read_text()
     assert (report / "big.rc").read_text().strip() == "1", err
@@ -253,7 +280,8 @@ def test_a_live_writers_temporary_survives_the_sweep(sqlite_cli: Cli, tmp_path: 
         "import sys, time; from pathlib import Path; from modelport.core.files import private_dir, temp_file\n"
         "with temp_file(private_dir(Path(sys.argv[1])), 'upload') as (path, handle):\n"
         "    handle.write(b'x'); handle.flush(); print(path, flush=True); time.sleep(600)",
-        str(tmp_path / "ws" / "tmp"))
+        str(tmp_path / "ws" / "tmp"),
+    )
 
 
 def test_sweep_rules_for_free_locks(tmp_path: Path) -> None:
@@ -286,8 +314,15 @@ def test_a_code_snapshot_is_private_and_leaves_no_staging(tmp_path: Path) -> Non
         ws.models.register(build_mlp_onnx(tmp_path / "m" / "model.onnx"), "mlp")
         catalog = Catalog(ws)
         catalog.create_endpoint(EndpointSpec("ep"))
-        spec, _ = parse_deployment({"endpoint_name": "ep", "name": "blue", "model": "mlp:1", "code_configuration":
-                                    {"code": "code", "scoring_script": "score.py"}}, tmp_path)
+        spec, _ = parse_deployment(
+            {
+                "endpoint_name": "ep",
+                "name": "blue",
+                "model": "mlp:1",
+                "code_configuration": {"code": "code", "scoring_script": "score.py"},
+            },
+            tmp_path,
+        )
         snapshot = Path(catalog.resolve(spec).spec.code_configuration.code)
     assert (snapshot / "lib" / "helper.py").read_text() == "X = 1\n"
     assert _loose(snapshot) == [] and list((tmp_path / "ws" / "tmp").iterdir()) == []
@@ -302,7 +337,11 @@ def test_a_dead_environment_build_is_swept_and_a_live_one_kept(sqlite_cli: Cli, 
         (envs / f"{venv.name}.lock").write_text("")
     (built / "modelport-env.json").write_text("{}")
     # holds the build lock as a running build does
-    _kept_while_held(sqlite_cli, "import sys, time; from filelock import FileLock\n"
-                     "lock = FileLock(sys.argv[1]); lock.acquire(); print(sys.argv[2], flush=True); time.sleep(600)",
-                     str(envs / f"{partial.name}.lock"), str(partial))
+    _kept_while_held(
+        sqlite_cli,
+        "import sys, time; from filelock import FileLock\n"
+        "lock = FileLock(sys.argv[1]); lock.acquire(); print(sys.argv[2], flush=True); time.sleep(600)",
+        str(envs / f"{partial.name}.lock"),
+        str(partial),
+    )
     assert not partial.exists() and (built / "modelport-env.json").is_file()

@@ -38,17 +38,25 @@ def files(daemon: Daemon) -> Path:
 
 def deployment_file(files: Path, endpoint: str, name: str, **extra: object) -> Path:
     data = {
-        "$schema": SCHEMA, "name": name, "endpoint_name": endpoint, "model": "azureml:mlp:1",
+        "$schema": SCHEMA,
+        "name": name,
+        "endpoint_name": endpoint,
+        "model": "azureml:mlp:1",
         "code_configuration": {"code": "code", "scoring_script": "score.py"},
-        "environment_variables": {"COLOR": name}, "instance_type": "Standard_DS3_v2", "instance_count": 1,
-        "request_settings": {"max_concurrent_requests_per_instance": 4}, **extra,
+        "environment_variables": {"COLOR": name},
+        "instance_type": "Standard_DS3_v2",
+        "instance_count": 1,
+        "request_settings": {"max_concurrent_requests_per_instance": 4},
+        **extra,
     }
     return write_yaml(files / f"{endpoint}-{name}.yml", data)
 
 
 def endpoint_file(files: Path, name: str, **extra: object) -> Path:
-    return write_yaml(files / f"{name}.yml", {"$schema": "https://x/managedOnlineEndpoint.schema.json", "name": name,
-                                              "auth_mode": "key", **extra})
+    return write_yaml(
+        files / f"{name}.yml",
+        {"$schema": "https://x/managedOnlineEndpoint.schema.json", "name": name, "auth_mode": "key", **extra},
+    )
 
 
 def scored_lines(daemon: Daemon, endpoint: str, deployment: str) -> int:
@@ -123,37 +131,74 @@ def test_bad_definitions_are_refused_in_one_line_and_change_nothing(daemon: Daem
     daemon.ok("endpoint", "create", "-f", str(endpoint_file(files, "bad")))
     daemon.ok("deployment", "create", "-f", str(deployment_file(files, "bad", "blue")), "--all-traffic")
     green = str(deployment_file(files, "bad", "green"))
-    before = (daemon.json("endpoint", "show", "-n", "bad"), daemon.json("deployment", "list", "-e", "bad"),
-              daemon.json("model", "list"))
+    before = (
+        daemon.json("endpoint", "show", "-n", "bad"),
+        daemon.json("deployment", "list", "-e", "bad"),
+        daemon.json("model", "list"),
+    )
     refusals = {
-        "traffic: the weights sum to 90; they must sum to 100":
-            ("endpoint", "update", "-n", "bad", "--traffic", "blue=90"),
-        "mirror_traffic.blue: 'blue' already gets 100 % of live traffic":
-            ("endpoint", "update", "-n", "bad", "--mirror-traffic", "blue=10"),
-        "traffic.purple: endpoint 'bad' has no deployment 'purple'":
-            ("endpoint", "update", "-n", "bad", "--traffic", "blue=50 purple=50"),
-        "model: model 'ghost' does not exist":
-            ("deployment", "create", "-f", green, "--set", "model=azureml:ghost:1"),
-        "code_configuration.scoring_script: ":
-            ("deployment", "create", "-f", green, "--set", "code_configuration.scoring_script=missing.py"),
-        "instance_cnt: unknown key":
-            ("deployment", "create", "-f", green, "--set", "instance_cnt=2"),
-        "traffic.green: endpoint 'other' has no deployment 'green'":
-            ("endpoint", "create", "-f", str(endpoint_file(files, "other", traffic={"green": 100}))),
+        "traffic: the weights sum to 90; they must sum to 100": (
+            "endpoint",
+            "update",
+            "-n",
+            "bad",
+            "--traffic",
+            "blue=90",
+        ),
+        "mirror_traffic.blue: 'blue' already gets 100 % of live traffic": (
+            "endpoint",
+            "update",
+            "-n",
+            "bad",
+            "--mirror-traffic",
+            "blue=10",
+        ),
+        "traffic.purple: endpoint 'bad' has no deployment 'purple'": (
+            "endpoint",
+            "update",
+            "-n",
+            "bad",
+            "--traffic",
+            "blue=50 purple=50",
+        ),
+        "model: model 'ghost' does not exist": ("deployment", "create", "-f", green, "--set", "model=azureml:ghost:1"),
+        "code_configuration.scoring_script: ": (
+            "deployment",
+            "create",
+            "-f",
+            green,
+            "--set",
+            "code_configuration.scoring_script=missing.py",
+        ),
+        "instance_cnt: unknown key": ("deployment", "create", "-f", green, "--set", "instance_cnt=2"),
+        "traffic.green: endpoint 'other' has no deployment 'green'": (
+            "endpoint",
+            "create",
+            "-f",
+            str(endpoint_file(files, "other", traffic={"green": 100})),
+        ),
     }
     for expected, command in refusals.items():
         assert daemon.fails(*command).startswith(f"error: {expected}")
     assert "missing.py does not exist" in daemon.fails(*refusals["code_configuration.scoring_script: "])
-    after = (daemon.json("endpoint", "show", "-n", "bad"), daemon.json("deployment", "list", "-e", "bad"),
-             daemon.json("model", "list"))
+    after = (
+        daemon.json("endpoint", "show", "-n", "bad"),
+        daemon.json("deployment", "list", "-e", "bad"),
+        daemon.json("model", "list"),
+    )
     assert after == before
     assert [e["name"] for e in daemon.json("endpoint", "list")].count("other") == 0
 
 
 def test_keys(daemon: Daemon, files: Path) -> None:
     daemon.ok("endpoint", "create", "-f", str(endpoint_file(files, "auth")))
-    daemon.ok("deployment", "create", "-f", str(deployment_file(
-        files, "auth", "blue", environment_variables={"COLOR": "blue", "PRINT_HEADERS": "1"})), "--all-traffic")
+    daemon.ok(
+        "deployment",
+        "create",
+        "-f",
+        str(deployment_file(files, "auth", "blue", environment_variables={"COLOR": "blue", "PRINT_HEADERS": "1"})),
+        "--all-traffic",
+    )
     primary, secondary = daemon.key("auth"), daemon.key("auth", "secondaryKey")
     assert daemon.score("auth", None).status_code == 401
     assert daemon.score("auth", "not-the-key").status_code == 401
@@ -192,8 +237,24 @@ def test_logs_errors_and_in_use_model(daemon: Daemon, files: Path) -> None:
     assert "ValueError: asked to fail" in logged  # the traceback is in the replica's console
 
     follower = subprocess.Popen(
-        [sys.executable, "-m", "modelport", "deployment", "logs", "-e", "logs", "-n", "blue", "--lines", "0",
-         "--follow"], env=daemon.cli.env, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "modelport",
+            "deployment",
+            "logs",
+            "-e",
+            "logs",
+            "-n",
+            "blue",
+            "--lines",
+            "0",
+            "--follow",
+        ],
+        env=daemon.cli.env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     seen: list[str] = []
     reader = threading.Thread(target=lambda: seen.extend(iter(follower.stdout.readline, "")), daemon=True)
     reader.start()
@@ -231,10 +292,19 @@ def test_api_is_described_and_status_lists_replicas(daemon: Daemon) -> None:
 
 def test_deployment_operations_metrics_request_logs_and_collection(daemon: Daemon, files: Path) -> None:
     daemon.ok("endpoint", "create", "-f", str(endpoint_file(files, "ops")))
-    collector = {"collections": {"model_inputs": {"enabled": "True"}, "model_outputs": {"enabled": "True"}},
-                 "sampling_rate": 1.0, "format": "jsonl", "request_logging": {"capture_headers": []}}
-    created = daemon.ok("deployment", "create", "-f", str(deployment_file(
-        files, "ops", "blue", code_configuration=None, data_collector=collector)), "--all-traffic")
+    collector = {
+        "collections": {"model_inputs": {"enabled": "True"}, "model_outputs": {"enabled": "True"}},
+        "sampling_rate": 1.0,
+        "format": "jsonl",
+        "request_logging": {"capture_headers": []},
+    }
+    created = daemon.ok(
+        "deployment",
+        "create",
+        "-f",
+        str(deployment_file(files, "ops", "blue", code_configuration=None, data_collector=collector)),
+        "--all-traffic",
+    )
     assert "data_collector.request_logging" in created.stderr  # a cloud-only key, reported as ignored
     key = daemon.key("ops")
     body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 32], "data": [0.5] * 64}]}
@@ -261,7 +331,8 @@ def test_deployment_operations_metrics_request_logs_and_collection(daemon: Daemo
         time.sleep(0.2)
     lines = [json.loads(line) for line in logged]
     assert {(line["endpoint"], line["deployment"], line["model"], line["status"]) for line in lines} == {
-        ("ops", "blue", "mlp", 200)}
+        ("ops", "blue", "mlp", 200)
+    }
     records = [json.loads(line) for line in collected[0].read_text().splitlines()]
     assert {record["correlationid"] for record in records} == {line["request_id"] for line in lines}
     assert records[0]["source"] == "/endpoints/ops/deployments/blue" and len(records[0]["data"]) == 2

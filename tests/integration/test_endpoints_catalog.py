@@ -30,16 +30,24 @@ def deploy(catalog: Catalog, base: Path, *, all_traffic: bool = False, **fields:
 
 
 def snapshot(catalog: Catalog) -> list[dict]:
-    return [{**record.to_dict(), "keys": record.keys, "deployments": [d.to_dict() for d in record.deployments]}
-            for record in catalog.endpoints()]
+    return [
+        {**record.to_dict(), "keys": record.keys, "deployments": [d.to_dict() for d in record.deployments]}
+        for record in catalog.endpoints()
+    ]
 
 
 def test_deployment_is_stored_resolved(catalog: Catalog, tmp_path: Path) -> None:
     code = tmp_path / "code"
     code.mkdir()
     (code / "score.py").write_text("def init(): pass\ndef run(data): return 1\n")
-    deploy(catalog, tmp_path, name="blue", model="azureml:mlp@latest", all_traffic=True,
-           code_configuration={"code": "code", "scoring_script": "score.py"})
+    deploy(
+        catalog,
+        tmp_path,
+        name="blue",
+        model="azureml:mlp@latest",
+        all_traffic=True,
+        code_configuration={"code": "code", "scoring_script": "score.py"},
+    )
     catalog.ws.models.register(build_mlp_onnx(tmp_path / "v2" / "model.onnx", seed=1), "mlp")
     (code / "score.py").write_text("changed after deployment\n")
 
@@ -61,11 +69,14 @@ def test_inline_model_is_registered_once(catalog: Catalog, tmp_path: Path) -> No
     assert [info.version for info in catalog.ws.models.versions("ep-green")] == [1]
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"traffic": {"blue": 90}}, "traffic: the weights sum to 90"),
-    ({"traffic": {"blue": 100}, "mirror_traffic": {"blue": 20}}, "mirror_traffic.blue: 'blue' already gets 100 %"),
-    ({"traffic": {"blue": 50, "purple": 50}}, "traffic.purple: endpoint 'ep' has no deployment 'purple'"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"traffic": {"blue": 90}}, "traffic: the weights sum to 90"),
+        ({"traffic": {"blue": 100}, "mirror_traffic": {"blue": 20}}, "mirror_traffic.blue: 'blue' already gets 100 %"),
+        ({"traffic": {"blue": 50, "purple": 50}}, "traffic.purple: endpoint 'ep' has no deployment 'purple'"),
+    ],
+)
 def test_bad_routing_changes_nothing(catalog: Catalog, tmp_path: Path, change: dict, message: str) -> None:
     deploy(catalog, tmp_path, name="blue", model="mlp:1", all_traffic=True)
     before = snapshot(catalog)
@@ -90,8 +101,15 @@ def test_a_resolution_failing_halfway_leaves_no_model(catalog: Catalog, tmp_path
     model = build_mlp_onnx(tmp_path / "inline" / "model.onnx", seed=4)
     bad_env = tmp_path / "conda.yml"
     bad_env.write_text("dependencies: [[[\n")  # the model is registered before this is read
-    spec, _ = parse_deployment({"name": "blue", "endpoint_name": "ep", "model": {"path": str(model)},
-                                "environment": {"conda_file": str(bad_env)}}, tmp_path)
+    spec, _ = parse_deployment(
+        {
+            "name": "blue",
+            "endpoint_name": "ep",
+            "model": {"path": str(model)},
+            "environment": {"conda_file": str(bad_env)},
+        },
+        tmp_path,
+    )
     with pytest.raises(ValidationError):
         catalog.resolve(spec)
     assert [m.name for m in catalog.ws.models.list()] == ["mlp"]

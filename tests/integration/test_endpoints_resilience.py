@@ -35,17 +35,26 @@ def files(daemon: Daemon) -> Path:
 def deploy(daemon: Daemon, files: Path, endpoint: str, *sets: str, **fields: object) -> str:
     """An endpoint with one deployment ``blue`` at 100 % (auth_mode none); its scoring URL."""
     daemon.ok("endpoint", "create", "-n", endpoint, "--set", "auth_mode=none")
-    definition = {"name": "blue", "endpoint_name": endpoint, "model": "mlp:1",
-                  "code_configuration": {"code": "code", "scoring_script": "score.py"},
-                  "environment_variables": {"COLOR": "blue"}, **fields}
+    definition = {
+        "name": "blue",
+        "endpoint_name": endpoint,
+        "model": "mlp:1",
+        "code_configuration": {"code": "code", "scoring_script": "score.py"},
+        "environment_variables": {"COLOR": "blue"},
+        **fields,
+    }
     path = write_yaml(files / f"{endpoint}.yml", definition)
     daemon.ok("deployment", "create", "-f", str(path), "--all-traffic", *[item for s in sets for item in ("--set", s)])
     return f"{daemon.url}/endpoints/{endpoint}/score"
 
 
 def test_gateway_limits(daemon: Daemon, files: Path) -> None:
-    url = deploy(daemon, files, "limits", request_settings={"max_concurrent_requests_per_instance": 1,
-                                                            "request_timeout_ms": 5000})
+    url = deploy(
+        daemon,
+        files,
+        "limits",
+        request_settings={"max_concurrent_requests_per_instance": 1, "request_timeout_ms": 5000},
+    )
     # 2 x 1 x 1 = 2 requests in flight at most: of 6 at once, 4 are turned away immediately, long
     # before either admitted request ends (2 s), not queued behind them. (With 0.5 s requests, a
     # busy 2-core machine's connection set-up alone came close to the bound once.)
@@ -66,9 +75,14 @@ def test_gateway_limits(daemon: Daemon, files: Path) -> None:
 
 
 def test_probes_take_a_hung_replica_out_and_restart_it(daemon: Daemon, files: Path) -> None:
-    url = deploy(daemon, files, "probes", readiness_probe=FAST_PROBES,
-                 liveness_probe={**FAST_PROBES, "failure_threshold": 5},
-                 request_settings={"request_timeout_ms": 500})  # what the hung replica gets meanwhile: 408
+    url = deploy(
+        daemon,
+        files,
+        "probes",
+        readiness_probe=FAST_PROBES,
+        liveness_probe={**FAST_PROBES, "failure_threshold": 5},
+        request_settings={"request_timeout_ms": 500},
+    )  # what the hung replica gets meanwhile: 408
     pid = daemon.replicas("probes", "blue")[0]["pid"]
     assert httpx.post(url, json={}).status_code == 200
     os.kill(pid, signal.SIGSTOP)  # alive but answering nothing
@@ -87,8 +101,9 @@ def test_probes_take_a_hung_replica_out_and_restart_it(daemon: Daemon, files: Pa
 
 
 def test_kill_a_replica_under_load(daemon: Daemon, files: Path) -> None:
-    url = deploy(daemon, files, "kill", "instance_count=2",
-                 request_settings={"max_concurrent_requests_per_instance": 4})
+    url = deploy(
+        daemon, files, "kill", "instance_count=2", request_settings={"max_concurrent_requests_per_instance": 4}
+    )
     victim = daemon.replicas("kill", "blue")[0]["pid"]
     load = Load(url, {}, seconds=8, rate=100, concurrency=8)
     load.start()
@@ -105,14 +120,25 @@ def test_kill_a_replica_under_load(daemon: Daemon, files: Path) -> None:
 
 
 def test_rolling_update_under_load_drops_nothing(daemon: Daemon, files: Path) -> None:
-    url = deploy(daemon, files, "roll", "instance_count=2",
-                 request_settings={"max_concurrent_requests_per_instance": 4})
+    url = deploy(
+        daemon, files, "roll", "instance_count=2", request_settings={"max_concurrent_requests_per_instance": 4}
+    )
     old = {replica["pid"] for replica in daemon.replicas("roll", "blue")}
     load = Load(url, {}, seconds=14, rate=100, concurrency=16)
     load.start()
     time.sleep(1)
-    daemon.ok("deployment", "update", "-e", "roll", "-n", "blue", "--set", "model=mlp:2",
-              "--set", "environment_variables.COLOR=blue2")
+    daemon.ok(
+        "deployment",
+        "update",
+        "-e",
+        "roll",
+        "-n",
+        "blue",
+        "--set",
+        "model=mlp:2",
+        "--set",
+        "environment_variables.COLOR=blue2",
+    )
     load.join(60)
     assert not load.failures(), load.failures()[:5]
     assert len(load.outcomes) > 1000
@@ -129,15 +155,24 @@ def test_failed_update_keeps_the_old_replicas_serving(daemon: Daemon, files: Pat
     load = Load(url, {}, seconds=14, rate=50, concurrency=4)
     load.start()
     # The first new replica fails: nothing old was touched.
-    error = daemon.fails("deployment", "update", "-e", "failing", "-n", "blue",
-                         "--set", "environment_variables.FAIL_INIT=1")
+    error = daemon.fails(
+        "deployment", "update", "-e", "failing", "-n", "blue", "--set", "environment_variables.FAIL_INIT=1"
+    )
     assert "init() failed: RuntimeError: init refused on purpose" in error
     after = daemon.json("deployment", "show", "-e", "failing", "-n", "blue")
     assert [r["pid"] for r in after["replicas"]] == [r["pid"] for r in before["replicas"]]
     assert "init refused on purpose" in after["error"]
     # The second new replica fails after the first replaced an old one: the old revision comes back.
-    error = daemon.fails("deployment", "update", "-e", "failing", "-n", "blue",
-                         "--set", f"environment_variables.FAIL_SECOND={files / 'second.marker'}")
+    error = daemon.fails(
+        "deployment",
+        "update",
+        "-e",
+        "failing",
+        "-n",
+        "blue",
+        "--set",
+        f"environment_variables.FAIL_SECOND={files / 'second.marker'}",
+    )
     assert "second replica refused on purpose" in error
     load.join(60)
     assert not load.failures() and len(load.outcomes) > 300

@@ -36,16 +36,29 @@ def files(daemon: Daemon) -> Path:
 def no_code(daemon: Daemon, endpoint: str, **fields: object) -> httpx.Client:
     """An endpoint (key auth) serving ``mlp:1`` without a script; a client with its key."""
     daemon.ok("endpoint", "create", "-n", endpoint)
-    daemon.ok("deployment", "create", "-e", endpoint, "-n", "blue", "--set", "model=mlp:1",
-              *[item for key, value in fields.items() for item in ("--set", f"{key}={value}")], "--all-traffic")
-    return httpx.Client(base_url=f"{daemon.url}/endpoints/{endpoint}", headers=scoring_headers(daemon.key(endpoint)),
-                        timeout=30)
+    daemon.ok(
+        "deployment",
+        "create",
+        "-e",
+        endpoint,
+        "-n",
+        "blue",
+        "--set",
+        "model=mlp:1",
+        *[item for key, value in fields.items() for item in ("--set", f"{key}={value}")],
+        "--all-traffic",
+    )
+    return httpx.Client(
+        base_url=f"{daemon.url}/endpoints/{endpoint}", headers=scoring_headers(daemon.key(endpoint)), timeout=30
+    )
 
 
 def raw_status(daemon: Daemon, method: str, target: str, key: str) -> int:
     """The status of a request sent byte for byte, so no client normalises ``..`` or ``%2F`` away."""
-    request = (f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{daemon.port}\r\nAuthorization: Bearer {key}\r\n"
-               "Content-Length: 0\r\nConnection: close\r\n\r\n")
+    request = (
+        f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{daemon.port}\r\nAuthorization: Bearer {key}\r\n"
+        "Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
     with socket.create_connection(("127.0.0.1", daemon.port), timeout=30) as sock:
         sock.sendall(request.encode())
         head = sock.recv(4096).decode("latin-1")
@@ -54,17 +67,28 @@ def raw_status(daemon: Daemon, method: str, target: str, key: str) -> int:
 
 def test_the_key_buys_inference_only(daemon: Daemon) -> None:
     client = no_code(daemon, "inference")
-    refused = [("POST", "/v2/repository/models/mlp/unload"), ("POST", "/v2/repository/models/mlp/load"),
-               ("POST", "/v2/repository/index"), ("GET", "/v2/models/stats"), ("GET", "/v2/models/mlp/stats"),
-               ("GET", "/v2/models/mlp/versions/1/stats"), ("GET", "/metrics"), ("GET", "/v2/openapi.json"),
-               ("POST", "/v2/trace/setting"), ("GET", "/v2/models/mlp/infer"), ("DELETE", "/score")]
+    refused = [
+        ("POST", "/v2/repository/models/mlp/unload"),
+        ("POST", "/v2/repository/models/mlp/load"),
+        ("POST", "/v2/repository/index"),
+        ("GET", "/v2/models/stats"),
+        ("GET", "/v2/models/mlp/stats"),
+        ("GET", "/v2/models/mlp/versions/1/stats"),
+        ("GET", "/metrics"),
+        ("GET", "/v2/openapi.json"),
+        ("POST", "/v2/trace/setting"),
+        ("GET", "/v2/models/mlp/infer"),
+        ("DELETE", "/score"),
+    ]
     for method, path in refused:
         answer = client.request(method, path)
         assert answer.status_code == 404, (method, path, answer.text)
         assert "is not a scoring route" in answer.json()["error" if path.startswith("/v2") else "message"]
-    for target in ("/endpoints/inference/v2/models/mlp/../../repository/models/mlp/unload",
-                   "/endpoints/inference/v2/models/mlp/..%2F..%2Frepository/models/mlp/unload",
-                   "/endpoints/inference/v2/models/..%2Frepository%2Fmodels%2Fmlp%2Funload"):
+    for target in (
+        "/endpoints/inference/v2/models/mlp/../../repository/models/mlp/unload",
+        "/endpoints/inference/v2/models/mlp/..%2F..%2Frepository/models/mlp/unload",
+        "/endpoints/inference/v2/models/..%2Frepository%2Fmodels%2Fmlp%2Funload",
+    ):
         assert raw_status(daemon, "POST", target, daemon.key("inference")) == 404, target
     # nothing reached the replica: its model is loaded and answers through the router
     replica = daemon.replicas("inference", "blue")[0]
@@ -74,8 +98,16 @@ def test_the_key_buys_inference_only(daemon: Daemon) -> None:
     assert client.post("/v2/models/mlp/infer", json=INFER).json()["outputs"][0]["shape"] == [1, 4]
     assert client.post("/v2/models/mlp/versions/1/infer", json=INFER).status_code == 200
     assert len(client.post("/score", json={"input_data": ROWS}).json()) == 1
-    for path in ("/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/mlp", "/v2/models/mlp/ready",
-                 "/v2/models/mlp/config", "/v2/models/mlp/versions/1/ready", "/swagger.json"):
+    for path in (
+        "/v2",
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v2/models/mlp",
+        "/v2/models/mlp/ready",
+        "/v2/models/mlp/config",
+        "/v2/models/mlp/versions/1/ready",
+        "/swagger.json",
+    ):
         assert client.get(path).status_code == 200, path
     assert client.get("/v2/models/mlp").json()["name"] == "mlp"
 
@@ -119,9 +151,13 @@ def models(daemon: Daemon) -> dict[str, int]:
 def test_a_refused_deployment_leaves_no_model(daemon: Daemon, files: Path) -> None:
     before = models(daemon)
     inline = build_mlp_onnx(files / "inline-a" / "model.onnx", seed=7)
-    definition = {"name": "blue", "endpoint_name": "refused", "model": {"path": str(inline)},
-                  "code_configuration": {"code": "code", "scoring_script": "score.py"},
-                  "environment_variables": {"FAIL_INIT": "1"}}
+    definition = {
+        "name": "blue",
+        "endpoint_name": "refused",
+        "model": {"path": str(inline)},
+        "code_configuration": {"code": "code", "scoring_script": "score.py"},
+        "environment_variables": {"FAIL_INIT": "1"},
+    }
     daemon.ok("endpoint", "create", "-n", "refused")
     error = daemon.fails("deployment", "create", "-f", str(write_yaml(files / "refused.yml", definition)))
     assert "init refused on purpose" in error or "exited before it was ready" in error, error
@@ -133,13 +169,22 @@ def test_a_refused_deployment_leaves_no_model(daemon: Daemon, files: Path) -> No
     assert models(daemon) == before
 
     # an update rolled back removes the model version registered for it; the old one keeps serving
-    daemon.ok("deployment", "create", "-f", str(write_yaml(files / "refused.yml", {
-        **definition, "environment_variables": {"COLOR": "blue"}})), "--all-traffic")
+    daemon.ok(
+        "deployment",
+        "create",
+        "-f",
+        str(write_yaml(files / "refused.yml", {**definition, "environment_variables": {"COLOR": "blue"}})),
+        "--all-traffic",
+    )
     with_a = models(daemon)
     assert with_a == {**before, "refused-blue": 1}
     other = build_mlp_onnx(files / "inline-b" / "model.onnx", seed=8)
-    daemon.fails("deployment", "update", "-f", str(write_yaml(files / "refused.yml", {
-        **definition, "model": {"path": str(other)}})))
+    daemon.fails(
+        "deployment",
+        "update",
+        "-f",
+        str(write_yaml(files / "refused.yml", {**definition, "model": {"path": str(other)}})),
+    )
     assert models(daemon) == with_a
     assert daemon.json("deployment", "show", "-e", "refused", "-n", "blue")["model"] == "refused-blue:1"
     assert daemon.score("refused", daemon.key("refused")).json()["color"] == "blue"

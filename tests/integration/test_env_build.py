@@ -35,8 +35,7 @@ def make_wheel(directory: Path, version: str = "0.1") -> Path:
         f"{PACKAGE}/__init__.py": "VALUE = 42\n",
         f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {PACKAGE}\nVersion: {version}\n",
         f"{dist_info}/WHEEL": (
-            "Wheel-Version: 1.0\nGenerator: modelport-tests\nRoot-Is-Purelib: true\n"
-            "Tag: py3-none-any\n"
+            "Wheel-Version: 1.0\nGenerator: modelport-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
         ),
     }
     record = [f"{name},sha256={_digest(text)},{len(text.encode())}" for name, text in files.items()]
@@ -94,9 +93,7 @@ def test_conda_env_builds_once_then_is_reused(tmp_path: Path) -> None:
     assert marker["pip_requirements"] == [str(wheel)]
 
     probe = f"import sys, {PACKAGE}; print({PACKAGE}.VALUE, sys.prefix)"
-    out = subprocess.run(
-        [str(first.python), "-c", probe], capture_output=True, text=True, check=True
-    ).stdout.split()
+    out = subprocess.run([str(first.python), "-c", probe], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["42", str(first.path)]
     assert importlib.util.find_spec(PACKAGE) is None  # installed in the venv only
 
@@ -125,9 +122,7 @@ def test_failed_install_raises_and_leaves_no_cache_dir(tmp_path: Path) -> None:
     assert any(missing.name in line for line in logged if not line.startswith("$ "))
 
 
-def test_missing_interpreter_is_a_build_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_interpreter_is_a_build_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # neither uv nor python3.99
     spec = parse_spec("numpy\n", "requirements.txt", python="3.99")
     cache = tmp_path / "cache"
@@ -186,9 +181,7 @@ def read_calls(calls: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
 
 
-def test_uv_is_used_when_on_path(
-    tmp_path: Path, fake_uv: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_uv_is_used_when_on_path(tmp_path: Path, fake_uv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", str(tmp_path / "leaks"))
     spec = parse_spec("a==1\n# comment\nb\n", "requirements.txt", python="3.12")
     cache = tmp_path / "cache"
@@ -211,9 +204,7 @@ def test_uv_is_used_when_on_path(
     assert len(read_calls(fake_uv)) == 2
 
 
-def test_no_requirements_means_no_install_and_unpinned_means_our_python(
-    tmp_path: Path, fake_uv: Path
-) -> None:
+def test_no_requirements_means_no_install_and_unpinned_means_our_python(tmp_path: Path, fake_uv: Path) -> None:
     build_env(parse_spec("# nothing yet\n", "requirements.txt"), tmp_path / "cache")
     [venv_call] = read_calls(fake_uv)
     assert venv_call["args"][:3] == ["venv", "--python", sys.executable]

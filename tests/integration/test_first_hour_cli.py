@@ -31,9 +31,14 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
 
 
 def deployment(daemon: Daemon, endpoint: str, name: str, **extra: object) -> Path:
-    data = {"name": name, "endpoint_name": endpoint, "model": "mlp:1",
-            "code_configuration": {"code": "code", "scoring_script": "score.py"},
-            "environment_variables": {"COLOR": name}, **extra}
+    data = {
+        "name": name,
+        "endpoint_name": endpoint,
+        "model": "mlp:1",
+        "code_configuration": {"code": "code", "scoring_script": "score.py"},
+        "environment_variables": {"COLOR": name},
+        **extra,
+    }
     return write_yaml(daemon.home.parent / f"{endpoint}-{name}.yml", data)
 
 
@@ -61,11 +66,16 @@ def test_a_code_folder_holding_the_workspace_is_snapshotted_without_it(daemon: D
     (project / "debug.log").write_text("noise\n")
     (project / ".amlignore").write_text("# what the snapshot leaves out\n*.log\ndata/\n")
     (project / "deploy").mkdir()
-    definition = write_yaml(project / "deploy" / "deployment.yml", {
-        "name": "blue", "endpoint_name": "parent", "model": "mlp:1",
-        "code_configuration": {"code": "../", "scoring_script": "code/score.py"},
-        "environment_variables": {"COLOR": "parent"},
-    })
+    definition = write_yaml(
+        project / "deploy" / "deployment.yml",
+        {
+            "name": "blue",
+            "endpoint_name": "parent",
+            "model": "mlp:1",
+            "code_configuration": {"code": "../", "scoring_script": "code/score.py"},
+            "environment_variables": {"COLOR": "parent"},
+        },
+    )
     daemon.ok("endpoint", "create", "-n", "parent")
     daemon.ok("deployment", "create", "-f", str(definition), "--all-traffic")
 
@@ -79,8 +89,9 @@ def test_a_code_folder_holding_the_workspace_is_snapshotted_without_it(daemon: D
 
     (project / ".amlignore").write_text("code/\n")  # now the scoring script itself is left out
     error = daemon.fails("deployment", "create", "-f", str(definition), "-n", "green")
-    assert error == ("error: code_configuration.scoring_script: code/score.py is left out of the snapshot "
-                     "by .amlignore")
+    assert error == (
+        "error: code_configuration.scoring_script: code/score.py is left out of the snapshot by .amlignore"
+    )
 
 
 def test_ignore_files_read_as_gitignore_does(tmp_path: Path) -> None:
@@ -88,13 +99,35 @@ def test_ignore_files_read_as_gitignore_does(tmp_path: Path) -> None:
 
     (tmp_path / ".gitignore").write_text("*.log\n!keep.log\n/build\ncache/\n**/secrets/*.key\n# a comment\n")
     rule = CodeIgnore(tmp_path, tmp_path / "sub" / "ws")
-    entries = [("a.log", False), ("deep/b.log", False), ("keep.log", False), ("build", True), ("src/build", True),
-               ("cache", True), ("cache", False), ("x/cache", True), ("secrets/a.key", False),
-               ("s/secrets/a.key", False), ("sub/ws", True), ("ws", True), ("x/.venv", True), (".git", False),
-               ("score.py", False)]
+    entries = [
+        ("a.log", False),
+        ("deep/b.log", False),
+        ("keep.log", False),
+        ("build", True),
+        ("src/build", True),
+        ("cache", True),
+        ("cache", False),
+        ("x/cache", True),
+        ("secrets/a.key", False),
+        ("s/secrets/a.key", False),
+        ("sub/ws", True),
+        ("ws", True),
+        ("x/.venv", True),
+        (".git", False),
+        ("score.py", False),
+    ]
     assert [(path, is_dir) for path, is_dir in entries if rule(path, is_dir)] == [
-        ("a.log", False), ("deep/b.log", False), ("build", True), ("cache", True), ("x/cache", True),
-        ("secrets/a.key", False), ("s/secrets/a.key", False), ("sub/ws", True), ("x/.venv", True), (".git", False)]
+        ("a.log", False),
+        ("deep/b.log", False),
+        ("build", True),
+        ("cache", True),
+        ("x/cache", True),
+        ("secrets/a.key", False),
+        ("s/secrets/a.key", False),
+        ("sub/ws", True),
+        ("x/.venv", True),
+        (".git", False),
+    ]
     (tmp_path / ".amlignore").write_text("score.py\n")  # .amlignore wins over .gitignore
     assert CodeIgnore(tmp_path, tmp_path / "ws")("score.py", False)
     assert not CodeIgnore(tmp_path, tmp_path / "ws")("a.log", False)
@@ -111,8 +144,9 @@ def test_read_commands_open_an_existing_workspace_and_name_it(tmp_path: Path, on
     workspace = here / ".modelport"
     for command in (("serve", "M"), ("model", "show", "M"), ("model", "list"), ("job", "list")):
         error = one_error_line(cli(*command, cwd=here))
-        assert error == (f"error: no workspace at {workspace}; register a model first (or run modelport init), "
-                         "or pass --workspace"), command
+        assert error == (
+            f"error: no workspace at {workspace}; register a model first (or run modelport init), or pass --workspace"
+        ), command
     assert not workspace.exists()
     named = cli("--workspace", tmp_path / "named", "model", "list", "-o", "json", cwd=here)  # chosen: made on use
     assert named.returncode == 0 and json.loads(named.stdout) == [] and not workspace.exists()
@@ -143,17 +177,25 @@ def test_the_command_suggested_before_a_delete_works_as_printed(daemon: Daemon) 
     error = daemon.fails("deployment", "delete", "-e", "split", "-n", "green", "--yes")
     assert "still gets 20 % of mirror traffic" in error and error.endswith('--mirror-traffic "green=0"'), error
     daemon.ok(*shlex.split(error.partition("take it away first: modelport ")[2]))
-    assert daemon.ok("deployment", "delete", "-e", "split", "-n", "green", "--yes").stdout == \
-        "deleted deployment split/green\n"
+    assert (
+        daemon.ok("deployment", "delete", "-e", "split", "-n", "green", "--yes").stdout
+        == "deleted deployment split/green\n"
+    )
     assert daemon.json("endpoint", "show", "-n", "split")["traffic"] == {"blue": 100}
 
 
 def test_update_from_a_file_takes_the_name_from_the_file(daemon: Daemon) -> None:
     files = daemon.home.parent
     daemon.ok("endpoint", "create", "-n", "named")
-    changed = write_yaml(files / "named.yml", {"$schema": "https://x/managedOnlineEndpoint.schema.json",
-                                               "name": "named", "description": "from the file",
-                                               "identity": {"type": "system_assigned"}})
+    changed = write_yaml(
+        files / "named.yml",
+        {
+            "$schema": "https://x/managedOnlineEndpoint.schema.json",
+            "name": "named",
+            "description": "from the file",
+            "identity": {"type": "system_assigned"},
+        },
+    )
     updated = daemon.ok("endpoint", "update", "-f", str(changed))
     assert updated.stderr == "note: ignored cloud-only keys: identity\n"  # $schema is no cloud-only key
     assert daemon.json("endpoint", "show", "-n", "named")["description"] == "from the file"
@@ -161,17 +203,21 @@ def test_update_from_a_file_takes_the_name_from_the_file(daemon: Daemon) -> None
     daemon.ok("endpoint", "update", "-f", str(changed), "-n", "other", "--set", "description=renamed")
     assert daemon.json("endpoint", "show", "-n", "other")["description"] == "renamed"  # -n overrides the file
     assert daemon.json("endpoint", "show", "-n", "named")["description"] == "from the file"
-    assert daemon.fails("endpoint", "update", "--set", "description=x") == \
-        "error: name: required (in the file or with -n)"
+    assert (
+        daemon.fails("endpoint", "update", "--set", "description=x") == "error: name: required (in the file or with -n)"
+    )
 
 
 def test_deletes_ask_first_and_refuse_without_a_terminal(daemon: Daemon) -> None:
     daemon.ok("endpoint", "create", "-n", "doomed")
     command = [sys.executable, "-m", "modelport", "endpoint", "delete", "-n", "doomed"]
-    unattended = subprocess.run(command, env=daemon.cli.env, stdin=subprocess.DEVNULL, capture_output=True,
-                                text=True, timeout=120)
-    assert one_error_line(unattended) == ("error: --yes: deleting endpoint doomed and all its deployments needs "
-                                          "confirmation; pass --yes (-y) when not run interactively")
+    unattended = subprocess.run(
+        command, env=daemon.cli.env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120
+    )
+    assert one_error_line(unattended) == (
+        "error: --yes: deleting endpoint doomed and all its deployments needs "
+        "confirmation; pass --yes (-y) when not run interactively"
+    )
     assert typed(command, daemon.cli.env, "n\n").returncode == 1
     daemon.ok("endpoint", "show", "-n", "doomed")  # still there
     answered = typed(command, daemon.cli.env, "y\n")
@@ -183,8 +229,9 @@ def typed(command: list[str], env: dict[str, str], answer: str) -> subprocess.Co
     """``command`` run on a terminal (a pseudo-terminal as stdin) where ``answer`` is typed."""
     controller, terminal = pty.openpty()
     try:
-        process = subprocess.Popen(command, env=env, stdin=terminal, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            command, env=env, stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         os.write(controller, answer.encode())
         stdout, stderr = process.communicate(timeout=120)
     finally:
@@ -206,8 +253,10 @@ def test_batch_output_keeps_ids_whole_and_values_as_they_are(tmp_path: Path) -> 
     changed = write_yaml(tmp_path / "endpoint.yml", {"$schema": "x", "name": endpoint, "description": "scores"})
     updated = cli("batch-endpoint", "update", "-f", changed, "-o", "json")  # the name comes from the file
     assert updated.returncode == 0 and json.loads(updated.stdout)["description"] == "scores", updated.stderr
-    definition = write_yaml(tmp_path / "deployment.yml", {"name": "no-code-deployment", "endpoint_name": endpoint,
-                                                          "model": "mlp:1", "compute": "cpu-cluster"})
+    definition = write_yaml(
+        tmp_path / "deployment.yml",
+        {"name": "no-code-deployment", "endpoint_name": endpoint, "model": "mlp:1", "compute": "cpu-cluster"},
+    )
     created = cli("batch-deployment", "create", "-f", definition, "--set-default")
     assert created.returncode == 0 and created.stderr == "note: ignored cloud-only keys: compute\n", created.stderr
     inputs = tmp_path / "in:100:"

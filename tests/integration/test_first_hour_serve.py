@@ -34,10 +34,14 @@ def test_a_busy_port_is_one_line_naming_its_option(repo: Path, option: str) -> N
         busy.listen()
         result = subprocess.run(
             [sys.executable, "-m", "modelport", "serve", str(repo), *(str(x) for pair in ports.items() for x in pair)],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
     assert result.returncode == 1, result.stderr
-    assert result.stderr.strip() == f"error: {option}: cannot listen on 127.0.0.1:{ports[option]} (Address already in use)"
+    assert (
+        result.stderr.strip() == f"error: {option}: cannot listen on 127.0.0.1:{ports[option]} (Address already in use)"
+    )
 
 
 def test_a_model_file_is_served_from_its_path_without_registering(tmp_path: Path) -> None:
@@ -163,8 +167,10 @@ def test_fp32_input_is_widened_for_an_fp64_sklearn_model_and_narrowing_is_refuse
         integers.set_data_from_numpy(np.ones((3, 4), dtype=np.int64))
         with pytest.raises(InferenceServerException) as refused:
             client.infer("churn", [integers])
-        assert "input 'input-0': datatype is INT64, but the model expects FP64 (only widening casts are made: send " \
-               "FP64 or BF16, FP16, FP32)" in str(refused.value)
+        assert (
+            "input 'input-0': datatype is INT64, but the model expects FP64 (only widening casts are made: send "
+            "FP64 or BF16, FP16, FP32)" in str(refused.value)
+        )
     finally:
         assert server.stop() == 0
 
@@ -183,23 +189,35 @@ def test_an_input_example_or_a_signature_types_the_served_input(
     registered = sqlite_cli("model", "register", path, "--name", "typed", "--input-example", example, "-o", "json")
     assert registered.returncode == 0, registered.stderr
     assert json.loads(registered.stdout)["signature"] == {
-        "inputs": [{"name": "input-0", "datatype": "FP32", "shape": [-1, 4]}], "outputs": []}
+        "inputs": [{"name": "input-0", "datatype": "FP32", "shape": [-1, 4]}],
+        "outputs": [],
+    }
 
     signature = tmp_path / "signature.yaml"  # MLflow's form, one feature too many
-    signature.write_text("inputs: '[{\"type\": \"tensor\", \"tensor-spec\": {\"dtype\": \"float64\", \"shape\": [-1, 5]}}]'\n")
+    signature.write_text('inputs: \'[{"type": "tensor", "tensor-spec": {"dtype": "float64", "shape": [-1, 5]}}]\'\n')
     assert sqlite_cli("model", "register", path, "--name", "wrong", "--signature", signature).returncode == 0
-    wrong = sqlite_cli("serve", "wrong", "--no-grpc", "--http-port", free_port(), "--metrics-port", free_port(),
-                       timeout=120)
+    wrong = sqlite_cli(
+        "serve", "wrong", "--no-grpc", "--http-port", free_port(), "--metrics-port", free_port(), timeout=120
+    )
     assert wrong.returncode == 1
     assert wrong.stderr.strip().splitlines() == [
-        "error: input[0].dims: [5] does not fit the model's input 'input-0' with dims [4] (after the batch dim)"]
+        "error: input[0].dims: [5] does not fit the model's input 'input-0' with dims [4] (after the batch dim)"
+    ]
 
     server = Server(["typed"], env=sqlite_cli.env, grpc=False)
     try:
         metadata = httpx.get(f"{server.url}/v2/models/typed").json()
         assert metadata["inputs"] == [{"name": "input-0", "datatype": "FP32", "shape": [-1, 4]}]
-        body = {"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [2, 4],
-                            "data": x[:2].astype(np.float32).ravel().tolist()}]}
+        body = {
+            "inputs": [
+                {
+                    "name": "input-0",
+                    "datatype": "FP32",
+                    "shape": [2, 4],
+                    "data": x[:2].astype(np.float32).ravel().tolist(),
+                }
+            ]
+        }
         reply = httpx.post(f"{server.url}/v2/models/typed/infer", json=body)
         assert reply.status_code == 200, reply.text
         assert reply.json()["outputs"][0]["data"] == model.predict(x[:2]).tolist()
@@ -207,13 +225,20 @@ def test_an_input_example_or_a_signature_types_the_served_input(
         assert server.stop() == 0
 
 
-@pytest.mark.parametrize(("content", "suffix", "reason"), [
-    ("a,b\n1,x\n", ".csv", "column 'b' is not numeric; a table example is one numeric [rows, features] input"),
-    ("[[1, 2], [3]]", ".json", "'input-0' is ragged (rows of different lengths)"),
-    ("{\"input_data\": []}", ".json", "'input-0' holds no rows"),
-])
+@pytest.mark.parametrize(
+    ("content", "suffix", "reason"),
+    [
+        ("a,b\n1,x\n", ".csv", "column 'b' is not numeric; a table example is one numeric [rows, features] input"),
+        ("[[1, 2], [3]]", ".json", "'input-0' is ragged (rows of different lengths)"),
+        ('{"input_data": []}', ".json", "'input-0' holds no rows"),
+    ],
+)
 def test_a_bad_input_example_is_one_line_and_registers_nothing(
-    sqlite_cli: Cli, sklearn_model: tuple[Path, object, np.ndarray], tmp_path: Path, content: str, suffix: str,
+    sqlite_cli: Cli,
+    sklearn_model: tuple[Path, object, np.ndarray],
+    tmp_path: Path,
+    content: str,
+    suffix: str,
     reason: str,
 ) -> None:
     example = tmp_path / f"example{suffix}"

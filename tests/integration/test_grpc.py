@@ -248,9 +248,7 @@ def test_classification(client: grpcclient.InferenceServerClient, repo_dir: Path
         "mlp", [_fp32_input(array)], outputs=[grpcclient.InferRequestedOutput("output", class_count=2)]
     )
     scores = _expected_mlp(repo_dir, array)
-    expected = [
-        [f"{row[i]:f}:{i}".encode() for i in np.argsort(-row, kind="stable")[:2]] for row in scores
-    ]
+    expected = [[f"{row[i]:f}:{i}".encode() for i in np.argsort(-row, kind="stable")[:2]] for row in scores]
     assert result.get_output("output").datatype == "BYTES"
     assert result.as_numpy("output").tolist() == expected
 

@@ -31,10 +31,20 @@ def _frames(seed: int = 11) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``shifted`` moves by one sigma, ``reweighted`` changes its category mix, ``steady`` stays."""
     rng = np.random.default_rng(seed)
     cats = np.array(["low", "mid", "high"])
-    baseline = pd.DataFrame({"shifted": rng.normal(0, 1, N), "reweighted": rng.choice(cats, N, p=[0.5, 0.3, 0.2]),
-                             "steady": rng.normal(50, 5, N)})
-    target = pd.DataFrame({"shifted": rng.normal(1, 1, N), "reweighted": rng.choice(cats, N, p=[0.2, 0.3, 0.5]),
-                           "steady": rng.normal(50, 5, N)})
+    baseline = pd.DataFrame(
+        {
+            "shifted": rng.normal(0, 1, N),
+            "reweighted": rng.choice(cats, N, p=[0.5, 0.3, 0.2]),
+            "steady": rng.normal(50, 5, N),
+        }
+    )
+    target = pd.DataFrame(
+        {
+            "shifted": rng.normal(1, 1, N),
+            "reweighted": rng.choice(cats, N, p=[0.2, 0.3, 0.5]),
+            "steady": rng.normal(50, 5, N),
+        }
+    )
     return baseline, target
 
 
@@ -72,8 +82,19 @@ def json_run(files: dict[str, Path]) -> tuple[subprocess.CompletedProcess[str], 
     """One run shared by the JSON, HTML and screenshot tests (a CLI start costs about a second)."""
     cli = Cli(files["root"] / "ws")
     report = files["root"] / "report.html"
-    result = cli("monitor", "drift", "--baseline", files["baseline"], "--target", files["target"],
-                 "--html", report, "-o", "json", "--fail-on-drift")
+    result = cli(
+        "monitor",
+        "drift",
+        "--baseline",
+        files["baseline"],
+        "--target",
+        files["target"],
+        "--html",
+        report,
+        "-o",
+        "json",
+        "--fail-on-drift",
+    )
     return result, report
 
 
@@ -111,19 +132,35 @@ def test_html_report_is_self_contained(json_run: tuple[subprocess.CompletedProce
     assert "shifted" in html and "Drift: 2 of 3 columns" in html
 
 
-def test_report_screenshot_in_headless_chromium(json_run: tuple[subprocess.CompletedProcess[str], Path],
-                                                tmp_path: Path) -> None:
+def test_report_screenshot_in_headless_chromium(
+    json_run: tuple[subprocess.CompletedProcess[str], Path], tmp_path: Path
+) -> None:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("no chromium binary on PATH (scripts/test.sh installs it when run as root)")
     _, report = json_run
     shot = tmp_path / "shot.png"
     subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-         "--force-color-profile=srgb", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2000",
-         f"--screenshot={shot}", report.resolve().as_uri()],
-        capture_output=True, timeout=120, check=False,
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--force-color-profile=srgb",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1200,2000",
+            f"--screenshot={shot}",
+            report.resolve().as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
     )
     assert shot.exists(), "chromium wrote no screenshot"
     pixels = decode_png(shot.read_bytes())
@@ -147,8 +184,13 @@ def _hour_dir(ws: Path, collection: str, when: datetime) -> Path:
 def _collect(ws: Path, when: datetime, inputs: pd.DataFrame, scores: np.ndarray, prefix: str) -> None:
     """Half the requests as Parquet rows, half as Azure data-collector JSONL events (4 rows each);
     the JSONL file ends with a line still being written."""
-    meta = pd.DataFrame({"request_id": [f"{prefix}-{i // 4}" for i in range(len(inputs))],
-                         "time": pd.Timestamp(when), "row": np.arange(len(inputs)) % 4})
+    meta = pd.DataFrame(
+        {
+            "request_id": [f"{prefix}-{i // 4}" for i in range(len(inputs))],
+            "time": pd.Timestamp(when),
+            "row": np.arange(len(inputs)) % 4,
+        }
+    )
     half = (len(inputs) // 8) * 4
     pd.concat([meta, inputs], axis=1)[:half].to_parquet(_hour_dir(ws, "model_inputs", when) / f"{prefix}.parquet")
     outputs = meta.assign(score=scores)
@@ -157,12 +199,22 @@ def _collect(ws: Path, when: datetime, inputs: pd.DataFrame, scores: np.ndarray,
         lines = []
         for request_id, group in frame[half:].groupby("request_id", sort=False):
             records = group.drop(columns=["request_id", "time", "row"]).to_dict("records")
-            lines.append(json.dumps({
-                "specversion": "1.0", "id": f"ev-{request_id}", "source": "/fraud/blue",
-                "type": f"azureml.inference.{collection}", "datacontenttype": "application/json",
-                "time": when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "data": records,
-                "correlationid": request_id, "xrequestid": request_id, "modelversion": "1",
-            }))
+            lines.append(
+                json.dumps(
+                    {
+                        "specversion": "1.0",
+                        "id": f"ev-{request_id}",
+                        "source": "/fraud/blue",
+                        "type": f"azureml.inference.{collection}",
+                        "datacontenttype": "application/json",
+                        "time": when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                        "data": records,
+                        "correlationid": request_id,
+                        "xrequestid": request_id,
+                        "modelversion": "1",
+                    }
+                )
+            )
         text = "\n".join(lines) + '\n{"specversion": "1.0", "data": [{"x_0": 1.'
         (_hour_dir(ws, collection, when) / f"{prefix}.jsonl").write_text(text)
 
@@ -190,8 +242,11 @@ def test_deployment_target_joins_inputs_and_outputs(tmp_path: Path) -> None:
     assert data["target"] == {"source": "fraud/blue", "rows": 1600, "since": None}
     assert "warning: skipped" in everything.stderr and "writing.parquet" in everything.stderr
     features = {f["name"]: f for f in data["features"]}
-    assert {name: f["kind"] for name, f in features.items()} == {"x_0": "feature", "x_1": "feature",
-                                                                 "score": "prediction"}
+    assert {name: f["kind"] for name, f in features.items()} == {
+        "x_0": "feature",
+        "x_1": "feature",
+        "score": "prediction",
+    }
     assert features["score"]["target_count"] == 1600 and not features["score"]["drifted"]
     assert data["drifted"] == ["x_0", "x_1"]
 
@@ -209,8 +264,9 @@ def test_reads_what_the_collector_writes(tmp_path: Path, fmt: str) -> None:
     """In-process, against modelport's own payload collector: both formats, inputs joined with outputs."""
     from modelport.monitor.collector import Collected, CollectorSettings, PayloadCollector
 
-    collector = PayloadCollector(CollectorSettings(directory=tmp_path / "collected" / "fraud" / fmt, format=fmt),
-                                 source="fraud/" + fmt)
+    collector = PayloadCollector(
+        CollectorSettings(directory=tmp_path / "collected" / "fraud" / fmt, format=fmt), source="fraud/" + fmt
+    )
     rng = np.random.default_rng(2)
     for i in range(10):
         x = rng.normal(size=(4, 3)).astype(np.float32)
@@ -230,15 +286,33 @@ def test_since_on_a_file_target(tmp_path: Path) -> None:
     target.to_parquet(tmp_path / "target.parquet")
     cli = Cli(tmp_path / "ws")
     lenient = ["--threshold", "numerical=2", "--threshold", "categorical=0.5", "--fail-on-drift"]
-    data = json.loads(_ok(cli("monitor", "drift", "--baseline", tmp_path / "train.parquet",
-                              "--target", tmp_path / "target.parquet", "--since", "30m", "-o", "json", *lenient)))
+    data = json.loads(
+        _ok(
+            cli(
+                "monitor",
+                "drift",
+                "--baseline",
+                tmp_path / "train.parquet",
+                "--target",
+                tmp_path / "target.parquet",
+                "--since",
+                "30m",
+                "-o",
+                "json",
+                *lenient,
+            )
+        )
+    )
     assert data["target"]["rows"] == 500 and "time" not in {f["name"] for f in data["features"]}
     assert data["thresholds"] == {"numerical": 2.0, "categorical": 0.5}
     assert data["verdict"] == "no_drift" and data["drifted"] == []  # so --fail-on-drift exits 0
 
 
 BAD_INPUTS = [
-    (["--baseline", "{root}/missing.parquet", "--target", "{target}"], ["--baseline", "missing.parquet", "does not exist"]),
+    (
+        ["--baseline", "{root}/missing.parquet", "--target", "{target}"],
+        ["--baseline", "missing.parquet", "does not exist"],
+    ),
     (["--baseline", "{baseline}", "--target", "{corrupt}"], ["--target", "corrupt.parquet", "not a readable Parquet"]),
     (["--baseline", "{baseline}", "--target", "{target}", "--features", "shifted,nope"], ["--features", "'nope'"]),
     (["--baseline", "{baseline}", "--target", "{target}", "--threshold", "ordinal=1"], ["--threshold", "'ordinal'"]),
@@ -248,9 +322,14 @@ BAD_INPUTS = [
 def test_bad_inputs_are_one_error_line(files: dict[str, Path]) -> None:
     root = files["root"]
     (root / "corrupt.parquet").write_bytes(b"PAR1\x00\x01 definitely not parquet")
-    subst = {"{baseline}": str(files["baseline"]), "{target}": str(files["target"]),
-             "{corrupt}": str(root / "corrupt.parquet")}
-    runs = [["monitor", "drift", *(subst.get(a, a.replace("{root}", str(root))) for a in args)] for args, _ in BAD_INPUTS]
+    subst = {
+        "{baseline}": str(files["baseline"]),
+        "{target}": str(files["target"]),
+        "{corrupt}": str(root / "corrupt.parquet"),
+    }
+    runs = [
+        ["monitor", "drift", *(subst.get(a, a.replace("{root}", str(root))) for a in args)] for args, _ in BAD_INPUTS
+    ]
     for (args, needles), result in zip(BAD_INPUTS, _run_all(Cli(root / "ws-errors"), runs)):
         assert result.returncode == 1, (args, result.stdout, result.stderr)
         _one_line_error(result, *needles)
@@ -261,18 +340,34 @@ def test_bad_inputs_are_one_error_line(files: dict[str, Path]) -> None:
     [
         (lambda root: parse_since("soon"), ["--since", "'soon'"]),
         (lambda root: parse_since("0h"), ["--since", "positive duration"]),
-        (lambda root: read_table(_write(root / "empty.csv", "a,b\n"), "--baseline"), ["--baseline", "empty.csv", "no rows"]),
-        (lambda root: read_table(_write(root / "notes.txt", "x"), "--baseline"), ["--baseline", "notes.txt", "not CSV"]),
-        (lambda root: read_table(_write(root / "bad.jsonl", '{"a": 1}\n{"a": \n{"a": 3}\n'), "--target"),
-         ["--target", "bad.jsonl line 2 is not JSON"]),
+        (
+            lambda root: read_table(_write(root / "empty.csv", "a,b\n"), "--baseline"),
+            ["--baseline", "empty.csv", "no rows"],
+        ),
+        (
+            lambda root: read_table(_write(root / "notes.txt", "x"), "--baseline"),
+            ["--baseline", "notes.txt", "not CSV"],
+        ),
+        (
+            lambda root: read_table(_write(root / "bad.jsonl", '{"a": 1}\n{"a": \n{"a": 3}\n'), "--target"),
+            ["--target", "bad.jsonl line 2 is not JSON"],
+        ),
         (lambda root: read_table(root, "--target"), ["--target", "holds no CSV, Parquet or JSONL files"]),
-        (lambda root: load_target("fraud/green", lambda: root), ["--target", "no payload collected for fraud/green under",
-                                                                 "enable data_collector in deployment.yml"]),
+        (
+            lambda root: load_target("fraud/green", lambda: root),
+            ["--target", "no payload collected for fraud/green under", "enable data_collector in deployment.yml"],
+        ),
         (lambda root: load_target("fraud/green.csv", lambda: root), ["--target", "fraud/green.csv does not exist"]),
-        (lambda root: keep_since(pd.DataFrame({"a": [1]}), timedelta(hours=1), datetime.now(timezone.utc), "1h"),
-         ["--since", "no time column"]),
-        (lambda root: keep_since(pd.DataFrame({"time": ["yesterday"]}), timedelta(hours=1), datetime.now(timezone.utc), "1h"),
-         ["--since", "does not hold timestamps"]),
+        (
+            lambda root: keep_since(pd.DataFrame({"a": [1]}), timedelta(hours=1), datetime.now(timezone.utc), "1h"),
+            ["--since", "no time column"],
+        ),
+        (
+            lambda root: keep_since(
+                pd.DataFrame({"time": ["yesterday"]}), timedelta(hours=1), datetime.now(timezone.utc), "1h"
+            ),
+            ["--since", "does not hold timestamps"],
+        ),
     ],
 )
 def test_reading_errors_name_the_option(tmp_path: Path, call, needles: list[str]) -> None:  # noqa: ANN001
@@ -297,9 +392,9 @@ def decode_png(data: bytes) -> np.ndarray:
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
     pos, idat, header = 8, b"", None
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
-        assert zlib.crc32(kind + body) == struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])[0]
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
+        assert zlib.crc32(kind + body) == struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])[0]
         if kind == b"IHDR":
             header = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":

@@ -29,14 +29,19 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _body(i: int, rows: int = 1) -> dict:
     x = np.random.default_rng(i).standard_normal((rows, 32)).astype(np.float32)
-    return {"id": f"req-{i}", "inputs": [{"name": "input", "datatype": "FP32", "shape": [rows, 32],
-                                          "data": x.ravel().tolist()}]}
+    return {
+        "id": f"req-{i}",
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [rows, 32], "data": x.ravel().tolist()}],
+    }
 
 
 def _samples(url: str) -> dict[tuple[str, tuple], float]:
     text = httpx.get(url).text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def _value(samples: dict, name: str, **labels: str) -> float:
@@ -46,10 +51,12 @@ def _value(samples: dict, name: str, **labels: str) -> float:
 async def _send(url: str, bodies: list[dict], concurrency: int = 16) -> list[int]:
     slots = asyncio.Semaphore(concurrency)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+
         async def one(body: dict) -> int:
             async with slots, session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=30)) as reply:
                 await reply.read()
                 return reply.status
+
         return await asyncio.gather(*(one(body) for body in bodies))
 
 
@@ -87,14 +94,36 @@ def test_metrics_parse_and_move_by_exactly_the_requests_made(repo: Path, tmp_pat
     ok = next(line for line in lines if line["request_id"] == "req-3")
     assert ok["model"] == "mlp" and ok["version"] == "1" and ok["path"] == "/v2/models/mlp/infer"
     assert ok["batch_size"] >= 1 and ok["latency_ms"] > 0 and ok["queue_ms"] >= 0
-    assert set(ok) == {"time", "request_id", "endpoint", "deployment", "model", "version", "method", "path",
-                       "status", "latency_ms", "queue_ms", "batch_size"}
+    assert set(ok) == {
+        "time",
+        "request_id",
+        "endpoint",
+        "deployment",
+        "model",
+        "version",
+        "method",
+        "path",
+        "status",
+        "latency_ms",
+        "queue_ms",
+        "batch_size",
+    }
 
 
 def test_sampled_collection_keeps_a_tenth_readable_and_joinable(repo: Path, tmp_path: Path) -> None:
     collector = {**COLLECT_BOTH, "sampling_rate": 0.1}
-    server = Server([str(repo), "--data-collector", json.dumps(collector), "--collect-dir", str(tmp_path / "c"),
-                     "--request-log", str(tmp_path / "requests.jsonl")], grpc=False)
+    server = Server(
+        [
+            str(repo),
+            "--data-collector",
+            json.dumps(collector),
+            "--collect-dir",
+            str(tmp_path / "c"),
+            "--request-log",
+            str(tmp_path / "requests.jsonl"),
+        ],
+        grpc=False,
+    )
     try:
         statuses = asyncio.run(_send(f"{server.url}/v2/models/mlp/infer", [_body(i) for i in range(10_000)]))
         counters = _samples(f"http://127.0.0.1:{server.metrics_port}/metrics")
@@ -121,8 +150,20 @@ def test_sampled_collection_keeps_a_tenth_readable_and_joinable(repo: Path, tmp_
 
 def test_jsonl_collection_follows_azures_layout(repo: Path, tmp_path: Path) -> None:
     collector = {**COLLECT_BOTH, "format": "jsonl", "rolling_rate": "Hour"}
-    server = Server([str(repo), "--data-collector", json.dumps(collector), "--collect-dir", str(tmp_path / "c"),
-                     "--endpoint-name", "fraud", "--deployment-name", "blue"], grpc=False)
+    server = Server(
+        [
+            str(repo),
+            "--data-collector",
+            json.dumps(collector),
+            "--collect-dir",
+            str(tmp_path / "c"),
+            "--endpoint-name",
+            "fraud",
+            "--deployment-name",
+            "blue",
+        ],
+        grpc=False,
+    )
     try:
         assert set(asyncio.run(_send(f"{server.url}/v2/models/mlp/infer", [_body(i, 2) for i in range(20)]))) == {200}
     finally:
@@ -139,19 +180,25 @@ def test_jsonl_collection_follows_azures_layout(repo: Path, tmp_path: Path) -> N
     assert {o["correlationid"] for o in outputs} == {f"req-{i}" for i in range(20)}
 
 
-@pytest.mark.parametrize(("collector", "message"), [
-    ('{"sampling_rate": 3}', "--data-collector: sampling_rate: 3 is more than 1"),
-    ('{"collections": {"request": {"enabled": true}}}', "--data-collector: collections.request: unknown collection"),
-    ('{"format": "csv"}', "--data-collector: format: 'csv' is not one of parquet, jsonl"),
-    ("nowhere.yml", "--data-collector: nowhere.yml is neither a file nor a JSON mapping"),
-])
+@pytest.mark.parametrize(
+    ("collector", "message"),
+    [
+        ('{"sampling_rate": 3}', "--data-collector: sampling_rate: 3 is more than 1"),
+        (
+            '{"collections": {"request": {"enabled": true}}}',
+            "--data-collector: collections.request: unknown collection",
+        ),
+        ('{"format": "csv"}', "--data-collector: format: 'csv' is not one of parquet, jsonl"),
+        ("nowhere.yml", "--data-collector: nowhere.yml is neither a file nor a JSON mapping"),
+    ],
+)
 def test_bad_collector_settings_name_the_field(repo: Path, sqlite_cli, collector: str, message: str) -> None:  # noqa: ANN001
     result = sqlite_cli("serve", str(repo), "--data-collector", collector, "--no-grpc")
     assert result.returncode == 1
     assert result.stderr.strip().startswith(f"error: {message}")
 
 
-COLLECTING_SCORE_PY = '''
+COLLECTING_SCORE_PY = """
 import json
 import pandas as pd
 from azureml.ai.monitoring import Collector
@@ -167,18 +214,30 @@ def run(raw):
     result = pd.DataFrame({"score": frame["age"] * 2.0})
     outputs_collector.collect(result, context)
     return result["score"].tolist()
-'''
+"""
 
 
 def test_scoring_scripts_collect_through_azures_collector_api(tmp_path: Path) -> None:
     (tmp_path / "score.py").write_text(COLLECTING_SCORE_PY)
     collector = {"collections": {"model_inputs": {"enabled": "True"}, "model_outputs": {"enabled": "True"}}}
-    server = Server(["--entry-script", str(tmp_path / "score.py"), "--data-collector", json.dumps(collector),
-                     "--collect-dir", str(tmp_path / "c")], grpc=False)
+    server = Server(
+        [
+            "--entry-script",
+            str(tmp_path / "score.py"),
+            "--data-collector",
+            json.dumps(collector),
+            "--collect-dir",
+            str(tmp_path / "c"),
+        ],
+        grpc=False,
+    )
     try:
         for i in range(5):
-            reply = httpx.post(f"{server.url}/score", json={"data": [{"age": i, "city": "Oslo"}, {"age": 10 + i}]},
-                               headers={"x-request-id": f"call-{i}"})
+            reply = httpx.post(
+                f"{server.url}/score",
+                json={"data": [{"age": i, "city": "Oslo"}, {"age": 10 + i}]},
+                headers={"x-request-id": f"call-{i}"},
+            )
             assert reply.status_code == 200 and reply.json() == [2.0 * i, 2.0 * (10 + i)]
     finally:
         assert server.stop() == 0
@@ -193,8 +252,9 @@ def test_scoring_scripts_collect_through_azures_collector_api(tmp_path: Path) ->
 
 def test_a_score_request_without_an_id_is_logged_under_the_id_it_is_answered_with(tmp_path: Path) -> None:
     (tmp_path / "score.py").write_text("def init():\n    pass\n\ndef run(raw):\n    return {'ok': True}\n")
-    server = Server(["--entry-script", str(tmp_path / "score.py"), "--request-log", str(tmp_path / "requests.jsonl")],
-                    grpc=False)
+    server = Server(
+        ["--entry-script", str(tmp_path / "score.py"), "--request-log", str(tmp_path / "requests.jsonl")], grpc=False
+    )
     try:
         reply = httpx.post(f"{server.url}/score", json={})
     finally:

@@ -35,16 +35,26 @@ def test_start_and_stop_from_a_clone_other_users_cannot_enter(tmp_path: Path) ->
     server.chmod(0o755)
     port = free_port()
     try:
-        started = subprocess.run(["bash", "scripts/postgres.sh", "start", str(server / "pg"), str(port)],
-                                 cwd=clone, capture_output=True, text=True, timeout=120)
+        started = subprocess.run(
+            ["bash", "scripts/postgres.sh", "start", str(server / "pg"), str(port)],
+            cwd=clone,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert started.returncode == 0, started.stderr
         assert "Permission denied" not in started.stderr, started.stderr
         assert started.stdout.strip() == f"postgresql://postgres@127.0.0.1:{port}/postgres"
         with socket.create_connection(("127.0.0.1", port), timeout=5):
             pass
     finally:
-        stopped = subprocess.run(["bash", "scripts/postgres.sh", "stop", str(server / "pg")],
-                                 cwd=clone, capture_output=True, text=True, timeout=120)
+        stopped = subprocess.run(
+            ["bash", "scripts/postgres.sh", "stop", str(server / "pg")],
+            cwd=clone,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         shutil.rmtree(server, ignore_errors=True)
     assert stopped.returncode == 0, stopped.stderr
     assert "Permission denied" not in stopped.stderr, stopped.stderr

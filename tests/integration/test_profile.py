@@ -29,17 +29,35 @@ from modelport.samples import build_mlp_onnx
 LIGHT = (32, 64, 64, 4)
 HEAVY = (256, 1024, 1024, 1024, 16)
 AZURE_KEYS = {
-    "name", "state", "recommendedCpu", "recommendedMemoryInGB", "recommendationLatencyInMs", "maxUtilizedMemoryInGB",
-    "maxUtilizedCpu", "averageLatencyInMs", "latencyPercentile50InMs", "latencyPercentile90InMs",
-    "latencyPercentile95InMs", "latencyPercentile99InMs", "latencyPercentile999InMs", "measuredQueriesPerSecond",
-    "totalQueries", "successQueries", "successRate", "requestedCpu", "requestedMemoryInGB", "error", "errorLogsUri",
+    "name",
+    "state",
+    "recommendedCpu",
+    "recommendedMemoryInGB",
+    "recommendationLatencyInMs",
+    "maxUtilizedMemoryInGB",
+    "maxUtilizedCpu",
+    "averageLatencyInMs",
+    "latencyPercentile50InMs",
+    "latencyPercentile90InMs",
+    "latencyPercentile95InMs",
+    "latencyPercentile99InMs",
+    "latencyPercentile999InMs",
+    "measuredQueriesPerSecond",
+    "totalQueries",
+    "successQueries",
+    "successRate",
+    "requestedCpu",
+    "requestedMemoryInGB",
+    "error",
+    "errorLogsUri",
 }
 
 
 def sample(path: Path, width: int, rows: int = 1) -> Path:
     data = [0.01 * (i % 97) for i in range(rows * width)]
-    path.write_text(json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [rows, width],
-                                            "data": data}]}))
+    path.write_text(
+        json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [rows, width], "data": data}]})
+    )
     return path
 
 
@@ -103,8 +121,20 @@ def test_heavy_model_gets_larger_batches_and_the_recommendation_holds(models: tu
     # a busy machine that happens at 4 too, so the light model's choice is not asserted.)
     # A 10 % tolerance keeps the light model's choice between two equal settings out of the noise.
     cli, root = models
-    options = ["--concurrency", "4", "--duration", "2s", "--max-batch-sizes", "1,4", "--queue-delays-us", "0",
-               "--instance-counts", "1", "--tolerance", "0.1"]
+    options = [
+        "--concurrency",
+        "4",
+        "--duration",
+        "2s",
+        "--max-batch-sizes",
+        "1,4",
+        "--queue-delays-us",
+        "0",
+        "--instance-counts",
+        "1",
+        "--tolerance",
+        "0.1",
+    ]
     documents = {}
     for name in ("light", "heavy"):
         saved = root / f"profile-{name}.json"
@@ -129,7 +159,11 @@ def test_heavy_model_gets_larger_batches_and_the_recommendation_holds(models: tu
         # the recommended modelConfig, served by a fresh server, keeps ≥ 90 % of the best in-budget throughput
         assert document["verifiedRatio"] >= 0.9, (name, document["verifiedRatio"], document["trials"])
     assert capacity(heavy) == 4 and capacity(heavy) >= capacity(light), (
-        light["modelConfig"], heavy["modelConfig"], light["trials"], heavy["trials"])
+        light["modelConfig"],
+        heavy["modelConfig"],
+        light["trials"],
+        heavy["trials"],
+    )
     assert heavy["modelConfig"]["dynamic_batching"] == {"max_queue_delay_microseconds": 0}
 
 
@@ -139,11 +173,15 @@ def test_refusals_are_one_line_and_leave_nothing_running(models: tuple[Cli, Path
     wrong = sample(root / "wrong.json", width=7)
     message = fails(cli, "light", "--input", str(wrong), "--concurrency", "2", "--duration", "0.3s")
     assert message.startswith("error: --input: light:1 answered 400 to the sample: "), message
-    assert fails(cli, "nothing", "--input", str(root / "light.json")).startswith("error: model 'nothing' does not exist (workspace ")
+    assert fails(cli, "nothing", "--input", str(root / "light.json")).startswith(
+        "error: model 'nothing' does not exist (workspace "
+    )
     assert fails(cli, "light", "--input", str(root / "light.json"), "--apply").startswith(
-        "error: --apply: only with an ENDPOINT/DEPLOYMENT target")
+        "error: --apply: only with an ENDPOINT/DEPLOYMENT target"
+    )
     assert fails(cli, "light", "--input", str(root / "light.json"), "--duration", "soon").startswith(
-        "error: --duration: 'soon' is not a duration")
+        "error: --duration: 'soon' is not a duration"
+    )
     assert leftover_servers(root / "ws") == []
 
 
@@ -161,9 +199,24 @@ def test_profile_a_deployment_and_apply_the_recommendation(daemon: Daemon) -> No
     before = daemon.json("deployment", "show", "-e", "ep", "-n", "blue")
     request = sample(files / "mlp.json", LIGHT[0])
 
-    document = profile(daemon.cli, "ep/blue", "--input", str(request), "--concurrency", "4", "--duration", "0.5s",
-                       "--max-batch-sizes", "1,4", "--queue-delays-us", "0", "--instance-counts", "1,2", "--no-verify",
-                       "--apply")
+    document = profile(
+        daemon.cli,
+        "ep/blue",
+        "--input",
+        str(request),
+        "--concurrency",
+        "4",
+        "--duration",
+        "0.5s",
+        "--max-batch-sizes",
+        "1,4",
+        "--queue-delays-us",
+        "0",
+        "--instance-counts",
+        "1,2",
+        "--no-verify",
+        "--apply",
+    )
     assert document["name"] == "ep/blue" and document["state"] == "Succeeded"
     # the deployment as configured (batch 4, 1 instance), then batch 1 or 4 × 1 or 2 instances, less that one
     assert [(t["maxBatchSize"], t["instanceCount"]) for t in document["trials"]] == [(4, 1), (1, 1), (1, 2), (4, 2)]
@@ -175,8 +228,12 @@ def test_profile_a_deployment_and_apply_the_recommendation(daemon: Daemon) -> No
     assert after["revision"] != before["revision"]
     old = {replica["pid"] for replica in before["replicas"]}
     assert [r["state"] for r in after["replicas"]] == ["ready"] and not old & {r["pid"] for r in after["replicas"]}
-    answer = httpx.post(f"{daemon.url}/endpoints/ep/v2/models/mlp/infer", content=request.read_bytes(),
-                        headers={"authorization": f"Bearer {daemon.key('ep')}"}, timeout=30)
+    answer = httpx.post(
+        f"{daemon.url}/endpoints/ep/v2/models/mlp/infer",
+        content=request.read_bytes(),
+        headers={"authorization": f"Bearer {daemon.key('ep')}"},
+        timeout=30,
+    )
     assert answer.status_code == 200, answer.text
     assert leftover_servers(daemon.home) == [r["pid"] for r in after["replicas"]]  # its replica, no trial server
 
@@ -184,18 +241,27 @@ def test_profile_a_deployment_and_apply_the_recommendation(daemon: Daemon) -> No
 def test_a_scoring_script_deployment_is_profiled_for_concurrency_only(daemon: Daemon) -> None:
     files = daemon.home.parent
     daemon.ok("endpoint", "create", "-f", str(write_yaml(files / "sc.yml", {"name": "sc", "auth_mode": "key"})))
-    green = {"name": "green", "endpoint_name": "sc", "model": "mlp:1", "instance_count": 1,
-             "code_configuration": {"code": "code", "scoring_script": "score.py"}}
+    green = {
+        "name": "green",
+        "endpoint_name": "sc",
+        "model": "mlp:1",
+        "instance_count": 1,
+        "code_configuration": {"code": "code", "scoring_script": "score.py"},
+    }
     daemon.ok("deployment", "create", "-f", str(write_yaml(files / "green.yml", green)))
     body = files / "score.json"
     body.write_text("{}")
-    document = profile(daemon.cli, "sc/green", "--input", str(body), "--concurrency", "1,2", "--duration", "0.3s",
-                       "--no-verify")
+    document = profile(
+        daemon.cli, "sc/green", "--input", str(body), "--concurrency", "1,2", "--duration", "0.3s", "--no-verify"
+    )
     assert [(t["phase"], t["concurrency"], t["settings"]) for t in document["trials"]] == [
-        ("baseline", 1, "scoring script"), ("baseline", 2, "scoring script")]
+        ("baseline", 1, "scoring script"),
+        ("baseline", 2, "scoring script"),
+    ]
     assert document["modelConfig"] is None and "verifiedRatio" not in document
     assert fails(daemon.cli, "sc/green", "--input", str(body), "--apply") == (
-        "error: --apply: sc/green runs a scoring script; it has no model_config to tune")
+        "error: --apply: sc/green runs a scoring script; it has no model_config to tune"
+    )
 
 
 def test_a_daemon_that_is_not_running_is_named(models: tuple[Cli, Path]) -> None:
@@ -203,4 +269,5 @@ def test_a_daemon_that_is_not_running_is_named(models: tuple[Cli, Path]) -> None
     nowhere = Cli(root / "ws")
     nowhere.env["MODELPORT_URL"] = "http://127.0.0.1:9"
     assert fails(nowhere, "ep/blue", "--input", str(root / "light.json")).startswith(
-        "error: no modelport daemon answers at http://127.0.0.1:9")
+        "error: no modelport daemon answers at http://127.0.0.1:9"
+    )

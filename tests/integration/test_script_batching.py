@@ -79,8 +79,9 @@ def test_a_batch_answered_with_the_wrong_count_fails_only_that_batch(tmp_path: P
 
 
 def test_a_full_queue_answers_503(tmp_path: Path) -> None:
-    source = BATCHING_SCRIPT.replace('{"max_queue_delay_microseconds": 20000}', '{"max_queue_size": 1}') \
-        .replace("MODELPORT_MAX_BATCH_SIZE = 4", "MODELPORT_MAX_BATCH_SIZE = 1")
+    source = BATCHING_SCRIPT.replace('{"max_queue_delay_microseconds": 20000}', '{"max_queue_size": 1}').replace(
+        "MODELPORT_MAX_BATCH_SIZE = 4", "MODELPORT_MAX_BATCH_SIZE = 1"
+    )
     host = ScriptHost(_script(tmp_path, source))
     replies = asyncio.run(_score(Starlette(routes=azureml_routes(host, None, None)), [{"x": i} for i in range(6)]))
     codes = [r.status_code for r in replies]
@@ -94,10 +95,14 @@ def test_a_full_queue_answers_503(tmp_path: Path) -> None:
         ("MODELPORT_MAX_BATCH_SIZE = 0", "MODELPORT_MAX_BATCH_SIZE must be an integer >= 1, got 0"),
         ("MODELPORT_MAX_BATCH_SIZE = '8'", "MODELPORT_MAX_BATCH_SIZE must be an integer >= 1, got '8'"),
         ("MODELPORT_DYNAMIC_BATCHING = {}", "MODELPORT_DYNAMIC_BATCHING needs MODELPORT_MAX_BATCH_SIZE as well"),
-        ("MODELPORT_MAX_BATCH_SIZE = 8\nMODELPORT_DYNAMIC_BATCHING = {'max_queue_delay_microseconds': -1}",
-         "MODELPORT_DYNAMIC_BATCHING: dynamic_batching.max_queue_delay_microseconds: -1 is less than 0"),
-        ("MODELPORT_MAX_BATCH_SIZE = 8\nfrom azureml.contrib.services.aml_request import rawhttp\nrun = rawhttp(run)",
-         "MODELPORT_MAX_BATCH_SIZE needs run(data) to take the request body; a rawhttp run() is called once"),
+        (
+            "MODELPORT_MAX_BATCH_SIZE = 8\nMODELPORT_DYNAMIC_BATCHING = {'max_queue_delay_microseconds': -1}",
+            "MODELPORT_DYNAMIC_BATCHING: dynamic_batching.max_queue_delay_microseconds: -1 is less than 0",
+        ),
+        (
+            "MODELPORT_MAX_BATCH_SIZE = 8\nfrom azureml.contrib.services.aml_request import rawhttp\nrun = rawhttp(run)",
+            "MODELPORT_MAX_BATCH_SIZE needs run(data) to take the request body; a rawhttp run() is called once",
+        ),
     ],
 )
 def test_a_declaration_that_cannot_be_honoured_stops_the_script(tmp_path: Path, declaration: str, reason: str) -> None:

@@ -55,8 +55,12 @@ def _script(folder: Path, text: str = SCRIPT) -> Path:
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """``modelport_script_*`` samples by name and labels; parsing also checks the exposition format."""
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text)
-            for s in f.samples if s.name.startswith("modelport_script_")}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name.startswith("modelport_script_")
+    }
 
 
 def _value(samples: dict, name: str, **labels: str) -> float:
@@ -64,8 +68,10 @@ def _value(samples: dict, name: str, **labels: str) -> float:
 
 
 def test_script_metrics_appear_on_metrics_labelled_by_model_endpoint_and_deployment(tmp_path: Path) -> None:
-    server = Server(["--entry-script", str(_script(tmp_path / "app")), "--endpoint-name", "web",
-                     "--deployment-name", "blue"], grpc=False)
+    server = Server(
+        ["--entry-script", str(_script(tmp_path / "app")), "--endpoint-name", "web", "--deployment-name", "blue"],
+        grpc=False,
+    )
     sizes = [1, 2, 3, 0, 6, 2, 1]
     try:
         with httpx.Client(timeout=30) as client:
@@ -86,8 +92,10 @@ def test_script_metrics_appear_on_metrics_labelled_by_model_endpoint_and_deploym
     assert _value(samples, "modelport_script_rows_total", **server_labels) == sum(sizes)
     assert _value(samples, "modelport_script_last_rows", **server_labels) == 1
     assert _value(samples, "modelport_script_calls", **server_labels) == len(sizes)
-    buckets = {le: _value(samples, "modelport_script_request_rows_bucket", le=le, **server_labels)
-               for le in ("1.0", "2.0", "5.0", "+Inf")}
+    buckets = {
+        le: _value(samples, "modelport_script_request_rows_bucket", le=le, **server_labels)
+        for le in ("1.0", "2.0", "5.0", "+Inf")
+    }
     assert buckets == {"1.0": 3, "2.0": 5, "5.0": 6, "+Inf": 7}
     assert _value(samples, "modelport_script_request_rows_sum", **server_labels) == sum(sizes)
     assert _value(samples, "modelport_script_request_rows_count", **server_labels) == len(sizes)
@@ -102,8 +110,10 @@ def test_script_metrics_add_up_across_workers(tmp_path: Path) -> None:
         for _ in range(40):  # a new connection each time: the kernel spreads them over the workers
             with httpx.Client(timeout=30) as client:
                 pids.add(client.post(f"{server.url}/score", json={"data": [[1], [2]]}).json()["pid"])
-        scrapes = [httpx.get(f"http://127.0.0.1:{server.metrics_port}/metrics").text,
-                   *(httpx.get(f"{server.url}/metrics").text for _ in range(4))]  # whichever worker answers
+        scrapes = [
+            httpx.get(f"http://127.0.0.1:{server.metrics_port}/metrics").text,
+            *(httpx.get(f"{server.url}/metrics").text for _ in range(4)),
+        ]  # whichever worker answers
     finally:
         assert server.stop() == 0
     assert len(pids) == 2, "both workers should have answered"
@@ -117,20 +127,41 @@ def test_script_metrics_add_up_across_workers(tmp_path: Path) -> None:
         assert _value(samples, "modelport_script_request_rows_bucket", model="score", le="2.0") == 40
 
 
-@pytest.mark.parametrize(("line", "needle"), [
-    ('counter("bad-name")', "metric 'bad-name': a name is letters, digits and underscores"),
-    ('counter("ok", labels=["model"])', "label 'model' is the server's"),
-    ('counter("ok"); gauge("ok_total")', "metric modelport_script_ok_total: already defined differently"),
-    ('histogram("latency_count")', "may not end in _bucket, _sum, _count"),
-    ('histogram("latency", buckets=[1, 1])', "buckets must be one or more increasing finite numbers"),
-    ('gauge("g", combine="avg")', "combine must be one of sum, max, min"),
-])
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ('counter("bad-name")', "metric 'bad-name': a name is letters, digits and underscores"),
+        ('counter("ok", labels=["model"])', "label 'model' is the server's"),
+        ('counter("ok"); gauge("ok_total")', "metric modelport_script_ok_total: already defined differently"),
+        ('histogram("latency_count")', "may not end in _bucket, _sum, _count"),
+        ('histogram("latency", buckets=[1, 1])', "buckets must be one or more increasing finite numbers"),
+        ('gauge("g", combine="avg")', "combine must be one of sum, max, min"),
+    ],
+)
 def test_bad_metric_definitions_stop_the_server_with_one_line(tmp_path: Path, line: str, needle: str) -> None:
-    script = _script(tmp_path, f"from modelport.metrics import counter, gauge, histogram\n{line}\n"
-                               "def init():\n    pass\n\ndef run(raw):\n    return raw\n")
-    result = subprocess.run([sys.executable, "-m", "modelport", "serve", "--entry-script", str(script), "--no-grpc",
-                             "--http-port", str(free_port()), "--metrics-port", str(free_port())],
-                            capture_output=True, text=True, timeout=60)
+    script = _script(
+        tmp_path,
+        f"from modelport.metrics import counter, gauge, histogram\n{line}\n"
+        "def init():\n    pass\n\ndef run(raw):\n    return raw\n",
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modelport",
+            "serve",
+            "--entry-script",
+            str(script),
+            "--no-grpc",
+            "--http-port",
+            str(free_port()),
+            "--metrics-port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     errors = [text for text in result.stderr.splitlines() if text.startswith("error:")]
     assert len(errors) == 1 and needle in errors[0], result.stderr

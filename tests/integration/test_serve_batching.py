@@ -20,7 +20,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     root = tmp_path_factory.mktemp("batching")
     build_mlp_onnx(root / "mlp" / "1" / "model.onnx")
     (root / "mlp" / "config.pbtxt").write_text(
-        'max_batch_size: 16\ndynamic_batching { max_queue_delay_microseconds: 5000 }\n'
+        "max_batch_size: 16\ndynamic_batching { max_queue_delay_microseconds: 5000 }\n"
     )
     build_mlp_onnx(root / "tiny_queue" / "1" / "model.onnx", sizes=(256, 1024, 1024, 1024, 16))
     (root / "tiny_queue" / "config.pbtxt").write_text(
@@ -34,8 +34,10 @@ def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
 async def _infer_many(url: str, rows: np.ndarray) -> list[httpx.Response]:
     async with httpx.AsyncClient(timeout=30) as client:
-        bodies = [{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, rows.shape[1]],
-                               "data": row.tolist()}]} for row in rows]
+        bodies = [
+            {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, rows.shape[1]], "data": row.tolist()}]}
+            for row in rows
+        ]
         return await asyncio.gather(*(client.post(url, json=body) for body in bodies))
 
 
@@ -63,8 +65,10 @@ def test_full_queue_answers_503(server: Server) -> None:
 
 
 def test_model_config_option_tunes_batching_and_instances(server: Server, tmp_path) -> None:  # noqa: ANN001
-    overrides = '{"max_batch_size": 8, "dynamic_batching": {"max_queue_delay_microseconds": 2000}, ' \
-                '"instance_group": [{"count": 2}]}'
+    overrides = (
+        '{"max_batch_size": 8, "dynamic_batching": {"max_queue_delay_microseconds": 2000}, '
+        '"instance_group": [{"count": 2}]}'
+    )
     tuned = Server([str(server.root / "mlp"), "--model-config", overrides], grpc=False)
     try:
         config = httpx.get(f"{tuned.url}/v2/models/mlp/config").json()

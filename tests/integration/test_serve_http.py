@@ -120,7 +120,8 @@ def test_batch_above_max_and_errors_are_400(client) -> None:  # noqa: ANN001
 def test_gzip_request_and_response(server: Server) -> None:
     body = b'{"inputs":[{"name":"input","datatype":"FP32","shape":[1,32],"data":[' + b",".join([b"0.5"] * 32) + b"]}]}"
     response = httpx.post(
-        f"{server.url}/v2/models/mlp/infer", content=gzip.compress(body),
+        f"{server.url}/v2/models/mlp/infer",
+        content=gzip.compress(body),
         headers={"Content-Encoding": "gzip", "Accept-Encoding": "gzip"},
     )
     assert response.status_code == 200 and response.headers["content-encoding"] == "gzip"
@@ -135,7 +136,8 @@ GOOD = b'{"inputs":[{"name":"input","datatype":"FP32","shape":[1,32],"data":[' +
 def _binary_request(count_bytes: int, declared: int) -> tuple[bytes, dict[str, str]]:
     header = (
         b'{"inputs":[{"name":"input","datatype":"FP32","shape":[1,32],"parameters":{"binary_data_size":'
-        + str(declared).encode() + b"}}]}"
+        + str(declared).encode()
+        + b"}}]}"
     )
     return header + b"\0" * count_bytes, {"Inference-Header-Content-Length": str(len(header))}
 
@@ -149,7 +151,10 @@ MALFORMED = {
     "wrong rank": (GOOD.replace(b"[1,32]", b"[32]"), {}),
     "unknown datatype": (GOOD.replace(b"FP32", b"FP33"), {}),
     "wrong datatype": (GOOD.replace(b"FP32", b"INT32"), {}),
-    "deep nesting": (b'{"inputs":[{"name":"input","datatype":"FP32","shape":[1],"data":' + b"[" * 1000 + b"]" * 1000 + b"}]}", {}),
+    "deep nesting": (
+        b'{"inputs":[{"name":"input","datatype":"FP32","shape":[1],"data":' + b"[" * 1000 + b"]" * 1000 + b"}]}",
+        {},
+    ),
     "invalid utf-8": (b'{"inputs":[{"name":"\xff\xfe","datatype":"FP32","shape":[1],"data":[1]}]}', {}),
     "not json": (b"{{{", {}),
     "missing inputs": (b"{}", {}),
@@ -167,8 +172,11 @@ def test_malformed_requests_are_4xx_and_server_keeps_serving(server: Server, cas
 
 def test_unknown_models_versions_and_paths(server: Server) -> None:
     for path, status in [
-        ("/v2/models/nope", 404), ("/v2/models/mlp/versions/7", 404), ("/v2/models/nope/ready", 404),
-        ("/v2/models/mlp/versions/7/ready", 404), ("/v2/nothing", 404),
+        ("/v2/models/nope", 404),
+        ("/v2/models/mlp/versions/7", 404),
+        ("/v2/models/nope/ready", 404),
+        ("/v2/models/mlp/versions/7/ready", 404),
+        ("/v2/nothing", 404),
     ]:
         response = httpx.get(server.url + path)
         assert response.status_code == status and response.json()["error"], path
@@ -226,12 +234,32 @@ def test_stats_and_metrics_grow_with_traffic(client, server: Server) -> None:  #
 def test_perf_analyzer(server: Server, perf_analyzer: str, protocol: str) -> None:
     port = server.http_port if protocol == "http" else server.grpc_port
     result = subprocess.run(
-        [perf_analyzer, "-m", "mlp", "-u", f"127.0.0.1:{port}", "-i", protocol, "--concurrency-range", "1:4",
-         "--measurement-mode", "count_windows", "--measurement-request-count", "300", "--max-trials", "10",
-         "--stability-percentage", "999"],
-        capture_output=True, text=True, timeout=240,
+        [
+            perf_analyzer,
+            "-m",
+            "mlp",
+            "-u",
+            f"127.0.0.1:{port}",
+            "-i",
+            protocol,
+            "--concurrency-range",
+            "1:4",
+            "--measurement-mode",
+            "count_windows",
+            "--measurement-request-count",
+            "300",
+            "--max-trials",
+            "10",
+            "--stability-percentage",
+            "999",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     text = result.stdout + result.stderr
     assert "Client:" in text and "Server:" in text, text[-3000:]
-    throughputs = [float(line.split("throughput:")[1].split()[0]) for line in text.splitlines() if "throughput:" in line]
+    throughputs = [
+        float(line.split("throughput:")[1].split()[0]) for line in text.splitlines() if "throughput:" in line
+    ]
     assert len(throughputs) == 4 and min(throughputs) > 0, text[-3000:]

@@ -45,8 +45,9 @@ def pyfunc_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("pyfunc")
     code = root / "pid_model.py"
     code.write_text(PYFUNC)
-    signature = ModelSignature(Schema([TensorSpec(np.dtype(np.float64), (-1, 4))]),
-                               Schema([TensorSpec(np.dtype(np.int64), (-1,))]))
+    signature = ModelSignature(
+        Schema([TensorSpec(np.dtype(np.float64), (-1, 4))]), Schema([TensorSpec(np.dtype(np.int64), (-1,))])
+    )
     mlflow_pyfunc.save_model(str(root / "repo" / "pids" / "1"), python_model=str(code), signature=signature)
     return root / "repo"
 
@@ -63,8 +64,7 @@ async def _pids(url: str, count: int) -> list[int]:
 
 
 def test_pyfunc_instances_run_in_processes_of_their_own(pyfunc_model: Path) -> None:
-    server = Server([str(pyfunc_model / "pids"), "--model-config", '{"instance_group": [{"count": 2}]}'],
-                    grpc=False)
+    server = Server([str(pyfunc_model / "pids"), "--model-config", '{"instance_group": [{"count": 2}]}'], grpc=False)
     url = f"{server.url}/v2/models/pids/infer"
     try:
         config = httpx.get(f"{server.url}/v2/models/pids/config").json()
@@ -121,4 +121,3 @@ def _is_instance(pid: int) -> bool:
         return b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-

@@ -42,8 +42,12 @@ def test_request_timeout_is_503_and_server_recovers(slow_repo: Path) -> None:
     server = Server([str(slow_repo), "--request-timeout-ms", "20"], grpc=False)
     try:
         body, header = _body()
-        response = httpx.post(f"{server.url}/v2/models/slow/infer", content=body,
-                              headers={"Inference-Header-Content-Length": str(header)}, timeout=60)
+        response = httpx.post(
+            f"{server.url}/v2/models/slow/infer",
+            content=body,
+            headers={"Inference-Header-Content-Length": str(header)},
+            timeout=60,
+        )
         assert response.status_code == 503 and "timeout" in response.json()["error"]
         assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200
     finally:
@@ -67,8 +71,12 @@ def test_graceful_shutdown_finishes_in_flight_requests(slow_repo: Path) -> None:
     results: list[tuple[int, float]] = []
 
     def call() -> None:
-        response = httpx.post(f"{server.url}/v2/models/slow/infer", content=body,
-                              headers={"Inference-Header-Content-Length": str(header)}, timeout=60)
+        response = httpx.post(
+            f"{server.url}/v2/models/slow/infer",
+            content=body,
+            headers={"Inference-Header-Content-Length": str(header)},
+            timeout=60,
+        )
         results.append((response.status_code, time.monotonic()))
 
     threads = [threading.Thread(target=call) for _ in range(6)]
@@ -90,8 +98,9 @@ def test_overloaded_server_refuses_at_once_then_serves(slow_repo: Path) -> None:
     server = Server([str(slow_repo), "--max-lag-ms", "20"], grpc=False)
     try:
         big = np.random.default_rng(0).standard_normal((2 * ROWS, 256)).astype(np.float32)
-        heavy = {"inputs": [{"name": "input", "datatype": "FP32", "shape": list(big.shape),
-                             "data": big.ravel().tolist()}]}
+        heavy = {
+            "inputs": [{"name": "input", "datatype": "FP32", "shape": list(big.shape), "data": big.ravel().tolist()}]
+        }
         light = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 256], "data": [0.5] * 256}]}
         url = f"{server.url}/v2/models/slow/infer"
         statuses: list[tuple[int, str]] = []

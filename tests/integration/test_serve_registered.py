@@ -46,7 +46,7 @@ def test_serve_refuses_missing_and_corrupted_models(sqlite_cli: Cli, tmp_path: P
     assert len(corrupted.stderr.strip().splitlines()) == 1
 
 
-SCORE_PY = '''
+SCORE_PY = """
 import json, os
 import joblib
 
@@ -56,7 +56,7 @@ def init():
 
 def run(raw_data):
     return model.predict(json.loads(raw_data)["data"]).tolist()
-'''
+"""
 
 
 def test_registered_scoring_script_serves_score(sqlite_cli: Cli, tmp_path: Path) -> None:

@@ -31,8 +31,10 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _workers(server: Server) -> list[int]:
-    return [int(pid) for pid in subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True,
-                                               text=True).stdout.split()]
+    return [
+        int(pid)
+        for pid in subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True).stdout.split()
+    ]
 
 
 def _all_serving(server: Server, count: int) -> list[int]:
@@ -47,8 +49,12 @@ def _all_serving(server: Server, count: int) -> list[int]:
 
 
 def _success(text: str) -> float:
-    return next(s.value for f in text_string_to_metric_families(text) for s in f.samples
-                if s.name == "nv_inference_request_success_total")
+    return next(
+        s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "nv_inference_request_success_total"
+    )
 
 
 def test_workers_share_the_port_and_count_together(repo: Path, tmp_path: Path) -> None:
@@ -104,9 +110,25 @@ def test_a_dead_worker_is_replaced_and_a_stop_stops_all(repo: Path) -> None:
 def test_a_model_that_cannot_load_fails_with_one_line(tmp_path: Path) -> None:
     (tmp_path / "bad" / "1").mkdir(parents=True)
     (tmp_path / "bad" / "1" / "model.onnx").write_bytes(b"not an onnx model")
-    result = subprocess.run([sys.executable, "-m", "modelport", "serve", str(tmp_path), "--workers", "3",
-                             "--http-port", str(free_port()), "--metrics-port", str(free_port()), "--no-grpc"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modelport",
+            "serve",
+            str(tmp_path),
+            "--workers",
+            "3",
+            "--http-port",
+            str(free_port()),
+            "--metrics-port",
+            str(free_port()),
+            "--no-grpc",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "model.onnx" in lines[0]
@@ -115,11 +137,26 @@ def test_a_model_that_cannot_load_fails_with_one_line(tmp_path: Path) -> None:
 def test_a_busy_port_is_one_error_line(repo: Path) -> None:
     server = Server([str(repo)], grpc=False)
     try:
-        result = subprocess.run([sys.executable, "-m", "modelport", "serve", str(repo), "--workers", "2",
-                                 "--http-port", str(server.http_port), "--no-grpc"],
-                                capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "modelport",
+                "serve",
+                str(repo),
+                "--workers",
+                "2",
+                "--http-port",
+                str(server.http_port),
+                "--no-grpc",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         server.stop()
     assert result.returncode == 1
-    assert result.stderr.strip() == (f"error: --http-port: cannot listen on 127.0.0.1:{server.http_port} "
-                                     "(Address already in use)")
+    assert result.stderr.strip() == (
+        f"error: --http-port: cannot listen on 127.0.0.1:{server.http_port} (Address already in use)"
+    )

@@ -62,8 +62,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("slow")
     build_mlp_onnx(root / "mlp" / "1" / "model.onnx")
     with _descriptor_limit(FD_LIMIT):
-        served = Server([str(root), "--header-timeout-s", str(HEADER_TIMEOUT_S),
-                         "--body-timeout-s", str(BODY_TIMEOUT_S)], grpc=False)
+        served = Server(
+            [str(root), "--header-timeout-s", str(HEADER_TIMEOUT_S), "--body-timeout-s", str(BODY_TIMEOUT_S)],
+            grpc=False,
+        )
     yield served
     assert served.stop() == 0
 
@@ -95,8 +97,9 @@ async def _slow_client(port: int, stop: asyncio.Event, report: SlowReport, recon
             return
 
 
-async def _dawdle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stop: asyncio.Event,
-                  report: SlowReport) -> bool:
+async def _dawdle(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stop: asyncio.Event, report: SlowReport
+) -> bool:
     """Send header lines until the server closes the connection (True) or ``stop`` is set."""
     writer.write(b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\n")
     line = 0
@@ -116,8 +119,9 @@ async def _dawdle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st
     return False
 
 
-def _attack(port: int, connections: int, hold_s: float, during: Callable[[], None] = lambda: None,
-            reconnect: bool = False) -> SlowReport:
+def _attack(
+    port: int, connections: int, hold_s: float, during: Callable[[], None] = lambda: None, reconnect: bool = False
+) -> SlowReport:
     """``connections`` slow clients at once for ``hold_s`` seconds, or while ``during`` runs in a
     thread (it starts once they are all connecting), whichever is longer."""
     report = SlowReport()
@@ -207,7 +211,7 @@ def test_a_body_that_trickles_is_not_cut(server: Server) -> None:
     with _raw(server.http_port, head % len(BODY)) as sock:
         started = time.monotonic()
         for start in range(0, len(BODY), 20):
-            sock.sendall(BODY[start:start + 20])
+            sock.sendall(BODY[start : start + 20])
             time.sleep(0.5)
         reply = _reply(sock)
     assert time.monotonic() - started > 2 * BODY_TIMEOUT_S
@@ -215,17 +219,18 @@ def test_a_body_that_trickles_is_not_cut(server: Server) -> None:
 
 
 @pytest.mark.parametrize("script", [False, True], ids=["no-code", "script"])
-def test_score_refuses_an_oversized_content_length_before_reading(server: Server, tmp_path: Path,
-                                                                  script: bool) -> None:
+def test_score_refuses_an_oversized_content_length_before_reading(server: Server, tmp_path: Path, script: bool) -> None:
     target = server
     if script:
-        (tmp_path / "score.py").write_text(textwrap.dedent("""
+        (tmp_path / "score.py").write_text(
+            textwrap.dedent("""
             def init():
                 pass
 
             def run(raw):
                 return {"length": len(raw)}
-        """))
+        """)
+        )
         target = Server(["--entry-script", str(tmp_path / "score.py")], grpc=False)
     try:
         started = time.monotonic()

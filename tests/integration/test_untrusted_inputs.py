@@ -24,6 +24,7 @@ from modelport.samples import build_mlp_onnx
 
 def _strict_json(text: bytes | str) -> object:
     """``json.loads`` without the NaN/Infinity extension: what browsers and most languages accept."""
+
     def refuse(token: str) -> object:
         raise ValueError(f"{token} is not JSON")
 
@@ -145,8 +146,11 @@ def test_plain_framework_pickles_register_without_a_warning(sqlite_cli: Cli, tmp
     x, y = rng.standard_normal((40, 3)), rng.integers(0, 2, 40)
     folder = tmp_path / "bundle"
     folder.mkdir()
-    joblib.dump(make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=3)).fit(x, y),
-                folder / "model.joblib", compress=3)
+    joblib.dump(
+        make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=3)).fit(x, y),
+        folder / "model.joblib",
+        compress=3,
+    )
     (folder / "labels.pkl").write_bytes(pickle.dumps({"classes": np.array([0, 1])}, protocol=5))
     result = sqlite_cli("model", "register", folder, "--name", "forest", "-o", "json")
     assert result.returncode == 0, result.stderr
@@ -166,7 +170,8 @@ def log_server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
     repo = tmp_path_factory.mktemp("repo")
     graph = helper.make_graph(
-        [helper.make_node("Log", ["x"], ["y"])], "log",
+        [helper.make_node("Log", ["x"], ["y"])],
+        "log",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
     )
@@ -186,8 +191,10 @@ def _infer(server: Server, data: str) -> httpx.Response:
 
 def test_v2_replies_with_nan_or_infinity_are_valid_json(log_server: Server) -> None:
     tritonhttp = pytest.importorskip("tritonclient.http")
-    for data, want in (("[NaN, Infinity, -Infinity]", [np.nan, np.inf, np.nan]),
-                       ("[-1, 0, 1]", [np.nan, -np.inf, 0.0])):
+    for data, want in (
+        ("[NaN, Infinity, -Infinity]", [np.nan, np.inf, np.nan]),
+        ("[-1, 0, 1]", [np.nan, -np.inf, 0.0]),
+    ):
         reply = _infer(log_server, data)
         assert reply.status_code == 200, reply.text
         assert reply.headers["content-type"] == "application/octet-stream"
@@ -215,8 +222,10 @@ def test_score_replies_with_nan_or_infinity_are_valid_json(log_server: Server, t
     assert _strict_json(reply.content) == [[None, None, 0.0]]  # JSON's only way to say "no number"
 
     script = tmp_path / "score.py"
-    script.write_text("import numpy as np\n\ndef init():\n    pass\n\n"
-                      "def run(raw):\n    return {'nan': float('nan'), 'inf': np.array([np.inf, 1.5])}\n")
+    script.write_text(
+        "import numpy as np\n\ndef init():\n    pass\n\n"
+        "def run(raw):\n    return {'nan': float('nan'), 'inf': np.array([np.inf, 1.5])}\n"
+    )
     server = Server(["--entry-script", str(script)], grpc=False)
     try:
         reply = httpx.post(f"{server.url}/score", json={"data": [1]}, timeout=30)
@@ -235,11 +244,22 @@ def test_a_fifo_in_a_batch_input_is_named_and_never_read(tmp_path: Path) -> None
     _images(tmp_path / "images", 3)
     os.mkfifo(tmp_path / "images" / "stream.fifo")  # opening it for reading would block for good
     began = time.monotonic()
-    result = project.cli("batch-endpoint", "invoke", "-n", "ep", "-d", "files", "--input", tmp_path / "images",
-                         "--wait", timeout=60)
+    result = project.cli(
+        "batch-endpoint", "invoke", "-n", "ep", "-d", "files", "--input", tmp_path / "images", "--wait", timeout=60
+    )
     _one_line_error(result, "stream.fifo (a FIFO)", "only regular files are read")
-    result = project.cli("batch-endpoint", "invoke", "-n", "ep", "-d", "files", "--input",
-                         tmp_path / "images" / "stream.fifo", "--wait", timeout=60)
+    result = project.cli(
+        "batch-endpoint",
+        "invoke",
+        "-n",
+        "ep",
+        "-d",
+        "files",
+        "--input",
+        tmp_path / "images" / "stream.fifo",
+        "--wait",
+        timeout=60,
+    )
     _one_line_error(result, "stream.fifo is a FIFO, not a regular file")
     assert time.monotonic() - began < 60
     assert json.loads(project.cli("job", "list", "-o", "json").stdout) == []

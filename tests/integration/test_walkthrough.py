@@ -30,7 +30,7 @@ def _section() -> str:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     start = readme.index(f"\n{SECTION}\n")
     end = readme.find("\n## ", start + 1)
-    return readme[start:end if end != -1 else None]
+    return readme[start : end if end != -1 else None]
 
 
 def _blocks(language: str | None = None) -> list[str]:
@@ -51,12 +51,22 @@ def _shown_files() -> dict[Path, str]:
 
 def test_the_files_shown_are_the_files_on_disk() -> None:
     shown = _shown_files()
-    assert {"train.py", "code/score.py", "endpoint.yml", "blue.yml", "green.yml", "batch-endpoint.yml",
-            "batch-deployment.yml"} <= {str(path) for path in shown}
+    assert {
+        "train.py",
+        "code/score.py",
+        "endpoint.yml",
+        "blue.yml",
+        "green.yml",
+        "batch-endpoint.yml",
+        "batch-deployment.yml",
+    } <= {str(path) for path in shown}
     for path, text in shown.items():
         assert (ROOT / EXAMPLES / path).read_bytes() == text.encode("utf-8"), f"README shows another {path}"
-    on_disk = {path.relative_to(ROOT / EXAMPLES) for path in (ROOT / EXAMPLES).rglob("*")
-               if path.is_file() and path.suffix in (".py", ".yml", ".yaml") and ".modelport" not in path.parts}
+    on_disk = {
+        path.relative_to(ROOT / EXAMPLES)
+        for path in (ROOT / EXAMPLES).rglob("*")
+        if path.is_file() and path.suffix in (".py", ".yml", ".yaml") and ".modelport" not in path.parts
+    }
     assert on_disk == set(shown), "every file of the walk-through is shown in the README"
 
 
@@ -71,16 +81,19 @@ def test_the_walkthrough_runs_as_written(tmp_path: Path) -> None:
     script.write_text("\n".join(_blocks("bash")), encoding="utf-8")
     bin_dir = tmp_path / "bin"  # what an active virtualenv puts first on the PATH
     bin_dir.mkdir()
-    for name, command in (("python", f'exec "{sys.executable}" "$@"'),
-                          ("modelport", f'exec "{sys.executable}" -m modelport "$@"')):
+    for name, command in (
+        ("python", f'exec "{sys.executable}" "$@"'),
+        ("modelport", f'exec "{sys.executable}" -m modelport "$@"'),
+    ):
         (bin_dir / name).write_text(f"#!/bin/sh\n{command}\n")
         (bin_dir / name).chmod(0o755)
     daemon = Daemon(tmp_path / "ws")  # a free port, and the clean-up of whatever the script left running
     env = {**daemon.cli.env, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PORT": str(daemon.port)}
     env.pop("MODELPORT_URL")  # the CLI finds the daemon from the workspace, as it does for a reader
     try:
-        result = subprocess.run(["bash", "-e", str(script)], cwd=folder, env=env, capture_output=True, text=True,
-                                timeout=840)
+        result = subprocess.run(
+            ["bash", "-e", str(script)], cwd=folder, env=env, capture_output=True, text=True, timeout=840
+        )
     finally:
         daemon.down()
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"

@@ -27,16 +27,27 @@ from modelport.runtime.predictor import TensorMeta
 def _deployment(tmp_path: Path, **extra: object) -> dict[str, object]:
     (tmp_path / "code").mkdir(exist_ok=True)
     (tmp_path / "code" / "score.py").write_text("def init():\n    pass\n\ndef run(b):\n    return b\n")
-    return {"name": "d", "endpoint_name": "e", "model": "m:1",
-            "code_configuration": {"code": "code", "scoring_script": "score.py"}, **extra}
+    return {
+        "name": "d",
+        "endpoint_name": "e",
+        "model": "m:1",
+        "code_configuration": {"code": "code", "scoring_script": "score.py"},
+        **extra,
+    }
 
 
 def test_deployment_defaults_are_azures(tmp_path: Path) -> None:
     settings = parse_deployment(_deployment(tmp_path), tmp_path).settings
     assert settings == BatchSettings()
-    assert (settings.mini_batch_size, settings.max_retries, settings.timeout, settings.error_threshold,
-            settings.output_action, settings.output_file_name, settings.workers) == (
-        10, 3, 30.0, -1, "append_row", "predictions.csv", 1)
+    assert (
+        settings.mini_batch_size,
+        settings.max_retries,
+        settings.timeout,
+        settings.error_threshold,
+        settings.output_action,
+        settings.output_file_name,
+        settings.workers,
+    ) == (10, 3, 30.0, -1, "append_row", "predictions.csv", 1)
 
 
 def test_settings_at_root_or_under_settings(tmp_path: Path) -> None:
@@ -50,27 +61,36 @@ def test_settings_at_root_or_under_settings(tmp_path: Path) -> None:
         parse_deployment(_deployment(tmp_path, mini_batch_size=5, settings={"mini_batch_size": 6}), tmp_path)
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    ({"settings": {"mini_batch_size": -3}}, "settings.mini_batch_size: -3 must be a positive integer"),
-    ({"settings": {"mini_batch_sise": 3}}, "settings.mini_batch_sise: unknown key"),
-    ({"resources": {"instance_count": 0}}, "resources.instance_count: 0 must be a positive integer"),
-    ({"settings": {"retry_settings": {"timeout": "x"}}}, "settings.retry_settings.timeout: 'x' is not a number"),
-    ({"settings": {"error_threshold": -2}}, "settings.error_threshold: -2 must be -1"),
-    ({"settings": {"output_action": "append"}}, "settings.output_action: 'append' is not one of"),
-    ({"settings": {"output_file_name": "a/b.csv"}}, "must be a file name"),
-    ({"type": "pipeline"}, "type: 'pipeline' deployments are not supported"),
-    ({"resources": {"gpus": 1}}, "resources.gpus: unknown key"),
-])
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"settings": {"mini_batch_size": -3}}, "settings.mini_batch_size: -3 must be a positive integer"),
+        ({"settings": {"mini_batch_sise": 3}}, "settings.mini_batch_sise: unknown key"),
+        ({"resources": {"instance_count": 0}}, "resources.instance_count: 0 must be a positive integer"),
+        ({"settings": {"retry_settings": {"timeout": "x"}}}, "settings.retry_settings.timeout: 'x' is not a number"),
+        ({"settings": {"error_threshold": -2}}, "settings.error_threshold: -2 must be -1"),
+        ({"settings": {"output_action": "append"}}, "settings.output_action: 'append' is not one of"),
+        ({"settings": {"output_file_name": "a/b.csv"}}, "must be a file name"),
+        ({"type": "pipeline"}, "type: 'pipeline' deployments are not supported"),
+        ({"resources": {"gpus": 1}}, "resources.gpus: unknown key"),
+    ],
+)
 def test_bad_deployment_fields_are_named(tmp_path: Path, extra: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message.replace("(", r"\(").replace(".", r"\.")):
         parse_deployment(_deployment(tmp_path, **extra), tmp_path)
 
 
 def test_cloud_only_keys_are_listed_as_ignored(tmp_path: Path) -> None:
-    definition = parse_deployment(_deployment(
-        tmp_path, compute="azureml:cpu", **{"$schema": "x"}, environment={"name": "env", "image": "mcr/x"},
-        resources={"instance_count": 2, "instance_type": "Standard_DS3"},
-    ), tmp_path)
+    definition = parse_deployment(
+        _deployment(
+            tmp_path,
+            compute="azureml:cpu",
+            **{"$schema": "x"},
+            environment={"name": "env", "image": "mcr/x"},
+            resources={"instance_count": 2, "instance_type": "Standard_DS3"},
+        ),
+        tmp_path,
+    )
     assert set(definition.ignored) == {"compute", "environment.image", "resources.instance_type"}
     assert definition.environment == {"name": "env"}
     assert definition.settings.instance_count == 2
@@ -139,7 +159,11 @@ def test_tables_are_cut_across_files_in_order(tmp_path: Path) -> None:
     assert plan.rows == [7, 5, 3] and plan.total == 15
     tables = dict(iter_tables(plan, 4, {0, 1, 2, 3}))
     assert [tables[i].column("x").to_pylist() for i in range(4)] == [
-        [0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [12, 13, 14]]
+        [0, 1, 2, 3],
+        [4, 5, 6, 7],
+        [8, 9, 10, 11],
+        [12, 13, 14],
+    ]
     assert list(dict(iter_tables(plan, 4, {2}))) == [2]
     assert plan.describe(6, 8) == ["a.parquet:6", "b.csv:0"]
 
@@ -225,8 +249,14 @@ def _engine(tmp_path: Path, script: str, files: int, **settings: object) -> tupl
     plan = resolve_input(str(tmp_path / "in"), None)
     chosen = BatchSettings().override({k: str(v) for k, v in settings.items()})
     pending = [(i, start, stop) for i, (start, stop) in enumerate(plan.minibatches(chosen.mini_batch_size))]
-    config = WorkerConfig(script=str(tmp_path / "score.py"), flavor=None, model_path=None, environment={},
-                          log_dir=str(tmp_path / "logs"), logging_level="info")
+    config = WorkerConfig(
+        script=str(tmp_path / "score.py"),
+        flavor=None,
+        model_path=None,
+        environment={},
+        log_dir=str(tmp_path / "logs"),
+        logging_level="info",
+    )
     (tmp_path / "parts").mkdir()
     hooks = _Hooks()
     return LocalEngine(plan, chosen, pending, config, tmp_path / "parts", ".csv", hooks), hooks
@@ -250,7 +280,8 @@ def test_failing_minibatch_is_retried_then_split_to_the_bad_item(tmp_path: Path)
     assert hooks.errors == [(["f5.txt"], "ValueError: f5 is bad")]
     parts = sorted(p.name for p in (tmp_path / "parts").iterdir())
     assert "".join((tmp_path / "parts" / p).read_text() for p in parts).split() == [
-        f"f{i}.txt" for i in range(8) if i != 5]
+        f"f{i}.txt" for i in range(8) if i != 5
+    ]
 
 
 def test_error_threshold_stops_the_job(tmp_path: Path) -> None:

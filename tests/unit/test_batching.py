@@ -44,7 +44,9 @@ def test_concurrent_requests_share_batches_and_get_their_own_rows() -> None:
 
 def test_preferred_size_goes_out_without_waiting_for_the_delay() -> None:
     model = FakeModel()
-    batcher = DynamicBatcher(DynamicBatching(preferred_batch_size=(4,), max_queue_delay_microseconds=5_000_000), 8, 1, model)
+    batcher = DynamicBatcher(
+        DynamicBatching(preferred_batch_size=(4,), max_queue_delay_microseconds=5_000_000), 8, 1, model
+    )
 
     async def scenario() -> float:
         loop = asyncio.get_running_loop()
@@ -131,8 +133,9 @@ def test_adaptive_mode_batches_more_under_load_and_stays_in_budget() -> None:
         return {"y": inputs["x"]}
 
     sizes: list[int] = []
-    batcher = DynamicBatcher(DynamicBatching(latency_budget_ms=50), 32, 1, costly,
-                             on_batch=lambda rows, seconds: sizes.append(rows))
+    batcher = DynamicBatcher(
+        DynamicBatching(latency_budget_ms=50), 32, 1, costly, on_batch=lambda rows, seconds: sizes.append(rows)
+    )
 
     async def scenario() -> list:
         results = []

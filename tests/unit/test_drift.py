@@ -32,18 +32,22 @@ def scenario(seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
     re-weighted, one numeric and one categorical feature unchanged."""
     rng = np.random.default_rng(seed)
     cats = np.array(["a", "b", "c"])
-    baseline = pd.DataFrame({
-        "shifted": rng.normal(10.0, 2.0, N),
-        "reweighted": rng.choice(cats, N, p=[0.5, 0.3, 0.2]),
-        "steady": rng.normal(0.0, 1.0, N),
-        "steady_cat": rng.choice(cats, N, p=[0.6, 0.3, 0.1]),
-    })
-    target = pd.DataFrame({
-        "shifted": rng.normal(12.0, 2.0, N),
-        "reweighted": rng.choice(cats, N, p=[0.2, 0.3, 0.5]),
-        "steady": rng.normal(0.0, 1.0, N),
-        "steady_cat": rng.choice(cats, N, p=[0.6, 0.3, 0.1]),
-    })
+    baseline = pd.DataFrame(
+        {
+            "shifted": rng.normal(10.0, 2.0, N),
+            "reweighted": rng.choice(cats, N, p=[0.5, 0.3, 0.2]),
+            "steady": rng.normal(0.0, 1.0, N),
+            "steady_cat": rng.choice(cats, N, p=[0.6, 0.3, 0.1]),
+        }
+    )
+    target = pd.DataFrame(
+        {
+            "shifted": rng.normal(12.0, 2.0, N),
+            "reweighted": rng.choice(cats, N, p=[0.2, 0.3, 0.5]),
+            "steady": rng.normal(0.0, 1.0, N),
+            "steady_cat": rng.choice(cats, N, p=[0.6, 0.3, 0.1]),
+        }
+    )
     return baseline, target
 
 
@@ -108,7 +112,12 @@ def test_column_types() -> None:
     assert column_type_of(pd.Series(np.arange(1000)), pd.Series(np.arange(5))) == NUMERIC  # decided on the baseline
     assert column_type_of(pd.Series([True, False] * 20), pd.Series([True] * 5)) == CATEGORICAL
     assert column_type_of(pd.Series(np.linspace(0, 1, 50)), pd.Series(["a"] * 3)) == CATEGORICAL  # mixed
-    assert column_type_of(pd.Series(pd.date_range("2026-01-01", periods=30)), pd.Series(pd.date_range("2026-02-01", periods=3))) is None
+    assert (
+        column_type_of(
+            pd.Series(pd.date_range("2026-01-01", periods=30)), pd.Series(pd.date_range("2026-02-01", periods=3))
+        )
+        is None
+    )
     forced = compare_column("x", pd.Series(np.arange(100.0)), pd.Series(np.arange(100.0)), force_categorical=True)
     assert isinstance(forced, ColumnDrift) and forced.type == CATEGORICAL
 
@@ -169,7 +178,10 @@ def test_selection_skips_and_errors() -> None:
     baseline["only_b"], target["only_t"] = 1, 2
     baseline["time"] = target["time"] = pd.Timestamp("2026-01-01", tz="UTC")
     report = compare(baseline, target, predictions=["steady"])
-    assert {s.name: s.reason for s in report.skipped} == {"only_b": "only in the baseline", "only_t": "only in the target"}
+    assert {s.name: s.reason for s in report.skipped} == {
+        "only_b": "only in the baseline",
+        "only_t": "only in the target",
+    }
     assert "time" not in by_name(report) and by_name(report)["steady"].kind == "prediction"
     with pytest.raises(ValidationError, match=r"--features: column 'only_t' is not in the baseline"):
         compare(baseline, target, features=["shifted", "only_t"])
@@ -191,8 +203,13 @@ def test_to_dict_shape() -> None:
     assert data["target"] == {"source": "t.csv", "rows": N, "since": "24h"}
     assert data["thresholds"] == {"numerical": 0.1, "categorical": 0.1}
     numeric = data["features"][0]
-    assert set(numeric["metrics"]) == {"normalized_wasserstein_distance", "wasserstein_distance", "psi",
-                                       "ks_statistic", "ks_pvalue"}
+    assert set(numeric["metrics"]) == {
+        "normalized_wasserstein_distance",
+        "wasserstein_distance",
+        "psi",
+        "ks_statistic",
+        "ks_pvalue",
+    }
     assert len(numeric["distribution"]["edges"]) == len(numeric["distribution"]["baseline"]) + 1
     categorical = data["features"][1]
     assert set(categorical["metrics"]) == {"jensen_shannon_distance", "psi", "chi2_statistic", "chi2_pvalue"}

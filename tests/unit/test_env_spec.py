@@ -76,9 +76,7 @@ def test_requirements_keep_index_options() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    "line", ["-r base.txt", "-rbase.txt", "--requirement=base.txt", "-c c.txt"]
-)
+@pytest.mark.parametrize("line", ["-r base.txt", "-rbase.txt", "--requirement=base.txt", "-c c.txt"])
 def test_requirements_reject_references_to_other_files(line: str) -> None:
     message = rejected(f"numpy\n{line}\n", "requirements.txt")
     assert message.startswith("requirements.txt: line 2:")
@@ -246,9 +244,7 @@ def test_parse_spec_file_reads_both_formats(tmp_path: Path) -> None:
     (tmp_path / "conda.yaml").write_text(textwrap.dedent(AZUREML_SKLEARN))
     (tmp_path / "requirements.txt").write_bytes("\ufeffnumpy==1.26\n".encode())  # Windows BOM
     assert parse_spec_file(tmp_path / "conda.yaml") == conda(AZUREML_SKLEARN)
-    assert parse_spec_file(tmp_path / "requirements.txt", python="3.11") == EnvSpec(
-        "pip", "3.11", ("numpy==1.26",), ()
-    )
+    assert parse_spec_file(tmp_path / "requirements.txt", python="3.11") == EnvSpec("pip", "3.11", ("numpy==1.26",), ())
 
 
 def test_parse_spec_file_errors_name_the_path(tmp_path: Path) -> None:
@@ -273,9 +269,7 @@ def test_parse_spec_file_errors_name_the_path(tmp_path: Path) -> None:
 def test_hash_ignores_comments_formatting_and_conda_only_packages() -> None:
     plain = reqs("numpy==1.26\njoblib\n", python="3.10")
     commented = reqs("# header\nnumpy==1.26   # why\n\n  joblib\n", python="3.10")
-    from_conda = conda(
-        "dependencies: [python=3.10, cudatoolkit=11.8, {pip: ['numpy==1.26', joblib]}]\n"
-    )
+    from_conda = conda("dependencies: [python=3.10, cudatoolkit=11.8, {pip: ['numpy==1.26', joblib]}]\n")
     assert plain.content_hash == commented.content_hash == from_conda.content_hash
     assert len(plain.content_hash) == 64
     assert int(plain.content_hash, 16) >= 0

@@ -94,7 +94,10 @@ def write_typed_onnx(path: Path) -> Path:
             helper.make_node("Not", ["mask"], ["mask_out"]),
             helper.make_node("Identity", ["text"], ["text_out"]),
             helper.make_node(
-                "ZipMap", ["scores"], ["probabilities"], domain="ai.onnx.ml",
+                "ZipMap",
+                ["scores"],
+                ["probabilities"],
+                domain="ai.onnx.ml",
                 classlabels_int64s=[0, 1],
             ),
         ],
@@ -112,9 +115,7 @@ def write_typed_onnx(path: Path) -> Path:
             helper.make_value_info(
                 "probabilities",
                 helper.make_sequence_type_proto(
-                    helper.make_map_type_proto(
-                        TensorProto.INT64, helper.make_tensor_type_proto(TensorProto.FLOAT, [])
-                    )
+                    helper.make_map_type_proto(TensorProto.INT64, helper.make_tensor_type_proto(TensorProto.FLOAT, []))
                 ),
             ),
         ],
@@ -235,8 +236,7 @@ def test_onnx_signature_matches_onnxruntime(tmp_path):
 
     info = detect(path)
 
-    for spec, arg in zip(info.signature.inputs + info.signature.outputs,
-                         session.get_inputs() + session.get_outputs()):
+    for spec, arg in zip(info.signature.inputs + info.signature.outputs, session.get_inputs() + session.get_outputs()):
         assert spec.name == arg.name
         assert spec.shape == tuple(d if isinstance(d, int) else -1 for d in arg.shape)
 
@@ -259,8 +259,9 @@ def test_onnx_int64_bool_string_inputs_and_non_tensor_output(tmp_path):
 def test_onnx_external_weights_are_noted_not_read(tmp_path):
     path = write_mlp_onnx(tmp_path / "mlp.onnx")
     model = onnx.load(path)
-    onnx.save(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
-              location="weights.bin", size_threshold=0)
+    onnx.save(
+        model, path, save_as_external_data=True, all_tensors_to_one_file=True, location="weights.bin", size_threshold=0
+    )
     (tmp_path / "weights.bin").unlink()  # detection must not need it
 
     assert detect(path).details["external_data"] is True
@@ -435,17 +436,21 @@ def test_detection_imports_no_framework(tmp_path):
         " & {'sklearn', 'xgboost', 'lightgbm', 'torch', 'joblib'}))\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          env=env, check=True)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
     assert done.stdout.strip() == "[]"
 
 
 # --- XGBoost, LightGBM, PyTorch ------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "fmt"), [
-    ("model.json", "xgboost-json"), ("model.ubj", "xgboost-ubj"), ("model.bst", "xgboost-ubj"),
-])
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("model.json", "xgboost-json"),
+        ("model.ubj", "xgboost-ubj"),
+        ("model.bst", "xgboost-ubj"),
+    ],
+)
 def test_xgboost_native_models(tmp_path, name, fmt):
     booster = train_xgboost()
     path = tmp_path / name
@@ -483,17 +488,28 @@ def test_xgboost_sklearn_wrapper_pickled(tmp_path):
 def test_lightgbm_text_model(tmp_path):
     lgb = pytest.importorskip("lightgbm")
     x, y = _data()
-    booster = lgb.train({"objective": "binary", "num_leaves": 4, "verbose": -1, "seed": SEED},
-                        lgb.Dataset(x, label=y), num_boost_round=3)
+    booster = lgb.train(
+        {"objective": "binary", "num_leaves": 4, "verbose": -1, "seed": SEED},
+        lgb.Dataset(x, label=y),
+        num_boost_round=3,
+    )
     path = tmp_path / "model.txt"
     booster.save_model(path)
 
     info = detect(path)
 
-    assert info == FlavorInfo("lightgbm", None, None, {
-        "format": "lightgbm-text", "format_version": "v4", "num_class": 1, "num_features": 4,
-        "objective": "binary sigmoid:1",
-    })
+    assert info == FlavorInfo(
+        "lightgbm",
+        None,
+        None,
+        {
+            "format": "lightgbm-text",
+            "format_version": "v4",
+            "num_class": 1,
+            "num_features": 4,
+            "objective": "binary sigmoid:1",
+        },
+    )
 
 
 def test_lightgbm_sklearn_wrapper_pickled(tmp_path):
@@ -553,10 +569,19 @@ def test_unknown_binary_is_custom(tmp_path):
 
 
 def test_mlflow_column_inputs_tensor_outputs(tmp_path):
-    columns = [{"name": n, "type": t, "required": True} for n, t in [
-        ("age", "long"), ("score", "double"), ("ratio", "float"), ("count", "integer"),
-        ("member", "boolean"), ("city", "string"), ("photo", "binary"), ("tags", "array"),
-    ]]
+    columns = [
+        {"name": n, "type": t, "required": True}
+        for n, t in [
+            ("age", "long"),
+            ("score", "double"),
+            ("ratio", "float"),
+            ("count", "integer"),
+            ("member", "boolean"),
+            ("city", "string"),
+            ("photo", "binary"),
+            ("tags", "array"),
+        ]
+    ]
     outputs = [{"type": "tensor", "tensor-spec": {"dtype": "int64", "shape": [-1]}}]
 
     info = detect(write_mlflow(tmp_path / "mlflow-model", columns, outputs))
@@ -620,11 +645,14 @@ def test_mlflow_without_signature(tmp_path):
     assert (info.flavor, info.framework_version, info.signature) == ("mlflow", "2.9.2", None)
 
 
-@pytest.mark.parametrize(("text", "problem"), [
-    ("flavors: [unclosed\n", "not valid YAML"),
-    ("- just\n- a list\n", "expected a YAML mapping"),
-    ("signature:\n  inputs: '[{oops'\n", "signature.inputs is not valid JSON"),
-])
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("flavors: [unclosed\n", "not valid YAML"),
+        ("- just\n- a list\n", "expected a YAML mapping"),
+        ("signature:\n  inputs: '[{oops'\n", "signature.inputs is not valid JSON"),
+    ],
+)
 def test_broken_mlmodel_is_rejected_naming_it(tmp_path, text, problem):
     folder = tmp_path / "m"
     folder.mkdir()
@@ -661,9 +689,15 @@ def test_triton_repository(tmp_path):
 
     info = detect(repo)
 
-    assert info == FlavorInfo("triton", None, None, {
-        "format": "triton", "models": ["bert", "ensemble", "resnet"],
-    })
+    assert info == FlavorInfo(
+        "triton",
+        None,
+        None,
+        {
+            "format": "triton",
+            "models": ["bert", "ensemble", "resnet"],
+        },
+    )
 
 
 def test_single_triton_model_folder(tmp_path):
@@ -685,17 +719,13 @@ def test_score_py_folder(tmp_path):
 
     info = detect(tmp_path)
 
-    assert info == FlavorInfo(
-        "python", None, None, {"format": "python", "entry_script": "score.py"}
-    )
+    assert info == FlavorInfo("python", None, None, {"format": "python", "entry_script": "score.py"})
 
 
 def test_entry_script_found_by_its_functions(tmp_path):
     (tmp_path / "helpers.py").write_text("def init():\n    pass\n")
     (tmp_path / "serve.py").write_text(
-        "import os\nos.system('false')\n\n"
-        "def init():\n    pass\n\n"
-        "async def run(data):\n    return data\n"
+        "import os\nos.system('false')\n\ndef init():\n    pass\n\nasync def run(data):\n    return data\n"
     )
     (tmp_path / "broken.py").write_text("def init(:\n")
 
@@ -741,9 +771,14 @@ def test_folder_with_two_models_is_custom(tmp_path):
     write_mlp_onnx(tmp_path / "a.onnx")
     joblib.dump(fit_logistic(), tmp_path / "b.joblib")
 
-    assert detect(tmp_path) == FlavorInfo("custom", None, None, {
-        "model_files": ["a.onnx", "b.joblib"],
-    })
+    assert detect(tmp_path) == FlavorInfo(
+        "custom",
+        None,
+        None,
+        {
+            "model_files": ["a.onnx", "b.joblib"],
+        },
+    )
     # An explicit flavor picks the one model that fits it.
     assert detect(tmp_path, flavor="sklearn").details["model_file"] == "b.joblib"
 
@@ -760,8 +795,7 @@ def test_unknown_flavor_is_rejected():
         detect(Path("anything"), flavor="keras")
 
     assert str(excinfo.value) == (
-        "flavor: 'keras' is not one of onnx, sklearn, torch, xgboost, lightgbm, mlflow, python, "
-        "triton, custom"
+        "flavor: 'keras' is not one of onnx, sklearn, torch, xgboost, lightgbm, mlflow, python, triton, custom"
     )
 
 
@@ -794,11 +828,14 @@ def test_explicit_flavor_that_cannot_load_an_onnx_graph(tmp_path, flavor):
         detect(path, flavor=flavor)
 
 
-@pytest.mark.parametrize(("flavor", "needs"), [
-    ("triton", "not a Triton model repository"),
-    ("mlflow", "no MLmodel file"),
-    ("python", "no entry script"),
-])
+@pytest.mark.parametrize(
+    ("flavor", "needs"),
+    [
+        ("triton", "not a Triton model repository"),
+        ("mlflow", "no MLmodel file"),
+        ("python", "no entry script"),
+    ],
+)
 def test_self_describing_flavors_are_verified(tmp_path, flavor, needs):
     path = tmp_path / "weights.bin"
     path.write_bytes(b"\x01\x02\x03")
@@ -839,9 +876,14 @@ def test_explicit_framework_flavor_on_unrecognised_bytes_is_honoured(tmp_path):
     path = tmp_path / "model.bst"
     path.write_bytes(b"binf" + bytes(60))  # e.g. XGBoost's retired binary format
 
-    assert detect(path, flavor="xgboost") == FlavorInfo("xgboost", None, None, {
-        "detected_flavor": "custom",
-    })
+    assert detect(path, flavor="xgboost") == FlavorInfo(
+        "xgboost",
+        None,
+        None,
+        {
+            "detected_flavor": "custom",
+        },
+    )
 
 
 @pytest.mark.parametrize("flavor", ["custom", "sklearn"])
@@ -878,14 +920,17 @@ def test_signature_round_trips_through_json():
     assert Signature.from_dict({"inputs": []}) == Signature((), ())
 
 
-@pytest.mark.parametrize(("data", "field"), [
-    ({"inputs": [{"name": "x", "datatype": "FLOAT", "shape": [1]}]}, "inputs[0].datatype"),
-    ({"inputs": [{"name": "", "datatype": "FP32", "shape": [1]}]}, "inputs[0].name"),
-    ({"outputs": [{"name": "y", "datatype": "FP32", "shape": [-2]}]}, "outputs[0].shape"),
-    ({"outputs": [{"name": "y", "datatype": "FP32", "shape": "1"}]}, "outputs[0].shape"),
-    ({"inputs": "x"}, "inputs"),
-    ([], ""),
-])
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"inputs": [{"name": "x", "datatype": "FLOAT", "shape": [1]}]}, "inputs[0].datatype"),
+        ({"inputs": [{"name": "", "datatype": "FP32", "shape": [1]}]}, "inputs[0].name"),
+        ({"outputs": [{"name": "y", "datatype": "FP32", "shape": [-2]}]}, "outputs[0].shape"),
+        ({"outputs": [{"name": "y", "datatype": "FP32", "shape": "1"}]}, "outputs[0].shape"),
+        ({"inputs": "x"}, "inputs"),
+        ([], ""),
+    ],
+)
 def test_signature_from_dict_names_the_bad_field(data, field):
     with pytest.raises(ValidationError) as excinfo:
         Signature.from_dict(data)
@@ -894,8 +939,7 @@ def test_signature_from_dict_names_the_bad_field(data, field):
 
 
 def test_constants():
-    assert FLAVORS == ("onnx", "sklearn", "torch", "xgboost", "lightgbm", "mlflow", "python",
-                       "triton", "custom")
+    assert FLAVORS == ("onnx", "sklearn", "torch", "xgboost", "lightgbm", "mlflow", "python", "triton", "custom")
     assert len(DATATYPES) == 14
 
 
@@ -921,14 +965,28 @@ class _Reduces:
         return self.func, self.args
 
 
-@pytest.mark.parametrize("name, safe", [
-    ("numpy._core.multiarray._reconstruct", True), ("sklearn.tree._tree.Tree", True),
-    ("builtins.bytearray", True), ("__builtin__.set", True), ("collections.OrderedDict", True),
-    ("builtins.eval", False), ("builtins.getattr", False), ("__builtin__.__import__", False),
-    ("os.system", False), ("posix.system", False), ("subprocess.Popen", False), ("importlib.import_module", False),
-    ("numpy.testing._private.utils.runstring", False), ("pandas.read_pickle", False), ("joblib.load", False),
-    ("__main__.MyModel", False), ("numpyx.evil", False),
-])
+@pytest.mark.parametrize(
+    "name, safe",
+    [
+        ("numpy._core.multiarray._reconstruct", True),
+        ("sklearn.tree._tree.Tree", True),
+        ("builtins.bytearray", True),
+        ("__builtin__.set", True),
+        ("collections.OrderedDict", True),
+        ("builtins.eval", False),
+        ("builtins.getattr", False),
+        ("__builtin__.__import__", False),
+        ("os.system", False),
+        ("posix.system", False),
+        ("subprocess.Popen", False),
+        ("importlib.import_module", False),
+        ("numpy.testing._private.utils.runstring", False),
+        ("pandas.read_pickle", False),
+        ("joblib.load", False),
+        ("__main__.MyModel", False),
+        ("numpyx.evil", False),
+    ],
+)
 def test_safe_imports_are_the_ml_stack_and_plain_constructors(name: str, safe: bool) -> None:
     from modelport.registry.flavors.pickle_imports import is_safe_import
 

@@ -63,8 +63,9 @@ def test_waiting_connections_get_in_within_a_few_busy_turns() -> None:
 def _running(connections: Connections) -> Iterator[tuple[HttpServer, int, asyncio.AbstractEventLoop]]:
     """An HttpServer answering ``_hello`` on a free port, in a thread with its own loop."""
     port = free_port()
-    server = HttpServer(uvicorn.Config(_hello, host="127.0.0.1", port=port, log_level="critical", lifespan="off"),
-                        connections)
+    server = HttpServer(
+        uvicorn.Config(_hello, host="127.0.0.1", port=port, log_level="critical", lifespan="off"), connections
+    )
     loop = uvloop.new_event_loop()
     thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(),), daemon=True)
     thread.start()
@@ -182,7 +183,12 @@ async def _now() -> float:
 def test_a_websocket_upgrade_is_plain_http() -> None:
     """No front end speaks WebSocket, whether or not the websockets package is installed: the
     request is answered as HTTP, and its connection stays under the limits."""
-    with _running(Connections()) as (_, port, _loop), socket.create_connection(("127.0.0.1", port), timeout=10) as client:
-        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
-                       b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    with (
+        _running(Connections()) as (_, port, _loop),
+        socket.create_connection(("127.0.0.1", port), timeout=10) as client,
+    ):
+        client.sendall(
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
         assert client.recv(1024).startswith(b"HTTP/1.1 200")

@@ -23,8 +23,13 @@ from modelport.serving.stats import Histogram
 
 
 def test_tensors_become_feature_columns() -> None:
-    columns = tensor_columns({"x": np.arange(6, dtype=np.float32).reshape(3, 2), "flag": np.array([[1], [0], [1]]),
-                              "name": np.array([b"a", b"b", b"c"], dtype=object)})
+    columns = tensor_columns(
+        {
+            "x": np.arange(6, dtype=np.float32).reshape(3, 2),
+            "flag": np.array([[1], [0], [1]]),
+            "name": np.array([b"a", b"b", b"c"], dtype=object),
+        }
+    )
     assert list(columns) == ["x_0", "x_1", "flag", "name"]
     assert columns["x_1"].tolist() == [1.0, 3.0, 5.0] and columns["flag"].tolist() == [1, 0, 1]
     assert columns["name"].tolist() == ["a", "b", "c"]
@@ -34,18 +39,23 @@ def test_tensors_become_feature_columns() -> None:
     assert unbatched == {"a": [[0.0, 0.0, 0.0]], "b": [[0.0, 0.0]]}
 
 
-@pytest.mark.parametrize(("body", "expected"), [
-    (b'{"data": [{"age": 30, "city": "Oslo"}, {"age": 41}]}', {"age": [30, 41], "city": ["Oslo", None]}),
-    (b'{"input_data": {"age": [1, 2], "city": ["a", "b"]}}', {"age": [1, 2], "city": ["a", "b"]}),
-    (b'[[1, 2], [3, 4]]', {"input_0": [1, 3], "input_1": [2, 4]}),
-    (b'[0.5, 0.25]', {"input": [0.5, 0.25]}),
-    (b'"just text"', {"payload": ['"just text"']}),
-    (b"not json", {"payload": ["not json"]}),
-])
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"data": [{"age": 30, "city": "Oslo"}, {"age": 41}]}', {"age": [30, 41], "city": ["Oslo", None]}),
+        (b'{"input_data": {"age": [1, 2], "city": ["a", "b"]}}', {"age": [1, 2], "city": ["a", "b"]}),
+        (b"[[1, 2], [3, 4]]", {"input_0": [1, 3], "input_1": [2, 4]}),
+        (b"[0.5, 0.25]", {"input": [0.5, 0.25]}),
+        (b'"just text"', {"payload": ['"just text"']}),
+        (b"not json", {"payload": ["not json"]}),
+    ],
+)
 def test_score_bodies_become_columns(body: bytes, expected: dict) -> None:
     columns = json_columns(body, "input")
-    assert {key: list(np.asarray(value).tolist()) if isinstance(value, np.ndarray) else list(value)
-            for key, value in columns.items()} == expected
+    assert {
+        key: list(np.asarray(value).tolist()) if isinstance(value, np.ndarray) else list(value)
+        for key, value in columns.items()
+    } == expected
 
 
 def test_request_log_rotates_by_size(tmp_path: Path) -> None:
@@ -113,10 +123,14 @@ def test_histogram_buckets_are_cumulative() -> None:
 
 def test_gpu_metrics_come_from_nvml_and_vanish_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = types.SimpleNamespace(
-        nvmlInit=lambda: None, nvmlDeviceGetCount=lambda: 1, nvmlDeviceGetHandleByIndex=lambda i: i,
-        nvmlDeviceGetUUID=lambda h: b"GPU-1234", nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(
-            total=80 << 30, used=3 << 30), nvmlDeviceGetUtilizationRates=lambda h: types.SimpleNamespace(gpu=42),
-        nvmlDeviceGetPowerUsage=lambda h: 120_500)
+        nvmlInit=lambda: None,
+        nvmlDeviceGetCount=lambda: 1,
+        nvmlDeviceGetHandleByIndex=lambda i: i,
+        nvmlDeviceGetUUID=lambda h: b"GPU-1234",
+        nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(total=80 << 30, used=3 << 30),
+        nvmlDeviceGetUtilizationRates=lambda h: types.SimpleNamespace(gpu=42),
+        nvmlDeviceGetPowerUsage=lambda h: 120_500,
+    )
     monkeypatch.setitem(sys.modules, "pynvml", fake)
     registry = CollectorRegistry()
     registry.register(GpuCollector())

@@ -115,9 +115,7 @@ def parse_response(body: bytes, header_length: int | None) -> dict[str, tuple[st
         elif datatype == "BF16":
             array = fp32_to_bf16(np.array(out["data"], dtype=np.float32))
         else:
-            assert isinstance(out["data"], list) and all(
-                not isinstance(v, list) for v in out["data"]
-            )
+            assert isinstance(out["data"], list) and all(not isinstance(v, list) for v in out["data"])
             array = np.array(out["data"], dtype=dtype_of(datatype))
         result[out["name"]] = (datatype, array.reshape(shape))
     assert pos == len(body)
@@ -225,18 +223,12 @@ def test_fp32_to_bf16_matches_exact_rounding(pattern):
     if np.isnan(value[0]):
         return
     got = bf16_to_fp32(fp32_to_bf16(value))[0]
-    candidates = bf16_to_fp32(
-        np.array([pattern >> 16, (pattern >> 16) + 1], dtype=np.uint32).astype(np.uint16)
-    )
-    distances = [
-        abs(float(c) - float(value[0])) if np.isfinite(c) else math.inf for c in candidates
-    ]
+    candidates = bf16_to_fp32(np.array([pattern >> 16, (pattern >> 16) + 1], dtype=np.uint32).astype(np.uint16))
+    distances = [abs(float(c) - float(value[0])) if np.isfinite(c) else math.inf for c in candidates]
     if not np.isfinite(value[0]):
         assert got == value[0]
     elif distances[0] != distances[1]:
-        assert got == candidates[int(np.argmin(distances))] or (
-            np.isinf(got) and np.isinf(candidates[1])
-        )
+        assert got == candidates[int(np.argmin(distances))] or (np.isinf(got) and np.isinf(candidates[1]))
     else:
         assert (np.array([got], np.float32).view(np.uint32)[0] >> 16) % 2 == 0
 
@@ -244,9 +236,7 @@ def test_fp32_to_bf16_matches_exact_rounding(pattern):
 def test_fp32_to_bf16_agrees_with_ml_dtypes():
     ml_dtypes = pytest.importorskip("ml_dtypes")
     rng = np.random.default_rng(0)
-    values = (
-        rng.integers(0, 2**32, size=100_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
-    )
+    values = rng.integers(0, 2**32, size=100_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
     values = values[~np.isnan(values)]
     assert np.array_equal(fp32_to_bf16(values), values.astype(ml_dtypes.bfloat16).view(np.uint16))
 
@@ -338,9 +328,7 @@ def test_json_conversions_follow_the_datatype():
 
 
 def test_nan_and_infinity_literals_are_accepted_like_triton():
-    body = (
-        b'{"inputs":[{"name":"x","datatype":"FP32","shape":[3],"data":[NaN, Infinity, -Infinity]}]}'
-    )
+    body = b'{"inputs":[{"name":"x","datatype":"FP32","shape":[3],"data":[NaN, Infinity, -Infinity]}]}'
     data = decode_request(body).inputs[0].data
     assert np.isnan(data[0]) and data[1] == np.inf and data[2] == -np.inf
 
@@ -419,9 +407,7 @@ def one_input(**fields) -> bytes:
     return json.dumps({"inputs": [tensor]}).encode()
 
 
-def binary_input(
-    datatype: str, shape: list, blob: bytes, size: int | None = None, extra: bytes = b""
-):
+def binary_input(datatype: str, shape: list, blob: bytes, size: int | None = None, extra: bytes = b""):
     size = len(blob) if size is None else size
     header = json.dumps(
         {
@@ -529,9 +515,7 @@ def test_binary_size_parameter_must_be_a_non_negative_integer():
             "parameters": {"binary_data_size": size},
         }
         body = json.dumps({"inputs": [tensor]}).encode()
-        with pytest.raises(
-            ValidationError, match=r"binary_data_size \(input 'x'\): must be a non-negative"
-        ):
+        with pytest.raises(ValidationError, match=r"binary_data_size \(input 'x'\): must be a non-negative"):
             decode_request(body, len(body))
 
 
@@ -569,9 +553,7 @@ MALFORMED_BINARY = {
 }
 
 
-@pytest.mark.parametrize(
-    "request_, pattern", MALFORMED_BINARY.values(), ids=MALFORMED_BINARY.keys()
-)
+@pytest.mark.parametrize("request_, pattern", MALFORMED_BINARY.values(), ids=MALFORMED_BINARY.keys())
 def test_malformed_binary_tensors(request_, pattern):
     body, header = request_
     with pytest.raises(ValidationError, match=pattern) as info:
@@ -581,18 +563,14 @@ def test_malformed_binary_tensors(request_, pattern):
 
 def test_binary_data_without_the_header_is_missing():
     body, _ = binary_input("FP32", [1], b"", size=4)
-    with pytest.raises(
-        ValidationError, match=r"4 bytes needed, 0 left .*no Inference-Header-Content-Length"
-    ):
+    with pytest.raises(ValidationError, match=r"4 bytes needed, 0 left .*no Inference-Header-Content-Length"):
         decode_request(body, None)
     body, _ = binary_input("FP32", [1], b"\0" * 4)
     with pytest.raises(ValidationError, match="not valid JSON"):
         decode_request(body, None)
 
 
-@pytest.mark.parametrize(
-    "header", [-1, 10_000, "abc", "-3", "1e3", "", 1.5, True, 0, "0", "9" * 40]
-)
+@pytest.mark.parametrize("header", [-1, 10_000, "abc", "-3", "1e3", "", 1.5, True, 0, "0", "9" * 40])
 def test_bad_header_lengths(header):
     body, _ = build_request([("x", "INT8", np.arange(2, dtype=np.int8), True)])
     with pytest.raises(ValidationError, match="Inference-Header-Content-Length"):
@@ -608,9 +586,7 @@ def test_header_length_that_cuts_the_json_is_invalid_json():
 @pytest.mark.parametrize("depth", [65, 1_000, 1_100, 100_000])
 def test_deep_nesting_is_rejected_without_recursion(depth):
     data = "[" * depth + "1" + "]" * depth
-    body = (
-        '{"inputs":[{"name":"x","datatype":"FP32","shape":[1,1],"data":' + data + "}]}"
-    ).encode()
+    body = ('{"inputs":[{"name":"x","datatype":"FP32","shape":[1,1],"data":' + data + "}]}").encode()
     with pytest.raises(ValidationError, match=r"nested deeper|not valid JSON"):
         decode_request(body)
     deep_param = ('{"inputs":[],"parameters":{"p":' + data + "}}").encode()
@@ -623,9 +599,7 @@ def test_deep_values_in_any_field_are_not_echoed(field):
     deep = "[" * 1_000 + "]" * 1_000
     tensor = {"name": "x", "datatype": "FP32", "shape": [1], "data": [1.0]}
     if field in ("name", "datatype"):
-        text = json.dumps({"inputs": [tensor]}).replace(
-            f'"{field}": "{tensor[field]}"', f'"{field}": {deep}'
-        )
+        text = json.dumps({"inputs": [tensor]}).replace(f'"{field}": "{tensor[field]}"', f'"{field}": {deep}')
     elif field == "shape":
         text = json.dumps({"inputs": [tensor]}).replace('"shape": [1]', f'"shape": [{deep}]')
     else:
@@ -638,9 +612,7 @@ def test_deep_values_in_any_field_are_not_echoed(field):
 def test_deep_nesting_with_nan_literal_takes_no_recursion_error():
     data = "[" * 5_000 + "NaN" + "]" * 5_000
     with pytest.raises(ValidationError, match="not valid JSON"):
-        decode_request(
-            ('{"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":' + data + "}]}").encode()
-        )
+        decode_request(('{"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":' + data + "}]}").encode())
 
 
 MALFORMED_REQUESTS = {
@@ -703,9 +675,7 @@ MALFORMED_REQUESTS = {
 }
 
 
-@pytest.mark.parametrize(
-    "body, pattern", MALFORMED_REQUESTS.values(), ids=MALFORMED_REQUESTS.keys()
-)
+@pytest.mark.parametrize("body, pattern", MALFORMED_REQUESTS.values(), ids=MALFORMED_REQUESTS.keys())
 def test_malformed_requests(body, pattern):
     with pytest.raises(ValidationError, match=pattern):
         decode_request(body)
@@ -731,9 +701,7 @@ def test_random_bytes_only_raise_validation_errors(body, header):
 @st.composite
 def mutated_requests(draw):
     """A valid mixed JSON/binary request, then damaged: cut, a byte changed, or a header moved."""
-    specs = draw(
-        st.lists(st.tuples(tensors(text_only=True, max_dims=2), st.booleans()), max_size=3)
-    )
+    specs = draw(st.lists(st.tuples(tensors(text_only=True, max_dims=2), st.booleans()), max_size=3))
     inputs = [(f"in{i}", dt, arr, binary) for i, ((dt, arr), binary) in enumerate(specs)]
     body, header = build_request(inputs)
     header = len(body) if header is None else header
@@ -763,9 +731,7 @@ def test_damaged_requests_only_raise_validation_errors(damaged):
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**65), 2**65) | st.floats() | st.text(max_size=5),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4)
-    ),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
     max_leaves=20,
 )
 fuzz_inputs = st.fixed_dictionaries(
@@ -776,9 +742,7 @@ fuzz_inputs = st.fixed_dictionaries(
         "shape": st.one_of(st.lists(st.integers(-1, 3), max_size=3), json_values),
         "data": json_values,
         "parameters": st.one_of(
-            st.fixed_dictionaries(
-                {"binary_data_size": st.one_of(st.integers(-2, 40), json_values)}
-            ),
+            st.fixed_dictionaries({"binary_data_size": st.one_of(st.integers(-2, 40), json_values)}),
             json_values,
         ),
     },
@@ -789,9 +753,7 @@ fuzz_requests = st.fixed_dictionaries(
         "id": json_values,
         "inputs": st.one_of(st.lists(st.one_of(fuzz_inputs, json_values), max_size=3), json_values),
         "outputs": st.one_of(
-            st.lists(
-                st.fixed_dictionaries({"name": json_values, "parameters": json_values}), max_size=2
-            ),
+            st.lists(st.fixed_dictionaries({"name": json_values, "parameters": json_values}), max_size=2),
             json_values,
         ),
         "parameters": json_values,
@@ -804,9 +766,7 @@ fuzz_requests = st.fixed_dictionaries(
 def test_random_json_requests_only_raise_validation_errors(doc, tail, with_header):
     header = json.dumps(doc).encode()
     try:
-        request = decode_request(
-            header + tail if with_header else header, len(header) if with_header else None
-        )
+        request = decode_request(header + tail if with_header else header, len(header) if with_header else None)
     except ValidationError as exc:
         assert str(exc) and "\n" not in str(exc)
         return
@@ -831,10 +791,7 @@ def response(*outputs: InferOutput, **fields) -> InferenceResponse:
 @given(st.lists(st.tuples(tensors(), st.booleans()), min_size=1, max_size=4))
 def test_response_round_trip_every_datatype(specs):
     outputs = [InferOutput(f"out{i}", dt, arr.shape, arr) for i, ((dt, arr), _) in enumerate(specs)]
-    requested = [
-        RequestedOutput(o.name, binary=binary)
-        for o, (_, binary) in zip(outputs, specs, strict=True)
-    ]
+    requested = [RequestedOutput(o.name, binary=binary) for o, (_, binary) in zip(outputs, specs, strict=True)]
     body, header = encode_response(response(*outputs), requested)
     parsed = parse_response(body, header)
     for output, (_, binary) in zip(outputs, specs, strict=True):
@@ -845,9 +802,7 @@ def test_response_round_trip_every_datatype(specs):
             np.testing.assert_array_equal(array, want)
         else:
             assert_same(array, want, datatype, exact_bits=binary or datatype != "BF16")
-    assert (header is None) == all(
-        not binary and _json_able(o) for o, (_, binary) in zip(outputs, specs, strict=True)
-    )
+    assert (header is None) == all(not binary and _json_able(o) for o, (_, binary) in zip(outputs, specs, strict=True))
 
 
 def _json_able(output: InferOutput) -> bool:
@@ -919,9 +874,7 @@ def test_requested_outputs_select_order_and_override_the_default():
     body, header = encode_response(response(a, b, c), requested, True)
     doc = orjson.loads(body[:header])
     assert [o["name"] for o in doc["outputs"]] == ["c", "a"]
-    assert doc["outputs"][0]["parameters"] == {"binary_data_size": 1} and doc["outputs"][1][
-        "data"
-    ] == [1, 2]
+    assert doc["outputs"][0]["parameters"] == {"binary_data_size": 1} and doc["outputs"][1]["data"] == [1, 2]
     with pytest.raises(ValidationError, match=r"outputs\[0\]\.name: the model has no output 'zz'"):
         encode_response(response(a), [RequestedOutput("zz")])
 
@@ -944,7 +897,7 @@ def test_non_finite_floats_go_binary_so_the_json_stays_valid(datatype):
     assert header is not None  # JSON was asked for, but JSON cannot carry these values
     doc = _strict_json(body[:header])
     assert doc["outputs"][0]["parameters"]["binary_data_size"] == data.nbytes
-    (_, got), = parse_response(body, header).values()
+    ((_, got),) = parse_response(body, header).values()
     assert got.tobytes() == data.tobytes()  # exact, NaN and infinities included
     finite = np.array([1.5, 0.25], dtype=data.dtype)
     body, header = encode_response(response(InferOutput("y", datatype, [2], finite)))
@@ -963,9 +916,7 @@ def test_infinite_literals_are_accepted_but_overflowing_numbers_are_refused():
 
 def test_bytes_output_that_is_not_utf8_goes_binary():
     data = np.array([b"ok", b"\xff\xfe"], dtype=object)
-    body, header = encode_response(
-        response(InferOutput("s", "BYTES", [2], data)), [RequestedOutput("s", False)]
-    )
+    body, header = encode_response(response(InferOutput("s", "BYTES", [2], data)), [RequestedOutput("s", False)])
     assert header is not None
     assert parse_response(body, header)["s"][1].tolist() == [b"ok", b"\xff\xfe"]
     text = np.array(["héllo", "wörld"])  # numpy str array from a model
@@ -976,9 +927,7 @@ def test_bytes_output_that_is_not_utf8_goes_binary():
 def test_bf16_outputs_accept_bits_floats_and_json_writes_floats():
     bits = fp32_to_bf16(np.array([1.0, -2.5, 1 + 2**-7], np.float32))
     from_floats = InferOutput("f", "BF16", [3], bf16_to_fp32(bits))
-    body, _ = encode_response(
-        response(InferOutput("b", "BF16", [3], bits), from_floats), None, False
-    )
+    body, _ = encode_response(response(InferOutput("b", "BF16", [3], bits), from_floats), None, False)
     doc = orjson.loads(body)
     assert doc["outputs"][0]["data"] == [1.0, -2.5, 1 + 2**-7] == doc["outputs"][1]["data"]
 
@@ -1060,10 +1009,7 @@ def test_tritonclient_requests_decode(triton):
         ("bf16", np.array([1.0, -3.5, 0.1], dtype=ml_dtypes.bfloat16), "BF16", True),
         ("nan_json", np.array([np.nan, np.inf, 1.0], np.float64), "FP64", False),
     ]
-    inputs = [
-        client_input(triton, name, array, datatype, binary)
-        for name, array, datatype, binary in cases
-    ]
+    inputs = [client_input(triton, name, array, datatype, binary) for name, array, datatype, binary in cases]
     outputs = [
         triton.InferRequestedOutput("y", binary_data=False, class_count=3),
         triton.InferRequestedOutput("z"),
@@ -1122,10 +1068,7 @@ def test_tritonclient_reads_responses(triton):
             got = result.as_numpy(output.name)
             assert got.shape == tuple(output.shape)
             if output.datatype == "BF16":
-                assert (
-                    got.dtype == ml_dtypes.bfloat16
-                    and got.view(np.uint16).tolist() == bits.tolist()
-                )
+                assert got.dtype == ml_dtypes.bfloat16 and got.view(np.uint16).tolist() == bits.tolist()
             elif output.datatype == "BYTES":
                 want = output.data.tolist()
                 if not binary and output.name == "bytes":  # JSON: tritonclient returns str

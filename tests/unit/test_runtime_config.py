@@ -273,17 +273,23 @@ def test_triton_json_config_is_read_with_its_printed_defaults() -> None:
     [
         ('input { name: "x" data_type: TYPE_FP32 dims: [ -2 ] }', "config.pbtxt: input[0].dims: -2 is not -1"),
         ('input { name: "x" data_type: TYPE_FP32 dims: [ 0 ] }', "input[0].dims: 0 is not -1"),
-        ('output [ { name: "a" data_type: TYPE_FP32 dims: 1 }, { name: "b" data_type: TYPE_COMPLEX dims: 1 } ]',
-         "output[1].data_type: 'TYPE_COMPLEX' is not a datatype"),
+        (
+            'output [ { name: "a" data_type: TYPE_FP32 dims: 1 }, { name: "b" data_type: TYPE_COMPLEX dims: 1 } ]',
+            "output[1].data_type: 'TYPE_COMPLEX' is not a datatype",
+        ),
         ('input { name: "x" dims: [ 1 ] }', "input[0].data_type: missing"),
-        ('input { data_type: TYPE_FP32 dims: [ 1 ] }', "input[0].name: expected a non-empty string"),
-        ('input { name: "x" data_type: TYPE_FP32 dims: [ 1 ] } input { name: "x" data_type: TYPE_FP32 dims: [ 1 ] }',
-         "input[1].name: 'x' appears twice"),
+        ("input { data_type: TYPE_FP32 dims: [ 1 ] }", "input[0].name: expected a non-empty string"),
+        (
+            'input { name: "x" data_type: TYPE_FP32 dims: [ 1 ] } input { name: "x" data_type: TYPE_FP32 dims: [ 1 ] }',
+            "input[1].name: 'x' appears twice",
+        ),
         ("max_batch_size: -1", "max_batch_size: -1 is less than 0"),
         ('max_batch_size: "eight"', "max_batch_size: expected an integer, got 'eight'"),
         ("max_batch_size: 1 max_batch_size: 2", "max_batch_size: given more than once"),
-        ("max_batch_size: 8 dynamic_batching { preferred_batch_size: [ 4, 16 ] }",
-         "dynamic_batching.preferred_batch_size: 16 exceeds max_batch_size 8"),
+        (
+            "max_batch_size: 8 dynamic_batching { preferred_batch_size: [ 4, 16 ] }",
+            "dynamic_batching.preferred_batch_size: 16 exceeds max_batch_size 8",
+        ),
         ("dynamic_batching { preferred_batch_size: [ 0 ] }", "dynamic_batching.preferred_batch_size: 0 is less than 1"),
         ("dynamic_batching { preserve_ordering: 1 }", "dynamic_batching.preserve_ordering: expected true or false"),
         ("instance_group [ { count: 0 kind: KIND_CPU } ]", "instance_group[0].count: 0 is less than 1"),
@@ -442,15 +448,27 @@ def test_importing_the_runtime_imports_no_framework() -> None:
 
 
 def test_overrides_merge_mappings_and_replace_the_rest() -> None:
-    own = config_from_dict({"name": "m", "max_batch_size": 8, "dynamic_batching": {
-        "max_queue_delay_microseconds": 100, "preserve_ordering": True, "max_queue_size": 3}})
-    tuned = override_config(own, "m", {"max_batch_size": 32, "instance_group": [{"count": 2}],
-                                       "dynamic_batching": {"max_queue_delay_microseconds": 900,
-                                                            "default_timeout_microseconds": 50}})
+    own = config_from_dict(
+        {
+            "name": "m",
+            "max_batch_size": 8,
+            "dynamic_batching": {"max_queue_delay_microseconds": 100, "preserve_ordering": True, "max_queue_size": 3},
+        }
+    )
+    tuned = override_config(
+        own,
+        "m",
+        {
+            "max_batch_size": 32,
+            "instance_group": [{"count": 2}],
+            "dynamic_batching": {"max_queue_delay_microseconds": 900, "default_timeout_microseconds": 50},
+        },
+    )
     assert tuned.max_batch_size == 32
     assert tuned.instance_group == [InstanceGroup(count=2)]
-    assert tuned.dynamic_batching == DynamicBatching(max_queue_delay_microseconds=900, preserve_ordering=True,
-                                                     max_queue_size=3, default_timeout_microseconds=50)
+    assert tuned.dynamic_batching == DynamicBatching(
+        max_queue_delay_microseconds=900, preserve_ordering=True, max_queue_size=3, default_timeout_microseconds=50
+    )
     assert override_config(None, "m", {"max_batch_size": 4}).name == "m"
     with pytest.raises(ValidationError, match=r"^cfg: instance_group\[0\].count: 0 is less than 1$"):
         override_config(own, "m", {"instance_group": [{"count": 0}]}, "cfg")

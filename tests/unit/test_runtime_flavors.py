@@ -438,8 +438,12 @@ def test_mlflow_pyfunc_predicts_what_mlflow_does(tmp_path: Path) -> None:
 
     x, y = classification_data()
     model = LogisticRegression(max_iter=500, random_state=0).fit(x, y)
-    mlflow_sklearn.save_model(model, str(tmp_path / "model"), signature=infer_signature(x, model.predict(x)),
-                            serialization_format=mlflow_sklearn.SERIALIZATION_FORMAT_PICKLE)
+    mlflow_sklearn.save_model(
+        model,
+        str(tmp_path / "model"),
+        signature=infer_signature(x, model.predict(x)),
+        serialization_format=mlflow_sklearn.SERIALIZATION_FORMAT_PICKLE,
+    )
 
     predictor = load_predictor("mlflow", tmp_path / "model", None)
     assert predictor.inputs == [TensorMeta("input-0", "FP64", (-1, 6))]
@@ -454,8 +458,10 @@ def test_runtime_telemetry_is_off_unless_asked_for() -> None:
 
     code = "import modelport, os; print(os.environ['ORT_DISABLE_TELEMETRY'], os.environ['MLFLOW_DISABLE_TELEMETRY'])"
     env = {key: value for key, value in os.environ.items() if not key.endswith("_DISABLE_TELEMETRY")}
-    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          check=True).stdout.split() == ["1", "true"]
+    assert subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split() == ["1", "true"]
     env["ORT_DISABLE_TELEMETRY"] = "0"
-    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          check=True).stdout.split() == ["0", "true"]
+    assert subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split() == ["0", "true"]

@@ -62,8 +62,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, _Lag
     lag = _Lag()
     shedder.lag = lag  # type: ignore[assignment]
     port = free_port()
-    config = uvicorn.Config(build_app(repository), host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="off", http=http_protocol(shedder))
+    config = uvicorn.Config(
+        build_app(repository),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        http=http_protocol(shedder),
+    )
     server = HttpServer(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -96,8 +102,10 @@ def test_refusal_honours_connection_close(served: tuple[str, _Lag]) -> None:
     lag.value = 1.0
     try:
         with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10) as sock:
-            sock.sendall(b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                         b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY))
+            sock.sendall(
+                b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY)
+            )
             reply = b""
             while chunk := sock.recv(65536):  # the server closes: recv returns b""
                 reply += chunk

@@ -33,8 +33,17 @@ _ENDPOINT_KEYS = {"name", "description", "tags", "defaults", SCHEMA_KEY}
 _ENDPOINT_CLOUD_KEYS = {"auth_mode", "properties", "identity"}
 
 _DEPLOYMENT_KEYS = {
-    "name", "endpoint_name", "description", "tags", "type", "model", "code_configuration",
-    "environment", "resources", "settings", SCHEMA_KEY,
+    "name",
+    "endpoint_name",
+    "description",
+    "tags",
+    "type",
+    "model",
+    "code_configuration",
+    "environment",
+    "resources",
+    "settings",
+    SCHEMA_KEY,
 }
 _DEPLOYMENT_CLOUD_KEYS = {"compute", "properties", "job_definition"}
 _RESOURCE_KEYS = {"instance_count"}
@@ -226,7 +235,9 @@ def parse_endpoint(data: Mapping[str, Any]) -> EndpointDefinition:
 # -- deployments -------------------------------------------------------------------------------
 
 # Names under ``settings:`` (or at a legacy root); retries and timeout sit in ``retry_settings``.
-_SETTING_KEYS = {f.name for f in dataclasses.fields(BatchSettings)} - _RETRY_KEYS - {"instance_count"} | {"retry_settings"}
+_SETTING_KEYS = {f.name for f in dataclasses.fields(BatchSettings)} - _RETRY_KEYS - {"instance_count"} | {
+    "retry_settings"
+}
 
 
 def parse_deployment(data: Mapping[str, Any], base: Path) -> DeploymentDefinition:
@@ -238,7 +249,12 @@ def parse_deployment(data: Mapping[str, Any], base: Path) -> DeploymentDefinitio
     code, script = _code(data.get("code_configuration"), base, ignored)
     model = _asset(data.get("model"), "model", _MODEL_KEYS, _MODEL_CLOUD_KEYS, base, "path", ignored)
     environment = _asset(
-        data.get("environment"), "environment", _ENVIRONMENT_KEYS, _ENVIRONMENT_CLOUD_KEYS, base, "conda_file",
+        data.get("environment"),
+        "environment",
+        _ENVIRONMENT_KEYS,
+        _ENVIRONMENT_CLOUD_KEYS,
+        base,
+        "conda_file",
         ignored,
     )
     if model is None and code is None:
@@ -278,8 +294,9 @@ def _settings(data: Mapping[str, Any], ignored: list[str]) -> BatchSettings:
     resources = _mapping(data.get("resources"), "resources")
     _check_keys(resources, _RESOURCE_KEYS, _RESOURCE_CLOUD_KEYS, "resources.", ignored)
     if "instance_count" in resources:
-        values["instance_count"] = check_setting("instance_count", resources["instance_count"],
-                                                 "resources.instance_count")
+        values["instance_count"] = check_setting(
+            "instance_count", resources["instance_count"], "resources.instance_count"
+        )
     return BatchSettings(**values)
 
 
@@ -298,7 +315,12 @@ def _code(value: Any, base: Path, ignored: list[str]) -> tuple[str | None, str |
 
 
 def _asset(
-    value: Any, field_name: str, keys: set[str], cloud_keys: set[str], base: Path, path_key: str,
+    value: Any,
+    field_name: str,
+    keys: set[str],
+    cloud_keys: set[str],
+    base: Path,
+    path_key: str,
     ignored: list[str],
 ) -> str | dict[str, Any] | None:
     """A model or environment: a reference string, or an inline mapping whose file path is made
@@ -320,8 +342,7 @@ def _asset(
 # -- small checks ------------------------------------------------------------------------------
 
 
-def _check_keys(data: Mapping[str, Any], keys: set[str], cloud_keys: set[str], prefix: str,
-                ignored: list[str]) -> None:
+def _check_keys(data: Mapping[str, Any], keys: set[str], cloud_keys: set[str], prefix: str, ignored: list[str]) -> None:
     for key in data:
         if key in cloud_keys:
             ignored.append(f"{prefix}{key}")

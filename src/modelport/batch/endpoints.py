@@ -72,8 +72,13 @@ class DeploymentInfo:
         return BatchSettings.from_dict(self.spec["settings"])
 
     def to_dict(self) -> dict[str, Any]:
-        data = {"name": self.name, "endpoint_name": self.endpoint_name, **self.spec,
-                "is_default": self.is_default, "created_at": self.created_at.isoformat() + "Z"}
+        data = {
+            "name": self.name,
+            "endpoint_name": self.endpoint_name,
+            **self.spec,
+            "is_default": self.is_default,
+            "created_at": self.created_at.isoformat() + "Z",
+        }
         if self.ignored:
             data["ignored"] = self.ignored
         return data
@@ -97,8 +102,13 @@ class BatchEndpoints:
         with self.db.session() as session:
             if self._endpoint(session, definition.name) is not None:
                 raise ConflictError(f"batch endpoint {definition.name!r} already exists")
-            row = BatchEndpoint(name=definition.name, description=definition.description, tags=definition.tags,
-                                primary_key=new_key(), secondary_key=new_key())
+            row = BatchEndpoint(
+                name=definition.name,
+                description=definition.description,
+                tags=definition.tags,
+                primary_key=new_key(),
+                secondary_key=new_key(),
+            )
             session.add(row)
             session.flush()
             return self._endpoint_info(session, row)
@@ -107,8 +117,12 @@ class BatchEndpoints:
         """Merge ``changes`` (YAML keys: description, tags, defaults.deployment_name) into the endpoint."""
         with self.db.session() as session:
             row = self._require_endpoint(session, name)
-            current = {"name": row.name, "description": row.description, "tags": dict(row.tags),
-                       "defaults": {"deployment_name": row.default_deployment}}
+            current = {
+                "name": row.name,
+                "description": row.description,
+                "tags": dict(row.tags),
+                "defaults": {"deployment_name": row.default_deployment},
+            }
             if changes.get("name", name) != name:
                 raise ValidationError(f"name: {changes['name']!r} differs from the endpoint being updated ({name!r})")
             merged = {**current, **changes}
@@ -246,7 +260,10 @@ class BatchEndpoints:
         name = validate_name(str(inline.get("name") or f"{definition.endpoint_name}-{definition.name}"), "model.name")
         try:
             info = self.ws.models.register(
-                inline["path"], name, version=inline.get("version"), description=str(inline.get("description") or ""),
+                inline["path"],
+                name,
+                version=inline.get("version"),
+                description=str(inline.get("description") or ""),
                 tags=inline.get("tags"),
             )
         except ConflictError:  # identical content already registered: use that version, as Azure does
@@ -262,10 +279,13 @@ class BatchEndpoints:
             return self.ws.environments.get(environment).ref
         if "conda_file" not in environment:
             return None  # an image-only environment: nothing to register locally
-        name = validate_name(str(environment.get("name") or f"{definition.endpoint_name}-{definition.name}"),
-                             "environment.name")
+        name = validate_name(
+            str(environment.get("name") or f"{definition.endpoint_name}-{definition.name}"), "environment.name"
+        )
         return self.ws.environments.create(
-            name, environment["conda_file"], description=str(environment.get("description") or ""),
+            name,
+            environment["conda_file"],
+            description=str(environment.get("description") or ""),
             tags=environment.get("tags"),
         ).ref
 
@@ -292,10 +312,18 @@ class BatchEndpoints:
         names = session.scalars(
             select(BatchDeployment.name).where(BatchDeployment.endpoint_id == row.id).order_by(BatchDeployment.name)
         )
-        return EndpointInfo(row.name, row.description, dict(row.tags), row.default_deployment, list(names),
-                            row.created_at, row.updated_at)
+        return EndpointInfo(
+            row.name,
+            row.description,
+            dict(row.tags),
+            row.default_deployment,
+            list(names),
+            row.created_at,
+            row.updated_at,
+        )
 
 
 def _deployment_info(endpoint: BatchEndpoint, row: BatchDeployment, ignored: list[str] | None = None) -> DeploymentInfo:
-    return DeploymentInfo(row.name, endpoint.name, dict(row.spec), row.created_at,
-                          endpoint.default_deployment == row.name, ignored or [])
+    return DeploymentInfo(
+        row.name, endpoint.name, dict(row.spec), row.created_at, endpoint.default_deployment == row.name, ignored or []
+    )

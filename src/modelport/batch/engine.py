@@ -114,7 +114,7 @@ class _Open:
 
     def items(self, piece: _Piece) -> list[str] | pa.Table:
         offset, length = piece.start - self.start, piece.stop - piece.start
-        return self.data[offset:offset + length] if isinstance(self.data, list) else self.data.slice(offset, length)
+        return self.data[offset : offset + length] if isinstance(self.data, list) else self.data.slice(offset, length)
 
 
 @dataclass(eq=False)  # identity: a replaced worker is a different one
@@ -180,9 +180,17 @@ class Engine(Generic[HostT]):
             worker.deadline = time.monotonic() + self.settings.timeout
             self._open[piece.minibatch].result.attempts += 1
             part = self._temporary(piece)
-            self.executor.send(worker.host, Task(
-                worker.task_id, piece.start, piece.stop, pack(self._open[piece.minibatch].items(piece)),
-                self._segments(piece), None if part is None else str(part)))
+            self.executor.send(
+                worker.host,
+                Task(
+                    worker.task_id,
+                    piece.start,
+                    piece.stop,
+                    pack(self._open[piece.minibatch].items(piece)),
+                    self._segments(piece),
+                    None if part is None else str(part),
+                ),
+            )
 
     def _next_piece(self) -> _Piece | None:
         if self._queue:
@@ -257,8 +265,9 @@ class Engine(Generic[HostT]):
         if size > 1:  # split: each half gets one attempt, then is split again if it fails
             middle = piece.start + size // 2
             once = self.settings.max_retries
-            self._queue.extendleft([_Piece(piece.minibatch, middle, piece.stop, once),
-                                    _Piece(piece.minibatch, piece.start, middle, once)])
+            self._queue.extendleft(
+                [_Piece(piece.minibatch, middle, piece.stop, once), _Piece(piece.minibatch, piece.start, middle, once)]
+            )
             mini.outstanding += 1
             return
         self._count_failed(mini, piece, 1, error)
@@ -313,8 +322,9 @@ class Engine(Generic[HostT]):
         self._workers[self._workers.index(worker)] = self._start(worker.number)
 
     def _stop_all(self) -> None:
-        self.executor.close([w.host for w in self._workers if w.piece is None],
-                            [w.host for w in self._workers if w.piece is not None])
+        self.executor.close(
+            [w.host for w in self._workers if w.piece is None], [w.host for w in self._workers if w.piece is not None]
+        )
 
     # -- data ---------------------------------------------------------------------------------
 

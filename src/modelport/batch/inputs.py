@@ -152,8 +152,9 @@ def _refuse_irregular(fs: fsspec.AbstractFileSystem, uri: str, paths: list[tuple
         return
     named = ", ".join(f"{name} ({_kind(fs, path)})" for path, name in paths[:_NAMED_IN_MESSAGE])
     more = f" and {len(paths) - _NAMED_IN_MESSAGE} more" if len(paths) > _NAMED_IN_MESSAGE else ""
-    raise ValidationError(f"--input: {uri} holds entries that are not regular files: {named}{more}; "
-                          "only regular files are read")
+    raise ValidationError(
+        f"--input: {uri} holds entries that are not regular files: {named}{more}; only regular files are read"
+    )
 
 
 def _kind(fs: fsspec.AbstractFileSystem, path: str) -> str:
@@ -169,7 +170,7 @@ def _kind(fs: fsspec.AbstractFileSystem, path: str) -> str:
 
 def _relative(path: str, base: str) -> str:
     base = base.rstrip("/")
-    return path[len(base) + 1:] if base and path.startswith(base + "/") else PurePosixPath(path).name
+    return path[len(base) + 1 :] if base and path.startswith(base + "/") else PurePosixPath(path).name
 
 
 def _hidden(path: str) -> bool:
@@ -193,7 +194,9 @@ def _count_rows(fs: fsspec.AbstractFileSystem, path: str, name: str) -> int:
                 return int(pq.ParquetFile(handle).metadata.num_rows)
         return sum(batch.num_rows for batch in _stream(fs, path, fmt))
     except (pa.ArrowException, OSError) as exc:
-        raise ValidationError(f"--input: {name} is not a readable {_FORMAT_NAMES[fmt]} file ({_first_line(exc)})") from None
+        raise ValidationError(
+            f"--input: {name} is not a readable {_FORMAT_NAMES[fmt]} file ({_first_line(exc)})"
+        ) from None
 
 
 _FORMAT_NAMES = {"csv": "CSV", "parquet": "Parquet", "jsonl": "JSON Lines"}

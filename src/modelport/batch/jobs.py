@@ -124,18 +124,43 @@ class BatchJobs:
         (job_dir / "logs").mkdir(parents=True)
         try:
             with self.db.session() as session:
-                session.add(BatchJob(
-                    id=job_id, endpoint=endpoint, deployment=target.name, status="NotStarted", engine=engine,
-                    spec={**target.spec, "settings": settings.to_dict(), "output_dir": str(output_dir),
-                          "ray_address": ray_address},
-                    plan=plan.to_dict(), output_file=None if output_file is None else str(output_file),
-                    overwrite=overwrite, job_dir=str(job_dir), total_items=plan.total, runner_token=token,
-                    heartbeat_at=utcnow(),
-                ))
+                session.add(
+                    BatchJob(
+                        id=job_id,
+                        endpoint=endpoint,
+                        deployment=target.name,
+                        status="NotStarted",
+                        engine=engine,
+                        spec={
+                            **target.spec,
+                            "settings": settings.to_dict(),
+                            "output_dir": str(output_dir),
+                            "ray_address": ray_address,
+                        },
+                        plan=plan.to_dict(),
+                        output_file=None if output_file is None else str(output_file),
+                        overwrite=overwrite,
+                        job_dir=str(job_dir),
+                        total_items=plan.total,
+                        runner_token=token,
+                        heartbeat_at=utcnow(),
+                    )
+                )
                 session.flush()
-                rows = [{"job_id": job_id, "index": index, "start": start, "stop": stop, "status": "pending",
-                         "attempts": 0, "succeeded_items": 0, "failed_items": 0, "errors": []}
-                        for index, (start, stop) in enumerate(plan.minibatches(settings.mini_batch_size))]
+                rows = [
+                    {
+                        "job_id": job_id,
+                        "index": index,
+                        "start": start,
+                        "stop": stop,
+                        "status": "pending",
+                        "attempts": 0,
+                        "succeeded_items": 0,
+                        "failed_items": 0,
+                        "errors": [],
+                    }
+                    for index, (start, stop) in enumerate(plan.minibatches(settings.mini_batch_size))
+                ]
                 session.execute(insert(BatchMiniBatch), rows)
         except BaseException:
             shutil.rmtree(job_dir, ignore_errors=True)
@@ -194,8 +219,11 @@ class BatchJobs:
         of the jobs resumed; a job that cannot resume (its Ray cluster gone, say) is logged."""
         with self.db.session() as session:
             rows = session.scalars(select(BatchJob).where(BatchJob.status.not_in(TERMINAL))).all()
-            orphans = [(row.id, row.status) for row in rows
-                       if row.runner_host in (None, socket.gethostname()) and not _runner_alive(row)]
+            orphans = [
+                (row.id, row.status)
+                for row in rows
+                if row.runner_host in (None, socket.gethostname()) and not _runner_alive(row)
+            ]
         resumed = []
         for job_id, status in orphans:
             try:
@@ -231,7 +259,8 @@ class BatchJobs:
         """Record that the runner is alive; returns the job's status (CancelRequested stops it)."""
         with self.db.session() as session:
             done = session.execute(
-                update(BatchJob).where(BatchJob.id == job_id, BatchJob.runner_token == token)
+                update(BatchJob)
+                .where(BatchJob.id == job_id, BatchJob.runner_token == token)
                 .values(heartbeat_at=utcnow())
             )
             if done.rowcount != 1:  # type: ignore[attr-defined]
@@ -265,12 +294,22 @@ class BatchJobs:
     def finish_minibatches(self, job_id: str, results: list[MiniBatchResult]) -> None:
         """Record finished mini-batches (their parts are already in place), in one transaction."""
         with self.db.session() as session:
-            session.execute(update(BatchMiniBatch), [
-                {"job_id": job_id, "index": r.index, "status": "failed" if r.failed else "done",
-                 "attempts": r.attempts, "succeeded_items": r.succeeded, "failed_items": r.failed,
-                 "errors": r.errors, "finished_at": r.finished_at}
-                for r in results
-            ])
+            session.execute(
+                update(BatchMiniBatch),
+                [
+                    {
+                        "job_id": job_id,
+                        "index": r.index,
+                        "status": "failed" if r.failed else "done",
+                        "attempts": r.attempts,
+                        "succeeded_items": r.succeeded,
+                        "failed_items": r.failed,
+                        "errors": r.errors,
+                        "finished_at": r.finished_at,
+                    }
+                    for r in results
+                ],
+            )
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -278,20 +317,30 @@ class BatchJobs:
         """The runner's interpreter: the deployment environment's virtualenv (built now), whose
         Python the local worker processes then inherit, or modelport's own."""
         if environment is not None and engine == "ray":
-            raise ValidationError(f"environment: deployment environment {environment} cannot be applied on the Ray "
-                                  "engine (its workers run in the cluster's Python); use --engine local, or "
-                                  "install the packages on the cluster and drop the environment")
+            raise ValidationError(
+                f"environment: deployment environment {environment} cannot be applied on the Ray "
+                "engine (its workers run in the cluster's Python); use --engine local, or "
+                "install the packages on the cluster and drop the environment"
+            )
         return self.ws.environments.module_command(environment, "modelport.batch.runner", "batch jobs")
 
     def _spawn(self, runner: list[str], job_id: str, token: str, job_dir: Path) -> None:
         """Start the job's runner detached from this process, so it outlives the CLI."""
         settings = self.ws.settings
-        env = {**os.environ, ENV_HOME: str(settings.root), ENV_DB_URL: settings.db_url,
-               ENV_ARTIFACT_ROOT: settings.artifact_root}
+        env = {
+            **os.environ,
+            ENV_HOME: str(settings.root),
+            ENV_DB_URL: settings.db_url,
+            ENV_ARTIFACT_ROOT: settings.artifact_root,
+        }
         with open(job_dir / "logs" / "runner.txt", "ab") as log:
             subprocess.Popen(
                 [*runner, job_id, token],
-                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     @staticmethod
@@ -304,9 +353,12 @@ class BatchJobs:
     @staticmethod
     def _info(session: Session, row: BatchJob, *, with_errors: bool) -> JobInfo:
         rows = session.execute(
-            select(BatchMiniBatch.status, BatchMiniBatch.succeeded_items, BatchMiniBatch.failed_items,
-                   BatchMiniBatch.finished_at)
-            .where(BatchMiniBatch.job_id == row.id)
+            select(
+                BatchMiniBatch.status,
+                BatchMiniBatch.succeeded_items,
+                BatchMiniBatch.failed_items,
+                BatchMiniBatch.finished_at,
+            ).where(BatchMiniBatch.job_id == row.id)
         ).all()
         counts = {"total": len(rows), "done": 0, "failed": 0, "pending": 0}
         for status, *_ in rows:
@@ -327,14 +379,26 @@ class BatchJobs:
         if status not in TERMINAL and not _runner_alive(row):
             status = "NotResponding"
         return JobInfo(
-            id=row.id, endpoint=row.endpoint, deployment=row.deployment, status=status, engine=row.engine,
+            id=row.id,
+            endpoint=row.endpoint,
+            deployment=row.deployment,
+            status=status,
+            engine=row.engine,
             input={"uri": plan.uri, "type": plan.kind, "files": len(plan.files), "items": plan.total},
-            output_file=row.output_file, settings=settings.to_dict(), ray_address=row.spec.get("ray_address"),
+            output_file=row.output_file,
+            settings=settings.to_dict(),
+            ray_address=row.spec.get("ray_address"),
             minibatches=counts,
             items={"total": row.total_items, "succeeded": succeeded, "failed": failed},
-            items_per_second=rate, eta_seconds=None if not rate or status in TERMINAL else remaining / rate,
-            errors=errors, error=row.error, runner_pid=row.runner_pid, job_dir=row.job_dir,
-            created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at,
+            items_per_second=rate,
+            eta_seconds=None if not rate or status in TERMINAL else remaining / rate,
+            errors=errors,
+            error=row.error,
+            runner_pid=row.runner_pid,
+            job_dir=row.job_dir,
+            created_at=row.created_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
         )
 
 

@@ -47,8 +47,13 @@ class _Hooks:
 
     def finished(self, result: MiniBatchResult) -> None:
         self._buffer.append(result)
-        log.info("mini-batch %d: %d ok, %d failed, %d attempt(s)", result.index, result.succeeded, result.failed,
-                 result.attempts)
+        log.info(
+            "mini-batch %d: %d ok, %d failed, %d attempt(s)",
+            result.index,
+            result.succeeded,
+            result.failed,
+            result.attempts,
+        )
         if time.monotonic() - self._flushed >= _FLUSH_S:
             self.flush()
 
@@ -113,8 +118,13 @@ def _run(ws: Workspace, jobs: BatchJobs, job: dict[str, Any], token: str, hooks:
         _drop_unfinished_parts(parts_dir, {index for index, _, _ in pending}, settings.mini_batch_size)
     if job["status"] != "Running":
         jobs.set_status(job_id, token, "Running")
-    log.info("%d of %d mini-batches to score with %d worker(s) on the %s engine", len(pending),
-             len(plan.minibatches(settings.mini_batch_size)), settings.workers, job["engine"])
+    log.info(
+        "%d of %d mini-batches to score with %d worker(s) on the %s engine",
+        len(pending),
+        len(plan.minibatches(settings.mini_batch_size)),
+        settings.workers,
+        job["engine"],
+    )
     engine: Engine[Any]
     if job["engine"] == "ray":
         from modelport.batch.ray_executor import RayExecutor  # imports Ray: Ray jobs only

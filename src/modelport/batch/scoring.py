@@ -90,7 +90,9 @@ class NoCodeScorer:
         config = config_from_dict({"name": "batch", "parameters": {"intra_op_thread_count": str(threads)}})
         self.predictor: Predictor = load_predictor(flavor, model_path, config)
 
-    def run(self, mini_batch: list[str] | pa.Table, segments: Sequence[Segment] | None, names: Sequence[str]) -> pa.Table:
+    def run(
+        self, mini_batch: list[str] | pa.Table, segments: Sequence[Segment] | None, names: Sequence[str]
+    ) -> pa.Table:
         if isinstance(mini_batch, list) or segments is None:
             raise ValidationError("no-code deployments score tabular inputs only; use --input-type tabular")
         outputs = self.predictor.predict(model_inputs(mini_batch, self.predictor.inputs))

@@ -38,42 +38,62 @@ if TYPE_CHECKING:  # imported on use (below): SQLAlchemy stays out of --help and
     from modelport.batch.endpoints import BatchEndpoints, DeploymentInfo, EndpointInfo
     from modelport.batch.jobs import BatchJobs, JobInfo
 
-_file_option = click.option("--file", "-f", "file", type=click.Path(path_type=Path), default=None,
-                            help="Azure ML CLI v2 YAML definition.")
+_file_option = click.option(
+    "--file", "-f", "file", type=click.Path(path_type=Path), default=None, help="Azure ML CLI v2 YAML definition."
+)
 
 
 def _set_option(example: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--set``, whose help shows a field of the command's own definition."""
-    return click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-                        help=f"Set a YAML value, e.g. --set {example} (repeatable).")
+    return click.option(
+        "--set",
+        "sets",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help=f"Set a YAML value, e.g. --set {example} (repeatable).",
+    )
 
 
 _endpoint_set_option = _set_option("defaults.deployment_name=nocode, or --set description='nightly scoring'")
 _deployment_set_option = _set_option("settings.mini_batch_size=5")
 
 
-@click.group("batch-endpoint", epilog=examples(
-    ("A batch endpoint with a default deployment, then a job on a CSV file",
-     "modelport batch-endpoint create -f batch-endpoint.yml\n"
-     "modelport batch-deployment create -f batch-deployment.yml --set-default\n"
-     "modelport batch-endpoint invoke -n iris-batch --input flowers.csv --output-path out --wait"),
-))
+@click.group(
+    "batch-endpoint",
+    epilog=examples(
+        (
+            "A batch endpoint with a default deployment, then a job on a CSV file",
+            "modelport batch-endpoint create -f batch-endpoint.yml\n"
+            "modelport batch-deployment create -f batch-deployment.yml --set-default\n"
+            "modelport batch-endpoint invoke -n iris-batch --input flowers.csv --output-path out --wait",
+        ),
+    ),
+)
 def batch_endpoint() -> None:
     """Batch endpoints: a stable name whose deployments score files and tables in jobs."""
 
 
-@click.group("batch-deployment", epilog=examples(
-    ("A deployment that becomes the endpoint's default", "modelport batch-deployment create -f batch-deployment.yml --set-default"),
-    ("What the endpoint's deployments run with", "modelport batch-deployment list -e iris-batch"),
-))
+@click.group(
+    "batch-deployment",
+    epilog=examples(
+        (
+            "A deployment that becomes the endpoint's default",
+            "modelport batch-deployment create -f batch-deployment.yml --set-default",
+        ),
+        ("What the endpoint's deployments run with", "modelport batch-deployment list -e iris-batch"),
+    ),
+)
 def batch_deployment() -> None:
     """Batch deployments: model + scoring script + settings under a batch endpoint."""
 
 
-@click.group("job", epilog=examples(
-    ("The endpoint's jobs, newest first", "modelport job list -e iris-batch"),
-    ("Progress and failed inputs of one", "modelport job show batchjob-42e53a0f4bb64846"),
-))
+@click.group(
+    "job",
+    epilog=examples(
+        ("The endpoint's jobs, newest first", "modelport job list -e iris-batch"),
+        ("Progress and failed inputs of one", "modelport job show batchjob-42e53a0f4bb64846"),
+    ),
+)
 def job() -> None:
     """Batch jobs: progress, logs, cancel and resume."""
 
@@ -99,10 +119,13 @@ def _scoring_uri(app: AppContext, name: str) -> str | None:
     return f"{daemon.url}/batch-endpoints/{name}/jobs" if daemon is not None else None
 
 
-@batch_endpoint.command("create", epilog=examples(
-    ("Create a batch endpoint from its YAML file", "modelport batch-endpoint create -f batch-endpoint.yml"),
-    ("One without a file", "modelport batch-endpoint create -n mnist --set description='digits, nightly'"),
-))
+@batch_endpoint.command(
+    "create",
+    epilog=examples(
+        ("Create a batch endpoint from its YAML file", "modelport batch-endpoint create -f batch-endpoint.yml"),
+        ("One without a file", "modelport batch-endpoint create -n mnist --set description='digits, nightly'"),
+    ),
+)
 @_file_option
 @click.option("--name", "-n", default=None, help="Endpoint name [default: from the file].")
 @_endpoint_set_option
@@ -115,11 +138,16 @@ def endpoint_create(app: AppContext, file: Path | None, name: str | None, sets: 
     _show_endpoint(app, _endpoints(app).create_endpoint(definition), output, definition.ignored)
 
 
-@batch_endpoint.command("update", epilog=examples(
-    ("Make nocode the deployment that jobs use by default",
-     "modelport batch-endpoint update -n iris-batch --set defaults.deployment_name=nocode"),
-    ("Apply an edited file (the name comes from it)", "modelport batch-endpoint update -f batch-endpoint.yml"),
-))
+@batch_endpoint.command(
+    "update",
+    epilog=examples(
+        (
+            "Make nocode the deployment that jobs use by default",
+            "modelport batch-endpoint update -n iris-batch --set defaults.deployment_name=nocode",
+        ),
+        ("Apply an edited file (the name comes from it)", "modelport batch-endpoint update -f batch-endpoint.yml"),
+    ),
+)
 @click.option("--name", "-n", default=None, help="Endpoint name [default: from the file].")
 @_file_option
 @_endpoint_set_option
@@ -134,9 +162,12 @@ def endpoint_update(app: AppContext, name: str | None, file: Path | None, sets: 
     _show_endpoint(app, _endpoints(app).update_endpoint(name, data), output)
 
 
-@batch_endpoint.command("show", epilog=examples(
-    ("Deployments and default of iris-batch", "modelport batch-endpoint show -n iris-batch"),
-))
+@batch_endpoint.command(
+    "show",
+    epilog=examples(
+        ("Deployments and default of iris-batch", "modelport batch-endpoint show -n iris-batch"),
+    ),
+)
 @click.option("--name", "-n", required=True, help="Endpoint name.")
 @output_option
 @pass_app
@@ -145,9 +176,12 @@ def endpoint_show(app: AppContext, name: str, output: str) -> None:
     _show_endpoint(app, _endpoints(app).get_endpoint(name), output)
 
 
-@batch_endpoint.command("list", epilog=examples(
-    ("Every batch endpoint, as JSON", "modelport batch-endpoint list -o json"),
-))
+@batch_endpoint.command(
+    "list",
+    epilog=examples(
+        ("Every batch endpoint, as JSON", "modelport batch-endpoint list -o json"),
+    ),
+)
 @output_option
 @pass_app
 def endpoint_list(app: AppContext, output: str) -> None:
@@ -156,13 +190,18 @@ def endpoint_list(app: AppContext, output: str) -> None:
     if output == "json":
         print_json([info.to_dict() for info in infos])
         return
-    print_table(["name", "default deployment", "deployments", "description"],
-                ((i.name, i.default_deployment, ", ".join(i.deployments), i.description) for i in infos))
+    print_table(
+        ["name", "default deployment", "deployments", "description"],
+        ((i.name, i.default_deployment, ", ".join(i.deployments), i.description) for i in infos),
+    )
 
 
-@batch_endpoint.command("get-credentials", epilog=examples(
-    ("The keys that start jobs of iris-batch over HTTP", "modelport batch-endpoint get-credentials -n iris-batch"),
-))
+@batch_endpoint.command(
+    "get-credentials",
+    epilog=examples(
+        ("The keys that start jobs of iris-batch over HTTP", "modelport batch-endpoint get-credentials -n iris-batch"),
+    ),
+)
 @click.option("--name", "-n", required=True, help="Endpoint name.")
 @output_option
 @pass_app
@@ -176,12 +215,17 @@ def endpoint_get_credentials(app: AppContext, name: str, output: str) -> None:
         print_fields(data, title=f"batch endpoint {name} keys")
 
 
-@batch_endpoint.command("regenerate-keys", epilog=examples(
-    ("Replace the primary key of iris-batch", "modelport batch-endpoint regenerate-keys -n iris-batch --key primary"),
-))
+@batch_endpoint.command(
+    "regenerate-keys",
+    epilog=examples(
+        (
+            "Replace the primary key of iris-batch",
+            "modelport batch-endpoint regenerate-keys -n iris-batch --key primary",
+        ),
+    ),
+)
 @click.option("--name", "-n", required=True, help="Endpoint name.")
-@click.option("--key", "--key-type", "key", required=True, type=click.Choice(KEY_NAMES),
-              help="Which key to replace.")
+@click.option("--key", "--key-type", "key", required=True, type=click.Choice(KEY_NAMES), help="Which key to replace.")
 @pass_app
 def endpoint_regenerate_keys(app: AppContext, name: str, key: str) -> None:
     """Replace one key; the old one stops working at once, the other keeps working."""
@@ -189,9 +233,15 @@ def endpoint_regenerate_keys(app: AppContext, name: str, key: str) -> None:
     click.echo(f"regenerated the {key} key of batch endpoint {name} (see modelport batch-endpoint get-credentials)")
 
 
-@batch_endpoint.command("delete", epilog=examples(
-    ("Delete iris-batch and its deployments (its jobs stay listed)", "modelport batch-endpoint delete -n iris-batch --yes"),
-))
+@batch_endpoint.command(
+    "delete",
+    epilog=examples(
+        (
+            "Delete iris-batch and its deployments (its jobs stay listed)",
+            "modelport batch-endpoint delete -n iris-batch --yes",
+        ),
+    ),
+)
 @click.option("--name", "-n", required=True, help="Endpoint name.")
 @yes_option
 @pass_app
@@ -202,42 +252,98 @@ def endpoint_delete(app: AppContext, name: str, yes: bool) -> None:
     click.echo(f"deleted batch endpoint {name}")
 
 
-@batch_endpoint.command("invoke", epilog=examples(
-    ("Score a CSV file with the default deployment and wait for the result",
-     "modelport batch-endpoint invoke -n iris-batch --input flowers.csv --output-path out --wait"),
-    ("Score a folder of images with the deployment 'scripted', 8 workers",
-     "modelport batch-endpoint invoke -n mnist -d scripted --input ./images --set max_concurrency_per_instance=8"),
-    ("Score Parquet files matching a glob on a Ray cluster",
-     "modelport batch-endpoint invoke -n iris-batch --input 'data/*.parquet' --input-type tabular "
-     "--engine ray --ray-address 10.0.0.5:6379"),
-))
+@batch_endpoint.command(
+    "invoke",
+    epilog=examples(
+        (
+            "Score a CSV file with the default deployment and wait for the result",
+            "modelport batch-endpoint invoke -n iris-batch --input flowers.csv --output-path out --wait",
+        ),
+        (
+            "Score a folder of images with the deployment 'scripted', 8 workers",
+            "modelport batch-endpoint invoke -n mnist -d scripted --input ./images --set max_concurrency_per_instance=8",
+        ),
+        (
+            "Score Parquet files matching a glob on a Ray cluster",
+            "modelport batch-endpoint invoke -n iris-batch --input 'data/*.parquet' --input-type tabular "
+            "--engine ray --ray-address 10.0.0.5:6379",
+        ),
+    ),
+)
 @click.option("--name", "-n", required=True, help="Endpoint name.")
-@click.option("--deployment", "--deployment-name", "-d", default=None,
-              help="Deployment [default: the endpoint's defaults.deployment_name].")
+@click.option(
+    "--deployment",
+    "--deployment-name",
+    "-d",
+    default=None,
+    help="Deployment [default: the endpoint's defaults.deployment_name].",
+)
 @click.option("--input", "-i", "input_uri", required=True, help="Folder, file, glob or fsspec URL.")
-@click.option("--input-type", type=click.Choice(["uri_folder", "uri_file", "tabular"]), default=None,
-              help="How to cut the input [default: uri_folder/uri_file; tabular for no-code deployments].")
-@click.option("--output-path", "output_path", default=None, metavar="DIR",
-              help="Folder for the output file [default: the job's outputs/ folder].")
-@click.option("--set", "sets", multiple=True, metavar="SETTING=VALUE",
-              help="Override a deployment setting for this job, e.g. mini_batch_size=5 (repeatable).")
-@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
-              help="Where workers run: local processes, or actors on a Ray cluster.")
-@click.option("--ray-address", default=None, metavar="HOST:PORT",
-              help="With --engine ray: the cluster's head [default: $RAY_ADDRESS].")
+@click.option(
+    "--input-type",
+    type=click.Choice(["uri_folder", "uri_file", "tabular"]),
+    default=None,
+    help="How to cut the input [default: uri_folder/uri_file; tabular for no-code deployments].",
+)
+@click.option(
+    "--output-path",
+    "output_path",
+    default=None,
+    metavar="DIR",
+    help="Folder for the output file [default: the job's outputs/ folder].",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="SETTING=VALUE",
+    help="Override a deployment setting for this job, e.g. mini_batch_size=5 (repeatable).",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="local",
+    show_default=True,
+    help="Where workers run: local processes, or actors on a Ray cluster.",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    metavar="HOST:PORT",
+    help="With --engine ray: the cluster's head [default: $RAY_ADDRESS].",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--wait", is_flag=True, help="Follow the job to its end; exit 1 unless it Completed.")
 @output_option
 @pass_app
-def endpoint_invoke(app: AppContext, name: str, deployment: str | None, input_uri: str, input_type: str | None,
-                    output_path: str | None, sets: tuple[str, ...], engine: str, ray_address: str | None,
-                    overwrite: bool, wait: bool, output: str) -> None:
+def endpoint_invoke(
+    app: AppContext,
+    name: str,
+    deployment: str | None,
+    input_uri: str,
+    input_type: str | None,
+    output_path: str | None,
+    sets: tuple[str, ...],
+    engine: str,
+    ray_address: str | None,
+    overwrite: bool,
+    wait: bool,
+    output: str,
+) -> None:
     """Start a batch scoring job; --set mini_batch_size=N instance_count=N max_concurrency_per_instance=N
     max_retries=N timeout=S error_threshold=N output_file_name=F override the deployment."""
     jobs = _jobs(app)
-    info = jobs.submit(name, input_uri, deployment=deployment, input_type=input_type, output_path=output_path,
-                       overrides=parse_pairs(sets, "--set"), engine=engine, ray_address=ray_address,
-                       overwrite=overwrite)
+    info = jobs.submit(
+        name,
+        input_uri,
+        deployment=deployment,
+        input_type=input_type,
+        output_path=output_path,
+        overrides=parse_pairs(sets, "--set"),
+        engine=engine,
+        ray_address=ray_address,
+        overwrite=overwrite,
+    )
     _finish(jobs, info, wait, output)
 
 
@@ -254,12 +360,19 @@ def _show_deployment(info: DeploymentInfo, output: str) -> None:
     print_fields(data, title=f"batch deployment {info.endpoint_name}/{info.name}")
 
 
-@batch_deployment.command("create", epilog=examples(
-    ("Create a deployment and make it the endpoint's default",
-     "modelport batch-deployment create -f batch-deployment.yml --set-default"),
-    ("The same file as another deployment, with smaller mini-batches",
-     "modelport batch-deployment create -f batch-deployment.yml -n small --set settings.mini_batch_size=2"),
-))
+@batch_deployment.command(
+    "create",
+    epilog=examples(
+        (
+            "Create a deployment and make it the endpoint's default",
+            "modelport batch-deployment create -f batch-deployment.yml --set-default",
+        ),
+        (
+            "The same file as another deployment, with smaller mini-batches",
+            "modelport batch-deployment create -f batch-deployment.yml -n small --set settings.mini_batch_size=2",
+        ),
+    ),
+)
 @_file_option
 @click.option("--name", "-n", default=None, help="Deployment name [default: from the file].")
 @click.option("--endpoint-name", "-e", default=None, help="Endpoint [default: from the file].")
@@ -267,8 +380,15 @@ def _show_deployment(info: DeploymentInfo, output: str) -> None:
 @click.option("--set-default", is_flag=True, help="Make it the endpoint's default deployment.")
 @output_option
 @pass_app
-def deployment_create(app: AppContext, file: Path | None, name: str | None, endpoint_name: str | None,
-                      sets: tuple[str, ...], set_default: bool, output: str) -> None:
+def deployment_create(
+    app: AppContext,
+    file: Path | None,
+    name: str | None,
+    endpoint_name: str | None,
+    sets: tuple[str, ...],
+    set_default: bool,
+    output: str,
+) -> None:
     """Create a batch deployment (inline model and environment are registered first)."""
     data, base = read_definition(file, sets, name)
     if endpoint_name is not None:
@@ -277,9 +397,12 @@ def deployment_create(app: AppContext, file: Path | None, name: str | None, endp
     _show_deployment(_endpoints(app).create_deployment(definition, set_default=set_default), output)
 
 
-@batch_deployment.command("show", epilog=examples(
-    ("Model, script and settings of nocode", "modelport batch-deployment show -e iris-batch -n nocode"),
-))
+@batch_deployment.command(
+    "show",
+    epilog=examples(
+        ("Model, script and settings of nocode", "modelport batch-deployment show -e iris-batch -n nocode"),
+    ),
+)
 @click.option("--name", "-n", required=True, help="Deployment name.")
 @click.option("--endpoint-name", "-e", required=True, help="Endpoint name.")
 @output_option
@@ -289,9 +412,12 @@ def deployment_show(app: AppContext, name: str, endpoint_name: str, output: str)
     _show_deployment(_endpoints(app).get_deployment(endpoint_name, name), output)
 
 
-@batch_deployment.command("list", epilog=examples(
-    ("The deployments of iris-batch", "modelport batch-deployment list -e iris-batch"),
-))
+@batch_deployment.command(
+    "list",
+    epilog=examples(
+        ("The deployments of iris-batch", "modelport batch-deployment list -e iris-batch"),
+    ),
+)
 @click.option("--endpoint-name", "-e", required=True, help="Endpoint name.")
 @output_option
 @pass_app
@@ -301,14 +427,31 @@ def deployment_list(app: AppContext, endpoint_name: str, output: str) -> None:
     if output == "json":
         print_json([info.to_dict() for info in infos])
         return
-    print_table(["name", "default", "model", "scoring script", "mini-batch", "workers"],
-                ((i.name, i.is_default, i.spec["model"], i.spec["scoring_script"] or "(no-code)",
-                  i.settings.mini_batch_size, i.settings.workers) for i in infos))
+    print_table(
+        ["name", "default", "model", "scoring script", "mini-batch", "workers"],
+        (
+            (
+                i.name,
+                i.is_default,
+                i.spec["model"],
+                i.spec["scoring_script"] or "(no-code)",
+                i.settings.mini_batch_size,
+                i.settings.workers,
+            )
+            for i in infos
+        ),
+    )
 
 
-@batch_deployment.command("delete", epilog=examples(
-    ("Delete the deployment small (not the default)", "modelport batch-deployment delete -e iris-batch -n small --yes"),
-))
+@batch_deployment.command(
+    "delete",
+    epilog=examples(
+        (
+            "Delete the deployment small (not the default)",
+            "modelport batch-deployment delete -e iris-batch -n small --yes",
+        ),
+    ),
+)
 @click.option("--name", "-n", required=True, help="Deployment name.")
 @click.option("--endpoint-name", "-e", required=True, help="Endpoint name.")
 @yes_option
@@ -323,10 +466,13 @@ def deployment_delete(app: AppContext, name: str, endpoint_name: str, yes: bool)
 # -- jobs --------------------------------------------------------------------------------------
 
 
-@job.command("show", epilog=examples(
-    ("Progress, items/s, ETA and failed inputs", "modelport job show batchjob-42e53a0f4bb64846"),
-    ("As JSON, for scripts", "modelport job show batchjob-42e53a0f4bb64846 -o json"),
-))
+@job.command(
+    "show",
+    epilog=examples(
+        ("Progress, items/s, ETA and failed inputs", "modelport job show batchjob-42e53a0f4bb64846"),
+        ("As JSON, for scripts", "modelport job show batchjob-42e53a0f4bb64846 -o json"),
+    ),
+)
 @click.argument("job_id")
 @output_option
 @pass_app
@@ -336,14 +482,19 @@ def job_show(app: AppContext, job_id: str, output: str) -> None:
     if output == "json":
         print_json(info.to_dict())
         return
-    print_fields(_summary(info) | {"errors": [f"{', '.join(e['items'])}: {e['error']}" for e in info.errors]},
-                 title=f"job {info.id}")
+    print_fields(
+        _summary(info) | {"errors": [f"{', '.join(e['items'])}: {e['error']}" for e in info.errors]},
+        title=f"job {info.id}",
+    )
 
 
-@job.command("list", epilog=examples(
-    ("Every job, newest first", "modelport job list"),
-    ("The jobs of one endpoint, as JSON", "modelport job list -e iris-batch -o json"),
-))
+@job.command(
+    "list",
+    epilog=examples(
+        ("Every job, newest first", "modelport job list"),
+        ("The jobs of one endpoint, as JSON", "modelport job list -e iris-batch -o json"),
+    ),
+)
 @click.option("--endpoint-name", "-e", default=None, help="Only this endpoint's jobs.")
 @output_option
 @pass_app
@@ -353,14 +504,30 @@ def job_list(app: AppContext, endpoint_name: str | None, output: str) -> None:
     if output == "json":
         print_json([info.to_dict() for info in infos])
         return
-    print_table(["id", "status", "endpoint", "deployment", "mini-batches", "failed items", "created"],
-                ((i.id, i.status, i.endpoint, i.deployment, _minibatches(i), i.items["failed"],
-                  f"{i.created_at:%Y-%m-%d %H:%M:%S}") for i in infos), whole=["id"])
+    print_table(
+        ["id", "status", "endpoint", "deployment", "mini-batches", "failed items", "created"],
+        (
+            (
+                i.id,
+                i.status,
+                i.endpoint,
+                i.deployment,
+                _minibatches(i),
+                i.items["failed"],
+                f"{i.created_at:%Y-%m-%d %H:%M:%S}",
+            )
+            for i in infos
+        ),
+        whole=["id"],
+    )
 
 
-@job.command("logs", epilog=examples(
-    ("Why did mini-batches fail?", "modelport job logs batchjob-42e53a0f4bb64846 | less"),
-))
+@job.command(
+    "logs",
+    epilog=examples(
+        ("Why did mini-batches fail?", "modelport job logs batchjob-42e53a0f4bb64846 | less"),
+    ),
+)
 @click.argument("job_id")
 @pass_app
 def job_logs(app: AppContext, job_id: str) -> None:
@@ -370,9 +537,12 @@ def job_logs(app: AppContext, job_id: str) -> None:
         click.echo(path.read_text(encoding="utf-8", errors="replace"), nl=False)
 
 
-@job.command("stream", epilog=examples(
-    ("Follow a job started without --wait", "modelport job stream batchjob-42e53a0f4bb64846"),
-))
+@job.command(
+    "stream",
+    epilog=examples(
+        ("Follow a job started without --wait", "modelport job stream batchjob-42e53a0f4bb64846"),
+    ),
+)
 @click.argument("job_id")
 @output_option
 @pass_app
@@ -382,9 +552,12 @@ def job_stream(app: AppContext, job_id: str, output: str) -> None:
     _finish(jobs, jobs.get(job_id), True, output)
 
 
-@job.command("cancel", epilog=examples(
-    ("Stop a job", "modelport job cancel batchjob-42e53a0f4bb64846"),
-))
+@job.command(
+    "cancel",
+    epilog=examples(
+        ("Stop a job", "modelport job cancel batchjob-42e53a0f4bb64846"),
+    ),
+)
 @click.argument("job_id")
 @output_option
 @pass_app
@@ -394,9 +567,15 @@ def job_cancel(app: AppContext, job_id: str, output: str) -> None:
     _print_status(info, output)
 
 
-@job.command("resume", epilog=examples(
-    ("After a crash: score what is left and wait for the end", "modelport job resume batchjob-42e53a0f4bb64846 --wait"),
-))
+@job.command(
+    "resume",
+    epilog=examples(
+        (
+            "After a crash: score what is left and wait for the end",
+            "modelport job resume batchjob-42e53a0f4bb64846 --wait",
+        ),
+    ),
+)
 @click.argument("job_id")
 @click.option("--wait", is_flag=True, help="Follow the job to its end; exit 1 unless it Completed.")
 @output_option
@@ -440,13 +619,18 @@ def _follow(jobs: BatchJobs, info: JobInfo) -> JobInfo:
             time.sleep(0.5)
             info = jobs.get(info.id)
         return info
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[detail]}"), console=console, transient=True) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        console=console,
+        transient=True,
+    ) as progress:
         bar = progress.add_task(info.id, total=info.minibatches["total"], detail="")
         while not info.terminal and info.status != "NotResponding":
             finished = info.minibatches["done"] + info.minibatches["failed"]
-            progress.update(bar, completed=finished, description=f"{info.id} {info.status}",
-                            detail=_rate_text(info))
+            progress.update(bar, completed=finished, description=f"{info.id} {info.status}", detail=_rate_text(info))
             time.sleep(0.5)
             info = jobs.get(info.id)
     return info
@@ -473,12 +657,19 @@ def _minibatches(info: JobInfo) -> str:
 
 def _summary(info: JobInfo) -> dict[str, object]:
     return {
-        "status": info.status, "endpoint": info.endpoint, "deployment": info.deployment,
+        "status": info.status,
+        "endpoint": info.endpoint,
+        "deployment": info.deployment,
         "engine": f"ray at {info.ray_address}" if info.ray_address else info.engine,
         "input": f"{info.input['uri']} ({info.input['type']}, {info.input['items']} items)",
-        "output": info.output_file or "(summary_only)", "mini-batches": _minibatches(info),
-        "items": _rate_text(info), "error": info.error, "created": info.created_at, "started": info.started_at,
-        "finished": info.finished_at, "job folder": info.job_dir,
+        "output": info.output_file or "(summary_only)",
+        "mini-batches": _minibatches(info),
+        "items": _rate_text(info),
+        "error": info.error,
+        "created": info.created_at,
+        "started": info.started_at,
+        "finished": info.finished_at,
+        "job folder": info.job_dir,
     }
 
 

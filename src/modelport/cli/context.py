@@ -27,9 +27,17 @@ if TYPE_CHECKING:  # imported when a command opens it: --help and daemon clients
     from modelport.workspace import Workspace
 
 # Command paths (below ``modelport``) that may create the default workspace.
-CREATING_COMMANDS = frozenset({
-    "init", "demo", "up", "model register", "environment create", "batch-endpoint create", "batch-deployment create",
-})
+CREATING_COMMANDS = frozenset(
+    {
+        "init",
+        "demo",
+        "up",
+        "model register",
+        "environment create",
+        "batch-endpoint create",
+        "batch-deployment create",
+    }
+)
 
 
 class AppContext:
@@ -53,8 +61,9 @@ class AppContext:
         ctx = click.get_current_context()
         settings = self.settings
         if not (settings.exists or is_named(self._path) or _command_path(ctx) in CREATING_COMMANDS):
-            raise NotFoundError(f"no workspace at {settings.root}; register a model first (or run modelport init), "
-                                "or pass --workspace")
+            raise NotFoundError(
+                f"no workspace at {settings.root}; register a model first (or run modelport init), or pass --workspace"
+            )
         workspace = Workspace(self._path)
         ctx.with_resource(_naming(workspace.root))
         return workspace

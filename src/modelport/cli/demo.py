@@ -62,8 +62,20 @@ def _serve_and_score(ws: Workspace, model_file: Path) -> None:
     import onnxruntime as ort
 
     http_port, metrics_port = _free_port(), _free_port()
-    command = [sys.executable, "-m", "modelport", "--workspace", str(ws.root), "serve", f"{DEMO_MODEL}@prod",
-               "--no-grpc", "--http-port", str(http_port), "--metrics-port", str(metrics_port)]
+    command = [
+        sys.executable,
+        "-m",
+        "modelport",
+        "--workspace",
+        str(ws.root),
+        "serve",
+        f"{DEMO_MODEL}@prod",
+        "--no-grpc",
+        "--http-port",
+        str(http_port),
+        "--metrics-port",
+        str(metrics_port),
+    ]
     click.echo("$ " + " ".join(["modelport", *command[3:]]))
     server = subprocess.Popen(command)
     base = f"http://127.0.0.1:{http_port}"
@@ -71,14 +83,19 @@ def _serve_and_score(ws: Workspace, model_file: Path) -> None:
         _wait_ready(base, server)
         x = np.random.default_rng(1).standard_normal((2, 32)).astype(np.float32)
         body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 32], "data": x.ravel().tolist()}]}
-        request = urllib.request.Request(f"{base}/v2/models/{DEMO_MODEL}/infer", data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{base}/v2/models/{DEMO_MODEL}/infer",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             reply = json.loads(response.read())
         served = np.array(reply["outputs"][0]["data"], dtype=np.float32).reshape(reply["outputs"][0]["shape"])
         expected = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
-        click.echo(f"POST {base}/v2/models/{DEMO_MODEL}/infer -> version {reply['model_version']}, "
-                   f"output {served.shape}: {[round(float(v), 4) for v in served[0]]} ...")
+        click.echo(
+            f"POST {base}/v2/models/{DEMO_MODEL}/infer -> version {reply['model_version']}, "
+            f"output {served.shape}: {[round(float(v), 4) for v in served[0]]} ..."
+        )
         click.echo(f"served output equals in-process onnxruntime: {bool(np.array_equal(served, expected))}")
     finally:
         server.terminate()
@@ -128,12 +145,21 @@ def _online_endpoint(ws: Workspace) -> None:
             (folder / "request.json").write_text(json.dumps({"data": [[0.5] * 32]}))
             if _cli(ws, "endpoint", "show", "-n", "demo-online", url=url).returncode != 0:
                 _check(_cli(ws, "endpoint", "create", "-f", str(folder / "endpoint.yml"), url=url))
-                _check(_cli(ws, "deployment", "create", "-f", str(folder / "deployment.yml"), "--all-traffic",
-                            url=url))
+                _check(_cli(ws, "deployment", "create", "-f", str(folder / "deployment.yml"), "--all-traffic", url=url))
             else:  # a workspace from an earlier demo: bring its deployment up to this definition
                 _check(_cli(ws, "deployment", "update", "-f", str(folder / "deployment.yml"), url=url))
-            answer = _check(_cli(ws, "endpoint", "invoke", "--name", "demo-online", "--request-file",
-                                 str(folder / "request.json"), url=url))
+            answer = _check(
+                _cli(
+                    ws,
+                    "endpoint",
+                    "invoke",
+                    "--name",
+                    "demo-online",
+                    "--request-file",
+                    str(folder / "request.json"),
+                    url=url,
+                )
+            )
             click.echo(f"endpoint answered: {answer.stdout.strip()}")
             _production_traffic(ws, url)
             _show_metrics(ws, url)
@@ -146,15 +172,19 @@ def _production_traffic(ws: Workspace, url: str) -> None:
     """Requests whose first features run high, as if production had moved away from training."""
     import numpy as np
 
-    keys = json.loads(_check(_cli(ws, "endpoint", "get-credentials", "-n", "demo-online", "-o", "json",
-                                  url=url)).stdout)
+    keys = json.loads(
+        _check(_cli(ws, "endpoint", "get-credentials", "-n", "demo-online", "-o", "json", url=url)).stdout
+    )
     x = np.random.default_rng(3).standard_normal((TRAFFIC, 32)).astype(np.float32)
     x[:, :SHIFTED] += 1.0
     target = f"{url}/endpoints/demo-online/v2/models/{DEMO_MODEL}/infer"
     for row in x:
         body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 32], "data": row.tolist()}]}
-        request = urllib.request.Request(target, data=json.dumps(body).encode(), headers={
-            "Content-Type": "application/json", "Authorization": f"Bearer {keys['primaryKey']}"})
+        request = urllib.request.Request(
+            target,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {keys['primaryKey']}"},
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             response.read()
     click.echo(f"sent {TRAFFIC} requests to {target}")
@@ -170,14 +200,20 @@ def _show_metrics(ws: Workspace, url: str) -> None:
     for line in router.splitlines():
         if line.startswith("modelport_endpoint_requests_total{") and 'endpoint="demo-online"' in line:
             click.echo(f"  {line}")
-    replica = json.loads(_check(_cli(ws, "deployment", "show", "-e", "demo-online", "-n", "blue", "-o", "json",
-                                     url=url)).stdout)["replicas"][0]
+    replica = json.loads(
+        _check(_cli(ws, "deployment", "show", "-e", "demo-online", "-n", "blue", "-o", "json", url=url)).stdout
+    )["replicas"][0]
     with urllib.request.urlopen(replica["metrics_url"], timeout=10) as response:
         served = response.read().decode()
     click.echo(f"GET {replica['metrics_url']} (the replica):")
     for line in served.splitlines():
-        if line.startswith(("nv_inference_request_success{", "nv_inference_exec_count{",
-                            "modelport_inference_request_duration_seconds_count{")):
+        if line.startswith(
+            (
+                "nv_inference_request_success{",
+                "nv_inference_exec_count{",
+                "modelport_inference_request_duration_seconds_count{",
+            )
+        ):
             click.echo(f"  {line}")
 
 
@@ -194,8 +230,21 @@ def _drift(ws: Workspace) -> None:
         train = np.random.default_rng(4).standard_normal((2000, 32)).astype(np.float32)
         pd.DataFrame(train, columns=[f"input_{i}" for i in range(32)]).to_parquet(baseline)
         features = ",".join(f"input_{i}" for i in range(SHIFTED + 3))
-        report = _check(_cli(ws, "monitor", "drift", "--baseline", str(baseline), "--target", "demo-online/blue",
-                             "--since", "1h", "--features", features))
+        report = _check(
+            _cli(
+                ws,
+                "monitor",
+                "drift",
+                "--baseline",
+                str(baseline),
+                "--target",
+                "demo-online/blue",
+                "--since",
+                "1h",
+                "--features",
+                features,
+            )
+        )
         click.echo(report.stdout.rstrip())
 
 
@@ -210,11 +259,25 @@ def _batch_score(ws: Workspace) -> None:
         rows = np.random.default_rng(2).standard_normal((2000, 32)).astype(np.float32)
         pd.DataFrame(rows, columns=[f"f{i}" for i in range(32)]).to_csv(folder / "rows.csv", index=False)
         if _cli(ws, "batch-endpoint", "show", "-n", "demo-batch").returncode != 0:
-            for args in (("batch-endpoint", "create", "-f", str(folder / "endpoint.yml")),
-                         ("batch-deployment", "create", "-f", str(folder / "deployment.yml"), "--set-default")):
+            for args in (
+                ("batch-endpoint", "create", "-f", str(folder / "endpoint.yml")),
+                ("batch-deployment", "create", "-f", str(folder / "deployment.yml"), "--set-default"),
+            ):
                 _check(_cli(ws, *args))
-        job = _check(_cli(ws, "batch-endpoint", "invoke", "-n", "demo-batch", "--input", str(folder / "rows.csv"),
-                          "--output-path", str(folder / "out"), "--wait"))
+        job = _check(
+            _cli(
+                ws,
+                "batch-endpoint",
+                "invoke",
+                "-n",
+                "demo-batch",
+                "--input",
+                str(folder / "rows.csv"),
+                "--output-path",
+                str(folder / "out"),
+                "--wait",
+            )
+        )
         click.echo(job.stdout.strip().splitlines()[-1])
         lines = (folder / "out" / "predictions.csv").read_text().splitlines()
         click.echo(f"predictions.csv: {len(lines)} rows, first: {lines[0]}")

@@ -31,14 +31,22 @@ from modelport.core.errors import ModelportError
 from modelport.core.files import disk_error, private_umask
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=examples(
-    ("The tour: serve, deploy, watch and batch-score a sample model", "modelport demo"),
-    ("Register a model and serve it (HTTP :8000, gRPC :8001)",
-     "modelport model register ./model.onnx --name fraud\nmodelport serve fraud"),
-    ("Start the local control plane for online endpoints", "modelport up"),
-))
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=examples(
+        ("The tour: serve, deploy, watch and batch-score a sample model", "modelport demo"),
+        (
+            "Register a model and serve it (HTTP :8000, gRPC :8001)",
+            "modelport model register ./model.onnx --name fraud\nmodelport serve fraud",
+        ),
+        ("Start the local control plane for online endpoints", "modelport up"),
+    ),
+)
 @click.option(
-    "--workspace", "-w", metavar="DIR", default=None,
+    "--workspace",
+    "-w",
+    metavar="DIR",
+    default=None,
     help="Workspace folder [default: $MODELPORT_HOME or ./.modelport].",
 )
 @click.version_option(__version__, prog_name="modelport")
@@ -49,10 +57,13 @@ def cli(ctx: click.Context, workspace: str | None) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-@cli.command("init", epilog=examples(
-    ("Create ./.modelport", "modelport init"),
-    ("Create a workspace elsewhere ($MODELPORT_HOME works too)", "modelport --workspace ~/models init"),
-))
+@cli.command(
+    "init",
+    epilog=examples(
+        ("Create ./.modelport", "modelport init"),
+        ("Create a workspace elsewhere ($MODELPORT_HOME works too)", "modelport --workspace ~/models init"),
+    ),
+)
 @click.pass_obj
 def init(app: AppContext) -> None:
     """Create the workspace (the first registration also creates it)."""
@@ -60,10 +71,13 @@ def init(app: AppContext) -> None:
     click.echo(f"workspace ready at {ws.root}")
 
 
-@cli.command("demo", epilog=examples(
-    ("The tour in ./.modelport (a second run reuses what the first made)", "modelport demo"),
-    ("The tour in a workspace of its own", "modelport --workspace /tmp/tour demo"),
-))
+@cli.command(
+    "demo",
+    epilog=examples(
+        ("The tour in ./.modelport (a second run reuses what the first made)", "modelport demo"),
+        ("The tour in a workspace of its own", "modelport --workspace /tmp/tour demo"),
+    ),
+)
 @click.pass_obj
 def demo(app: AppContext) -> None:
     """The whole loop on a sample model, each step run as the CLI command you would type.

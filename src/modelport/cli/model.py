@@ -16,11 +16,15 @@ if TYPE_CHECKING:
     from modelport.registry.models import ModelInfo
 
 
-@click.group(epilog=examples(
-    ("Register a version, name it prod and fetch it",
-     "modelport model register ./model.onnx --name fraud\nmodelport model alias set fraud prod 1\n"
-     "modelport model download fraud@prod --to ./out"),
-))
+@click.group(
+    epilog=examples(
+        (
+            "Register a version, name it prod and fetch it",
+            "modelport model register ./model.onnx --name fraud\nmodelport model alias set fraud prod 1\n"
+            "modelport model download fraud@prod --to ./out",
+        ),
+    )
+)
 def model() -> None:
     """Register, find and fetch model versions (NAME, NAME:VERSION or NAME@ALIAS)."""
 
@@ -39,31 +43,72 @@ def show_info(info: ModelInfo, output: str) -> None:
     print_fields(fields, title=f"model {info.ref}")
 
 
-@model.command("register", epilog=examples(
-    ("Register an ONNX file; the flavor is detected", "modelport model register ./model.onnx --name fraud --tag team=risk"),
-    ("A scikit-learn pickle, with a description", "modelport model register model.pkl --name iris -d 'logistic regression'"),
-    ("A folder (an MLflow model, a Triton model...) as version 3", "modelport model register ./model_dir --name fraud --version 3"),
-))
+@model.command(
+    "register",
+    epilog=examples(
+        (
+            "Register an ONNX file; the flavor is detected",
+            "modelport model register ./model.onnx --name fraud --tag team=risk",
+        ),
+        (
+            "A scikit-learn pickle, with a description",
+            "modelport model register model.pkl --name iris -d 'logistic regression'",
+        ),
+        (
+            "A folder (an MLflow model, a Triton model...) as version 3",
+            "modelport model register ./model_dir --name fraud --version 3",
+        ),
+    ),
+)
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--name", "-n", required=True, help="Model name.")
 @click.option("--version", "-v", default=None, help="Version number [default: next].")
-@click.option("--flavor", "-f", default=None, help="onnx, sklearn, torch, xgboost, lightgbm, mlflow, python, triton, custom [default: detected].")
+@click.option(
+    "--flavor",
+    "-f",
+    default=None,
+    help="onnx, sklearn, torch, xgboost, lightgbm, mlflow, python, triton, custom [default: detected].",
+)
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Tag (repeatable).")
 @click.option("--property", "properties", multiple=True, metavar="KEY=VALUE", help="Property (repeatable).")
 @click.option("--description", "-d", default="", help="Free text.")
 @click.option("--allow-duplicate", is_flag=True, help="Register content identical to an existing version.")
-@click.option("--follow-symlinks", is_flag=True,
-              help="Store what symbolic links inside the folder point to [default: refuse such a folder].")
-@click.option("--input-example", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="A sample input (.json, .csv, .npy, .parquet) the input signature is inferred from: a table is "
-                   "one input-0 of shape [-1, columns] in its datatype.")
-@click.option("--signature", "signature_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="A YAML/JSON file listing inputs and outputs ({name, datatype, shape}, or MLflow's form).")
+@click.option(
+    "--follow-symlinks",
+    is_flag=True,
+    help="Store what symbolic links inside the folder point to [default: refuse such a folder].",
+)
+@click.option(
+    "--input-example",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="A sample input (.json, .csv, .npy, .parquet) the input signature is inferred from: a table is "
+    "one input-0 of shape [-1, columns] in its datatype.",
+)
+@click.option(
+    "--signature",
+    "signature_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="A YAML/JSON file listing inputs and outputs ({name, datatype, shape}, or MLflow's form).",
+)
 @output_option
 @pass_app
-def register(app: AppContext, path: Path, name: str, version: str | None, flavor: str | None,
-             tags: tuple[str, ...], properties: tuple[str, ...], description: str, allow_duplicate: bool,
-             follow_symlinks: bool, input_example: Path | None, signature_file: Path | None, output: str) -> None:
+def register(
+    app: AppContext,
+    path: Path,
+    name: str,
+    version: str | None,
+    flavor: str | None,
+    tags: tuple[str, ...],
+    properties: tuple[str, ...],
+    description: str,
+    allow_duplicate: bool,
+    follow_symlinks: bool,
+    input_example: Path | None,
+    signature_file: Path | None,
+    output: str,
+) -> None:
     """Register a model file or folder as a new version.
 
     Pickled and tree models record no signature: give one with --input-example or --signature, and
@@ -72,12 +117,24 @@ def register(app: AppContext, path: Path, name: str, version: str | None, flavor
 
     if input_example is not None and signature_file is not None:
         raise ValidationError("--input-example, --signature: give one of them, not both")
-    signature = signature_from_example(input_example) if input_example is not None else \
-        signature_from_file(signature_file) if signature_file is not None else None
+    signature = (
+        signature_from_example(input_example)
+        if input_example is not None
+        else signature_from_file(signature_file)
+        if signature_file is not None
+        else None
+    )
     info = app.workspace.models.register(
-        path, name, version=version, flavor=flavor, tags=parse_pairs(tags, "--tag"),
-        properties=parse_pairs(properties, "--property"), description=description,
-        allow_duplicate=allow_duplicate, follow_symlinks=follow_symlinks, signature=signature,
+        path,
+        name,
+        version=version,
+        flavor=flavor,
+        tags=parse_pairs(tags, "--tag"),
+        properties=parse_pairs(properties, "--property"),
+        description=description,
+        allow_duplicate=allow_duplicate,
+        follow_symlinks=follow_symlinks,
+        signature=signature,
     )
     warn_about_pickles(info)
     if output == "json":
@@ -90,17 +147,26 @@ def warn_about_pickles(info: ModelInfo) -> None:
     """One stderr line per finding of :mod:`modelport.registry.flavors.pickle_imports`: a warning, not an error."""
     for file, names in info.details.get("unsafe_imports", {}).items():
         for name in names:
-            click.echo(f"warning: {file} imports {name}, outside the modules model pickles need; "
-                       "a pickle runs code when it is loaded, and serving this model loads it", err=True)
+            click.echo(
+                f"warning: {file} imports {name}, outside the modules model pickles need; "
+                "a pickle runs code when it is loaded, and serving this model loads it",
+                err=True,
+            )
     for file in info.details.get("uninspected_pickles", []):
-        click.echo(f"warning: {file} is a pickle that could not be inspected to its end; "
-                   "a pickle runs code when it is loaded, so serve it only if you trust its source", err=True)
+        click.echo(
+            f"warning: {file} is a pickle that could not be inspected to its end; "
+            "a pickle runs code when it is loaded, so serve it only if you trust its source",
+            err=True,
+        )
 
 
-@model.command("list", epilog=examples(
-    ("Models with their latest version", "modelport model list"),
-    ("Archived ones too, as JSON", "modelport model list --include-archived -o json"),
-))
+@model.command(
+    "list",
+    epilog=examples(
+        ("Models with their latest version", "modelport model list"),
+        ("Archived ones too, as JSON", "modelport model list --include-archived -o json"),
+    ),
+)
 @click.option("--include-archived", is_flag=True, help="Also list archived models.")
 @output_option
 @pass_app
@@ -110,13 +176,18 @@ def list_models(app: AppContext, include_archived: bool, output: str) -> None:
     if output == "json":
         print_json([m.to_dict() for m in models])
         return
-    print_table(["name", "latest", "versions", "flavor", "archived"],
-                ((m.name, m.latest_version, m.version_count, m.flavor, m.archived) for m in models))
+    print_table(
+        ["name", "latest", "versions", "flavor", "archived"],
+        ((m.name, m.latest_version, m.version_count, m.flavor, m.archived) for m in models),
+    )
 
 
-@model.command("versions", epilog=examples(
-    ("Every version of fraud", "modelport model versions fraud"),
-))
+@model.command(
+    "versions",
+    epilog=examples(
+        ("Every version of fraud", "modelport model versions fraud"),
+    ),
+)
 @click.argument("name")
 @click.option("--include-archived", is_flag=True, help="Also list archived versions.")
 @output_option
@@ -127,15 +198,23 @@ def versions(app: AppContext, name: str, include_archived: bool, output: str) ->
     if output == "json":
         print_json([i.to_dict() for i in infos])
         return
-    print_table(["version", "flavor", "aliases", "size", "created", "description"],
-                ((i.version, i.flavor, ",".join(i.aliases), i.size, f"{i.created_at:%Y-%m-%d %H:%M:%S}", i.description)
-                 for i in infos), title=f"model {name}")
+    print_table(
+        ["version", "flavor", "aliases", "size", "created", "description"],
+        (
+            (i.version, i.flavor, ",".join(i.aliases), i.size, f"{i.created_at:%Y-%m-%d %H:%M:%S}", i.description)
+            for i in infos
+        ),
+        title=f"model {name}",
+    )
 
 
-@model.command("show", epilog=examples(
-    ("The version prod points at", "modelport model show fraud@prod"),
-    ("Version 2, as JSON (signature, files, sha256s)", "modelport model show fraud:2 -o json"),
-))
+@model.command(
+    "show",
+    epilog=examples(
+        ("The version prod points at", "modelport model show fraud@prod"),
+        ("Version 2, as JSON (signature, files, sha256s)", "modelport model show fraud:2 -o json"),
+    ),
+)
 @click.argument("ref")
 @output_option
 @pass_app
@@ -144,9 +223,12 @@ def show(app: AppContext, ref: str, output: str) -> None:
     show_info(app.workspace.models.get(ref), output)
 
 
-@model.command("download", epilog=examples(
-    ("A verified copy of fraud@prod, yours to edit", "modelport model download fraud@prod --to ./out"),
-))
+@model.command(
+    "download",
+    epilog=examples(
+        ("A verified copy of fraud@prod, yours to edit", "modelport model download fraud@prod --to ./out"),
+    ),
+)
 @click.argument("ref")
 @click.option("--to", "to", required=True, type=click.Path(path_type=Path), help="Destination folder.")
 @pass_app
@@ -155,10 +237,13 @@ def download(app: AppContext, ref: str, to: Path) -> None:
     click.echo(str(app.workspace.models.download(ref, to)))
 
 
-@model.command("path", epilog=examples(
-    ("Where the latest version of fraud is", "modelport model path fraud"),
-    ("Hand it to a program", "python evaluate.py --model \"$(modelport model path fraud@prod)\""),
-))
+@model.command(
+    "path",
+    epilog=examples(
+        ("Where the latest version of fraud is", "modelport model path fraud"),
+        ("Hand it to a program", 'python evaluate.py --model "$(modelport model path fraud@prod)"'),
+    ),
+)
 @click.argument("ref")
 @pass_app
 def path(app: AppContext, ref: str) -> None:
@@ -166,27 +251,35 @@ def path(app: AppContext, ref: str) -> None:
     click.echo(str(app.workspace.models.path(ref)))
 
 
-@model.command("update", epilog=examples(
-    ("Tag version 2 and drop a tag", "modelport model update fraud:2 --tag stage=prod --remove-tag draft"),
-    ("Describe it", "modelport model update fraud:2 -d 'retrained on March data'"),
-))
+@model.command(
+    "update",
+    epilog=examples(
+        ("Tag version 2 and drop a tag", "modelport model update fraud:2 --tag stage=prod --remove-tag draft"),
+        ("Describe it", "modelport model update fraud:2 -d 'retrained on March data'"),
+    ),
+)
 @click.argument("ref")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Set a tag (repeatable).")
 @click.option("--remove-tag", "remove_tags", multiple=True, metavar="KEY", help="Remove a tag (repeatable).")
 @click.option("--description", "-d", default=None, help="New description.")
 @output_option
 @pass_app
-def update(app: AppContext, ref: str, tags: tuple[str, ...], remove_tags: tuple[str, ...],
-           description: str | None, output: str) -> None:
+def update(
+    app: AppContext, ref: str, tags: tuple[str, ...], remove_tags: tuple[str, ...], description: str | None, output: str
+) -> None:
     """Change tags or description (files and flavor are immutable)."""
-    info = app.workspace.models.update(ref, tags=parse_pairs(tags, "--tag"), remove_tags=list(remove_tags),
-                                       description=description)
+    info = app.workspace.models.update(
+        ref, tags=parse_pairs(tags, "--tag"), remove_tags=list(remove_tags), description=description
+    )
     show_info(info, output)
 
 
-@model.command("delete", epilog=examples(
-    ("Delete version 1 of fraud", "modelport model delete fraud:1"),
-))
+@model.command(
+    "delete",
+    epilog=examples(
+        ("Delete version 1 of fraud", "modelport model delete fraud:1"),
+    ),
+)
 @click.argument("ref")
 @pass_app
 def delete(app: AppContext, ref: str) -> None:
@@ -195,17 +288,23 @@ def delete(app: AppContext, ref: str) -> None:
     click.echo(f"deleted {info.ref}")
 
 
-@model.group("alias", epilog=examples(
-    ("Promote version 3 to prod", "modelport model alias set fraud prod 3"),
-))
+@model.group(
+    "alias",
+    epilog=examples(
+        ("Promote version 3 to prod", "modelport model alias set fraud prod 3"),
+    ),
+)
 def alias() -> None:
     """Point names like ``prod`` at versions."""
 
 
-@alias.command("set", epilog=examples(
-    ("Point fraud@prod at version 3", "modelport model alias set fraud prod 3"),
-    ("Point fraud@canary at the latest version", "modelport model alias set fraud canary"),
-))
+@alias.command(
+    "set",
+    epilog=examples(
+        ("Point fraud@prod at version 3", "modelport model alias set fraud prod 3"),
+        ("Point fraud@canary at the latest version", "modelport model alias set fraud canary"),
+    ),
+)
 @click.argument("name")
 @click.argument("alias_name", metavar="ALIAS")
 @click.argument("version", required=False)
@@ -216,9 +315,12 @@ def alias_set(app: AppContext, name: str, alias_name: str, version: str | None) 
     click.echo(f"{name}@{alias_name} -> {info.ref}")
 
 
-@alias.command("delete", epilog=examples(
-    ("Remove fraud@canary (the version stays)", "modelport model alias delete fraud canary"),
-))
+@alias.command(
+    "delete",
+    epilog=examples(
+        ("Remove fraud@canary (the version stays)", "modelport model alias delete fraud canary"),
+    ),
+)
 @click.argument("name")
 @click.argument("alias_name", metavar="ALIAS")
 @pass_app

@@ -37,44 +37,100 @@ DRIFT_EXIT_CODE = 3
 _SHORT_METRIC = {"normalized_wasserstein_distance": "NWD", "jensen_shannon_distance": "JSD"}
 
 
-@click.group("monitor", epilog=examples(
-    ("What blue received today against the training set",
-     "modelport monitor drift --baseline train.parquet --target iris/blue --since 24h"),
-))
+@click.group(
+    "monitor",
+    epilog=examples(
+        (
+            "What blue received today against the training set",
+            "modelport monitor drift --baseline train.parquet --target iris/blue --since 24h",
+        ),
+    ),
+)
 def monitor() -> None:
     """Watch deployed models: drift of inputs and predictions against a baseline."""
 
 
-@monitor.command("drift", epilog=examples(
-    ("What blue collected in the last day against the training set, with an HTML report",
-     "modelport monitor drift --baseline train.parquet --target iris/blue --since 24h --html drift.html"),
-    ("Two files, in CI: exit 3 when drift is found",
-     "modelport monitor drift --baseline train.parquet --target today.csv -o json --fail-on-drift"),
-    ("Stricter numeric columns, and a code column read as categorical",
-     "modelport monitor drift --baseline train.csv --target today.csv --threshold numerical=0.05 --categorical zip"),
-))
-@click.option("--baseline", required=True, metavar="PATH",
-              help="Reference data (e.g. the training set): a Parquet, CSV or JSONL file or a folder of them.")
-@click.option("--target", required=True, metavar="PATH|ENDPOINT/DEPLOYMENT",
-              help="Data to check: a file or folder, or an online deployment's collected payload.")
-@click.option("--features", default=None, metavar="A,B",
-              help="Compare only these columns (each must be on both sides) [default: all shared columns].")
-@click.option("--categorical", default=None, metavar="A,B",
-              help="Treat these columns as categorical whatever their dtype.")
-@click.option("--predictions", default=None, metavar="A,B",
-              help="Label these columns as predictions (a deployment's model_outputs always are).")
-@click.option("--since", default=None, metavar="DURATION",
-              help="Only target rows whose time is within the last 90s, 30m, 24h, 7d...")
-@click.option("--threshold", "thresholds", multiple=True, metavar="TYPE=VALUE",
-              help="numerical=0.1 (normalized Wasserstein) or categorical=0.1 (Jensen-Shannon); repeatable.")
-@click.option("--html", "html_path", default=None, metavar="REPORT.html", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write a self-contained HTML report with a distribution plot per column.")
+@monitor.command(
+    "drift",
+    epilog=examples(
+        (
+            "What blue collected in the last day against the training set, with an HTML report",
+            "modelport monitor drift --baseline train.parquet --target iris/blue --since 24h --html drift.html",
+        ),
+        (
+            "Two files, in CI: exit 3 when drift is found",
+            "modelport monitor drift --baseline train.parquet --target today.csv -o json --fail-on-drift",
+        ),
+        (
+            "Stricter numeric columns, and a code column read as categorical",
+            "modelport monitor drift --baseline train.csv --target today.csv --threshold numerical=0.05 --categorical zip",
+        ),
+    ),
+)
+@click.option(
+    "--baseline",
+    required=True,
+    metavar="PATH",
+    help="Reference data (e.g. the training set): a Parquet, CSV or JSONL file or a folder of them.",
+)
+@click.option(
+    "--target",
+    required=True,
+    metavar="PATH|ENDPOINT/DEPLOYMENT",
+    help="Data to check: a file or folder, or an online deployment's collected payload.",
+)
+@click.option(
+    "--features",
+    default=None,
+    metavar="A,B",
+    help="Compare only these columns (each must be on both sides) [default: all shared columns].",
+)
+@click.option(
+    "--categorical", default=None, metavar="A,B", help="Treat these columns as categorical whatever their dtype."
+)
+@click.option(
+    "--predictions",
+    default=None,
+    metavar="A,B",
+    help="Label these columns as predictions (a deployment's model_outputs always are).",
+)
+@click.option(
+    "--since",
+    default=None,
+    metavar="DURATION",
+    help="Only target rows whose time is within the last 90s, 30m, 24h, 7d...",
+)
+@click.option(
+    "--threshold",
+    "thresholds",
+    multiple=True,
+    metavar="TYPE=VALUE",
+    help="numerical=0.1 (normalized Wasserstein) or categorical=0.1 (Jensen-Shannon); repeatable.",
+)
+@click.option(
+    "--html",
+    "html_path",
+    default=None,
+    metavar="REPORT.html",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a self-contained HTML report with a distribution plot per column.",
+)
 @click.option("--fail-on-drift", is_flag=True, help=f"Exit {DRIFT_EXIT_CODE} when drift is found (CI pipelines).")
 @output_option
 @pass_app
-def drift(app: AppContext, baseline: str, target: str, features: str | None, categorical: str | None,
-          predictions: str | None, since: str | None, thresholds: tuple[str, ...], html_path: Path | None,
-          fail_on_drift: bool, output: str) -> None:
+def drift(
+    app: AppContext,
+    baseline: str,
+    target: str,
+    features: str | None,
+    categorical: str | None,
+    predictions: str | None,
+    since: str | None,
+    thresholds: tuple[str, ...],
+    html_path: Path | None,
+    fail_on_drift: bool,
+    output: str,
+) -> None:
     """Compare --target with --baseline column by column and say which columns drifted.
 
     Exits 0 whether or not drift is found (a report is not a failure); 3 with --fail-on-drift
@@ -97,9 +153,15 @@ def drift(app: AppContext, baseline: str, target: str, features: str | None, cat
     from modelport.monitor.drift import Thresholds, compare  # scipy: only once the inputs are known good
 
     report = compare(
-        base.frame, data.frame, features=wanted, categorical=forced,
-        predictions=[*labelled, *data.predictions], thresholds=Thresholds(**limits),
-        baseline_source=base.source, target_source=data.source, since=since,
+        base.frame,
+        data.frame,
+        features=wanted,
+        categorical=forced,
+        predictions=[*labelled, *data.predictions],
+        thresholds=Thresholds(**limits),
+        baseline_source=base.source,
+        target_source=data.source,
+        since=since,
     )
     if html_path is not None:
         from modelport.monitor.report import write_html
@@ -118,22 +180,35 @@ def drift(app: AppContext, baseline: str, target: str, features: str | None, cat
 
 def _print_report(report: DriftReport) -> None:
     """A compact table (no borders, columns one space apart) so that 80 columns hold it."""
-    table = Table(title=f"{report.target_source} vs {report.baseline_source}", box=box.SIMPLE_HEAD,
-                  show_edge=False, padding=0)
+    table = Table(
+        title=f"{report.target_source} vs {report.baseline_source}", box=box.SIMPLE_HEAD, show_edge=False, padding=0
+    )
     table.add_column("column", overflow="fold")
     for name in ("kind", "type", "metric", "threshold", "PSI", "p-value", "drifted"):
         table.add_column(name, justify="right" if name in ("threshold", "PSI", "p-value") else "left")
     for c in report.columns:
-        table.add_row(c.name, c.kind, c.type, f"{_SHORT_METRIC.get(c.metric, c.metric)} {_num(c.value)}",
-                      f"{c.threshold:g}", _num(c.metrics.get("psi")), _p(c.pvalue), "yes" if c.drifted else "no")
+        table.add_row(
+            c.name,
+            c.kind,
+            c.type,
+            f"{_SHORT_METRIC.get(c.metric, c.metric)} {_num(c.value)}",
+            f"{c.threshold:g}",
+            _num(c.metrics.get("psi")),
+            _p(c.pvalue),
+            "yes" if c.drifted else "no",
+        )
     console.print(table)
     for skipped in report.skipped:
         click.echo(f"skipped {skipped.name}: {skipped.reason}")
-    click.echo(f"baseline {report.baseline_rows} rows, target {report.target_rows} rows"
-               + (f" (last {report.since})" if report.since else ""))
+    click.echo(
+        f"baseline {report.baseline_rows} rows, target {report.target_rows} rows"
+        + (f" (last {report.since})" if report.since else "")
+    )
     drifted = report.drifted
     if drifted:
-        click.echo(f"drift: {len(drifted)} of {len(report.columns)} columns over their threshold ({', '.join(drifted)})")
+        click.echo(
+            f"drift: {len(drifted)} of {len(report.columns)} columns over their threshold ({', '.join(drifted)})"
+        )
     else:
         click.echo(f"no drift: none of {len(report.columns)} columns over its threshold")
 

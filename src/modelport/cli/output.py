@@ -18,7 +18,12 @@ from modelport.core.errors import ValidationError
 console = Console(emoji=False, markup=False)
 
 output_option = click.option(
-    "--output", "-o", "output", type=click.Choice(["table", "json"]), default="table", show_default=True,
+    "--output",
+    "-o",
+    "output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
     help="table for people, json for scripts.",
 )
 yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -28,8 +33,9 @@ def print_json(data: Any) -> None:
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n")
 
 
-def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None,
-                whole: Sequence[str] = ()) -> None:
+def print_table(
+    columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None, whole: Sequence[str] = ()
+) -> None:
     """A table that fits the terminal by folding long values onto more lines, never cutting them;
     the ``whole`` columns (ids that users copy) stay on one line and are never narrowed."""
     cells = [["" if cell is None else str(cell) for cell in row] for row in rows]
@@ -91,10 +97,13 @@ def add_archive_commands(group: click.Group, noun: str, registry: Callable[[Any]
     from modelport.cli.context import pass_app
     from modelport.cli.examples import examples
 
-    @group.command("archive", epilog=examples(
-        (f"Hide version 1 of {example}", f"modelport {noun} archive {example}:1"),
-        (f"Hide the whole {noun}", f"modelport {noun} archive {example}"),
-    ))
+    @group.command(
+        "archive",
+        epilog=examples(
+            (f"Hide version 1 of {example}", f"modelport {noun} archive {example}:1"),
+            (f"Hide the whole {noun}", f"modelport {noun} archive {example}"),
+        ),
+    )
     @click.argument("ref")
     @pass_app
     def archive(app: Any, ref: str) -> None:
@@ -103,9 +112,12 @@ def add_archive_commands(group: click.Group, noun: str, registry: Callable[[Any]
 
     archive.help = f"Hide a {noun} (NAME) or one version (NAME:V) from lists; it still resolves."
 
-    @group.command("restore", epilog=examples(
-        (f"Show version 1 of {example} in lists again", f"modelport {noun} restore {example}:1"),
-    ))
+    @group.command(
+        "restore",
+        epilog=examples(
+            (f"Show version 1 of {example} in lists again", f"modelport {noun} restore {example}:1"),
+        ),
+    )
     @click.argument("ref")
     @pass_app
     def restore(app: Any, ref: str) -> None:

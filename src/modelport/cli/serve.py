@@ -21,68 +21,166 @@ if TYPE_CHECKING:  # the serving stack (numpy, onnxruntime...) is imported when 
     from modelport.serving.sources import ModelSource
 
 
-@click.command("serve", epilog=examples(
-    ("Serve a registered model: v2 HTTP on 8000, gRPC on 8001, metrics on 8002", "modelport serve fraud@prod"),
-    ("A Triton-style model repository, HTTP only, on port 9000",
-     "modelport serve ./model_repository --http-port 9000 --no-grpc"),
-    ("An unmodified Azure ML score.py with its model folder, in 4 processes",
-     "modelport serve --entry-script score.py --model-dir ./model --workers 4"),
-))
+@click.command(
+    "serve",
+    epilog=examples(
+        ("Serve a registered model: v2 HTTP on 8000, gRPC on 8001, metrics on 8002", "modelport serve fraud@prod"),
+        (
+            "A Triton-style model repository, HTTP only, on port 9000",
+            "modelport serve ./model_repository --http-port 9000 --no-grpc",
+        ),
+        (
+            "An unmodified Azure ML score.py with its model folder, in 4 processes",
+            "modelport serve --entry-script score.py --model-dir ./model --workers 4",
+        ),
+    ),
+)
 @click.argument("targets", nargs=-1)
-@click.option("--entry-script", type=click.Path(path_type=Path), default=None,
-              help="An Azure ML scoring script (init()/run()) to serve on /score.")
-@click.option("--model-dir", type=click.Path(path_type=Path), default=None,
-              help="The folder the script sees as AZUREML_MODEL_DIR / MODELPORT_MODEL_DIR.")
-@click.option("--name", "served_name", default=None,
-              help="The model name a TARGET given as a file or model folder is served under [default: its file "
-                   "stem or folder name].")
+@click.option(
+    "--entry-script",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="An Azure ML scoring script (init()/run()) to serve on /score.",
+)
+@click.option(
+    "--model-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The folder the script sees as AZUREML_MODEL_DIR / MODELPORT_MODEL_DIR.",
+)
+@click.option(
+    "--name",
+    "served_name",
+    default=None,
+    help="The model name a TARGET given as a file or model folder is served under [default: its file "
+    "stem or folder name].",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--http-port", default=8000, show_default=True, type=int, help="HTTP port (v2 and /score).")
 @click.option("--grpc-port", default=8001, show_default=True, type=int, help="gRPC port.")
 @click.option("--metrics-port", default=8002, show_default=True, type=int, help="Prometheus metrics port.")
 @click.option("--no-grpc", is_flag=True, help="Do not start the gRPC server.")
-@click.option("--max-body-mb", default=100, show_default=True, type=click.IntRange(min=1),
-              help="Largest request body accepted (413 beyond).")
-@click.option("--model-config", metavar="FILE|JSON", default=None,
-              help="Config fields laid over the model's own (max_batch_size, dynamic_batching, instance_group...): "
-                   "a YAML file or an inline JSON mapping.")
-@click.option("--request-log", type=click.Path(path_type=Path), default=None,
-              help="Write one JSON line per scoring request to FILE (rotated by size).")
-@click.option("--request-log-max-mb", default=16, show_default=True, type=click.IntRange(min=1),
-              help="Size at which the request log rotates (5 old files are kept).")
-@click.option("--data-collector", metavar="FILE|JSON", default=None,
-              help="Collect sampled payloads: a data_collector mapping as in deployment.yml.")
-@click.option("--collect-dir", type=click.Path(path_type=Path), default=None,
-              help="Where collected payloads go [default: <workspace>/collected/<endpoint>/<deployment>].")
+@click.option(
+    "--max-body-mb",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Largest request body accepted (413 beyond).",
+)
+@click.option(
+    "--model-config",
+    metavar="FILE|JSON",
+    default=None,
+    help="Config fields laid over the model's own (max_batch_size, dynamic_batching, instance_group...): "
+    "a YAML file or an inline JSON mapping.",
+)
+@click.option(
+    "--request-log",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write one JSON line per scoring request to FILE (rotated by size).",
+)
+@click.option(
+    "--request-log-max-mb",
+    default=16,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Size at which the request log rotates (5 old files are kept).",
+)
+@click.option(
+    "--data-collector",
+    metavar="FILE|JSON",
+    default=None,
+    help="Collect sampled payloads: a data_collector mapping as in deployment.yml.",
+)
+@click.option(
+    "--collect-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where collected payloads go [default: <workspace>/collected/<endpoint>/<deployment>].",
+)
 @click.option("--endpoint-name", default=None, help="The endpoint this server is a replica of (labels logs).")
 @click.option("--deployment-name", default=None, help="The deployment this server is a replica of (labels logs).")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Server processes sharing the ports (statistics and metrics count them all).")
-@click.option("--share-weights/--no-share-weights", default=True, show_default=True,
-              help="With several workers, ONNX models map one copy of their weights instead of one per worker "
-                   "(turns off weight prepacking: large batches run slower).")
-@click.option("--request-timeout-ms", default=None, type=click.IntRange(min=1),
-              help="Per-request time limit on /v2 (503 beyond) [default: none]; scripts use SCORING_TIMEOUT_MS.")
-@click.option("--max-lag-ms", default=200, show_default=True, type=click.IntRange(min=0),
-              help="Answer inference requests 503 at once while the server runs more than this many ms behind "
-                   "(overload); 0: never.")
-@click.option("--header-timeout-s", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Close a connection whose request head is not complete this long after it connected (or, "
-                   "kept alive, after the request's first byte).")
-@click.option("--body-timeout-s", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Answer 408 and close when a request body stalls this long without a byte.")
-@click.option("--max-connections", default=4096, show_default=True, type=click.IntRange(min=1),
-              help="Open connections per server process at most (fewer when `ulimit -n` minus 64 is lower); "
-                   "beyond it, the oldest connection still sending its request head is closed, or else the new one "
-                   "gets 503.")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Server processes sharing the ports (statistics and metrics count them all).",
+)
+@click.option(
+    "--share-weights/--no-share-weights",
+    default=True,
+    show_default=True,
+    help="With several workers, ONNX models map one copy of their weights instead of one per worker "
+    "(turns off weight prepacking: large batches run slower).",
+)
+@click.option(
+    "--request-timeout-ms",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Per-request time limit on /v2 (503 beyond) [default: none]; scripts use SCORING_TIMEOUT_MS.",
+)
+@click.option(
+    "--max-lag-ms",
+    default=200,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Answer inference requests 503 at once while the server runs more than this many ms behind "
+    "(overload); 0: never.",
+)
+@click.option(
+    "--header-timeout-s",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Close a connection whose request head is not complete this long after it connected (or, "
+    "kept alive, after the request's first byte).",
+)
+@click.option(
+    "--body-timeout-s",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Answer 408 and close when a request body stalls this long without a byte.",
+)
+@click.option(
+    "--max-connections",
+    default=4096,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Open connections per server process at most (fewer when `ulimit -n` minus 64 is lower); "
+    "beyond it, the oldest connection still sending its request head is closed, or else the new one "
+    "gets 503.",
+)
 @pass_app
-def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, model_dir: Path | None,
-          served_name: str | None, host: str,
-          http_port: int, grpc_port: int, metrics_port: int, no_grpc: bool, max_body_mb: int,
-          model_config: str | None, request_log: Path | None, request_log_max_mb: int, data_collector: str | None,
-          collect_dir: Path | None, endpoint_name: str | None, deployment_name: str | None, workers: int,
-          share_weights: bool, request_timeout_ms: int | None, max_lag_ms: int, header_timeout_s: float,
-          body_timeout_s: float, max_connections: int) -> None:
+def serve(
+    app: AppContext,
+    targets: tuple[str, ...],
+    entry_script: Path | None,
+    model_dir: Path | None,
+    served_name: str | None,
+    host: str,
+    http_port: int,
+    grpc_port: int,
+    metrics_port: int,
+    no_grpc: bool,
+    max_body_mb: int,
+    model_config: str | None,
+    request_log: Path | None,
+    request_log_max_mb: int,
+    data_collector: str | None,
+    collect_dir: Path | None,
+    endpoint_name: str | None,
+    deployment_name: str | None,
+    workers: int,
+    share_weights: bool,
+    request_timeout_ms: int | None,
+    max_lag_ms: int,
+    header_timeout_s: float,
+    body_timeout_s: float,
+    max_connections: int,
+) -> None:
     """Serve TARGETS: registered models (NAME, NAME:VERSION, NAME@ALIAS), a folder laid out like a
     Triton model repository (<repo>/<model>/<version>/model.onnx, optional config.pbtxt/config.yaml),
     or a model file or model folder served from its path without registering it (./model.onnx, an
@@ -97,25 +195,39 @@ def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, 
     from modelport.serving.workers import Workers
 
     if not targets and entry_script is None:
-        raise ValidationError("serve: give a TARGET (a registered model or a model-repository folder) or --entry-script")
+        raise ValidationError(
+            "serve: give a TARGET (a registered model or a model-repository folder) or --entry-script"
+        )
     if model_dir is not None and entry_script is None:
         raise ValidationError("--model-dir: only used with --entry-script")
-    sources = resolve_targets(list(targets), lambda: app.workspace, served_name,
-                              note=lambda line: click.echo(line, err=True))
+    sources = resolve_targets(
+        list(targets), lambda: app.workspace, served_name, note=lambda line: click.echo(line, err=True)
+    )
     if model_config is not None:
         sources = _with_config(sources, model_config)
     scripts = [source for source in sources if source.entry_script is not None]
     if len(scripts) + (entry_script is not None) > 1:
         raise ValidationError("serve: one scoring script per server (several python-flavor targets or --entry-script)")
-    script = (entry_script, model_dir, None) if entry_script is not None else \
-        (scripts[0].entry_script, scripts[0].model_dir, scripts[0].name) if scripts else None
+    script = (
+        (entry_script, model_dir, None)
+        if entry_script is not None
+        else (scripts[0].entry_script, scripts[0].model_dir, scripts[0].name)
+        if scripts
+        else None
+    )
     models = [source for source in sources if source.entry_script is None]
     if workers > 1:
         models = [_for_workers(source, workers, share_weights) for source in models]
-    collecting = _collector(app, data_collector, collect_dir, endpoint_name, deployment_name) if data_collector else None
+    collecting = (
+        _collector(app, data_collector, collect_dir, endpoint_name, deployment_name) if data_collector else None
+    )
     options = ServeOptions(
-        host=host, http_port=http_port, grpc_port=None if no_grpc else grpc_port, metrics_port=metrics_port,
-        max_body=max_body_mb * 1024 * 1024, timeout_s=None if request_timeout_ms is None else request_timeout_ms / 1000,
+        host=host,
+        http_port=http_port,
+        grpc_port=None if no_grpc else grpc_port,
+        metrics_port=metrics_port,
+        max_body=max_body_mb * 1024 * 1024,
+        timeout_s=None if request_timeout_ms is None else request_timeout_ms / 1000,
         max_lag_s=max_lag_ms / 1000 if max_lag_ms else None,
         limits=ConnectionLimits(header_timeout_s, body_timeout_s, max_connections),
     )
@@ -135,7 +247,9 @@ def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, 
         log_file = request_log if workers == 1 or request_log is None else _numbered(request_log, index)
         observing = Observing(
             RequestLog(log_file, request_log_max_mb * 1024 * 1024) if log_file is not None else None,
-            PayloadCollector(*collecting) if collecting is not None else None, endpoint_name, deployment_name,
+            PayloadCollector(*collecting) if collecting is not None else None,
+            endpoint_name,
+            deployment_name,
         )
         activate(observing.collector)  # before the script's init(), which may make its Collectors
         repository = ModelRepository(models)
@@ -143,9 +257,16 @@ def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, 
             host_script = ScriptHost(*script) if script is not None else None
             repository.load_all()
             no_code = repository if host_script is None and len(repository.names) == 1 else None
-            run(repository, replace(options, extra_routes=azureml_routes(host_script, no_code, None, options.max_body),
-                                    observing=observing, worker=worker),
-                on_ready=announce if worker is None else None)
+            run(
+                repository,
+                replace(
+                    options,
+                    extra_routes=azureml_routes(host_script, no_code, None, options.max_body),
+                    observing=observing,
+                    worker=worker,
+                ),
+                on_ready=announce if worker is None else None,
+            )
         finally:
             repository.close()
             observing.close()
@@ -157,8 +278,9 @@ def serve(app: AppContext, targets: tuple[str, ...], entry_script: Path | None, 
         finally:
             options.ports.close()
         return
-    where = f"http://{host}:{http_port}" + ("" if metrics_port is None else
-                                             f", metrics http://{host}:{metrics_port}/metrics")
+    where = f"http://{host}:{http_port}" + (
+        "" if metrics_port is None else f", metrics http://{host}:{metrics_port}/metrics"
+    )
     code = Workers(workers, options, start).run(on_ready=lambda count: announce(f"{where} ({count})"))
     if code:
         raise SystemExit(code)
@@ -177,8 +299,9 @@ def _with_config(sources: list[ModelSource], text: str) -> list[ModelSource]:
     return [replace(source, config=config) if source is model else source for source in sources]
 
 
-def _collector(app: AppContext, text: str, folder: Path | None, endpoint: str | None,
-               deployment: str | None) -> tuple[CollectorSettings, str] | None:
+def _collector(
+    app: AppContext, text: str, folder: Path | None, endpoint: str | None, deployment: str | None
+) -> tuple[CollectorSettings, str] | None:
     """The payload collector ``--data-collector`` asks for (its settings and source name); None
     when it enables no collection."""
     from modelport.control.definitions import parse_data_collector
@@ -193,8 +316,9 @@ def _collector(app: AppContext, text: str, folder: Path | None, endpoint: str | 
         return None
     folder = folder or app.root / "collected" / (endpoint or "local") / (deployment or "serve")
     source = f"/endpoints/{endpoint}/deployments/{deployment}" if endpoint else f"file://{folder}"
-    return CollectorSettings(folder, frozenset(settings.enabled), settings.sampling_rate, settings.rolling_rate,
-                             settings.format), source
+    return CollectorSettings(
+        folder, frozenset(settings.enabled), settings.sampling_rate, settings.rolling_rate, settings.format
+    ), source
 
 
 def _for_workers(source: ModelSource, workers: int, share_weights: bool) -> ModelSource:

@@ -50,26 +50,54 @@ class Operation:
 OPERATIONS = (
     Operation("GET", "/api/status", "status", "Daemon status: workspace, endpoints, replicas"),
     Operation("GET", "/api/endpoints", "list_endpoints", "List online endpoints"),
-    Operation("POST", "/api/endpoints", "create_endpoint", "Create an endpoint from its definition",
-              "EndpointDefinition", 201),
+    Operation(
+        "POST", "/api/endpoints", "create_endpoint", "Create an endpoint from its definition", "EndpointDefinition", 201
+    ),
     Operation("GET", "/api/endpoints/{endpoint}", "show_endpoint", "Show an endpoint"),
-    Operation("PUT", "/api/endpoints/{endpoint}", "update_endpoint",
-              "Update an endpoint: a new definition, or the stored one with `set` applied", "EndpointDefinition"),
+    Operation(
+        "PUT",
+        "/api/endpoints/{endpoint}",
+        "update_endpoint",
+        "Update an endpoint: a new definition, or the stored one with `set` applied",
+        "EndpointDefinition",
+    ),
     Operation("DELETE", "/api/endpoints/{endpoint}", "delete_endpoint", "Delete an endpoint and its deployments"),
     Operation("GET", "/api/endpoints/{endpoint}/keys", "get_credentials", "The endpoint's primary and secondary keys"),
-    Operation("POST", "/api/endpoints/{endpoint}/keys/regenerate", "regenerate_key", "Replace one key",
-              "KeyChoice"),
+    Operation("POST", "/api/endpoints/{endpoint}/keys/regenerate", "regenerate_key", "Replace one key", "KeyChoice"),
     Operation("GET", "/api/endpoints/{endpoint}/deployments", "list_deployments", "List an endpoint's deployments"),
-    Operation("POST", "/api/endpoints/{endpoint}/deployments", "create_deployment",
-              "Create a deployment; answers when its replicas are ready", "DeploymentDefinition", 201),
-    Operation("GET", "/api/endpoints/{endpoint}/deployments/{deployment}", "show_deployment",
-              "Show a deployment and its replicas"),
-    Operation("PUT", "/api/endpoints/{endpoint}/deployments/{deployment}", "update_deployment",
-              "Update a deployment (rolling: one new replica ready before an old one goes)", "DeploymentDefinition"),
-    Operation("DELETE", "/api/endpoints/{endpoint}/deployments/{deployment}", "delete_deployment",
-              "Delete a deployment that gets no traffic"),
-    Operation("GET", "/api/endpoints/{endpoint}/deployments/{deployment}/logs", "deployment_logs",
-              "Replica console logs or request logs (`lines`, `follow`, `requests`)"),
+    Operation(
+        "POST",
+        "/api/endpoints/{endpoint}/deployments",
+        "create_deployment",
+        "Create a deployment; answers when its replicas are ready",
+        "DeploymentDefinition",
+        201,
+    ),
+    Operation(
+        "GET",
+        "/api/endpoints/{endpoint}/deployments/{deployment}",
+        "show_deployment",
+        "Show a deployment and its replicas",
+    ),
+    Operation(
+        "PUT",
+        "/api/endpoints/{endpoint}/deployments/{deployment}",
+        "update_deployment",
+        "Update a deployment (rolling: one new replica ready before an old one goes)",
+        "DeploymentDefinition",
+    ),
+    Operation(
+        "DELETE",
+        "/api/endpoints/{endpoint}/deployments/{deployment}",
+        "delete_deployment",
+        "Delete a deployment that gets no traffic",
+    ),
+    Operation(
+        "GET",
+        "/api/endpoints/{endpoint}/deployments/{deployment}/logs",
+        "deployment_logs",
+        "Replica console logs or request logs (`lines`, `follow`, `requests`)",
+    ),
 )
 
 
@@ -105,8 +133,12 @@ class ManagementApi:
 
     async def status(self, request: Request) -> dict[str, Any]:
         records = await asyncio.to_thread(self.catalog.endpoints)
-        return {"version": __version__, "url": self.base_url, "workspace": str(self.catalog.ws.root),
-                "endpoints": [self._endpoint_view(record, detail=True) for record in records]}
+        return {
+            "version": __version__,
+            "url": self.base_url,
+            "workspace": str(self.catalog.ws.root),
+            "endpoints": [self._endpoint_view(record, detail=True) for record in records],
+        }
 
     async def list_endpoints(self, request: Request) -> list[dict[str, Any]]:
         return [self._endpoint_view(record) for record in await asyncio.to_thread(self.catalog.endpoints)]
@@ -168,15 +200,18 @@ class ManagementApi:
         async with self._locks[endpoint]:
             current = await asyncio.to_thread(self.catalog.endpoint, endpoint)
             if spec.name in {d.spec.name for d in current.deployments}:
-                raise ConflictError(f"deployment {spec.name!r} already exists in endpoint {endpoint!r}; "
-                                    "use deployment update to change it")
+                raise ConflictError(
+                    f"deployment {spec.name!r} already exists in endpoint {endpoint!r}; "
+                    "use deployment update to change it"
+                )
             resolution = await asyncio.to_thread(self.catalog.resolve, spec)
             stored = False
             try:
                 await self.supervisor.create(DeploymentRecord(resolution.spec, utcnow(), utcnow()))
                 try:
-                    record = await asyncio.to_thread(self.catalog.save_deployment, resolution.spec,
-                                                     all_traffic=bool(body.get("all_traffic")))
+                    record = await asyncio.to_thread(
+                        self.catalog.save_deployment, resolution.spec, all_traffic=bool(body.get("all_traffic"))
+                    )
                 except BaseException:
                     await self.supervisor.remove(endpoint, spec.name)
                     raise
@@ -307,20 +342,37 @@ def openapi_document() -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for op in OPERATIONS:
         entry: dict[str, Any] = {
-            "summary": op.summary, "operationId": op.handler,
-            "parameters": [{"name": part[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
-                           for part in op.path.split("/") if part.startswith("{")],
-            "responses": {str(op.status): {"description": "OK", "content": {"application/json": {}}},
-                          "400": _ERROR, "404": _ERROR, "409": _ERROR, "422": _ERROR},
+            "summary": op.summary,
+            "operationId": op.handler,
+            "parameters": [
+                {"name": part[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+                for part in op.path.split("/")
+                if part.startswith("{")
+            ],
+            "responses": {
+                str(op.status): {"description": "OK", "content": {"application/json": {}}},
+                "400": _ERROR,
+                "404": _ERROR,
+                "409": _ERROR,
+                "422": _ERROR,
+            },
         }
         if op.body:
-            entry["requestBody"] = {"required": True, "content": {
-                "application/json": {"schema": {"$ref": f"#/components/schemas/{op.body}"}}}}
+            entry["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{op.body}"}}},
+            }
         if op.handler == "deployment_logs":
-            entry["parameters"] += [{"name": "lines", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-                                    {"name": "follow", "in": "query", "schema": {"type": "boolean"}},
-                                    {"name": "requests", "in": "query", "schema": {"type": "boolean"},
-                                     "description": "the request logs (JSON lines) instead of the consoles"}]
+            entry["parameters"] += [
+                {"name": "lines", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                {"name": "follow", "in": "query", "schema": {"type": "boolean"}},
+                {
+                    "name": "requests",
+                    "in": "query",
+                    "schema": {"type": "boolean"},
+                    "description": "the request logs (JSON lines) instead of the consoles",
+                },
+            ]
             entry["responses"][str(op.status)] = {"description": "OK", "content": {"text/plain": {}}}
         paths.setdefault(op.path, {})[op.method.lower()] = entry
     definition = {
@@ -336,11 +388,16 @@ def openapi_document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "modelport daemon", "version": __version__},
         "paths": paths,
-        "components": {"schemas": {
-            "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
-            "EndpointDefinition": definition,
-            "DeploymentDefinition": deployment,
-            "KeyChoice": {"type": "object", "required": ["key"],
-                          "properties": {"key": {"type": "string", "enum": ["primary", "secondary"]}}},
-        }},
+        "components": {
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+                "EndpointDefinition": definition,
+                "DeploymentDefinition": deployment,
+                "KeyChoice": {
+                    "type": "object",
+                    "required": ["key"],
+                    "properties": {"key": {"type": "string", "enum": ["primary", "secondary"]}},
+                },
+            }
+        },
     }

@@ -49,7 +49,7 @@ PREFIX = "/batch-endpoints/"
 MAX_BODY = 1024 * 1024
 REFUSED_OVER_HTTP = {
     "output_path": "jobs started over HTTP write into their own job folder; use `modelport batch-endpoint "
-                   "invoke --output-path` to write elsewhere",
+    "invoke --output-path` to write elsewhere",
     "overwrite": "jobs started over HTTP write a new output file in their own job folder",
     "ray_address": "the daemon uses $RAY_ADDRESS; use `modelport batch-endpoint invoke --ray-address` for another",
 }
@@ -66,14 +66,16 @@ def _text(field: str, value: Any) -> str:
 def _input(field: str, value: Any) -> str:
     uri = _text(field, value)
     if "://" not in uri and not uri.startswith("/"):
-        raise ValidationError(f"{field}: {uri!r} is a relative path; give an absolute path or a URL "
-                              "(the daemon's working directory is not the caller's)")
+        raise ValidationError(
+            f"{field}: {uri!r} is a relative path; give an absolute path or a URL "
+            "(the daemon's working directory is not the caller's)"
+        )
     return uri
 
 
 def _settings(field: str, value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ValidationError(f"{field}: must be a list of \"SETTING=VALUE\" strings, as invoke --set takes")
+        raise ValidationError(f'{field}: must be a list of "SETTING=VALUE" strings, as invoke --set takes')
     for index, item in enumerate(value):
         key, sep, _ = item.partition("=")
         if not sep or not key:
@@ -125,7 +127,7 @@ class BatchRouter:
         self.base_url = base_url
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        parts = scope["path"][len(PREFIX):].split("/")
+        parts = scope["path"][len(PREFIX) :].split("/")
         try:
             status, document, headers = await self._handle(scope, receive, parts)
         except ModelportError as exc:
@@ -135,8 +137,7 @@ class BatchRouter:
             log.exception("batch router: unexpected error on %s %s", scope["method"], scope["path"])
             status, document, headers = 500, {"error": "internal error in the batch router"}, []
         content = orjson.dumps(document)
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode()),
-                   *headers]
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode()), *headers]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
@@ -144,8 +145,12 @@ class BatchRouter:
         name = parts[0]
         keys = await asyncio.to_thread(self._keys, name)
         if not authorized(_header(scope, b"authorization"), keys):
-            raise _Refusal(401, f"a valid key of batch endpoint {name!r} is required: Authorization: Bearer <key> "
-                                "(`modelport batch-endpoint get-credentials` shows them)", [(b"www-authenticate", b"Bearer")])
+            raise _Refusal(
+                401,
+                f"a valid key of batch endpoint {name!r} is required: Authorization: Bearer <key> "
+                "(`modelport batch-endpoint get-credentials` shows them)",
+                [(b"www-authenticate", b"Bearer")],
+            )
         method, route = scope["method"], parts[1:]
         if route == ["jobs"]:
             if method == "POST":
@@ -161,8 +166,10 @@ class BatchRouter:
             if job.endpoint != name:
                 raise NotFoundError(f"job {route[1]!r} does not exist")
             return 200, job.to_dict(), []
-        raise NotFoundError(f"{method} {scope['path']} is not a route of batch endpoint {name!r}; it has "
-                            f"{PREFIX}{name}/jobs (GET, POST) and {PREFIX}{name}/jobs/JOB (GET)")
+        raise NotFoundError(
+            f"{method} {scope['path']} is not a route of batch endpoint {name!r}; it has "
+            f"{PREFIX}{name}/jobs (GET, POST) and {PREFIX}{name}/jobs/JOB (GET)"
+        )
 
     def _keys(self, name: str) -> tuple[str, str]:
         try:
@@ -181,8 +188,14 @@ class BatchRouter:
             raise ValidationError(_FLAG.sub(lambda m: m[1].replace("-", "_"), str(exc))) from None
         url = f"{self.base_url}{PREFIX}{name}/jobs/{job.id}"
         log.info("batch endpoint %s: job %s started over HTTP", name, job.id)
-        document = {"id": job.id, "name": job.id, "status": job.status, "endpoint": name,
-                    "deployment": job.deployment, "status_url": url}
+        document = {
+            "id": job.id,
+            "name": job.id,
+            "status": job.status,
+            "endpoint": name,
+            "deployment": job.deployment,
+            "status_url": url,
+        }
         return 202, document, [(b"location", url.encode())]
 
 

@@ -42,9 +42,11 @@ class Binding:
             if path is not None and not path.is_file():
                 raise ValidationError(f"{option}: {path} is not a readable file")
         if not is_loopback(self.host) and self.certfile is None and not self.insecure_expose:
-            raise ValidationError(f"--host {self.host}: not a loopback address, so the management API and the "
-                                  "endpoints would be open to the network; serve TLS with --tls-certfile and "
-                                  "--tls-keyfile, or pass --insecure-expose when something else protects the traffic")
+            raise ValidationError(
+                f"--host {self.host}: not a loopback address, so the management API and the "
+                "endpoints would be open to the network; serve TLS with --tls-certfile and "
+                "--tls-keyfile, or pass --insecure-expose when something else protects the traffic"
+            )
         for entry in self.allowed_hosts:
             name, port = split_host(entry)
             if not name or any(char in name for char in "/@ ") or port == 0:

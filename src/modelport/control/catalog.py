@@ -71,8 +71,12 @@ class DeploymentRecord:
         """Identifies what a replica runs; replicas of another revision are replaced on update.
         Instance count, request settings and probes apply without replacing replicas."""
         spec = self.spec
-        what = [spec.model, spec.environment, dataclasses.asdict(spec.code_configuration or CodeConfiguration("", "")),
-                spec.environment_variables]
+        what = [
+            spec.model,
+            spec.environment,
+            dataclasses.asdict(spec.code_configuration or CodeConfiguration("", "")),
+            spec.environment_variables,
+        ]
         # added only when set, so revisions of deployments without them stay as they were
         if spec.model_config:
             what.append(spec.model_config)
@@ -81,8 +85,12 @@ class DeploymentRecord:
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.spec.to_dict(), "revision": self.revision,
-                "created_at": _iso(self.created_at), "updated_at": _iso(self.updated_at)}
+        return {
+            **self.spec.to_dict(),
+            "revision": self.revision,
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at),
+        }
 
 
 @dataclass(frozen=True)
@@ -102,8 +110,12 @@ class EndpointRecord:
         raise NotFoundError(f"endpoint {self.spec.name!r} has no deployment {name!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.spec.to_dict(), "deployments": [d.spec.name for d in self.deployments],
-                "created_at": _iso(self.created_at), "updated_at": _iso(self.updated_at)}
+        return {
+            **self.spec.to_dict(),
+            "deployments": [d.spec.name for d in self.deployments],
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at),
+        }
 
 
 def _iso(moment: datetime) -> str:
@@ -142,8 +154,9 @@ class Catalog:
 
     def endpoints(self) -> list[EndpointRecord]:
         with self.ws.db.session() as session:
-            rows = session.scalars(select(OnlineEndpoint).options(selectinload(OnlineEndpoint.deployments))
-                                   .order_by(OnlineEndpoint.name))
+            rows = session.scalars(
+                select(OnlineEndpoint).options(selectinload(OnlineEndpoint.deployments)).order_by(OnlineEndpoint.name)
+            )
             return [self._record(row) for row in rows]
 
     def endpoint(self, name: str) -> EndpointRecord:
@@ -204,14 +217,16 @@ class Catalog:
             if spec.code_configuration is None:
                 flavor = self.ws.models.get(model).flavor
                 if flavor not in FLAVORS and flavor not in SCRIPT_FLAVORS:
-                    raise ValidationError(f"code_configuration: model {model} ({flavor}) needs a scoring script "
-                                          "to be served")
+                    raise ValidationError(
+                        f"code_configuration: model {model} ({flavor}) needs a scoring script to be served"
+                    )
             code = spec.code_configuration and self._snapshot(spec.code_configuration)
         except BaseException:
             self.release(resolution, refused=True)
             raise
-        return dataclasses.replace(resolution, spec=dataclasses.replace(
-            resolution.spec, environment=environment, code_configuration=code))
+        return dataclasses.replace(
+            resolution, spec=dataclasses.replace(resolution.spec, environment=environment, code_configuration=code)
+        )
 
     def release(self, resolution: Resolution, *, refused: bool) -> None:
         """The request that resolved ``resolution`` is done. When its deployment was refused, the
@@ -309,8 +324,9 @@ class Catalog:
         same = [info for info in self._versions(self.ws.environments, name) if info.spec_sha256 == sha]
         if same:
             return same[-1].ref
-        return self.ws.environments.create(name, inline.conda_file, description=inline.description,
-                                           tags=inline.tags).ref
+        return self.ws.environments.create(
+            name, inline.conda_file, description=inline.description, tags=inline.tags
+        ).ref
 
     @staticmethod
     def _versions(registry: Any, name: str) -> list[Any]:
@@ -326,8 +342,10 @@ class Catalog:
         rule = CodeIgnore(folder, self.ws.root)
         manifest = scan(folder, "code_configuration.code", skip=rule)
         if posixpath.normpath(code.scoring_script) not in {entry.path for entry in manifest.files}:
-            raise ValidationError(f"code_configuration.scoring_script: {code.scoring_script} is left out of the "
-                                  f"snapshot by {rule.source or 'the folders always skipped'}")
+            raise ValidationError(
+                f"code_configuration.scoring_script: {code.scoring_script} is left out of the "
+                f"snapshot by {rule.source or 'the folders always skipped'}"
+            )
         target = self.code_dir / manifest.digest[:16]
         if not target.is_dir():
             with disk_errors(target), temp_dir(private_dir(self.ws.settings.tmp_dir), target.name) as staging:
@@ -346,7 +364,8 @@ class Catalog:
             return None
         parsed = parse_ref(ref)
         return session.scalar(
-            select(ModelVersion.id).join(Model, Model.id == ModelVersion.model_id)
+            select(ModelVersion.id)
+            .join(Model, Model.id == ModelVersion.model_id)
             .where(Model.name == parsed.name, ModelVersion.version == parsed.version)
         )
 
@@ -354,8 +373,9 @@ class Catalog:
 
     @staticmethod
     def _endpoint_row(session: Session, name: str) -> OnlineEndpoint:
-        row = session.scalars(select(OnlineEndpoint).options(selectinload(OnlineEndpoint.deployments))
-                              .where(OnlineEndpoint.name == name)).first()
+        row = session.scalars(
+            select(OnlineEndpoint).options(selectinload(OnlineEndpoint.deployments)).where(OnlineEndpoint.name == name)
+        ).first()
         if row is None:
             raise NotFoundError(f"endpoint {name!r} does not exist")
         return row
@@ -426,8 +446,14 @@ def _write_endpoint(row: OnlineEndpoint, spec: EndpointSpec) -> None:
 
 
 def _endpoint_spec(row: OnlineEndpoint) -> EndpointSpec:
-    return EndpointSpec(name=row.name, description=row.description, tags=dict(row.tags), auth_mode=row.auth_mode,
-                        traffic=dict(row.traffic), mirror_traffic=dict(row.mirror_traffic))
+    return EndpointSpec(
+        name=row.name,
+        description=row.description,
+        tags=dict(row.tags),
+        auth_mode=row.auth_mode,
+        traffic=dict(row.traffic),
+        mirror_traffic=dict(row.mirror_traffic),
+    )
 
 
 def _deployment_record(row: OnlineDeployment) -> DeploymentRecord:

@@ -62,7 +62,8 @@ def same_daemon(a: str, b: str) -> bool:
     loopback = {name.strip("[]") for name in LOOPBACK_NAMES}
     hosts = (first.hostname or "", second.hostname or "")
     return (first.scheme, first.port) == (second.scheme, second.port) and (
-        hosts[0] == hosts[1] or (hosts[0] in loopback and hosts[1] in loopback))
+        hosts[0] == hosts[1] or (hosts[0] in loopback and hosts[1] in loopback)
+    )
 
 
 def tls_verification(info: DaemonInfo) -> ssl.SSLContext | bool:
@@ -77,16 +78,23 @@ def tls_verification(info: DaemonInfo) -> ssl.SSLContext | bool:
 
 
 class DaemonClient:
-    def __init__(self, url: str | None = None, *, token: str | None = None,
-                 workspace: str | os.PathLike[str] | Path | None = None) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        workspace: str | os.PathLike[str] | Path | None = None,
+    ) -> None:
         target = locate(url, token, workspace)
         self.url, self.verify, self._token = target.url, target.verify, target.token
         headers = {"authorization": f"Bearer {target.token}"} if target.token else {}
-        self._http = httpx.Client(base_url=self.url, timeout=None, trust_env=False, headers=headers,
-                                  verify=target.verify)
+        self._http = httpx.Client(
+            base_url=self.url, timeout=None, trust_env=False, headers=headers, verify=target.verify
+        )
 
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None,
-             params: dict[str, Any] | None = None) -> Any:
+    def call(
+        self, method: str, path: str, body: dict[str, Any] | None = None, params: dict[str, Any] | None = None
+    ) -> Any:
         """The decoded JSON answer of ``METHOD /api/<path>``; a ModelportError for an error answer."""
         with closing(self._request(method, path, body, params)) as response:
             response.read()
@@ -97,14 +105,18 @@ class DaemonClient:
         with closing(self._request("GET", path, None, params)) as response:
             yield from response.iter_bytes()
 
-    def _request(self, method: str, path: str, body: dict[str, Any] | None,
-                 params: dict[str, Any] | None) -> httpx.Response:
+    def _request(
+        self, method: str, path: str, body: dict[str, Any] | None, params: dict[str, Any] | None
+    ) -> httpx.Response:
         try:
-            response = self._http.send(self._http.build_request(method, f"/api/{path}", json=body, params=params),
-                                       stream=True)
+            response = self._http.send(
+                self._http.build_request(method, f"/api/{path}", json=body, params=params), stream=True
+            )
         except httpx.TransportError:
-            raise ModelportError(f"no modelport daemon answers at {self.url}; start one with `modelport up` "
-                                 f"(or point --url / ${ENV_URL} at it)") from None
+            raise ModelportError(
+                f"no modelport daemon answers at {self.url}; start one with `modelport up` "
+                f"(or point --url / ${ENV_URL} at it)"
+            ) from None
         if response.status_code >= 400:
             response.read()
             response.close()
@@ -114,11 +126,15 @@ class DaemonClient:
     def _error(self, response: httpx.Response) -> ModelportError:
         if response.status_code == 401:
             if self._token is None:
-                return ModelportError(f"the daemon at {self.url} needs a token and this workspace has none for it: "
-                                      f"run on the daemon's workspace (--workspace) or set ${ENV_TOKEN} "
-                                      "(`modelport token` on its workspace prints it)")
-            return ModelportError(f"the daemon at {self.url} refused the token (rotated? `modelport token` on its "
-                                  f"workspace prints the current one)")
+                return ModelportError(
+                    f"the daemon at {self.url} needs a token and this workspace has none for it: "
+                    f"run on the daemon's workspace (--workspace) or set ${ENV_TOKEN} "
+                    "(`modelport token` on its workspace prints it)"
+                )
+            return ModelportError(
+                f"the daemon at {self.url} refused the token (rotated? `modelport token` on its "
+                f"workspace prints the current one)"
+            )
         try:
             message = response.json()["error"]
         except (ValueError, KeyError, TypeError):
@@ -127,4 +143,3 @@ class DaemonClient:
 
     def close(self) -> None:
         self._http.close()
-

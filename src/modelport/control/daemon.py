@@ -77,7 +77,9 @@ def run(ws: Workspace, binding: Binding) -> None:
         # before anything else, so a port in use changes nothing
         listener = listen(binding.host, binding.port, option="--port")
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        DaemonInfo(os.getpid(), binding.url, str(binding.certfile.absolute()) if binding.certfile else None).write(ws.root)
+        DaemonInfo(os.getpid(), binding.url, str(binding.certfile.absolute()) if binding.certfile else None).write(
+            ws.root
+        )
         with listener:
             _loop_runner()(_serve(ws, listener, folder, binding))
     finally:
@@ -98,16 +100,20 @@ async def _serve(ws: Workspace, listener: socket.socket, folder: Path, binding: 
     # Idle connections are dropped well before a replica's own keep-alive (5 s) closes them, so a
     # request never goes out on a connection the replica is closing at that moment.
     connector = aiohttp.TCPConnector(limit=2000, keepalive_timeout=2.0)
-    async with aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                     skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-                                     timeout=aiohttp.ClientTimeout(total=None)) as http:
+    async with aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        timeout=aiohttp.ClientTimeout(total=None),
+    ) as http:
         supervisor = Supervisor(ws, http, folder, ws.root / "logs" / "endpoints")
         router = Router(supervisor, http)
         catalog = Catalog(ws)
         api = ManagementApi(catalog, supervisor, router, url)
         management = ManagementGuard(
             Starlette(routes=api.routes(), exception_handlers={ModelportError: _on_error, Exception: _on_unexpected}),
-            credentials=[BearerToken(token_path(ws.root))])
+            credentials=[BearerToken(token_path(ws.root))],
+        )
 
         batch = BatchRouter(ws, url)
 
@@ -117,9 +123,18 @@ async def _serve(ws: Workspace, listener: socket.socket, folder: Path, binding: 
             await target(scope, receive, send)
 
         tls = {"ssl_certfile": str(binding.certfile), "ssl_keyfile": str(binding.keyfile)} if binding.certfile else {}
-        server = HttpServer(uvicorn.Config(HostCheck(app, binding.served()), log_level="warning", access_log=False,
-                                           lifespan="off", server_header=False, timeout_keep_alive=30,
-                                           timeout_graceful_shutdown=10, **tls))  # log --follow streams never end
+        server = HttpServer(
+            uvicorn.Config(
+                HostCheck(app, binding.served()),
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                server_header=False,
+                timeout_keep_alive=30,
+                timeout_graceful_shutdown=10,
+                **tls,
+            )
+        )  # log --follow streams never end
         records = await asyncio.to_thread(catalog.endpoints)
         for record in records:
             router.publish(record)
@@ -147,8 +162,11 @@ async def _on_error(request: Request, exc: Exception) -> Response:
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return Response(orjson.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"}), status_code=500,
-                    media_type="application/json")
+    return Response(
+        orjson.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"}),
+        status_code=500,
+        media_type="application/json",
+    )
 
 
 # -- from the CLI ------------------------------------------------------------------------------
@@ -167,18 +185,26 @@ def spawn(root: Path, binding: Binding) -> str:
     with open(console, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "modelport", "--workspace", str(root), "up", "--foreground", *binding.args()],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
             lines = [line for line in console.read_text("utf-8", "replace").splitlines() if line.startswith("error:")]
-            raise ModelportError(lines[-1][len("error: "):] if lines else f"the daemon exited; see {console}")
+            raise ModelportError(lines[-1][len("error: ") :] if lines else f"the daemon exited; see {console}")
         info = read_info(root)
         if info is not None and info.pid == process.pid:
             with contextlib.suppress(httpx.HTTPError, ValueError):  # not serving yet
-                answer = httpx.get(f"{info.url}/api/status", headers={"authorization": f"Bearer {read_token(root)}"},
-                                   timeout=2, trust_env=False, verify=tls_verification(info))
+                answer = httpx.get(
+                    f"{info.url}/api/status",
+                    headers={"authorization": f"Bearer {read_token(root)}"},
+                    timeout=2,
+                    trust_env=False,
+                    verify=tls_verification(info),
+                )
                 if answer.json().get("workspace") == str(root):
                     return info.url
         time.sleep(0.1)
@@ -218,7 +244,9 @@ def stop(root: Path, timeout: float = 60.0) -> str:
     orphans = [replica for item in remembered if (replica := Replica.adopt(ReplicaRecord(**item))) is not None]
     for replica in orphans:
         replica.signal(signal.SIGTERM)
-    return f"no daemon was running; stopped {len(orphans)} replica(s) it had left" if orphans else "no daemon was running"
+    return (
+        f"no daemon was running; stopped {len(orphans)} replica(s) it had left" if orphans else "no daemon was running"
+    )
 
 
 def _pidfile(root: Path) -> str:

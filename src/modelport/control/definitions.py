@@ -313,8 +313,9 @@ def _collections(value: Any, walk: _Walk) -> dict[str, Collection]:
         with at(str(name)):
             if name not in COLLECTIONS:
                 raise ValidationError(f"unknown collection; modelport collects {' and '.join(COLLECTIONS)}")
-            result[name] = walk.build(Collection, item if item is not None else {},
-                                      f"data_collector.collections.{name}.")
+            result[name] = walk.build(
+                Collection, item if item is not None else {}, f"data_collector.collections.{name}."
+            )
     return result
 
 
@@ -339,11 +340,21 @@ class DataCollector:
 class DeploymentSpec:
     """``deployment.yml``: a model version + scoring code + environment + replicas and their settings."""
 
-    cloud_keys: ClassVar[frozenset[str]] = frozenset({
-        "type", "instance_type", "app_insights_enabled", "scale_settings",
-        "egress_public_network_access", "private_network_connection", "resources", "properties",
-        "model_mount_path", "startup_probe", "with_package",
-    })
+    cloud_keys: ClassVar[frozenset[str]] = frozenset(
+        {
+            "type",
+            "instance_type",
+            "app_insights_enabled",
+            "scale_settings",
+            "egress_public_network_access",
+            "private_network_connection",
+            "resources",
+            "properties",
+            "model_mount_path",
+            "startup_probe",
+            "with_package",
+        }
+    )
 
     name: str = _field(dataclasses.MISSING, _name)
     endpoint_name: str = _field(dataclasses.MISSING, _name)
@@ -386,7 +397,9 @@ def parse_deployment(data: Mapping[str, Any], base: Path) -> tuple[DeploymentSpe
     if spec.model_config and spec.code_configuration is not None:
         raise ValidationError("model_config: tunes a no-code model's server; a scoring script's deployment has none")
     if spec.code_configuration is not None and not spec.code_configuration.script_path.is_file():
-        raise ValidationError(f"code_configuration.scoring_script: {spec.code_configuration.script_path} does not exist")
+        raise ValidationError(
+            f"code_configuration.scoring_script: {spec.code_configuration.script_path} does not exist"
+        )
     return spec, ignored
 
 

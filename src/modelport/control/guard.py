@@ -48,8 +48,12 @@ class HostCheck:
         if scope["type"] == "http":
             host = _header(scope, b"host").decode("latin-1")
             if _host_port(host, scope["scheme"]) not in self.served:
-                await refuse(send, 421, f"Host {host!r} is not an address this daemon serves "
-                                        "(add it with `modelport up --allowed-host`)", close=True)
+                await refuse(
+                    send,
+                    421,
+                    f"Host {host!r} is not an address this daemon serves (add it with `modelport up --allowed-host`)",
+                    close=True,
+                )
                 return
         await self.app(scope, receive, send)
 
@@ -71,8 +75,9 @@ class ManagementGuard:
         if _has_body(scope):
             body = await self._read(receive)
             if body is None:
-                await refuse(send, 413, f"request body: over {self.limit} bytes, the management API's limit",
-                             close=True)
+                await refuse(
+                    send, 413, f"request body: over {self.limit} bytes, the management API's limit", close=True
+                )
                 return
             receive = _replay(body, receive)
         await self.app(scope, receive, send)
@@ -86,14 +91,22 @@ class ManagementGuard:
                 return 403, f"Origin {origin.decode('latin-1')}: requests from another origin may not change anything"
             fetch_site = _header(scope, b"sec-fetch-site")
             if fetch_site and fetch_site.lower() not in SAME_SITE_FETCHES:
-                return 403, f"Sec-Fetch-Site {fetch_site.decode('latin-1')}: cross-site requests may not change anything"
+                return (
+                    403,
+                    f"Sec-Fetch-Site {fetch_site.decode('latin-1')}: cross-site requests may not change anything",
+                )
         if scope["path"] not in PUBLIC_PATHS and not any(c.admits(scope) for c in self.credentials):
-            return 401, ("this route needs the workspace's token: send Authorization: Bearer <token> "
-                         "(`modelport token` prints it)")
+            return 401, (
+                "this route needs the workspace's token: send Authorization: Bearer <token> "
+                "(`modelport token` prints it)"
+            )
         if _has_body(scope):
             kind = _header(scope, b"content-type").partition(b";")[0].strip().lower()
             if kind != b"application/json":
-                return 415, f"Content-Type {kind.decode('latin-1') or 'missing'}: the management API takes application/json"
+                return (
+                    415,
+                    f"Content-Type {kind.decode('latin-1') or 'missing'}: the management API takes application/json",
+                )
             length = _header(scope, b"content-length")
             if length.isdigit() and int(length) > self.limit:
                 return 413, f"request body: {int(length)} bytes, over the management API's limit of {self.limit}"

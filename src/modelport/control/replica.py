@@ -57,15 +57,25 @@ def launch_plan(ws: Workspace, spec: DeploymentSpec) -> LaunchPlan:
         target, cwd = [str(spec.model)], str(ws.root)
         if spec.model_config:
             target += ["--model-config", json.dumps(spec.model_config)]
-    env = {**os.environ, "MODELPORT_HOME": str(ws.root), "MODELPORT_DB_URL": ws.settings.db_url,
-           "MODELPORT_ARTIFACT_ROOT": ws.settings.artifact_root, "PYTHONUNBUFFERED": "1",
-           **spec.environment_variables}
+    env = {
+        **os.environ,
+        "MODELPORT_HOME": str(ws.root),
+        "MODELPORT_DB_URL": ws.settings.db_url,
+        "MODELPORT_ARTIFACT_ROOT": ws.settings.artifact_root,
+        "PYTHONUNBUFFERED": "1",
+        **spec.environment_variables,
+    }
     labels = ["--endpoint-name", spec.endpoint_name, "--deployment-name", spec.name]
     if spec.data_collector.enabled:
-        labels += ["--data-collector", json.dumps(dataclasses.asdict(spec.data_collector)),
-                   "--collect-dir", str(ws.root / "collected" / spec.endpoint_name / spec.name)]
-    python = ws.environments.module_command(None if spec.environment is None else str(spec.environment),
-                                            "modelport", "replicas")
+        labels += [
+            "--data-collector",
+            json.dumps(dataclasses.asdict(spec.data_collector)),
+            "--collect-dir",
+            str(ws.root / "collected" / spec.endpoint_name / spec.name),
+        ]
+    python = ws.environments.module_command(
+        None if spec.environment is None else str(spec.environment), "modelport", "replicas"
+    )
     return LaunchPlan((*python, "serve", *target, "--host", HOST, "--no-grpc", *labels), env, cwd)
 
 
@@ -116,20 +126,44 @@ class Replica:
         self.url = f"http://{HOST}:{record.port}"
 
     @classmethod
-    def start(cls, plan: LaunchPlan, endpoint: str, deployment: str, revision: str, slot: int,
-              log: Path) -> Replica:
+    def start(cls, plan: LaunchPlan, endpoint: str, deployment: str, revision: str, slot: int, log: Path) -> Replica:
         port = free_port()
         private_dir(log.parent)
-        command = [*plan.command, "--http-port", str(port), "--metrics-port", str(free_port()),
-                   "--request-log", str(request_log_path(log))]
+        command = [
+            *plan.command,
+            "--http-port",
+            str(port),
+            "--metrics-port",
+            str(free_port()),
+            "--request-log",
+            str(request_log_path(log)),
+        ]
         with open_private(log) as console:
-            console.write(f"{START_MARK}{time.strftime('%Y-%m-%d %H:%M:%S')} replica {slot} of {endpoint}/{deployment} "
-                          f"revision {revision} starting on port {port}\n".encode())
+            console.write(
+                f"{START_MARK}{time.strftime('%Y-%m-%d %H:%M:%S')} replica {slot} of {endpoint}/{deployment} "
+                f"revision {revision} starting on port {port}\n".encode()
+            )
             console.flush()
-            process = subprocess.Popen(command, env=plan.env, cwd=plan.cwd, stdin=subprocess.DEVNULL,
-                                       stdout=console, stderr=subprocess.STDOUT, start_new_session=True)
-        record = ReplicaRecord(f"{deployment}-{slot}-{uuid.uuid4().hex[:6]}", endpoint, deployment, revision, slot,
-                               process.pid, port, str(log), time.time())
+            process = subprocess.Popen(
+                command,
+                env=plan.env,
+                cwd=plan.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        record = ReplicaRecord(
+            f"{deployment}-{slot}-{uuid.uuid4().hex[:6]}",
+            endpoint,
+            deployment,
+            revision,
+            slot,
+            process.pid,
+            port,
+            str(log),
+            time.time(),
+        )
         return cls(record, process)
 
     @classmethod

@@ -48,8 +48,19 @@ DEPLOYMENT_HEADER = "azureml-model-deployment"
 MAX_BODY = 100 * 1024 * 1024
 PREFIX = "/endpoints/"
 # Hop-by-hop headers, and what must not cross: the caller's key, lengths recomputed per hop.
-_REQUEST_DROP = {b"host", b"authorization", b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade",
-                 b"content-length", b"proxy-authorization", b"x-request-id", *(h.encode() for h in PIN_HEADERS)}
+_REQUEST_DROP = {
+    b"host",
+    b"authorization",
+    b"connection",
+    b"keep-alive",
+    b"transfer-encoding",
+    b"te",
+    b"upgrade",
+    b"content-length",
+    b"proxy-authorization",
+    b"x-request-id",
+    *(h.encode() for h in PIN_HEADERS),
+}
 _RESPONSE_DROP = {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"date", b"server"}
 _CLIENT_ID = b"x-ms-client-request-id"
 
@@ -68,8 +79,14 @@ class LiveEndpoint:
     @classmethod
     def of(cls, record: EndpointRecord) -> LiveEndpoint:
         spec = record.spec
-        return cls(spec.name, spec.auth_mode, record.keys, dict(spec.traffic), dict(spec.mirror_traffic),
-                   frozenset(d.spec.name for d in record.deployments))
+        return cls(
+            spec.name,
+            spec.auth_mode,
+            record.keys,
+            dict(spec.traffic),
+            dict(spec.mirror_traffic),
+            frozenset(d.spec.name for d in record.deployments),
+        )
 
 
 @dataclass(frozen=True)
@@ -123,11 +140,16 @@ class Router:
         if endpoint is None:
             return _error(path, 404, f"endpoint {name!r} does not exist")
         if endpoint.auth_mode == "key" and not authorized(request.headers.get("authorization"), endpoint.keys):
-            return _error(path, 401, "a valid key is required: Authorization: Bearer <key>",
-                          {"www-authenticate": "Bearer"})
+            return _error(
+                path, 401, "a valid key is required: Authorization: Bearer <key>", {"www-authenticate": "Bearer"}
+            )
         if not is_scoring_route(request.method, path):
-            return _error(path, 404, f"{request.method} /{path} is not a scoring route of endpoint {name!r}; it "
-                                     "passes /score, /swagger.json and v2 health, metadata, ready, config and infer")
+            return _error(
+                path,
+                404,
+                f"{request.method} /{path} is not a scoring route of endpoint {name!r}; it "
+                "passes /score, /swagger.json and v2 health, metadata, ready, config and infer",
+            )
         body = await _read_body(request)
         if body is None:
             return _error(path, 413, f"request body larger than {MAX_BODY} bytes")
@@ -140,8 +162,12 @@ class Router:
         else:
             deployment = choose_deployment(endpoint.traffic, random.random())
             if deployment is None:
-                return _error(path, 404, f"endpoint {name!r} sends no traffic to any deployment; set its "
-                                         f"traffic or pin one with the {PIN_HEADERS[0]} header")
+                return _error(
+                    path,
+                    404,
+                    f"endpoint {name!r} sends no traffic to any deployment; set its "
+                    f"traffic or pin one with the {PIN_HEADERS[0]} header",
+                )
             mirror = mirror_target(endpoint.mirror_traffic, random.random())
             if mirror is not None:
                 self._mirror(name, mirror, call)
@@ -163,8 +189,12 @@ class Router:
         """Admission, timeout and the deployment header around one proxied call."""
         limit = group.spec.max_in_flight
         if group.in_flight >= limit:
-            return _error(call.path, 429, f"deployment {group.spec.name!r} has {group.in_flight} requests in flight, "
-                                     f"the most it takes (2 x max_concurrent_requests_per_instance x instance_count)")
+            return _error(
+                call.path,
+                429,
+                f"deployment {group.spec.name!r} has {group.in_flight} requests in flight, "
+                f"the most it takes (2 x max_concurrent_requests_per_instance x instance_count)",
+            )
         timeout_ms = group.spec.request_settings.request_timeout_ms
         in_flight = self.metrics.in_flight.labels(group.spec.endpoint_name, group.spec.name)
         group.in_flight += 1
@@ -172,8 +202,12 @@ class Router:
         try:
             response = await self._send(group, call, asyncio.get_running_loop().time() + timeout_ms / 1000)
         except asyncio.TimeoutError:
-            response = _error(call.path, 408, f"deployment {group.spec.name!r} did not answer within {timeout_ms} ms "
-                                         "(request_settings.request_timeout_ms)")
+            response = _error(
+                call.path,
+                408,
+                f"deployment {group.spec.name!r} did not answer within {timeout_ms} ms "
+                "(request_settings.request_timeout_ms)",
+            )
         finally:
             group.in_flight -= 1
             in_flight.dec()
@@ -193,8 +227,9 @@ class Router:
             replica.outstanding += 1
             try:
                 timeout = aiohttp.ClientTimeout(total=max(deadline - loop.time(), 0.001))
-                async with self.http.request(call.method, replica.url + call.target, data=call.body,
-                                             headers=call.headers, timeout=timeout) as upstream:
+                async with self.http.request(
+                    call.method, replica.url + call.target, data=call.body, headers=call.headers, timeout=timeout
+                ) as upstream:
                     content = await upstream.read()
                     return _relay(upstream, content, call.path)
             except aiohttp.ClientConnectorError:  # nothing was sent: another replica can take it
@@ -204,8 +239,9 @@ class Router:
             except asyncio.TimeoutError:
                 raise
             except aiohttp.ClientError as exc:
-                log.warning("%s: replica %s failed while answering: %s", group.label, replica.record.id,
-                            type(exc).__name__)
+                log.warning(
+                    "%s: replica %s failed while answering: %s", group.label, replica.record.id, type(exc).__name__
+                )
                 return _error(call.path, 502, f"a replica of deployment {group.spec.name!r} failed while answering")
             finally:
                 replica.outstanding -= 1
@@ -216,8 +252,10 @@ def _relay(upstream: aiohttp.ClientResponse, content: bytes, path: str) -> Respo
     status = upstream.status
     headers = [(key.lower(), value) for key, value in upstream.raw_headers if key.lower() not in _RESPONSE_DROP]
     if path == "score" and status != 200:  # Azure's gateway: the container's failure is a failed dependency
-        headers += [(b"ms-azureml-model-error-statuscode", str(status).encode()),
-                    (b"ms-azureml-model-error-reason", (upstream.reason or "model error").encode("latin-1"))]
+        headers += [
+            (b"ms-azureml-model-error-statuscode", str(status).encode()),
+            (b"ms-azureml-model-error-reason", (upstream.reason or "model error").encode("latin-1")),
+        ]
         status = 424
     response = Response(content, status_code=status)
     response.raw_headers = [*headers, (b"content-length", str(len(content)).encode())]
@@ -227,8 +265,11 @@ def _relay(upstream: aiohttp.ClientResponse, content: bytes, path: str) -> Respo
 def _forwarded_headers(request: Request) -> list[tuple[str, str]]:
     """The caller's headers minus hop-by-hop ones and the key; a fresh ``x-request-id`` and the
     client's id cut to 40 characters, as Azure's gateway does."""
-    headers = [(k.decode("latin-1"), v.decode("latin-1")[:40] if k == _CLIENT_ID else v.decode("latin-1"))
-               for k, v in request.headers.raw if k not in _REQUEST_DROP]
+    headers = [
+        (k.decode("latin-1"), v.decode("latin-1")[:40] if k == _CLIENT_ID else v.decode("latin-1"))
+        for k, v in request.headers.raw
+        if k not in _REQUEST_DROP
+    ]
     headers.append(("x-request-id", str(uuid.uuid4())))
     return headers
 

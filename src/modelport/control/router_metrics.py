@@ -21,15 +21,25 @@ class RouterMetrics:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         labels = ["endpoint", "deployment"]
-        self.requests = Counter("modelport_endpoint_requests", "Requests answered by the router",
-                                [*labels, "code"], registry=self.registry)
-        self.duration = Histogram("modelport_endpoint_request_duration_seconds",
-                                  "Time from request to answer at the router", labels,
-                                  buckets=LATENCY_BUCKETS_S, registry=self.registry)
-        self.mirrored = Counter("modelport_endpoint_mirrored_requests", "Copies sent to a mirror deployment",
-                                labels, registry=self.registry)
-        self.in_flight = Gauge("modelport_endpoint_requests_in_flight", "Requests a deployment is answering",
-                               labels, registry=self.registry)
+        self.requests = Counter(
+            "modelport_endpoint_requests", "Requests answered by the router", [*labels, "code"], registry=self.registry
+        )
+        self.duration = Histogram(
+            "modelport_endpoint_request_duration_seconds",
+            "Time from request to answer at the router",
+            labels,
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.mirrored = Counter(
+            "modelport_endpoint_mirrored_requests", "Copies sent to a mirror deployment", labels, registry=self.registry
+        )
+        self.in_flight = Gauge(
+            "modelport_endpoint_requests_in_flight",
+            "Requests a deployment is answering",
+            labels,
+            registry=self.registry,
+        )
 
     def observe(self, endpoint: str, deployment: str, code: int, seconds: float) -> None:
         self.requests.labels(endpoint, deployment, str(code)).inc()

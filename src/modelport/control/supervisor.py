@@ -85,8 +85,9 @@ class StartError(ModelportError):
 class Keeper:
     """Keeps one replica of one deployment revision running until retired."""
 
-    def __init__(self, group: DeploymentGroup, slot: int, revision: str, *, strict: bool,
-                 adopted: Replica | None = None) -> None:
+    def __init__(
+        self, group: DeploymentGroup, slot: int, revision: str, *, strict: bool, adopted: Replica | None = None
+    ) -> None:
         self.group = group
         self.slot = slot
         self.revision = revision
@@ -116,11 +117,19 @@ class Keeper:
 
     def describe(self) -> dict[str, Any]:
         replica = self.replica
-        return {"slot": self.slot, "state": self.state.value, "revision": self.revision, "restarts": self.restarts,
-                "pid": replica.pid if replica else None, "port": replica.record.port if replica else None,
-                "url": replica.url if replica else None, "metrics_url": f"{replica.url}/metrics" if replica else None,
-                "outstanding": replica.outstanding if replica else 0, "unready": self.unready,
-                "last_error": self.last_error}
+        return {
+            "slot": self.slot,
+            "state": self.state.value,
+            "revision": self.revision,
+            "restarts": self.restarts,
+            "pid": replica.pid if replica else None,
+            "port": replica.record.port if replica else None,
+            "url": replica.url if replica else None,
+            "metrics_url": f"{replica.url}/metrics" if replica else None,
+            "outstanding": replica.outstanding if replica else 0,
+            "unready": self.unready,
+            "last_error": self.last_error,
+        }
 
     async def _run(self, adopted: Replica | None) -> None:
         failures = 0
@@ -194,8 +203,10 @@ class Keeper:
             replica.recheck.clear()
             probe = self.group.supervisor.probe
             live_due = time.time() >= replica.record.started_at + liveness.initial_delay
-            ready, alive = await asyncio.gather(probe(replica, READY_PATH, readiness.timeout),
-                                                probe(replica, LIVE_PATH, liveness.timeout) if live_due else _up())
+            ready, alive = await asyncio.gather(
+                probe(replica, READY_PATH, readiness.timeout),
+                probe(replica, LIVE_PATH, liveness.timeout) if live_due else _up(),
+            )
             passed, failed = (passed + 1, 0) if ready.health is Health.UP else (0, failed + 1)
             if ready.health is Health.DOWN or failed >= readiness.failure_threshold:
                 if replica.ready:
@@ -249,7 +260,7 @@ def console_error(log_file: Path) -> str:
     it started (modelport's CLI prints exactly one), else its last line; plus where the log is."""
     lines = tail_lines(log_file, 200)
     start = max((i for i, line in enumerate(lines) if line.startswith(START_MARK)), default=-1)
-    lines = [line.strip() for line in lines[start + 1:] if line.strip()]
+    lines = [line.strip() for line in lines[start + 1 :] if line.strip()]
     errors = [line for line in lines if line.startswith("error:")]
     return f"{(errors or lines or ['(no output)'])[-1]} (log: {log_file})"
 
@@ -287,8 +298,12 @@ class DeploymentGroup:
         return f"deployment {self.spec.name!r} has no ready replica ({summary})" + (f": {errors[-1]}" if errors else "")
 
     def describe(self) -> dict[str, Any]:
-        return {"provisioning_state": self.state, "error": self.error, "in_flight": self.in_flight,
-                "replicas": [keeper.describe() for keeper in self.keepers]}
+        return {
+            "provisioning_state": self.state,
+            "error": self.error,
+            "in_flight": self.in_flight,
+            "replicas": [keeper.describe() for keeper in self.keepers],
+        }
 
     async def launch(self, slot: int, revision: str) -> Replica:
         if revision not in self._plans:
@@ -380,7 +395,7 @@ class DeploymentGroup:
             for keeper in started:
                 await self._retire(keeper)
             raise
-        for keeper in old[record.spec.instance_count:]:
+        for keeper in old[record.spec.instance_count :]:
             await self._retire(keeper)
 
     async def stop(self) -> None:
@@ -435,8 +450,11 @@ class Supervisor:
         wanted: set[str] = set()
         for record in records:
             spec = record.spec
-            mine = [r for r in remembered if (r.endpoint, r.deployment, r.revision) == (spec.endpoint_name, spec.name,
-                                                                                         record.revision)]
+            mine = [
+                r
+                for r in remembered
+                if (r.endpoint, r.deployment, r.revision) == (spec.endpoint_name, spec.name, record.revision)
+            ]
             replicas = [replica for r in mine if (replica := Replica.adopt(r)) is not None]
             group = DeploymentGroup(self, record)
             group.adopt(replicas)
@@ -453,8 +471,12 @@ class Supervisor:
         self.save_state()
 
     def save_state(self) -> None:
-        records = [keeper.replica.record.to_dict() for group in self.groups.values() for keeper in group.keepers
-                   if keeper.replica is not None]
+        records = [
+            keeper.replica.record.to_dict()
+            for group in self.groups.values()
+            for keeper in group.keepers
+            if keeper.replica is not None
+        ]
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         partial = self.state_file.with_suffix(".partial")
         partial.write_text(json.dumps(records, indent=1))

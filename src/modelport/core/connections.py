@@ -40,12 +40,13 @@ FD_RESERVE = 64  # descriptors left for what else the process opens: models, log
 SWEEP_INTERVAL_S = 1.0
 
 
-
 def _closing(status: bytes, message: str) -> bytes:
     """A whole response that ends its connection."""
     body = json.dumps({"error": message}).encode()
-    return (b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
-            % (status, len(body))) + body
+    return (
+        b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+        % (status, len(body))
+    ) + body
 
 
 _REFUSED = _closing(b"503 Service Unavailable", "Server has too many open connections")
@@ -81,7 +82,8 @@ class Connections:
         self.limits = limits or ConnectionLimits()
         self.cap = self.limits.cap()
         self.body_timeout_reply = _closing(
-            b"408 Request Timeout", f"request body: no bytes received for {self.limits.body_timeout_s:g} s")
+            b"408 Request Timeout", f"request body: no bytes received for {self.limits.body_timeout_s:g} s"
+        )
         self.cut = {reason: 0 for reason in Cut}
         self.refused = 0
         self._open: set[LimitedProtocol] = set()
@@ -150,8 +152,9 @@ class Connections:
         if self.refused > refused:
             news.append(f"{self.refused - refused} refused at the cap")
         self._logged = (dict(self.cut), self.refused)
-        log.warning("slow or excess connections closed: %s (%d open, cap %d)", ", ".join(news), len(self._open),
-                    self.cap)
+        log.warning(
+            "slow or excess connections closed: %s (%d open, cap %d)", ", ".join(news), len(self._open), self.cap
+        )
 
 
 class LimitedState(ServerState):
@@ -167,8 +170,13 @@ class LimitedProtocol(HttpToolsProtocol):
     must be a :class:`LimitedState`). Subclasses put it first among their bases, so that its
     bookkeeping runs whatever theirs does with a request."""
 
-    def __init__(self, config: Config, server_state: LimitedState, app_state: dict[str, Any],
-                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        server_state: LimitedState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self._limits = server_state.limits
         self._heads = self._limits.heads

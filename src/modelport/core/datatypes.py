@@ -62,9 +62,7 @@ TRITON_DATATYPES: Mapping[str, str] = {triton: name for name, triton in _TRITON_
 BYTES_KINDS = frozenset("OSU")
 
 # Reverse map for datatype_of; uint16 means UINT16 (BF16 cannot be told apart from its bits).
-_DATATYPE_BY_DTYPE: dict[np.dtype, str] = {
-    dtype: name for name, dtype in _DTYPES.items() if name not in (BF16, BYTES)
-}
+_DATATYPE_BY_DTYPE: dict[np.dtype, str] = {dtype: name for name, dtype in _DTYPES.items() if name not in (BF16, BYTES)}
 
 
 def dtype_of(datatype: str) -> np.dtype:

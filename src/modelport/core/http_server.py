@@ -61,8 +61,12 @@ class HttpServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
-        factory = functools.partial(self.config.http_protocol_class, config=self.config,
-                                    server_state=self.server_state, app_state=self.lifespan.state)
+        factory = functools.partial(
+            self.config.http_protocol_class,
+            config=self.config,
+            server_state=self.server_state,
+            app_state=self.lifespan.state,
+        )
         for server in self.servers:
             for listening in server.sockets:
                 acceptor = _Acceptor(listening.fileno(), factory, self.server_state.limits, self.config.ssl)
@@ -80,8 +84,13 @@ class _Acceptor:
     """Watches a duplicate of a listening socket (the loop already watches the original) and,
     whenever it is readable, accepts what waits and hands each connection to the loop."""
 
-    def __init__(self, fileno: int, protocol_factory: Callable[[], asyncio.Protocol], connections: Connections,
-                 tls: ssl.SSLContext | None) -> None:
+    def __init__(
+        self,
+        fileno: int,
+        protocol_factory: Callable[[], asyncio.Protocol],
+        connections: Connections,
+        tls: ssl.SSLContext | None,
+    ) -> None:
         self._socket = socket.socket(fileno=os.dup(fileno))
         self._tls = tls  # what the loop's own accept would wrap connections in
         self._socket.setblocking(False)

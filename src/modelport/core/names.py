@@ -26,8 +26,7 @@ def validate_name(name: str, field: str = "name") -> str:
         raise ValidationError(f"{field}: {len(name)} characters, at most {MAX_NAME_LENGTH} allowed")
     if ".." in name or not _NAME.fullmatch(name):
         raise ValidationError(
-            f"{field}: {name!r} is not valid; use letters, digits, '-', '_' and '.', "
-            "starting with a letter or digit"
+            f"{field}: {name!r} is not valid; use letters, digits, '-', '_' and '.', starting with a letter or digit"
         )
     return name
 
@@ -38,8 +37,7 @@ def validate_alias(alias: str, field: str = "alias") -> str:
         raise ValidationError(f"{field}: must not be empty")
     if len(alias) > 64 or not _ALIAS.fullmatch(alias):
         raise ValidationError(
-            f"{field}: {alias!r} is not valid; use at most 64 letters, digits, '-' and '_', "
-            "starting with a letter"
+            f"{field}: {alias!r} is not valid; use at most 64 letters, digits, '-' and '_', starting with a letter"
         )
     return alias
 
@@ -88,7 +86,7 @@ def parse_ref(text: str, field: str = "reference") -> Ref:
         raise ValidationError(f"{field}: must not be empty")
     text = text.strip()
     if text.startswith("azureml:"):
-        text = text[len("azureml:"):]
+        text = text[len("azureml:") :]
     if "@" in text:
         name, _, alias = text.partition("@")
         validate_name(name, field)

@@ -7,8 +7,9 @@ import socket
 from modelport.core.errors import ModelportError
 
 
-def listen(host: str, port: int, *, reuse_port: bool = False, hold_only: bool = False,
-           option: str | None = None) -> socket.socket:
+def listen(
+    host: str, port: int, *, reuse_port: bool = False, hold_only: bool = False, option: str | None = None
+) -> socket.socket:
     """A listening TCP socket on ``host:port`` that child processes can inherit. ``reuse_port``
     lets several sockets (one per process) bind the port, the kernel spreading connections over
     them; ``hold_only`` binds without listening, holding a port that other processes will share;

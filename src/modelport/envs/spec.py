@@ -178,9 +178,7 @@ def _check_top_level(document: Any, filename: str) -> None:
         raise ValidationError(f"{filename}: expected a mapping with a 'dependencies' list")
     for key in document:
         if key not in _CONDA_KEYS:
-            raise ValidationError(
-                f"{filename}: unknown key {key!r}; expected {', '.join(_CONDA_KEYS)}"
-            )
+            raise ValidationError(f"{filename}: unknown key {key!r}; expected {', '.join(_CONDA_KEYS)}")
     if "name" in document and not isinstance(document["name"], str):
         raise ValidationError(f"{filename}: name: expected a string")
     _string_list(document.get("channels", []), f"{filename}: channels")
@@ -232,6 +230,4 @@ def _conda_python(entry: str, version: str, where: str) -> str | None:
     try:
         return normalize_python(token, where)
     except ValidationError:
-        raise ValidationError(
-            f"{where}: {entry.strip()!r} does not pin a Python version like 3.10"
-        ) from None
+        raise ValidationError(f"{where}: {entry.strip()!r} does not pin a Python version like 3.10") from None

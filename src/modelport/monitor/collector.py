@@ -242,8 +242,11 @@ def _table(items: list[tuple[Collected, Any]], collection: str) -> Any:
                 if hasattr(what, "columns") and hasattr(what, "to_numpy"):  # pandas knows its own nulls
                     frame = pa.Table.from_pandas(what, preserve_index=False)
                     meta = pa.table(_meta([item], [frame.num_rows]))
-                    tables.append(pa.Table.from_arrays([*meta.columns, *frame.columns],
-                                                       names=[*meta.column_names, *map(str, frame.column_names)]))
+                    tables.append(
+                        pa.Table.from_arrays(
+                            [*meta.columns, *frame.columns], names=[*meta.column_names, *map(str, frame.column_names)]
+                        )
+                    )
                     continue
                 columns = _columns(what, collection)
                 tables.append(pa.table({**_meta([item], [row_count(columns)]), **columns}))

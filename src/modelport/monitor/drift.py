@@ -213,17 +213,27 @@ def compare(
     if features:
         for name in features:
             if name in METADATA_COLUMNS:
-                raise ValidationError(f"--features: {name!r} is metadata ({', '.join(METADATA_COLUMNS)}), not a feature")
-            missing = [side for side, frame in (("baseline", baseline), ("target", target)) if name not in frame.columns]
+                raise ValidationError(
+                    f"--features: {name!r} is metadata ({', '.join(METADATA_COLUMNS)}), not a feature"
+                )
+            missing = [
+                side for side, frame in (("baseline", baseline), ("target", target)) if name not in frame.columns
+            ]
             if missing:
                 raise ValidationError(f"--features: column {name!r} is not in the {' nor the '.join(missing)}")
         selected = list(dict.fromkeys(features))
     else:
         selected = [name for name in baseline.columns if name in target.columns and name not in METADATA_COLUMNS]
-        skipped += [Skipped(name, "only in the baseline") for name in baseline.columns
-                    if name not in target.columns and name not in METADATA_COLUMNS]
-        skipped += [Skipped(name, "only in the target") for name in target.columns
-                    if name not in baseline.columns and name not in METADATA_COLUMNS]
+        skipped += [
+            Skipped(name, "only in the baseline")
+            for name in baseline.columns
+            if name not in target.columns and name not in METADATA_COLUMNS
+        ]
+        skipped += [
+            Skipped(name, "only in the target")
+            for name in target.columns
+            if name not in baseline.columns and name not in METADATA_COLUMNS
+        ]
         if not selected:
             raise ValidationError(
                 f"--target: no column in common with the baseline (baseline: {_names(baseline)}; target: {_names(target)})"
@@ -231,15 +241,15 @@ def compare(
     columns, unusable = [], []
     for name in selected:
         kind = PREDICTION if name in predictions else FEATURE
-        result = compare_column(name, baseline[name], target[name], kind=kind,
-                                force_categorical=name in categorical, thresholds=thresholds)
+        result = compare_column(
+            name, baseline[name], target[name], kind=kind, force_categorical=name in categorical, thresholds=thresholds
+        )
         (columns if isinstance(result, ColumnDrift) else unusable).append(result)
     if not columns:
         reasons = "; ".join(f"{s.name}: {s.reason}" for s in unusable[:8])
         raise ValidationError(f"--target: no column could be compared ({reasons})")
     skipped += unusable
-    return DriftReport(columns, skipped, thresholds, len(baseline), len(target),
-                       baseline_source, target_source, since)
+    return DriftReport(columns, skipped, thresholds, len(baseline), len(target), baseline_source, target_source, since)
 
 
 def compare_column(
@@ -272,10 +282,18 @@ def compare_column(
     value = metrics[metric]
     threshold = thresholds.for_type(column_type)
     return ColumnDrift(
-        name=name, kind=kind, type=column_type, metric=metric, value=value, threshold=threshold,
-        drifted=value is not None and value > threshold, metrics=metrics,
-        baseline_count=len(b), target_count=len(t),
-        baseline_missing=len(baseline) - len(b), target_missing=len(target) - len(t),
+        name=name,
+        kind=kind,
+        type=column_type,
+        metric=metric,
+        value=value,
+        threshold=threshold,
+        drifted=value is not None and value > threshold,
+        metrics=metrics,
+        baseline_count=len(b),
+        target_count=len(t),
+        baseline_missing=len(baseline) - len(b),
+        target_missing=len(target) - len(t),
         distribution=distribution,
     )
 

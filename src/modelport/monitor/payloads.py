@@ -71,8 +71,9 @@ def row_count(columns: Mapping[str, Any]) -> int:
 def _plain(array: np.ndarray) -> np.ndarray:
     """BYTES tensors as text; everything else as it is."""
     if array.dtype == object:
-        return np.vectorize(lambda v: v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v),
-                            otypes=[object])(array)
+        return np.vectorize(
+            lambda v: v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v), otypes=[object]
+        )(array)
     return array
 
 

@@ -35,18 +35,26 @@ svg text { font: 11px system-ui, sans-serif; fill: #333; }
 """
 
 
-def render_html(report: DriftReport, *, title: str = "modelport drift report", generated: datetime | None = None) -> str:
+def render_html(
+    report: DriftReport, *, title: str = "modelport drift report", generated: datetime | None = None
+) -> str:
     """The whole report as a string."""
     generated = generated or datetime.now(timezone.utc)
     drifted = report.drifted
-    verdict = (f"Drift: {len(drifted)} of {len(report.columns)} columns over their threshold ({', '.join(drifted)})"
-               if drifted else f"No drift: none of {len(report.columns)} columns over its threshold")
+    verdict = (
+        f"Drift: {len(drifted)} of {len(report.columns)} columns over their threshold ({', '.join(drifted)})"
+        if drifted
+        else f"No drift: none of {len(report.columns)} columns over its threshold"
+    )
     since = f", last {report.since}" if report.since else ""
     summary = [
         ("baseline", f"{report.baseline_source} ({report.baseline_rows} rows)"),
         ("target", f"{report.target_source} ({report.target_rows} rows{since})"),
-        ("thresholds", f"numerical (normalized Wasserstein) {report.thresholds.numerical}, "
-                       f"categorical (Jensen-Shannon) {report.thresholds.categorical}"),
+        (
+            "thresholds",
+            f"numerical (normalized Wasserstein) {report.thresholds.numerical}, "
+            f"categorical (Jensen-Shannon) {report.thresholds.categorical}",
+        ),
         ("generated", generated.strftime("%Y-%m-%d %H:%M:%S UTC")),
     ]
     parts = [
@@ -98,20 +106,35 @@ def _table(report: DriftReport) -> str:
     rows = []
     for c in report.columns:
         cells = [
-            escape(c.name), c.kind, c.type, _METRIC_NAMES[c.metric],
-            _num(c.value), _num(c.threshold), _fmt(c.metrics.get("psi")), _p(c.pvalue),
+            escape(c.name),
+            c.kind,
+            c.type,
+            _METRIC_NAMES[c.metric],
+            _num(c.value),
+            _num(c.threshold),
+            _fmt(c.metrics.get("psi")),
+            _p(c.pvalue),
             "yes" if c.drifted else "no",
         ]
-        tds = "".join(f'<td class="num">{cell}</td>' if 4 <= i <= 7 else f"<td>{cell}</td>" for i, cell in enumerate(cells))
+        tds = "".join(
+            f'<td class="num">{cell}</td>' if 4 <= i <= 7 else f"<td>{cell}</td>" for i, cell in enumerate(cells)
+        )
         rows.append(f'<tr class="{"drifted" if c.drifted else ""}">{tds}</tr>')
-    return ("<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"
-            + "".join(rows) + "</tbody></table>")
+    return (
+        "<table><thead><tr>"
+        + "".join(f"<th>{h}</th>" for h in head)
+        + "</tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+    )
 
 
 def _section(column: ColumnDrift) -> str:
     metrics = ", ".join(f"{name} {_fmt(value)}" for name, value in column.metrics.items())
-    counts = (f"{column.baseline_count} baseline / {column.target_count} target values; "
-              f"missing {column.baseline_missing} / {column.target_missing}")
+    counts = (
+        f"{column.baseline_count} baseline / {column.target_count} target values; "
+        f"missing {column.baseline_missing} / {column.target_missing}"
+    )
     badge = " — drifted" if column.drifted else ""
     return (
         f"<section><h3>{escape(column.name)} <small>({column.kind}, {column.type}){badge}</small></h3>"
@@ -119,7 +142,10 @@ def _section(column: ColumnDrift) -> str:
     )
 
 
-_METRIC_NAMES = {"normalized_wasserstein_distance": "normalized Wasserstein", "jensen_shannon_distance": "Jensen-Shannon"}
+_METRIC_NAMES = {
+    "normalized_wasserstein_distance": "normalized Wasserstein",
+    "jensen_shannon_distance": "Jensen-Shannon",
+}
 
 
 # -- SVG -----------------------------------------------------------------------------------------
@@ -146,13 +172,17 @@ class _Plot:
             f'<line x1="{self.left}" x2="{self.right}" y1="{self.y(v):.1f}" y2="{self.y(v):.1f}" stroke="#eee"/>'
             for v in (0.0, self.top / 2, self.top)
         )
-        return (f'{ticks}<line x1="{self.left}" x2="{self.right}" y1="{self.bottom}" y2="{self.bottom}" stroke="#888"/>'
-                f'<line x1="{self.left}" x2="{self.left}" y1="{self.top_px}" y2="{self.bottom}" stroke="#888"/>')
+        return (
+            f'{ticks}<line x1="{self.left}" x2="{self.right}" y1="{self.bottom}" y2="{self.bottom}" stroke="#888"/>'
+            f'<line x1="{self.left}" x2="{self.left}" y1="{self.top_px}" y2="{self.bottom}" stroke="#888"/>'
+        )
 
     def bar(self, x: float, width: float, proportion: float, color: str, opacity: float = 1.0) -> str:
         y = self.y(proportion)
-        return (f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(width, 0.5):.1f}" height="{self.bottom - y:.1f}" '
-                f'fill="{color}" fill-opacity="{opacity}"/>')
+        return (
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(width, 0.5):.1f}" height="{self.bottom - y:.1f}" '
+            f'fill="{color}" fill-opacity="{opacity}"/>'
+        )
 
 
 def _histogram(dist: Distribution, plot: _Plot) -> str:
@@ -165,8 +195,9 @@ def _histogram(dist: Distribution, plot: _Plot) -> str:
     labels = [(plot.left + i * step, edges[i], "middle") for i in range(0, len(edges) - every // 2, every)]
     if edges:
         labels.append((plot.right, edges[-1], "end"))
-    texts = "".join(f'<text x="{x:.1f}" y="{plot.bottom + 14}" text-anchor="{anchor}">{_fmt(v)}</text>'
-                    for x, v, anchor in labels)
+    texts = "".join(
+        f'<text x="{x:.1f}" y="{plot.bottom + 14}" text-anchor="{anchor}">{_fmt(v)}</text>' for x, v, anchor in labels
+    )
     return "".join(bars) + texts
 
 
@@ -182,7 +213,11 @@ def _grouped_bars(dist: Distribution, plot: _Plot) -> str:
         parts.append(plot.bar(x + bar, bar, dist.target[i], TARGET_COLOR))
         label = escape(name if len(name) <= 12 else name[:11] + "…")
         cx, cy = plot.left + (i + 0.5) * group, plot.bottom + 14
-        rotate = f' transform="rotate(-30 {cx:.1f} {cy})" text-anchor="end"' if len(categories) > 8 else ' text-anchor="middle"'
+        rotate = (
+            f' transform="rotate(-30 {cx:.1f} {cy})" text-anchor="end"'
+            if len(categories) > 8
+            else ' text-anchor="middle"'
+        )
         parts.append(f'<text x="{cx:.1f}" y="{cy}"{rotate}>{label}</text>')
     return "".join(parts)
 

@@ -77,8 +77,16 @@ def shift_backups(path: Path, backups: int) -> Path | None:
 
 def _record(entry: Entry) -> dict[str, Any]:
     return {
-        "time": datetime.fromtimestamp(entry[0], timezone.utc), "request_id": entry[1], "endpoint": entry[2],
-        "deployment": entry[3], "model": entry[4], "version": entry[5], "method": entry[6], "path": entry[7],
-        "status": entry[8], "latency_ms": round(entry[9] / 1e6, 3), "queue_ms": round(entry[10] / 1e6, 3),
+        "time": datetime.fromtimestamp(entry[0], timezone.utc),
+        "request_id": entry[1],
+        "endpoint": entry[2],
+        "deployment": entry[3],
+        "model": entry[4],
+        "version": entry[5],
+        "method": entry[6],
+        "path": entry[7],
+        "status": entry[8],
+        "latency_ms": round(entry[9] / 1e6, 3),
+        "queue_ms": round(entry[10] / 1e6, 3),
         "batch_size": entry[11],
     }

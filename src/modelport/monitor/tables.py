@@ -57,8 +57,13 @@ def read_table(path: str | Path, option: str) -> LoadedTable:
     if not root.exists():
         raise ValidationError(f"{option}: {path} does not exist")
     if root.is_dir():
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
-                       and not any(part.startswith(".") for part in p.relative_to(root).parts))
+        files = sorted(
+            p
+            for p in root.rglob("*")
+            if p.is_file()
+            and p.suffix.lower() in SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        )
         if not files:
             raise ValidationError(f"{option}: the folder {path} holds no CSV, Parquet or JSONL files")
     else:
@@ -79,7 +84,9 @@ def read_file(path: Path, option: str, *, tolerant: bool = False) -> pd.DataFram
     try:
         frame = pd.read_parquet(path) if fmt == "parquet" else pd.read_csv(path)
     except Exception as exc:  # pyarrow, pandas and OS errors all mean the same here
-        raise ValidationError(f"{option}: {path} is not a readable {_FORMAT_NAMES[fmt]} file ({_first_line(exc)})") from None
+        raise ValidationError(
+            f"{option}: {path} is not a readable {_FORMAT_NAMES[fmt]} file ({_first_line(exc)})"
+        ) from None
     frame.columns = [str(name) for name in frame.columns]
     return frame
 
@@ -160,7 +167,9 @@ def read_collected(
         if pieces:
             frames[collection] = _concat(pieces)
     if not frames and since is not None:
-        raise ValidationError(f"--since: nothing collected for {source} in the last {since_text or since} (under {base})")
+        raise ValidationError(
+            f"--since: nothing collected for {source} in the last {since_text or since} (under {base})"
+        )
     if not frames:
         raise ValidationError(f"--target: no rows readable yet in what {source} collected (under {base})")
     inputs, outputs = frames.get("model_inputs"), frames.get("model_outputs")
@@ -244,7 +253,9 @@ def _join(inputs: pd.DataFrame, outputs: pd.DataFrame, source: str) -> pd.DataFr
     outputs = outputs.drop_duplicates(JOIN_KEYS, keep="last")
     joined = inputs.merge(outputs, on=JOIN_KEYS, how="outer", suffixes=("", "_output"), sort=False)
     if "time_output" in joined.columns:
-        joined["time"] = joined["time"].combine_first(joined["time_output"]) if "time" in joined else joined["time_output"]
+        joined["time"] = (
+            joined["time"].combine_first(joined["time_output"]) if "time" in joined else joined["time_output"]
+        )
         joined = joined.drop(columns="time_output")
     return joined
 

@@ -57,8 +57,11 @@ class Settings:
         return (self.instance_count, self.max_batch_size, self.max_queue_delay_us or 0)
 
     def label(self) -> str:
-        batching = f"batch ≤{self.max_batch_size}, delay {self.max_queue_delay_us} µs" if self.batching else (
-            f"no batching (≤{self.max_batch_size})" if self.max_batch_size else "no batch dim")
+        batching = (
+            f"batch ≤{self.max_batch_size}, delay {self.max_queue_delay_us} µs"
+            if self.batching
+            else (f"no batching (≤{self.max_batch_size})" if self.max_batch_size else "no batch dim")
+        )
         return f"{batching}, {self.instance_count} inst."
 
 
@@ -72,8 +75,9 @@ def settings_of(config: Mapping[str, Any]) -> Settings:
     return Settings(count, max_batch_size, delay if max_batch_size > 0 else None)
 
 
-def batching_grid(base: Settings, concurrency: int, rows: int, sizes: Iterable[int], delays: Iterable[int],
-                  counts: Iterable[int]) -> list[Settings]:
+def batching_grid(
+    base: Settings, concurrency: int, rows: int, sizes: Iterable[int], delays: Iterable[int], counts: Iterable[int]
+) -> list[Settings]:
     """Phase 2's settings, pruned: a batch never holds more than ``concurrency × rows`` rows (the
     requests in flight), so a larger ``max_batch_size`` behaves like that one and is tried as it;
     a size at or below one request's ``rows`` cannot combine requests, so it is tried once,

@@ -151,9 +151,17 @@ def check_loopback(url: str) -> None:
         raise ValidationError(f"profile: {url} is not a loopback address; the profiler only loads local servers")
 
 
-def run_rounds(targets: Sequence[LoadTarget], body: bytes, *, rounds: int, seconds: float,
-               first_warmup: float = 0.5, next_warmup: float = 0.05, request_timeout: float = 30.0,
-               headers: dict[str, str] | None = None) -> list[list[LoadResult]]:
+def run_rounds(
+    targets: Sequence[LoadTarget],
+    body: bytes,
+    *,
+    rounds: int,
+    seconds: float,
+    first_warmup: float = 0.5,
+    next_warmup: float = 0.05,
+    request_timeout: float = 30.0,
+    headers: dict[str, str] | None = None,
+) -> list[list[LoadResult]]:
     """``rounds`` windows of ``seconds`` per target (blocking), every other round in reverse
     order so that a drift falls on all targets alike; a target's first window follows
     ``first_warmup`` (a fresh server's first requests allocate), later ones ``next_warmup``."""
@@ -167,8 +175,16 @@ def run_rounds(targets: Sequence[LoadTarget], body: bytes, *, rounds: int, secon
     return _run(_rounds(targets, body, rounds, seconds, first_warmup, next_warmup, request_timeout, request_headers))
 
 
-def run_open(url: str, body: bytes, *, rate: float, seconds: float, connections: int, request_timeout: float = 1.0,
-             headers: dict[str, str] | None = None) -> OpenLoadResult:
+def run_open(
+    url: str,
+    body: bytes,
+    *,
+    rate: float,
+    seconds: float,
+    connections: int,
+    request_timeout: float = 1.0,
+    headers: dict[str, str] | None = None,
+) -> OpenLoadResult:
     """Send ``body`` to ``url`` at ``rate`` requests a second for ``seconds`` (blocking) over at most
     ``connections`` keep-alive connections, opened before the first slot. Every request sent is
     waited for, up to ``request_timeout``, so the run ends by ``seconds + request_timeout`` (and the
@@ -234,13 +250,30 @@ async def _open(pool: _Pool, rate: float, seconds: float, connections: int, requ
             await asyncio.gather(*pending, return_exceptions=True)
     finally:
         pool.close()
-    return OpenLoadResult(rate, seconds, sending, connections, count, not_sent, dict(statuses),
-                          np.asarray(latencies, dtype=np.float64), np.asarray(lags, dtype=np.float64),
-                          errors[0] if errors else None)
+    return OpenLoadResult(
+        rate,
+        seconds,
+        sending,
+        connections,
+        count,
+        not_sent,
+        dict(statuses),
+        np.asarray(latencies, dtype=np.float64),
+        np.asarray(lags, dtype=np.float64),
+        errors[0] if errors else None,
+    )
 
 
-async def _rounds(targets: Sequence[LoadTarget], body: bytes, rounds: int, seconds: float, first_warmup: float,
-                  next_warmup: float, request_timeout: float, headers: dict[str, str]) -> list[list[LoadResult]]:
+async def _rounds(
+    targets: Sequence[LoadTarget],
+    body: bytes,
+    rounds: int,
+    seconds: float,
+    first_warmup: float,
+    next_warmup: float,
+    request_timeout: float,
+    headers: dict[str, str],
+) -> list[list[LoadResult]]:
     results: list[list[LoadResult]] = [[] for _ in targets]
     pools = [_Pool(target.url, body, headers) for target in targets]
     try:
@@ -262,8 +295,7 @@ class _Tally:
     first_error: str | None = None
 
 
-async def _window(pool: _Pool, target: LoadTarget, seconds: float, warmup: float,
-                  request_timeout: float) -> LoadResult:
+async def _window(pool: _Pool, target: LoadTarget, seconds: float, warmup: float, request_timeout: float) -> LoadResult:
     start = time.perf_counter()
     opens, closes = start + warmup, start + warmup + seconds
     latencies: list[float] = []
@@ -298,8 +330,15 @@ async def _window(pool: _Pool, target: LoadTarget, seconds: float, warmup: float
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
-    return LoadResult(target.concurrency, seconds, np.asarray(latencies, dtype=np.float64), tally.total,
-                      tally.errors, tally.first_error, await marks)
+    return LoadResult(
+        target.concurrency,
+        seconds,
+        np.asarray(latencies, dtype=np.float64),
+        tally.total,
+        tally.errors,
+        tally.first_error,
+        await marks,
+    )
 
 
 def _describe(status: int, answer: bytes) -> str:
@@ -316,8 +355,12 @@ class _Pool:
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        lines = [f"POST {path} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(body)}",
-                 *(f"{key}: {value}" for key, value in headers.items())]
+        lines = [
+            f"POST {path} HTTP/1.1",
+            f"Host: {parts.netloc}",
+            f"Content-Length: {len(body)}",
+            *(f"{key}: {value}" for key, value in headers.items()),
+        ]
         self.request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
         self.idle: list[_Connection] = []
 
@@ -328,8 +371,9 @@ class _Pool:
         try:
             if connection is None:
                 connection = await self._open(timeout)
-            status, answer = await asyncio.wait_for(connection.exchange(self.request),
-                                                    max(0.0, deadline - time.perf_counter()))
+            status, answer = await asyncio.wait_for(
+                connection.exchange(self.request), max(0.0, deadline - time.perf_counter())
+            )
         except (OSError, asyncio.TimeoutError, httptools.HttpParserError) as exc:
             if connection is not None:
                 connection.close()

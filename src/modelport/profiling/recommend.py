@@ -54,8 +54,9 @@ def choose(trials: Sequence[TrialResult], budget_ms: float, tolerance: float = 0
         raise ModelportError(f"profile: no trial answered a request ({reasons[0]})")
     clean = [trial for trial in answered if trial.errors == 0] or answered
     trial = min(clean, key=lambda t: (t.p99, -t.qps))
-    warning = (f"no trial met the {budget_ms:g} ms p99 budget without errors; recommending the lowest p99 "
-               f"({trial.p99:.1f} ms)")
+    warning = (
+        f"no trial met the {budget_ms:g} ms p99 budget without errors; recommending the lowest p99 ({trial.p99:.1f} ms)"
+    )
     return Choice(trial, None, BUDGET_NOT_MET, (warning,))
 
 
@@ -69,10 +70,20 @@ def with_headroom(value: float, factor: float) -> float:
     return max(0.1, math.ceil(round(value * factor * 10, 6)) / 10)
 
 
-def profile_document(name: str, trials: Sequence[TrialResult], choice: Choice, *, budget_ms: float,
-                     base: ModelConfig | None, requested_cpu: float | None, requested_memory_gb: float | None,
-                     logs: str | None, verified: TrialResult | None = None,
-                     best_again: TrialResult | None = None, warnings: Sequence[str] = ()) -> dict[str, Any]:
+def profile_document(
+    name: str,
+    trials: Sequence[TrialResult],
+    choice: Choice,
+    *,
+    budget_ms: float,
+    base: ModelConfig | None,
+    requested_cpu: float | None,
+    requested_memory_gb: float | None,
+    logs: str | None,
+    verified: TrialResult | None = None,
+    best_again: TrialResult | None = None,
+    warnings: Sequence[str] = (),
+) -> dict[str, Any]:
     """Azure ML's ``Model.profile().get_details()`` fields, plus ``modelConfig`` (the recommended
     settings as overrides of the model's own config), ``trials`` and the verification."""
     chosen = choice.trial
@@ -86,8 +97,9 @@ def profile_document(name: str, trials: Sequence[TrialResult], choice: Choice, *
         "name": name,
         "state": choice.state,
         "recommendedCpu": None if chosen.cpu_cores is None else with_headroom(chosen.cpu_cores, CPU_HEADROOM),
-        "recommendedMemoryInGB": None if chosen.peak_bytes is None else with_headroom(
-            chosen.peak_bytes / 2**30, MEMORY_HEADROOM),
+        "recommendedMemoryInGB": None
+        if chosen.peak_bytes is None
+        else with_headroom(chosen.peak_bytes / 2**30, MEMORY_HEADROOM),
         "recommendationLatencyInMs": _round(chosen.p99),
         "maxUtilizedMemoryInGB": round(max(peaks) / 2**30, 3) if peaks else None,
         "maxUtilizedCpu": round(max(cpus), 3) if cpus else None,
@@ -111,7 +123,11 @@ def profile_document(name: str, trials: Sequence[TrialResult], choice: Choice, *
         "bestQueriesPerSecondWithinBudget": None if choice.best is None else round(choice.best.qps, 1),
         "modelConfig": chosen.settings.model_config(base) if chosen.settings is not None else None,
         "roundSpread": noise,
-        "warnings": [*choice.warnings, *warnings, *([_busy(noise)] if noise is not None and noise > BUSY_SPREAD else [])],
+        "warnings": [
+            *choice.warnings,
+            *warnings,
+            *([_busy(noise)] if noise is not None and noise > BUSY_SPREAD else []),
+        ],
         "trials": [trial.to_dict(base) for trial in trials],
     }
     if verified is not None and best_again is not None:
@@ -137,8 +153,10 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 
 
 def _busy(noise: float) -> str:
-    return (f"throughput varied by {noise:.0%} between rounds (interquartile range over median): the machine was "
-            "busy, and settings closer than that are not told apart; profile for longer or on a quieter machine")
+    return (
+        f"throughput varied by {noise:.0%} between rounds (interquartile range over median): the machine was "
+        "busy, and settings closer than that are not told apart; profile for longer or on a quieter machine"
+    )
 
 
 def _median(values: Sequence[float]) -> float | None:

@@ -64,7 +64,9 @@ class TrialResult:
     def to_dict(self, base: ModelConfig | None = None) -> dict[str, Any]:
         """The trial as the profile document lists it (``base``: see :meth:`Settings.model_config`)."""
         return {
-            "index": self.index, "phase": self.phase, "concurrency": self.concurrency,
+            "index": self.index,
+            "phase": self.phase,
+            "concurrency": self.concurrency,
             "maxBatchSize": self.settings.max_batch_size if self.settings else None,
             "maxQueueDelayMicroseconds": self.settings.max_queue_delay_us if self.settings else None,
             "instanceCount": self.settings.instance_count if self.settings else None,
@@ -72,15 +74,18 @@ class TrialResult:
             "modelConfig": self.settings.model_config(base) if self.settings else None,
             "queriesPerSecond": round(self.qps, 1),
             **{_latency_key(key): _round(value) for key, value in self.latency_ms.items()},
-            "totalQueries": self.total, "successQueries": self.succeeded,
+            "totalQueries": self.total,
+            "successQueries": self.succeeded,
             "cpu": _round(self.cpu_cores, 3),
             "peakMemoryInMB": None if self.peak_bytes is None else round(self.peak_bytes / 2**20, 1),
-            "roundQueriesPerSecond": [round(qps, 1) for qps in self.rounds], "error": self.first_error,
+            "roundQueriesPerSecond": [round(qps, 1) for qps in self.rounds],
+            "error": self.first_error,
         }
 
 
-def summarise(index: int, phase: str, settings: Settings | None, concurrency: int,
-              rounds: Sequence[Round]) -> TrialResult:
+def summarise(
+    index: int, phase: str, settings: Settings | None, concurrency: int, rounds: Sequence[Round]
+) -> TrialResult:
     """The median of each figure over ``rounds`` (counts are summed, the memory peak is the max)."""
     if not rounds:
         raise ValueError("a trial needs at least one round")
@@ -88,11 +93,18 @@ def summarise(index: int, phase: str, settings: Settings | None, concurrency: in
     peaks = [r.peak_bytes for r in rounds if r.peak_bytes is not None]
     errors = [r.load.first_error for r in rounds if r.load.first_error]
     return TrialResult(
-        index=index, phase=phase, settings=settings, concurrency=concurrency,
-        qps=statistics.median(r.load.qps for r in rounds), latency_ms=latencies,
-        total=sum(r.load.total for r in rounds), succeeded=sum(r.load.succeeded for r in rounds),
-        cpu_cores=_median([r.cpu_cores for r in rounds]), peak_bytes=max(peaks) if peaks else None,
-        rounds=tuple(r.load.qps for r in rounds), first_error=errors[0] if errors else None,
+        index=index,
+        phase=phase,
+        settings=settings,
+        concurrency=concurrency,
+        qps=statistics.median(r.load.qps for r in rounds),
+        latency_ms=latencies,
+        total=sum(r.load.total for r in rounds),
+        succeeded=sum(r.load.succeeded for r in rounds),
+        cpu_cores=_median([r.cpu_cores for r in rounds]),
+        peak_bytes=max(peaks) if peaks else None,
+        rounds=tuple(r.load.qps for r in rounds),
+        first_error=errors[0] if errors else None,
     )
 
 

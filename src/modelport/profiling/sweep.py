@@ -86,8 +86,14 @@ class SweepResult:
 class Sweep:
     """One profile run: ``run()`` starts, measures and stops every trial server."""
 
-    def __init__(self, target: Target, sample: Sample, options: SweepOptions, logs: Path,
-                 say: Callable[[str], None] = lambda line: None) -> None:
+    def __init__(
+        self,
+        target: Target,
+        sample: Sample,
+        options: SweepOptions,
+        logs: Path,
+        say: Callable[[str], None] = lambda line: None,
+    ) -> None:
         self.target, self.sample, self.options, self.logs, self.say = target, sample, options, logs, say
         self.trials: list[TrialResult] = []
         self.warnings: list[str] = []
@@ -102,13 +108,21 @@ class Sweep:
             self._probe(baseline.url + self.sample.path(model))
             level, compared = levels[0], []
             if len(levels) > 1 or settings is None:
-                self.say(f"phase 1: {self.target.name} as configured ({_label(settings)}) at concurrency "
-                         f"{', '.join(map(str, levels))}")
+                self.say(
+                    f"phase 1: {self.target.name} as configured ({_label(settings)}) at concurrency "
+                    f"{', '.join(map(str, levels))}"
+                )
                 compared = self._measure([self._point(baseline, model, c, settings, "baseline") for c in levels])
                 level = choose(compared, self.options.budget_ms, tolerance=0).trial.concurrency
             if settings is not None:
-                grid = batching_grid(settings, level, self.sample.rows, self.options.max_batch_sizes,
-                                     self.options.queue_delays_us, self.options.instance_counts)
+                grid = batching_grid(
+                    settings,
+                    level,
+                    self.sample.rows,
+                    self.options.max_batch_sizes,
+                    self.options.queue_delays_us,
+                    self.options.instance_counts,
+                )
                 self.say(f"phase 2: the configured settings and {len(grid)} others at concurrency {level}")
                 plans = [(f"grid-{i + 1}", s.model_config(self.target.base)) for i, s in enumerate(grid)]
                 started = self._start(plans, servers, required=False)
@@ -116,8 +130,10 @@ class Sweep:
                 points += [self._point(server, model, level, s, "grid") for server, s in zip(started, grid) if server]
                 compared = self._measure(points)
             choice = choose(compared, self.options.budget_ms, self.options.tolerance)
-            self.say(f"recommended: trial {choice.trial.index} ({_label(choice.trial.settings)}, concurrency "
-                     f"{choice.trial.concurrency}): {choice.trial.qps:,.0f} req/s, p99 {_ms(choice.trial.p99)}")
+            self.say(
+                f"recommended: trial {choice.trial.index} ({_label(choice.trial.settings)}, concurrency "
+                f"{choice.trial.concurrency}): {choice.trial.qps:,.0f} req/s, p99 {_ms(choice.trial.p99)}"
+            )
             verify = self._verify(choice, model, servers) if self.options.verify else None
         return SweepResult(self.trials, choice, verify, self.warnings)
 
@@ -129,8 +145,10 @@ class Sweep:
             models = [entry["name"] for entry in _json(client.post("/v2/repository/index", json={"ready": True}))]
             if self.target.scripted or not models:
                 if self.sample.v2:
-                    raise ValidationError(f"--input: a v2 request (inputs), but {self.target.name} serves no v2 "
-                                          "model; give the JSON body its /score expects")
+                    raise ValidationError(
+                        f"--input: a v2 request (inputs), but {self.target.name} serves no v2 "
+                        "model; give the JSON body its /score expects"
+                    )
                 return None, None
             if len(set(models)) != 1:
                 raise ValidationError(f"target: {self.target.name} serves {len(models)} models; profile one at a time")
@@ -139,21 +157,26 @@ class Sweep:
     def _probe(self, url: str) -> None:
         """One request before any measurement: a sample the model refuses is the user's error."""
         try:
-            response = httpx.post(url, content=self.sample.body, headers={"content-type": "application/json"},
-                                  timeout=60, trust_env=False)
+            response = httpx.post(
+                url, content=self.sample.body, headers={"content-type": "application/json"}, timeout=60, trust_env=False
+            )
         except httpx.HTTPError as exc:
             raise ValidationError(f"--input: the sample request failed ({type(exc).__name__}: {exc})") from None
         if response.status_code != 200:
-            raise ValidationError(f"--input: {self.target.name} answered {response.status_code} to the sample: "
-                                  f"{response.text.strip()[:300]}")
+            raise ValidationError(
+                f"--input: {self.target.name} answered {response.status_code} to the sample: "
+                f"{response.text.strip()[:300]}"
+            )
 
     def _verify(self, choice: Choice, model: str | None, servers: ExitStack) -> Verification:
         """The recommended ``modelConfig`` served by a fresh server (what applying it gives), measured
         in the same rounds as the best trial's server: their ratio is free of the machine's drift."""
         trial, best = choice.trial, choice.best or choice.trial
         overrides = trial.settings.model_config(self.target.base) if trial.settings is not None else {}
-        self.say(f"verify: the recommended settings served afresh, beside trial {best.index} (the best within "
-                 f"budget), at concurrency {trial.concurrency}")
+        self.say(
+            f"verify: the recommended settings served afresh, beside trial {best.index} (the best within "
+            f"budget), at concurrency {trial.concurrency}"
+        )
         (server,) = self._start([("verify", overrides)], servers)
         assert server is not None
         fresh = self._point(server, model, trial.concurrency, trial.settings, "verify")
@@ -163,8 +186,9 @@ class Sweep:
 
     # -- measuring ----------------------------------------------------------------------------
 
-    def _start(self, plans: Sequence[tuple[str, dict[str, Any]]], stack: ExitStack,
-               required: bool = True) -> list[TrialServer | None]:
+    def _start(
+        self, plans: Sequence[tuple[str, dict[str, Any]]], stack: ExitStack, required: bool = True
+    ) -> list[TrialServer | None]:
         """Start every server at once (their start-ups overlap), then wait until all are ready. A
         server that cannot start is an error when ``required``, else a warning and None."""
         servers = [TrialServer(self.target.plan(overrides), self.logs / f"{name}.log") for name, overrides in plans]
@@ -186,8 +210,9 @@ class Sweep:
                 ready.append(server)
         return ready
 
-    def _point(self, server: TrialServer, model: str | None, concurrency: int, settings: Settings | None,
-               phase: str) -> Point:
+    def _point(
+        self, server: TrialServer, model: str | None, concurrency: int, settings: Settings | None, phase: str
+    ) -> Point:
         return Point(server, server.url + self.sample.path(model), concurrency, settings, phase)
 
     def _measure(self, points: Sequence[Point], keep: bool = True, duration: float | None = None) -> list[TrialResult]:
@@ -195,9 +220,14 @@ class Sweep:
         about ``SLICE_S``."""
         duration = duration or self.options.duration
         rounds = max(MIN_ROUNDS, round(duration / SLICE_S))
-        measured = run_rounds([LoadTarget(p.url, p.concurrency, p.server.usage) for p in points], self.sample.body,
-                              rounds=rounds, seconds=duration / rounds, first_warmup=FIRST_WARMUP_S,
-                              next_warmup=NEXT_WARMUP_S)
+        measured = run_rounds(
+            [LoadTarget(p.url, p.concurrency, p.server.usage) for p in points],
+            self.sample.body,
+            rounds=rounds,
+            seconds=duration / rounds,
+            first_warmup=FIRST_WARMUP_S,
+            next_warmup=NEXT_WARMUP_S,
+        )
         results = []
         for point, loads in zip(points, measured):
             index = len(self.trials) + 1 if keep else 0
@@ -205,9 +235,11 @@ class Sweep:
             if keep:
                 self.trials.append(result)
                 self._points[index] = point
-            self.say(f"  {'trial ' + str(index) if keep else point.phase}: {_label(point.settings)}, concurrency "
-                     f"{point.concurrency}: {result.qps:,.0f} req/s, p99 {_ms(result.p99)}"
-                     + (f", {result.errors} errors" if result.errors else ""))
+            self.say(
+                f"  {'trial ' + str(index) if keep else point.phase}: {_label(point.settings)}, concurrency "
+                f"{point.concurrency}: {result.qps:,.0f} req/s, p99 {_ms(result.p99)}"
+                + (f", {result.errors} errors" if result.errors else "")
+            )
             results.append(result)
         return results
 

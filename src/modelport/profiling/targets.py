@@ -65,8 +65,13 @@ def model_target(text: str, workspace: Callable[[], Workspace]) -> Target:
     env = dict(os.environ)
     if not folder:  # the servers open the same workspace as this command, whatever --workspace said
         ws = workspace()
-        env.update({"MODELPORT_HOME": str(ws.root), "MODELPORT_DB_URL": ws.settings.db_url,
-                    "MODELPORT_ARTIFACT_ROOT": ws.settings.artifact_root})
+        env.update(
+            {
+                "MODELPORT_HOME": str(ws.root),
+                "MODELPORT_DB_URL": ws.settings.db_url,
+                "MODELPORT_ARTIFACT_ROOT": ws.settings.artifact_root,
+            }
+        )
 
     def plan(overrides: Mapping[str, Any]) -> ServerPlan:
         config = ["--model-config", json.dumps(dict(overrides))] if overrides and not scripted else []
@@ -85,16 +90,21 @@ def deployment_target(text: str, ws: Workspace, client: DaemonClient) -> Target:
     validate_name(name, "deployment")
     served = client.call("GET", "status")["workspace"]
     if Path(served) != ws.root:
-        raise ValidationError(f"--workspace: the daemon at {client.url} serves workspace {served}, not {ws.root}; "
-                              f"profile with --workspace {served}")
+        raise ValidationError(
+            f"--workspace: the daemon at {client.url} serves workspace {served}, not {ws.root}; "
+            f"profile with --workspace {served}"
+        )
     view = client.call("GET", f"endpoints/{endpoint}/deployments/{name}")
     spec = load_deployment({f.name: view[f.name] for f in dataclasses.fields(DeploymentSpec) if f.name in view})
     source = resolve_targets([str(spec.model)], lambda: ws)[0] if spec.model is not None else None
     scripted = spec.code_configuration is not None or source is None or source.entry_script is not None
     base = None
     if source is not None and not scripted:
-        base = override_config(source.config, source.name, spec.model_config, "model_config") \
-            if spec.model_config else source.config
+        base = (
+            override_config(source.config, source.name, spec.model_config, "model_config")
+            if spec.model_config
+            else source.config
+        )
 
     def plan(overrides: Mapping[str, Any]) -> ServerPlan:
         trial = spec if scripted else dataclasses.replace(spec, model_config=merged(spec.model_config, overrides))

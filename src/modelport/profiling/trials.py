@@ -75,8 +75,15 @@ class TrialServer:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         command = [*self.plan.command, "--http-port", str(self.port), "--metrics-port", str(free_port())]
         with open(self.log, "ab") as console:
-            self.process = subprocess.Popen(command, env=self.plan.env, cwd=self.plan.cwd, stdin=subprocess.DEVNULL,
-                                            stdout=console, stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                command,
+                env=self.plan.env,
+                cwd=self.plan.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
         """Return once ``/v2/health/ready`` answers 200; a server that exits or never gets ready
@@ -86,8 +93,10 @@ class TrialServer:
         with httpx.Client(timeout=2, trust_env=False) as client:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
-                    raise ModelportError(f"profile: the trial server exited with {self.process.returncode}: "
-                                         f"{self.last_log_line()} (log: {self.log})")
+                    raise ModelportError(
+                        f"profile: the trial server exited with {self.process.returncode}: "
+                        f"{self.last_log_line()} (log: {self.log})"
+                    )
                 try:
                     if client.get(f"{self.url}/v2/health/ready").status_code == 200:
                         return
@@ -142,7 +151,7 @@ def _cpu_seconds(pid: int) -> float | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "; utime, stime are fields 14, 15
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; utime, stime are fields 14, 15
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

@@ -23,16 +23,21 @@ _UNSIGNED = ("UINT8", "UINT16", "UINT32", "UINT64")
 
 
 def _wider(ladder: tuple[str, ...]) -> dict[str, frozenset[str]]:
-    return {name: frozenset(ladder[index + 1:]) for index, name in enumerate(ladder)}
+    return {name: frozenset(ladder[index + 1 :]) for index, name in enumerate(ladder)}
 
 
 def _unsigned() -> dict[str, frozenset[str]]:
     """An unsigned integer widens to a wider unsigned one, or to a signed one twice its size or more."""
-    return {name: wider | frozenset(_SIGNED[index + 1:]) for index, (name, wider) in enumerate(_wider(_UNSIGNED).items())}
+    return {
+        name: wider | frozenset(_SIGNED[index + 1 :]) for index, (name, wider) in enumerate(_wider(_UNSIGNED).items())
+    }
 
 
 WIDENING: dict[str, frozenset[str]] = {
-    **_wider(_FLOATS), BF16: frozenset({"FP32", "FP64"}), **_wider(_SIGNED), **_unsigned(),
+    **_wider(_FLOATS),
+    BF16: frozenset({"FP32", "FP64"}),
+    **_wider(_SIGNED),
+    **_unsigned(),
 }
 """Datatype sent → the datatypes it is cast to exactly (UINT8 → INT16 and wider, and so on)."""
 

@@ -35,9 +35,7 @@ def classify(
     ``i`` (the model's label file); missing or empty labels are left off.
     """
     if type(class_count) is not int or class_count < 1:
-        raise ValidationError(
-            f"classification: class count must be a positive integer, got {class_count!r}"
-        )
+        raise ValidationError(f"classification: class count must be a positive integer, got {class_count!r}")
     values = np.asarray(array)
     datatype = datatype_of(values)
     if datatype not in _CLASSIFIABLE:

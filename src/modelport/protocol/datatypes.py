@@ -47,7 +47,5 @@ def fp32_to_bf16(values: ArrayLike) -> np.ndarray:
     high = floats.view(np.uint32) >> np.uint32(16)
     quiet_nan = (high | np.uint32(0x0040)).astype(np.uint16)
     bits = np.where(is_nan, np.uint32(0), floats.view(np.uint32))  # NaN bits would wrap below
-    rounded = ((bits + np.uint32(0x7FFF) + (high & np.uint32(1))) >> np.uint32(16)).astype(
-        np.uint16
-    )
+    rounded = ((bits + np.uint32(0x7FFF) + (high & np.uint32(1))) >> np.uint32(16)).astype(np.uint16)
     return np.where(is_nan, quiet_nan, rounded)

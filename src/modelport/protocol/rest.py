@@ -161,9 +161,7 @@ class _Blobs:
     def finish(self) -> None:
         left = len(self.body) - self.pos
         if left:
-            raise ValidationError(
-                f"request: {left} bytes after the JSON header are claimed by no binary_data_size"
-            )
+            raise ValidationError(f"request: {left} bytes after the JSON header are claimed by no binary_data_size")
 
 
 def _json_length(header_length: int | str | None, body_length: int) -> int:
@@ -181,9 +179,7 @@ def _json_length(header_length: int | str | None, body_length: int) -> int:
     if not 0 <= value <= body_length:
         raise ValidationError(f"{HEADER}: {value} is outside the {body_length}-byte body")
     if value == 0:
-        raise ValidationError(
-            f"{HEADER}: 0 (a raw binary request) is not supported; send a JSON header"
-        )
+        raise ValidationError(f"{HEADER}: 0 (a raw binary request) is not supported; send a JSON header")
     return value
 
 
@@ -243,21 +239,15 @@ def _decode_input(obj: Any, where: str, blobs: _Blobs) -> InferInput:
     who = f"(input {_quote(name)})"
     datatype = obj.get("datatype")
     if not isinstance(datatype, str) or datatype not in DATATYPES:
-        raise ValidationError(
-            f"{where}.datatype {who}: {_describe(datatype)} is not one of {', '.join(DATATYPES)}"
-        )
+        raise ValidationError(f"{where}.datatype {who}: {_describe(datatype)} is not one of {', '.join(DATATYPES)}")
     shape = _shape(obj.get("shape"), f"{where}.shape {who}")
     parameters = _parameters(obj.get("parameters"), f"{where}.parameters {who}")
     if "shared_memory_region" in parameters:
-        raise ValidationError(
-            f"{where}.parameters.shared_memory_region {who}: shared memory is not supported"
-        )
+        raise ValidationError(f"{where}.parameters.shared_memory_region {who}: shared memory is not supported")
     size = parameters.pop("binary_data_size", None)
     if "data" in obj:
         if size is not None:
-            raise ValidationError(
-                f"{where} {who}: set either 'data' or parameters.binary_data_size, not both"
-            )
+            raise ValidationError(f"{where} {who}: set either 'data' or parameters.binary_data_size, not both")
         array = array_from_json(obj["data"], datatype, shape, f"{where}.data {who}")
     elif size is not None:
         field = f"{where}.parameters.binary_data_size {who}"
@@ -278,9 +268,7 @@ def _shape(raw: Any, where: str) -> tuple[int, ...]:
     elements = 1
     for dim in raw:
         if type(dim) is not int or dim < 0:
-            raise ValidationError(
-                f"{where}: dimensions must be non-negative integers, got {_describe(dim)}"
-            )
+            raise ValidationError(f"{where}: dimensions must be non-negative integers, got {_describe(dim)}")
         elements *= max(dim, 1)
         if elements > _MAX_ELEMENTS:
             raise ValidationError(f"{where}: the product of the dimensions is too large")
@@ -324,9 +312,7 @@ def _decode_outputs(raw: Any, binary_default: bool | None) -> list[RequestedOutp
             raise ValidationError(f"{where}.parameters.binary_data {who}: must be true or false")
         class_count = parameters.pop("classification", 0)
         if type(class_count) is not int or class_count < 0:
-            raise ValidationError(
-                f"{where}.parameters.classification {who}: must be a non-negative integer"
-            )
+            raise ValidationError(f"{where}.parameters.classification {who}: must be a non-negative integer")
         outputs.append(
             RequestedOutput(
                 name=name,
@@ -363,9 +349,7 @@ def _describe(value: Any) -> str:
         return _quote(value)
     if isinstance(value, (int, float)):
         return str(value)[:40]
-    return {list: "an array", dict: "an object", type(None): "null"}.get(
-        type(value), type(value).__name__
-    )
+    return {list: "an array", dict: "an object", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def _quote(name: str) -> str:

@@ -21,8 +21,7 @@ from modelport.protocol.datatypes import bf16_to_fp32, fp32_to_bf16
 
 _LENGTH = struct.Struct("<I")
 _INT_RANGES = {
-    name: (int(np.iinfo(dtype_of(name)).min), int(np.iinfo(dtype_of(name)).max))
-    for name in INTEGER_DATATYPES
+    name: (int(np.iinfo(dtype_of(name)).min), int(np.iinfo(dtype_of(name)).max)) for name in INTEGER_DATATYPES
 }
 _FLOATS = frozenset({"FP16", "FP32", "FP64", BF16})
 # Smallest magnitude that rounds to infinity (max finite + half an ulp, a tie that goes to inf).
@@ -53,16 +52,12 @@ def array_from_json(data: Any, datatype: str, shape: tuple[int, ...], where: str
             raise ValidationError(f"{where}: mixes nested arrays and values at depth {depth}")
         depth += 1
         if depth > max_depth:
-            raise ValidationError(
-                f"{where}: nested deeper than the rank {len(shape)} of shape {list(shape)}"
-            )
+            raise ValidationError(f"{where}: nested deeper than the rank {len(shape)} of shape {list(shape)}")
         flat = list(chain.from_iterable(flat))
         kinds = set(map(type, flat))
     count = _count(shape)
     if len(flat) != count:
-        raise ValidationError(
-            f"{where}: expected {count} elements for shape {list(shape)}, got {len(flat)}"
-        )
+        raise ValidationError(f"{where}: expected {count} elements for shape {list(shape)}, got {len(flat)}")
     return _values(flat, kinds, datatype, where).reshape(shape)
 
 
@@ -79,9 +74,7 @@ def array_from_binary(
         return _split_bytes(buffer, offset, size, count, where).reshape(shape)
     itemsize = element_size(datatype)
     if size != count * itemsize:
-        raise ValidationError(
-            f"{where}: {size} bytes, but shape {list(shape)} of {datatype} takes {count * itemsize}"
-        )
+        raise ValidationError(f"{where}: {size} bytes, but shape {list(shape)} of {datatype} takes {count * itemsize}")
     wire = dtype_of(datatype).newbyteorder("<")
     if count == 0:
         return np.empty(shape, dtype=wire)
@@ -119,9 +112,7 @@ def binary_of(values: np.ndarray, datatype: str) -> bytes | memoryview:
     """The raw binary layout of ``flat_values(...)`` output (a view when no copy is needed)."""
     if datatype == BYTES:
         items = values.tolist()
-        return b"".join(
-            chain.from_iterable(zip(map(_LENGTH.pack, map(len, items)), items, strict=True))
-        )
+        return b"".join(chain.from_iterable(zip(map(_LENGTH.pack, map(len, items)), items, strict=True)))
     wire = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
     return memoryview(wire).cast("B")
 
@@ -177,9 +168,7 @@ def _values(flat: list, kinds: set[type], datatype: str, where: str) -> np.ndarr
     lowest, highest = _INT_RANGES[datatype]
     if low < lowest or high > highest:
         bad = low if low < lowest else high
-        raise ValidationError(
-            f"{where}: {str(bad)[:40]} is out of range for {datatype} [{lowest}, {highest}]"
-        )
+        raise ValidationError(f"{where}: {str(bad)[:40]} is out of range for {datatype} [{lowest}, {highest}]")
     return np.array(flat, dtype=dtype_of(datatype))
 
 
@@ -234,14 +223,10 @@ def _split_bytes(buffer: bytes, offset: int, size: int, count: int, where: str) 
         (length,) = unpack(buffer, pos)
         pos += 4 + length
         if pos > end:
-            raise ValidationError(
-                f"{where}: BYTES element {index} claims {length} bytes, {end - pos + length} remain"
-            )
+            raise ValidationError(f"{where}: BYTES element {index} claims {length} bytes, {end - pos + length} remain")
         append(buffer[pos - length : pos])
     if pos != end:
-        raise ValidationError(
-            f"{where}: {end - pos} bytes left after the {count} BYTES elements of the shape"
-        )
+        raise ValidationError(f"{where}: {end - pos} bytes left after the {count} BYTES elements of the shape")
     array = np.empty(count, dtype=object)
     array[:] = items
     return array

@@ -182,7 +182,9 @@ class VersionedAssets(Generic[C, V, Info]):
         else:
             self._resolve(session, ref).archived = archived
 
-    def _update(self, row: V, tags: dict[str, Any] | None, remove_tags: list[str] | None, description: str | None) -> None:
+    def _update(
+        self, row: V, tags: dict[str, Any] | None, remove_tags: list[str] | None, description: str | None
+    ) -> None:
         merged = dict(row.tags)
         merged.update(parse_pairs(tags, "tags"))
         for key in remove_tags or []:

@@ -145,11 +145,15 @@ class EnvironmentRegistry(VersionedAssets[Environment, EnvironmentVersion, Envir
         info = self.get(ref)
         ours = f"{sys.version_info.major}.{sys.version_info.minor}"
         if info.python is not None and info.python != ours:
-            raise ValidationError(f"environment: {info.ref} asks for Python {info.python}; {what} run modelport's "
-                                  f"Python {ours}")
+            raise ValidationError(
+                f"environment: {info.ref} asks for Python {info.python}; {what} run modelport's Python {ours}"
+            )
         built = self.build(info.ref)
-        paths = [str(Path(__file__).resolve().parents[2]), sysconfig.get_paths()["purelib"],
-                 sysconfig.get_paths()["platlib"]]
+        paths = [
+            str(Path(__file__).resolve().parents[2]),
+            sysconfig.get_paths()["purelib"],
+            sysconfig.get_paths()["platlib"],
+        ]
         return [str(built.python), "-c", _BOOTSTRAP, os.pathsep.join(dict.fromkeys(paths)), module]
 
     def _info(self, session: Session, row: EnvironmentVersion) -> EnvironmentInfo:

@@ -112,7 +112,9 @@ def _list_files(root: Path, field: str, follow_symlinks: bool, skip: Skip | None
             elif stat.S_ISREG(info.st_mode):
                 files.append((Path(child.path), relative))
             else:
-                raise ValidationError(f"{field}: {relative} in {root} is not a regular file ({file_kind(info.st_mode)})")
+                raise ValidationError(
+                    f"{field}: {relative} in {root} is not a regular file ({file_kind(info.st_mode)})"
+                )
         pending.extend(reversed(subfolders))
     if links:
         listed = ", ".join(links[:_LINKS_IN_MESSAGE])
@@ -142,8 +144,12 @@ def file_kind(mode: int) -> str:
 
 
 _KINDS = (
-    (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISLNK, "a symbolic link"),
 )
 
 

@@ -281,7 +281,9 @@ class ModelRegistry(VersionedAssets[Model, ModelVersion, ModelInfo]):
             info = self._info(session, row)
             users = [user for check in self.usage_checks for user in check(session, row)]
             if users:
-                raise ConflictError(f"model {info.ref} is used by {', '.join(users)}; move them to another version first")
+                raise ConflictError(
+                    f"model {info.ref} is used by {', '.join(users)}; move them to another version first"
+                )
             container = row.container
             session.delete(row)
             session.flush()
@@ -358,4 +360,3 @@ class ModelRegistry(VersionedAssets[Model, ModelVersion, ModelInfo]):
     @staticmethod
     def _label(info: ModelInfo, path: str) -> str:
         return f"model {info.name}:{info.version} file {path!r}"
-

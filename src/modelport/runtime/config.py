@@ -225,7 +225,7 @@ class VersionPolicy:
         if self.kind == "all":
             return versions
         if self.kind == "latest":
-            return versions[-self.num_versions:]
+            return versions[-self.num_versions :]
         return [version for version in versions if version in self.versions]
 
     def to_dict(self) -> dict[str, Any]:
@@ -279,8 +279,7 @@ class ModelConfig:
             for size in self.dynamic_batching.preferred_batch_size:
                 if size > self.max_batch_size:
                     raise ValidationError(
-                        f"dynamic_batching.preferred_batch_size: {size} exceeds max_batch_size "
-                        f"{self.max_batch_size}"
+                        f"dynamic_batching.preferred_batch_size: {size} exceeds max_batch_size {self.max_batch_size}"
                     )
         if not self.instance_group:
             raise ValidationError("instance_group: must list at least one group")
@@ -399,8 +398,9 @@ def _build(data: object, default_name: str | None) -> ModelConfig:
 _QUEUE_POLICY = ("max_queue_size", "default_timeout_microseconds")  # Triton nests them in default_queue_policy
 
 
-def override_config(config: ModelConfig | None, name: str, overrides: Mapping[str, Any],
-                    source: str = "model config") -> ModelConfig:
+def override_config(
+    config: ModelConfig | None, name: str, overrides: Mapping[str, Any], source: str = "model config"
+) -> ModelConfig:
     """``config`` (or an empty one named ``name``) with ``overrides`` laid over it: mappings merge
     key by key (``dynamic_batching: {max_queue_delay_microseconds: 500}`` keeps the other
     batching fields), anything else replaces. Deployments and the profiler tune a model's
@@ -475,8 +475,7 @@ def _dynamic_batching(data: object) -> DynamicBatching:
 
 def _instance_group(data: object) -> InstanceGroup:
     values = dict(as_mapping(data))
-    kwargs = {key: single(values.pop(key)) for key in ("count", "kind", "threads", "process")
-              if key in values}
+    kwargs = {key: single(values.pop(key)) for key in ("count", "kind", "threads", "process") if key in values}
     return InstanceGroup(**kwargs, extra=values)
 
 

@@ -109,9 +109,7 @@ def check_inputs(expected: Sequence[TensorMeta], inputs: Mapping[str, np.ndarray
     if len(inputs) > len(expected):
         known = {meta.name for meta in expected}
         unexpected = next(name for name in inputs if name not in known)
-        raise ValidationError(
-            f"input {unexpected!r}: not an input of this model (it takes {', '.join(sorted(known))})"
-        )
+        raise ValidationError(f"input {unexpected!r}: not an input of this model (it takes {', '.join(sorted(known))})")
 
 
 def _holds(dtype: np.dtype, datatype: str) -> bool:

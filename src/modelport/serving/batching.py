@@ -79,7 +79,7 @@ class TensorParts:
     def split(self, outputs: dict[str, np.ndarray], rows: list[int]) -> list[dict[str, np.ndarray]]:
         shares, offset = [], 0
         for count in rows:
-            shares.append({name: array[offset:offset + count] for name, array in outputs.items()})
+            shares.append({name: array[offset : offset + count] for name, array in outputs.items()})
             offset += count
         return shares
 
@@ -147,9 +147,17 @@ class DynamicBatcher:
     loop spends its time refusing requests, and a scheduler on the loop only got to start the next
     batch once per (long) loop turn, leaving the model idle (``bench/overload.py``)."""
 
-    def __init__(self, settings: DynamicBatching, max_batch_size: int, instances: int, runner: Runner,
-                 on_batch: Callable[[int, float], None] | None = None, parts: Parts | None = None,
-                 name: str = "model", in_flight: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        settings: DynamicBatching,
+        max_batch_size: int,
+        instances: int,
+        runner: Runner,
+        on_batch: Callable[[int, float], None] | None = None,
+        parts: Parts | None = None,
+        name: str = "model",
+        in_flight: Callable[[], int] | None = None,
+    ) -> None:
         self.parts: Parts = parts or TensorParts()
         self.settings = settings
         self.max_batch_size = max_batch_size
@@ -165,8 +173,10 @@ class DynamicBatcher:
         self._closed = False
         self._order = _Turns() if settings.preserve_ordering else None
         self.cost = CostModel()
-        self._threads = [threading.Thread(target=self._serve, name=f"{name}-batcher-{index}", daemon=True)
-                         for index in range(instances)]
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"{name}-batcher-{index}", daemon=True)
+            for index in range(instances)
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -301,8 +311,9 @@ class DynamicBatcher:
                     self.cost.observe(rows, elapsed)
                 if self._on_batch is not None:
                     self._on_batch(rows, elapsed)
-                outcomes = [(p, Batched(share, started - p.enqueued, elapsed, rows), None)
-                            for p, share in zip(live, shares)]
+                outcomes = [
+                    (p, Batched(share, started - p.enqueued, elapsed, rows), None) for p, share in zip(live, shares)
+                ]
         except BaseException as exc:  # noqa: BLE001 - every caller in the batch gets the same error
             outcomes = [(p, None, exc) for p in live]
         if self._order is not None and turn is not None:

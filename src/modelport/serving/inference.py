@@ -59,8 +59,10 @@ async def infer(model: ServedModel, request: InferenceRequest, *, split: bool = 
     start = time.perf_counter_ns()
     queue_ns = infer_ns = 0
     try:
-        inputs = {tensor.name: widen(tensor.name, tensor.datatype, tensor.data, model.input_datatypes.get(tensor.name))
-                  for tensor in request.inputs}
+        inputs = {
+            tensor.name: widen(tensor.name, tensor.datatype, tensor.data, model.input_datatypes.get(tensor.name))
+            for tensor in request.inputs
+        }
         rows = _check_batch(model, inputs, split)
         prepared = time.perf_counter_ns()
         model.stats.pending += 1  # only ever touched on the event loop
@@ -76,8 +78,9 @@ async def infer(model: ServedModel, request: InferenceRequest, *, split: bool = 
         outputs = _outputs(model, request, execution.outputs)
         done = time.perf_counter_ns()
     except ModelportError as exc:
-        reason = "OTHER" if isinstance(exc, ValidationError) else "REJECTED" if isinstance(exc, QueueRejected) \
-            else "BACKEND"
+        reason = (
+            "OTHER" if isinstance(exc, ValidationError) else "REJECTED" if isinstance(exc, QueueRejected) else "BACKEND"
+        )
         model.stats.record_request(False, time.perf_counter_ns() - start, queue_ns, 0, infer_ns, 0, reason)
         trace = current_trace.get()
         if trace is not None:
@@ -117,8 +120,9 @@ def _check_batch(model: ServedModel, inputs: dict[str, np.ndarray], split: bool)
     return size
 
 
-async def _execute_in_chunks(model: ServedModel, inputs: dict[str, np.ndarray], rows: int,
-                             request_id: str | None) -> Execution:
+async def _execute_in_chunks(
+    model: ServedModel, inputs: dict[str, np.ndarray], rows: int, request_id: str | None
+) -> Execution:
     """``rows`` in ``max_batch_size`` chunks through the model's scheduler, as many at once as it
     has instances; the outputs joined in order. The first failure cancels the chunks not yet done."""
     size = model.config.max_batch_size
@@ -126,8 +130,9 @@ async def _execute_in_chunks(model: ServedModel, inputs: dict[str, np.ndarray], 
 
     async def chunk(start: int) -> Execution:
         async with window:
-            return await model.execute({name: array[start:start + size] for name, array in inputs.items()},
-                                       request_id)
+            return await model.execute(
+                {name: array[start : start + size] for name, array in inputs.items()}, request_id
+            )
 
     tasks = [asyncio.ensure_future(chunk(start)) for start in range(0, rows, size)]
     try:
@@ -137,8 +142,9 @@ async def _execute_in_chunks(model: ServedModel, inputs: dict[str, np.ndarray], 
             task.cancel()
         raise
     outputs = {name: np.concatenate([execution.outputs[name] for execution in done]) for name in done[0].outputs}
-    return Execution(outputs, max(e.queue_ns for e in done), sum(e.infer_ns for e in done),
-                     max(e.batch_size for e in done))
+    return Execution(
+        outputs, max(e.queue_ns for e in done), sum(e.infer_ns for e in done), max(e.batch_size for e in done)
+    )
 
 
 def _outputs(model: ServedModel, request: InferenceRequest, produced: dict[str, np.ndarray]) -> list[InferOutput]:

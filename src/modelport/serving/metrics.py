@@ -25,28 +25,55 @@ from modelport.serving.stats import Histogram, ModelStats
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _COUNTERS = (
-    ("nv_inference_request_success", "Number of successful inference requests, all batch sizes",
-     lambda s: s.success.count),
+    (
+        "nv_inference_request_success",
+        "Number of successful inference requests, all batch sizes",
+        lambda s: s.success.count,
+    ),
     ("nv_inference_count", "Number of inferences performed (a batch of n counts n)", lambda s: s.inference_count),
     ("nv_inference_exec_count", "Number of model executions performed", lambda s: s.execution_count),
-    ("nv_inference_request_duration_us", "Cumulative inference request duration in microseconds",
-     lambda s: (s.success.ns + s.fail.ns) // 1000),
-    ("nv_inference_queue_duration_us", "Cumulative inference queuing duration in microseconds",
-     lambda s: s.queue.ns // 1000),
-    ("nv_inference_compute_input_duration_us", "Cumulative compute input duration in microseconds",
-     lambda s: s.compute_input.ns // 1000),
-    ("nv_inference_compute_infer_duration_us", "Cumulative compute inference duration in microseconds",
-     lambda s: s.compute_infer.ns // 1000),
-    ("nv_inference_compute_output_duration_us", "Cumulative inference compute output duration in microseconds",
-     lambda s: s.compute_output.ns // 1000),
+    (
+        "nv_inference_request_duration_us",
+        "Cumulative inference request duration in microseconds",
+        lambda s: (s.success.ns + s.fail.ns) // 1000,
+    ),
+    (
+        "nv_inference_queue_duration_us",
+        "Cumulative inference queuing duration in microseconds",
+        lambda s: s.queue.ns // 1000,
+    ),
+    (
+        "nv_inference_compute_input_duration_us",
+        "Cumulative compute input duration in microseconds",
+        lambda s: s.compute_input.ns // 1000,
+    ),
+    (
+        "nv_inference_compute_infer_duration_us",
+        "Cumulative compute inference duration in microseconds",
+        lambda s: s.compute_infer.ns // 1000,
+    ),
+    (
+        "nv_inference_compute_output_duration_us",
+        "Cumulative inference compute output duration in microseconds",
+        lambda s: s.compute_output.ns // 1000,
+    ),
 )
 _HISTOGRAMS: tuple[tuple[str, str, Callable[[ModelStats], Histogram]], ...] = (
-    ("modelport_inference_request_duration_seconds", "Inference request duration, success or failure",
-     lambda s: s.request_seconds),
-    ("modelport_inference_queue_duration_seconds", "Time successful requests waited in the queue",
-     lambda s: s.queue_seconds),
-    ("modelport_inference_batch_size", "Rows per model execution (requests batched together add up)",
-     lambda s: s.batch_sizes),
+    (
+        "modelport_inference_request_duration_seconds",
+        "Inference request duration, success or failure",
+        lambda s: s.request_seconds,
+    ),
+    (
+        "modelport_inference_queue_duration_seconds",
+        "Time successful requests waited in the queue",
+        lambda s: s.queue_seconds,
+    ),
+    (
+        "modelport_inference_batch_size",
+        "Rows per model execution (requests batched together add up)",
+        lambda s: s.batch_sizes,
+    ),
 )
 FAILURE_REASONS = ("REJECTED", "CANCELED", "BACKEND", "OTHER")
 
@@ -60,19 +87,27 @@ OBSERVED = (
     ("modelport_request_log_dropped_total", "Request log lines dropped under pressure"),
     ("modelport_collection_records_total", "Sampled requests written by payload collection"),
     ("modelport_collection_dropped_total", "Sampled requests dropped under pressure"),
-    ("modelport_http_slow_clients_closed_total", "Connections closed before their request was read: no complete head "
-     "within the header timeout, no body bytes within the body timeout, or evicted at the connection cap"),
+    (
+        "modelport_http_slow_clients_closed_total",
+        "Connections closed before their request was read: no complete head "
+        "within the header timeout, no body bytes within the body timeout, or evicted at the connection cap",
+    ),
     ("modelport_http_connections_refused_total", "Connections answered 503 at once: the connection cap was reached"),
 )
 WORKER_GAUGES = (
     ("modelport_worker_cpu_seconds_total", "counter", "CPU time of each server worker process", "cpu_seconds"),
-    ("modelport_worker_resident_memory_bytes", "gauge", "Resident memory of each server worker process",
-     "resident_bytes"),
+    (
+        "modelport_worker_resident_memory_bytes",
+        "gauge",
+        "Resident memory of each server worker process",
+        "resident_bytes",
+    ),
 )
 
 
-def observed_counts(request_log: RequestLog | None, collector: PayloadCollector | None,
-                    connections: Connections | None = None) -> dict[str, float]:
+def observed_counts(
+    request_log: RequestLog | None, collector: PayloadCollector | None, connections: Connections | None = None
+) -> dict[str, float]:
     """The request log's, collector's and front end's counters by exposition name, labels
     included (only those the server has)."""
     counts: dict[str, float] = {}
@@ -97,8 +132,12 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render(all_stats: Iterable[ModelStats], observed: Mapping[str, float] | None = None,
-           workers: Sequence[Mapping[str, float]] = (), script: Mapping[str, Any] | None = None) -> bytes:
+def render(
+    all_stats: Iterable[ModelStats],
+    observed: Mapping[str, float] | None = None,
+    workers: Sequence[Mapping[str, float]] = (),
+    script: Mapping[str, Any] | None = None,
+) -> bytes:
     """The full exposition: one sample per model version and family, the observation counters,
     per-worker CPU and memory when several processes serve, the scoring script's metrics
     (``Registry.exposed``), then this process's own metrics."""
@@ -107,14 +146,19 @@ def render(all_stats: Iterable[ModelStats], observed: Mapping[str, float] | None
     for name, help_text, value in _COUNTERS:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
         lines += [f"{name}{{{_labels(s)}}} {value(s)}" for s in all_stats]
-    lines += ["# HELP nv_inference_request_failure Number of failed inference requests, all batch sizes",
-              "# TYPE nv_inference_request_failure counter"]
+    lines += [
+        "# HELP nv_inference_request_failure Number of failed inference requests, all batch sizes",
+        "# TYPE nv_inference_request_failure counter",
+    ]
     for stats in all_stats:
         for reason in FAILURE_REASONS:
             count = stats.failures_by_reason.get(reason, 0)
             lines.append(f"nv_inference_request_failure{{{_labels(stats, reason=reason)}}} {count}")
-    lines += ["# HELP nv_inference_pending_request_count Instantaneous number of pending requests awaiting "
-              "execution per-model.", "# TYPE nv_inference_pending_request_count gauge"]
+    lines += [
+        "# HELP nv_inference_pending_request_count Instantaneous number of pending requests awaiting "
+        "execution per-model.",
+        "# TYPE nv_inference_pending_request_count gauge",
+    ]
     lines += [f"nv_inference_pending_request_count{{{_labels(s)}}} {s.pending}" for s in all_stats]
     for name, help_text, histogram in _HISTOGRAMS:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
@@ -145,8 +189,10 @@ def _script_lines(script: Mapping[str, Any]) -> list[str]:
     server = script["labels"]
     for family in script["families"]:
         name, kind = family["name"], Kind(family["kind"])
-        lines += [f"# HELP {name} {_escape_help(family['help'] or 'Defined by the scoring script')}",
-                  f"# TYPE {name} {kind.value}"]
+        lines += [
+            f"# HELP {name} {_escape_help(family['help'] or 'Defined by the scoring script')}",
+            f"# TYPE {name} {kind.value}",
+        ]
         for values, cell in family["series"]:
             pairs = {**server, **dict(zip(family["labels"], values))}
             if kind is not Kind.HISTOGRAM:

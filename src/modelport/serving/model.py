@@ -77,14 +77,21 @@ class ServedModel:
         self._run_ns: float | None = None
         # With batching, only when a batch would go out at once anyway (no queue delay to honour).
         batching = config.dynamic_batching
-        self._no_wait = batching is not None and (batching.latency_budget_ms is not None
-                                                  or batching.max_queue_delay_microseconds == 0)
+        self._no_wait = batching is not None and (
+            batching.latency_budget_ms is not None or batching.max_queue_delay_microseconds == 0
+        )
         self.in_flight = 0  # requests between decoding and answer (``inference.admitted``)
         self.batcher = None
         if config.dynamic_batching is not None and config.max_batch_size > 0:
-            self.batcher = DynamicBatcher(config.dynamic_batching, config.max_batch_size, len(instances),
-                                          self._run_batch, on_batch=self._record_batch, name=self.name,
-                                          in_flight=lambda: self.in_flight)
+            self.batcher = DynamicBatcher(
+                config.dynamic_batching,
+                config.max_batch_size,
+                len(instances),
+                self._run_batch,
+                on_batch=self._record_batch,
+                name=self.name,
+                in_flight=lambda: self.in_flight,
+            )
 
     @classmethod
     def load(cls, source: ModelSource) -> ServedModel:
@@ -125,7 +132,9 @@ class ServedModel:
             "name": self.name,
             "versions": [self.version],
             "platform": self.config.platform or self.config.backend or self.source.flavor,
-            "inputs": [{"name": t.name, "datatype": t.datatype, "shape": lead + list(t.dims)} for t in self.config.inputs],
+            "inputs": [
+                {"name": t.name, "datatype": t.datatype, "shape": lead + list(t.dims)} for t in self.config.inputs
+            ],
             "outputs": [
                 {"name": t.name, "datatype": t.datatype, "shape": lead + list(t.dims)} for t in self.config.outputs
             ],
@@ -138,11 +147,14 @@ class ServedModel:
             ran = self._inline_run(inputs, request_id) if self._no_wait and self.batcher.idle else None
             if ran is None:
                 batched = await self.batcher.submit(inputs)
-                return Execution(batched.outputs, int(batched.queued * 1e9), int(batched.executed * 1e9),
-                                 batched.batch_size)
+                return Execution(
+                    batched.outputs, int(batched.queued * 1e9), int(batched.executed * 1e9), batched.batch_size
+                )
             outputs, started, finished = ran  # nothing to batch with, and cheaper than the hop
         else:
-            outputs, started, finished = self._inline_run(inputs, request_id) or await self._in_thread(inputs, request_id)
+            outputs, started, finished = self._inline_run(inputs, request_id) or await self._in_thread(
+                inputs, request_id
+            )
         rows = next(iter(inputs.values())).shape[0] if self.batched and inputs else 1
         self.stats.record_execution(rows, 0, finished - started, 0)
         return Execution(outputs, started - submitted, finished - started, rows)
@@ -181,8 +193,9 @@ class ServedModel:
         """Runs in a worker thread: waits for a free instance, then runs on it."""
         return self._run_on(self._free.get(), inputs, request_id)
 
-    def _run_on(self, instance: Predictor, inputs: dict[str, np.ndarray],
-                request_id: str | None) -> tuple[dict, int, int]:
+    def _run_on(
+        self, instance: Predictor, inputs: dict[str, np.ndarray], request_id: str | None
+    ) -> tuple[dict, int, int]:
         """Run on a borrowed instance and give it back; returns outputs and start/end (ns)."""
         started = time.perf_counter_ns()
         try:

@@ -66,8 +66,9 @@ class ProcessPredictor(Predictor):
 
     def _start(self) -> None:
         parent, child = _SPAWN.Pipe()
-        process = _SPAWN.Process(target=_serve, args=(child, *self._load_args),
-                                 name=f"modelport-instance-{self._label}", daemon=True)
+        process = _SPAWN.Process(
+            target=_serve, args=(child, *self._load_args), name=f"modelport-instance-{self._label}", daemon=True
+        )
         process.start()
         child.close()
         self._process, self._conn = process, parent
@@ -109,8 +110,10 @@ class ProcessPredictor(Predictor):
         process = self._process
         process.join(_CLOSE_WAIT_S)
         self._stop()
-        raise InstanceProcessDied(f"the instance process of {self._label!r} exited with code {process.exitcode} "
-                                  f"while {doing}; it is started again for the next request")
+        raise InstanceProcessDied(
+            f"the instance process of {self._label!r} exited with code {process.exitcode} "
+            f"while {doing}; it is started again for the next request"
+        )
 
     def _start_again(self) -> None:
         try:

@@ -94,8 +94,11 @@ class ModelRepository:
         every model it was started with, so a model unloaded through the repository extension
         makes the server unready, and whoever routes to it (the daemon's probes) stops sending
         requests that could only fail."""
-        return [f"model {name!r} is not ready ({self._errors.get(name, 'unloaded')})"
-                for name in self.names if name not in self._loaded]
+        return [
+            f"model {name!r} is not ready ({self._errors.get(name, 'unloaded')})"
+            for name in self.names
+            if name not in self._loaded
+        ]
 
     def loaded(self) -> list[ServedModel]:
         return [model for versions in list(self._loaded.values()) for model in versions.values()]

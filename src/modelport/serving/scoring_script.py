@@ -156,8 +156,7 @@ class ScriptHost:
         self.concurrency = _concurrency(concurrency, module, self.script)
         self._slots = threading.BoundedSemaphore(self.concurrency)
         try:
-            self._batcher = script_batcher(module, self.script, self._signature.kind, self.concurrency,
-                                           self._run_batch)
+            self._batcher = script_batcher(module, self.script, self._signature.kind, self.concurrency, self._run_batch)
         except ValidationError as exc:
             raise ScriptInitError(str(exc)) from None
         try:
@@ -270,8 +269,9 @@ class ScriptHost:
                 _notify(loop, finished, None, exc)
 
         # run() sees the request's context (its trace: the data collector's Collector reads the id)
-        threading.Thread(target=contextvars.copy_context().run, args=(target,), name=f"score-{self.script.stem}",
-                         daemon=True).start()
+        threading.Thread(
+            target=contextvars.copy_context().run, args=(target,), name=f"score-{self.script.stem}", daemon=True
+        ).start()
         await asyncio.wait({started, finished}, return_when=asyncio.FIRST_COMPLETED)
         done, _ = await asyncio.wait({finished}, timeout=self.timeout_ms / 1000)
         if not done:
@@ -356,7 +356,9 @@ class _RunSignature:
         params = list(inspect.signature(run).parameters.values())
         allowed = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
         if any(param.kind not in allowed for param in params):
-            raise ScriptInitError(f"scoring script {script}: run() cannot accept positional-only arguments, *args, or **kwargs")
+            raise ScriptInitError(
+                f"scoring script {script}: run() cannot accept positional-only arguments, *args, or **kwargs"
+            )
         data_params = [param for param in params if param.name != "request_headers"]
         takes_headers = len(data_params) < len(params)
         if not data_params:
@@ -364,7 +366,9 @@ class _RunSignature:
             raise ScriptInitError(f"scoring script {script}: run() needs to accept {what}")
         schema = is_schema_decorated(run)
         if raw and schema:
-            raise ScriptInitError(f"scoring script {script}: run() cannot be decorated with both @rawhttp and @input_schema")
+            raise ScriptInitError(
+                f"scoring script {script}: run() cannot be decorated with both @rawhttp and @input_schema"
+            )
         return cls(data_params, takes_headers, raw, schema)
 
 
@@ -390,7 +394,9 @@ class _ThreadCall:
                 self._thread = None
 
 
-def _notify(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], result: Any, error: BaseException | None = None) -> None:
+def _notify(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], result: Any, error: BaseException | None = None
+) -> None:
     """Settle ``future`` from the script thread; a loop closed meanwhile (server gone) is ignored."""
 
     def settle() -> None:

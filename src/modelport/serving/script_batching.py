@@ -27,8 +27,9 @@ SIZE_ATTRIBUTE = "MODELPORT_MAX_BATCH_SIZE"
 SETTINGS_ATTRIBUTE = "MODELPORT_DYNAMIC_BATCHING"
 
 
-def script_batcher(module: ModuleType, script: Path, run_kind: str, concurrency: int,
-                   runner: Runner) -> DynamicBatcher | None:
+def script_batcher(
+    module: ModuleType, script: Path, run_kind: str, concurrency: int, runner: Runner
+) -> DynamicBatcher | None:
     """The batcher a batchable script's requests go through, or None when it does not batch.
 
     Raises ValidationError naming the attribute when the declaration cannot be honoured."""
@@ -41,8 +42,10 @@ def script_batcher(module: ModuleType, script: Path, run_kind: str, concurrency:
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValidationError(f"scoring script {script}: {SIZE_ATTRIBUTE} must be an integer >= 1, got {size!r}")
     if run_kind != "string":
-        raise ValidationError(f"scoring script {script}: {SIZE_ATTRIBUTE} needs run(data) to take the request "
-                              f"body; a {run_kind} run() is called once per request")
+        raise ValidationError(
+            f"scoring script {script}: {SIZE_ATTRIBUTE} needs run(data) to take the request "
+            f"body; a {run_kind} run() is called once per request"
+        )
     batching = _settings(settings or {}, script)
     return DynamicBatcher(batching, size, concurrency, runner, parts=ItemParts(), name=script.stem)
 

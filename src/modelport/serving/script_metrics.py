@@ -81,8 +81,10 @@ class _Family:
         found = self.series.get(key)
         if found is None:
             if len(self.series) >= MAX_SERIES:
-                raise ValidationError(f"metric {self.definition.name}: over {MAX_SERIES} label combinations; "
-                                      "a label must not take a new value per request")
+                raise ValidationError(
+                    f"metric {self.definition.name}: over {MAX_SERIES} label combinations; "
+                    "a label must not take a new value per request"
+                )
             found = self.series[key] = [0.0] * (len(self.definition.buckets) + 2 if self._histogram else 1)
         return found
 
@@ -96,12 +98,15 @@ class _Family:
             raise ValidationError(f"metric {self.definition.name}: give label values by position or by name, not both")
         if named:
             if set(named) != set(labels):
-                raise ValidationError(f"metric {self.definition.name}: labels are ({', '.join(labels)}), "
-                                      f"not ({', '.join(named)})")
+                raise ValidationError(
+                    f"metric {self.definition.name}: labels are ({', '.join(labels)}), not ({', '.join(named)})"
+                )
             values = [named[label] for label in labels]
         if len(values) != len(labels):
-            raise ValidationError(f"metric {self.definition.name}: takes {len(labels)} label value(s) "
-                                  f"({', '.join(labels)}), got {len(values)}")
+            raise ValidationError(
+                f"metric {self.definition.name}: takes {len(labels)} label value(s) "
+                f"({', '.join(labels)}), got {len(values)}"
+            )
         return tuple(str(value) for value in values)
 
     def snapshot(self) -> dict[str, Any]:
@@ -126,8 +131,9 @@ class _Metric:
     def _update(self, change: Any) -> None:
         if self._key is None:
             labels = ", ".join(self._family.definition.labels)
-            raise ValidationError(f"metric {self._family.definition.name}: has labels ({labels}); "
-                                  "choose a series with .labels(...) first")
+            raise ValidationError(
+                f"metric {self._family.definition.name}: has labels ({labels}); choose a series with .labels(...) first"
+            )
         with self._family.lock:
             change(self._family.cell(self._key))
 
@@ -182,8 +188,10 @@ class Registry:
             if family is None:
                 family = self._families[definition.name] = _Family(definition)
             elif family.definition != definition:
-                raise ValidationError(f"metric {definition.name}: already defined differently "
-                                      f"({family.definition.kind.value} with labels {family.definition.labels})")
+                raise ValidationError(
+                    f"metric {definition.name}: already defined differently "
+                    f"({family.definition.kind.value} with labels {family.definition.labels})"
+                )
             return family
 
     def exposed(self, endpoint: str | None = None, deployment: str | None = None) -> dict[str, Any] | None:
@@ -194,8 +202,10 @@ class Registry:
         if not families:
             return None
         labels = {"model": self.model, "endpoint": endpoint, "deployment": deployment}
-        return {"labels": {key: value for key, value in labels.items() if value},
-                "families": [family.snapshot() for family in families]}
+        return {
+            "labels": {key: value for key, value in labels.items() if value},
+            "families": [family.snapshot() for family in families],
+        }
 
 
 REGISTRY = Registry()
@@ -217,9 +227,13 @@ def combine(parts: Iterable[dict[str, Any] | None]) -> dict[str, Any] | None:
             for key, cell in family["series"]:
                 known = merged["series"].get(tuple(key))
                 merged["series"][tuple(key)] = cell if known is None else _merge(family, known, cell)
-    return {"labels": parts[0]["labels"],
-            "families": [{**family, "series": [[list(key), cell] for key, cell in family["series"].items()]}
-                         for family in families.values()]}
+    return {
+        "labels": parts[0]["labels"],
+        "families": [
+            {**family, "series": [[list(key), cell] for key, cell in family["series"].items()]}
+            for family in families.values()
+        ],
+    }
 
 
 def _merge(family: dict[str, Any], known: list[float], cell: list[float]) -> list[float]:
@@ -245,14 +259,16 @@ def gauge(name: str, documentation: str = "", labels: Sequence[str] = (), combin
     try:
         how = Combine(combine)
     except ValueError:
-        raise ValidationError(f"metric {name}: combine must be one of {', '.join(c.value for c in Combine)}, "
-                              f"not {combine!r}") from None
+        raise ValidationError(
+            f"metric {name}: combine must be one of {', '.join(c.value for c in Combine)}, not {combine!r}"
+        ) from None
     family = REGISTRY.define(Definition(PREFIX + _name(name), Kind.GAUGE, documentation, _labels(name, labels), how))
     return Gauge(family, None if family.definition.labels else ())
 
 
-def histogram(name: str, documentation: str = "", labels: Sequence[str] = (),
-              buckets: Sequence[float] = DEFAULT_BUCKETS) -> Histogram:
+def histogram(
+    name: str, documentation: str = "", labels: Sequence[str] = (), buckets: Sequence[float] = DEFAULT_BUCKETS
+) -> Histogram:
     """A histogram exposed as ``modelport_script_<name>_bucket|_sum|_count``; ``buckets`` are the
     upper bounds, increasing (``+Inf`` is added)."""
     base = _name(name)
@@ -261,8 +277,9 @@ def histogram(name: str, documentation: str = "", labels: Sequence[str] = (),
     bounds = tuple(_finite(name, bound) for bound in buckets)
     if not bounds or any(a >= b for a, b in zip(bounds, bounds[1:])):
         raise ValidationError(f"metric {name}: buckets must be one or more increasing finite numbers")
-    family = REGISTRY.define(Definition(PREFIX + base, Kind.HISTOGRAM, documentation, _labels(name, labels),
-                                        buckets=bounds))
+    family = REGISTRY.define(
+        Definition(PREFIX + base, Kind.HISTOGRAM, documentation, _labels(name, labels), buckets=bounds)
+    )
     return Histogram(family, None if family.definition.labels else ())
 
 

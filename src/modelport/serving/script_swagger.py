@@ -21,7 +21,6 @@ class SwaggerNotFound(NotFoundError):
     """``/swagger.json?version=`` names a version that is unknown or not available for the script."""
 
 
-
 _SWAGGER_ALIASES = {"2": "2", "2.0": "2", "3": "3", "3.0": "3", "3.1": "3.1"}
 _SCHEMA_VERSIONS = {"2": "2.0", "3": "3.0", "3.1": "3.1"}  # inference-schema's names
 _USER_SWAGGER_FILES = {"2": ("swagger.json", "swagger2.json"), "3": ("swagger3.json",), "3.1": ("swagger3.1.json",)}
@@ -31,7 +30,9 @@ UNDECORATED_SCHEMA: dict[str, Any] = {"type": "object", "example": {}}
 def swagger_version(requested: str | None, supported: list[str]) -> str:
     canonical = _SWAGGER_ALIASES.get("2" if requested is None else requested)
     if canonical is None:
-        raise SwaggerNotFound(f"Swagger version [{requested}] is not valid. Supported versions: [{', '.join(supported)}].")
+        raise SwaggerNotFound(
+            f"Swagger version [{requested}] is not valid. Supported versions: [{', '.join(supported)}]."
+        )
     return canonical
 
 
@@ -121,35 +122,52 @@ def _swagger2(info: dict[str, Any], prefix: str, input_schema: Any, output_schem
         "produces": [JSON_TYPE],
         "securityDefinitions": {"Bearer": dict(_BEARER)},
         "paths": {
-            f"{prefix}/": {"get": {
-                "operationId": "ServiceHealthCheck",
-                "description": "Simple health check endpoint to ensure the service is up at any given point.",
-                "responses": {
-                    "200": {"description": _HEALTH_DESCRIPTION, "schema": {"type": "string"},
-                            "examples": {JSON_TYPE: "Healthy"}},
-                    "default": error,
-                },
-            }},
-            f"{prefix}/score": {"post": {
-                "operationId": "RunMLService",
-                "description": _SCORE_DESCRIPTION,
-                "security": [{"Bearer": []}],
-                "parameters": [{"name": "serviceInputPayload", "in": "body", "description": _INPUT_DESCRIPTION,
-                                "schema": {"$ref": "#/definitions/ServiceInput"}}],
-                "responses": {
-                    "200": {"description": _OUTPUT_DESCRIPTION, "schema": {"$ref": "#/definitions/ServiceOutput"}},
-                    "default": error,
-                },
-            }},
-            f"{prefix}/swagger.json": {"get": {
-                "operationId": "GetSwaggerSpec",
-                "description": "Get the Swagger specification.",
-                "parameters": [{"name": "version", "in": "query", "required": False, "type": "integer", "enum": [2, 3]}],
-                "responses": {
-                    "200": {"description": "The Swagger specification.", "schema": {"type": "string"}},
-                    "default": error,
-                },
-            }},
+            f"{prefix}/": {
+                "get": {
+                    "operationId": "ServiceHealthCheck",
+                    "description": "Simple health check endpoint to ensure the service is up at any given point.",
+                    "responses": {
+                        "200": {
+                            "description": _HEALTH_DESCRIPTION,
+                            "schema": {"type": "string"},
+                            "examples": {JSON_TYPE: "Healthy"},
+                        },
+                        "default": error,
+                    },
+                }
+            },
+            f"{prefix}/score": {
+                "post": {
+                    "operationId": "RunMLService",
+                    "description": _SCORE_DESCRIPTION,
+                    "security": [{"Bearer": []}],
+                    "parameters": [
+                        {
+                            "name": "serviceInputPayload",
+                            "in": "body",
+                            "description": _INPUT_DESCRIPTION,
+                            "schema": {"$ref": "#/definitions/ServiceInput"},
+                        }
+                    ],
+                    "responses": {
+                        "200": {"description": _OUTPUT_DESCRIPTION, "schema": {"$ref": "#/definitions/ServiceOutput"}},
+                        "default": error,
+                    },
+                }
+            },
+            f"{prefix}/swagger.json": {
+                "get": {
+                    "operationId": "GetSwaggerSpec",
+                    "description": "Get the Swagger specification.",
+                    "parameters": [
+                        {"name": "version", "in": "query", "required": False, "type": "integer", "enum": [2, 3]}
+                    ],
+                    "responses": {
+                        "200": {"description": "The Swagger specification.", "schema": {"type": "string"}},
+                        "default": error,
+                    },
+                }
+            },
         },
         "definitions": {"ServiceInput": input_schema, "ServiceOutput": output_schema, "ErrorResponse": _ERROR_RESPONSE},
     }
@@ -159,44 +177,67 @@ def _openapi3(info: dict[str, Any], prefix: str, input_schema: Any, output_schem
     def content(media_type: str, schema: dict[str, Any]) -> dict[str, Any]:
         return {media_type: {"schema": schema}}
 
-    error = {"description": "The service failed to execute due to an error.",
-             "content": content(JSON_TYPE, {"$ref": "#/components/schemas/ErrorResponse"})}
+    error = {
+        "description": "The service failed to execute due to an error.",
+        "content": content(JSON_TYPE, {"$ref": "#/components/schemas/ErrorResponse"}),
+    }
     return {
         "openapi": "3.0.3",
         "info": info,
         "security": [{"Bearer": []}],
         "paths": {
-            f"{prefix}/": {"get": {
-                "operationId": "ServiceHealthCheck",
-                "description": "Simple health check endpoint to ensure the service is up at any given point.",
-                "responses": {
-                    "200": {"description": _HEALTH_DESCRIPTION,
-                            "content": content("text/plain", {"type": "string", "example": "Healthy"})},
-                    "default": error,
-                },
-            }},
-            f"{prefix}/score": {"post": {
-                "operationId": "RunMLService",
-                "description": _SCORE_DESCRIPTION,
-                "security": [{"Bearer": []}],
-                "requestBody": {"description": _INPUT_DESCRIPTION,
-                                "content": content(JSON_TYPE, {"$ref": "#/components/schemas/ServiceInput"})},
-                "responses": {
-                    "200": {"description": _OUTPUT_DESCRIPTION,
-                            "content": content(JSON_TYPE, {"$ref": "#/components/schemas/ServiceOutput"})},
-                    "default": error,
-                },
-            }},
-            f"{prefix}/swagger.json": {"get": {
-                "operationId": "GetSwaggerSpec",
-                "description": "Get the Swagger specification.",
-                "parameters": [{"name": "version", "in": "query", "required": False,
-                                "schema": {"type": "integer", "enum": [2, 3]}}],
-                "responses": {
-                    "200": {"description": "The Swagger specification.", "content": content("text/plain", {"type": "string"})},
-                    "default": error,
-                },
-            }},
+            f"{prefix}/": {
+                "get": {
+                    "operationId": "ServiceHealthCheck",
+                    "description": "Simple health check endpoint to ensure the service is up at any given point.",
+                    "responses": {
+                        "200": {
+                            "description": _HEALTH_DESCRIPTION,
+                            "content": content("text/plain", {"type": "string", "example": "Healthy"}),
+                        },
+                        "default": error,
+                    },
+                }
+            },
+            f"{prefix}/score": {
+                "post": {
+                    "operationId": "RunMLService",
+                    "description": _SCORE_DESCRIPTION,
+                    "security": [{"Bearer": []}],
+                    "requestBody": {
+                        "description": _INPUT_DESCRIPTION,
+                        "content": content(JSON_TYPE, {"$ref": "#/components/schemas/ServiceInput"}),
+                    },
+                    "responses": {
+                        "200": {
+                            "description": _OUTPUT_DESCRIPTION,
+                            "content": content(JSON_TYPE, {"$ref": "#/components/schemas/ServiceOutput"}),
+                        },
+                        "default": error,
+                    },
+                }
+            },
+            f"{prefix}/swagger.json": {
+                "get": {
+                    "operationId": "GetSwaggerSpec",
+                    "description": "Get the Swagger specification.",
+                    "parameters": [
+                        {
+                            "name": "version",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "enum": [2, 3]},
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The Swagger specification.",
+                            "content": content("text/plain", {"type": "string"}),
+                        },
+                        "default": error,
+                    },
+                }
+            },
         },
         "components": {
             "schemas": {"ServiceInput": input_schema, "ServiceOutput": output_schema, "ErrorResponse": _ERROR_RESPONSE},

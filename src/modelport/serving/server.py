@@ -106,8 +106,13 @@ class WorkerSetup:
 
 def _uvicorn(app: ASGIApp, options: ServeOptions, connections: Connections, **where: Any) -> HttpServer:
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="off",
-        timeout_graceful_shutdown=int(options.graceful_s), server_header=False, **where,
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=int(options.graceful_s),
+        server_header=False,
+        **where,
     )
     return HttpServer(config, connections)
 
@@ -151,15 +156,24 @@ async def serve(
     local = LocalTelemetry(repository, options.observing, connections)
     worker = options.worker
     telemetry: Telemetry = GatheredTelemetry(worker.peers) if worker else local
-    app = build_app(repository, max_body=options.max_body, timeout_s=options.timeout_s,
-                    extra_routes=options.extra_routes, observing=options.observing, telemetry=telemetry)
+    app = build_app(
+        repository,
+        max_body=options.max_body,
+        timeout_s=options.timeout_s,
+        extra_routes=options.extra_routes,
+        observing=options.observing,
+        telemetry=telemetry,
+    )
     shedder = Shedder(repository, options.max_lag_s)
-    servers = [_uvicorn(app, options, connections, host=options.host, port=options.http_port,
-                        http=http_protocol(shedder))]
+    servers = [
+        _uvicorn(app, options, connections, host=options.host, port=options.http_port, http=http_protocol(shedder))
+    ]
     http_socket, metrics_socket = _bound_sockets(options)
     sockets: list[list[socket.socket] | None] = [[http_socket] if http_socket else None]
     if options.metrics_port is not None:
-        servers.append(_uvicorn(metrics_app(telemetry), options, connections, host=options.host, port=options.metrics_port))
+        servers.append(
+            _uvicorn(metrics_app(telemetry), options, connections, host=options.host, port=options.metrics_port)
+        )
         sockets.append([metrics_socket] if metrics_socket else None)
     if worker is not None:
         servers.append(_uvicorn(_control_app(repository, local), options, connections, uds=str(worker.control_socket)))
@@ -168,8 +182,9 @@ async def serve(
     if options.grpc_port is not None:
         from modelport.serving.grpc import start_grpc_server
 
-        grpc_server = await start_grpc_server(repository, options.host, options.grpc_port, EXTENSIONS,
-                                              options.max_body, reuse_port=worker is not None)
+        grpc_server = await start_grpc_server(
+            repository, options.host, options.grpc_port, EXTENSIONS, options.max_body, reuse_port=worker is not None
+        )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -83,9 +83,12 @@ def source_from_path(path: Path, name: str) -> list[ModelSource]:
     if info.flavor == "custom":
         found = info.details.get("model_files")
         raise ValidationError(
-            f"target: {path}: " + (f"holds several model files ({', '.join(found)}); serve one of them" if found else
-                                   "not a model format modelport serves (onnx, sklearn, xgboost, lightgbm, torch, "
-                                   "mlflow, a score.py)")
+            f"target: {path}: "
+            + (
+                f"holds several model files ({', '.join(found)}); serve one of them"
+                if found
+                else "not a model format modelport serves (onnx, sklearn, xgboost, lightgbm, torch, mlflow, a score.py)"
+            )
         )
     if path.is_file() and info.flavor != "python":
         return [ModelSource(name, 1, info.flavor, path, None, path.parent)]
@@ -115,7 +118,12 @@ def _model_sources(model_dir: Path) -> list[ModelSource]:
 
 
 def source_from_registered(
-    name: str, version: int, flavor: str, version_dir: Path, root_name: str, details: dict,
+    name: str,
+    version: int,
+    flavor: str,
+    version_dir: Path,
+    root_name: str,
+    details: dict,
     signature: dict | None = None,
 ) -> list[ModelSource]:
     """A registered version: a single file, a model folder (with optional config), a scoring
@@ -144,5 +152,6 @@ def _signature_config(name: str, flavor: str, signature: dict | None) -> ModelCo
     if flavor not in TABULAR_FLAVORS or len(inputs) != 1:
         return None
     spec = inputs[0]
-    return ModelConfig(name=name, flavor=flavor, inputs=[TensorConfig(spec["name"], spec["datatype"],
-                                                                      tuple(spec["shape"][1:]))])
+    return ModelConfig(
+        name=name, flavor=flavor, inputs=[TensorConfig(spec["name"], spec["datatype"], tuple(spec["shape"][1:]))]
+    )

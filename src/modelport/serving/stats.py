@@ -102,8 +102,16 @@ class ModelStats:
             batch.compute_infer.add(infer_ns)
             batch.compute_output.add(output_ns)
 
-    def record_request(self, ok: bool, total_ns: int, queue_ns: int, input_ns: int, infer_ns: int,
-                       output_ns: int, reason: str = "OTHER") -> None:
+    def record_request(
+        self,
+        ok: bool,
+        total_ns: int,
+        queue_ns: int,
+        input_ns: int,
+        infer_ns: int,
+        output_ns: int,
+        reason: str = "OTHER",
+    ) -> None:
         """One request's outcome; compute counts move together so perf_analyzer sees them equal."""
         with self._lock:
             self.last_inference_ms = int(time.time() * 1000)
@@ -123,12 +131,18 @@ class ModelStats:
         """Every counter as plain JSON, for adding up the statistics of several worker processes."""
         with self._lock:
             return {
-                "name": self.name, "version": self.version, "last_inference_ms": self.last_inference_ms,
-                "inference_count": self.inference_count, "execution_count": self.execution_count,
+                "name": self.name,
+                "version": self.version,
+                "last_inference_ms": self.last_inference_ms,
+                "inference_count": self.inference_count,
+                "execution_count": self.execution_count,
                 "durations": {key: [getattr(self, key).count, getattr(self, key).ns] for key in _DURATIONS},
-                "batches": {str(size): [[getattr(b, key).count, getattr(b, key).ns] for key in _COMPUTE]
-                            for size, b in self.batches.items()},
-                "failures_by_reason": dict(self.failures_by_reason), "pending": self.pending,
+                "batches": {
+                    str(size): [[getattr(b, key).count, getattr(b, key).ns] for key in _COMPUTE]
+                    for size, b in self.batches.items()
+                },
+                "failures_by_reason": dict(self.failures_by_reason),
+                "pending": self.pending,
                 "histograms": {key: [list(getattr(self, key).counts), getattr(self, key).total] for key in _HISTOGRAMS},
             }
 

@@ -20,8 +20,12 @@ from modelport.serving.sources import (
 from modelport.workspace import Workspace
 
 
-def resolve_targets(targets: list[str], workspace: Callable[[], Workspace], name: str | None = None,
-                    note: Callable[[str], None] = lambda line: None) -> list[ModelSource]:
+def resolve_targets(
+    targets: list[str],
+    workspace: Callable[[], Workspace],
+    name: str | None = None,
+    note: Callable[[str], None] = lambda line: None,
+) -> list[ModelSource]:
     """Repositories, then paths, then registry references (the workspace is opened only for those).
 
     A path is served under its file stem or folder name, or ``name`` when given (one path only);

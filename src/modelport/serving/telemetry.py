@@ -34,7 +34,9 @@ class Telemetry(Protocol):
 
 
 class LocalTelemetry:
-    def __init__(self, repository: ModelRepository, observing: Observing, connections: Connections | None = None) -> None:
+    def __init__(
+        self, repository: ModelRepository, observing: Observing, connections: Connections | None = None
+    ) -> None:
         self.repository = repository
         self.observing = observing
         self.connections = connections
@@ -46,8 +48,12 @@ class LocalTelemetry:
         return render(await self.models(), self._observed(), script=self._script())
 
     def snapshot(self) -> dict[str, Any]:
-        return {"models": [model.stats.snapshot() for model in self.repository.loaded()],
-                "observed": self._observed(), "process": own_process(), "script": self._script()}
+        return {
+            "models": [model.stats.snapshot() for model in self.repository.loaded()],
+            "observed": self._observed(),
+            "process": own_process(),
+            "script": self._script(),
+        }
 
     def _script(self) -> dict[str, Any] | None:
         return REGISTRY.exposed(self.observing.endpoint, self.observing.deployment)
@@ -74,14 +80,19 @@ class GatheredTelemetry:
         for snapshot in snapshots:
             for name, value in snapshot["observed"].items():
                 observed[name] = observed.get(name, 0) + value
-        return render(_combined(snapshots), observed, [snapshot["process"] for snapshot in snapshots],
-                      combine(snapshot["script"] for snapshot in snapshots))
+        return render(
+            _combined(snapshots),
+            observed,
+            [snapshot["process"] for snapshot in snapshots],
+            combine(snapshot["script"] for snapshot in snapshots),
+        )
 
     async def _ask(self, path: Path) -> dict[str, Any] | None:
         client = self._clients.get(path)
         if client is None:
-            client = self._clients[path] = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(path)),
-                                                             base_url="http://worker", timeout=5)
+            client = self._clients[path] = httpx.AsyncClient(
+                transport=httpx.AsyncHTTPTransport(uds=str(path)), base_url="http://worker", timeout=5
+            )
         try:
             reply = await client.get("/snapshot")
         except httpx.HTTPError:

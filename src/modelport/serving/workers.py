@@ -65,8 +65,9 @@ class Workers:
             if options.metrics_port is not None:
                 self._metrics = self._keep(listen(options.host, options.metrics_port, option="--metrics-port"))
             if options.grpc_port is not None:  # holds the port while the workers share it
-                self._keep(listen(options.host, options.grpc_port, reuse_port=True, hold_only=True,
-                                  option="--grpc-port"))
+                self._keep(
+                    listen(options.host, options.grpc_port, reuse_port=True, hold_only=True, option="--grpc-port")
+                )
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self._on_stop)
             if not self._start_all():
@@ -146,8 +147,11 @@ class Workers:
             index = self.pids.pop(pid, None)
             if index is None or self.stopping:
                 continue
-            print(f"worker {index} exited ({os.waitstatus_to_exitcode(status)}); starting it again",
-                  file=sys.stderr, flush=True)
+            print(
+                f"worker {index} exited ({os.waitstatus_to_exitcode(status)}); starting it again",
+                file=sys.stderr,
+                flush=True,
+            )
             time.sleep(max(0.0, restarts.get(index, 0.0) + RESTART_BACKOFF_S - time.monotonic()))
             restarts[index] = time.monotonic()
             if not self.stopping:

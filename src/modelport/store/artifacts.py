@@ -142,8 +142,10 @@ class ArtifactStore:
                 return
             except OSError:
                 pass  # another filesystem: fall back to a copy
-        with self._open(sha, label) as src, temp_file(dest.parent, f".{dest.name}",
-                                                      BLOB_MODE if link else FILE_MODE) as (tmp, dst):
+        with (
+            self._open(sha, label) as src,
+            temp_file(dest.parent, f".{dest.name}", BLOB_MODE if link else FILE_MODE) as (tmp, dst),
+        ):
             actual = _copy_hashing(src, dst)
             if actual != sha:
                 raise IntegrityError(f"{label}: stored artifact is corrupted (sha256 mismatch); refusing to use it")

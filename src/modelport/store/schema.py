@@ -108,5 +108,7 @@ class EnvironmentVersion(Versioned, Base):
     conda_only: Mapped[list[Any]] = mapped_column(default=list)
 
     container: Mapped[Environment] = relationship(back_populates="versions")
+
+
 # Registers the batch and endpoint tables on this metadata; imported last because they use it.
 from modelport.store import schema_batch, schema_endpoints  # noqa: E402,F401

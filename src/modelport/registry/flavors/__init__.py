@@ -37,7 +37,15 @@ from modelport.registry.flavors.types import FlavorInfo, Signature, TensorSpec
 __all__ = ["DATATYPES", "FLAVORS", "FlavorInfo", "Signature", "TensorSpec", "detect"]
 
 FLAVORS: tuple[str, ...] = (
-    "onnx", "sklearn", "torch", "xgboost", "lightgbm", "mlflow", "python", "triton", "custom",
+    "onnx",
+    "sklearn",
+    "torch",
+    "xgboost",
+    "lightgbm",
+    "mlflow",
+    "python",
+    "triton",
+    "custom",
 )
 
 

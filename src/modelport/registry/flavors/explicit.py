@@ -58,7 +58,5 @@ def misfit(path: Path, wanted: str, found: FlavorInfo | None) -> ValidationError
     """The error for flavor ``wanted`` at ``path``: what was found instead, or what is missing."""
     fmt = found.details.get("format") if found else None
     if fmt is not None:
-        return ValidationError(
-            f"{path}: detected as {found.flavor} ({fmt}), which flavor {wanted!r} cannot load"
-        )
+        return ValidationError(f"{path}: detected as {found.flavor} ({fmt}), which flavor {wanted!r} cannot load")
     return ValidationError(f"{path}: {NEEDS[wanted]}, so flavor {wanted!r} does not fit")

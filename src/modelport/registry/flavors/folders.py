@@ -64,9 +64,7 @@ def _is_triton_model(folder: Path) -> bool:
     """A Triton model folder holds numbered version folders (and usually config.pbtxt)."""
     subfolders = _subfolders(folder)
     versions = [p for p in subfolders if p.name.isascii() and p.name.isdigit()]
-    return bool(versions) and (
-        (folder / "config.pbtxt").is_file() or len(versions) == len(subfolders)
-    )
+    return bool(versions) and ((folder / "config.pbtxt").is_file() or len(versions) == len(subfolders))
 
 
 def _triton_repository(folder: Path) -> FlavorInfo | None:

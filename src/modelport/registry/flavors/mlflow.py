@@ -55,9 +55,7 @@ def mlflow_model(folder: Path) -> FlavorInfo | None:
     return FlavorInfo("mlflow", version_text(doc.get("mlflow_version")), signature, details)
 
 
-def mlflow_specs(
-    raw: Any, kind: str, mlmodel: Path, unsupported: dict[str, str]
-) -> tuple[TensorSpec, ...]:
+def mlflow_specs(raw: Any, kind: str, mlmodel: Path, unsupported: dict[str, str]) -> tuple[TensorSpec, ...]:
     """Read one side of an MLflow signature: a JSON string (as MLflow writes it) or a list."""
     if raw is None:
         return ()
@@ -65,9 +63,7 @@ def mlflow_specs(
         try:
             raw = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise ValidationError(
-                f"{mlmodel}: signature.{kind}s is not valid JSON ({exc})"
-            ) from exc
+            raise ValidationError(f"{mlmodel}: signature.{kind}s is not valid JSON ({exc})") from exc
     if not isinstance(raw, list):
         raise ValidationError(f"{mlmodel}: signature.{kind}s must be a list of columns or tensors")
     specs = []

@@ -11,9 +11,20 @@ from modelport.registry.flavors.types import FlavorInfo, Signature, TensorSpec, 
 
 # ONNX TensorProto element type names to v2 datatypes; the others (complex, float8...) have none.
 _ONNX_DATATYPES = {
-    "BOOL": "BOOL", "UINT8": "UINT8", "UINT16": "UINT16", "UINT32": "UINT32", "UINT64": "UINT64",
-    "INT8": "INT8", "INT16": "INT16", "INT32": "INT32", "INT64": "INT64",
-    "FLOAT16": "FP16", "FLOAT": "FP32", "DOUBLE": "FP64", "BFLOAT16": "BF16", "STRING": "BYTES",
+    "BOOL": "BOOL",
+    "UINT8": "UINT8",
+    "UINT16": "UINT16",
+    "UINT32": "UINT32",
+    "UINT64": "UINT64",
+    "INT8": "INT8",
+    "INT16": "INT16",
+    "INT32": "INT32",
+    "INT64": "INT64",
+    "FLOAT16": "FP16",
+    "FLOAT": "FP32",
+    "DOUBLE": "FP64",
+    "BFLOAT16": "BF16",
+    "STRING": "BYTES",
 }
 
 
@@ -46,9 +57,7 @@ def onnx_model(path: Path) -> FlavorInfo:
         "opset": {imp.domain or "ai.onnx": imp.version for imp in model.opset_import},
         "producer_name": model.producer_name or None,
         "producer_version": model.producer_version or None,
-        "external_data": any(
-            t.data_location == onnx.TensorProto.EXTERNAL for t in graph.initializer
-        ),
+        "external_data": any(t.data_location == onnx.TensorProto.EXTERNAL for t in graph.initializer),
     }
     if unsupported:
         details["unsupported_io"] = unsupported

@@ -29,22 +29,72 @@ from modelport.registry.flavors.pickles import walk_pickle
 _HEAD_BYTES = 256
 
 #: Top-level modules whose names a model pickle may import.
-SAFE_MODULES = frozenset({
-    "numpy", "scipy", "sklearn", "joblib", "xgboost", "lightgbm", "catboost", "pandas", "pyarrow",
-    "torch", "ml_dtypes", "collections", "copyreg", "copy_reg", "_codecs", "datetime", "decimal", "fractions",
-    "functools",
-})
+SAFE_MODULES = frozenset(
+    {
+        "numpy",
+        "scipy",
+        "sklearn",
+        "joblib",
+        "xgboost",
+        "lightgbm",
+        "catboost",
+        "pandas",
+        "pyarrow",
+        "torch",
+        "ml_dtypes",
+        "collections",
+        "copyreg",
+        "copy_reg",
+        "_codecs",
+        "datetime",
+        "decimal",
+        "fractions",
+        "functools",
+    }
+)
 #: The ``builtins`` (``__builtin__`` under protocol 2) that only build values.
-SAFE_BUILTINS = frozenset({
-    "bool", "bytearray", "bytes", "complex", "dict", "float", "frozenset", "int", "list", "object",
-    "range", "set", "slice", "str", "tuple",
-})
+SAFE_BUILTINS = frozenset(
+    {
+        "bool",
+        "bytearray",
+        "bytes",
+        "complex",
+        "dict",
+        "float",
+        "frozenset",
+        "int",
+        "list",
+        "object",
+        "range",
+        "set",
+        "slice",
+        "str",
+        "tuple",
+    }
+)
 # Inside allowed packages: names (or prefixes of names) that load files or evaluate code.
 _UNSAFE_INSIDE = (
-    "numpy.testing", "numpy.f2py", "numpy.distutils", "numpy.load", "numpy.lib.npyio", "numpy.fromfile",
-    "pandas.read_", "pandas.io", "pandas.eval", "pandas.core.computation", "pandas.testing",
-    "scipy.io", "joblib.load", "joblib.parallel", "joblib._store_backends",
-    "torch.hub", "torch.load", "torch.serialization", "torch.jit", "torch.package", "torch.utils.cpp_extension",
+    "numpy.testing",
+    "numpy.f2py",
+    "numpy.distutils",
+    "numpy.load",
+    "numpy.lib.npyio",
+    "numpy.fromfile",
+    "pandas.read_",
+    "pandas.io",
+    "pandas.eval",
+    "pandas.core.computation",
+    "pandas.testing",
+    "scipy.io",
+    "joblib.load",
+    "joblib.parallel",
+    "joblib._store_backends",
+    "torch.hub",
+    "torch.load",
+    "torch.serialization",
+    "torch.jit",
+    "torch.package",
+    "torch.utils.cpp_extension",
 )
 
 

@@ -26,8 +26,16 @@ _MAX_TEXT = 4096
 
 # What a damaged or hostile stream can raise while being walked: the walk stops, findings stay.
 UNREADABLE = (
-    ValueError, IndexError, KeyError, TypeError, EOFError, OSError, RecursionError,
-    struct.error, zlib.error, lzma.LZMAError,
+    ValueError,
+    IndexError,
+    KeyError,
+    TypeError,
+    EOFError,
+    OSError,
+    RecursionError,
+    struct.error,
+    zlib.error,
+    lzma.LZMAError,
 )
 
 
@@ -80,15 +88,39 @@ class _Call:
 
 
 _OPAQUE = object()  # bytes, buffers, extension codes, persistent ids: never needed
-_LITERAL_OPS = frozenset({
-    "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT", "BINFLOAT",
-    "STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "SHORT_BINUNICODE", "BINUNICODE",
-    "BINUNICODE8",
-})
-_OPAQUE_OPS = frozenset({
-    "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8", "NEXT_BUFFER",
-    "EXT1", "EXT2", "EXT4", "PERSID",
-})
+_LITERAL_OPS = frozenset(
+    {
+        "INT",
+        "BININT",
+        "BININT1",
+        "BININT2",
+        "LONG",
+        "LONG1",
+        "LONG4",
+        "FLOAT",
+        "BINFLOAT",
+        "STRING",
+        "BINSTRING",
+        "SHORT_BINSTRING",
+        "UNICODE",
+        "SHORT_BINUNICODE",
+        "BINUNICODE",
+        "BINUNICODE8",
+    }
+)
+_OPAQUE_OPS = frozenset(
+    {
+        "BINBYTES",
+        "SHORT_BINBYTES",
+        "BINBYTES8",
+        "BYTEARRAY8",
+        "NEXT_BUFFER",
+        "EXT1",
+        "EXT2",
+        "EXT4",
+        "PERSID",
+    }
+)
 _CONSTANTS = {"NONE": None, "NEWTRUE": True, "NEWFALSE": False}
 _JOBLIB_ARRAY = _Global("joblib.numpy_pickle", "NumpyArrayWrapper")
 
@@ -285,10 +317,15 @@ def _dtype_layout(dtype: Any) -> tuple[int, bool]:
     """
     if not (
         isinstance(dtype, _Call)
-        and isinstance(dtype.func, _Global) and dtype.func.module.startswith("numpy")
-        and isinstance(dtype.args, tuple) and dtype.args and isinstance(dtype.args[0], str)
-        and isinstance(dtype.state, tuple) and len(dtype.state) >= 8
-        and isinstance(dtype.state[5], int) and isinstance(dtype.state[7], int)
+        and isinstance(dtype.func, _Global)
+        and dtype.func.module.startswith("numpy")
+        and isinstance(dtype.args, tuple)
+        and dtype.args
+        and isinstance(dtype.args[0], str)
+        and isinstance(dtype.state, tuple)
+        and len(dtype.state) >= 8
+        and isinstance(dtype.state[5], int)
+        and isinstance(dtype.state[7], int)
     ):
         raise ValueError("joblib array wrapper without a numpy dtype")
     code = re.fullmatch(r"[A-Za-z]+(\d+)", dtype.args[0])

@@ -28,10 +28,16 @@ def pickled_model(path: Path, head: bytes) -> FlavorInfo | None:
         return None
     facts, compression = found
     if facts is None:
-        return FlavorInfo("custom", None, None, {
-            "format": "joblib", "compression": "lz4",
-            "note": "lz4-compressed: contents not inspected",
-        })
+        return FlavorInfo(
+            "custom",
+            None,
+            None,
+            {
+                "format": "joblib",
+                "compression": "lz4",
+                "note": "lz4-compressed: contents not inspected",
+            },
+        )
     joblib = facts.joblib or compression is not None or path.suffix.lower() == ".joblib"
     details: dict = {"format": "joblib" if joblib else "pickle"}
     if compression is not None:

@@ -56,7 +56,9 @@ def signature_from_file(path: Path) -> Signature:
     sides = {}
     for side in ("inputs", "outputs"):
         items = document.get(side) or []
-        if isinstance(items, str) or (isinstance(items, list) and any(isinstance(i, dict) and "type" in i for i in items)):
+        if isinstance(items, str) or (
+            isinstance(items, list) and any(isinstance(i, dict) and "type" in i for i in items)
+        ):
             unsupported: dict[str, str] = {}
             sides[side] = mlflow_specs(items, side[:-1], path, unsupported)
             if unsupported:
@@ -133,8 +135,10 @@ def _numbers(cells: list[str], column: str, path: Path) -> np.ndarray:
             return np.array([dtype(cell) for cell in cells], dtype=dtype)
         except ValueError:
             continue
-    raise ValidationError(f"--input-example: {path}: column {column!r} is not numeric; a table example is one "
-                          "numeric [rows, features] input")
+    raise ValidationError(
+        f"--input-example: {path}: column {column!r} is not numeric; a table example is one "
+        "numeric [rows, features] input"
+    )
 
 
 def _npy_example(path: Path) -> dict[str, np.ndarray]:
@@ -154,8 +158,10 @@ def _parquet_example(path: Path) -> dict[str, np.ndarray]:
         raise ValidationError(f"--input-example: {path}: not a Parquet file ({exc})") from None
     for name, column in zip(table.column_names, table.columns):
         if not (pyarrow.types.is_integer(column.type) or pyarrow.types.is_floating(column.type)):
-            raise ValidationError(f"--input-example: {path}: column {name!r} is {column.type}, not numeric; a table "
-                                  "example is one numeric [rows, features] input")
+            raise ValidationError(
+                f"--input-example: {path}: column {name!r} is {column.type}, not numeric; a table "
+                "example is one numeric [rows, features] input"
+            )
     if table.num_rows == 0 or table.num_columns == 0:
         raise ValidationError(f"--input-example: {path}: holds no rows")
     return {TABLE_INPUT: np.column_stack([column.to_numpy() for column in table.columns])}

@@ -17,8 +17,11 @@ CHUNK = 1 << 20  # the most bytes asked of a stream at once
 _MAX_LINE = 16 << 20
 # joblib's compress= methods, by magic bytes. zlib's two-byte header is checked by checksum.
 _COMPRESSION_MAGIC = (
-    (b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"),
-    (b"\x5d\x00\x00", "lzma"), (b"\x04\x22\x4d\x18", "lz4"),
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bz2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x5d\x00\x00", "lzma"),
+    (b"\x04\x22\x4d\x18", "lz4"),
 )
 
 

@@ -19,17 +19,13 @@ def torch_archive(path: Path, head: bytes) -> FlavorInfo | None:
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
-            prefixes = {
-                n.removesuffix("data.pkl") for n in names
-                if n.endswith("/data.pkl") and n.count("/") == 1
-            }
+            prefixes = {n.removesuffix("data.pkl") for n in names if n.endswith("/data.pkl") and n.count("/") == 1}
             if len(prefixes) != 1:
                 return None
             prefix = prefixes.pop()
             details: dict = {
                 "format": "torch-zip",
-                "torchscript": f"{prefix}constants.pkl" in names
-                and any(n.startswith(f"{prefix}code/") for n in names),
+                "torchscript": f"{prefix}constants.pkl" in names and any(n.startswith(f"{prefix}code/") for n in names),
             }
             # The archive's serialization format version; torch itself records no release.
             records = (f"{prefix}.data/version", f"{prefix}version")

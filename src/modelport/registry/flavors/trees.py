@@ -19,9 +19,7 @@ _TAIL_BYTES = 256  # XGBoost's closing "version" array fits in these
 # XGBoost writes {"learner": {...}, "version": [major, minor, patch]}: the key order is its own,
 # so the head and the tail are enough and a model of any size is never parsed whole.
 _XGB_JSON_HEAD = re.compile(rb'\s*\{\s*"learner"\s*:')
-_XGB_JSON_TAIL = re.compile(
-    rb'"version"\s*:\s*\[\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\]\s*\}\s*$'
-)
+_XGB_JSON_TAIL = re.compile(rb'"version"\s*:\s*\[\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\]\s*\}\s*$')
 _UBJ_INTS = {b"i": ">b", b"U": ">B", b"I": ">h", b"l": ">i", b"L": ">q"}
 
 

@@ -33,9 +33,7 @@ class TensorSpec:
         if not isinstance(name, str) or not name:
             raise ValidationError(f"{where}.name: must be a non-empty string")
         if datatype not in DATATYPES:
-            raise ValidationError(
-                f"{where}.datatype: {datatype!r} is not one of {', '.join(DATATYPES)}"
-            )
+            raise ValidationError(f"{where}.datatype: {datatype!r} is not one of {', '.join(DATATYPES)}")
         if not is_shape(shape):
             raise ValidationError(f"{where}.shape: must be a list of integers >= -1")
         return cls(name, datatype, tuple(shape))
@@ -64,9 +62,7 @@ class Signature:
             items = d.get(side, [])
             if not isinstance(items, list):
                 raise ValidationError(f"signature.{side}: must be a list")
-            sides.append(tuple(
-                TensorSpec.from_dict(item, f"signature.{side}[{i}]") for i, item in enumerate(items)
-            ))
+            sides.append(tuple(TensorSpec.from_dict(item, f"signature.{side}[{i}]") for i, item in enumerate(items)))
         return cls(*sides)
 
 

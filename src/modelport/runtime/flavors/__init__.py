@@ -30,8 +30,7 @@ def import_framework(module: str, extra: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError:
         raise ModelportError(
-            f"the {extra} flavor needs the {module} package, which is not installed: "
-            f"pip install 'modelport[{extra}]'"
+            f"the {extra} flavor needs the {module} package, which is not installed: pip install 'modelport[{extra}]'"
         ) from None
 
 
@@ -76,9 +75,7 @@ def find_model_file(
     if not candidates:
         raise ValidationError(f"{model_dir}: no {flavor} model file found (looked for {wanted})")
     names = ", ".join(path.name for path in candidates)
-    raise ValidationError(
-        f"{model_dir}: several {flavor} model files ({names}); name one with default_model_filename"
-    )
+    raise ValidationError(f"{model_dir}: several {flavor} model files ({names}); name one with default_model_filename")
 
 
 def thread_count(config: ModelConfig | None, device: str) -> int | None:

@@ -137,8 +137,14 @@ def _mapped_copy(path: Path) -> Path:
         staging = folder.with_name(f"{key}.{os.getpid()}.tmp")
         staging.mkdir(parents=True, exist_ok=True)
         try:
-            onnx.save_model(onnx.load(str(path)), str(staging / "model.onnx"), save_as_external_data=True,
-                            all_tensors_to_one_file=True, location="weights.bin", size_threshold=1024)
+            onnx.save_model(
+                onnx.load(str(path)),
+                str(staging / "model.onnx"),
+                save_as_external_data=True,
+                all_tensors_to_one_file=True,
+                location="weights.bin",
+                size_threshold=1024,
+            )
             os.rename(staging, folder)
         except OSError:  # another process made the same copy first: use that one
             shutil.rmtree(staging, ignore_errors=True)

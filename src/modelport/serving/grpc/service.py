@@ -222,8 +222,13 @@ class GrpcServer:
 
 
 async def start_grpc_server(
-    repository: ModelRepository, host: str, port: int, extensions: list[str], max_message_bytes: int,
-    *, reuse_port: bool = False,
+    repository: ModelRepository,
+    host: str,
+    port: int,
+    extensions: list[str],
+    max_message_bytes: int,
+    *,
+    reuse_port: bool = False,
 ) -> GrpcServer:
     """Bind ``host:port`` (0 picks a free port), start serving, return the server and its port.
 

@@ -52,7 +52,9 @@ Handler = Callable[[Request, str], Awaitable[Response]]
 
 
 def azureml_routes(
-    host: ScriptHost | None, repository: ModelRepository | None, default_model: str | None,
+    host: ScriptHost | None,
+    repository: ModelRepository | None,
+    default_model: str | None,
     max_body: int = DEFAULT_MAX_BODY,
 ) -> list[BaseRoute]:
     """The azmlinfsrv routes: ``/`` always; ``/score`` and ``/swagger.json`` for a script (``host``)
@@ -229,7 +231,6 @@ class _NoCodeScorer:
         except ModelportError as exc:
             return _message(exc.http_status, str(exc))
         return Response(_encode_outputs(result.outputs), media_type=JSON_TYPE)
-
 
 
 def _payload_inputs(payload: dict[str, Any], specs: list[dict[str, Any]]) -> list[InferInput]:

@@ -28,7 +28,7 @@ def infer_target(path: str) -> tuple[str, str | None] | None:
     """``(model, version)`` of an infer path, or None when it is not one."""
     if not (path.startswith(_PREFIX) and path.endswith(_SUFFIX)):
         return None
-    parts = path[len(_PREFIX):-len(_SUFFIX)].split("/")
+    parts = path[len(_PREFIX) : -len(_SUFFIX)].split("/")
     if len(parts) == 1 and parts[0] and parts[0] != "stats":
         return parts[0], None
     if len(parts) == 3 and parts[0] and parts[1] == "versions" and parts[2].isdigit():
@@ -48,14 +48,19 @@ class InferFastPath:
             return
         headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
         try:
-            body = await read_limited(asgi_chunks(receive), headers.get("content-length"),
-                                      headers.get("content-encoding"), self.api.max_body)
+            body = await read_limited(
+                asgi_chunks(receive), headers.get("content-length"), headers.get("content-encoding"), self.api.max_body
+            )
             payload, reply = await self.api.infer_bytes(target[0], target[1], headers, body)
             status = 200
         except ClientDisconnect:
             return
         except ModelportError as exc:
-            status, payload, reply = exc.http_status, orjson.dumps({"error": str(exc)}), {"content-type": "application/json"}
+            status, payload, reply = (
+                exc.http_status,
+                orjson.dumps({"error": str(exc)}),
+                {"content-type": "application/json"},
+            )
         except Exception as exc:  # a bug: answer, log, keep serving
             log.exception("unhandled error on POST %s", scope["path"])
             status = 500

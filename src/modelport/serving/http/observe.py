@@ -82,11 +82,36 @@ class Observer:
             latency_ns = time.perf_counter_ns() - started
             trace.request_id = trace.request_id or next_request_id()
             if self.request_log is not None:  # a tuple now; the log's thread formats the line
-                self.request_log.submit((started_wall, trace.request_id, self.endpoint, self.deployment, trace.model,
-                                         trace.version, scope["method"], scope["path"], status, latency_ns,
-                                         trace.queue_ns, trace.batch_size))
-            if trace.collect and status < 400 and self.collector is not None and (keep_bodies or trace.inputs is not None):
-                self.collector.submit(Collected(
-                    trace.request_id, started_wall, trace.version, trace.inputs, trace.outputs,
-                    b"".join(request_body) if keep_bodies else None, b"".join(response_body) if keep_bodies else None,
-                ))
+                self.request_log.submit(
+                    (
+                        started_wall,
+                        trace.request_id,
+                        self.endpoint,
+                        self.deployment,
+                        trace.model,
+                        trace.version,
+                        scope["method"],
+                        scope["path"],
+                        status,
+                        latency_ns,
+                        trace.queue_ns,
+                        trace.batch_size,
+                    )
+                )
+            if (
+                trace.collect
+                and status < 400
+                and self.collector is not None
+                and (keep_bodies or trace.inputs is not None)
+            ):
+                self.collector.submit(
+                    Collected(
+                        trace.request_id,
+                        started_wall,
+                        trace.version,
+                        trace.inputs,
+                        trace.outputs,
+                        b"".join(request_body) if keep_bodies else None,
+                        b"".join(response_body) if keep_bodies else None,
+                    )
+                )

@@ -49,8 +49,9 @@ def empty(status: int = 200) -> Response:
 class V2Api:
     """The v2 routes over one repository; ``max_body`` and ``timeout_s`` are the server's limits."""
 
-    def __init__(self, repository: ModelRepository, max_body: int, timeout_s: float | None,
-                 telemetry: Telemetry) -> None:
+    def __init__(
+        self, repository: ModelRepository, max_body: int, timeout_s: float | None, telemetry: Telemetry
+    ) -> None:
         self.repository = repository
         self.max_body = max_body
         self.timeout_s = timeout_s

@@ -46,9 +46,7 @@ def upgrade() -> None:
     op.create_table(
         "model_files",
         sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column(
-            "version_id", sa.Integer(), sa.ForeignKey("model_versions.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("version_id", sa.Integer(), sa.ForeignKey("model_versions.id", ondelete="CASCADE"), nullable=False),
         sa.Column("path", sa.String(1024), nullable=False),
         sa.Column("sha256", sa.String(64), nullable=False),
         sa.Column("size", sa.BigInteger(), nullable=False),
@@ -60,9 +58,7 @@ def upgrade() -> None:
         "model_aliases",
         sa.Column("model_id", sa.Integer(), sa.ForeignKey("models.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("alias", sa.String(64), primary_key=True),
-        sa.Column(
-            "version_id", sa.Integer(), sa.ForeignKey("model_versions.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("version_id", sa.Integer(), sa.ForeignKey("model_versions.id", ondelete="CASCADE"), nullable=False),
     )
     op.create_index("ix_model_aliases_version_id", "model_aliases", ["version_id"])
 

@@ -24,9 +24,7 @@ def upgrade() -> None:
     op.create_table(
         "environment_versions",
         sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column(
-            "environment_id", sa.Integer(), sa.ForeignKey("environments.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("environment_id", sa.Integer(), sa.ForeignKey("environments.id", ondelete="CASCADE"), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("tags", sa.JSON(), nullable=False),

@@ -27,9 +27,7 @@ def upgrade() -> None:
     op.create_table(
         "batch_deployments",
         sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column(
-            "endpoint_id", sa.Integer(), sa.ForeignKey("batch_endpoints.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("endpoint_id", sa.Integer(), sa.ForeignKey("batch_endpoints.id", ondelete="CASCADE"), nullable=False),
         sa.Column("name", sa.String(255), nullable=False),
         sa.Column("spec", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),

@@ -23,8 +23,10 @@ def upgrade() -> None:
         op.add_column("batch_endpoints", sa.Column(column, sa.String(64), nullable=False, server_default=""))
     bind = op.get_bind()
     for (row_id,) in bind.execute(sa.text("SELECT id FROM batch_endpoints")).all():
-        bind.execute(sa.text("UPDATE batch_endpoints SET primary_key = :p, secondary_key = :s WHERE id = :id"),
-                     {"p": new_key(), "s": new_key(), "id": row_id})
+        bind.execute(
+            sa.text("UPDATE batch_endpoints SET primary_key = :p, secondary_key = :s WHERE id = :id"),
+            {"p": new_key(), "s": new_key(), "id": row_id},
+        )
 
 
 def downgrade() -> None:

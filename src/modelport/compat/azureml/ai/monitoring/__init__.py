@@ -48,7 +48,9 @@ class Collector:
         if collector is None or self.name not in collector.settings.collections or not context.sampled:
             return context
         if not (hasattr(data, "columns") and hasattr(data, "to_numpy")):
-            error = TypeError(f"Collector {self.name!r}: only pandas DataFrames are collected, got {type(data).__name__}")
+            error = TypeError(
+                f"Collector {self.name!r}: only pandas DataFrames are collected, got {type(data).__name__}"
+            )
             if self.on_error is None:
                 raise error
             self.on_error(error)

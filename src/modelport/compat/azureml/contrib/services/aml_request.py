@@ -268,7 +268,9 @@ class AMLRequest:
 
 def _parse_multipart(content_type: str, body: bytes) -> tuple[MultiDict, MultiDict]:
     """Split a ``multipart/form-data`` body into fields and files with the stdlib MIME parser."""
-    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+    )
     fields: list[tuple[str, str]] = []
     files: list[tuple[str, FileStorage]] = []
     for part in message.iter_parts() if message.is_multipart() else ():
