@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,7 @@ def build_dtypes_onnx(path: Path) -> Path:
     return _save(graph, path)
 
 
-def _save(graph: object, path: Path) -> Path:
+def _save(graph: Any, path: Path) -> Path:
     """Wrap a graph as an opset-17 model, check it and write it (creating the folder)."""
     import onnx
     from onnx import helper

@@ -231,7 +231,7 @@ def serve(
         max_lag_s=max_lag_ms / 1000 if max_lag_ms else None,
         limits=ConnectionLimits(header_timeout_s, body_timeout_s, max_connections),
     )
-    names = [source.name for source in models] + ([f"/score ({script[0].name})"] if script else [])
+    names = [source.name for source in models] + ([f"/score ({Path(str(script[0])).name})"] if script else [])
 
     def announce(where: str) -> None:
         click.echo(f"serving {', '.join(dict.fromkeys(names))} on {where}", err=True)
@@ -272,11 +272,12 @@ def serve(
             observing.close()
 
     if workers == 1:
-        options = replace(options, ports=bind_ports(options))  # a busy port fails here, before loading
+        ports = bind_ports(options)  # a busy port fails here, before loading
+        options = replace(options, ports=ports)
         try:
             start(0, None)
         finally:
-            options.ports.close()
+            ports.close()
         return
     where = f"http://{host}:{http_port}" + (
         "" if metrics_port is None else f", metrics http://{host}:{metrics_port}/metrics"

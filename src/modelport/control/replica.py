@@ -196,7 +196,7 @@ class Replica:
             return
         loop = asyncio.get_running_loop()
         ended = loop.create_future()
-        loop.add_reader(fd, lambda: ended.done() or ended.set_result(None))
+        loop.add_reader(fd, lambda: None if ended.done() else ended.set_result(None))
         try:
             await ended
         finally:

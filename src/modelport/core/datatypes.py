@@ -89,7 +89,7 @@ def datatype_of(value: np.ndarray | DTypeLike) -> str:
     their datatype rather than have it inferred. Byte order does not matter: ``>f4`` is FP32.
     """
     # Arrays, numpy scalars and array-likes carry a dtype; dtypes, scalar types and names are one.
-    dtype = np.dtype(value) if isinstance(value, (np.dtype, type, str)) else value.dtype
+    dtype = np.dtype(value) if isinstance(value, (np.dtype, type, str)) else value.dtype  # type: ignore[union-attr]
     known = _DATATYPE_BY_DTYPE.get(dtype)  # the common case, once per output of every request:
     if known is not None:  # ~0.1 µs, where reading dtype.name alone takes microseconds
         return known

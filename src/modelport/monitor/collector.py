@@ -236,9 +236,9 @@ def _table(items: list[tuple[Collected, Any]], collection: str) -> Any:
 
     tables = []
     for _, run in itertools.groupby(items, key=lambda pair: _signature(pair[1])):
-        run = list(run)
-        if _signature(run[0][1]) is None:
-            for item, what in run:
+        pairs = list(run)
+        if _signature(pairs[0][1]) is None:
+            for item, what in pairs:
                 if hasattr(what, "columns") and hasattr(what, "to_numpy"):  # pandas knows its own nulls
                     frame = pa.Table.from_pandas(what, preserve_index=False)
                     meta = pa.table(_meta([item], [frame.num_rows]))
@@ -251,9 +251,9 @@ def _table(items: list[tuple[Collected, Any]], collection: str) -> Any:
                 columns = _columns(what, collection)
                 tables.append(pa.table({**_meta([item], [row_count(columns)]), **columns}))
             continue
-        tensors = {name: np.concatenate([what[name] for _, what in run]) for name in run[0][1]}
-        rows = [len(next(iter(what.values()))) for _, what in run]
-        tables.append(pa.table({**_meta([item for item, _ in run], rows), **tensor_columns(tensors)}))
+        tensors = {name: np.concatenate([what[name] for _, what in pairs]) for name in pairs[0][1]}
+        rows = [len(next(iter(what.values()))) for _, what in pairs]
+        tables.append(pa.table({**_meta([item for item, _ in pairs], rows), **tensor_columns(tensors)}))
     return pa.concat_tables(tables, promote_options="permissive")
 
 

@@ -121,7 +121,7 @@ class ColumnDrift:
     kind: str
     type: str
     metric: str
-    value: float
+    value: float | None
     threshold: float
     drifted: bool
     metrics: dict[str, float | None]
@@ -238,13 +238,17 @@ def compare(
             raise ValidationError(
                 f"--target: no column in common with the baseline (baseline: {_names(baseline)}; target: {_names(target)})"
             )
-    columns, unusable = [], []
+    columns: list[ColumnDrift] = []
+    unusable: list[Skipped] = []
     for name in selected:
         kind = PREDICTION if name in predictions else FEATURE
         result = compare_column(
             name, baseline[name], target[name], kind=kind, force_categorical=name in categorical, thresholds=thresholds
         )
-        (columns if isinstance(result, ColumnDrift) else unusable).append(result)
+        if isinstance(result, ColumnDrift):
+            columns.append(result)
+        else:
+            unusable.append(result)
     if not columns:
         reasons = "; ".join(f"{s.name}: {s.reason}" for s in unusable[:8])
         raise ValidationError(f"--target: no column could be compared ({reasons})")

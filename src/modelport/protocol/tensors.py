@@ -73,6 +73,7 @@ def array_from_binary(
     if datatype == BYTES:
         return _split_bytes(buffer, offset, size, count, where).reshape(shape)
     itemsize = element_size(datatype)
+    assert itemsize is not None  # every type but BYTES has one
     if size != count * itemsize:
         raise ValidationError(f"{where}: {size} bytes, but shape {list(shape)} of {datatype} takes {count * itemsize}")
     wire = dtype_of(datatype).newbyteorder("<")
@@ -114,7 +115,7 @@ def binary_of(values: np.ndarray, datatype: str) -> bytes | memoryview:
         items = values.tolist()
         return b"".join(chain.from_iterable(zip(map(_LENGTH.pack, map(len, items)), items, strict=True)))
     wire = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
-    return memoryview(wire).cast("B")
+    return memoryview(wire).cast("B")  # type: ignore[arg-type]  # ndarray has the buffer protocol
 
 
 def json_of(values: np.ndarray, datatype: str) -> Any:

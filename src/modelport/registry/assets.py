@@ -108,7 +108,7 @@ class VersionedAssets(Generic[C, V, Info]):
             return container
         try:
             with session.begin_nested():
-                session.add(self.container_cls(name=name))
+                session.add(self.container_cls(name=name))  # type: ignore[call-arg]  # a mapped subclass
         except DBIntegrityError:
             pass  # created concurrently: the lock below waits for that transaction
         container = self._container(session, name, lock=True)

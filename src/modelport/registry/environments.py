@@ -7,6 +7,7 @@ environments with the same requirements share one build.
 
 from __future__ import annotations
 
+import builtins
 import os
 import sys
 import sysconfig
@@ -134,7 +135,7 @@ class EnvironmentRegistry(VersionedAssets[Environment, EnvironmentVersion, Envir
         """Remove what builds that died left in the environment cache."""
         sweep_builds(self.envs_dir)
 
-    def module_command(self, ref: str | None, module: str, what: str) -> list[str]:
+    def module_command(self, ref: str | None, module: str, what: str) -> builtins.list[str]:
         """The command that runs ``python -m module`` in environment ``ref``'s built virtualenv
         (building it first), or in modelport's own interpreter when ``ref`` is None. modelport
         is not installed in the environment: its import paths are appended *after* the

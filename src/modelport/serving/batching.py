@@ -277,6 +277,7 @@ class DynamicBatcher:
         front end answers and reads; batches of 16 overlap the two (``bench/adaptive.py``: batch
         <= 16 beat batch <= 64 by 1.1-1.2x at 32 in flight). The requests in flight are counted
         from decoding to answer, not in the queue, which shrinks with the batches."""
+        assert self._budget is not None  # called only under the adaptive policy
         half = self._budget / 2
         size = self.max_batch_size
         while size > 1 and self.cost.predict(size) > half:

@@ -166,7 +166,7 @@ def render(
             lines += _histogram_lines(name, stats, histogram(stats))
     for name, help_text in OBSERVED:
         samples = [key for key in observed or () if key.partition("{")[0] == name]
-        if samples:
+        if samples and observed is not None:
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
             lines += [f"{key} {observed[key]}" for key in samples]
     for name, kind, help_text, key in WORKER_GAUGES if workers else ():

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -106,7 +106,7 @@ class ProcessPredictor(Predictor):
         except (EOFError, ConnectionResetError, OSError):
             self._died(doing)
 
-    def _died(self, doing: str) -> Any:
+    def _died(self, doing: str) -> NoReturn:
         process = self._process
         process.join(_CLOSE_WAIT_S)
         self._stop()

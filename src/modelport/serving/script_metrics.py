@@ -215,11 +215,11 @@ def combine(parts: Iterable[dict[str, Any] | None]) -> dict[str, Any] | None:
     """Several workers' :meth:`Registry.exposed` as one: series with the same labels add up
     (a gauge as its family says). A family another worker defined differently is left out of
     that worker's share."""
-    parts = [part for part in parts if part is not None]
-    if not parts:
+    present = [part for part in parts if part is not None]
+    if not present:
         return None
     families: dict[str, dict[str, Any]] = {}
-    for part in parts:
+    for part in present:
         for family in part["families"]:
             merged = families.setdefault(family["name"], {**family, "series": {}})
             if any(merged[key] != family[key] for key in ("kind", "labels", "buckets", "combine")):
@@ -228,7 +228,7 @@ def combine(parts: Iterable[dict[str, Any] | None]) -> dict[str, Any] | None:
                 known = merged["series"].get(tuple(key))
                 merged["series"][tuple(key)] = cell if known is None else _merge(family, known, cell)
     return {
-        "labels": parts[0]["labels"],
+        "labels": present[0]["labels"],
         "families": [
             {**family, "series": [[list(key), cell] for key, cell in family["series"].items()]}
             for family in families.values()

@@ -277,7 +277,8 @@ def _parse_multipart(content_type: str, body: bytes) -> tuple[MultiDict, MultiDi
         name = part.get_param("name", header="content-disposition")
         if not isinstance(name, str):
             continue
-        payload = part.get_payload(decode=True) or b""
+        payload = part.get_payload(decode=True)
+        payload = payload if isinstance(payload, bytes) else b""
         filename = part.get_filename()
         if filename is None:
             fields.append((name, payload.decode(part.get_content_charset() or "utf-8", "replace")))
