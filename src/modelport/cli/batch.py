@@ -685,6 +685,3 @@ def _jobs(app: AppContext) -> BatchJobs:
     from modelport.batch.jobs import BatchJobs
 
     return BatchJobs(app.workspace)
-
-
-BATCH_COMMANDS = (batch_endpoint, batch_deployment, job)

@@ -10,6 +10,7 @@ its replicas and batch runners (all started from here) write, is the user's alon
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
@@ -17,21 +18,47 @@ import traceback
 import click
 
 from modelport import __version__
-from modelport.cli.batch import BATCH_COMMANDS
 from modelport.cli.context import AppContext
-from modelport.cli.daemon import down, status, token, up
-from modelport.cli.endpoint import deployment, endpoint
-from modelport.cli.environment import environment
 from modelport.cli.examples import examples
-from modelport.cli.model import model
-from modelport.cli.monitor import monitor
-from modelport.cli.profile import profile
-from modelport.cli.serve import serve
 from modelport.core.errors import ModelportError
 from modelport.core.files import disk_error, private_umask
 
+# Each command's module, imported when the command runs (or when --help lists them all): a
+# command pays for its own imports only — ``model list`` loads no batch, endpoint or serving code.
+COMMANDS = {
+    "model": "modelport.cli.model:model",
+    "environment": "modelport.cli.environment:environment",
+    "serve": "modelport.cli.serve:serve",
+    "up": "modelport.cli.daemon:up",
+    "down": "modelport.cli.daemon:down",
+    "status": "modelport.cli.daemon:status",
+    "token": "modelport.cli.daemon:token",
+    "endpoint": "modelport.cli.endpoint:endpoint",
+    "deployment": "modelport.cli.endpoint:deployment",
+    "monitor": "modelport.cli.monitor:monitor",
+    "profile": "modelport.cli.profile:profile",
+    "batch-endpoint": "modelport.cli.batch:batch_endpoint",
+    "batch-deployment": "modelport.cli.batch:batch_deployment",
+    "job": "modelport.cli.batch:job",
+}
+
+
+class LazyGroup(click.Group):
+    """The root group: commands defined here plus the ones in :data:`COMMANDS`, loaded on use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *COMMANDS])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return super().get_command(ctx, name)
+        module, _, attribute = COMMANDS[name].partition(":")
+        command: click.Command = getattr(importlib.import_module(module), attribute)
+        return command
+
 
 @click.group(
+    cls=LazyGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=examples(
         ("The tour: serve, deploy, watch and batch-score a sample model", "modelport demo"),
@@ -100,20 +127,6 @@ def demo(app: AppContext) -> None:
 
     run_demo(app.workspace)
 
-
-cli.add_command(model)
-cli.add_command(environment)
-cli.add_command(serve)
-cli.add_command(up)
-cli.add_command(down)
-cli.add_command(status)
-cli.add_command(token)
-cli.add_command(endpoint)
-cli.add_command(deployment)
-cli.add_command(monitor)
-cli.add_command(profile)
-for command in BATCH_COMMANDS:
-    cli.add_command(command)
 
 
 def main() -> None:
