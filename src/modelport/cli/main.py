@@ -128,7 +128,6 @@ def demo(app: AppContext) -> None:
     run_demo(app.workspace)
 
 
-
 def main() -> None:
     private_umask()
     try:
