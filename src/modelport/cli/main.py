@@ -16,7 +16,6 @@ import traceback
 
 import click
 
-from modelport import __version__
 from modelport.cli.batch import BATCH_COMMANDS
 from modelport.cli.context import AppContext
 from modelport.cli.daemon import down, status, token, up
@@ -29,6 +28,7 @@ from modelport.cli.profile import profile
 from modelport.cli.serve import serve
 from modelport.core.errors import ModelportError
 from modelport.core.files import disk_error, private_umask
+from modelport.core.version import __version__
 
 
 @click.group(
