@@ -108,6 +108,12 @@ class Cli:
         )
 
 
+def ok(result: subprocess.CompletedProcess[str], code: int = 0) -> str:
+    """The output of a CLI run that must exit ``code`` (0: succeed); its stderr tells why when not."""
+    assert result.returncode == code, (result.stdout, result.stderr)
+    return result.stdout
+
+
 @pytest.fixture
 def cli(tmp_path: Path, db_url: str) -> Cli:
     return Cli(tmp_path / "ws", db_url)
