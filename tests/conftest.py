@@ -108,6 +108,12 @@ class Cli:
         )
 
 
+def ok(result: subprocess.CompletedProcess[str], code: int = 0) -> str:
+    """The output of a CLI run that must exit ``code`` (0: succeed); its stderr tells why when not."""
+    assert result.returncode == code, (result.stdout, result.stderr)
+    return result.stdout
+
+
 @pytest.fixture
 def cli(tmp_path: Path, db_url: str) -> Cli:
     return Cli(tmp_path / "ws", db_url)
@@ -120,17 +126,41 @@ def sqlite_cli(tmp_path: Path) -> Cli:
 
 
 def free_port() -> int:
+    """A loopback port that is free now, picked below the kernel's ephemeral range: an outgoing
+    connection takes its local port from that range, so none lands on this one before the server
+    it is meant for binds it. Another test process may pick the same port in between; the
+    servers started here (:class:`Server`) then start again on other ports."""
+    import random
     import socket
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    ranges = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    ephemeral = int(ranges.read_text().split()[0]) if ranges.exists() else 32768
+    while True:
+        port = random.randrange(10000, ephemeral)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+
+
+PORT_TAKEN = "(Address already in use)"  # how `modelport serve` and `up` name a port someone else holds
 
 
 class Server:
-    """A ``modelport serve`` subprocess on free loopback ports, stopped with SIGTERM."""
+    """A ``modelport serve`` subprocess on free loopback ports, stopped with SIGTERM. A port taken
+    between :func:`free_port` and the server's start is not a failure: it starts again (three tries)."""
 
     def __init__(self, args: list[str], env: dict[str, str] | None = None, grpc: bool = True) -> None:
+        self.refused = ""  # the last start's error when a port was taken
+        for _ in range(3):
+            if self._start(args, env, grpc):
+                return
+        raise RuntimeError(f"serve found its ports taken three times: {self.refused}")
+
+    def _start(self, args: list[str], env: dict[str, str] | None, grpc: bool) -> bool:
+        """Whether the server is ready; False when a port was taken, RuntimeError for anything else."""
         import time
 
         import httpx
@@ -149,10 +179,14 @@ class Server:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"serve exited {self.proc.returncode}: {self.proc.stderr.read()}")
+                stderr = self.proc.stderr.read()
+                if PORT_TAKEN in stderr:
+                    self.refused = stderr
+                    return False
+                raise RuntimeError(f"serve exited {self.proc.returncode}: {stderr}")
             try:
                 if httpx.get(self.url + "/v2/health/ready", timeout=1).status_code == 200:
-                    return
+                    return True
             except httpx.TransportError:
                 pass
             time.sleep(0.2)

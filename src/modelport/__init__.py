@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from modelport.core.version import __version__
 
 # Runtimes we load carry usage telemetry of their own: onnxruntime's builds for Linux resolve and
 # call mobile.events.data.microsoft.com from a thread once a session runs (seen with strace from

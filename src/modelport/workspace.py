@@ -1,35 +1,27 @@
 """The SDK entry point: ``Workspace()`` opens (or creates) a workspace and exposes its registries.
 
-The CLI is a thin layer over this class; servers and jobs use it the same way. Opening is also
-when the workspace is kept private and clean: its folder is made (or tightened to) 0700, so a
-workspace made by an older version is closed to other users by that one ``chmod``, and the
-temporaries of writers that died are swept from the staging folders (one listing each).
+The CLI is a thin layer over this class. It is where the workspace is wired: the stores the
+lower layers take (:class:`~modelport.registry.stores.WorkspaceStores`, which this class is)
+plus the hooks of the layers above them, such as the endpoint catalog's usage check, so that
+a model version an endpoint serves is not deleted. Servers, jobs and the daemon are handed the
+opened workspace; none of them imports this module.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
-
-from modelport.core.errors import ModelportError
-from modelport.core.files import DIR_MODE, private_dir, sweep, tighten
-from modelport.core.settings import WorkspaceSettings, resolve_settings
-from modelport.registry.environments import EnvironmentRegistry
-from modelport.registry.models import ModelRegistry
-from modelport.store.artifacts import ArtifactStore
-from modelport.store.db import Database
+from modelport.core.settings import resolve_settings
+from modelport.registry.stores import WorkspaceStores
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from modelport.store.schema import ModelVersion
 
 
-class Workspace:
+class Workspace(WorkspaceStores):
     """Metadata database + artifact store + local folder, with ``models`` and ``environments``."""
 
     def __init__(
@@ -39,45 +31,8 @@ class Workspace:
         db_url: str | None = None,
         artifact_root: str | None = None,
     ) -> None:
-        self.settings: WorkspaceSettings = resolve_settings(path, db_url, artifact_root)
-        try:
-            private_dir(self.settings.root)
-            tighten(self.settings.root, DIR_MODE)
-        except OSError as exc:
-            raise ModelportError(f"workspace: cannot create {self.settings.root} ({exc.strerror})") from None
-        try:
-            self.db = Database(self.settings.db_url, self.settings.root)
-        except OperationalError as exc:
-            where = make_url(self.settings.db_url).render_as_string(hide_password=True)
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            raise ModelportError(f"database {where}: {reason}") from None
-        self.artifacts = ArtifactStore(self.settings.artifact_root)
-        self.models = ModelRegistry(self.db, self.artifacts, self.settings.cache_dir, self.settings.tmp_dir)
+        super().__init__(resolve_settings(path, db_url, artifact_root))
         self.models.usage_checks.append(_deployments_using)  # a version an endpoint serves is not deleted
-        self.environments = EnvironmentRegistry(self.db, self.artifacts, self.settings.envs_dir)
-        self.sweep()
-
-    def sweep(self) -> None:
-        """Remove what writers that died (kill -9, power loss) left half-written: cheap, as it
-        lists a few known folders only, so every open does it."""
-        sweep(self.settings.tmp_dir)
-        self.artifacts.sweep()
-        self.environments.sweep()
-
-    @property
-    def root(self) -> Path:
-        return self.settings.root
-
-    def close(self) -> None:
-        self.db.dispose()
-
-    def __enter__(self) -> Workspace:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 def _deployments_using(session: Session, version: ModelVersion) -> list[str]:

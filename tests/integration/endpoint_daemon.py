@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from conftest import Cli, free_port
+from conftest import PORT_TAKEN, Cli, free_port
 
 from modelport import Workspace
 from modelport.samples import build_mlp_onnx
@@ -92,13 +92,22 @@ class Daemon:
 
     def __init__(self, home: Path, db_url: str | None = None) -> None:
         self.home = home
+        self.cli = Cli(home, db_url)
+        self._pick_port()
+
+    def _pick_port(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.cli = Cli(home, db_url)
         self.cli.env["MODELPORT_URL"] = self.url
 
     def up(self) -> None:
-        self.ok("up", "--port", str(self.port))
+        """Start the daemon; on another port when its port was taken in the meantime (three tries)."""
+        for attempt in range(3):
+            result = self.cli("up", "--port", str(self.port), timeout=240)
+            if PORT_TAKEN not in result.stderr or attempt == 2:
+                break
+            self._pick_port()
+        assert result.returncode == 0, f"modelport up: {result.stderr}"
 
     def down(self) -> None:
         """Stop the daemon and, should that fail, every replica it recorded."""

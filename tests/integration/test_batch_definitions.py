@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from conftest import ok
+
 from modelport.samples import build_mlp_onnx
 
 # The legacy-schema deployment.yml of Azure's MNIST batch example (settings at the root),
@@ -48,11 +50,6 @@ auth_mode: aad_token
 """
 
 
-def _ok(result) -> str:  # noqa: ANN001
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
 def _one_line_error(result, *needles: str) -> None:  # noqa: ANN001
     assert result.returncode == 1, (result.stdout, result.stderr)
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
@@ -80,14 +77,14 @@ def _mnist_folder(root: Path) -> Path:
 def test_mnist_definitions_load_as_is(cli, tmp_path: Path) -> None:
     root = _mnist_folder(tmp_path / "mnist")
     created = cli("batch-endpoint", "create", "-f", root / "endpoint.yml", "-o", "json")
-    endpoint = json.loads(_ok(created))
+    endpoint = json.loads(ok(created))
     assert (endpoint["name"], endpoint["tags"], endpoint["ignored"]) == (
         "mnist-batch",
         {"type": "deep-learning"},
         ["auth_mode"],
     )  # $schema is accepted silently
     result = cli("batch-deployment", "create", "-f", root / "deployment.yml", "--set-default", "-o", "json")
-    deployment = json.loads(_ok(result))
+    deployment = json.loads(ok(result))
     assert sorted(deployment["ignored"]) == ["compute", "environment.image"]
     assert deployment["model"] == "mnist-classifier-torch:1" and deployment["flavor"] == "onnx"
     assert deployment["environment"] == "batch-torch-py38:1"
@@ -96,21 +93,21 @@ def test_mnist_definitions_load_as_is(cli, tmp_path: Path) -> None:
     assert deployment["settings"]["max_retries"] == 3 and deployment["is_default"] is True
     # the inline model is registered once: the same content again reuses its version
     again = cli("batch-deployment", "create", "-f", root / "deployment.yml", "-n", "second", "-o", "json")
-    assert json.loads(_ok(again))["model"] == "mnist-classifier-torch:1"
+    assert json.loads(ok(again))["model"] == "mnist-classifier-torch:1"
     assert (
         "note: ignored cloud-only keys: compute, environment.image\n"
         in cli("batch-deployment", "create", "-f", root / "deployment.yml", "-n", "third").stderr
     )
-    shown = json.loads(_ok(cli("batch-endpoint", "show", "-n", "mnist-batch", "-o", "json")))
+    shown = json.loads(ok(cli("batch-endpoint", "show", "-n", "mnist-batch", "-o", "json")))
     assert shown["defaults"] == {"deployment_name": "mnist-torch-dpl"}
     assert shown["deployments"] == ["mnist-torch-dpl", "second", "third"]
 
 
 def test_endpoint_and_deployment_lifecycle(cli, tmp_path: Path) -> None:
     root = _mnist_folder(tmp_path / "mnist")
-    _ok(cli("batch-endpoint", "create", "-n", "scoring", "--set", "description=first"))
+    ok(cli("batch-endpoint", "create", "-n", "scoring", "--set", "description=first"))
     _one_line_error(cli("batch-endpoint", "create", "-n", "scoring"), "already exists")
-    _ok(
+    ok(
         cli(
             "batch-deployment",
             "create",
@@ -126,7 +123,7 @@ def test_endpoint_and_deployment_lifecycle(cli, tmp_path: Path) -> None:
             "retry_settings.timeout=5",
         )
     )
-    blue = json.loads(_ok(cli("batch-deployment", "show", "-e", "scoring", "-n", "blue", "-o", "json")))
+    blue = json.loads(ok(cli("batch-deployment", "show", "-e", "scoring", "-n", "blue", "-o", "json")))
     assert (blue["settings"]["mini_batch_size"], blue["settings"]["timeout"]) == (4, 5.0)
     _one_line_error(
         cli("batch-endpoint", "update", "-n", "scoring", "--set", "defaults.deployment_name=green"),
@@ -134,7 +131,7 @@ def test_endpoint_and_deployment_lifecycle(cli, tmp_path: Path) -> None:
         "no deployment 'green'",
     )
     updated = json.loads(
-        _ok(
+        ok(
             cli(
                 "batch-endpoint",
                 "update",
@@ -154,19 +151,19 @@ def test_endpoint_and_deployment_lifecycle(cli, tmp_path: Path) -> None:
         {"team": "risk"},
         "first",
     )
-    listed = json.loads(_ok(cli("batch-deployment", "list", "-e", "scoring", "-o", "json")))
+    listed = json.loads(ok(cli("batch-deployment", "list", "-e", "scoring", "-o", "json")))
     assert [d["name"] for d in listed] == ["blue"]
-    assert "scoring" in _ok(cli("batch-endpoint", "list"))
+    assert "scoring" in ok(cli("batch-endpoint", "list"))
     _one_line_error(cli("batch-deployment", "delete", "-e", "scoring", "-n", "blue", "--yes"), "is the default")
-    _ok(cli("batch-endpoint", "delete", "-n", "scoring", "--yes"))
-    assert json.loads(_ok(cli("batch-endpoint", "list", "-o", "json"))) == []
+    ok(cli("batch-endpoint", "delete", "-n", "scoring", "--yes"))
+    assert json.loads(ok(cli("batch-endpoint", "list", "-o", "json"))) == []
     _one_line_error(cli("batch-deployment", "list", "-e", "scoring"), "batch endpoint 'scoring' does not exist")
 
 
 def test_bad_definitions_are_one_line_and_store_nothing(sqlite_cli, tmp_path: Path) -> None:
     cli = sqlite_cli  # parsing, not storage: one backend is enough
     root = _mnist_folder(tmp_path / "mnist")
-    _ok(cli("batch-endpoint", "create", "-f", root / "endpoint.yml"))
+    ok(cli("batch-endpoint", "create", "-f", root / "endpoint.yml"))
     _one_line_error(
         cli("batch-deployment", "create", "-f", root / "deployment.yml", "--set", "mini_batch_size=-5"),
         "mini_batch_size: -5 must be a positive integer",
@@ -184,5 +181,5 @@ def test_bad_definitions_are_one_line_and_store_nothing(sqlite_cli, tmp_path: Pa
         cli("batch-deployment", "create", "-f", root / "deployment.yml", "-e", "nowhere"),
         "batch endpoint 'nowhere' does not exist",
     )
-    assert json.loads(_ok(cli("batch-deployment", "list", "-e", "mnist-batch", "-o", "json"))) == []
-    assert json.loads(_ok(cli("model", "list", "-o", "json"))) == []  # nothing registered on the way
+    assert json.loads(ok(cli("batch-deployment", "list", "-e", "mnist-batch", "-o", "json"))) == []
+    assert json.loads(ok(cli("model", "list", "-o", "json"))) == []  # nothing registered on the way

@@ -22,7 +22,7 @@ import onnxruntime as ort
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from conftest import Cli, free_port
+from conftest import Cli, free_port, ok
 
 from modelport import Workspace
 from modelport.batch.definitions import parse_deployment, parse_endpoint
@@ -52,11 +52,6 @@ def run(mini_batch):
         results.append(f"{name} {os.path.getsize(path)}")
     return results
 """
-
-
-def _ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def _one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> str:
@@ -111,10 +106,10 @@ class Project:
         )
 
     def show(self, job_id: str) -> dict:
-        return json.loads(_ok(self.cli("job", "show", job_id, "-o", "json")))
+        return json.loads(ok(self.cli("job", "show", job_id, "-o", "json")))
 
     def only_job(self) -> dict:
-        (job,) = json.loads(_ok(self.cli("job", "list", "-o", "json")))
+        (job,) = json.loads(ok(self.cli("job", "list", "-o", "json")))
         return self.show(job["id"])
 
 
@@ -134,7 +129,7 @@ def test_thousand_files_in_order_with_error_thresholds(tmp_path: Path) -> None:
     project.deployment("flaky", **common, environment_variables={"BAD": ",".join(BAD)})
 
     result = project.invoke("good", tmp_path / "images", "--output-path", tmp_path / "out", "--wait", "-o", "json")
-    assert json.loads(_ok(result))["status"] == "Completed"
+    assert json.loads(ok(result))["status"] == "Completed"
     rows = (tmp_path / "out" / "predictions.csv").read_text().splitlines()
     assert [row.split()[0] for row in rows] == names  # every file once, in input order
     assert rows[3] == f"img_0003.png {8 + 3 + 4}"
@@ -150,7 +145,7 @@ def test_thousand_files_in_order_with_error_thresholds(tmp_path: Path) -> None:
         "-o",
         "json",
     )
-    job = project.show(json.loads(_ok(result))["id"])
+    job = project.show(json.loads(ok(result))["id"])
     assert job["status"] == "Completed"
     assert job["items"] == {"total": 1000, "succeeded": 997, "failed": 3}
     assert sorted(item for error in job["errors"] for item in error["items"]) == BAD
@@ -179,7 +174,7 @@ def test_hung_run_is_killed_retried_then_counted_failed(tmp_path: Path) -> None:
     )
     began = time.monotonic()
     result = project.invoke("hang", tmp_path / "images", "--output-path", tmp_path / "out", "--wait", "-o", "json")
-    job = project.show(json.loads(_ok(result))["id"])
+    job = project.show(json.loads(ok(result))["id"])
     assert time.monotonic() - began < 60
     assert job["status"] == "Completed" and job["items"]["failed"] == 1
     assert job["errors"] == [{"items": ["img_0005.png"], "error": "run() timed out after 2 s"}]
@@ -207,7 +202,7 @@ def resume_after_kill(
     )
     output = project.root / "out" / "predictions.csv"
     job_id = json.loads(
-        _ok(project.invoke("slow", project.root / "images", "--output-path", output.parent, *invoke_args, "-o", "json"))
+        ok(project.invoke("slow", project.root / "images", "--output-path", output.parent, *invoke_args, "-o", "json"))
     )["id"]
     deadline = time.monotonic() + 60
     while (job := show(job_id))["minibatches"]["done"] < done:
@@ -219,7 +214,7 @@ def resume_after_kill(
     assert job["status"] == "NotResponding" and job["minibatches"]["pending"] > 0, job
     assert not output.exists()
     if resume is None:
-        _ok(project.cli("job", "resume", job_id, "--wait", timeout=300))
+        ok(project.cli("job", "resume", job_id, "--wait", timeout=300))
     else:
         resume(job_id)
     assert [row.split()[0] for row in output.read_text().splitlines()] == names  # every id exactly once, in order
@@ -239,14 +234,14 @@ def test_the_daemon_resumes_jobs_whose_runner_died(tmp_path: Path) -> None:
     project.cli.env["MODELPORT_URL"] = f"http://127.0.0.1:{port}"
 
     def restart_daemon(job_id: str) -> None:
-        _ok(project.cli("up", "--port", str(port)))
+        ok(project.cli("up", "--port", str(port)))
         try:
             deadline = time.monotonic() + 120
             while (job := project.show(job_id))["status"] != "Completed":
                 assert time.monotonic() < deadline and job["status"] not in ("Failed", "Canceled"), job
                 time.sleep(0.3)
         finally:
-            _ok(project.cli("down", timeout=120))
+            ok(project.cli("down", timeout=120))
         log = (tmp_path / "ws" / "daemon" / "daemon.log").read_text()
         assert f"resumed batch jobs whose runner had died: {job_id}" in log
 
@@ -275,7 +270,7 @@ def test_workers_run_in_the_deployments_environment(tmp_path: Path) -> None:
         max_concurrency_per_instance=2,
     )
     names = _images(tmp_path / "images", 6)
-    _ok(project.invoke("env", tmp_path / "images", "--output-path", tmp_path / "out", "--wait"))
+    ok(project.invoke("env", tmp_path / "images", "--output-path", tmp_path / "out", "--wait"))
     rows = [row.split() for row in (tmp_path / "out" / "predictions.csv").read_text().splitlines()]
     assert [row[0] for row in rows] == names
     prefixes = {Path(row[1]) for row in rows}
@@ -293,13 +288,13 @@ def test_no_code_tabular_scoring_matches_onnxruntime(tmp_path: Path) -> None:
     session = ort.InferenceSession(str(project.model))
     expected = session.run(None, {session.get_inputs()[0].name: features})[0]
 
-    _ok(project.invoke("nocode", tmp_path / "table", "--output-path", tmp_path / "out", "--wait"))
+    ok(project.invoke("nocode", tmp_path / "table", "--output-path", tmp_path / "out", "--wait"))
     scored = pd.read_csv(tmp_path / "out" / "predictions.csv", header=None, sep=" ")  # Azure's reading recipe
     assert list(scored[0]) == list(range(2000)) + list(range(1000))
     assert list(scored[5]) == ["a.parquet"] * 2000 + ["b.csv"] * 1000
     np.testing.assert_allclose(scored[[1, 2, 3, 4]].to_numpy(), expected, rtol=1e-5, atol=1e-5)
 
-    _ok(
+    ok(
         project.invoke(
             "nocode",
             tmp_path / "table",
@@ -335,7 +330,7 @@ def test_scripted_tables_get_dataframes_and_summary_only_writes_no_predictions(t
     (tmp_path / "rows").mkdir()
     (tmp_path / "rows" / "a.csv").write_text("x,label\n" + "".join(f"{i},a b\n" for i in range(6)))
     (tmp_path / "rows" / "b.jsonl").write_text("".join(f'{{"x": {i}, "label": "c"}}\n' for i in range(6, 9)))
-    _ok(
+    ok(
         project.invoke(
             "tables", tmp_path / "rows", "--input-type", "tabular", "--output-path", tmp_path / "out", "--wait"
         )
@@ -346,7 +341,7 @@ def test_scripted_tables_get_dataframes_and_summary_only_writes_no_predictions(t
     sizes = sorted(p.read_text() for p in (tmp_path / "out").glob("*.txt"))
     assert sizes == ["1", "4", "4"]  # mini-batches of 4 rows across both files
 
-    _ok(
+    ok(
         project.invoke(
             "tables",
             tmp_path / "rows",
@@ -391,7 +386,7 @@ def test_bad_inputs_are_one_line_and_leave_nothing(tmp_path: Path) -> None:
         project.invoke("files", tmp_path / "images", "--set", "mini_batch_size=-1"),
         "mini_batch_size: -1 must be a positive integer",
     )
-    assert json.loads(_ok(project.cli("job", "list", "-o", "json"))) == []
+    assert json.loads(ok(project.cli("job", "list", "-o", "json"))) == []
     assert not (tmp_path / "ws" / "jobs").exists() or not any((tmp_path / "ws" / "jobs").iterdir())
     assert (tmp_path / "out" / "predictions.csv").read_text() == "keep me\n"
 
@@ -401,7 +396,7 @@ def test_bad_inputs_are_one_line_and_leave_nothing(tmp_path: Path) -> None:
         "Failed",
         "init() failed 3 times; last: RuntimeError: model is missing",
     )
-    _ok(project.invoke("files", tmp_path / "images", "--output-path", tmp_path / "out", "--overwrite", "--wait"))
+    ok(project.invoke("files", tmp_path / "images", "--output-path", tmp_path / "out", "--overwrite", "--wait"))
     assert len((tmp_path / "out" / "predictions.csv").read_text().splitlines()) == 3
 
 
@@ -409,15 +404,15 @@ def test_cancel_stops_a_running_job(tmp_path: Path) -> None:
     project = Project(tmp_path)
     _images(tmp_path / "images", 100)
     project.deployment("slow", mini_batch_size=1, environment_variables={"DELAY": "0.5"})
-    job_id = json.loads(_ok(project.invoke("slow", tmp_path / "images", "-o", "json")))["id"]
+    job_id = json.loads(ok(project.invoke("slow", tmp_path / "images", "-o", "json")))["id"]
     deadline = time.monotonic() + 60
     while project.show(job_id)["status"] != "Running":
         assert time.monotonic() < deadline
         time.sleep(0.3)
-    assert json.loads(_ok(project.cli("job", "cancel", job_id, "-o", "json")))["status"] == "CancelRequested"
+    assert json.loads(ok(project.cli("job", "cancel", job_id, "-o", "json")))["status"] == "CancelRequested"
     result = project.cli("job", "stream", job_id)
     _one_line_error(result, "Canceled")
     job = project.show(job_id)
     assert job["status"] == "Canceled" and job["minibatches"]["pending"] > 0
     assert not Path(job["output_file"]).exists()
-    assert "Canceled" in _ok(project.cli("job", "logs", job_id))
+    assert "Canceled" in ok(project.cli("job", "logs", job_id))

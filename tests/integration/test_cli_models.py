@@ -6,13 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import ok
 
 from modelport.samples import build_mlp_onnx
-
-
-def _ok(result) -> str:  # noqa: ANN001
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def _one_line_error(result, code: int, *needles: str) -> str:  # noqa: ANN001
@@ -27,7 +23,7 @@ def _one_line_error(result, code: int, *needles: str) -> str:  # noqa: ANN001
 
 def test_register_list_show_download_alias(cli, onnx_model: Path, tmp_path: Path) -> None:
     out = json.loads(
-        _ok(
+        ok(
             cli(
                 "model",
                 "register",
@@ -48,25 +44,25 @@ def test_register_list_show_download_alias(cli, onnx_model: Path, tmp_path: Path
     assert (out["name"], out["version"], out["flavor"]) == ("fraud", 1, "onnx")
     assert out["signature"]["outputs"][0]["name"] == "output"
     second = build_mlp_onnx(tmp_path / "second.onnx", seed=1)
-    _ok(cli("model", "register", second, "--name", "fraud"))
-    _ok(cli("model", "alias", "set", "fraud", "prod", "1"))
-    shown = json.loads(_ok(cli("model", "show", "fraud@prod", "-o", "json")))
+    ok(cli("model", "register", second, "--name", "fraud"))
+    ok(cli("model", "alias", "set", "fraud", "prod", "1"))
+    shown = json.loads(ok(cli("model", "show", "fraud@prod", "-o", "json")))
     assert (shown["version"], shown["tags"], shown["properties"]) == (1, {"team": "risk"}, {"auc": "0.91"})
-    listed = json.loads(_ok(cli("model", "list", "-o", "json")))
+    listed = json.loads(ok(cli("model", "list", "-o", "json")))
     assert [(m["name"], m["latest_version"]) for m in listed] == [("fraud", 2)]
-    assert "fraud" in _ok(cli("model", "list"))
-    versions = json.loads(_ok(cli("model", "versions", "fraud", "-o", "json")))
+    assert "fraud" in ok(cli("model", "list"))
+    versions = json.loads(ok(cli("model", "versions", "fraud", "-o", "json")))
     assert [v["version"] for v in versions] == [1, 2]
-    downloaded = Path(_ok(cli("model", "download", "fraud@prod", "--to", tmp_path / "dl")).strip())
+    downloaded = Path(ok(cli("model", "download", "fraud@prod", "--to", tmp_path / "dl")).strip())
     assert downloaded.read_bytes() == onnx_model.read_bytes()
-    local = Path(_ok(cli("model", "path", "fraud:2")).strip())
+    local = Path(ok(cli("model", "path", "fraud:2")).strip())
     assert local.read_bytes() == second.read_bytes()
-    updated = json.loads(_ok(cli("model", "update", "fraud:1", "--tag", "stage=prod", "-o", "json")))
+    updated = json.loads(ok(cli("model", "update", "fraud:1", "--tag", "stage=prod", "-o", "json")))
     assert updated["tags"] == {"team": "risk", "stage": "prod"}
-    _ok(cli("model", "archive", "fraud:2"))
-    assert [v["version"] for v in json.loads(_ok(cli("model", "versions", "fraud", "-o", "json")))] == [1]
-    assert json.loads(_ok(cli("model", "show", "fraud:2", "-o", "json")))["archived"] is True
-    _ok(cli("model", "delete", "fraud:2"))
+    ok(cli("model", "archive", "fraud:2"))
+    assert [v["version"] for v in json.loads(ok(cli("model", "versions", "fraud", "-o", "json")))] == [1]
+    assert json.loads(ok(cli("model", "show", "fraud:2", "-o", "json")))["archived"] is True
+    ok(cli("model", "delete", "fraud:2"))
     _one_line_error(cli("model", "show", "fraud:2"), 1, "no version 2")
 
 
@@ -97,25 +93,25 @@ def test_failures_exit_1_with_one_line(
     bad_yaml.write_text("dependencies: [unclosed\n  - : :")
     subst = {"{missing}": str(tmp_path / "nope.onnx"), "{model}": str(onnx_model), "{badyaml}": str(bad_yaml)}
     _one_line_error(sqlite_cli(*[subst.get(a, a) for a in args]), 1, needle)
-    assert json.loads(_ok(sqlite_cli("model", "list", "-o", "json"))) == []
+    assert json.loads(ok(sqlite_cli("model", "list", "-o", "json"))) == []
 
 
 def test_workspace_option_and_init(sqlite_cli, tmp_path: Path) -> None:
     target = tmp_path / "elsewhere"
-    assert str(target) in _ok(sqlite_cli("--workspace", target, "init"))
+    assert str(target) in ok(sqlite_cli("--workspace", target, "init"))
     assert (target / "modelport.db").exists()
 
 
 def test_demo_runs_twice(sqlite_cli, tmp_path: Path) -> None:
-    first = _ok(sqlite_cli("demo", cwd=tmp_path))
+    first = ok(sqlite_cli("demo", cwd=tmp_path))
     assert "demo-mlp:1" in first
     assert "served output equals in-process onnxruntime: True" in first
     assert "predictions.csv: 2000 rows" in first and "endpoint answered: [[" in first
     assert 'modelport_endpoint_requests_total{code="200",deployment="blue",endpoint="demo-online"} 301.0' in first
     assert "drift: 3 of 6 columns over their threshold (input_0, input_1, input_2)" in first
-    second = _ok(sqlite_cli("demo", cwd=tmp_path))
+    second = ok(sqlite_cli("demo", cwd=tmp_path))
     assert "demo-mlp:1" in second and "predictions.csv: 2000 rows" in second
-    assert json.loads(_ok(sqlite_cli("model", "show", "demo-mlp@prod", "-o", "json")))["flavor"] == "onnx"
+    assert json.loads(ok(sqlite_cli("model", "show", "demo-mlp@prod", "-o", "json")))["flavor"] == "onnx"
 
 
 def test_concurrent_registrations_get_consecutive_versions(cli, tmp_path: Path) -> None:
@@ -124,12 +120,12 @@ def test_concurrent_registrations_get_consecutive_versions(cli, tmp_path: Path) 
         path = tmp_path / f"m{i}.bin"
         path.write_bytes(f"model {i}".encode())
         files.append(path)
-    _ok(cli("init"))
+    ok(cli("init"))
     procs = [cli.popen("model", "register", f, "--name", "shared", "-o", "json") for f in files]
     outputs = [p.communicate(timeout=180) for p in procs]
     for proc, (_, stderr) in zip(procs, outputs):
         assert proc.returncode == 0, stderr
     versions = sorted(json.loads(stdout)["version"] for stdout, _ in outputs)
     assert versions == list(range(1, 9))
-    listed = json.loads(_ok(cli("model", "versions", "shared", "-o", "json")))
+    listed = json.loads(ok(cli("model", "versions", "shared", "-o", "json")))
     assert sorted(v["root_name"] for v in listed) == sorted(f.name for f in files)

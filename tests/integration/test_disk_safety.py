@@ -20,17 +20,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import Cli, Server
+from conftest import Cli, Server, ok
 
 from modelport.core import files
 from modelport.samples import build_mlp_onnx
 
 DROP_ROOT_RIGHTS = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
-
-
-def _ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def _one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> str:
@@ -60,12 +55,12 @@ def _loose(folder: Path) -> list[str]:
 def test_workspace_is_private_after_a_realistic_flow(sqlite_cli: Cli, tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     model = build_mlp_onnx(tmp_path / "m" / "model.onnx")
-    _ok(sqlite_cli("model", "register", model, "--name", "fraud"))
-    cached = Path(_ok(sqlite_cli("model", "path", "fraud")).strip())
+    ok(sqlite_cli("model", "register", model, "--name", "fraud"))
+    cached = Path(ok(sqlite_cli("model", "path", "fraud")).strip())
     assert cached.is_relative_to(ws) and stat.S_IMODE(cached.stat().st_mode) == 0o400  # a read-only blob link
-    _ok(sqlite_cli("model", "download", "fraud", "--to", tmp_path / "out"))
+    ok(sqlite_cli("model", "download", "fraud", "--to", tmp_path / "out"))
     (tmp_path / "requirements.txt").write_text("numpy\n")
-    _ok(sqlite_cli("environment", "create", "--name", "env", "--file", tmp_path / "requirements.txt"))
+    ok(sqlite_cli("environment", "create", "--name", "env", "--file", tmp_path / "requirements.txt"))
     collector = {"collections": {"model_inputs": {"enabled": "True"}, "model_outputs": {"enabled": "True"}}}
     server = Server(
         [
@@ -97,10 +92,10 @@ def test_workspace_is_private_after_a_realistic_flow(sqlite_cli: Cli, tmp_path: 
 
 def test_an_older_workspace_is_closed_on_open(sqlite_cli: Cli, tmp_path: Path) -> None:
     ws = tmp_path / "ws"
-    _ok(sqlite_cli("model", "list"))
+    ok(sqlite_cli("model", "list"))
     os.chmod(ws, 0o755)  # as an older version left it
     os.chmod(ws / "modelport.db", 0o644)
-    _ok(sqlite_cli("model", "list"))
+    ok(sqlite_cli("model", "list"))
     assert stat.S_IMODE(ws.stat().st_mode) == 0o700
     assert stat.S_IMODE((ws / "modelport.db").stat().st_mode) == 0o600
 
@@ -125,21 +120,21 @@ def test_the_sdk_alone_keeps_the_workspace_private(tmp_path: Path) -> None:
 def test_a_downloaded_copy_is_independent_of_the_store(sqlite_cli: Cli, tmp_path: Path) -> None:
     model = build_mlp_onnx(tmp_path / "m" / "model.onnx")
     original = model.read_bytes()
-    _ok(sqlite_cli("model", "register", model, "--name", "fraud"))
-    cached = Path(_ok(sqlite_cli("model", "path", "fraud")).strip())
-    downloaded = Path(_ok(sqlite_cli("model", "download", "fraud", "--to", tmp_path / "out")).strip())
+    ok(sqlite_cli("model", "register", model, "--name", "fraud"))
+    cached = Path(ok(sqlite_cli("model", "path", "fraud")).strip())
+    downloaded = Path(ok(sqlite_cli("model", "download", "fraud", "--to", tmp_path / "out")).strip())
     assert downloaded.stat().st_nlink == 1 and not os.path.samefile(downloaded, cached)
     with open(downloaded, "r+b") as handle:  # the user edits what was downloaded
         handle.write(b"edited")
-    assert Path(_ok(sqlite_cli("model", "path", "fraud")).strip()).read_bytes() == original
-    again = Path(_ok(sqlite_cli("model", "download", "fraud", "--to", tmp_path / "again")).strip())
+    assert Path(ok(sqlite_cli("model", "path", "fraud")).strip()).read_bytes() == original
+    again = Path(ok(sqlite_cli("model", "download", "fraud", "--to", tmp_path / "again")).strip())
     assert again.read_bytes() == original
-    _ok(sqlite_cli("model", "show", "fraud"))
+    ok(sqlite_cli("model", "show", "fraud"))
 
 
 def test_download_to_a_file_is_one_line(sqlite_cli: Cli, tmp_path: Path) -> None:
     model = build_mlp_onnx(tmp_path / "m" / "model.onnx")
-    _ok(sqlite_cli("model", "register", model, "--name", "fraud"))
+    ok(sqlite_cli("model", "register", model, "--name", "fraud"))
     not_a_folder = tmp_path / "file.txt"
     not_a_folder.write_text("x")
     _one_line_error(
@@ -152,7 +147,7 @@ def test_refused_writes_name_the_path(sqlite_cli: Cli, tmp_path: Path) -> None:
     if shutil.which("setpriv") is None or os.geteuid() != 0:
         pytest.skip("needs root and setpriv to drop CAP_DAC_OVERRIDE")
     model = build_mlp_onnx(tmp_path / "m" / "model.onnx")
-    _ok(sqlite_cli("model", "register", model, "--name", "fraud"))
+    ok(sqlite_cli("model", "register", model, "--name", "fraud"))
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
 
@@ -174,7 +169,7 @@ def test_refused_writes_name_the_path(sqlite_cli: Cli, tmp_path: Path) -> None:
     assert line.endswith(f"permission denied: {staging}"), line
     os.chmod(staging, 0o700)
     assert _temps(tmp_path / "ws") == [] and list(locked.iterdir()) == []
-    assert json.loads(_ok(sqlite_cli("model", "list", "-o", "json")))[0]["name"] == "fraud"
+    assert json.loads(ok(sqlite_cli("model", "list", "-o", "json")))[0]["name"] == "fraud"
 
 
 def _mount_namespaces_work(tmp_path: Path) -> str | None:
@@ -235,7 +230,7 @@ echo $? > {report}/small.rc
 
 def test_kill_9_during_a_large_registration_is_swept(sqlite_cli: Cli, tmp_path: Path) -> None:
     ws = tmp_path / "ws"
-    _ok(sqlite_cli("model", "list"))
+    ok(sqlite_cli("model", "list"))
     big = tmp_path / "big.bin"
     with open(big, "wb") as handle:  # sparse-ish: cheap to make, a few hundred MB to copy
         handle.truncate(400 * 1024 * 1024)
@@ -251,10 +246,10 @@ def test_kill_9_during_a_large_registration_is_swept(sqlite_cli: Cli, tmp_path: 
     process.communicate(timeout=30)
     assert seen, "the registration finished before its temporary was seen"
     assert seen[0].name.split(".tmp-")[1].split("-")[0] == str(process.pid)  # the writer's pid is in the name
-    listed = json.loads(_ok(sqlite_cli("model", "list", "-o", "json")))
+    listed = json.loads(ok(sqlite_cli("model", "list", "-o", "json")))
     assert _temps(ws) == []
     if listed:  # killed after the commit: then it is complete
-        assert Path(_ok(sqlite_cli("model", "path", "big")).strip()).stat().st_size == big.stat().st_size
+        assert Path(ok(sqlite_cli("model", "path", "big")).strip()).stat().st_size == big.stat().st_size
 
 
 def _kept_while_held(cli: Cli, holder: str, *args: str) -> None:
@@ -264,17 +259,17 @@ def _kept_while_held(cli: Cli, holder: str, *args: str) -> None:
     try:
         held = Path(process.stdout.readline().strip())
         assert held.exists()
-        _ok(cli("model", "list"))
+        ok(cli("model", "list"))
         assert held.exists(), f"the sweep removed {held.name} while its writer still held it"
     finally:
         process.kill()
         process.wait()
-    _ok(cli("model", "list"))
+    ok(cli("model", "list"))
     assert not held.exists()
 
 
 def test_a_live_writers_temporary_survives_the_sweep(sqlite_cli: Cli, tmp_path: Path) -> None:
-    _ok(sqlite_cli("model", "list"))
+    ok(sqlite_cli("model", "list"))
     _kept_while_held(
         sqlite_cli,
         "import sys, time; from pathlib import Path; from modelport.core.files import private_dir, temp_file\n"

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import Cli
+from conftest import Cli, ok
 
 from modelport.core.errors import ValidationError
 from modelport.monitor.report import BASELINE_COLOR, TARGET_COLOR
@@ -46,11 +46,6 @@ def _frames(seed: int = 11) -> tuple[pd.DataFrame, pd.DataFrame]:
         }
     )
     return baseline, target
-
-
-def _ok(result: subprocess.CompletedProcess[str], code: int = 0) -> str:
-    assert result.returncode == code, (result.stdout, result.stderr)
-    return result.stdout
 
 
 def _run_all(cli: Cli, runs: Sequence[Sequence[object]]) -> list[subprocess.CompletedProcess[str]]:
@@ -100,7 +95,7 @@ def json_run(files: dict[str, Path]) -> tuple[subprocess.CompletedProcess[str], 
 
 def test_table_for_people(files: dict[str, Path], tmp_path: Path) -> None:
     cli = Cli(tmp_path / "ws")
-    out = _ok(cli("monitor", "drift", "--baseline", files["baseline"], "--target", files["target"]))
+    out = ok(cli("monitor", "drift", "--baseline", files["baseline"], "--target", files["target"]))
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()}
     assert rows["shifted"][1:4] == ["feature", "numeric", "NWD"] and rows["shifted"][-1] == "yes"
     assert rows["reweighted"][1:4] == ["feature", "categorical", "JSD"] and rows["reweighted"][-1] == "yes"
@@ -112,7 +107,7 @@ def test_table_for_people(files: dict[str, Path], tmp_path: Path) -> None:
 
 def test_json_document_and_fail_on_drift(json_run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
     result, report = json_run
-    data = json.loads(_ok(result, 3))  # drift found and --fail-on-drift: exit 3, the document still printed
+    data = json.loads(ok(result, 3))  # drift found and --fail-on-drift: exit 3, the document still printed
     assert data["verdict"] == "drift" and data["drifted"] == ["shifted", "reweighted"]
     assert data["baseline"]["rows"] == data["target"]["rows"] == N
     assert data["thresholds"] == {"numerical": 0.1, "categorical": 0.1}
@@ -238,7 +233,7 @@ def test_deployment_target_joins_inputs_and_outputs(tmp_path: Path) -> None:
     # a Parquet file still being written is skipped with a warning
     os.utime(fresh_broken, (time.time() + 60, time.time() + 60))
     everything, last_day = _run_all(cli, [args, [*args, "--since", "24h"]])
-    data = json.loads(_ok(everything))
+    data = json.loads(ok(everything))
     assert data["target"] == {"source": "fraud/blue", "rows": 1600, "since": None}
     assert "warning: skipped" in everything.stderr and "writing.parquet" in everything.stderr
     features = {f["name"]: f for f in data["features"]}
@@ -250,7 +245,7 @@ def test_deployment_target_joins_inputs_and_outputs(tmp_path: Path) -> None:
     assert features["score"]["target_count"] == 1600 and not features["score"]["drifted"]
     assert data["drifted"] == ["x_0", "x_1"]
 
-    last_day = json.loads(_ok(last_day))
+    last_day = json.loads(ok(last_day))
     assert last_day["target"]["rows"] == 800 and last_day["target"]["since"] == "24h"
     assert last_day["drifted"] == ["x_0"]
 
@@ -287,7 +282,7 @@ def test_since_on_a_file_target(tmp_path: Path) -> None:
     cli = Cli(tmp_path / "ws")
     lenient = ["--threshold", "numerical=2", "--threshold", "categorical=0.5", "--fail-on-drift"]
     data = json.loads(
-        _ok(
+        ok(
             cli(
                 "monitor",
                 "drift",

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from modelport.control import keys
 from modelport.control.definitions import (
     DeploymentSpec,
     EndpointSpec,
@@ -21,6 +20,7 @@ from modelport.control.definitions import (
 )
 from modelport.control.scoring_routes import is_scoring_route
 from modelport.control.traffic import choose_deployment, least_outstanding, mirror_target
+from modelport.core import keys
 from modelport.core.errors import ValidationError
 
 

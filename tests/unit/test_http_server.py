@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterator
 
 import uvicorn
 import uvloop
-from conftest import free_port
 from starlette.types import Receive, Scope, Send
 
 from modelport.core.connections import ConnectionLimits, Connections
 from modelport.core.http_server import HttpServer, _Acceptor
+from modelport.core.sockets import listen
 
 CONNECTIONS = 40
 
@@ -62,12 +62,11 @@ def test_waiting_connections_get_in_within_a_few_busy_turns() -> None:
 @contextlib.contextmanager
 def _running(connections: Connections) -> Iterator[tuple[HttpServer, int, asyncio.AbstractEventLoop]]:
     """An HttpServer answering ``_hello`` on a free port, in a thread with its own loop."""
-    port = free_port()
-    server = HttpServer(
-        uvicorn.Config(_hello, host="127.0.0.1", port=port, log_level="critical", lifespan="off"), connections
-    )
+    listening = listen("127.0.0.1", 0)  # the kernel's choice, held from here on: no other process can take it
+    port = listening.getsockname()[1]
+    server = HttpServer(uvicorn.Config(_hello, log_level="critical", lifespan="off"), connections)
     loop = uvloop.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(),), daemon=True)
+    thread = threading.Thread(target=loop.run_until_complete, args=(server.serve([listening]),), daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started and time.monotonic() < deadline:
@@ -79,6 +78,7 @@ def _running(connections: Connections) -> Iterator[tuple[HttpServer, int, asynci
         thread.join(timeout=10)
         assert not thread.is_alive()
         loop.close()
+        listening.close()
 
 
 def _wait_for(condition: Callable[[], bool]) -> None:

@@ -17,8 +17,7 @@ from modelport.core.errors import ModelportError, ValidationError
 from modelport.profiling.grid import Settings, batching_grid, settings_of
 from modelport.profiling.load import FAILED, TIMED_OUT, LoadResult, LoadTarget, check_loopback, run_open, run_rounds
 from modelport.profiling.recommend import (
-    BUDGET_NOT_MET,
-    SUCCEEDED,
+    ChoiceState,
     choose,
     profile_document,
     with_headroom,
@@ -179,7 +178,7 @@ def test_the_fastest_trial_within_budget_wins() -> None:
         trial(4, Settings(2, 8, 0), 2500, 8, errors=3),
     ]
     choice = choose(trials, budget_ms=100)
-    assert choice.trial.index == 2 and choice.best is choice.trial and choice.state == SUCCEEDED
+    assert choice.trial.index == 2 and choice.best is choice.trial and choice.state == ChoiceState.SUCCEEDED
     assert not choice.warnings  # trial 3 is faster but over budget, trial 4 lost requests
 
 
@@ -211,7 +210,7 @@ def test_no_trial_within_budget_recommends_the_lowest_p99() -> None:
         trial(3, Settings(1, 32, 0), 2500, 120, errors=1),
     ]
     choice = choose(trials, budget_ms=100)
-    assert choice.trial.index == 2 and choice.best is None and choice.state == BUDGET_NOT_MET
+    assert choice.trial.index == 2 and choice.best is None and choice.state == ChoiceState.BUDGET_NOT_MET
     assert "100 ms" in choice.warnings[0]
 
 
@@ -274,7 +273,7 @@ def test_document_has_azure_fields_model_config_and_trials() -> None:
         best_again=trial(0, Settings(1, 4, 0), 1500, 9),
     )
     assert AZURE_KEYS <= set(document)
-    assert document["state"] == SUCCEEDED and document["name"] == "light:1"
+    assert document["state"] == ChoiceState.SUCCEEDED and document["name"] == "light:1"
     assert document["recommendedCpu"] == 0.9 and document["recommendedMemoryInGB"] == 0.3  # 0.74 × 1.2, 0.23 × 1.2
     assert document["modelConfig"] == {
         "max_batch_size": 4,

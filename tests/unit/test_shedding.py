@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from conftest import free_port
 
 from modelport.core.http_server import HttpServer
+from modelport.core.sockets import listen
 from modelport.samples import build_mlp_onnx
 from modelport.serving.http.app import build_app
 from modelport.serving.http.protocol import http_protocol
@@ -61,17 +61,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, _Lag
     shedder = Shedder(repository, max_lag_s=0.05)
     lag = _Lag()
     shedder.lag = lag  # type: ignore[assignment]
-    port = free_port()
-    config = uvicorn.Config(
-        build_app(repository),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="off",
-        http=http_protocol(shedder),
-    )
+    listening = listen("127.0.0.1", 0)  # the kernel's choice, held from here on: no other process can take it
+    port = listening.getsockname()[1]
+    config = uvicorn.Config(build_app(repository), log_level="warning", lifespan="off", http=http_protocol(shedder))
     server = HttpServer(config)
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, args=([listening],), daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started and time.monotonic() < deadline:
@@ -79,6 +73,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, _Lag
     yield f"http://127.0.0.1:{port}", lag
     server.should_exit = True
     thread.join(timeout=10)
+    listening.close()
     repository.close()
 
 

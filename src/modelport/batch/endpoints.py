@@ -27,14 +27,13 @@ from modelport.batch.definitions import (
     parse_endpoint,
 )
 from modelport.batch.scoring import check_script
-from modelport.control.keys import KEY_NAMES, new_key
 from modelport.core.errors import ConflictError, NotFoundError, ValidationError
+from modelport.core.keys import KEY_NAMES, new_key
 from modelport.core.names import validate_name
 from modelport.registry.manifest import scan
+from modelport.registry.stores import WorkspaceStores
 from modelport.runtime.predictor import FLAVORS
-from modelport.store.schema import utcnow
-from modelport.store.schema_batch import BatchDeployment, BatchEndpoint
-from modelport.workspace import Workspace
+from modelport.store.schema import BatchDeployment, BatchEndpoint, utcnow
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ class DeploymentInfo:
 class BatchEndpoints:
     """Create, read, change and delete batch endpoints and their deployments."""
 
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: WorkspaceStores) -> None:
         self.ws = workspace
         self.db = workspace.db
 

@@ -7,8 +7,7 @@ job with a token: every heartbeat is conditional on that token, so a resumed job
 two runners writing to it. A runner whose process is gone (or whose heartbeat stopped) shows
 as ``NotResponding``; ``resume`` starts a new one, which scores only what is not done yet.
 
-Statuses are Azure ML's names: NotStarted, Preparing, Running, Finalizing, Completed, Failed,
-CancelRequested, Canceled (and NotResponding, which is computed, never stored).
+Statuses are :class:`~modelport.batch.status.JobStatus` (Azure ML's names).
 """
 
 from __future__ import annotations
@@ -32,15 +31,14 @@ from modelport.batch.endpoints import BatchEndpoints
 from modelport.batch.engine import MiniBatchResult
 from modelport.batch.inputs import InputPlan, resolve_input
 from modelport.batch.output import check_free
+from modelport.batch.status import TERMINAL, JobStatus, MiniBatchStatus
 from modelport.core.errors import ConflictError, ModelportError, NotFoundError, ValidationError
 from modelport.core.settings import ENV_ARTIFACT_ROOT, ENV_DB_URL, ENV_HOME
-from modelport.store.schema import utcnow
-from modelport.store.schema_batch import BatchJob, BatchMiniBatch
-from modelport.workspace import Workspace
+from modelport.registry.stores import WorkspaceStores
+from modelport.store.schema import BatchJob, BatchMiniBatch, utcnow
 
 log = logging.getLogger("modelport.batch")
 
-TERMINAL = ("Completed", "Failed", "Canceled")
 _STALE_AFTER = timedelta(seconds=30)  # a heartbeat older than this means the runner is gone
 
 
@@ -53,7 +51,7 @@ class JobInfo:
     id: str
     endpoint: str
     deployment: str
-    status: str
+    status: JobStatus
     engine: str
     input: dict[str, Any]
     output_file: str | None
@@ -73,7 +71,7 @@ class JobInfo:
 
     @property
     def terminal(self) -> bool:
-        return self.status in TERMINAL
+        return self.status.terminal
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -83,7 +81,7 @@ class JobInfo:
 
 
 class BatchJobs:
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: WorkspaceStores) -> None:
         self.ws = workspace
         self.db = workspace.db
 
@@ -129,7 +127,7 @@ class BatchJobs:
                         id=job_id,
                         endpoint=endpoint,
                         deployment=target.name,
-                        status="NotStarted",
+                        status=JobStatus.NOT_STARTED,
                         engine=engine,
                         spec={
                             **target.spec,
@@ -153,7 +151,7 @@ class BatchJobs:
                         "index": index,
                         "start": start,
                         "stop": stop,
-                        "status": "pending",
+                        "status": MiniBatchStatus.PENDING,
                         "attempts": 0,
                         "succeeded_items": 0,
                         "failed_items": 0,
@@ -187,9 +185,9 @@ class BatchJobs:
             if row.status in TERMINAL:
                 raise ConflictError(f"job {job_id}: already {row.status}")
             if _runner_alive(row):
-                row.status = "CancelRequested"
+                row.status = JobStatus.CANCEL_REQUESTED
             else:
-                row.status, row.finished_at, row.runner_token = "Canceled", utcnow(), None
+                row.status, row.finished_at, row.runner_token = JobStatus.CANCELED, utcnow(), None
         return self.get(job_id)
 
     def resume(self, job_id: str) -> JobInfo:
@@ -227,7 +225,7 @@ class BatchJobs:
         resumed = []
         for job_id, status in orphans:
             try:
-                if status == "CancelRequested":
+                if status == JobStatus.CANCEL_REQUESTED:
                     self.cancel(job_id)
                 else:
                     self.resume(job_id)
@@ -255,7 +253,7 @@ class BatchJobs:
             row.runner_pid, row.runner_host, row.heartbeat_at = os.getpid(), socket.gethostname(), utcnow()
             return {column.name: getattr(row, column.name) for column in BatchJob.__table__.columns}
 
-    def heartbeat(self, job_id: str, token: str) -> str:
+    def heartbeat(self, job_id: str, token: str) -> JobStatus:
         """Record that the runner is alive; returns the job's status (CancelRequested stops it)."""
         with self.db.session() as session:
             done = session.execute(
@@ -265,12 +263,12 @@ class BatchJobs:
             )
             if done.rowcount != 1:  # type: ignore[attr-defined]
                 raise LostOwnership(f"job {job_id}: claimed by another runner")
-            return session.scalars(select(BatchJob.status).where(BatchJob.id == job_id)).one()
+            return JobStatus(session.scalars(select(BatchJob.status).where(BatchJob.id == job_id)).one())
 
-    def set_status(self, job_id: str, token: str, status: str, error: str | None = None) -> None:
+    def set_status(self, job_id: str, token: str, status: JobStatus, error: str | None = None) -> None:
         with self.db.session() as session:
             values: dict[str, Any] = {"status": status}
-            if status == "Preparing":
+            if status == JobStatus.PREPARING:
                 values["started_at"] = utcnow()
             if status in TERMINAL:
                 values.update(finished_at=utcnow(), error=error, runner_token=None)
@@ -283,7 +281,7 @@ class BatchJobs:
         with self.db.session() as session:
             pending = session.execute(
                 select(BatchMiniBatch.index, BatchMiniBatch.start, BatchMiniBatch.stop)
-                .where(BatchMiniBatch.job_id == job_id, BatchMiniBatch.status == "pending")
+                .where(BatchMiniBatch.job_id == job_id, BatchMiniBatch.status == MiniBatchStatus.PENDING)
                 .order_by(BatchMiniBatch.index)
             ).all()
             failed = session.scalar(
@@ -300,7 +298,7 @@ class BatchJobs:
                     {
                         "job_id": job_id,
                         "index": r.index,
-                        "status": "failed" if r.failed else "done",
+                        "status": MiniBatchStatus.FAILED if r.failed else MiniBatchStatus.DONE,
                         "attempts": r.attempts,
                         "succeeded_items": r.succeeded,
                         "failed_items": r.failed,
@@ -360,7 +358,7 @@ class BatchJobs:
                 BatchMiniBatch.finished_at,
             ).where(BatchMiniBatch.job_id == row.id)
         ).all()
-        counts = {"total": len(rows), "done": 0, "failed": 0, "pending": 0}
+        counts = {"total": len(rows), **{state.value: 0 for state in MiniBatchStatus}}
         for status, *_ in rows:
             counts[status] += 1
         succeeded = sum(r[1] for r in rows)
@@ -375,9 +373,9 @@ class BatchJobs:
                 errors.extend(found)
         plan = InputPlan.from_dict(row.plan)
         settings = BatchSettings.from_dict(row.spec["settings"])
-        status = row.status
-        if status not in TERMINAL and not _runner_alive(row):
-            status = "NotResponding"
+        status = JobStatus(row.status)
+        if not status.terminal and not _runner_alive(row):
+            status = JobStatus.NOT_RESPONDING
         return JobInfo(
             id=row.id,
             endpoint=row.endpoint,
@@ -391,7 +389,7 @@ class BatchJobs:
             minibatches=counts,
             items={"total": row.total_items, "succeeded": succeeded, "failed": failed},
             items_per_second=rate,
-            eta_seconds=None if not rate or status in TERMINAL else remaining / rate,
+            eta_seconds=None if not rate or status.terminal else remaining / rate,
             errors=errors,
             error=row.error,
             runner_pid=row.runner_pid,

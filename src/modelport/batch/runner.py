@@ -25,9 +25,11 @@ from modelport.batch.engine import Engine, LocalEngine, MiniBatchResult
 from modelport.batch.inputs import InputPlan
 from modelport.batch.jobs import BatchJobs, LostOwnership
 from modelport.batch.output import assemble, part_start, part_suffix
+from modelport.batch.status import JobStatus
 from modelport.batch.worker import WorkerConfig
 from modelport.core.errors import ModelportError
-from modelport.workspace import Workspace
+from modelport.core.settings import resolve_settings
+from modelport.registry.stores import WorkspaceStores
 
 log = logging.getLogger("modelport.batch.runner")
 _FLUSH_S = 0.5
@@ -59,7 +61,7 @@ class _Hooks:
 
     def tick(self) -> None:
         self.flush()
-        if self.jobs.heartbeat(self.job_id, self.token) == "CancelRequested":
+        if self.jobs.heartbeat(self.job_id, self.token) == JobStatus.CANCEL_REQUESTED:
             raise JobCanceled()
 
     def item_errors(self, items: list[str], error: str) -> None:
@@ -75,38 +77,38 @@ class _Hooks:
         self._flushed = time.monotonic()
 
 
-def run_job(ws: Workspace, job_id: str, token: str) -> None:
+def run_job(ws: WorkspaceStores, job_id: str, token: str) -> None:
     jobs = BatchJobs(ws)
     job = jobs.claim(job_id, token)
     log.info("runner pid %d claimed job %s (status %s)", os.getpid(), job_id, job["status"])
     job_dir = Path(job["job_dir"])
     hooks = _Hooks(jobs, job_id, token, job_dir / "logs" / "user" / "error.txt")
     try:
-        if job["status"] == "NotStarted":
-            jobs.set_status(job_id, token, "Preparing")
+        if job["status"] == JobStatus.NOT_STARTED:
+            jobs.set_status(job_id, token, JobStatus.PREPARING)
         outcome = _run(ws, jobs, job, token, hooks)
-        jobs.set_status(job_id, token, "Completed")
-        _write_result(job_dir, "Completed", outcome)
+        jobs.set_status(job_id, token, JobStatus.COMPLETED)
+        _write_result(job_dir, JobStatus.COMPLETED, outcome)
         log.info("job %s Completed: %s", job_id, outcome)
     except JobCanceled:
         hooks.flush()
-        jobs.set_status(job_id, token, "Canceled")
-        _write_result(job_dir, "Canceled", "cancelled by request")
+        jobs.set_status(job_id, token, JobStatus.CANCELED)
+        _write_result(job_dir, JobStatus.CANCELED, "cancelled by request")
     except LostOwnership as exc:
         log.warning("%s; this runner stops", exc)
     except ModelportError as exc:  # JobFailed and anything the user can act on
         hooks.flush()
-        jobs.set_status(job_id, token, "Failed", str(exc))
-        _write_result(job_dir, "Failed", str(exc))
+        jobs.set_status(job_id, token, JobStatus.FAILED, str(exc))
+        _write_result(job_dir, JobStatus.FAILED, str(exc))
         log.error("job %s Failed: %s", job_id, exc)
     except Exception as exc:
         traceback.print_exc()
         message = f"internal error ({type(exc).__name__}: {exc})"
-        jobs.set_status(job_id, token, "Failed", message)
-        _write_result(job_dir, "Failed", message)
+        jobs.set_status(job_id, token, JobStatus.FAILED, message)
+        _write_result(job_dir, JobStatus.FAILED, message)
 
 
-def _run(ws: Workspace, jobs: BatchJobs, job: dict[str, Any], token: str, hooks: _Hooks) -> str:
+def _run(ws: WorkspaceStores, jobs: BatchJobs, job: dict[str, Any], token: str, hooks: _Hooks) -> str:
     job_id, job_dir, spec = job["id"], Path(job["job_dir"]), job["spec"]
     settings = BatchSettings.from_dict(spec["settings"])
     plan = InputPlan.from_dict(job["plan"])
@@ -116,8 +118,8 @@ def _run(ws: Workspace, jobs: BatchJobs, job: dict[str, Any], token: str, hooks:
     parts_dir = job_dir / "parts" if job["output_file"] else None
     if parts_dir is not None:
         _drop_unfinished_parts(parts_dir, {index for index, _, _ in pending}, settings.mini_batch_size)
-    if job["status"] != "Running":
-        jobs.set_status(job_id, token, "Running")
+    if job["status"] != JobStatus.RUNNING:
+        jobs.set_status(job_id, token, JobStatus.RUNNING)
     log.info(
         "%d of %d mini-batches to score with %d worker(s) on the %s engine",
         len(pending),
@@ -135,7 +137,7 @@ def _run(ws: Workspace, jobs: BatchJobs, job: dict[str, Any], token: str, hooks:
         engine = LocalEngine(plan, settings, pending, config, parts_dir, suffix, hooks, failed_before)
     engine.run()
     hooks.flush()
-    jobs.set_status(job_id, token, "Finalizing")
+    jobs.set_status(job_id, token, JobStatus.FINALIZING)
     info = jobs.get(job_id)
     summary = f"{info.items['succeeded']} items succeeded, {info.items['failed']} failed"
     if job["output_file"] and parts_dir is not None:
@@ -146,7 +148,7 @@ def _run(ws: Workspace, jobs: BatchJobs, job: dict[str, Any], token: str, hooks:
 
 
 def _worker_config(
-    ws: Workspace, spec: dict[str, Any], settings: BatchSettings, plan: InputPlan, job_dir: Path
+    ws: WorkspaceStores, spec: dict[str, Any], settings: BatchSettings, plan: InputPlan, job_dir: Path
 ) -> WorkerConfig:
     output_dir = Path(spec["output_dir"])
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -179,7 +181,7 @@ def _drop_unfinished_parts(parts_dir: Path, pending: set[int], mini_batch_size: 
             part.unlink()
 
 
-def _write_result(job_dir: Path, status: str, detail: str) -> None:
+def _write_result(job_dir: Path, status: JobStatus, detail: str) -> None:
     (job_dir / "logs" / "job_result.txt").write_text(f"{status}: {detail}\n", encoding="utf-8")
 
 
@@ -187,7 +189,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     job_id, token = sys.argv[1], sys.argv[2]
-    with Workspace() as ws:
+    with WorkspaceStores(resolve_settings()) as ws:  # the job's workspace, from the environment _spawn set
         run_job(ws, job_id, token)
 
 

@@ -18,6 +18,7 @@ import click
 from rich.console import Console
 
 from modelport.batch.definitions import ENGINES, parse_deployment, parse_endpoint, read_definition
+from modelport.batch.status import JobStatus
 from modelport.cli.context import AppContext, pass_app
 from modelport.cli.examples import examples
 from modelport.cli.output import (
@@ -30,9 +31,9 @@ from modelport.cli.output import (
     print_table,
     yes_option,
 )
-from modelport.control.keys import KEY_NAMES
 from modelport.control.rundir import read_info
 from modelport.core.errors import ModelportError, ValidationError
+from modelport.core.keys import KEY_NAMES
 
 if TYPE_CHECKING:  # imported on use (below): SQLAlchemy stays out of --help and the other commands
     from modelport.batch.endpoints import BatchEndpoints, DeploymentInfo, EndpointInfo
@@ -593,7 +594,7 @@ def _finish(jobs: BatchJobs, info: JobInfo, wait: bool, output: str) -> None:
     if wait:
         info = _follow(jobs, info)
     _print_status(info, output)
-    if wait and info.status != "Completed":
+    if wait and info.status != JobStatus.COMPLETED:
         raise ModelportError(f"job {info.id} {info.status}: {info.error or 'see modelport job logs ' + info.id}")
 
 
@@ -612,7 +613,7 @@ def _follow(jobs: BatchJobs, info: JobInfo) -> JobInfo:
     console = Console(stderr=True)
     if not console.is_terminal:
         last = 0.0
-        while not info.terminal and info.status != "NotResponding":
+        while not info.terminal and info.status != JobStatus.NOT_RESPONDING:
             if time.monotonic() - last >= 5:
                 click.echo(_progress_line(info), err=True)
                 last = time.monotonic()
@@ -628,7 +629,7 @@ def _follow(jobs: BatchJobs, info: JobInfo) -> JobInfo:
         transient=True,
     ) as progress:
         bar = progress.add_task(info.id, total=info.minibatches["total"], detail="")
-        while not info.terminal and info.status != "NotResponding":
+        while not info.terminal and info.status != JobStatus.NOT_RESPONDING:
             finished = info.minibatches["done"] + info.minibatches["failed"]
             progress.update(bar, completed=finished, description=f"{info.id} {info.status}", detail=_rate_text(info))
             time.sleep(0.5)

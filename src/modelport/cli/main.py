@@ -17,11 +17,11 @@ import traceback
 
 import click
 
-from modelport import __version__
 from modelport.cli.context import AppContext
 from modelport.cli.examples import examples
 from modelport.core.errors import ModelportError
 from modelport.core.files import disk_error, private_umask
+from modelport.core.version import __version__
 
 # Each command's module, imported when the command runs (or when --help lists them all): a
 # command pays for its own imports only — ``model list`` loads no batch, endpoint or serving code.

@@ -25,15 +25,15 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from modelport import __version__
 from modelport.control import logs
 from modelport.control.catalog import Catalog, DeploymentRecord, EndpointRecord
 from modelport.control.definitions import apply_overrides, parse_deployment, parse_endpoint
 from modelport.control.replica import request_log_path
 from modelport.control.router import Router
-from modelport.control.supervisor import Supervisor
+from modelport.control.supervisor import ProvisioningState, Supervisor
 from modelport.core.errors import ConflictError, NotFoundError, ValidationError
 from modelport.core.json_body import json_object
+from modelport.core.version import __version__
 from modelport.store.schema import utcnow
 
 
@@ -284,7 +284,7 @@ class ManagementApi:
 
     def _deployment_view(self, record: DeploymentRecord) -> dict[str, Any]:
         group = self.supervisor.group(record.spec.endpoint_name, record.spec.name)
-        state = group.describe() if group else {"provisioning_state": "NotRunning", "replicas": []}
+        state = group.describe() if group else {"provisioning_state": ProvisioningState.NOT_RUNNING, "replicas": []}
         return {**record.to_dict(), **state}
 
 

@@ -38,10 +38,10 @@ from starlette.types import Receive, Scope, Send
 from modelport.batch.definitions import ENGINES
 from modelport.batch.endpoints import BatchEndpoints
 from modelport.batch.jobs import BatchJobs
-from modelport.control.keys import authorized
 from modelport.core.errors import ModelportError, NotFoundError, ValidationError
 from modelport.core.json_body import json_object
-from modelport.workspace import Workspace
+from modelport.core.keys import authorized
+from modelport.registry.stores import WorkspaceStores
 
 log = logging.getLogger("modelport.control")
 
@@ -121,7 +121,7 @@ class BatchRouter:
     """The ASGI app for ``/batch-endpoints/...``; the daemon sends those paths here, past the
     management API's guard: these routes take an endpoint's key, not the workspace's token."""
 
-    def __init__(self, workspace: Workspace, base_url: str) -> None:
+    def __init__(self, workspace: WorkspaceStores, base_url: str) -> None:
         self.endpoints = BatchEndpoints(workspace)
         self.jobs = BatchJobs(workspace)
         self.base_url = base_url

@@ -42,18 +42,17 @@ from modelport.control.definitions import (
     check_routing,
     load_deployment,
 )
-from modelport.control.keys import KEY_NAMES, new_key
 from modelport.core.errors import ConflictError, ModelportError, NotFoundError, ValidationError
 from modelport.core.files import disk_error, disk_errors, private_dir, private_tree, temp_dir
+from modelport.core.keys import KEY_NAMES, new_key
 from modelport.core.names import parse_ref
 from modelport.registry.manifest import Manifest, scan
 from modelport.runtime.predictor import FLAVORS
 from modelport.store.artifacts import sha256_file
-from modelport.store.schema import Model, ModelVersion, utcnow
-from modelport.store.schema_endpoints import OnlineDeployment, OnlineEndpoint
+from modelport.store.schema import Model, ModelVersion, OnlineDeployment, OnlineEndpoint, utcnow
 
 if TYPE_CHECKING:
-    from modelport.workspace import Workspace
+    from modelport.registry.stores import WorkspaceStores
 
 SCRIPT_FLAVORS = ("python",)  # registered scoring scripts: served on /score without code_configuration
 
@@ -144,7 +143,7 @@ def deployments_using(session: Session, version: ModelVersion) -> list[str]:
 class Catalog:
     """Create, read, change and delete online endpoints and deployments of one workspace."""
 
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: WorkspaceStores) -> None:
         self.ws = workspace
         self.code_dir = workspace.root / "endpoints" / "code"
         self._held: Counter[str] = Counter()  # model refs resolutions in flight resolved to

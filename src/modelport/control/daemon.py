@@ -56,14 +56,14 @@ from modelport.control.supervisor import Supervisor
 from modelport.core.errors import ConflictError, ModelportError
 from modelport.core.http_server import HttpServer
 from modelport.core.sockets import listen
-from modelport.workspace import Workspace
+from modelport.registry.stores import WorkspaceStores
 
 log = logging.getLogger("modelport.control")
 
 START_TIMEOUT_S = 60.0
 
 
-def run(ws: Workspace, binding: Binding) -> None:
+def run(ws: WorkspaceStores, binding: Binding) -> None:
     """Serve until SIGTERM/SIGINT (ConflictError when this workspace already has a daemon)."""
     binding.check()
     folder = private_run_dir(ws.root)
@@ -95,7 +95,7 @@ def _loop_runner():  # noqa: ANN202 - asyncio.run or uvloop.run, same signature
     return uvloop.run
 
 
-async def _serve(ws: Workspace, listener: socket.socket, folder: Path, binding: Binding) -> None:
+async def _serve(ws: WorkspaceStores, listener: socket.socket, folder: Path, binding: Binding) -> None:
     url = binding.url
     # Idle connections are dropped well before a replica's own keep-alive (5 s) closes them, so a
     # request never goes out on a connection the replica is closing at that moment.

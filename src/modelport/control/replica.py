@@ -29,7 +29,7 @@ from modelport.control.definitions import DeploymentSpec
 from modelport.core.files import open_private, private_dir
 
 if TYPE_CHECKING:
-    from modelport.workspace import Workspace
+    from modelport.registry.stores import WorkspaceStores
 
 HOST = "127.0.0.1"
 START_MARK = "=== "  # begins the line a replica's log gets each time the replica starts
@@ -45,7 +45,7 @@ class LaunchPlan:
     cwd: str
 
 
-def launch_plan(ws: Workspace, spec: DeploymentSpec) -> LaunchPlan:
+def launch_plan(ws: WorkspaceStores, spec: DeploymentSpec) -> LaunchPlan:
     """The ``modelport serve`` command line of ``spec``'s replicas (blocking: may build a venv)."""
     if spec.code_configuration is not None:
         target = ["--entry-script", str(spec.code_configuration.script_path)]

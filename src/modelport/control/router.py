@@ -35,11 +35,11 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from modelport.control.catalog import EndpointRecord
-from modelport.control.keys import authorized
 from modelport.control.router_metrics import RouterMetrics
 from modelport.control.scoring_routes import is_scoring_route
 from modelport.control.supervisor import DeploymentGroup, Supervisor
 from modelport.control.traffic import choose_deployment, least_outstanding, mirror_target
+from modelport.core.keys import authorized
 
 log = logging.getLogger("modelport.control")
 

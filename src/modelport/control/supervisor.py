@@ -38,10 +38,11 @@ from modelport.control.catalog import DeploymentRecord
 from modelport.control.definitions import DeploymentSpec
 from modelport.control.logs import tail_lines
 from modelport.control.replica import START_MARK, LaunchPlan, Replica, ReplicaRecord, launch_plan
+from modelport.core.enums import StrEnum
 from modelport.core.errors import ModelportError
 
 if TYPE_CHECKING:
-    from modelport.workspace import Workspace
+    from modelport.registry.stores import WorkspaceStores
 
 log = logging.getLogger("modelport.control")
 
@@ -52,7 +53,16 @@ BACKOFF_S = (0.5, 1, 2, 4, 8, 16, 30)
 HEALTHY_RESET_S = 30.0  # a replica up this long starts its backoff from the beginning again
 
 
-class ReplicaState(str, enum.Enum):
+class ProvisioningState(StrEnum):
+    """A deployment as ``deployment show`` reports it (Azure's provisioning states)."""
+
+    CREATING = "Creating"  # its first replicas are starting
+    UPDATING = "Updating"  # rolling to a new revision, or scaling
+    SUCCEEDED = "Succeeded"  # the last create or update finished (a failed update leaves its error)
+    NOT_RUNNING = "NotRunning"  # stored, but the daemon holds no replicas for it
+
+
+class ReplicaState(StrEnum):
     """A replica slot as ``deployment show`` reports it."""
 
     READY = "ready"  # in rotation
@@ -119,7 +129,7 @@ class Keeper:
         replica = self.replica
         return {
             "slot": self.slot,
-            "state": self.state.value,
+            "state": self.state,
             "revision": self.revision,
             "restarts": self.restarts,
             "pid": replica.pid if replica else None,
@@ -275,7 +285,7 @@ class DeploymentGroup:
         self.keepers: list[Keeper] = []
         self.in_flight = 0
         self.turn = 0
-        self.state = "Creating"
+        self.state = ProvisioningState.CREATING
         self.error: str | None = None
         self._plans: dict[str, LaunchPlan] = {}
         self._specs: dict[str, DeploymentSpec] = {record.revision: record.spec}
@@ -339,7 +349,7 @@ class DeploymentGroup:
         by_slot = {replica.record.slot: replica for replica in replicas}
         for slot in range(self.spec.instance_count):
             self.keepers.append(Keeper(self, slot, self.revision, strict=False, adopted=by_slot.get(slot)))
-        self.state = "Succeeded"
+        self.state = ProvisioningState.SUCCEEDED
 
     async def create(self) -> None:
         async with self.lock:
@@ -349,14 +359,14 @@ class DeploymentGroup:
             except BaseException:
                 await self.stop()
                 raise
-            self.state = "Succeeded"
+            self.state = ProvisioningState.SUCCEEDED
 
     async def update(self, record: DeploymentRecord) -> None:
         """Move to ``record``: settings apply at once; a new revision replaces replicas one at a
         time, each new one ready before an old one is retired. If a new replica fails to start,
         the replicas already replaced are brought back to the old revision and StartError is raised."""
         async with self.lock:
-            self.state, self.error = "Updating", None
+            self.state, self.error = ProvisioningState.UPDATING, None
             self._specs[record.revision] = record.spec
             try:
                 if record.revision == self.revision:
@@ -364,9 +374,9 @@ class DeploymentGroup:
                 else:
                     await self._roll(record)
             except StartError as exc:
-                self.state, self.error = "Succeeded", str(exc)
+                self.state, self.error = ProvisioningState.SUCCEEDED, str(exc)
                 raise
-            self.spec, self.revision, self.state = record.spec, record.revision, "Succeeded"
+            self.spec, self.revision, self.state = record.spec, record.revision, ProvisioningState.SUCCEEDED
 
     async def _scale(self, count: int) -> None:
         started: list[Keeper] = []
@@ -405,7 +415,7 @@ class DeploymentGroup:
 class Supervisor:
     """Every deployment group of the daemon, the probe client and the adoption record."""
 
-    def __init__(self, ws: Workspace, http: aiohttp.ClientSession, run_dir: Path, logs_dir: Path) -> None:
+    def __init__(self, ws: WorkspaceStores, http: aiohttp.ClientSession, run_dir: Path, logs_dir: Path) -> None:
         self.ws = ws
         self.http = http
         self.state_file = run_dir / "replicas.json"

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from modelport.core.enums import StrEnum
 from modelport.core.errors import ModelportError
 from modelport.profiling.results import TrialResult, relative_qps, spread
 from modelport.runtime.config import ModelConfig
@@ -29,15 +30,20 @@ from modelport.runtime.config import ModelConfig
 CPU_HEADROOM = 1.2
 MEMORY_HEADROOM = 1.2
 BUSY_SPREAD = 0.25  # a round-to-round spread above this: the machine was too busy to tell close settings apart
-SUCCEEDED = "Succeeded"
-BUDGET_NOT_MET = "LatencyBudgetNotMet"
+
+
+class ChoiceState(StrEnum):
+    """The document's ``state``, in Azure's ``Model.profile`` spelling."""
+
+    SUCCEEDED = "Succeeded"  # a trial met the p99 budget without errors
+    BUDGET_NOT_MET = "LatencyBudgetNotMet"  # none did: the lowest p99 is recommended, with a warning
 
 
 @dataclass(frozen=True)
 class Choice:
     trial: TrialResult
     best: TrialResult | None  # the highest throughput within the budget (None: nothing met it)
-    state: str
+    state: ChoiceState
     warnings: tuple[str, ...] = ()
 
 
@@ -47,7 +53,7 @@ def choose(trials: Sequence[TrialResult], budget_ms: float, tolerance: float = 0
     if within:
         best = max(within, key=lambda trial: trial.qps)
         good = [trial for trial in within if relative_qps(trial, best) >= 1 - tolerance]
-        return Choice(min(good, key=_cost), best, SUCCEEDED)
+        return Choice(min(good, key=_cost), best, ChoiceState.SUCCEEDED)
     answered = [trial for trial in trials if trial.p99 is not None]
     if not answered:
         reasons = sorted({trial.first_error for trial in trials if trial.first_error}) or ["no request finished"]
@@ -57,7 +63,7 @@ def choose(trials: Sequence[TrialResult], budget_ms: float, tolerance: float = 0
     warning = (
         f"no trial met the {budget_ms:g} ms p99 budget without errors; recommending the lowest p99 ({trial.p99:.1f} ms)"
     )
-    return Choice(trial, None, BUDGET_NOT_MET, (warning,))
+    return Choice(trial, None, ChoiceState.BUDGET_NOT_MET, (warning,))
 
 
 def _cost(trial: TrialResult) -> tuple[Any, ...]:

@@ -29,7 +29,7 @@ from modelport.runtime.config import ModelConfig, override_config
 
 if TYPE_CHECKING:
     from modelport.control.client import DaemonClient
-    from modelport.workspace import Workspace
+    from modelport.registry.stores import WorkspaceStores
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def is_deployment_ref(text: str) -> bool:
     return text.count("/") == 1 and not Path(text).exists()
 
 
-def model_target(text: str, workspace: Callable[[], Workspace]) -> Target:
+def model_target(text: str, workspace: Callable[[], WorkspaceStores]) -> Target:
     """A folder holding one model, or a registered reference pinned to its version."""
     from modelport.serving.targets import resolve_targets
 
@@ -81,7 +81,7 @@ def model_target(text: str, workspace: Callable[[], Workspace]) -> Target:
     return Target(serve_as if not folder else source.name, scripted, plan, None if scripted else source.config)
 
 
-def deployment_target(text: str, ws: Workspace, client: DaemonClient) -> Target:
+def deployment_target(text: str, ws: WorkspaceStores, client: DaemonClient) -> Target:
     """A deployment of the daemon ``client`` talks to, read through its management API."""
     from modelport.serving.targets import resolve_targets
 

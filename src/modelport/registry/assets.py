@@ -8,6 +8,7 @@ get distinct, consecutive versions without retries.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import func, select
@@ -54,6 +55,10 @@ class VersionedAssets(Generic[C, V, Info]):
     def _info(self, session: Session, row: V) -> Info:
         raise NotImplementedError
 
+    def _infos(self, session: Session, rows: Sequence[V]) -> list[Info]:
+        """Several versions' infos; a subclass whose info needs queries of its own batches them here."""
+        return [self._info(session, row) for row in rows]
+
     # -- public operations shared by models and environments ---------------------------------
 
     def get(self, ref: str) -> Info:
@@ -62,7 +67,7 @@ class VersionedAssets(Generic[C, V, Info]):
 
     def versions(self, name: str, include_archived: bool = False) -> list[Info]:
         with self.db.session() as session:
-            return [self._info(session, row) for row in self._versions(session, name, include_archived)]
+            return self._infos(session, self._versions(session, name, include_archived))
 
     def update(
         self,
@@ -117,8 +122,11 @@ class VersionedAssets(Generic[C, V, Info]):
 
     # -- versions ---------------------------------------------------------------------------
 
+    def _fk_column(self) -> Any:
+        return getattr(self.version_cls, self.container_fk)
+
     def _fk(self, container: C) -> Any:
-        return getattr(self.version_cls, self.container_fk) == container.id
+        return self._fk_column() == container.id
 
     def _allocate(self, session: Session, container: C, requested: int | None) -> int:
         if requested is not None:
@@ -174,6 +182,20 @@ class VersionedAssets(Generic[C, V, Info]):
         if not include_archived:
             query = query.where(self.container_cls.archived.is_(False))
         return list(session.scalars(query))
+
+    def _listing(self, session: Session, include_archived: bool) -> list[tuple[C, list[V]]]:
+        """Every container (by name) with its versions (by number), in two queries whatever their
+        number; archived ones only with ``include_archived``, as ``_versions`` does for one."""
+        containers = self._active_names(session, include_archived)
+        query = select(self.version_cls).order_by(self.version_cls.version)
+        if not include_archived:
+            query = query.join(self.container_cls, self._fk_column() == self.container_cls.id).where(
+                self.container_cls.archived.is_(False), self.version_cls.archived.is_(False)
+            )
+        versions: dict[int, list[V]] = {container.id: [] for container in containers}
+        for row in session.scalars(query):
+            versions[getattr(row, self.container_fk)].append(row)
+        return [(container, versions[container.id]) for container in containers]
 
     def _set_archived(self, session: Session, ref_text: str, archived: bool) -> None:
         ref = parse_ref(ref_text)

@@ -112,12 +112,8 @@ class EnvironmentRegistry(VersionedAssets[Environment, EnvironmentVersion, Envir
     def list(self, include_archived: bool = False) -> list[EnvironmentInfo]:
         """The latest version of every environment."""
         with self.db.session() as session:
-            result = []
-            for container in self._active_names(session, include_archived):
-                rows = self._versions(session, container.name, include_archived)
-                if rows:
-                    result.append(self._info(session, max(rows, key=lambda r: r.id)))
-            return result
+            listing = self._listing(session, include_archived)  # held: the session keeps the containers weakly
+            return self._infos(session, [max(rows, key=lambda r: r.id) for _, rows in listing if rows])
 
     def spec_text(self, ref: str) -> str:
         info = self.get(ref)

@@ -9,14 +9,15 @@ removed again.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from modelport.core.errors import ConflictError, NotFoundError, ValidationError
 from modelport.core.files import disk_errors, private_dir, sweep, temp_dir
@@ -194,8 +195,7 @@ class ModelRegistry(VersionedAssets[Model, ModelVersion, ModelInfo]):
     def list(self, include_archived: bool = False) -> list[ModelSummary]:
         with self.db.session() as session:
             summaries = []
-            for container in self._active_names(session, include_archived):
-                rows = self._versions(session, container.name, include_archived)
+            for container, rows in self._listing(session, include_archived):
                 if not rows and not include_archived:
                     continue
                 latest = max(rows, key=lambda r: r.id) if rows else None
@@ -221,29 +221,43 @@ class ModelRegistry(VersionedAssets[Model, ModelVersion, ModelInfo]):
         return row
 
     def _info(self, session: Session, row: ModelVersion) -> ModelInfo:
-        row = session.scalars(
-            select(ModelVersion).options(selectinload(ModelVersion.files)).where(ModelVersion.id == row.id)
-        ).one()
-        aliases = sorted(session.scalars(select(ModelAlias.alias).where(ModelAlias.version_id == row.id)))
-        return ModelInfo(
-            name=row.container.name,
-            version=row.version,
-            flavor=row.flavor,
-            framework_version=row.framework_version,
-            description=row.description,
-            tags=dict(row.tags),
-            properties=dict(row.properties),
-            signature=row.signature,
-            details=dict(row.details),
-            root_name=row.root_name,
-            is_dir=row.is_dir,
-            digest=row.digest,
-            size=row.size,
-            archived=row.archived or row.container.archived,
-            created_at=row.created_at,
-            aliases=aliases,
-            files=[{"path": f.path, "sha256": f.sha256, "size": f.size} for f in row.files],
-        )
+        return self._infos(session, [row])[0]
+
+    def _infos(self, session: Session, rows: Sequence[ModelVersion]) -> list[ModelInfo]:
+        """The versions' files and aliases in one query each, however many versions are asked for."""
+        ids = [row.id for row in rows]
+        files: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for file in session.scalars(select(ModelFile).where(ModelFile.version_id.in_(ids)).order_by(ModelFile.path)):
+            files[file.version_id].append({"path": file.path, "sha256": file.sha256, "size": file.size})
+        aliases: dict[int, list[str]] = defaultdict(list)
+        for version_id, alias in session.execute(
+            select(ModelAlias.version_id, ModelAlias.alias)
+            .where(ModelAlias.version_id.in_(ids))
+            .order_by(ModelAlias.alias)
+        ):
+            aliases[version_id].append(alias)
+        return [
+            ModelInfo(
+                name=row.container.name,
+                version=row.version,
+                flavor=row.flavor,
+                framework_version=row.framework_version,
+                description=row.description,
+                tags=dict(row.tags),
+                properties=dict(row.properties),
+                signature=row.signature,
+                details=dict(row.details),
+                root_name=row.root_name,
+                is_dir=row.is_dir,
+                digest=row.digest,
+                size=row.size,
+                archived=row.archived or row.container.archived,
+                created_at=row.created_at,
+                aliases=aliases[row.id],
+                files=files[row.id],
+            )
+            for row in rows
+        ]
 
     # -- changes ----------------------------------------------------------------------------
 

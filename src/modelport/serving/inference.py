@@ -28,6 +28,7 @@ from modelport.protocol.classification import classify
 from modelport.protocol.types import InferenceRequest, InferenceResponse, InferOutput
 from modelport.serving.batching import QueueRejected
 from modelport.serving.model import Execution, ServedModel
+from modelport.serving.stats import FailureReason
 
 
 @contextmanager
@@ -50,7 +51,7 @@ def admitted(model: ServedModel) -> Iterator[None]:
 
 def count_rejected(model: ServedModel) -> None:
     """Count a request refused before it reached the model (Triton's REJECTED failure reason)."""
-    model.stats.record_request(False, 0, 0, 0, 0, 0, "REJECTED")
+    model.stats.record_failure(FailureReason.REJECTED)
 
 
 async def infer(model: ServedModel, request: InferenceRequest, *, split: bool = False) -> InferenceResponse:
@@ -78,15 +79,14 @@ async def infer(model: ServedModel, request: InferenceRequest, *, split: bool = 
         outputs = _outputs(model, request, execution.outputs)
         done = time.perf_counter_ns()
     except ModelportError as exc:
-        reason = (
-            "OTHER" if isinstance(exc, ValidationError) else "REJECTED" if isinstance(exc, QueueRejected) else "BACKEND"
-        )
-        model.stats.record_request(False, time.perf_counter_ns() - start, queue_ns, 0, infer_ns, 0, reason)
+        model.stats.record_failure(_failure_reason(exc), time.perf_counter_ns() - start)
         trace = current_trace.get()
         if trace is not None:
             _note(trace, model, request, queue_ns, 0)
         raise
-    model.stats.record_request(True, done - start, queue_ns, prepared - start, infer_ns, done - shaped)
+    model.stats.record_success(
+        done - start, queue_ns=queue_ns, input_ns=prepared - start, infer_ns=infer_ns, output_ns=done - shaped
+    )
     trace = current_trace.get()
     if trace is not None:
         _note(trace, model, request, execution.queue_ns, execution.batch_size)
@@ -118,6 +118,13 @@ def _check_batch(model: ServedModel, inputs: dict[str, np.ndarray], split: bool)
             f"--model-config '{{\"max_batch_size\": N}}' (model_config in a deployment)"
         )
     return size
+
+
+def _failure_reason(exc: ModelportError) -> FailureReason:
+    """Triton's reasons: a client's mistake is OTHER, a full queue REJECTED, what the model raised BACKEND."""
+    if isinstance(exc, ValidationError):
+        return FailureReason.OTHER
+    return FailureReason.REJECTED if isinstance(exc, QueueRejected) else FailureReason.BACKEND
 
 
 async def _execute_in_chunks(

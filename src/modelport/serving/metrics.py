@@ -20,7 +20,7 @@ from modelport.monitor.collector import PayloadCollector
 from modelport.monitor.gpu import GpuCollector
 from modelport.monitor.request_log import RequestLog
 from modelport.serving.script_metrics import Kind
-from modelport.serving.stats import Histogram, ModelStats
+from modelport.serving.stats import FailureReason, Histogram, ModelStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -75,7 +75,6 @@ _HISTOGRAMS: tuple[tuple[str, str, Callable[[ModelStats], Histogram]], ...] = (
         lambda s: s.batch_sizes,
     ),
 )
-FAILURE_REASONS = ("REJECTED", "CANCELED", "BACKEND", "OTHER")
 
 _process = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=_process)
@@ -151,7 +150,7 @@ def render(
         "# TYPE nv_inference_request_failure counter",
     ]
     for stats in all_stats:
-        for reason in FAILURE_REASONS:
+        for reason in FailureReason:
             count = stats.failures_by_reason.get(reason, 0)
             lines.append(f"nv_inference_request_failure{{{_labels(stats, reason=reason)}}} {count}")
     lines += [

@@ -11,9 +11,17 @@ import threading
 from collections import defaultdict
 from typing import Any
 
+from modelport.core.enums import StrEnum
 from modelport.core.errors import ModelportError, NotFoundError, ValidationError
 from modelport.serving.model import ServedModel
 from modelport.serving.sources import ModelSource
+
+
+class ModelState(StrEnum):
+    """A model version in the repository index (Triton's spellings)."""
+
+    READY = "READY"  # loaded: requests are answered
+    UNAVAILABLE = "UNAVAILABLE"  # not loaded: failed to load, or unloaded; the index gives the reason
 
 
 class ModelNotReady(ModelportError):
@@ -109,10 +117,12 @@ class ModelRepository:
             for source in self._sources[name]:
                 version = str(source.version)
                 if name in self._loaded and version in self._loaded[name]:
-                    entries.append({"name": name, "version": version, "state": "READY", "reason": ""})
+                    entries.append({"name": name, "version": version, "state": ModelState.READY, "reason": ""})
                 elif not ready_only:
                     reason = self._errors.get(name, "unloaded")
-                    entries.append({"name": name, "version": version, "state": "UNAVAILABLE", "reason": reason})
+                    entries.append(
+                        {"name": name, "version": version, "state": ModelState.UNAVAILABLE, "reason": reason}
+                    )
         return entries
 
     def close(self) -> None:

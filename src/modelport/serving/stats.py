@@ -13,6 +13,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelport.core.enums import StrEnum
+
+
+class FailureReason(StrEnum):
+    """Why a request failed: the ``reason`` label of Triton's ``nv_inference_request_failure``."""
+
+    REJECTED = "REJECTED"  # refused before it reached the model (its queue was full)
+    CANCELED = "CANCELED"  # the client went away (Triton's; not counted here yet)
+    BACKEND = "BACKEND"  # the model or its batcher failed it
+    OTHER = "OTHER"  # the request itself was wrong (a 400)
+
 
 @dataclass
 class Duration:
@@ -84,7 +95,7 @@ class ModelStats:
     compute_infer: Duration = field(default_factory=Duration)
     compute_output: Duration = field(default_factory=Duration)
     batches: dict[int, BatchStats] = field(default_factory=dict)
-    failures_by_reason: dict[str, int] = field(default_factory=dict)
+    failures_by_reason: dict[FailureReason, int] = field(default_factory=dict)
     pending: int = 0
     request_seconds: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS_S))
     queue_seconds: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS_S))
@@ -102,30 +113,25 @@ class ModelStats:
             batch.compute_infer.add(infer_ns)
             batch.compute_output.add(output_ns)
 
-    def record_request(
-        self,
-        ok: bool,
-        total_ns: int,
-        queue_ns: int,
-        input_ns: int,
-        infer_ns: int,
-        output_ns: int,
-        reason: str = "OTHER",
-    ) -> None:
-        """One request's outcome; compute counts move together so perf_analyzer sees them equal."""
+    def record_success(self, total_ns: int, *, queue_ns: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
+        """One answered request; compute counts move together so perf_analyzer sees them equal."""
         with self._lock:
             self.last_inference_ms = int(time.time() * 1000)
             self.request_seconds.observe(total_ns / 1e9)
-            if ok:
-                self.queue_seconds.observe(queue_ns / 1e9)
-                self.success.add(total_ns)
-                self.queue.add(queue_ns)
-                self.compute_input.add(input_ns)
-                self.compute_infer.add(infer_ns)
-                self.compute_output.add(output_ns)
-            else:
-                self.fail.add(total_ns)
-                self.failures_by_reason[reason] = self.failures_by_reason.get(reason, 0) + 1
+            self.queue_seconds.observe(queue_ns / 1e9)
+            self.success.add(total_ns)
+            self.queue.add(queue_ns)
+            self.compute_input.add(input_ns)
+            self.compute_infer.add(infer_ns)
+            self.compute_output.add(output_ns)
+
+    def record_failure(self, reason: FailureReason, total_ns: int = 0) -> None:
+        """One failed request, ``total_ns`` after it arrived (0: refused before anything ran)."""
+        with self._lock:
+            self.last_inference_ms = int(time.time() * 1000)
+            self.request_seconds.observe(total_ns / 1e9)
+            self.fail.add(total_ns)
+            self.failures_by_reason[reason] = self.failures_by_reason.get(reason, 0) + 1
 
     def snapshot(self) -> dict[str, Any]:
         """Every counter as plain JSON, for adding up the statistics of several worker processes."""
@@ -141,7 +147,7 @@ class ModelStats:
                     str(size): [[getattr(b, key).count, getattr(b, key).ns] for key in _COMPUTE]
                     for size, b in self.batches.items()
                 },
-                "failures_by_reason": dict(self.failures_by_reason),
+                "failures_by_reason": {reason.value: count for reason, count in self.failures_by_reason.items()},
                 "pending": self.pending,
                 "histograms": {key: [list(getattr(self, key).counts), getattr(self, key).total] for key in _HISTOGRAMS},
             }
@@ -161,7 +167,8 @@ class ModelStats:
                 batch = total.batches.setdefault(int(size), BatchStats())
                 for key, (count, ns) in zip(_COMPUTE, parts):
                     getattr(batch, key).add(ns, count)
-            for reason, count in snap["failures_by_reason"].items():
+            for name, count in snap["failures_by_reason"].items():
+                reason = FailureReason(name)
                 total.failures_by_reason[reason] = total.failures_by_reason.get(reason, 0) + count
             for key, (counts, value) in snap["histograms"].items():
                 histogram = getattr(total, key)

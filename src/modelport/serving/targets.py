@@ -10,6 +10,7 @@ from pathlib import Path
 
 from modelport.core.errors import ValidationError
 from modelport.core.names import validate_name
+from modelport.registry.stores import WorkspaceStores
 from modelport.serving.sources import (
     ModelSource,
     is_repository,
@@ -17,12 +18,11 @@ from modelport.serving.sources import (
     source_from_registered,
     sources_from_repository,
 )
-from modelport.workspace import Workspace
 
 
 def resolve_targets(
     targets: list[str],
-    workspace: Callable[[], Workspace],
+    workspace: Callable[[], WorkspaceStores],
     name: str | None = None,
     note: Callable[[str], None] = lambda line: None,
 ) -> list[ModelSource]:

@@ -19,8 +19,8 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
-import modelport
 from modelport.core.errors import ModelportError, ValidationError
+from modelport.core.version import __version__
 from modelport.serving.grpc.codec import decode_request, encode_response
 from modelport.serving.grpc.stubs import add_servicer, pb2
 from modelport.serving.inference import admitted, infer
@@ -100,7 +100,7 @@ class InferenceServicer:
 
     @_rpc
     async def ServerMetadata(self, request: Message, context: grpc.aio.ServicerContext) -> Message:
-        return pb2.ServerMetadataResponse(name="modelport", version=modelport.__version__, extensions=self._extensions)
+        return pb2.ServerMetadataResponse(name="modelport", version=__version__, extensions=self._extensions)
 
     @_rpc
     async def ModelMetadata(self, request: Message, context: grpc.aio.ServicerContext) -> Message:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelport import __version__
 from modelport.core.datatypes import DATATYPES
+from modelport.core.version import __version__
 
 _ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _EMPTY_OK = {"200": {"description": "yes"}, "400": {"description": "no"}}

@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from modelport import __version__
 from modelport.core.errors import ModelportError, ValidationError
+from modelport.core.version import __version__
 from modelport.protocol.rest import decode_request, encode_response
 from modelport.serving import inference
 from modelport.serving.http.body import read_body

@@ -9,7 +9,7 @@ Revises: 0004
 import sqlalchemy as sa
 from alembic import op
 
-from modelport.control.keys import new_key
+from modelport.core.keys import new_key
 
 revision = "0005"
 down_revision = "0004"
