@@ -31,7 +31,7 @@ from modelport.control.keys import KEY_NAMES, new_key
 from modelport.core.errors import ConflictError, NotFoundError, ValidationError
 from modelport.core.names import validate_name
 from modelport.registry.manifest import scan
-from modelport.runtime.predictor import FLAVORS
+from modelport.runtime import flavor_catalog
 from modelport.store.schema import utcnow
 from modelport.store.schema_batch import BatchDeployment, BatchEndpoint
 from modelport.workspace import Workspace
@@ -234,10 +234,10 @@ class BatchEndpoints:
         if definition.code is not None and definition.scoring_script is not None:
             check_script(Path(definition.code) / definition.scoring_script)
         model, flavor = self._model(definition) if definition.model is not None else (None, None)
-        if definition.code is None and flavor not in FLAVORS:
+        if definition.code is None and flavor not in flavor_catalog.loadable_names():
             raise ValidationError(
                 f"code_configuration: model {model} is a {flavor} model; without a scoring script a "
-                f"deployment needs a {', '.join(FLAVORS)} model"
+                f"deployment needs a {', '.join(flavor_catalog.loadable_names())} model"
             )
         return {
             "description": definition.description,
