@@ -83,7 +83,7 @@ def test_a_path_that_is_no_model_is_one_error_line(sqlite_cli: Cli, tmp_path: Pa
     result = sqlite_cli("serve", notes, "--no-grpc", "--http-port", free_port(), timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        f"error: target: {notes}: not a model format modelport serves (onnx, sklearn, xgboost, lightgbm, torch, "
+        f"error: target: {notes}: not a model format modelport serves (onnx, sklearn, torch, xgboost, lightgbm, "
         "mlflow, a score.py)"
     ]
 

@@ -32,7 +32,7 @@ from modelport.core.keys import KEY_NAMES, new_key
 from modelport.core.names import validate_name
 from modelport.registry.manifest import scan
 from modelport.registry.stores import WorkspaceStores
-from modelport.runtime.predictor import FLAVORS
+from modelport.runtime import flavor_catalog
 from modelport.store.schema import BatchDeployment, BatchEndpoint, utcnow
 
 
@@ -233,10 +233,10 @@ class BatchEndpoints:
         if definition.code is not None and definition.scoring_script is not None:
             check_script(Path(definition.code) / definition.scoring_script)
         model, flavor = self._model(definition) if definition.model is not None else (None, None)
-        if definition.code is None and flavor not in FLAVORS:
+        if definition.code is None and flavor not in flavor_catalog.loadable_names():
             raise ValidationError(
                 f"code_configuration: model {model} is a {flavor} model; without a scoring script a "
-                f"deployment needs a {', '.join(FLAVORS)} model"
+                f"deployment needs a {', '.join(flavor_catalog.loadable_names())} model"
             )
         return {
             "description": definition.description,

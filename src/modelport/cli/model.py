@@ -67,7 +67,8 @@ def show_info(info: ModelInfo, output: str) -> None:
     "--flavor",
     "-f",
     default=None,
-    help="onnx, sklearn, torch, xgboost, lightgbm, mlflow, python, triton, custom [default: detected].",
+    help="onnx, sklearn, torch, xgboost, lightgbm, mlflow, python, triton, custom, or an installed plug-in's "
+    "[default: detected].",
 )
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Tag (repeatable).")
 @click.option("--property", "properties", multiple=True, metavar="KEY=VALUE", help="Property (repeatable).")

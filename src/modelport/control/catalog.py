@@ -47,7 +47,7 @@ from modelport.core.files import disk_error, disk_errors, private_dir, private_t
 from modelport.core.keys import KEY_NAMES, new_key
 from modelport.core.names import parse_ref
 from modelport.registry.manifest import Manifest, scan
-from modelport.runtime.predictor import FLAVORS
+from modelport.runtime import flavor_catalog
 from modelport.store.artifacts import sha256_file
 from modelport.store.schema import Model, ModelVersion, OnlineDeployment, OnlineEndpoint, utcnow
 
@@ -215,7 +215,7 @@ class Catalog:
                 environment = self._register_environment(environment, f"{spec.endpoint_name}-{spec.name}-env")
             if spec.code_configuration is None:
                 flavor = self.ws.models.get(model).flavor
-                if flavor not in FLAVORS and flavor not in SCRIPT_FLAVORS:
+                if flavor not in flavor_catalog.loadable_names() and flavor not in SCRIPT_FLAVORS:
                     raise ValidationError(
                         f"code_configuration: model {model} ({flavor}) needs a scoring script to be served"
                     )

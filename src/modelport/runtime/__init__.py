@@ -3,8 +3,10 @@
 ``config`` reads ``config.yaml`` or Triton's ``config.pbtxt`` into one :class:`ModelConfig`
 and completes it from the loaded model; ``predictor`` defines the :class:`Predictor`
 contract (named numpy tensors in and out, with metadata) that batching, protocols and
-metrics are written against, and ``load_predictor`` picks the flavor (onnx, sklearn,
-xgboost, lightgbm, torch, mlflow), importing its framework only when a model needs it.
+metrics are written against, and ``load_predictor`` loads a model with its flavor, importing
+its framework only when a model needs it. ``flavor_contract`` is what a flavor is (detection,
+loading, Triton names, defaults), ``flavor_catalog`` the registered flavors, modelport's own and
+those outside packages add through the ``modelport.flavors`` entry-point group.
 """
 
 from modelport.core.datatypes import DATATYPES, datatype_of
@@ -25,7 +27,6 @@ from modelport.runtime.config import (
 )
 from modelport.runtime.predictor import (
     DEVICES,
-    FLAVORS,
     Predictor,
     TensorMeta,
     check_inputs,
@@ -37,7 +38,6 @@ __all__ = [
     "DATATYPES",
     "DEFAULT_MAX_BATCH_SIZE",
     "DEVICES",
-    "FLAVORS",
     "DynamicBatching",
     "InstanceGroup",
     "ModelConfig",

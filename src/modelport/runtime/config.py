@@ -25,6 +25,7 @@ import yaml
 from modelport.core.datatypes import DATATYPES, TRITON_DATATYPES, triton_name
 from modelport.core.errors import ValidationError
 from modelport.core.names import validate_name
+from modelport.runtime import flavor_catalog
 from modelport.runtime.fields import (
     FieldError,
     as_bool,
@@ -50,16 +51,6 @@ DEFAULT_MAX_BATCH_SIZE = 4
 # and pay a fixed cost per call: a config-less one batches up to what Triton's FIL backend
 # documents for tree models, so that a large table is a few calls, not thousands of 4-row ones.
 TABULAR_MAX_BATCH_SIZE = 32768
-# Flavors whose model takes one [rows, features] input (``runtime.flavors.tabular_input``).
-TABULAR_FLAVORS = frozenset({"sklearn", "xgboost", "lightgbm"})
-_DEFAULT_MAX_BATCH_SIZES = dict.fromkeys(TABULAR_FLAVORS, TABULAR_MAX_BATCH_SIZE)
-
-# Triton platform/backend names for the flavors that have a Triton counterpart.
-_FLAVOR_PLATFORMS = {"onnx": ("onnxruntime_onnx", "onnxruntime"), "torch": ("pytorch_libtorch", "pytorch")}
-_PLATFORM_FLAVORS = {"onnxruntime_onnx": "onnx", "pytorch_libtorch": "torch"}
-_BACKEND_FLAVORS = {"onnxruntime": "onnx", "pytorch": "torch"}
-# Triton's FIL backend serves tree models; its model_type parameter names the file format.
-_FIL_FLAVORS = {"xgboost": "xgboost", "xgboost_json": "xgboost", "xgboost_ubj": "xgboost", "lightgbm": "lightgbm"}
 
 _KINDS = {"KIND_CPU": "cpu", "KIND_GPU": "gpu", "KIND_AUTO": "cpu", "cpu": "cpu", "gpu": "gpu"}
 
@@ -286,16 +277,12 @@ class ModelConfig:
         if self.flavor is None:
             object.__setattr__(self, "flavor", self._derived_flavor())
         if self.platform is None and self.backend is None and self.flavor is not None:
-            platform, backend = _FLAVOR_PLATFORMS.get(self.flavor, (None, self.flavor))
+            platform, backend = flavor_catalog.triton_names(self.flavor)
             object.__setattr__(self, "platform", platform)
             object.__setattr__(self, "backend", backend)
 
     def _derived_flavor(self) -> str | None:
-        if self.platform in _PLATFORM_FLAVORS:
-            return _PLATFORM_FLAVORS[self.platform]
-        if self.backend == "fil":
-            return _FIL_FLAVORS.get(self.parameters.get("model_type", ""))
-        return _BACKEND_FLAVORS.get(self.backend or "", self.backend)
+        return flavor_catalog.flavor_of_triton(self.platform, self.backend, self.parameters.get("model_type"))
 
     def to_dict(self) -> dict[str, Any]:
         """Triton's JSON model config: snake_case fields, ``TYPE_*``/``KIND_*`` enums, numeric dims."""
@@ -573,7 +560,7 @@ def complete_config(
             "dim 0 on every input and output; set max_batch_size: 0"
         )
     if max_batch_size == 0 and predictor.batch_dim and not _spells_full_rank(configured, model):
-        max_batch_size = _DEFAULT_MAX_BATCH_SIZES.get(config.flavor or "", DEFAULT_MAX_BATCH_SIZE)
+        max_batch_size = flavor_catalog.default_max_batch_size(config.flavor) or DEFAULT_MAX_BATCH_SIZE
         if dynamic_batching is None:
             dynamic_batching = DynamicBatching()
     if dynamic_batching is not None and max_batch_size == 0:

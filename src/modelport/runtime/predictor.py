@@ -1,13 +1,13 @@
-"""The Predictor contract every flavor implements, and the registry that loads one.
+"""The Predictor contract every flavor's loader returns, and ``load_predictor``.
 
 Batching, protocols and metrics are written once against :class:`Predictor`: named numpy
-tensors in, named numpy tensors out, plus metadata describing them. Flavor modules are imported
-only when a model of that flavor is loaded, so importing this module never pulls in a framework.
+tensors in, named numpy tensors out, plus metadata describing them. ``load_predictor`` asks the
+flavor catalog (:mod:`.flavor_catalog`) for the flavor, whose loader module is imported only when
+a model of that flavor is loaded, so importing this module never pulls in a framework.
 """
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,17 +18,9 @@ import numpy as np
 
 from modelport.core.datatypes import BF16, BYTES, BYTES_KINDS, datatype_of, dtype_of
 from modelport.core.errors import ValidationError
+from modelport.runtime import flavor_catalog
 from modelport.runtime.config import ModelConfig
 
-_FLAVOR_MODULES = {
-    "onnx": "modelport.runtime.flavors.onnx",
-    "sklearn": "modelport.runtime.flavors.sklearn",
-    "xgboost": "modelport.runtime.flavors.xgboost",
-    "lightgbm": "modelport.runtime.flavors.lightgbm",
-    "torch": "modelport.runtime.flavors.torch",
-    "mlflow": "modelport.runtime.flavors.mlflow",
-}
-FLAVORS = tuple(_FLAVOR_MODULES)
 DEVICES = ("cpu", "gpu")
 
 
@@ -141,14 +133,14 @@ def load_predictor(
 
     ``device`` is ``cpu`` or ``gpu``; a flavor without a usable GPU falls back to the CPU.
     """
-    module_name = _FLAVOR_MODULES.get(flavor)
-    if module_name is None:
-        raise ValidationError(f"flavor: {flavor!r} is not known; use one of {', '.join(FLAVORS)}")
+    found = flavor_catalog.get(flavor)
+    if found is None or not found.loadable:
+        raise ValidationError(
+            f"flavor: {flavor!r} is not known; use one of {', '.join(flavor_catalog.loadable_names())}"
+        )
     if device not in DEVICES:
         raise ValidationError(f"device: {device!r} is not known; use cpu or gpu")
     model_dir = Path(model_dir)
     if not model_dir.exists():
         raise ValidationError(f"{model_dir}: does not exist")
-    module = importlib.import_module(module_name)
-    predictor: Predictor = module.load(model_dir, config, device=device)
-    return predictor
+    return found.load(model_dir, config, device=device)

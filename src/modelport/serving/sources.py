@@ -11,7 +11,8 @@ from pathlib import Path
 
 from modelport.core.errors import NotFoundError, ValidationError
 from modelport.registry.flavors import detect
-from modelport.runtime.config import TABULAR_FLAVORS, ModelConfig, TensorConfig, load_config
+from modelport.runtime import flavor_catalog
+from modelport.runtime.config import ModelConfig, TensorConfig, load_config
 
 CONFIG_FILES = ("config.yaml", "config.yml", "config.pbtxt")
 
@@ -87,7 +88,7 @@ def source_from_path(path: Path, name: str) -> list[ModelSource]:
             + (
                 f"holds several model files ({', '.join(found)}); serve one of them"
                 if found
-                else "not a model format modelport serves (onnx, sklearn, xgboost, lightgbm, torch, mlflow, a score.py)"
+                else f"not a model format modelport serves ({', '.join(flavor_catalog.loadable_names())}, a score.py)"
             )
         )
     if path.is_file() and info.flavor != "python":
@@ -149,7 +150,7 @@ def _signature_config(name: str, flavor: str, signature: dict | None) -> ModelCo
     input, the framework casting inside) and its feature count, which loading checks against the
     model's own ``n_features_in_``. Other flavors describe their tensors themselves."""
     inputs = (signature or {}).get("inputs") or []
-    if flavor not in TABULAR_FLAVORS or len(inputs) != 1:
+    if not flavor_catalog.is_tabular(flavor) or len(inputs) != 1:
         return None
     spec = inputs[0]
     return ModelConfig(

@@ -14,10 +14,15 @@ Every result carries ``details["format"]`` when the bytes were recognised (``onn
 several frameworks, an ONNX graph only by ``onnx``; unrecognised bytes fit any flavor except the
 self-describing ones (``onnx``, ``mlflow``, ``triton``, ``python``), which are verified.
 
-One module per job: :mod:`.folders` and :mod:`.files` decide what to look at, one module per
-format family reads it (:mod:`.onnx`, :mod:`.pickles` over :mod:`.pickle_walker` and
-:mod:`.streams`, :mod:`.trees`, :mod:`.torch`, :mod:`.mlflow`, :mod:`.scripts`), :mod:`.explicit`
-checks an explicit flavor against the result, and :mod:`.types` holds what is reported.
+What a flavor recognises is its own: every registered flavor
+(:class:`~modelport.runtime.flavor_contract.Flavor`, modelport's and outside packages', see
+:mod:`modelport.runtime.flavor_catalog`) lists its file and folder detectors, and detection asks
+the catalog for them. One module per job: :mod:`.folders` and :mod:`.files` decide what to look
+at and run the detectors, one module per format family reads it (:mod:`.onnx`, :mod:`.pickles`
+over :mod:`.pickle_walker` and :mod:`.streams`, :mod:`.trees`, :mod:`.torch`, :mod:`.mlflow`,
+:mod:`.triton`, :mod:`.scripts`), :mod:`.builtin` makes modelport's own flavors of them,
+:mod:`.explicit` checks an explicit flavor against the result, and
+:mod:`modelport.runtime.flavor_info` holds what is reported.
 :mod:`.pickle_imports` walks every pickle of a registration to its end and names what it imports
 beyond the modules model pickles need (``model register`` warns about them).
 """
@@ -31,22 +36,13 @@ from modelport.core.errors import ValidationError
 from modelport.registry.flavors.explicit import adopt
 from modelport.registry.flavors.files import sniff
 from modelport.registry.flavors.folders import detect_folder
-from modelport.registry.flavors.onnx import onnx_model
-from modelport.registry.flavors.types import FlavorInfo, Signature, TensorSpec
+from modelport.runtime import flavor_catalog
+from modelport.runtime.flavor_info import FlavorInfo, Signature, TensorSpec
 
 __all__ = ["DATATYPES", "FLAVORS", "FlavorInfo", "Signature", "TensorSpec", "detect"]
 
-FLAVORS: tuple[str, ...] = (
-    "onnx",
-    "sklearn",
-    "torch",
-    "xgboost",
-    "lightgbm",
-    "mlflow",
-    "python",
-    "triton",
-    "custom",
-)
+#: modelport's own flavors; :func:`modelport.runtime.flavor_catalog.names` adds outside ones.
+FLAVORS: tuple[str, ...] = tuple(flavor_catalog.BUILTIN)
 
 
 def detect(path: Path | str, flavor: str | None = None) -> FlavorInfo:
@@ -59,14 +55,15 @@ def detect(path: Path | str, flavor: str | None = None) -> FlavorInfo:
     fits (``xgboost`` for a pickled sklearn pipeline), the signature and details are kept and
     ``details["detected_flavor"]`` says what detection found.
     """
-    if flavor is not None and flavor not in FLAVORS:
-        raise ValidationError(f"flavor: {flavor!r} is not one of {', '.join(FLAVORS)}")
+    own = None if flavor is None else flavor_catalog.get(flavor)
+    if flavor is not None and own is None:
+        raise ValidationError(f"flavor: {flavor!r} is not one of {', '.join(flavor_catalog.names())}")
     path = Path(path)
     try:
         if path.is_dir():
             return detect_folder(path, flavor)
         if path.is_file():
-            info = onnx_model(path) if flavor == "onnx" else sniff(path, strict=flavor is None)
+            info = own.claim_file(path) if own and own.claim_file else sniff(path, strict=flavor is None)
             return adopt(info, flavor, path)
     except OSError as exc:
         where = exc.filename or path

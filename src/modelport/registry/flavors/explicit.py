@@ -1,8 +1,8 @@
 """An explicit flavor against what detection found: which flavors can load which format.
 
-A pickle can be loaded by several frameworks, an ONNX graph only by ``onnx``, and anything by
-``custom``; a flavor whose format identifies itself cannot be claimed for bytes that were not
-recognised as it.
+Each flavor lists the formats it loads (a pickle can be loaded by several frameworks, an ONNX
+graph only by ``onnx``); ``custom`` loads anything. A self-describing flavor (one with
+``required``) cannot be claimed for bytes that were not recognised as one of its formats.
 """
 
 from __future__ import annotations
@@ -10,37 +10,24 @@ from __future__ import annotations
 from pathlib import Path
 
 from modelport.core.errors import ValidationError
-from modelport.registry.flavors.pickle_walker import PICKLE_FRAMEWORKS
-from modelport.registry.flavors.types import FlavorInfo
+from modelport.runtime import flavor_catalog
+from modelport.runtime.flavor_contract import Flavor
+from modelport.runtime.flavor_info import FlavorInfo
 
-# Which flavors can load each recognised format ("custom" can load anything).
-_LOADERS: dict[str, frozenset[str]] = {
-    "onnx": frozenset({"onnx"}),
-    "pickle": PICKLE_FRAMEWORKS,
-    "joblib": PICKLE_FRAMEWORKS,
-    "xgboost-json": frozenset({"xgboost"}),
-    "xgboost-ubj": frozenset({"xgboost"}),
-    "lightgbm-text": frozenset({"lightgbm"}),
-    "torch-zip": frozenset({"torch"}),
-    "mlflow": frozenset({"mlflow"}),
-    "triton": frozenset({"triton"}),
-    "python": frozenset({"python"}),
-}
-# Flavors whose format identifies itself, so unrecognised content cannot be one of them.
-NEEDS = {
-    "onnx": "is not an ONNX model",
-    "mlflow": "is not an MLflow model folder (no MLmodel file)",
-    "triton": "is not a Triton model repository (no <model>/<version>/ folders)",
-    "python": "has no entry script (score.py, or a .py file defining init() and run())",
-}
+CUSTOM = "custom"  # what detection reports for content no flavor recognises; it stores anything
 
 
 def accepts(info: FlavorInfo, wanted: str) -> bool:
     """Whether flavor ``wanted`` could load what ``info`` describes."""
-    if wanted == "custom":
+    if wanted == CUSTOM:
         return True
     fmt = info.details.get("format")
-    return wanted not in NEEDS if fmt is None else wanted in _LOADERS[fmt]
+    return not self_describing(wanted) if fmt is None else fmt in _flavor(wanted).formats
+
+
+def self_describing(wanted: str) -> bool:
+    """Whether content must be recognised as one of ``wanted``'s formats to be that flavor."""
+    return wanted != CUSTOM and _flavor(wanted).required is not None
 
 
 def adopt(info: FlavorInfo, wanted: str | None, path: Path) -> FlavorInfo:
@@ -59,4 +46,11 @@ def misfit(path: Path, wanted: str, found: FlavorInfo | None) -> ValidationError
     fmt = found.details.get("format") if found else None
     if fmt is not None:
         return ValidationError(f"{path}: detected as {found.flavor} ({fmt}), which flavor {wanted!r} cannot load")
-    return ValidationError(f"{path}: {NEEDS[wanted]}, so flavor {wanted!r} does not fit")
+    return ValidationError(f"{path}: {_flavor(wanted).required}, so flavor {wanted!r} does not fit")
+
+
+def _flavor(name: str) -> Flavor:
+    flavor = flavor_catalog.get(name)
+    if flavor is None:  # detect() checks the name first
+        raise ValidationError(f"flavor: {name!r} is not one of {', '.join(flavor_catalog.names())}")
+    return flavor

@@ -5,35 +5,28 @@ from __future__ import annotations
 from pathlib import Path
 
 from modelport.core.errors import ValidationError
-from modelport.registry.flavors.onnx import onnx_model
-from modelport.registry.flavors.pickles import pickled_model
-from modelport.registry.flavors.scripts import python_file
-from modelport.registry.flavors.torch import torch_archive
-from modelport.registry.flavors.trees import lightgbm_model, xgboost_model
-from modelport.registry.flavors.types import FlavorInfo
+from modelport.runtime import flavor_catalog
+from modelport.runtime.flavor_info import FlavorInfo
 
 _HEAD_BYTES = 256  # the first bytes, that every format below is told by
 
 
 def sniff(path: Path, strict: bool) -> FlavorInfo:
-    """Recognise one file by its content (and, for ONNX and bare pickles, its extension).
+    """Recognise one file by the registered flavors' file detectors, in catalog order.
 
-    A ``.onnx`` file that does not parse is an error when ``strict`` (detection would otherwise
-    trust the name); under an explicit flavor it is just unrecognised bytes.
+    A file that claims a format and is broken (a ``.onnx`` file that does not parse) is an
+    error when ``strict`` (detection would otherwise trust the claim); under an explicit flavor
+    it is just unrecognised bytes.
     """
-    if path.suffix.lower() == ".onnx":
+    with path.open("rb") as f:
+        head = f.read(_HEAD_BYTES)
+    for detector in flavor_catalog.file_detectors():
         try:
-            return onnx_model(path)
+            info = detector(path, head)
         except ValidationError:
             if strict:
                 raise
-    with path.open("rb") as f:
-        head = f.read(_HEAD_BYTES)
-    return (
-        torch_archive(path, head)
-        or pickled_model(path, head)
-        or xgboost_model(path, head)
-        or lightgbm_model(path, head)
-        or python_file(path)
-        or FlavorInfo("custom", None, None, {})
-    )
+            continue
+        if info is not None:
+            return info
+    return FlavorInfo("custom", None, None, {})

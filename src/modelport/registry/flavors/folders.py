@@ -1,21 +1,20 @@
-"""Model folders: MLflow, Triton repositories and entry scripts first, else the one model file."""
+"""Model folders: the flavors' folder layouts first (MLflow, entry scripts, Triton...), else the one model file."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
 
-from modelport.registry.flavors.explicit import NEEDS, accepts, adopt, misfit
+from modelport.registry.flavors.explicit import accepts, adopt, misfit, self_describing
 from modelport.registry.flavors.files import sniff
-from modelport.registry.flavors.mlflow import mlflow_model
-from modelport.registry.flavors.scripts import python_folder
-from modelport.registry.flavors.types import FlavorInfo
+from modelport.runtime import flavor_catalog
+from modelport.runtime.flavor_info import FlavorInfo
 
 
 def detect_folder(folder: Path, wanted: str | None) -> FlavorInfo:
-    """Folder layouts first (MLflow, Triton, entry script), then the one model file inside."""
+    """Folder layouts first (each flavor's folder detectors), then the one model file inside."""
     rejected: list[FlavorInfo] = []
-    for probe in (mlflow_model, _triton_repository, python_folder):
+    for probe in flavor_catalog.folder_detectors():
         info = probe(folder)
         if info is not None and (wanted is None or accepts(info, wanted)):
             return adopt(info, wanted, folder)
@@ -34,7 +33,7 @@ def detect_folder(folder: Path, wanted: str | None) -> FlavorInfo:
     if wanted is None:
         return FlavorInfo("custom", None, None, {})
     rejected.extend(info for _, info in models)
-    if rejected or wanted in NEEDS:
+    if rejected or self_describing(wanted):
         raise misfit(folder, wanted, rejected[0] if rejected else None)
     return FlavorInfo(wanted, None, None, {})
 
@@ -54,26 +53,3 @@ def _model_files(folder: Path, strict: bool) -> list[tuple[str, FlavorInfo]]:
         if "format" in info.details:
             found.append((entry.name, info))
     return found
-
-
-def _subfolders(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def _is_triton_model(folder: Path) -> bool:
-    """A Triton model folder holds numbered version folders (and usually config.pbtxt)."""
-    subfolders = _subfolders(folder)
-    versions = [p for p in subfolders if p.name.isascii() and p.name.isdigit()]
-    return bool(versions) and ((folder / "config.pbtxt").is_file() or len(versions) == len(subfolders))
-
-
-def _triton_repository(folder: Path) -> FlavorInfo | None:
-    """One Triton model folder, or a repository whose every subfolder is one."""
-    if _is_triton_model(folder):
-        models = [folder.resolve().name]
-    else:
-        subfolders = _subfolders(folder)
-        if not subfolders or not all(_is_triton_model(p) for p in subfolders):
-            return None
-        models = [p.name for p in subfolders]
-    return FlavorInfo("triton", None, None, {"format": "triton", "models": models})

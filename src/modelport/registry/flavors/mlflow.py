@@ -12,7 +12,7 @@ import yaml
 
 from modelport.core.datatypes import datatype_of
 from modelport.core.errors import ValidationError
-from modelport.registry.flavors.types import FlavorInfo, Signature, TensorSpec, is_shape, version_text
+from modelport.runtime.flavor_info import FlavorInfo, Signature, TensorSpec, is_shape, version_text
 
 _MLFLOW_COLUMN_TYPES = {
     "boolean": "BOOL",

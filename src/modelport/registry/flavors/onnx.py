@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport.core.errors import ValidationError
-from modelport.registry.flavors.types import FlavorInfo, Signature, TensorSpec, version_text
+from modelport.runtime.flavor_info import FlavorInfo, Signature, TensorSpec, version_text
 
 # ONNX TensorProto element type names to v2 datatypes; the others (complex, float8...) have none.
 _ONNX_DATATYPES = {
@@ -26,6 +26,11 @@ _ONNX_DATATYPES = {
     "BFLOAT16": "BF16",
     "STRING": "BYTES",
 }
+
+
+def onnx_file(path: Path, head: bytes) -> FlavorInfo | None:
+    """A ``*.onnx`` file, parsed; ONNX has no magic number, so any other name is not looked at."""
+    return onnx_model(path) if path.suffix.lower() == ".onnx" else None
 
 
 def onnx_model(path: Path) -> FlavorInfo:

@@ -7,8 +7,9 @@ check makes it safe to load; what registration can do is say when a file reaches
 no machine-learning pickle needs, so that a tampered or unexpected file is noticed before it is
 served.
 
-The list allows by module: the scientific stack and the frameworks whose models are pickled
-(``numpy``, ``scipy``, ``sklearn``, ``joblib``, ``xgboost``, ``lightgbm``, ``pandas``, ...),
+The list allows by module: the scientific stack (``numpy``, ``scipy``, ``joblib``, ``pandas``,
+...) and the frameworks whose models are pickled (each registered flavor's ``pickle_modules``:
+``sklearn``, ``xgboost``, ``lightgbm``, ``torch``),
 the standard containers and reconstructors pickle itself uses (``collections``, ``copyreg``,
 ``_codecs``, ``datetime``, ...) and a handful of plain ``builtins`` constructors. Everything
 else (``os``, ``subprocess``, ``builtins.eval``, ``importlib``, a user's ``__main__.MyModel``)
@@ -25,22 +26,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelport.registry.flavors.pickles import walk_pickle
+from modelport.runtime import flavor_catalog
 
 _HEAD_BYTES = 256
 
-#: Top-level modules whose names a model pickle may import.
+#: Top-level modules whose names a model pickle may import, beside the flavors' pickle modules.
 SAFE_MODULES = frozenset(
     {
         "numpy",
         "scipy",
-        "sklearn",
         "joblib",
-        "xgboost",
-        "lightgbm",
         "catboost",
         "pandas",
         "pyarrow",
-        "torch",
         "ml_dtypes",
         "collections",
         "copyreg",
@@ -141,4 +139,4 @@ def is_safe_import(qualified: str) -> bool:
     top, _, rest = qualified.partition(".")
     if top in ("builtins", "__builtin__"):
         return rest in SAFE_BUILTINS
-    return top in SAFE_MODULES
+    return top in SAFE_MODULES or top in flavor_catalog.pickle_frameworks()

@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from typing import IO, Any, NamedTuple
 
 from modelport.registry.flavors.streams import ChunkedReader, skip
-from modelport.registry.flavors.types import is_shape
+from modelport.runtime import flavor_catalog
+from modelport.runtime.flavor_info import is_shape
 
-#: The frameworks whose pickled models are recognised by the classes they reference.
-PICKLE_FRAMEWORKS = frozenset({"sklearn", "xgboost", "lightgbm", "torch"})
 _MAX_TEXT = 4096
 
 # What a damaged or hostile stream can raise while being walked: the walk stops, findings stay.
@@ -43,7 +42,7 @@ UNREADABLE = (
 class PickleFacts:
     """What a walk learnt; filled in as the opcodes go by, so a cut-short walk keeps its findings."""
 
-    framework: str | None = None  # top-level package of the first framework class referenced
+    framework: str | None = None  # flavor of the first framework class referenced (its pickle_modules)
     estimator: str | None = None  # "module.Class" of the model object
     sklearn_version: str | None = None
     joblib: bool = False
@@ -64,7 +63,7 @@ def scan_pickle(stream: IO[bytes], *, whole: bool = False) -> PickleFacts:
     """
     facts = PickleFacts()
     try:
-        _PickleWalker(ChunkedReader(stream), facts, stop_early=not whole).run()
+        _PickleWalker(ChunkedReader(stream), facts, flavor_catalog.pickle_frameworks(), stop_early=not whole).run()
         facts.complete = True
     except _Enough:
         pass
@@ -134,9 +133,10 @@ class _PickleWalker:
     bytes here. joblib's in-line array data, which is not pickle, is stepped over.
     """
 
-    def __init__(self, stream: IO[bytes], facts: PickleFacts, stop_early: bool) -> None:
+    def __init__(self, stream: IO[bytes], facts: PickleFacts, frameworks: dict[str, str], stop_early: bool) -> None:
         self._stream = stream
         self._facts = facts
+        self._frameworks = frameworks  # top-level module -> flavor
         self._stop_early = stop_early
         self._stack: list[Any] = []
         self._marks: list[list[Any]] = []
@@ -269,10 +269,11 @@ class _PickleWalker:
         facts.imports.add(f"{module}.{qualname}")
         top = module.partition(".")[0]
         facts.joblib = facts.joblib or top == "joblib"
-        if top in PICKLE_FRAMEWORKS:
-            facts.framework = facts.framework or top
+        flavor = self._frameworks.get(top)
+        if flavor is not None:
+            facts.framework = facts.framework or flavor
             helper = _is_helper(module, qualname)
-            if facts.estimator is None and top == facts.framework and not helper:
+            if facts.estimator is None and flavor == facts.framework and not helper:
                 facts.estimator = f"{module}.{qualname}"
             self._stop_if_done()
         return _Global(module, qualname)
@@ -295,7 +296,7 @@ class _PickleWalker:
             raise ValueError("joblib array wrapper without a shape")
         itemsize, has_objects = _dtype_layout(state.get("dtype"))
         if has_objects:  # written as a nested pickle instead
-            _PickleWalker(self._stream, self._facts, self._stop_early).run()
+            _PickleWalker(self._stream, self._facts, self._frameworks, self._stop_early).run()
             return
         if state.get("numpy_array_alignment_bytes") is not None:
             skip(self._stream, self._stream.read(1)[0])  # one byte giving the padding length

@@ -12,7 +12,7 @@ from typing import IO
 
 from modelport.registry.flavors.pickle_walker import UNREADABLE, PickleFacts, scan_pickle
 from modelport.registry.flavors.streams import open_stream, sniff_compression
-from modelport.registry.flavors.types import FlavorInfo, version_text
+from modelport.runtime.flavor_info import FlavorInfo, version_text
 
 _PICKLE_SUFFIXES = frozenset({".pkl", ".pickle", ".joblib"})
 _PICKLE_HEADER = re.compile(rb"\x80[\x02-\x05]")  # PROTO opcode, protocols 2 to 5

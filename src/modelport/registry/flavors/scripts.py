@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from modelport.registry.flavors.types import FlavorInfo
+from modelport.runtime.flavor_info import FlavorInfo
 
 
 def python_folder(folder: Path) -> FlavorInfo | None:
@@ -18,8 +18,8 @@ def python_folder(folder: Path) -> FlavorInfo | None:
     return _python_info(script) if script else None
 
 
-def python_file(path: Path) -> FlavorInfo | None:
-    """A single ``.py`` file is a model only when it is an entry script."""
+def python_file(path: Path, head: bytes) -> FlavorInfo | None:
+    """A single ``.py`` file is a model only when it is an entry script (its head says nothing)."""
     return _python_info(path.name) if path.suffix == ".py" and _defines_init_and_run(path) else None
 
 

@@ -22,8 +22,8 @@ import yaml
 from modelport.core.datatypes import datatype_of
 from modelport.core.errors import ValidationError
 from modelport.registry.flavors.mlflow import mlflow_specs
-from modelport.registry.flavors.types import Signature, TensorSpec
-from modelport.runtime.config import TABULAR_FLAVORS
+from modelport.runtime import flavor_catalog
+from modelport.runtime.flavor_info import Signature, TensorSpec
 from modelport.runtime.flavors import DEFAULT_INPUT as TABLE_INPUT
 
 _PAYLOAD_KEYS = ("input_data", "data", "inputs")  # Azure ML / MLflow request bodies
@@ -76,7 +76,7 @@ def signature_from_file(path: Path) -> Signature:
 
 def check_fits(signature: Signature, flavor: str) -> None:
     """A tabular model takes one ``[rows, features]`` input: a given signature must say so."""
-    if flavor not in TABULAR_FLAVORS:
+    if not flavor_catalog.is_tabular(flavor):
         return
     inputs = signature.inputs
     if len(inputs) != 1 or len(inputs[0].shape) != 2 or inputs[0].shape[0] != -1:

@@ -6,7 +6,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from modelport.registry.flavors.types import FlavorInfo
+from modelport.runtime.flavor_info import FlavorInfo
 
 # What zipfile raises on a damaged archive (bad names decode to UnicodeDecodeError, a ValueError).
 _BAD_ZIP = (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError, OSError, zlib.error)

@@ -12,7 +12,7 @@ import struct
 from pathlib import Path
 from typing import IO
 
-from modelport.registry.flavors.types import FlavorInfo
+from modelport.runtime.flavor_info import FlavorInfo
 
 _TAIL_BYTES = 256  # XGBoost's closing "version" array fits in these
 

@@ -1,7 +1,9 @@
 """What detection reports: the result dataclasses, and the checks its fields share.
 
-They are JSON-safe, because the model registry stores signatures and details as JSON; values
-read out of model files pass :func:`version_text` and :func:`is_shape` before they are kept.
+A flavor's detectors return a :class:`FlavorInfo` (see :mod:`.flavor_contract`), so these types
+live beside the contract, below the registry that stores them. They are JSON-safe, because the
+model registry stores signatures and details as JSON; values read out of model files pass
+:func:`version_text` and :func:`is_shape` before they are kept.
 """
 
 from __future__ import annotations
