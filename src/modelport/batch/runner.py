@@ -27,6 +27,7 @@ from modelport.batch.jobs import BatchJobs, LostOwnership
 from modelport.batch.output import assemble, part_start, part_suffix
 from modelport.batch.worker import WorkerConfig
 from modelport.core.errors import ModelportError
+from modelport.schema.job import JobSpec
 from modelport.workspace import Workspace
 
 log = logging.getLogger("modelport.batch.runner")
@@ -107,8 +108,8 @@ def run_job(ws: Workspace, job_id: str, token: str) -> None:
 
 
 def _run(ws: Workspace, jobs: BatchJobs, job: dict[str, Any], token: str, hooks: _Hooks) -> str:
-    job_id, job_dir, spec = job["id"], Path(job["job_dir"]), job["spec"]
-    settings = BatchSettings.from_dict(spec["settings"])
+    job_id, job_dir, spec = job["id"], Path(job["job_dir"]), JobSpec.read(job["spec"])
+    settings = BatchSettings.from_dict(spec.settings)
     plan = InputPlan.from_dict(job["plan"])
     config = _worker_config(ws, spec, settings, plan, job_dir)
     pending, failed_before = jobs.unfinished(job_id)
@@ -129,7 +130,7 @@ def _run(ws: Workspace, jobs: BatchJobs, job: dict[str, Any], token: str, hooks:
     if job["engine"] == "ray":
         from modelport.batch.ray_executor import RayExecutor  # imports Ray: Ray jobs only
 
-        executor = RayExecutor(spec["ray_address"], config, settings.workers)
+        executor = RayExecutor(spec.ray_address, config, settings.workers)
         engine = Engine(plan, settings, pending, executor, parts_dir, suffix, hooks, failed_before)
     else:
         engine = LocalEngine(plan, settings, pending, config, parts_dir, suffix, hooks, failed_before)
@@ -146,20 +147,20 @@ def _run(ws: Workspace, jobs: BatchJobs, job: dict[str, Any], token: str, hooks:
 
 
 def _worker_config(
-    ws: Workspace, spec: dict[str, Any], settings: BatchSettings, plan: InputPlan, job_dir: Path
+    ws: Workspace, spec: JobSpec, settings: BatchSettings, plan: InputPlan, job_dir: Path
 ) -> WorkerConfig:
-    output_dir = Path(spec["output_dir"])
+    output_dir = Path(spec.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     environment = {**settings.environment_variables, "AZUREML_BI_OUTPUT_PATH": str(output_dir)}
     model_path = None
-    if spec["model"]:
-        info, model_dir = ws.models.model_dir(spec["model"])
+    if spec.model:
+        info, model_dir = ws.models.model_dir(spec.model)
         environment.update(AZUREML_MODEL_DIR=str(model_dir), MODELPORT_MODEL_DIR=str(model_dir))
         model_path = str(model_dir / info.root_name)
     remote = plan.rows is None and not plan.is_local
     return WorkerConfig(
-        script=str(Path(spec["code"]) / spec["scoring_script"]) if spec["code"] else None,
-        flavor=spec["flavor"],
+        script=str(Path(spec.code) / spec.scoring_script) if spec.code and spec.scoring_script else None,
+        flavor=spec.flavor,
         model_path=model_path,
         environment=environment,
         log_dir=str(job_dir / "logs" / "user" / "stdout"),
