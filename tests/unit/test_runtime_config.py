@@ -494,3 +494,18 @@ def test_overrides_merge_mappings_and_replace_the_rest() -> None:
         ValidationError, match=r"^cfg: instance_group\[0\].count: input should be greater than or equal to 1$"
     ):
         override_config(own, "m", {"instance_group": [{"count": 0}]}, "cfg")
+
+
+def test_published_schema_describes_the_document_as_written() -> None:
+    schema = ModelConfig.model_json_schema()
+    defs = schema["$defs"]
+    assert schema["additionalProperties"] is False
+    assert {"input", "output", "optimization", "model_warmup"} <= set(schema["properties"])  # Triton's names
+    assert {"KIND_CPU", "cpu"} <= set(defs["InstanceGroup"]["properties"]["kind"]["enum"])
+    assert {"TYPE_FP32", "FP32"} <= set(defs["TensorConfig"]["properties"]["data_type"]["enum"])
+    assert [set(choice["properties"]) for choice in defs["VersionPolicy"]["oneOf"]] == [
+        {"latest"},
+        {"all"},
+        {"specific"},
+    ]
+    assert "extra" not in defs["TensorConfig"]["properties"]

@@ -23,7 +23,15 @@ from enum import Enum
 from typing import Annotated, Any
 
 import pydantic
-from pydantic import BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic.json_schema import SkipJsonSchema
 from typing_extensions import Self
 
@@ -114,7 +122,9 @@ Size = Annotated[Int, Field(ge=1)]
 Count = Annotated[Int, Field(ge=0)]
 Text = Annotated[str, Field(min_length=1)]
 Dims = Annotated[tuple[Annotated[Int, pydantic.AfterValidator(_dim)], ...], BeforeValidator(_repeated)]
-Datatype = Annotated[str, BeforeValidator(_datatype)]
+Datatype = Annotated[
+    str, BeforeValidator(_datatype), WithJsonSchema({"enum": [*DATATYPES, *TRITON_DATATYPES], "type": "string"})
+]
 
 
 def normalize_datatype(value: object) -> str:
@@ -294,7 +304,7 @@ class InstanceGroup(Extensible):
     kept_keys = field_names("ModelInstanceGroup") - {"count", "kind", "threads", "process"}
 
     count: Size = 1
-    kind: InstanceKind = InstanceKind.CPU
+    kind: Annotated[InstanceKind, WithJsonSchema({"enum": [*_KINDS], "type": "string"})] = InstanceKind.CPU
     threads: Size | None = None
     process: bool | None = None
 
@@ -445,7 +455,7 @@ class ModelConfig(Extensible):
     max_batch_size: Count = 0
     dynamic_batching: DynamicBatching | None = None
     instance_group: Annotated[list[InstanceGroup], BeforeValidator(_repeated)] = [InstanceGroup()]
-    version_policy: VersionPolicy = VersionPolicy()
+    version_policy: VersionPolicy = Field(VersionPolicy(), json_schema_extra=lambda schema: schema.pop("default"))
     parameters: Annotated[
         dict[str, Annotated[str, BeforeValidator(_parameter_text)]], BeforeValidator(_parameter_entries)
     ] = {}
