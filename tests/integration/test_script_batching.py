@@ -97,7 +97,7 @@ def test_a_full_queue_answers_503(tmp_path: Path) -> None:
         ("MODELPORT_DYNAMIC_BATCHING = {}", "MODELPORT_DYNAMIC_BATCHING needs MODELPORT_MAX_BATCH_SIZE as well"),
         (
             "MODELPORT_MAX_BATCH_SIZE = 8\nMODELPORT_DYNAMIC_BATCHING = {'max_queue_delay_microseconds': -1}",
-            "MODELPORT_DYNAMIC_BATCHING: dynamic_batching.max_queue_delay_microseconds: -1 is less than 0",
+            "MODELPORT_DYNAMIC_BATCHING: dynamic_batching.max_queue_delay_microseconds: input should be greater than or equal to 0",
         ),
         (
             "MODELPORT_MAX_BATCH_SIZE = 8\nfrom azureml.contrib.services.aml_request import rawhttp\nrun = rawhttp(run)",

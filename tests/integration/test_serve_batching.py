@@ -88,6 +88,6 @@ def test_model_config_option_tunes_batching_and_instances(server: Server, tmp_pa
 def test_bad_model_config_option_names_the_field(server: Server, sqlite_cli) -> None:  # noqa: ANN001
     result = sqlite_cli("serve", str(server.root / "mlp"), "--model-config", '{"max_batch_size": -2}', "--no-grpc")
     assert result.returncode == 1
-    assert result.stderr.strip() == "error: --model-config: max_batch_size: -2 is less than 0"
+    assert result.stderr.strip() == "error: --model-config: max_batch_size: input should be greater than or equal to 0"
     result = sqlite_cli("serve", str(server.root), "--model-config", '{"max_batch_size": 2}', "--no-grpc")
     assert "--model-config: applies to exactly one served model, not 2" in result.stderr

@@ -133,10 +133,13 @@ def test_inline_assets_are_read_with_their_cloud_keys(code: Path) -> None:
             r"^code_configuration.scoring_script: .*nope.py does not exist$",
         ),
         ({"name": "a b"}, r"^name: 'a b' is not valid"),
-        ({"model_config": {"max_batch_size": -1}}, r"^model_config: max_batch_size: -1 is less than 0$"),
+        (
+            {"model_config": {"max_batch_size": -1}},
+            r"^model_config: max_batch_size: input should be greater than or equal to 0$",
+        ),
         (
             {"model_config": {"dynamic_batching": {"max_queue_delay_microseconds": "soon"}}},
-            r"^model_config: dynamic_batching.max_queue_delay_microseconds: expected an integer",
+            r"^model_config: dynamic_batching.max_queue_delay_microseconds: input should be a valid integer",
         ),
         ({"model_config": {"name": "other"}}, r"^model_config: name: the served name cannot be overridden$"),
         (

@@ -204,19 +204,20 @@ def test_explicit_python_must_be_a_version(python: str) -> None:
         ("dependencies: [numpy\n", "conda.yml: invalid YAML at line 2"),
         ("", "conda.yml: expected a mapping"),
         ("- numpy\n", "conda.yml: expected a mapping"),
-        ("dependancies: [numpy]\n", "conda.yml: unknown key 'dependancies'"),
-        ("name: [a]\n", "conda.yml: name: expected a string"),
-        ("channels: conda-forge\n", "conda.yml: channels: expected a list"),
-        ("channels: [conda-forge, 1]\n", "conda.yml: channels[1]: expected a string"),
-        ("dependencies: numpy\n", "conda.yml: dependencies: expected a list"),
-        ("dependencies:\n", "conda.yml: dependencies: expected a list"),
-        ("dependencies: [numpy, 1.26]\n", "conda.yml: dependencies[1]: expected a package string"),
-        ("dependencies: [numpy, {conda: [x]}]\n", "conda.yml: dependencies[1]: expected a package"),
+        ("dependancies: [numpy]\n", "conda.yml: unknown key 'dependancies'; did you mean 'dependencies'?"),
+        ("name: [a]\n", "conda.yml: name: input should be a valid string"),
+        ("channels: conda-forge\n", "conda.yml: channels: input should be a valid list"),
+        ("channels: [conda-forge, 1]\n", "conda.yml: channels[1]: input should be a valid string"),
+        ("dependencies: numpy\n", "conda.yml: dependencies: input should be a valid list"),
+        ("dependencies:\n", "conda.yml: dependencies: input should be a valid list"),
+        ("dependencies: [numpy, 1.26]\n", "conda.yml: dependencies[1]: input should be a valid string"),
+        ("dependencies: [numpy, {conda: [x]}]\n", "conda.yml: dependencies[1].conda: unknown key (allowed: pip)"),
+        ("dependencies: [numpy, ' ']\n", "conda.yml: dependencies[1]: expected a package string"),
         (
             "dependencies: [python, pip, {pip: joblib}]\n",
-            "conda.yml: dependencies[2].pip: expected a list",
+            "conda.yml: dependencies[2].pip: input should be a valid list",
         ),
-        ("dependencies: [{pip: [a, 2]}]\n", "conda.yml: dependencies[0].pip[1]: expected a string"),
+        ("dependencies: [{pip: [a, 2]}]\n", "conda.yml: dependencies[0].pip[1]: input should be a valid string"),
         (
             "dependencies: [{pip: [-r req.txt]}]\n",
             "conda.yml: dependencies[0].pip[0]: '-r req.txt'",
@@ -259,7 +260,7 @@ def test_parse_spec_file_errors_name_the_path(tmp_path: Path) -> None:
         parse_spec_file(latin1)
     bad = tmp_path / "env.yml"
     bad.write_text("dependencies: [{pip: x}]\n")
-    with pytest.raises(ValidationError, match=re.escape(f"{bad}: dependencies[0].pip: expected")):
+    with pytest.raises(ValidationError, match=re.escape(f"{bad}: dependencies[0].pip: input should be a valid list")):
         parse_spec_file(bad)
 
 

@@ -143,8 +143,8 @@ def test_pbtxt_parses_a_realistic_triton_config(tmp_path: Path) -> None:
     assert config.version_policy == VersionPolicy("specific", versions=(1, 3))
     assert config.parameters == {"intra_op_thread_count": "4", "cudnn_conv_algo_search": "HEURISTIC"}
     assert set(config.extra) == {"model_warmup", "optimization"}
-    warmup = config.extra["model_warmup"][0]
-    assert warmup["inputs"]["value"] == {"data_type": "TYPE_FP32", "dims": [16], "zero_data": True}
+    warmup = config.extra["model_warmup"][0]  # a protobuf map reads as a mapping, as in Triton's JSON
+    assert warmup["inputs"]["features"] == {"data_type": "TYPE_FP32", "dims": [16], "zero_data": True}
 
 
 def test_yaml_parses_the_same_fields_with_plural_spellings(tmp_path: Path) -> None:
@@ -271,36 +271,49 @@ def test_triton_json_config_is_read_with_its_printed_defaults() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('input { name: "x" data_type: TYPE_FP32 dims: [ -2 ] }', "config.pbtxt: input[0].dims: -2 is not -1"),
-        ('input { name: "x" data_type: TYPE_FP32 dims: [ 0 ] }', "input[0].dims: 0 is not -1"),
+        ('input { name: "x" data_type: TYPE_FP32 dims: [ -2 ] }', "config.pbtxt: input[0].dims[0]: -2 is not -1"),
+        ('input { name: "x" data_type: TYPE_FP32 dims: [ 0 ] }', "input[0].dims[0]: 0 is not -1"),
         (
             'output [ { name: "a" data_type: TYPE_FP32 dims: 1 }, { name: "b" data_type: TYPE_COMPLEX dims: 1 } ]',
-            "output[1].data_type: 'TYPE_COMPLEX' is not a datatype",
+            'line 1 column 77: data_type: enum type "inference.DataType" has no value named TYPE_COMPLEX',
         ),
-        ('input { name: "x" dims: [ 1 ] }', "input[0].data_type: missing"),
-        ("input { data_type: TYPE_FP32 dims: [ 1 ] }", "input[0].name: expected a non-empty string"),
+        ('input { name: "x" dims: [ 1 ] }', "input[0].data_type: required"),
+        ("input { data_type: TYPE_FP32 dims: [ 1 ] }", "input[0].name: required"),
         (
             'input { name: "x" data_type: TYPE_FP32 dims: [ 1 ] } input { name: "x" data_type: TYPE_FP32 dims: [ 1 ] }',
             "input[1].name: 'x' appears twice",
         ),
-        ("max_batch_size: -1", "max_batch_size: -1 is less than 0"),
-        ('max_batch_size: "eight"', "max_batch_size: expected an integer, got 'eight'"),
+        ("max_batch_size: -1", "max_batch_size: input should be greater than or equal to 0"),
+        ('max_batch_size: "eight"', 'line 1 column 17: max_batch_size: couldn\'t parse integer: "eight"'),
         ("max_batch_size: 1 max_batch_size: 2", "max_batch_size: given more than once"),
         (
             "max_batch_size: 8 dynamic_batching { preferred_batch_size: [ 4, 16 ] }",
             "dynamic_batching.preferred_batch_size: 16 exceeds max_batch_size 8",
         ),
-        ("dynamic_batching { preferred_batch_size: [ 0 ] }", "dynamic_batching.preferred_batch_size: 0 is less than 1"),
-        ("dynamic_batching { preserve_ordering: 1 }", "dynamic_batching.preserve_ordering: expected true or false"),
-        ("instance_group [ { count: 0 kind: KIND_CPU } ]", "instance_group[0].count: 0 is less than 1"),
+        (
+            "dynamic_batching { preferred_batch_size: [ 0 ] }",
+            "dynamic_batching.preferred_batch_size[0]: input should be greater than or equal to 1",
+        ),
+        ("dynamic_batching { preserve_ordering: maybe }", 'preserve_ordering: expected "true" or "false"'),
+        (
+            "instance_group [ { count: 0 kind: KIND_CPU } ]",
+            "instance_group[0].count: input should be greater than or equal",
+        ),
         ("instance_group [ { count: 1 kind: KIND_MODEL } ]", "instance_group[0].kind: 'KIND_MODEL' is not a kind"),
-        ("instance_group [ { count: 2 process: 1 } ]", "instance_group[0].process: expected true or false, got 1"),
-        ("version_policy: { latest: { num_versions: 0 } }", "version_policy.num_versions: 0 is less than 1"),
-        ("version_policy: { newest: { } }", "version_policy: give exactly one of latest, all or specific"),
+        ("instance_group [ { count: 2 process: 2 } ]", 'process: expected "true" or "false"'),
+        (
+            "version_policy: { latest: { num_versions: 0 } }",
+            "version_policy.num_versions: input should be greater than",
+        ),
+        ("version_policy: { newest: { } }", "line 1: newest: unknown field (allowed: all, latest, specific)"),
         ("version_policy: { specific: { } }", "version_policy.versions: must list at least one version"),
         ('name: "bad name"', "name: 'bad name' is not valid"),
-        ("input: 3", "input[0]: expected a mapping, got 3"),
-        ('parameters { key: "threads" value { int_value: 3 } }', "parameters.threads: expected a scalar"),
+        ("input: 3", 'line 1 column 8: expected "{"'),
+        (
+            'parameters { key: "threads" value { int_value: 3 } }',
+            "int_value: unknown field; did you mean 'string_value'?",
+        ),
+        ("optimisation { }", "line 1: optimisation: unknown field; did you mean 'optimization'?"),
     ],
 )
 def test_validation_errors_name_the_file_and_field(tmp_path: Path, text: str, message: str) -> None:
@@ -315,11 +328,11 @@ def test_validation_errors_name_the_file_and_field(tmp_path: Path, text: str, me
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('name: "m"\ninput {\n  name: "x"\n', "line 3: expected a field name or '}', got 'end of file'"),
-        ('name "m"', "line 1: expected ':' or '{' after 'name', got '\"m\"'"),
-        ("dims: [ 1 2 ]", "line 1: expected ',' or ']', got '2'"),
-        ("name: @", "line 1: unexpected character '@'"),
-        ("}", "line 1: expected a field name, got '}'"),
+        ('name: "m"\ninput {\n  name: "x"\n', 'line 3 column 9: expected "}"'),
+        ('name "m"', 'line 1 column 6: expected ":"'),
+        ("input { dims: [ 1 2 ] }", 'line 1 column 19: expected ","'),
+        ("name: @", "line 1 column 7: name: expected string but found: '@'"),
+        ("}", "line 1 column 1: expected identifier or number, got }"),
     ],
 )
 def test_pbtxt_syntax_errors_give_the_line(tmp_path: Path, text: str, message: str) -> None:
@@ -332,27 +345,34 @@ def test_pbtxt_syntax_errors_give_the_line(tmp_path: Path, text: str, message: s
 def test_pbtxt_scalars(tmp_path: Path) -> None:
     text = textwrap.dedent(
         """\
-        a: 0x1F b: -2.5e1 c: 1.5f d: 'it\\'s' e: "multi" "part" f: true g: False h: inf
-        m < k: 1 >
+        max_batch_size: 0x1F platform: 'it\\'s' backend: "multi" "part"
+        instance_group { process: False } instance_group < process: t passive: True >
+        sequence_batching { direct { minimum_slot_utilization: 0.1 } }
+        optimization { priority: PRIORITY_MAX }
         """
     )
-    data = config_from_dict(load_config_pbtxt(write(tmp_path / "m", "config.pbtxt", text)).to_dict()).extra
-    assert data == {
-        "a": 31, "b": -25.0, "c": 1.5, "d": "it's", "e": "multipart", "f": True, "g": False, "h": float("inf"),
-        "m": {"k": 1},
-    }  # fmt: skip
+    config = load_config_pbtxt(write(tmp_path / "m", "config.pbtxt", text))
+    assert (config.max_batch_size, config.platform, config.backend) == (31, "it's", "multipart")
+    assert [group.process for group in config.instance_group] == [False, True]
+    assert config.instance_group[1].extra == {"passive": True}
+    assert config_from_dict(config.to_dict()).extra == {
+        "sequence_batching": {"direct": {"minimum_slot_utilization": 0.1}},  # a 32-bit float as written
+        "optimization": {"priority": "PRIORITY_MAX"},
+    }
 
 
 def test_yaml_errors_name_the_file_and_field(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match=r"config.yaml: not valid YAML at line 2"):
         load_config_yaml(write(tmp_path, "config.yaml", "name: m\nkey: a: b\n"))
-    with pytest.raises(ValidationError, match=r"config.yaml: expected a mapping, got list"):
+    with pytest.raises(ValidationError, match=r"config.yaml: expected a mapping, got a list"):
         load_config_yaml(write(tmp_path, "config.yaml", "- a\n"))
     with pytest.raises(ValidationError, match=r"config.yaml: inputs: give either input or inputs, not both"):
         load_config_yaml(write(tmp_path, "config.yaml", "input: []\ninputs: []\n"))
-    with pytest.raises(ValidationError, match=r"config.yaml: input\[0\].dims: expected an integer, got 'x'"):
+    with pytest.raises(ValidationError, match=r"config.yaml: input\[0\].dims\[0\]: input should be a valid integer"):
         load_config_yaml(write(tmp_path, "config.yaml", "input: [{name: a, datatype: FP32, dims: [x]}]\n"))
-    with pytest.raises(ValidationError, match=r"config.yaml: dynamic_batching.latency_budget_ms: expected a positive"):
+    with pytest.raises(
+        ValidationError, match=r"config.yaml: dynamic_batching.latency_budget_ms: input should be greater"
+    ):
         load_config_yaml(write(tmp_path, "config.yaml", "dynamic_batching: {latency_budget_ms: 0}\n"))
     with pytest.raises(ValidationError, match=r"nope.yaml: does not exist"):
         load_config_yaml(tmp_path / "nope.yaml")
@@ -362,7 +382,7 @@ def test_dataclasses_validate_when_built_directly() -> None:
     with pytest.raises(ValidationError, match=r"^dims: -3 is not -1 or a positive integer$"):
         TensorConfig("x", "FP32", (-3,))
     assert TensorConfig("x", "TYPE_STRING", (1,)).datatype == "BYTES"
-    with pytest.raises(ValidationError, match=r"^count: 0 is less than 1$"):
+    with pytest.raises(ValidationError, match=r"^count: input should be greater than or equal to 1$"):
         InstanceGroup(count=0)
     assert InstanceGroup(kind="KIND_AUTO").kind == "cpu"
 
@@ -470,5 +490,22 @@ def test_overrides_merge_mappings_and_replace_the_rest() -> None:
         max_queue_delay_microseconds=900, preserve_ordering=True, max_queue_size=3, default_timeout_microseconds=50
     )
     assert override_config(None, "m", {"max_batch_size": 4}).name == "m"
-    with pytest.raises(ValidationError, match=r"^cfg: instance_group\[0\].count: 0 is less than 1$"):
+    with pytest.raises(
+        ValidationError, match=r"^cfg: instance_group\[0\].count: input should be greater than or equal to 1$"
+    ):
         override_config(own, "m", {"instance_group": [{"count": 0}]}, "cfg")
+
+
+def test_published_schema_describes_the_document_as_written() -> None:
+    schema = ModelConfig.model_json_schema()
+    defs = schema["$defs"]
+    assert schema["additionalProperties"] is False
+    assert {"input", "output", "optimization", "model_warmup"} <= set(schema["properties"])  # Triton's names
+    assert {"KIND_CPU", "cpu"} <= set(defs["InstanceGroup"]["properties"]["kind"]["enum"])
+    assert {"TYPE_FP32", "FP32"} <= set(defs["TensorConfig"]["properties"]["data_type"]["enum"])
+    assert [set(choice["properties"]) for choice in defs["VersionPolicy"]["oneOf"]] == [
+        {"latest"},
+        {"all"},
+        {"specific"},
+    ]
+    assert "extra" not in defs["TensorConfig"]["properties"]

@@ -35,6 +35,7 @@ from modelport.batch.status import TERMINAL, JobStatus, MiniBatchStatus
 from modelport.core.errors import ConflictError, ModelportError, NotFoundError, ValidationError
 from modelport.core.settings import ENV_ARTIFACT_ROOT, ENV_DB_URL, ENV_HOME
 from modelport.registry.stores import WorkspaceStores
+from modelport.schema.job import DeploymentSpec, JobSpec
 from modelport.store.schema import BatchJob, BatchMiniBatch, utcnow
 
 log = logging.getLogger("modelport.batch")
@@ -103,9 +104,10 @@ class BatchJobs:
         """Check everything, record the job and its mini-batches, and start its runner."""
         ray_address = _engine_address(engine, ray_address)
         target = BatchEndpoints(self.ws).get_deployment(endpoint, deployment)
-        runner = self._runner_command(target.spec.get("environment"), engine)  # may build the environment
+        deployment = DeploymentSpec.read(target.spec)
+        runner = self._runner_command(deployment.environment, engine)  # may build the environment
         settings = target.settings.override(overrides or {})
-        no_code = target.spec["code"] is None
+        no_code = deployment.code is None
         plan = resolve_input(input_uri, input_type, tabular_default=no_code)
         if no_code and plan.kind != "tabular":
             raise ValidationError(
@@ -129,12 +131,14 @@ class BatchJobs:
                         deployment=target.name,
                         status=JobStatus.NOT_STARTED,
                         engine=engine,
-                        spec={
-                            **target.spec,
-                            "settings": settings.to_dict(),
-                            "output_dir": str(output_dir),
-                            "ray_address": ray_address,
-                        },
+                        spec=JobSpec(
+                            **{
+                                **deployment.to_json(),
+                                "settings": settings.to_dict(),
+                                "output_dir": str(output_dir),
+                                "ray_address": ray_address,
+                            }
+                        ).to_json(),
                         plan=plan.to_dict(),
                         output_file=None if output_file is None else str(output_file),
                         overwrite=overwrite,
@@ -199,8 +203,9 @@ class BatchJobs:
                 raise ConflictError(f"job {job_id}: already {row.status}; only unfinished jobs resume")
             if _runner_alive(row):
                 raise ConflictError(f"job {job_id}: its runner (pid {row.runner_pid}) is still running")
-            _engine_address(row.engine, row.spec.get("ray_address"))
-            environment, engine = row.spec.get("environment"), row.engine
+            spec = JobSpec.read(row.spec)
+            _engine_address(row.engine, spec.ray_address)
+            environment, engine = spec.environment, row.engine
         runner = self._runner_command(environment, engine)
         with self.db.session() as session:
             row = self._require(session, job_id)
@@ -372,7 +377,8 @@ class BatchJobs:
             ):
                 errors.extend(found)
         plan = InputPlan.from_dict(row.plan)
-        settings = BatchSettings.from_dict(row.spec["settings"])
+        spec = JobSpec.read(row.spec)
+        settings = BatchSettings.from_dict(spec.settings)
         status = JobStatus(row.status)
         if not status.terminal and not _runner_alive(row):
             status = JobStatus.NOT_RESPONDING
@@ -385,7 +391,7 @@ class BatchJobs:
             input={"uri": plan.uri, "type": plan.kind, "files": len(plan.files), "items": plan.total},
             output_file=row.output_file,
             settings=settings.to_dict(),
-            ray_address=row.spec.get("ray_address"),
+            ray_address=spec.ray_address,
             minibatches=counts,
             items={"total": row.total_items, "succeeded": succeeded, "failed": failed},
             items_per_second=rate,

@@ -30,6 +30,7 @@ from modelport.batch.worker import WorkerConfig
 from modelport.core.errors import ModelportError
 from modelport.core.settings import resolve_settings
 from modelport.registry.stores import WorkspaceStores
+from modelport.schema.job import JobSpec
 
 log = logging.getLogger("modelport.batch.runner")
 _FLUSH_S = 0.5
@@ -109,8 +110,8 @@ def run_job(ws: WorkspaceStores, job_id: str, token: str) -> None:
 
 
 def _run(ws: WorkspaceStores, jobs: BatchJobs, job: dict[str, Any], token: str, hooks: _Hooks) -> str:
-    job_id, job_dir, spec = job["id"], Path(job["job_dir"]), job["spec"]
-    settings = BatchSettings.from_dict(spec["settings"])
+    job_id, job_dir, spec = job["id"], Path(job["job_dir"]), JobSpec.read(job["spec"])
+    settings = BatchSettings.from_dict(spec.settings)
     plan = InputPlan.from_dict(job["plan"])
     config = _worker_config(ws, spec, settings, plan, job_dir)
     pending, failed_before = jobs.unfinished(job_id)
@@ -131,7 +132,7 @@ def _run(ws: WorkspaceStores, jobs: BatchJobs, job: dict[str, Any], token: str, 
     if job["engine"] == "ray":
         from modelport.batch.ray_executor import RayExecutor  # imports Ray: Ray jobs only
 
-        executor = RayExecutor(spec["ray_address"], config, settings.workers)
+        executor = RayExecutor(spec.ray_address, config, settings.workers)
         engine = Engine(plan, settings, pending, executor, parts_dir, suffix, hooks, failed_before)
     else:
         engine = LocalEngine(plan, settings, pending, config, parts_dir, suffix, hooks, failed_before)
@@ -148,20 +149,20 @@ def _run(ws: WorkspaceStores, jobs: BatchJobs, job: dict[str, Any], token: str, 
 
 
 def _worker_config(
-    ws: WorkspaceStores, spec: dict[str, Any], settings: BatchSettings, plan: InputPlan, job_dir: Path
+    ws: WorkspaceStores, spec: JobSpec, settings: BatchSettings, plan: InputPlan, job_dir: Path
 ) -> WorkerConfig:
-    output_dir = Path(spec["output_dir"])
+    output_dir = Path(spec.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     environment = {**settings.environment_variables, "AZUREML_BI_OUTPUT_PATH": str(output_dir)}
     model_path = None
-    if spec["model"]:
-        info, model_dir = ws.models.model_dir(spec["model"])
+    if spec.model:
+        info, model_dir = ws.models.model_dir(spec.model)
         environment.update(AZUREML_MODEL_DIR=str(model_dir), MODELPORT_MODEL_DIR=str(model_dir))
         model_path = str(model_dir / info.root_name)
     remote = plan.rows is None and not plan.is_local
     return WorkerConfig(
-        script=str(Path(spec["code"]) / spec["scoring_script"]) if spec["code"] else None,
-        flavor=spec["flavor"],
+        script=str(Path(spec.code) / spec.scoring_script) if spec.code and spec.scoring_script else None,
+        flavor=spec.flavor,
         model_path=model_path,
         environment=environment,
         log_dir=str(job_dir / "logs" / "user" / "stdout"),

@@ -428,20 +428,23 @@ def deployment_list(app: AppContext, endpoint_name: str, output: str) -> None:
     if output == "json":
         print_json([info.to_dict() for info in infos])
         return
-    print_table(
-        ["name", "default", "model", "scoring script", "mini-batch", "workers"],
-        (
+    from modelport.schema.job import DeploymentSpec
+
+    rows = []
+    for info in infos:
+        spec = DeploymentSpec.read(info.spec)
+        settings = info.settings
+        rows.append(
             (
-                i.name,
-                i.is_default,
-                i.spec["model"],
-                i.spec["scoring_script"] or "(no-code)",
-                i.settings.mini_batch_size,
-                i.settings.workers,
+                info.name,
+                info.is_default,
+                spec.model,
+                spec.scoring_script or "(no-code)",
+                settings.mini_batch_size,
+                settings.workers,
             )
-            for i in infos
-        ),
-    )
+        )
+    print_table(["name", "default", "model", "scoring script", "mini-batch", "workers"], rows)
 
 
 @batch_deployment.command(

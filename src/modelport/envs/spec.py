@@ -20,8 +20,10 @@ Decisions, so that every file either means one thing or is rejected with a one-l
   interpreter modelport runs on), because picking a version out of a range would depend on
   what happens to be installed. A pinned major version alone (``python=3``) is rejected.
 * Top-level keys other than ``name``, ``channels``, ``dependencies`` and ``prefix`` (e.g.
-  ``variables``) are rejected rather than ignored. ``name`` and ``channels`` are checked for
-  shape only: the registry names environments, and channels matter only to conda.
+  ``variables``) are rejected rather than ignored, with the closest known key. The document's
+  shape is :class:`modelport.schema.environment.CondaEnvironment`: ``name`` and ``channels``
+  are checked for shape only, since the registry names environments and channels matter only
+  to conda.
 * ``pip`` entries (with or without a version) are not reported: the builder brings its own
   installer, so a pinned pip version is not honoured.
 """
@@ -38,9 +40,11 @@ from typing import Any, Literal
 import yaml
 
 from modelport.core.errors import ValidationError
+from modelport.schema.base import parse, suggestion
+from modelport.schema.environment import CondaEnvironment, PipSection
 
 _CONDA_SUFFIXES = (".yml", ".yaml")
-_CONDA_KEYS = ("name", "channels", "dependencies", "prefix")
+_CONDA_KEYS = tuple(CondaEnvironment.model_fields)
 _FILE_OPTIONS = ("-r", "-c", "--requirement", "--constraint")
 _PYTHON_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.\d+)?")
 _COMMENT = re.compile(r"(^|\s+)#.*$")
@@ -148,19 +152,17 @@ def _requirement(line: str, where: str) -> str:
 
 
 def _parse_conda(text: str, filename: str) -> EnvSpec:
-    document = _load_yaml(text, filename)
-    _check_top_level(document, filename)
+    document = _read_conda(_load_yaml(text, filename), filename)
     python: str | None = None
     seen_python = False
     pip: list[str] = []
     conda_only: list[str] = []
-    for index, entry in enumerate(document.get("dependencies", [])):
+    for index, entry in enumerate(document.dependencies):
         where = f"{filename}: dependencies[{index}]"
-        if isinstance(entry, dict):
-            pip.extend(_pip_section(entry, where))
+        if isinstance(entry, PipSection):
+            requirements = (_requirement(line, f"{where}.pip[{i}]") for i, line in enumerate(entry.pip))
+            pip.extend(line for line in requirements if line)
             continue
-        if not isinstance(entry, str) or not entry.strip():
-            raise ValidationError(f"{where}: expected a package string or a 'pip:' list")
         name, rest = _split_match_spec(entry, where)
         if name == "python":
             if seen_python:
@@ -172,18 +174,18 @@ def _parse_conda(text: str, filename: str) -> EnvSpec:
     return EnvSpec("conda", python, tuple(pip), tuple(conda_only))
 
 
-def _check_top_level(document: Any, filename: str) -> None:
-    """Reject unknown keys too, so that a typo such as ``dependancies`` cannot build nothing."""
+def _read_conda(document: Any, filename: str) -> CondaEnvironment:
+    """The document's shape checked; an unknown key (a typo such as ``dependancies`` would build
+    nothing) is named with the closest known one."""
     if not isinstance(document, dict):
         raise ValidationError(f"{filename}: expected a mapping with a 'dependencies' list")
     for key in document:
         if key not in _CONDA_KEYS:
-            raise ValidationError(f"{filename}: unknown key {key!r}; expected {', '.join(_CONDA_KEYS)}")
-    if "name" in document and not isinstance(document["name"], str):
-        raise ValidationError(f"{filename}: name: expected a string")
-    _string_list(document.get("channels", []), f"{filename}: channels")
-    if not isinstance(document.get("dependencies", []), list):
-        raise ValidationError(f"{filename}: dependencies: expected a list")
+            raise ValidationError(f"{filename}: unknown key {key!r}{suggestion(str(key), _CONDA_KEYS)}")
+    try:
+        return parse(CondaEnvironment, document).value
+    except ValidationError as exc:
+        raise ValidationError(f"{filename}: {exc}") from None
 
 
 def _load_yaml(text: str, filename: str) -> Any:
@@ -195,23 +197,6 @@ def _load_yaml(text: str, filename: str) -> Any:
         raise ValidationError(f"{filename}: invalid YAML{at}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise ValidationError(f"{filename}: invalid YAML: {exc}") from None
-
-
-def _string_list(value: Any, where: str) -> list[str]:
-    if not isinstance(value, list):
-        raise ValidationError(f"{where}: expected a list")
-    for index, item in enumerate(value):
-        if not isinstance(item, str):
-            raise ValidationError(f"{where}[{index}]: expected a string")
-    return value
-
-
-def _pip_section(entry: dict[Any, Any], where: str) -> list[str]:
-    if list(entry) != ["pip"]:
-        raise ValidationError(f"{where}: expected a package string or a 'pip:' list")
-    lines = _string_list(entry["pip"], f"{where}.pip")
-    requirements = (_requirement(line, f"{where}.pip[{i}]") for i, line in enumerate(lines))
-    return [line for line in requirements if line]
 
 
 def _split_match_spec(entry: str, where: str) -> tuple[str, str]:

@@ -1,7 +1,8 @@
 """Model runtime: a model's serving config and the flavors that load and run it.
 
 ``config`` reads ``config.yaml`` or Triton's ``config.pbtxt`` into one :class:`ModelConfig`
-and completes it from the loaded model; ``predictor`` defines the :class:`Predictor`
+(a definition of ``modelport.schema.model_config``) and ``completion`` completes it from the
+loaded model; ``predictor`` defines the :class:`Predictor`
 contract (named numpy tensors in and out, with metadata) that batching, protocols and
 metrics are written against, and ``load_predictor`` loads a model with its flavor, importing
 its framework only when a model needs it. ``flavor_contract`` is what a flavor is (detection,
@@ -10,6 +11,7 @@ those outside packages add through the ``modelport.flavors`` entry-point group.
 """
 
 from modelport.core.datatypes import DATATYPES, datatype_of
+from modelport.runtime.completion import complete_config
 from modelport.runtime.config import (
     DEFAULT_MAX_BATCH_SIZE,
     DynamicBatching,
@@ -17,7 +19,6 @@ from modelport.runtime.config import (
     ModelConfig,
     TensorConfig,
     VersionPolicy,
-    complete_config,
     config_from_dict,
     load_config,
     load_config_pbtxt,

@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 from collections.abc import Callable
 from functools import cache
 
 from modelport.runtime.flavor_contract import FileDetector, Flavor, FolderDetector
+from modelport.schema import model_config
 
 log = logging.getLogger(__name__)
 
@@ -165,3 +167,6 @@ def _plugins() -> dict[str, Flavor]:
             continue
         found[entry.name] = flavor
     return found
+
+
+model_config.use_triton_names(sys.modules[__name__])  # type: ignore[arg-type]  # this module is the TritonNames

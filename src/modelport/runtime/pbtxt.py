@@ -1,160 +1,92 @@
-"""Protobuf text format without a schema: the subset Triton's ``config.pbtxt`` files use.
+"""Triton's ``config.pbtxt``: protobuf text read against Triton's own model config schema.
 
-Pure text to nested dicts, so that no protobuf schema has to ship to read a Triton config; what
-the fields mean is :mod:`modelport.runtime.config`'s business. A field seen once maps to its
-value; a field seen again, or written with ``[...]``, maps to a list. Enums stay strings
-(``TYPE_FP32``), ``true``/``false`` become bools, numbers become int or float. Both ``{}`` and
-``<>`` delimit messages.
+protobuf's ``text_format`` parses the text into ``inference.ModelConfig``
+(:mod:`modelport.schema.triton`), so a file means to modelport what it means to Triton: the
+syntax, a field written twice, an unknown field or enum value are refused there, and the error
+is reworded to one line with the file and the line. :func:`parse_pbtxt` then gives the fields
+the file wrote as the mapping a YAML config gives (Triton's field names, maps as mappings, enum
+values by name, numbers as numbers), which :mod:`modelport.schema.model_config` reads, so both
+formats are checked by one set of rules.
 """
 
 from __future__ import annotations
 
 import re
+import struct
+from collections.abc import MutableSequence
 from typing import Any
 
+from google.protobuf import text_format
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
 from modelport.core.errors import ValidationError
+from modelport.schema.base import suggestion
+from modelport.schema.triton import POOL, ModelConfigMessage
 
-
-class PbtxtError(ValidationError):
-    """Text that is not protobuf text; the message names the source and the line."""
-
-    def __init__(self, source: str, line: int, reason: str) -> None:
-        super().__init__(f"{source}: line {line}: {reason}")
-        self.line = line
+_UNKNOWN_FIELD = re.compile(r'Message type "(?P<message>[\w.]+)" has no field named "(?P<field>[^"]+)"')
+_REPEATED = re.compile(r'Message type "[\w.]+" should not have multiple "(?P<field>[^"]+)" fields')
+_FIELD_NAME = re.compile(r"([A-Za-z_]\w*)\s*:")
+_STRUCTURE = re.compile(r'Expected (identifier|"[{}<>\[\],:;]")')  # not about a value: no field to name
 
 
 def parse_pbtxt(text: str, source: str = "config.pbtxt") -> dict[str, Any]:
-    """The top-level message of ``text`` as a dict; ``source`` names the text in errors."""
-    return _Parser(text, source).parse()
+    """The fields ``text`` writes, as a mapping; ``source`` names the text in errors."""
+    message = ModelConfigMessage()
+    try:
+        text_format.Parse(text, message)
+    except text_format.ParseError as exc:
+        raise ValidationError(f"{source}: {_reason(exc, text)}") from None
+    return _fields(message)
 
 
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"'}
-_CLOSING = {"{": "}", "<": ">"}  # protobuf text delimits messages with either pair
+def _fields(message: Message) -> dict[str, Any]:
+    return {field.name: _value(field, value) for field, value in message.ListFields()}
 
 
-class _Parser:
-    """A recursive-descent parser over the tokens of one text, read ahead of parsing."""
+def _value(field: FieldDescriptor, value: Any) -> Any:
+    entry = field.message_type
+    if entry is not None and entry.GetOptions().map_entry:
+        item_field = entry.fields_by_name["value"]
+        return {key: _single(item_field, item) for key, item in value.items()}
+    if isinstance(value, MutableSequence):  # a repeated field (protobuf's containers are sequences)
+        return [_single(field, item) for item in value]
+    return _single(field, value)
 
-    _TOKEN = re.compile(
-        r"""(?P<space>\s+|\#[^\n]*)
-        |(?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
-        |(?P<number>[-+]?(?:0[xX][0-9a-fA-F]+|(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)[fF]?)
-        |(?P<ident>-?[A-Za-z_][\w.]*)
-        |(?P<punct>[{}<>\[\]:,;])""",
-        re.VERBOSE,
-    )
 
-    def __init__(self, text: str, source: str) -> None:
-        self.source = source
-        self.tokens: list[tuple[str, str, int]] = []  # (kind, text, line)
-        position, line = 0, 1
-        while position < len(text):
-            match = self._TOKEN.match(text, position)
-            if match is None:
-                raise PbtxtError(source, line, f"unexpected character {text[position]!r}")
-            if match.lastgroup != "space":
-                self.tokens.append((match.lastgroup or "", match.group(), line))
-            line += match.group().count("\n")
-            position = match.end()
-        self.position = 0
+def _single(field: FieldDescriptor, value: Any) -> Any:
+    if field.message_type is not None:
+        return _fields(value)
+    if field.enum_type is not None:
+        named = field.enum_type.values_by_number.get(value)
+        return named.name if named is not None else value
+    if field.type == FieldDescriptor.TYPE_FLOAT:
+        return _shortest_float(value)
+    return value
 
-    def parse(self) -> dict[str, Any]:
-        return self._message(closing=None)
 
-    def _peek(self) -> tuple[str, str, int]:
-        if self.position < len(self.tokens):
-            return self.tokens[self.position]
-        last_line = self.tokens[-1][2] if self.tokens else 1
-        return ("end", "end of file", last_line)
+def _shortest_float(value: float) -> float:
+    """A 32-bit float field's value as written (``0.1``, not ``0.10000000149011612``)."""
+    for digits in range(6, 10):
+        rounded = float(f"{value:.{digits}g}")
+        if struct.unpack("<f", struct.pack("<f", rounded))[0] == value:
+            return rounded
+    return value
 
-    def _next(self) -> tuple[str, str, int]:
-        token = self._peek()
-        self.position += 1
-        return token
 
-    def _fail(self, token: tuple[str, str, int], expected: str) -> PbtxtError:
-        return PbtxtError(self.source, token[2], f"expected {expected}, got {token[1]!r}")
-
-    def _message(self, closing: str | None) -> dict[str, Any]:
-        fields: dict[str, Any] = {}
-        while True:
-            token = self._next()
-            if token[0] == "end" and closing is None:
-                return fields
-            if token[0] == "punct" and token[1] == closing:
-                return fields
-            if token[0] != "ident":
-                raise self._fail(token, "a field name" + (f" or {closing!r}" if closing else ""))
-            name = token[1]
-            after = self._peek()
-            if after[1] == ":":
-                self.position += 1
-            elif after[1] not in _CLOSING and after[1] != "[":  # the colon is optional before messages
-                raise self._fail(after, f"':' or '{{' after {name!r}")
-            if self._peek()[1] == "[":
-                self.position += 1
-                self._add(fields, name, self._list(), repeated=True)
-            else:
-                self._add(fields, name, self._value(), repeated=False)
-            if self._peek()[1] in (",", ";"):
-                self.position += 1
-
-    def _list(self) -> list[Any]:
-        items: list[Any] = []
-        if self._peek()[1] == "]":
-            self.position += 1
-            return items
-        while True:
-            items.append(self._value())
-            token = self._next()
-            if token[1] == "]":
-                return items
-            if token[1] != ",":
-                raise self._fail(token, "',' or ']'")
-
-    def _value(self) -> Any:
-        token = self._next()
-        kind, text, _ = token
-        if kind == "punct" and text in _CLOSING:
-            return self._message(closing=_CLOSING[text])
-        if kind == "string":
-            value = self._unquote(text)
-            while self._peek()[0] == "string":  # adjacent literals concatenate
-                value += self._unquote(self._next()[1])
-            return value
-        if kind == "number":
-            return self._number(text)
-        if kind == "ident":
-            if text in ("true", "True"):
-                return True
-            if text in ("false", "False"):
-                return False
-            if text.lstrip("-").lower() in ("inf", "infinity", "nan"):
-                return float(text)
-            return text
-        raise self._fail(token, "a value")
-
-    @staticmethod
-    def _number(text: str) -> int | float:
-        body = text.rstrip("fF") if not text.lower().startswith(("0x", "-0x", "+0x")) else text
-        if re.fullmatch(r"[-+]?0[xX][0-9a-fA-F]+", body):
-            return int(body, 16)
-        if re.fullmatch(r"[-+]?\d+", body):
-            return int(body)
-        return float(body)
-
-    def _unquote(self, text: str) -> str:
-        return re.sub(r"\\(.)", lambda match: _ESCAPES.get(match.group(1), match.group(1)), text[1:-1])
-
-    @staticmethod
-    def _add(fields: dict[str, Any], name: str, value: Any, *, repeated: bool) -> None:
-        if name not in fields:
-            fields[name] = value if not repeated else list(value)
-            return
-        existing = fields[name]
-        if not isinstance(existing, list):
-            existing = fields[name] = [existing]
-        if repeated:
-            existing.extend(value)
-        else:
-            existing.append(value)
+def _reason(exc: text_format.ParseError, text: str) -> str:
+    """protobuf's message as ``line N column M: field: reason``: an unknown field gets the closest
+    known one, a bad value the field it is given to (the last ``name:`` before it on its line)."""
+    line, column = exc.GetLine() or 0, exc.GetColumn() or 0
+    written = text.splitlines()[line - 1] if 0 < line <= len(text.splitlines()) else ""
+    message = re.sub(r"^\d+:\d+ : ", "", str(exc)).removeprefix(f"'{written}': ").rstrip(".")
+    unknown = _UNKNOWN_FIELD.fullmatch(message)
+    if unknown is not None:
+        known = [field.name for field in POOL.FindMessageTypeByName(unknown["message"]).fields]
+        return f"line {line}: {unknown['field']}: unknown field{suggestion(unknown['field'], known)}"
+    repeated = _REPEATED.fullmatch(message)
+    if repeated is not None:
+        return f"line {line}: {repeated['field']}: given more than once; expected a single value"
+    names = [] if _STRUCTURE.match(message) else _FIELD_NAME.findall(written[: max(column - 1, 0)])
+    field = f"{names[-1]}: " if names else ""
+    return f"line {line} column {column}: {field}{message[:1].lower()}{message[1:]}"

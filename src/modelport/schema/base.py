@@ -10,6 +10,9 @@ is read by :func:`parse`, so every file format refuses bad input in the same wor
 - A key in a class's ``cloud_keys`` (``instance_type``, ``identity``...) only means something in
   Azure: it is accepted and reported in :attr:`Parsed.ignored` by its path, so the CLI can say once
   what was dropped. ``$schema`` at the top is a reference for editors, accepted silently.
+- A key in a class's ``kept_keys`` belongs to the file format but modelport does not act on it
+  (Triton's ``optimization``, ``model_warmup``...): it reaches the class as written, unchecked, and
+  the class keeps it (the model config renders it back in Triton's JSON).
 - Any other failure is pydantic's, reworded to one line: ``request_settings.request_timeout_ms:
   input should be greater than or equal to 1``. The path is the key path in the document as the
   user wrote it (pydantic's union-member tags are left out).
@@ -39,10 +42,13 @@ D = TypeVar("D", bound="Definition")
 
 
 def _advertise_cloud_keys(schema: dict[str, Any], cls: type[Any]) -> None:
-    """Published JSON Schemas list the cloud-only keys too, so an editor accepts an Azure file."""
+    """Published JSON Schemas list the cloud-only and kept keys too, so an editor accepts an Azure
+    file or a Triton config."""
     properties = schema.setdefault("properties", {})
     for key in sorted(getattr(cls, "cloud_keys", ())):
         properties.setdefault(key, {"description": "Accepted and ignored: only meaningful in Azure ML."})
+    for key in sorted(getattr(cls, "kept_keys", ())):
+        properties.setdefault(key, {"description": "Accepted and kept as written; modelport does not act on it."})
 
 
 class Definition(BaseModel):
@@ -61,6 +67,7 @@ class Definition(BaseModel):
     )
 
     cloud_keys: ClassVar[frozenset[str]] = frozenset()
+    kept_keys: ClassVar[frozenset[str]] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,7 @@ def _check_keys(cls: type[Definition], data: object, prefix: str, ignored: list[
     known = [name for name, info in fields.items()] + [
         info.alias for info in fields.values() if info.alias and info.alias not in fields
     ]
+    kept = sorted(cls.kept_keys)
     result: dict[Any, Any] = {}
     for key, value in data.items():
         if top and key == SCHEMA_KEY:
@@ -121,9 +129,12 @@ def _check_keys(cls: type[Definition], data: object, prefix: str, ignored: list[
         if key in cls.cloud_keys:
             ignored.append(prefix + str(key))
             continue
+        if key in cls.kept_keys and key not in fields:
+            result[key] = value
+            continue
         if key not in known:
             path = prefix + str(key)
-            raise ValidationError(f"{path}: unknown key{suggestion(str(key), known + sorted(cls.cloud_keys))}")
+            raise ValidationError(f"{path}: unknown key{suggestion(str(key), known + kept + sorted(cls.cloud_keys))}")
         info = fields.get(key) or next(f for f in fields.values() if f.alias == key)
         result[key] = _check_nested(info.annotation, value, f"{prefix}{key}", ignored)
     return result
