@@ -28,12 +28,13 @@ from starlette.routing import Route
 from modelport import __version__
 from modelport.control import logs
 from modelport.control.catalog import Catalog, DeploymentRecord, EndpointRecord
-from modelport.control.definitions import apply_overrides, parse_deployment, parse_endpoint
+from modelport.control.definitions import parse_deployment, parse_endpoint
 from modelport.control.replica import request_log_path
 from modelport.control.router import Router
 from modelport.control.supervisor import Supervisor
 from modelport.core.errors import ConflictError, NotFoundError, ValidationError
 from modelport.core.json_body import json_object
+from modelport.core.overrides import apply_overrides
 from modelport.store.schema import utcnow
 
 
