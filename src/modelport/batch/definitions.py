@@ -1,7 +1,4 @@
-"""Reading batch endpoint and deployment definitions (the models: :mod:`modelport.schema.batch`).
-
-``ENGINES`` is here so that the CLI's ``--engine`` choice loads no database code.
-"""
+"""Reading batch endpoint and deployment definitions (the models: :mod:`modelport.schema.batch`)."""
 
 from __future__ import annotations
 
@@ -10,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from modelport.schema.base import Parsed, parse
-from modelport.schema.batch import BatchDeploymentSpec, BatchEndpointSpec, BatchSettings, Engine
+from modelport.schema.batch import BatchDeploymentSpec, BatchEndpointSpec, BatchSettings
+from modelport.schema.choices import Engine
 
 __all__ = ["ENGINES", "BatchSettings", "parse_deployment", "parse_endpoint"]
 

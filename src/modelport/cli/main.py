@@ -26,6 +26,7 @@ from modelport.cli.examples import examples
 from modelport.cli.model import model
 from modelport.cli.monitor import monitor
 from modelport.cli.profile import profile
+from modelport.cli.schema import schema
 from modelport.cli.serve import serve
 from modelport.core.errors import ModelportError
 from modelport.core.files import disk_error, private_umask
@@ -112,6 +113,7 @@ cli.add_command(endpoint)
 cli.add_command(deployment)
 cli.add_command(monitor)
 cli.add_command(profile)
+cli.add_command(schema)
 for command in BATCH_COMMANDS:
     cli.add_command(command)
 

@@ -37,7 +37,7 @@ import orjson
 from modelport.core.files import FILE_MODE, open_private, private_dir
 from modelport.monitor.payloads import json_columns, row_count, tensor_columns
 from modelport.monitor.writer import BackgroundWriter
-from modelport.schema.collector import CollectionName, FileFormat, RollingRate
+from modelport.schema.choices import CollectionName, FileFormat, RollingRate
 
 ROLLING_RATES = {RollingRate.MINUTE: "%Y%m%d%H%M", RollingRate.HOUR: "%Y%m%d%H", RollingRate.DAY: "%Y%m%d"}  # a window
 FLUSH_S = 10.0

@@ -32,7 +32,7 @@ import pandas as pd
 from modelport.core.durations import parse_duration
 from modelport.core.errors import ValidationError
 from modelport.core.names import validate_name
-from modelport.schema.collector import CollectionName
+from modelport.schema.choices import CollectionName
 
 SUFFIXES = {".parquet": "parquet", ".pqt": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
 JOIN_KEYS = ["request_id", "row"]

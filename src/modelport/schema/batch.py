@@ -18,9 +18,9 @@ from pydantic import BeforeValidator, ValidationInfo, model_validator
 from modelport.core.errors import ValidationError
 from modelport.core.names import parse_version, validate_name
 from modelport.schema.base import Definition, parse
+from modelport.schema.choices import LoggingLevel, OutputAction
 from modelport.schema.online import CodeConfiguration, InlineEnvironment, InlineModel, check_runnable
 from modelport.schema.types import (
-    Choice,
     Count,
     Document,
     ExistingPath,
@@ -33,28 +33,6 @@ from modelport.schema.types import (
     describe,
     reference_or,
 )
-
-
-class OutputAction(Choice):
-    """What a job writes: every row's prediction, or only its summary."""
-
-    APPEND_ROW = "append_row"
-    SUMMARY_ONLY = "summary_only"
-
-
-class LoggingLevel(Choice):
-    DEBUG = "debug"
-    INFO = "info"
-    WARNING = "warning"
-    ERROR = "error"
-    CRITICAL = "critical"
-
-
-class Engine(Choice):
-    """Where a job's workers run: processes on this machine, or a Ray cluster."""
-
-    LOCAL = "local"
-    RAY = "ray"
 
 
 def _file_name(value: object) -> str:

@@ -8,25 +8,8 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BeforeValidator, Field
 
-from modelport.schema.types import Choice, Document, Flag, choice, positive
-
-
-class CollectionName(Choice):
-    MODEL_INPUTS = "model_inputs"
-    MODEL_OUTPUTS = "model_outputs"
-
-
-class RollingRate(Choice):
-    """How often a new file starts."""
-
-    MINUTE = "minute"
-    HOUR = "hour"
-    DAY = "day"
-
-
-class FileFormat(Choice):
-    PARQUET = "parquet"
-    JSONL = "jsonl"
+from modelport.schema.choices import CollectionName, FileFormat, RollingRate
+from modelport.schema.types import Document, Flag, choice, positive
 
 
 def _unknown_collection(value: object) -> str:

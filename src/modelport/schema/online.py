@@ -16,9 +16,9 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, Field, ValidationInfo, model_validator
 
+from modelport.schema.choices import AuthMode
 from modelport.schema.collector import DataCollector
 from modelport.schema.types import (
-    Choice,
     Count,
     Delay,
     Document,
@@ -38,13 +38,6 @@ from modelport.schema.types import (
 
 MAX_REQUEST_TIMEOUT_MS = 180_000
 MAX_MIRROR_PERCENT = 50
-
-
-class AuthMode(Choice):
-    """How clients authenticate to the endpoint: one of its two keys, or not at all."""
-
-    KEY = "key"
-    NONE = "none"
 
 
 def _local_auth_only(value: object) -> str:

@@ -19,29 +19,26 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BeforeValidator, Discriminator, Field, Tag, ValidationInfo, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    WithJsonSchema,
+    model_validator,
+)
 
 from modelport.core.errors import ValidationError
 from modelport.core.names import validate_name
 from modelport.schema.base import Definition
+from modelport.schema.choices import Choice
 
 C = TypeVar("C", bound="Choice")
-
-
-class Choice(str, Enum):
-    """One of a fixed set of values, written in YAML and stored in JSON as its value.
-
-    It *is* that string everywhere (comparison, hashing, ``str``, f-strings), so code and stored
-    rows that hold the plain string keep working."""
-
-    def __str__(self) -> str:
-        return str(self.value)
-
-    __hash__ = str.__hash__
 
 
 class Document(Definition):
@@ -157,11 +154,15 @@ def _text_given(value: object) -> str:
     return value
 
 
-Text = Annotated[str, BeforeValidator(scalar_text)]
+# Published schemas accept what is read, so that an editor does not flag ``version: 2`` or Azure's ``'True'``.
+Text = Annotated[str, BeforeValidator(scalar_text), WithJsonSchema({"type": ["string", "number", "boolean"]})]
+_TagValue = Annotated[
+    str, BeforeValidator(scalar_text), WithJsonSchema({"type": ["string", "number", "boolean", "null"]})
+]
 Name = Annotated[str, BeforeValidator(_name)]
 NameKey = Annotated[str, BeforeValidator(_name_key)]  # a name written as a mapping key (``traffic: {blue: 90}``)
 NonEmpty = Annotated[str, AfterValidator(_text_given)]
-Strings = Annotated[dict[str, Text], BeforeValidator(_string_keys)]  # tags, environment variables
+Strings = Annotated[dict[str, _TagValue], BeforeValidator(_string_keys)]  # tags, environment variables
 
 
 def _flag(value: object) -> bool:
@@ -173,7 +174,11 @@ def _flag(value: object) -> bool:
     return value
 
 
-Flag = Annotated[bool, BeforeValidator(_flag)]
+Flag = Annotated[
+    bool,
+    BeforeValidator(_flag),
+    WithJsonSchema({"anyOf": [{"type": "boolean"}, {"enum": ["true", "false", "True", "False", "TRUE", "FALSE"]}]}),
+]
 
 
 def choice(kind: type[C], refusal: Callable[[object], str] | None = None) -> Any:
@@ -186,7 +191,10 @@ def choice(kind: type[C], refusal: Callable[[object], str] | None = None) -> Any
                     return member
         if refusal is not None:
             raise ValueError(refusal(value))
-        raise ValueError(f"{describe(value)} is not one of {', '.join(member.value for member in kind)}")
+        allowed = ", ".join(member.value for member in kind)
+        if not isinstance(value, str):
+            raise ValueError(f"expected one of {allowed}, got {describe(value)}")
+        raise ValueError(f"{value!r} is not one of {allowed}")
 
     return Annotated[kind, BeforeValidator(check)]
 
