@@ -40,6 +40,7 @@ from modelport.core.files import disk_error, disk_errors, private_dir, private_t
 from modelport.core.names import parse_ref
 from modelport.registry.manifest import Manifest, scan
 from modelport.runtime.predictor import FLAVORS
+from modelport.schema.choices import AuthMode
 from modelport.schema.collector import DataCollector
 from modelport.schema.online import CodeConfiguration, DeploymentSpec, EndpointSpec, InlineEnvironment
 from modelport.store.artifacts import sha256_file
@@ -446,7 +447,7 @@ def _endpoint_spec(row: OnlineEndpoint) -> EndpointSpec:
         name=row.name,
         description=row.description,
         tags=dict(row.tags),
-        auth_mode=row.auth_mode,
+        auth_mode=AuthMode(row.auth_mode),
         traffic=dict(row.traffic),
         mirror_traffic=dict(row.mirror_traffic),
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BeforeValidator, ValidationInfo, model_validator
+from pydantic import BeforeValidator, Field, Tag, ValidationInfo, model_validator
 
 from modelport.core.errors import ValidationError
 from modelport.core.names import parse_version, validate_name
@@ -21,17 +21,19 @@ from modelport.schema.base import Definition, parse
 from modelport.schema.choices import LoggingLevel, OutputAction
 from modelport.schema.online import CodeConfiguration, InlineEnvironment, InlineModel, check_runnable
 from modelport.schema.types import (
+    REFERENCE,
     Count,
     Document,
     ExistingPath,
-    Int,
     Name,
+    NonNegative,
     Seconds,
     Strings,
     Text,
-    choice,
+    between,
+    by_shape,
     describe,
-    reference_or,
+    one_of,
 )
 
 
@@ -53,8 +55,9 @@ def _version(value: object) -> int:
 
 FileName = Annotated[str, BeforeValidator(_file_name)]
 Version = Annotated[int, BeforeValidator(_version)]
-Retries = Int(0)
-ErrorThreshold = Int(-1)  # -1: never abort, however many items fail
+ErrorThreshold = Annotated[int, Field(ge=-1), between(-1)]  # -1: never abort, however many items fail
+Action = Annotated[OutputAction, one_of(OutputAction)]
+Level = Annotated[LoggingLevel, one_of(LoggingLevel)]
 
 
 class BatchSettings(Definition):
@@ -64,12 +67,12 @@ class BatchSettings(Definition):
     instance_count: Count = 1
     max_concurrency_per_instance: Count = 1
     mini_batch_size: Count = 10
-    output_action: choice(OutputAction) = OutputAction.APPEND_ROW
+    output_action: Action = OutputAction.APPEND_ROW
     output_file_name: FileName = "predictions.csv"
-    max_retries: Retries = 3
+    max_retries: NonNegative = 3
     timeout: Seconds = 30.0
     error_threshold: ErrorThreshold = -1
-    logging_level: choice(LoggingLevel) = LoggingLevel.INFO
+    logging_level: Level = LoggingLevel.INFO
     environment_variables: Strings = {}
 
     @property
@@ -132,8 +135,20 @@ class BatchInlineEnvironment(InlineEnvironment):
     conda_file: ExistingPath | None = None  # type: ignore[assignment]
 
 
+ModelReference = Annotated[
+    Annotated[str, Tag("str")] | Annotated[BatchInlineModel, Tag("BatchInlineModel")],
+    by_shape("BatchInlineModel"),
+    REFERENCE,
+]
+EnvironmentReference = Annotated[
+    Annotated[str, Tag("str")] | Annotated[BatchInlineEnvironment, Tag("BatchInlineEnvironment")],
+    by_shape("BatchInlineEnvironment"),
+    REFERENCE,
+]
+
+
 class RetrySettings(Document):
-    max_retries: Retries = 3
+    max_retries: NonNegative = 3
     timeout: Seconds = 30.0
 
 
@@ -148,11 +163,11 @@ class JobSettings(Document):
 
     max_concurrency_per_instance: Count = 1
     mini_batch_size: Count = 10
-    output_action: choice(OutputAction) = OutputAction.APPEND_ROW
+    output_action: Action = OutputAction.APPEND_ROW
     output_file_name: FileName = "predictions.csv"
     retry_settings: RetrySettings = RetrySettings()
     error_threshold: ErrorThreshold = -1
-    logging_level: choice(LoggingLevel) = LoggingLevel.INFO
+    logging_level: Level = LoggingLevel.INFO
     environment_variables: Strings = {}
 
 
@@ -173,9 +188,9 @@ class BatchDeploymentSpec(JobSettings):
     description: Text = ""
     tags: Strings = {}
     type: Annotated[Literal["model"], BeforeValidator(_model_type)] = "model"
-    model: reference_or(BatchInlineModel) | None = None
+    model: ModelReference | None = None
     code_configuration: CodeConfiguration | None = None
-    environment: reference_or(BatchInlineEnvironment) | None = None
+    environment: EnvironmentReference | None = None
     resources: Resources = Resources()
     settings: JobSettings = JobSettings()
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BeforeValidator, Field
 
 from modelport.schema.choices import CollectionName, FileFormat, RollingRate
-from modelport.schema.types import Document, Flag, choice, positive
+from modelport.schema.types import Document, Flag, one_of, positive
 
 
 def _unknown_collection(value: object) -> str:
@@ -42,11 +42,12 @@ class DataCollector(Document):
     cloud_keys: ClassVar[frozenset[str]] = frozenset({"request_logging", "destination"})
 
     collections: Annotated[
-        dict[choice(CollectionName, _unknown_collection), Collection], BeforeValidator(_empty_is_default)
+        dict[Annotated[CollectionName, one_of(CollectionName, _unknown_collection)], Collection],
+        BeforeValidator(_empty_is_default),
     ] = {}
     sampling_rate: Annotated[float, Field(gt=0, le=1), BeforeValidator(_rate)] = 1.0
-    rolling_rate: choice(RollingRate) = RollingRate.HOUR
-    format: choice(FileFormat) = FileFormat.PARQUET
+    rolling_rate: Annotated[RollingRate, one_of(RollingRate)] = RollingRate.HOUR
+    format: Annotated[FileFormat, one_of(FileFormat)] = FileFormat.PARQUET
 
     @property
     def enabled(self) -> list[CollectionName]:

@@ -14,26 +14,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, Field, ValidationInfo, model_validator
+from pydantic import AfterValidator, Field, Tag, ValidationInfo, model_validator
 
 from modelport.schema.choices import AuthMode
 from modelport.schema.collector import DataCollector
 from modelport.schema.types import (
+    REFERENCE,
     Count,
     Delay,
     Document,
     ExistingPath,
     Folder,
-    Int,
     Name,
     NameKey,
     NonEmpty,
+    NonNegative,
     Seconds,
     Strings,
     Text,
-    choice,
+    between,
+    by_shape,
     describe,
-    reference_or,
+    one_of,
 )
 
 MAX_REQUEST_TIMEOUT_MS = 180_000
@@ -44,7 +46,7 @@ def _local_auth_only(value: object) -> str:
     return f"{describe(value)} is not available locally; use {' or '.join(mode.value for mode in AuthMode)}"
 
 
-Percentages = dict[NameKey, Int(0, 100)]  # deployment name → share of requests
+Percentages = dict[NameKey, Annotated[int, Field(ge=0, le=100), between(0, 100)]]  # deployment → share
 
 
 class EndpointSpec(Document):
@@ -57,7 +59,7 @@ class EndpointSpec(Document):
     name: Name
     description: Text = ""
     tags: Strings = {}
-    auth_mode: choice(AuthMode, _local_auth_only) = AuthMode.KEY
+    auth_mode: Annotated[AuthMode, one_of(AuthMode, _local_auth_only)] = AuthMode.KEY
     traffic: Percentages = {}
     mirror_traffic: Percentages = {}
 
@@ -92,6 +94,17 @@ class InlineEnvironment(Document):
     tags: Strings = {}
 
 
+# ``NAME[:V|@A]`` (``azureml:`` allowed; checked against the registry when stored) or an inline mapping
+ModelReference = Annotated[
+    Annotated[str, Tag("str")] | Annotated[InlineModel, Tag("InlineModel")], by_shape("InlineModel"), REFERENCE
+]
+EnvironmentReference = Annotated[
+    Annotated[str, Tag("str")] | Annotated[InlineEnvironment, Tag("InlineEnvironment")],
+    by_shape("InlineEnvironment"),
+    REFERENCE,
+]
+
+
 class CodeConfiguration(Document):
     """The scoring script (``scoring_script``, relative to ``code``) and the folder it runs in."""
 
@@ -106,9 +119,11 @@ class CodeConfiguration(Document):
 class RequestSettings(Document):
     """Enforced by the router: 408 past the timeout, 429 beyond ``2 × max_concurrent × instances``."""
 
-    request_timeout_ms: Int(1, MAX_REQUEST_TIMEOUT_MS) = 5000
+    request_timeout_ms: Annotated[int, Field(ge=1, le=MAX_REQUEST_TIMEOUT_MS), between(1, MAX_REQUEST_TIMEOUT_MS)] = (
+        5000
+    )
     max_concurrent_requests_per_instance: Count = 1
-    max_queue_wait_ms: Int(0) = 500  # deprecated in Azure too
+    max_queue_wait_ms: NonNegative = 500  # deprecated in Azure too
 
 
 class Probe(Document):
@@ -168,9 +183,9 @@ class DeploymentSpec(Document):
     endpoint_name: Name
     description: Text = ""
     tags: Strings = {}
-    model: reference_or(InlineModel) | None = None
+    model: ModelReference | None = None
     code_configuration: CodeConfiguration | None = None
-    environment: reference_or(InlineEnvironment) | None = None
+    environment: EnvironmentReference | None = None
     instance_count: Count = 1
     request_settings: RequestSettings = RequestSettings()
     liveness_probe: Probe = Probe()

@@ -20,14 +20,13 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
     BeforeValidator,
     Discriminator,
     Field,
-    Tag,
     ValidationInfo,
     WithJsonSchema,
     model_validator,
@@ -37,8 +36,6 @@ from modelport.core.errors import ValidationError
 from modelport.core.names import validate_name
 from modelport.schema.base import Definition
 from modelport.schema.choices import Choice
-
-C = TypeVar("C", bound="Choice")
 
 
 class Document(Definition):
@@ -57,7 +54,9 @@ def describe(value: object) -> str:
     """A value for a message: scalars verbatim, containers by what they are."""
     if isinstance(value, (str, int, float, bool)) or value is None:
         return repr(value)
-    return {dict: "a mapping", list: "a list"}.get(type(value), type(value).__name__)
+    if isinstance(value, Mapping):
+        return "a mapping"
+    return "a list" if isinstance(value, list) else type(value).__name__
 
 
 # -- numbers -----------------------------------------------------------------------------------
@@ -84,8 +83,9 @@ def number(value: object) -> float:
     return float(value)
 
 
-def Int(minimum: int, maximum: int | None = None) -> Any:  # noqa: N802 - a type, spelled as one
-    """An integer type with bounds: ``instance_count: 0`` → ``0 is less than 1``."""
+def between(minimum: int, maximum: int | None = None) -> BeforeValidator:
+    """An integer field's check, with bounds: ``instance_count: 0`` → ``0 is less than 1``
+    (used beside ``Field(ge=..., le=...)``, which puts the bounds into the published schema)."""
 
     def check(value: object) -> int:
         value = integer(value)
@@ -95,7 +95,7 @@ def Int(minimum: int, maximum: int | None = None) -> Any:  # noqa: N802 - a type
             raise ValueError(f"{value} is more than {maximum}")
         return value
 
-    return Annotated[int, Field(ge=minimum, le=maximum), BeforeValidator(check)]
+    return BeforeValidator(check)
 
 
 def positive(value: object) -> float:
@@ -112,7 +112,8 @@ def _not_negative(value: object) -> float:
     return seconds
 
 
-Count = Int(1)
+Count = Annotated[int, Field(ge=1), between(1)]
+NonNegative = Annotated[int, Field(ge=0), between(0)]
 Seconds = Annotated[float, Field(gt=0), BeforeValidator(positive)]
 Delay = Annotated[float, Field(ge=0), BeforeValidator(_not_negative)]
 
@@ -181,10 +182,11 @@ Flag = Annotated[
 ]
 
 
-def choice(kind: type[C], refusal: Callable[[object], str] | None = None) -> Any:
-    """``kind``'s member named by its value, any case; ``refusal`` words the error for others."""
+def one_of(kind: type[Choice], refusal: Callable[[object], str] | None = None) -> BeforeValidator:
+    """The check of a ``kind`` field: its member named by its value, any case; ``refusal`` words
+    the error for anything else."""
 
-    def check(value: object) -> C:
+    def check(value: object) -> Choice:
         if isinstance(value, str):
             for member in kind:
                 if member.value == value.strip().lower():
@@ -196,7 +198,7 @@ def choice(kind: type[C], refusal: Callable[[object], str] | None = None) -> Any
             raise ValueError(f"expected one of {allowed}, got {describe(value)}")
         raise ValueError(f"{value!r} is not one of {allowed}")
 
-    return Annotated[kind, BeforeValidator(check)]
+    return BeforeValidator(check)
 
 
 # -- files -------------------------------------------------------------------------------------
@@ -238,11 +240,10 @@ def _reference(value: object) -> object:
     raise ValueError(f"expected a reference or a mapping, got {describe(value)}")
 
 
-def reference_or(inline: type[Definition]) -> Any:
-    """``NAME[:V|@A]`` or an inline ``inline`` mapping. The member is chosen by the value's
-    shape, so an error names the field inside the mapping, not both readings."""
-    return Annotated[
-        Annotated[str, Tag("str")] | Annotated[inline, Tag(inline.__name__)],
-        Discriminator(lambda value: "str" if isinstance(value, str) else inline.__name__),
-        BeforeValidator(_reference),
-    ]
+REFERENCE = BeforeValidator(_reference)
+
+
+def by_shape(inline: str) -> Discriminator:
+    """Reads a reference-or-mapping field (tagged ``str`` and ``inline``) by the value's shape,
+    so that an error names the key inside the mapping, not both readings."""
+    return Discriminator(lambda value: "str" if isinstance(value, str) else inline)
