@@ -155,7 +155,7 @@ class OnlineEndpoints:
 def request_body(definition: Definition, overrides: Sequence[str]) -> dict[str, Any]:
     """The API's definition request: the mapping (a YAML file's, read here), the overrides, and
     the folder relative paths start from (the file's, else the current one)."""
-    from modelport.batch.definitions import read_definition  # the one Azure-YAML file reader
+    from modelport.core.overrides import read_definition
 
     if definition is None or isinstance(definition, Mapping):
         return {
@@ -169,7 +169,7 @@ def request_body(definition: Definition, overrides: Sequence[str]) -> dict[str, 
 
 def _field(body: dict[str, Any], key: str) -> str:
     """A field of the definition, ``set`` overrides included (the endpoint a deployment is for)."""
-    from modelport.control.definitions import apply_overrides
+    from modelport.core.overrides import apply_overrides
 
     value = apply_overrides(body["definition"] or {}, body["set"]).get(key)
     if not value:

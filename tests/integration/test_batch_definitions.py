@@ -95,7 +95,7 @@ def test_mnist_definitions_load_as_is(cli, tmp_path: Path) -> None:
     again = cli("batch-deployment", "create", "-f", root / "deployment.yml", "-n", "second", "-o", "json")
     assert json.loads(ok(again))["model"] == "mnist-classifier-torch:1"
     assert (
-        "note: ignored cloud-only keys: compute, environment.image\n"
+        "note: ignored cloud-only keys: environment.image, compute\n"  # in the order of the file
         in cli("batch-deployment", "create", "-f", root / "deployment.yml", "-n", "third").stderr
     )
     shown = json.loads(ok(cli("batch-endpoint", "show", "-n", "mnist-batch", "-o", "json")))
@@ -166,7 +166,7 @@ def test_bad_definitions_are_one_line_and_store_nothing(sqlite_cli, tmp_path: Pa
     ok(cli("batch-endpoint", "create", "-f", root / "endpoint.yml"))
     _one_line_error(
         cli("batch-deployment", "create", "-f", root / "deployment.yml", "--set", "mini_batch_size=-5"),
-        "mini_batch_size: -5 must be a positive integer",
+        "mini_batch_size: -5 is less than 1",
     )
     _one_line_error(
         cli("batch-deployment", "create", "-f", root / "deployment.yml", "--set", "settings.foo=1"),

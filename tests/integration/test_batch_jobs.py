@@ -74,7 +74,7 @@ class Project:
         (root / "code" / "score.py").write_text(FILE_SCRIPT)
         self.model = build_mlp_onnx(root / "model.onnx")
         with self._endpoints() as endpoints:
-            endpoints.create_endpoint(parse_endpoint({"name": "ep"}))
+            endpoints.create_endpoint(parse_endpoint({"name": "ep"}).value)
 
     @contextmanager
     def _endpoints(self) -> Iterator[BatchEndpoints]:
@@ -98,7 +98,7 @@ class Project:
             (code / "score.py").write_text(textwrap.dedent(script))
             data["code_configuration"] = {"code": str(code), "scoring_script": "score.py"}
         with self._endpoints() as endpoints:
-            endpoints.create_deployment(parse_deployment(data, self.root))
+            endpoints.create_deployment(parse_deployment(data, self.root).value)
 
     def invoke(self, deployment: str, input_path: Path | str, *args: str) -> subprocess.CompletedProcess[str]:
         return self.cli(
@@ -384,7 +384,7 @@ def test_bad_inputs_are_one_line_and_leave_nothing(tmp_path: Path) -> None:
     )
     _one_line_error(
         project.invoke("files", tmp_path / "images", "--set", "mini_batch_size=-1"),
-        "mini_batch_size: -1 must be a positive integer",
+        "mini_batch_size: -1 is less than 1",
     )
     assert json.loads(ok(project.cli("job", "list", "-o", "json"))) == []
     assert not (tmp_path / "ws" / "jobs").exists() or not any((tmp_path / "ws" / "jobs").iterdir())

@@ -41,7 +41,7 @@ def _workspace(root: Path) -> Path:
     with Workspace(root / "ws") as ws:
         endpoints = BatchEndpoints(ws)
         for name in ("ep", "other"):
-            endpoints.create_endpoint(parse_endpoint({"name": name}))
+            endpoints.create_endpoint(parse_endpoint({"name": name}).value)
         endpoints.create_deployment(
             parse_deployment(
                 {
@@ -52,7 +52,7 @@ def _workspace(root: Path) -> Path:
                     "settings": {"mini_batch_size": 2},
                 },
                 root,
-            ),
+            ).value,
             set_default=True,
         )
     images = root / "images"

@@ -297,7 +297,8 @@ def test_sweep_rules_for_free_locks(tmp_path: Path) -> None:
 def test_a_code_snapshot_is_private_and_leaves_no_staging(tmp_path: Path) -> None:
     from modelport import Workspace
     from modelport.control.catalog import Catalog
-    from modelport.control.definitions import EndpointSpec, parse_deployment
+    from modelport.control.definitions import parse_deployment
+    from modelport.schema.online import EndpointSpec
 
     code = tmp_path / "code"
     (code / "lib").mkdir(parents=True)
@@ -308,7 +309,7 @@ def test_a_code_snapshot_is_private_and_leaves_no_staging(tmp_path: Path) -> Non
     with Workspace(tmp_path / "ws") as ws:
         ws.models.register(build_mlp_onnx(tmp_path / "m" / "model.onnx"), "mlp")
         catalog = Catalog(ws)
-        catalog.create_endpoint(EndpointSpec("ep"))
+        catalog.create_endpoint(EndpointSpec(name="ep"))
         spec, _ = parse_deployment(
             {
                 "endpoint_name": "ep",

@@ -9,16 +9,17 @@ import pytest
 import sqlalchemy.exc
 
 from modelport.control.catalog import Catalog
-from modelport.control.definitions import EndpointSpec, parse_deployment, parse_endpoint
+from modelport.control.definitions import parse_deployment, parse_endpoint
 from modelport.core.errors import ConflictError, NotFoundError, ValidationError
 from modelport.samples import build_mlp_onnx
+from modelport.schema.online import EndpointSpec
 
 
 @pytest.fixture
 def catalog(workspace, onnx_model: Path) -> Catalog:  # noqa: ANN001 - Workspace
     workspace.models.register(onnx_model, "mlp")
     catalog = Catalog(workspace)
-    catalog.create_endpoint(EndpointSpec("ep"))
+    catalog.create_endpoint(EndpointSpec(name="ep"))
     return catalog
 
 
@@ -171,4 +172,4 @@ def test_keys_regenerate_one_at_a_time(catalog: Catalog) -> None:
     with pytest.raises(ValidationError, match="--key: 'tertiary' is not one of primary, secondary"):
         catalog.regenerate_key("ep", "tertiary")
     with pytest.raises(ConflictError, match="endpoint 'ep' already exists"):
-        catalog.create_endpoint(EndpointSpec("ep"))
+        catalog.create_endpoint(EndpointSpec(name="ep"))

@@ -3,6 +3,7 @@ no-code feature mapping, the script check, and the engine's retry/split/threshol
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from modelport.batch.definitions import BatchSettings, parse_deployment, parse_endpoint, read_definition
+from modelport.batch.definitions import BatchSettings, parse_deployment, parse_endpoint
 from modelport.batch.engine import JobFailed, LocalEngine, MiniBatchResult
 from modelport.batch.inputs import iter_tables, resolve_input
 from modelport.batch.jobs import _steady_rate
@@ -19,7 +20,9 @@ from modelport.batch.output import assemble, part_name, write_part
 from modelport.batch.scoring import check_script, model_inputs
 from modelport.batch.worker import WorkerConfig
 from modelport.core.errors import ConflictError, ValidationError
+from modelport.core.overrides import read_definition
 from modelport.runtime.predictor import TensorMeta
+from modelport.schema.batch import BatchInlineEnvironment
 
 # -- definitions ---------------------------------------------------------------------------------
 
@@ -37,7 +40,7 @@ def _deployment(tmp_path: Path, **extra: object) -> dict[str, object]:
 
 
 def test_deployment_defaults_are_azures(tmp_path: Path) -> None:
-    settings = parse_deployment(_deployment(tmp_path), tmp_path).settings
+    settings = parse_deployment(_deployment(tmp_path), tmp_path).value.batch_settings
     assert settings == BatchSettings()
     assert (
         settings.mini_batch_size,
@@ -55,8 +58,8 @@ def test_settings_at_root_or_under_settings(tmp_path: Path) -> None:
     nested = parse_deployment(
         _deployment(tmp_path, settings={"mini_batch_size": 5, "retry_settings": {"max_retries": 1}}), tmp_path
     )
-    assert root.settings == nested.settings
-    assert (root.settings.mini_batch_size, root.settings.max_retries) == (5, 1)
+    assert root.value.batch_settings == nested.value.batch_settings
+    assert (root.value.batch_settings.mini_batch_size, root.value.batch_settings.max_retries) == (5, 1)
     with pytest.raises(ValidationError, match="settings.mini_batch_size: given both"):
         parse_deployment(_deployment(tmp_path, mini_batch_size=5, settings={"mini_batch_size": 6}), tmp_path)
 
@@ -64,11 +67,17 @@ def test_settings_at_root_or_under_settings(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ({"settings": {"mini_batch_size": -3}}, "settings.mini_batch_size: -3 must be a positive integer"),
-        ({"settings": {"mini_batch_sise": 3}}, "settings.mini_batch_sise: unknown key"),
-        ({"resources": {"instance_count": 0}}, "resources.instance_count: 0 must be a positive integer"),
-        ({"settings": {"retry_settings": {"timeout": "x"}}}, "settings.retry_settings.timeout: 'x' is not a number"),
-        ({"settings": {"error_threshold": -2}}, "settings.error_threshold: -2 must be -1"),
+        ({"settings": {"mini_batch_size": -3}}, "settings.mini_batch_size: -3 is less than 1"),
+        (
+            {"settings": {"mini_batch_sise": 3}},
+            "settings.mini_batch_sise: unknown key; did you mean 'mini_batch_size'?",
+        ),
+        ({"resources": {"instance_count": 0}}, "resources.instance_count: 0 is less than 1"),
+        (
+            {"settings": {"retry_settings": {"timeout": "x"}}},
+            "settings.retry_settings.timeout: expected a number, got 'x'",
+        ),
+        ({"settings": {"error_threshold": -2}}, "settings.error_threshold: -2 is less than -1"),
         ({"settings": {"output_action": "append"}}, "settings.output_action: 'append' is not one of"),
         ({"settings": {"output_file_name": "a/b.csv"}}, "must be a file name"),
         ({"type": "pipeline"}, "type: 'pipeline' deployments are not supported"),
@@ -76,7 +85,7 @@ def test_settings_at_root_or_under_settings(tmp_path: Path) -> None:
     ],
 )
 def test_bad_deployment_fields_are_named(tmp_path: Path, extra: dict[str, object], message: str) -> None:
-    with pytest.raises(ValidationError, match=message.replace("(", r"\(").replace(".", r"\.")):
+    with pytest.raises(ValidationError, match=re.escape(message)):
         parse_deployment(_deployment(tmp_path, **extra), tmp_path)
 
 
@@ -92,8 +101,8 @@ def test_cloud_only_keys_are_listed_as_ignored(tmp_path: Path) -> None:
         tmp_path,
     )
     assert set(definition.ignored) == {"compute", "environment.image", "resources.instance_type"}
-    assert definition.environment == {"name": "env"}
-    assert definition.settings.instance_count == 2
+    assert definition.value.environment == BatchInlineEnvironment(name="env")
+    assert definition.value.batch_settings.instance_count == 2
     assert parse_endpoint({"name": "e", "auth_mode": "aad_token"}).ignored == ("auth_mode",)
 
 
@@ -117,7 +126,7 @@ def test_job_overrides_are_checked() -> None:
     assert (settings.mini_batch_size, settings.timeout, settings.error_threshold) == (3, 1.5, -1)
     with pytest.raises(ValidationError, match="--set batch_size: not a batch setting"):
         BatchSettings().override({"batch_size": "3"})
-    with pytest.raises(ValidationError, match="--set mini_batch_size: 0 must be a positive integer"):
+    with pytest.raises(ValidationError, match="--set mini_batch_size: 0 is less than 1"):
         BatchSettings().override({"mini_batch_size": "0"})
 
 

@@ -9,19 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from modelport.control.definitions import (
-    DeploymentSpec,
-    EndpointSpec,
-    apply_overrides,
-    check_routing,
-    load_deployment,
-    parse_deployment,
-    parse_endpoint,
-)
+from modelport.control.definitions import check_routing, load_deployment, parse_deployment, parse_endpoint
 from modelport.control.scoring_routes import is_scoring_route
 from modelport.control.traffic import choose_deployment, least_outstanding, mirror_target
 from modelport.core import keys
 from modelport.core.errors import ValidationError
+from modelport.core.overrides import apply_overrides
+from modelport.schema.online import DeploymentSpec, EndpointSpec
 
 
 @pytest.fixture
@@ -122,8 +116,8 @@ def test_inline_assets_are_read_with_their_cloud_keys(code: Path) -> None:
         ),
         ({"request_settings": {"max_concurrency": 2}}, r"^request_settings.max_concurrency: unknown key"),
         ({"liveness_probe": {"period": 0}}, r"^liveness_probe.period: expected a positive number"),
-        ({"environment_variables": {"A": [1]}}, r"^environment_variables: A: expected a string"),
-        ({"modle": "x"}, r"^modle: unknown key \(allowed: .*model"),
+        ({"environment_variables": {"A": [1]}}, r"^environment_variables.A: expected a string"),
+        ({"modle": "x"}, r"^modle: unknown key; did you mean 'model'\?$"),
         ({"model": None}, r"^model: a deployment needs a model, a code_configuration, or both$"),
         ({"model": 3}, r"^model: expected a reference or a mapping"),
         ({"model": {"path": "nowhere.onnx"}}, r"^model.path: .*nowhere.onnx does not exist$"),
@@ -209,7 +203,7 @@ def test_overrides_apply_yaml_values_at_key_paths() -> None:
 )
 def test_routing_rules(traffic: dict[str, int], mirror: dict[str, int], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        check_routing(EndpointSpec("ep", traffic=traffic, mirror_traffic=mirror), ["blue", "green", "red"])
+        check_routing(EndpointSpec(name="ep", traffic=traffic, mirror_traffic=mirror), ["blue", "green", "red"])
 
 
 @pytest.mark.parametrize(
@@ -223,7 +217,7 @@ def test_routing_rules(traffic: dict[str, int], mirror: dict[str, int], message:
     ],
 )
 def test_routing_accepts(traffic: dict[str, int], mirror: dict[str, int]) -> None:
-    check_routing(EndpointSpec("ep", traffic=traffic, mirror_traffic=mirror), ["blue", "green", "red"])
+    check_routing(EndpointSpec(name="ep", traffic=traffic, mirror_traffic=mirror), ["blue", "green", "red"])
 
 
 # -- traffic selection -------------------------------------------------------------------------

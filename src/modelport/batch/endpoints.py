@@ -20,12 +20,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from modelport.batch.definitions import (
-    BatchSettings,
-    DeploymentDefinition,
-    EndpointDefinition,
-    parse_endpoint,
-)
+from modelport.batch.definitions import parse_endpoint
 from modelport.batch.scoring import check_script
 from modelport.core.errors import ConflictError, NotFoundError, ValidationError
 from modelport.core.keys import KEY_NAMES, new_key
@@ -33,6 +28,7 @@ from modelport.core.names import validate_name
 from modelport.registry.manifest import scan
 from modelport.registry.stores import WorkspaceStores
 from modelport.runtime import flavor_catalog
+from modelport.schema.batch import BatchDeploymentSpec, BatchEndpointSpec, BatchInlineModel, BatchSettings
 from modelport.store.schema import BatchDeployment, BatchEndpoint, utcnow
 
 
@@ -92,7 +88,7 @@ class BatchEndpoints:
 
     # -- endpoints ----------------------------------------------------------------------------
 
-    def create_endpoint(self, definition: EndpointDefinition) -> EndpointInfo:
+    def create_endpoint(self, definition: BatchEndpointSpec) -> EndpointInfo:
         if definition.default_deployment is not None:
             raise ValidationError(
                 f"defaults.deployment_name: endpoint {definition.name!r} has no deployments yet; "
@@ -126,7 +122,7 @@ class BatchEndpoints:
                 raise ValidationError(f"name: {changes['name']!r} differs from the endpoint being updated ({name!r})")
             merged = {**current, **changes}
             merged["defaults"] = {**current["defaults"], **(changes.get("defaults") or {})}
-            definition = parse_endpoint(merged)
+            definition = parse_endpoint(merged).value
             default = definition.default_deployment
             if default is not None and self._deployment(session, row, default) is None:
                 raise NotFoundError(f"defaults.deployment_name: endpoint {name!r} has no deployment {default!r}")
@@ -166,7 +162,10 @@ class BatchEndpoints:
 
     # -- deployments --------------------------------------------------------------------------
 
-    def create_deployment(self, definition: DeploymentDefinition, *, set_default: bool = False) -> DeploymentInfo:
+    def create_deployment(
+        self, definition: BatchDeploymentSpec, *, ignored: tuple[str, ...] = (), set_default: bool = False
+    ) -> DeploymentInfo:
+        """Store ``definition`` resolved; ``ignored`` (its cloud-only keys) is shown with the result."""
         with self.db.session() as session:
             self._new_deployment_endpoint(session, definition)  # fail before registering inline assets
         spec = self._resolve(definition)
@@ -178,9 +177,9 @@ class BatchEndpoints:
                 endpoint.default_deployment = definition.name
                 endpoint.updated_at = utcnow()
             session.flush()
-            return _deployment_info(endpoint, row, list(definition.ignored))
+            return _deployment_info(endpoint, row, list(ignored))
 
-    def _new_deployment_endpoint(self, session: Session, definition: DeploymentDefinition) -> BatchEndpoint:
+    def _new_deployment_endpoint(self, session: Session, definition: BatchDeploymentSpec) -> BatchEndpoint:
         """The endpoint a new deployment goes into, checking the name is free there."""
         endpoint = self._require_endpoint(session, definition.endpoint_name)
         if self._deployment(session, endpoint, definition.name) is not None:
@@ -228,12 +227,13 @@ class BatchEndpoints:
 
     # -- resolution ---------------------------------------------------------------------------
 
-    def _resolve(self, definition: DeploymentDefinition) -> dict[str, Any]:
+    def _resolve(self, definition: BatchDeploymentSpec) -> dict[str, Any]:
         """The stored spec: assets pinned to versions, the script checked, no-code flavors checked."""
-        if definition.code is not None and definition.scoring_script is not None:
-            check_script(Path(definition.code) / definition.scoring_script)
-        model, flavor = self._model(definition) if definition.model is not None else (None, None)
-        if definition.code is None and flavor not in flavor_catalog.loadable_names():
+        code = definition.code_configuration
+        if code is not None:
+            check_script(code.script_path)
+        model, flavor = self._model(definition, definition.model) if definition.model is not None else (None, None)
+        if code is None and flavor not in flavor_catalog.loadable_names():
             raise ValidationError(
                 f"code_configuration: model {model} is a {flavor} model; without a scoring script a "
                 f"deployment needs a {', '.join(flavor_catalog.loadable_names())} model"
@@ -243,49 +243,37 @@ class BatchEndpoints:
             "tags": definition.tags,
             "model": model,
             "flavor": flavor,
-            "code": definition.code,
-            "scoring_script": definition.scoring_script,
+            "code": code and code.code,
+            "scoring_script": code and code.scoring_script,
             "environment": self._environment(definition),
-            "settings": definition.settings.to_dict(),
+            "settings": definition.batch_settings.to_dict(),
         }
 
-    def _model(self, definition: DeploymentDefinition) -> tuple[str, str]:
-        if isinstance(definition.model, str):
-            info = self.ws.models.get(definition.model)
+    def _model(self, definition: BatchDeploymentSpec, inline: str | BatchInlineModel) -> tuple[str, str]:
+        if isinstance(inline, str):
+            info = self.ws.models.get(inline)
             return info.ref, info.flavor
-        inline = dict(definition.model or {})
-        if "path" not in inline:
-            raise ValidationError("model.path: required for an inline model")
-        name = validate_name(str(inline.get("name") or f"{definition.endpoint_name}-{definition.name}"), "model.name")
+        name = inline.name or f"{definition.endpoint_name}-{definition.name}"
         try:
             info = self.ws.models.register(
-                inline["path"],
-                name,
-                version=inline.get("version"),
-                description=str(inline.get("description") or ""),
-                tags=inline.get("tags"),
+                inline.path, name, version=inline.version, description=inline.description, tags=inline.tags
             )
         except ConflictError:  # identical content already registered: use that version, as Azure does
-            digest = scan(Path(inline["path"])).digest
+            digest = scan(Path(inline.path)).digest
             info = next(v for v in self.ws.models.versions(name, include_archived=True) if v.digest == digest)
         return info.ref, info.flavor
 
-    def _environment(self, definition: DeploymentDefinition) -> str | None:
+    def _environment(self, definition: BatchDeploymentSpec) -> str | None:
         environment = definition.environment
         if environment is None:
             return None
         if isinstance(environment, str):
             return self.ws.environments.get(environment).ref
-        if "conda_file" not in environment:
+        if environment.conda_file is None:
             return None  # an image-only environment: nothing to register locally
-        name = validate_name(
-            str(environment.get("name") or f"{definition.endpoint_name}-{definition.name}"), "environment.name"
-        )
+        name = environment.name or f"{definition.endpoint_name}-{definition.name}"
         return self.ws.environments.create(
-            name,
-            environment["conda_file"],
-            description=str(environment.get("description") or ""),
-            tags=environment.get("tags"),
+            name, environment.conda_file, description=environment.description, tags=environment.tags
         ).ref
 
     # -- rows ---------------------------------------------------------------------------------

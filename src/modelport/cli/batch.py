@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Console
 
-from modelport.batch.definitions import ENGINES, parse_deployment, parse_endpoint, read_definition
 from modelport.batch.status import JobStatus
 from modelport.cli.context import AppContext, pass_app
 from modelport.cli.examples import examples
@@ -34,6 +33,8 @@ from modelport.cli.output import (
 from modelport.control.rundir import read_info
 from modelport.core.errors import ModelportError, ValidationError
 from modelport.core.keys import KEY_NAMES
+from modelport.core.overrides import read_definition
+from modelport.schema.choices import Engine
 
 if TYPE_CHECKING:  # imported on use (below): SQLAlchemy stays out of --help and the other commands
     from modelport.batch.endpoints import BatchEndpoints, DeploymentInfo, EndpointInfo
@@ -135,8 +136,10 @@ def _scoring_uri(app: AppContext, name: str) -> str | None:
 def endpoint_create(app: AppContext, file: Path | None, name: str | None, sets: tuple[str, ...], output: str) -> None:
     """Create a batch endpoint."""
     data, _ = read_definition(file, sets, name)
-    definition = parse_endpoint(data)
-    _show_endpoint(app, _endpoints(app).create_endpoint(definition), output, definition.ignored)
+    from modelport.batch.definitions import parse_endpoint
+
+    parsed = parse_endpoint(data)
+    _show_endpoint(app, _endpoints(app).create_endpoint(parsed.value), output, parsed.ignored)
 
 
 @batch_endpoint.command(
@@ -302,7 +305,7 @@ def endpoint_delete(app: AppContext, name: str, yes: bool) -> None:
 )
 @click.option(
     "--engine",
-    type=click.Choice(ENGINES),
+    type=click.Choice([engine.value for engine in Engine]),
     default="local",
     show_default=True,
     help="Where workers run: local processes, or actors on a Ray cluster.",
@@ -394,8 +397,11 @@ def deployment_create(
     data, base = read_definition(file, sets, name)
     if endpoint_name is not None:
         data["endpoint_name"] = endpoint_name
-    definition = parse_deployment(data, base)
-    _show_deployment(_endpoints(app).create_deployment(definition, set_default=set_default), output)
+    from modelport.batch.definitions import parse_deployment
+
+    parsed = parse_deployment(data, base)
+    created = _endpoints(app).create_deployment(parsed.value, ignored=parsed.ignored, set_default=set_default)
+    _show_deployment(created, output)
 
 
 @batch_deployment.command(

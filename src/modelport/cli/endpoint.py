@@ -38,7 +38,7 @@ def _definition(file: Path | None, overrides: tuple[str, ...], **names: str | No
 def _named(request: dict[str, Any], key: str, option: str) -> str:
     """``key`` of the definition once the overrides (``-n``/``-e`` among them) are applied: the
     file names what an update changes, as in ``az ml online-endpoint update -f``."""
-    from modelport.control.definitions import apply_overrides
+    from modelport.core.overrides import apply_overrides
 
     value = apply_overrides(request["definition"] or {}, request["set"]).get(key)
     if not value:

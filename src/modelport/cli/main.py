@@ -37,6 +37,7 @@ COMMANDS = {
     "deployment": "modelport.cli.endpoint:deployment",
     "monitor": "modelport.cli.monitor:monitor",
     "profile": "modelport.cli.profile:profile",
+    "schema": "modelport.cli.schema:schema",
     "batch-endpoint": "modelport.cli.batch:batch_endpoint",
     "batch-deployment": "modelport.cli.batch:batch_deployment",
     "job": "modelport.cli.batch:job",

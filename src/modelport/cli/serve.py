@@ -305,12 +305,13 @@ def _collector(
 ) -> tuple[CollectorSettings, str] | None:
     """The payload collector ``--data-collector`` asks for (its settings and source name); None
     when it enables no collection."""
-    from modelport.control.definitions import parse_data_collector
     from modelport.monitor.collector import CollectorSettings
+    from modelport.schema.base import parse
+    from modelport.schema.collector import DataCollector
 
     data = _mapping("--data-collector", text)
     try:
-        settings, _ = parse_data_collector(data)
+        settings = parse(DataCollector, data).value
     except ValidationError as exc:
         raise ValidationError(f"--data-collector: {exc}") from None
     if not settings.enabled:

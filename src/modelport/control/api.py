@@ -27,13 +27,17 @@ from starlette.routing import Route
 
 from modelport.control import logs
 from modelport.control.catalog import Catalog, DeploymentRecord, EndpointRecord
-from modelport.control.definitions import apply_overrides, parse_deployment, parse_endpoint
+from modelport.control.definitions import parse_deployment, parse_endpoint
 from modelport.control.replica import request_log_path
 from modelport.control.router import Router
 from modelport.control.supervisor import ProvisioningState, Supervisor
 from modelport.core.errors import ConflictError, NotFoundError, ValidationError
 from modelport.core.json_body import json_object
+from modelport.core.overrides import apply_overrides
 from modelport.core.version import __version__
+from modelport.schema.base import Definition
+from modelport.schema.online import DeploymentSpec, EndpointSpec
+from modelport.schema.published import components
 from modelport.store.schema import utcnow
 
 
@@ -375,23 +379,18 @@ def openapi_document() -> dict[str, Any]:
             ]
             entry["responses"][str(op.status)] = {"description": "OK", "content": {"text/plain": {}}}
         paths.setdefault(op.path, {})[op.method.lower()] = entry
-    definition = {
-        "type": "object",
-        "properties": {
-            "definition": {"type": "object", "description": "the YAML definition as a mapping"},
-            "set": {"type": "array", "items": {"type": "string"}, "description": "KEY.PATH=VALUE overrides"},
-            "base_dir": {"type": "string", "description": "folder relative paths start from"},
-        },
-    }
-    deployment = {**definition, "properties": {**definition["properties"], "all_traffic": {"type": "boolean"}}}
+    endpoint = _definition_request(EndpointSpec)
+    deployment = _definition_request(DeploymentSpec)
+    deployment["properties"]["all_traffic"] = {"type": "boolean"}
     return {
         "openapi": "3.1.0",
         "info": {"title": "modelport daemon", "version": __version__},
         "paths": paths,
         "components": {
             "schemas": {
+                **components([EndpointSpec, DeploymentSpec]),
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
-                "EndpointDefinition": definition,
+                "EndpointDefinition": endpoint,
                 "DeploymentDefinition": deployment,
                 "KeyChoice": {
                     "type": "object",
@@ -399,5 +398,21 @@ def openapi_document() -> dict[str, Any]:
                     "properties": {"key": {"type": "string", "enum": ["primary", "secondary"]}},
                 },
             }
+        },
+    }
+
+
+def _definition_request(model: type[Definition]) -> dict[str, Any]:
+    """A definition request's body: the YAML mapping (``model``'s schema, though keys that ``set``
+    or the URL supply may be missing from it), the overrides, and the folder paths start from."""
+    return {
+        "type": "object",
+        "properties": {
+            "definition": {
+                "anyOf": [{"$ref": f"#/components/schemas/{model.__name__}"}, {"type": "null"}],
+                "description": "the YAML definition as a mapping; null (update): the stored one",
+            },
+            "set": {"type": "array", "items": {"type": "string"}, "description": "KEY.PATH=VALUE overrides"},
+            "base_dir": {"type": "string", "description": "folder relative paths start from"},
         },
     }

@@ -33,21 +33,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from modelport.control.code_ignore import CodeIgnore
-from modelport.control.definitions import (
-    CodeConfiguration,
-    DataCollector,
-    DeploymentSpec,
-    EndpointSpec,
-    InlineEnvironment,
-    check_routing,
-    load_deployment,
-)
+from modelport.control.definitions import check_routing, load_deployment
 from modelport.core.errors import ConflictError, ModelportError, NotFoundError, ValidationError
 from modelport.core.files import disk_error, disk_errors, private_dir, private_tree, temp_dir
 from modelport.core.keys import KEY_NAMES, new_key
 from modelport.core.names import parse_ref
 from modelport.registry.manifest import Manifest, scan
 from modelport.runtime import flavor_catalog
+from modelport.schema.choices import AuthMode
+from modelport.schema.collector import DataCollector
+from modelport.schema.online import CodeConfiguration, DeploymentSpec, EndpointSpec, InlineEnvironment
 from modelport.store.artifacts import sha256_file
 from modelport.store.schema import Model, ModelVersion, OnlineDeployment, OnlineEndpoint, utcnow
 
@@ -73,14 +68,14 @@ class DeploymentRecord:
         what = [
             spec.model,
             spec.environment,
-            dataclasses.asdict(spec.code_configuration or CodeConfiguration("", "")),
+            spec.code_configuration.model_dump() if spec.code_configuration else {"code": "", "scoring_script": ""},
             spec.environment_variables,
         ]
         # added only when set, so revisions of deployments without them stay as they were
-        if spec.model_config:
-            what.append(spec.model_config)
+        if spec.config_overrides:
+            what.append(spec.config_overrides)
         if spec.data_collector != DataCollector():
-            what.append(dataclasses.asdict(spec.data_collector))
+            what.append(spec.data_collector.to_dict())
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict[str, Any]:
@@ -209,7 +204,7 @@ class Catalog:
         if isinstance(environment, str):
             environment = self._environment_ref(environment)
         model, registered = self._model(spec)
-        resolution = Resolution(dataclasses.replace(spec, model=model), registered)
+        resolution = Resolution(spec.model_copy(update={"model": model}), registered)
         try:
             if isinstance(environment, InlineEnvironment):
                 environment = self._register_environment(environment, f"{spec.endpoint_name}-{spec.name}-env")
@@ -224,7 +219,7 @@ class Catalog:
             self.release(resolution, refused=True)
             raise
         return dataclasses.replace(
-            resolution, spec=dataclasses.replace(resolution.spec, environment=environment, code_configuration=code)
+            resolution, spec=resolution.spec.model_copy(update={"environment": environment, "code_configuration": code})
         )
 
     def release(self, resolution: Resolution, *, refused: bool) -> None:
@@ -255,10 +250,11 @@ class Catalog:
             row.model_version_id = self._model_version_id(session, spec.model)
             row.updated_at = utcnow()
             if all_traffic:
-                routing = dataclasses.replace(
-                    _endpoint_spec(endpoint),
-                    traffic={name: 0 for name in endpoint.traffic} | {spec.name: 100},
-                    mirror_traffic={k: v for k, v in endpoint.mirror_traffic.items() if k != spec.name},
+                routing = _endpoint_spec(endpoint).model_copy(
+                    update={
+                        "traffic": {name: 0 for name in endpoint.traffic} | {spec.name: 100},
+                        "mirror_traffic": {k: v for k, v in endpoint.mirror_traffic.items() if k != spec.name},
+                    }
                 )
                 check_routing(routing, [d.name for d in endpoint.deployments])
                 _write_endpoint(endpoint, routing)
@@ -355,7 +351,7 @@ class Catalog:
                 except OSError:
                     if not target.is_dir():  # lost a race to an identical snapshot: keep the winner
                         raise
-        return CodeConfiguration(str(target), code.scoring_script)
+        return code.model_copy(update={"code": str(target)})
 
     @staticmethod
     def _model_version_id(session: Session, ref: str | None) -> int | None:
@@ -440,8 +436,9 @@ def _split_text(shares: dict[str, int]) -> str:
 
 
 def _write_endpoint(row: OnlineEndpoint, spec: EndpointSpec) -> None:
-    row.description, row.tags, row.auth_mode = spec.description, spec.tags, spec.auth_mode
-    row.traffic, row.mirror_traffic = spec.traffic, spec.mirror_traffic
+    stored = spec.to_dict()
+    row.description, row.tags, row.auth_mode = stored["description"], stored["tags"], stored["auth_mode"]
+    row.traffic, row.mirror_traffic = stored["traffic"], stored["mirror_traffic"]
 
 
 def _endpoint_spec(row: OnlineEndpoint) -> EndpointSpec:
@@ -449,7 +446,7 @@ def _endpoint_spec(row: OnlineEndpoint) -> EndpointSpec:
         name=row.name,
         description=row.description,
         tags=dict(row.tags),
-        auth_mode=row.auth_mode,
+        auth_mode=AuthMode(row.auth_mode),
         traffic=dict(row.traffic),
         mirror_traffic=dict(row.mirror_traffic),
     )

@@ -13,7 +13,6 @@ A deployment with an environment runs in that environment's virtualenv (see
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import signal
@@ -25,8 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelport.control.definitions import DeploymentSpec
 from modelport.core.files import open_private, private_dir
+from modelport.schema.online import DeploymentSpec
 
 if TYPE_CHECKING:
     from modelport.registry.stores import WorkspaceStores
@@ -55,8 +54,8 @@ def launch_plan(ws: WorkspaceStores, spec: DeploymentSpec) -> LaunchPlan:
     else:
         ws.models.model_dir(str(spec.model))  # verified now, so a damaged copy fails the deployment
         target, cwd = [str(spec.model)], str(ws.root)
-        if spec.model_config:
-            target += ["--model-config", json.dumps(spec.model_config)]
+        if spec.config_overrides:
+            target += ["--model-config", json.dumps(spec.config_overrides)]
     env = {
         **os.environ,
         "MODELPORT_HOME": str(ws.root),
@@ -69,7 +68,7 @@ def launch_plan(ws: WorkspaceStores, spec: DeploymentSpec) -> LaunchPlan:
     if spec.data_collector.enabled:
         labels += [
             "--data-collector",
-            json.dumps(dataclasses.asdict(spec.data_collector)),
+            json.dumps(spec.data_collector.to_dict()),
             "--collect-dir",
             str(ws.root / "collected" / spec.endpoint_name / spec.name),
         ]

@@ -35,11 +35,11 @@ import aiohttp
 import orjson
 
 from modelport.control.catalog import DeploymentRecord
-from modelport.control.definitions import DeploymentSpec
 from modelport.control.logs import tail_lines
 from modelport.control.replica import START_MARK, LaunchPlan, Replica, ReplicaRecord, launch_plan
 from modelport.core.enums import StrEnum
 from modelport.core.errors import ModelportError
+from modelport.schema.online import DeploymentSpec
 
 if TYPE_CHECKING:
     from modelport.registry.stores import WorkspaceStores

@@ -1,4 +1,5 @@
-"""The one reader of ``--set KEY.PATH=VALUE`` items, shared by online and batch definitions.
+"""``--set KEY.PATH=VALUE`` and definition files: one reader and one merger for online and batch
+definitions, the CLI and the daemon's API alike.
 
 Values are read as YAML, so ``--set instance_count=2`` is a number and ``--set traffic.blue=90``
 too; a value that is not valid YAML (control characters, say — they arrive through the daemon's
@@ -7,6 +8,8 @@ API as well as from a shell) is refused with the item's key, never passed on as 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -25,3 +28,51 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         reason = " ".join(str(exc).split())[:200]
         raise ValidationError(f"--set {key}: the value is not valid YAML ({reason})") from None
     return key.split("."), value
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """A copy of ``data`` with each ``--set a.b.c=value`` applied; a missing (or empty) mapping on
+    the way is made, anything else on the way is refused. ``data`` itself is left alone."""
+    result = _copy(data)
+    for item in overrides:
+        (*parents, leaf), value = parse_override(item)
+        target = result
+        for part in parents:
+            if target.get(part) is None:
+                target[part] = {}
+            if not isinstance(target[part], dict):
+                raise ValidationError(f"--set {item}: {part} is not a mapping")
+            target = target[part]
+        target[leaf] = value
+    return result
+
+
+def _copy(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _copy(value) if isinstance(value, Mapping) else value for key, value in data.items()}
+
+
+def read_definition(
+    file: str | Path | None, overrides: Sequence[str] = (), name: str | None = None
+) -> tuple[dict[str, Any], Path]:
+    """The YAML mapping in ``file`` (empty when None) with ``--set`` applied and ``name`` (``-n``)
+    set, and the folder its relative paths start from (the file's, else the current one)."""
+    data: dict[str, Any] = {}
+    base = Path.cwd()
+    if file is not None:
+        path = Path(file)
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ValidationError(f"--file: {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValidationError(f"--file: cannot read {path} ({exc})") from None
+        except yaml.YAMLError as exc:
+            raise ValidationError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValidationError(f"{path}: expected a YAML mapping at the top, got {type(loaded).__name__}")
+        data = loaded or {}
+        base = path.absolute().parent
+    data = apply_overrides(data, overrides)
+    if name is not None:
+        data["name"] = name
+    return data, base

@@ -37,10 +37,9 @@ import orjson
 from modelport.core.files import FILE_MODE, open_private, private_dir
 from modelport.monitor.payloads import json_columns, row_count, tensor_columns
 from modelport.monitor.writer import BackgroundWriter
+from modelport.schema.choices import CollectionName, FileFormat, RollingRate
 
-COLLECTIONS = ("model_inputs", "model_outputs")
-ROLLING_RATES = {"minute": "%Y%m%d%H%M", "hour": "%Y%m%d%H", "day": "%Y%m%d"}
-FORMATS = ("parquet", "jsonl")
+ROLLING_RATES = {RollingRate.MINUTE: "%Y%m%d%H%M", RollingRate.HOUR: "%Y%m%d%H", RollingRate.DAY: "%Y%m%d"}  # a window
 FLUSH_S = 10.0
 
 
@@ -49,10 +48,10 @@ class CollectorSettings:
     """Validated by the deployment definition (``data_collector``); this is the result."""
 
     directory: Path
-    collections: frozenset[str] = frozenset(COLLECTIONS)
+    collections: frozenset[str] = frozenset(CollectionName)
     sampling_rate: float = 1.0
-    rolling_rate: str = "hour"
-    format: str = "parquet"
+    rolling_rate: str = RollingRate.HOUR
+    format: str = FileFormat.PARQUET
     flush_s: float = FLUSH_S
 
 
@@ -122,7 +121,7 @@ class PayloadCollector:
         for item in items:
             key = time.strftime(ROLLING_RATES[self.settings.rolling_rate], time.gmtime(item.time))
             for collection, what in self._parts_of(item):
-                if self.settings.format == "jsonl":
+                if self.settings.format == FileFormat.JSONL:
                     path = self._folder(collection, key) / f"{self.instance}-{key}.jsonl"
                     lines[path].append(self._jsonl_line(collection, item, _columns(what, collection)))
                     continue

@@ -32,9 +32,9 @@ import pandas as pd
 from modelport.core.durations import parse_duration
 from modelport.core.errors import ValidationError
 from modelport.core.names import validate_name
+from modelport.schema.choices import CollectionName
 
 SUFFIXES = {".parquet": "parquet", ".pqt": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
-COLLECTIONS = ("model_inputs", "model_outputs")
 JOIN_KEYS = ["request_id", "row"]
 FRESH_SECONDS = 5.0
 _FORMAT_NAMES = {"parquet": "Parquet", "csv": "CSV", "jsonl": "JSON Lines"}
@@ -147,7 +147,7 @@ def read_collected(
     ``since`` are not read at all."""
     base = root / "collected" / endpoint / deployment
     source = f"{endpoint}/{deployment}"
-    listed = {collection: _hour_files(base / collection) for collection in COLLECTIONS}
+    listed = {collection: _hour_files(base / collection) for collection in CollectionName}
     if not any(listed.values()):
         raise ValidationError(
             f"--target: no payload collected for {source} under {base} (and no such file or folder); "

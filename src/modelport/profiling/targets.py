@@ -11,7 +11,6 @@ its replicas run, with the trial's settings laid over its ``model_config``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -20,12 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelport.control.definitions import DeploymentSpec, load_deployment
+from modelport.control.definitions import load_deployment
 from modelport.control.replica import HOST, launch_plan
 from modelport.core.errors import ValidationError
 from modelport.core.names import validate_name
 from modelport.profiling.trials import ServerPlan
 from modelport.runtime.config import ModelConfig, override_config
+from modelport.schema.online import DeploymentSpec
 
 if TYPE_CHECKING:
     from modelport.control.client import DaemonClient
@@ -95,23 +95,26 @@ def deployment_target(text: str, ws: WorkspaceStores, client: DaemonClient) -> T
             f"profile with --workspace {served}"
         )
     view = client.call("GET", f"endpoints/{endpoint}/deployments/{name}")
-    spec = load_deployment({f.name: view[f.name] for f in dataclasses.fields(DeploymentSpec) if f.name in view})
+    keys = {info.alias or name for name, info in DeploymentSpec.model_fields.items()}
+    spec = load_deployment({key: value for key, value in view.items() if key in keys})
     source = resolve_targets([str(spec.model)], lambda: ws)[0] if spec.model is not None else None
     scripted = spec.code_configuration is not None or source is None or source.entry_script is not None
     base = None
     if source is not None and not scripted:
         base = (
-            override_config(source.config, source.name, spec.model_config, "model_config")
-            if spec.model_config
+            override_config(source.config, source.name, spec.config_overrides, "model_config")
+            if spec.config_overrides
             else source.config
         )
 
     def plan(overrides: Mapping[str, Any]) -> ServerPlan:
-        trial = spec if scripted else dataclasses.replace(spec, model_config=merged(spec.model_config, overrides))
+        trial = (
+            spec if scripted else spec.model_copy(update={"config_overrides": merged(spec.config_overrides, overrides)})
+        )
         launch = launch_plan(ws, trial)
         return ServerPlan(launch.command, launch.env, launch.cwd)
 
-    return Target(text, scripted, plan, base, (endpoint, name), dict(spec.model_config))
+    return Target(text, scripted, plan, base, (endpoint, name), dict(spec.config_overrides))
 
 
 def merged(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

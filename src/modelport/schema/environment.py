@@ -44,7 +44,3 @@ class CondaEnvironment(Definition):
     channels: list[StrictStr] = []
     dependencies: list[Dependency] = []
     prefix: Any = None
-
-
-SCHEMAS: dict[str, type[Definition]] = {"environment": CondaEnvironment}
-"""The ``modelport schema NAME`` entries this module publishes."""

@@ -62,7 +62,3 @@ class JobSpec(DeploymentSpec):
 
     output_dir: str
     ray_address: str | None = None
-
-
-SCHEMAS: dict[str, type[Definition]] = {"job": JobSpec}
-"""The ``modelport schema NAME`` entries this module publishes."""

@@ -38,7 +38,7 @@ from typing_extensions import Self
 from modelport.core.datatypes import DATATYPES, TRITON_DATATYPES, triton_name
 from modelport.core.errors import ValidationError
 from modelport.core.names import validate_name
-from modelport.schema.base import Definition, describe_error, suggestion
+from modelport.schema.base import Definition, describe_error, parse, suggestion
 from modelport.schema.triton import field_names
 
 
@@ -556,5 +556,44 @@ class ModelConfig(Extensible):
         return {**rendered, **self.extra}
 
 
-SCHEMAS: dict[str, type[Definition]] = {"model-config": ModelConfig}
-"""The ``modelport schema NAME`` entries this module publishes."""
+def config_from_dict(data: object, source: str = "config", *, default_name: str | None = None) -> ModelConfig:
+    """Build a config from parsed YAML, parsed protobuf text or Triton's JSON config.
+
+    Repeated fields may be given once without brackets (protobuf text allows that), and both
+    Triton (``input``, ``data_type``) and plural (``inputs``, ``datatype``) spellings work.
+    """
+    if isinstance(data, Mapping) and default_name is not None and not data.get("name"):
+        data = {**data, "name": default_name}
+    try:
+        return parse(ModelConfig, data).value
+    except ValidationError as exc:
+        raise ValidationError(f"{source}: {exc}") from None
+
+
+def override_config(
+    config: ModelConfig | None, name: str, overrides: Mapping[str, Any], source: str = "model config"
+) -> ModelConfig:
+    """``config`` (or an empty one named ``name``) with ``overrides`` laid over it: mappings merge
+    key by key (``dynamic_batching: {max_queue_delay_microseconds: 500}`` keeps the other
+    batching fields), anything else replaces. Deployments and the profiler tune a model's
+    batching and instances this way without editing the files registered with it."""
+    if "name" in overrides:
+        raise ValidationError(f"{source}: name: the served name cannot be overridden")
+    base = config.to_dict() if config is not None else {"name": name}
+    batching = overrides.get("dynamic_batching")
+    if isinstance(batching, Mapping):  # the flat queue-policy shorthand, nested as to_dict renders it
+        flat = {key: batching[key] for key in _QUEUE_POLICY if key in batching}
+        nested = {key: value for key, value in batching.items() if key not in _QUEUE_POLICY}
+        if flat:
+            nested["default_queue_policy"] = {**nested.get("default_queue_policy", {}), **flat}
+        overrides = {**overrides, "dynamic_batching": nested}
+    return config_from_dict(_merged(base, overrides), source)
+
+
+def _merged(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    result = dict(base)
+    for key, value in overrides.items():
+        current = result.get(key)
+        both_mappings = isinstance(current, Mapping) and isinstance(value, Mapping)
+        result[key] = _merged(current, value) if both_mappings else value
+    return result

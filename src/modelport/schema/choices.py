@@ -1,0 +1,70 @@
+"""The choices definitions offer, as enums whose values are what YAML and stored JSON hold.
+
+Free of pydantic, so the CLI builds its options (``--engine``) and the payload collector its
+settings from them without loading the definition models.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Choice(str, Enum):
+    """One of a fixed set of values, written in YAML and stored in JSON as its value.
+
+    It *is* that string everywhere (comparison, hashing, ``str``, f-strings), so code and stored
+    rows that hold the plain string keep working."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    __hash__ = str.__hash__
+
+
+class AuthMode(Choice):
+    """How clients authenticate to an online endpoint: one of its two keys, or not at all."""
+
+    KEY = "key"
+    NONE = "none"
+
+
+class OutputAction(Choice):
+    """What a batch job writes: every row's prediction, or only its summary."""
+
+    APPEND_ROW = "append_row"
+    SUMMARY_ONLY = "summary_only"
+
+
+class LoggingLevel(Choice):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+
+class Engine(Choice):
+    """Where a batch job's workers run: processes on this machine, or a Ray cluster."""
+
+    LOCAL = "local"
+    RAY = "ray"
+
+
+class CollectionName(Choice):
+    """What the data collector keeps of a request."""
+
+    MODEL_INPUTS = "model_inputs"
+    MODEL_OUTPUTS = "model_outputs"
+
+
+class RollingRate(Choice):
+    """How often the data collector starts a new file."""
+
+    MINUTE = "minute"
+    HOUR = "hour"
+    DAY = "day"
+
+
+class FileFormat(Choice):
+    PARQUET = "parquet"
+    JSONL = "jsonl"
