@@ -5,8 +5,9 @@ a replica's routes: repository, statistics, metrics; see ``scoring_routes``) →
 (the pin header, else the traffic weights; a mirror copy is sent off on the side) → admission
 (429 beyond ``2 × max_concurrent_requests_per_instance × instance_count`` in flight) → replica
 with the fewest requests in flight (503 with the reason when none is ready) → proxied through one
-shared aiohttp connection pool, within ``request_timeout_ms`` (408) → the replica's answer,
-marked with the deployment that gave it (``azureml-model-deployment``).
+shared aiohttp connection pool (aiohttp rather than httpx, modelport's client elsewhere: a tenth
+of the CPU per request, ``bench/http_clients.py``), within ``request_timeout_ms`` (408) → the
+replica's answer, marked with the deployment that gave it (``azureml-model-deployment``).
 
 The key comes before the route: without it every path of an endpoint answers the same 401, so
 nobody without a key learns which routes the router passes; with it, a refused route answers 404
