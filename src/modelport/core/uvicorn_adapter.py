@@ -267,7 +267,7 @@ class Server(uvicorn.Server):
     def protocol_factory(self) -> Callable[[], asyncio.Protocol]:
         """A new connection's protocol, as uvicorn makes it for the connections it accepts."""
         return functools.partial(
-            self.config.http_protocol_class,
+            self.config.http_protocol_class,  # type: ignore[call-arg]  # typed as asyncio.Protocol by uvicorn
             config=self.config,
             server_state=self.server_state,
             app_state=self.lifespan.state,
