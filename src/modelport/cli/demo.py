@@ -13,6 +13,7 @@ whole loop a new user goes through, each step run as the CLI command a user woul
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -20,10 +21,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import click
+import httpx
 
 from modelport.cli.model import show_info
 from modelport.core.errors import ModelportError, NotFoundError
@@ -83,13 +84,8 @@ def _serve_and_score(ws: Workspace, model_file: Path) -> None:
         _wait_ready(base, server)
         x = np.random.default_rng(1).standard_normal((2, 32)).astype(np.float32)
         body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 32], "data": x.ravel().tolist()}]}
-        request = urllib.request.Request(
-            f"{base}/v2/models/{DEMO_MODEL}/infer",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            reply = json.loads(response.read())
+        response = httpx.post(f"{base}/v2/models/{DEMO_MODEL}/infer", json=body, timeout=30, trust_env=False)
+        reply = response.raise_for_status().json()
         served = np.array(reply["outputs"][0]["data"], dtype=np.float32).reshape(reply["outputs"][0]["shape"])
         expected = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
         click.echo(
@@ -178,24 +174,19 @@ def _production_traffic(ws: Workspace, url: str) -> None:
     x = np.random.default_rng(3).standard_normal((TRAFFIC, 32)).astype(np.float32)
     x[:, :SHIFTED] += 1.0
     target = f"{url}/endpoints/demo-online/v2/models/{DEMO_MODEL}/infer"
-    for row in x:
-        body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 32], "data": row.tolist()}]}
-        request = urllib.request.Request(
-            target,
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json", "Authorization": f"Bearer {keys['primaryKey']}"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            response.read()
+    headers = {"Authorization": f"Bearer {keys['primaryKey']}"}
+    with httpx.Client(headers=headers, timeout=30, trust_env=False) as client:
+        for row in x:
+            body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 32], "data": row.tolist()}]}
+            client.post(target, json=body).raise_for_status()
     click.echo(f"sent {TRAFFIC} requests to {target}")
 
 
 def _show_metrics(ws: Workspace, url: str) -> None:
     from modelport.control.auth import read_token
 
-    request = urllib.request.Request(f"{url}/metrics", headers={"Authorization": f"Bearer {read_token(ws.root)}"})
-    with urllib.request.urlopen(request, timeout=10) as response:  # the daemon's metrics name endpoints: token only
-        router = response.read().decode()
+    token = {"Authorization": f"Bearer {read_token(ws.root)}"}  # the daemon's metrics name endpoints: token only
+    router = httpx.get(f"{url}/metrics", headers=token, timeout=10, trust_env=False).raise_for_status().text
     click.echo(f"GET {url}/metrics (the router):")
     for line in router.splitlines():
         if line.startswith("modelport_endpoint_requests_total{") and 'endpoint="demo-online"' in line:
@@ -203,8 +194,7 @@ def _show_metrics(ws: Workspace, url: str) -> None:
     replica = json.loads(
         _check(_cli(ws, "deployment", "show", "-e", "demo-online", "-n", "blue", "-o", "json", url=url)).stdout
     )["replicas"][0]
-    with urllib.request.urlopen(replica["metrics_url"], timeout=10) as response:
-        served = response.read().decode()
+    served = httpx.get(replica["metrics_url"], timeout=10, trust_env=False).raise_for_status().text
     click.echo(f"GET {replica['metrics_url']} (the replica):")
     for line in served.splitlines():
         if line.startswith(
@@ -294,11 +284,10 @@ def _wait_ready(base: str, server: subprocess.Popen) -> None:
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise ModelportError(f"demo: the scoring server exited with code {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"{base}/v2/health/ready", timeout=2):
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{base}/v2/health/ready", timeout=2, trust_env=False).status_code == 200:
                 return
-        except OSError:
-            time.sleep(0.2)
+        time.sleep(0.2)
     raise ModelportError("demo: the scoring server did not become ready within 60 s")
 
 

@@ -97,17 +97,21 @@ def _loop_runner():  # noqa: ANN202 - asyncio.run or uvloop.run, same signature
 
 async def _serve(ws: WorkspaceStores, listener: socket.socket, folder: Path, binding: Binding) -> None:
     url = binding.url
+    # The router's proxy is aiohttp (a tenth of httpx's CPU per request: bench/http_clients.py).
     # Idle connections are dropped well before a replica's own keep-alive (5 s) closes them, so a
     # request never goes out on a connection the replica is closing at that moment.
     connector = aiohttp.TCPConnector(limit=2000, keepalive_timeout=2.0)
-    async with aiohttp.ClientSession(
-        connector=connector,
-        auto_decompress=False,
-        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-        timeout=aiohttp.ClientTimeout(total=None),
-    ) as http:
-        supervisor = Supervisor(ws, http, folder, ws.root / "logs" / "endpoints")
-        router = Router(supervisor, http)
+    async with (
+        aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            timeout=aiohttp.ClientTimeout(total=None),
+        ) as proxy,
+        httpx.AsyncClient(trust_env=False, limits=httpx.Limits(keepalive_expiry=2.0)) as probes,
+    ):
+        supervisor = Supervisor(ws, probes, folder, ws.root / "logs" / "endpoints")
+        router = Router(supervisor, proxy)
         catalog = Catalog(ws)
         api = ManagementApi(catalog, supervisor, router, url)
         management = ManagementGuard(

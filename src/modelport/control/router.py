@@ -5,8 +5,9 @@ a replica's routes: repository, statistics, metrics; see ``scoring_routes``) →
 (the pin header, else the traffic weights; a mirror copy is sent off on the side) → admission
 (429 beyond ``2 × max_concurrent_requests_per_instance × instance_count`` in flight) → replica
 with the fewest requests in flight (503 with the reason when none is ready) → proxied through one
-shared aiohttp connection pool, within ``request_timeout_ms`` (408) → the replica's answer,
-marked with the deployment that gave it (``azureml-model-deployment``).
+shared aiohttp connection pool (aiohttp rather than httpx, modelport's client elsewhere: a tenth
+of the CPU per request, ``bench/http_clients.py``), within ``request_timeout_ms`` (408) → the
+replica's answer, marked with the deployment that gave it (``azureml-model-deployment``).
 
 The key comes before the route: without it every path of an endpoint answers the same 401, so
 nobody without a key learns which routes the router passes; with it, a refused route answers 404
@@ -29,7 +30,6 @@ import uuid
 from dataclasses import dataclass
 
 import aiohttp
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -39,13 +39,23 @@ from modelport.control.router_metrics import RouterMetrics
 from modelport.control.scoring_routes import is_scoring_route
 from modelport.control.supervisor import DeploymentGroup, Supervisor
 from modelport.control.traffic import choose_deployment, least_outstanding, mirror_target
+from modelport.core.errors import ModelportError, NotFoundError
+from modelport.core.http_errors import (
+    BadGateway,
+    RequestTimeout,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+    error_response,
+    response_of,
+)
 from modelport.core.keys import authorized
+from modelport.core.request_body import DEFAULT_MAX_BODY, read_limited
 
 log = logging.getLogger("modelport.control")
 
 PIN_HEADERS = ("x-modelport-deployment", "azureml-model-deployment")
 DEPLOYMENT_HEADER = "azureml-model-deployment"
-MAX_BODY = 100 * 1024 * 1024
 PREFIX = "/endpoints/"
 # Hop-by-hop headers, and what must not cross: the caller's key, lengths recomputed per hop.
 _REQUEST_DROP = {
@@ -127,53 +137,49 @@ class Router:
         started = time.perf_counter()
         try:
             response = await self.handle(Request(scope, receive), name, path)
+        except ModelportError as exc:
+            response = _answer(path, exc)
         except Exception:
             log.exception("router: unexpected error on %s %s", scope["method"], scope["path"])
-            response = _error(path, 500, "internal error in the router")
+            response = error_response(500, "internal error in the router", azure=_azure(path))
         await response(scope, receive, send)
         if name in self.endpoints:  # unknown names would make a label per typo
             deployment = response.headers.get(DEPLOYMENT_HEADER, "")
             self.metrics.observe(name, deployment, response.status_code, time.perf_counter() - started)
 
     async def handle(self, request: Request, name: str, path: str) -> Response:
+        """The answer to one request; a refusal before a deployment is chosen is raised."""
         endpoint = self.endpoints.get(name)
         if endpoint is None:
-            return _error(path, 404, f"endpoint {name!r} does not exist")
+            raise NotFoundError(f"endpoint {name!r} does not exist")
         if endpoint.auth_mode == "key" and not authorized(request.headers.get("authorization"), endpoint.keys):
-            return _error(
-                path, 401, "a valid key is required: Authorization: Bearer <key>", {"www-authenticate": "Bearer"}
-            )
+            raise Unauthorized("a valid key is required: Authorization: Bearer <key>")
         if not is_scoring_route(request.method, path):
-            return _error(
-                path,
-                404,
+            raise NotFoundError(
                 f"{request.method} /{path} is not a scoring route of endpoint {name!r}; it "
-                "passes /score, /swagger.json and v2 health, metadata, ready, config and infer",
+                "passes /score, /swagger.json and v2 health, metadata, ready, config and infer"
             )
-        body = await _read_body(request)
-        if body is None:
-            return _error(path, 413, f"request body larger than {MAX_BODY} bytes")
+        # The whole body, as sent: mirroring and retries need it.
+        body = await read_limited(request.stream(), request.headers.get("content-length"), None, DEFAULT_MAX_BODY)
         call = _Call(request.method, path, request.url.query, _forwarded_headers(request), body)
         pinned = next((value for header in PIN_HEADERS if (value := request.headers.get(header))), None)
         if pinned is not None:
             if pinned not in endpoint.deployments:
-                return _error(path, 404, f"endpoint {name!r} has no deployment {pinned!r}")
+                raise NotFoundError(f"endpoint {name!r} has no deployment {pinned!r}")
             deployment = pinned
         else:
             deployment = choose_deployment(endpoint.traffic, random.random())
             if deployment is None:
-                return _error(
-                    path,
-                    404,
+                raise NotFoundError(
                     f"endpoint {name!r} sends no traffic to any deployment; set its "
-                    f"traffic or pin one with the {PIN_HEADERS[0]} header",
+                    f"traffic or pin one with the {PIN_HEADERS[0]} header"
                 )
             mirror = mirror_target(endpoint.mirror_traffic, random.random())
             if mirror is not None:
                 self._mirror(name, mirror, call)
         group = self.supervisor.group(name, deployment)
         if group is None:
-            return _error(path, 503, f"deployment {deployment!r} is not running")
+            raise Unavailable(f"deployment {deployment!r} is not running")
         return await self._forward(group, call)
 
     def _mirror(self, endpoint: str, deployment: str, call: _Call) -> None:
@@ -186,33 +192,36 @@ class Router:
         task.add_done_callback(self._mirrors.discard)
 
     async def _forward(self, group: DeploymentGroup, call: _Call) -> Response:
-        """Admission, timeout and the deployment header around one proxied call."""
+        """One proxied call's answer, or its refusal, marked with the deployment."""
+        try:
+            response = await self._admitted(group, call)
+        except ModelportError as exc:
+            response = _answer(call.path, exc)
+        response.headers[DEPLOYMENT_HEADER] = group.spec.name
+        return response
+
+    async def _admitted(self, group: DeploymentGroup, call: _Call) -> Response:
+        """Admission and timeout around one proxied call."""
         limit = group.spec.max_in_flight
         if group.in_flight >= limit:
-            return _error(
-                call.path,
-                429,
+            raise TooManyRequests(
                 f"deployment {group.spec.name!r} has {group.in_flight} requests in flight, "
-                f"the most it takes (2 x max_concurrent_requests_per_instance x instance_count)",
+                f"the most it takes (2 x max_concurrent_requests_per_instance x instance_count)"
             )
         timeout_ms = group.spec.request_settings.request_timeout_ms
         in_flight = self.metrics.in_flight.labels(group.spec.endpoint_name, group.spec.name)
         group.in_flight += 1
         in_flight.inc()
         try:
-            response = await self._send(group, call, asyncio.get_running_loop().time() + timeout_ms / 1000)
+            return await self._send(group, call, asyncio.get_running_loop().time() + timeout_ms / 1000)
         except asyncio.TimeoutError:
-            response = _error(
-                call.path,
-                408,
+            raise RequestTimeout(
                 f"deployment {group.spec.name!r} did not answer within {timeout_ms} ms "
-                "(request_settings.request_timeout_ms)",
-            )
+                "(request_settings.request_timeout_ms)"
+            ) from None
         finally:
             group.in_flight -= 1
             in_flight.dec()
-        response.headers[DEPLOYMENT_HEADER] = group.spec.name
-        return response
 
     async def _send(self, group: DeploymentGroup, call: _Call, deadline: float) -> Response:
         """One replica's answer, before ``deadline`` (loop time; asyncio.TimeoutError after it)."""
@@ -223,7 +232,7 @@ class Router:
             replica = least_outstanding(candidates, group.turn)
             group.turn += 1
             if replica is None:
-                return _error(call.path, 503, group.unready_reason())
+                raise Unavailable(group.unready_reason())
             replica.outstanding += 1
             try:
                 timeout = aiohttp.ClientTimeout(total=max(deadline - loop.time(), 0.001))
@@ -242,7 +251,7 @@ class Router:
                 log.warning(
                     "%s: replica %s failed while answering: %s", group.label, replica.record.id, type(exc).__name__
                 )
-                return _error(call.path, 502, f"a replica of deployment {group.spec.name!r} failed while answering")
+                raise BadGateway(f"a replica of deployment {group.spec.name!r} failed while answering") from None
             finally:
                 replica.outstanding -= 1
 
@@ -274,21 +283,11 @@ def _forwarded_headers(request: Request) -> list[tuple[str, str]]:
     return headers
 
 
-async def _read_body(request: Request) -> bytes | None:
-    """The whole body (mirroring and retries need it), or None past ``MAX_BODY``."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
-        return None
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _azure(path: str) -> bool:
+    """Replicas answer errors as ``{"error": ...}`` on v2 routes and Azure's ``{"message": ...}``
+    elsewhere; so does the router in front of them."""
+    return not path.startswith("v2")
 
 
-def _error(path: str, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    """``{"error": ...}`` on v2 routes, Azure's ``{"message": ...}`` elsewhere, as replicas answer."""
-    key = "error" if path.startswith("v2") else "message"
-    return Response(orjson.dumps({key: message}), status_code=status, headers=headers, media_type="application/json")
+def _answer(path: str, error: ModelportError) -> Response:
+    return response_of(error, azure=_azure(path))

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
+import httpx
 import orjson
 
 from modelport.control.catalog import DeploymentRecord
@@ -415,7 +415,7 @@ class DeploymentGroup:
 class Supervisor:
     """Every deployment group of the daemon, the probe client and the adoption record."""
 
-    def __init__(self, ws: WorkspaceStores, http: aiohttp.ClientSession, run_dir: Path, logs_dir: Path) -> None:
+    def __init__(self, ws: WorkspaceStores, http: httpx.AsyncClient, run_dir: Path, logs_dir: Path) -> None:
         self.ws = ws
         self.http = http
         self.state_file = run_dir / "replicas.json"
@@ -428,13 +428,12 @@ class Supervisor:
     async def probe(self, replica: Replica, path: str, timeout: float) -> ProbeResult:
         """GET ``path`` on ``replica``; a refusal's reason is the ``error`` or ``message`` its body names."""
         try:
-            async with self.http.get(replica.url + path, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
-                body = await response.read()
-                if response.status == 200:
-                    return ProbeResult(Health.UP)
-                return ProbeResult(Health.DOWN, _reason(body) or f"{path} answered {response.status}")
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+            response = await asyncio.wait_for(self.http.get(replica.url + path), timeout)
+        except (httpx.HTTPError, asyncio.TimeoutError):
             return ProbeResult(Health.SILENT, f"no answer to {path} within {timeout:g} s")
+        if response.status_code == 200:
+            return ProbeResult(Health.UP)
+        return ProbeResult(Health.DOWN, _reason(response.content) or f"{path} answered {response.status_code}")
 
     async def create(self, record: DeploymentRecord) -> DeploymentGroup:
         """Start ``record``'s replicas and wait until all are ready (StartError: none left running)."""

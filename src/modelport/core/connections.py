@@ -28,11 +28,8 @@ import json
 import logging
 import resource
 from dataclasses import dataclass
-from typing import Any
 
-from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn.server import ServerState
+from modelport.core.uvicorn_adapter import HttpProtocol
 
 log = logging.getLogger("modelport.http")
 
@@ -129,7 +126,7 @@ class Connections:
                 break
             late.append((connection, Cut.HEADER))
         for connection, since in self.bodies.items():
-            if connection.flow.read_paused:  # the server holds back the body (pipelining, backpressure)
+            if connection.reading_paused:  # the server holds back the body (pipelining, backpressure)
                 self.bodies[connection] = now
             elif since <= now - self.limits.body_timeout_s:
                 late.append((connection, Cut.BODY))
@@ -157,57 +154,40 @@ class Connections:
         )
 
 
-class LimitedState(ServerState):
-    """uvicorn's server state, with the process's :class:`Connections` for the protocol to find."""
+class LimitedProtocol(HttpProtocol):
+    """uvicorn's httptools protocol under the limits of :class:`Connections` (the server's
+    ``shared`` object). Subclasses put it first among their bases, so that its bookkeeping runs
+    whatever theirs does with a request."""
 
-    def __init__(self, connections: Connections) -> None:
-        super().__init__()
-        self.limits = connections
-
-
-class LimitedProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol under the limits of :class:`Connections` (its server state
-    must be a :class:`LimitedState`). Subclasses put it first among their bases, so that its
-    bookkeeping runs whatever theirs does with a request."""
-
-    def __init__(
-        self,
-        config: Config,
-        server_state: LimitedState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        self._limits = server_state.limits
+    def opened(self) -> None:
+        self._limits: Connections = self.shared
         self._heads = self._limits.heads
         self._bodies = self._limits.bodies
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().opened()
         if not self._limits.admit(self, self.loop.time()):
             self.transport.write(_REFUSED)
             self.transport.close()
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def closed(self) -> None:
         self._limits.forget(self)
-        super().connection_lost(exc)
+        super().closed()
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
+    def head_started(self) -> None:
+        super().head_started()
         self._heads.setdefault(self, self.loop.time())  # a new connection's clock runs from its accept
 
-    def on_headers_complete(self) -> None:
+    def head_complete(self) -> bool:
         self._heads.pop(self, None)
         self._bodies[self] = self.loop.time()
-        super().on_headers_complete()
+        return super().head_complete()
 
-    def on_body(self, body: bytes) -> None:
+    def body_received(self) -> None:
         self._bodies[self] = self.loop.time()
-        super().on_body(body)
+        super().body_received()
 
-    def on_message_complete(self) -> None:
+    def message_complete(self) -> None:
         self._bodies.pop(self, None)
-        super().on_message_complete()
+        super().message_complete()
 
     def cut(self, reason: Cut) -> None:
         """Close this connection for ``reason``: a body that stopped coming gets a 408 unless a
@@ -215,9 +195,7 @@ class LimitedProtocol(HttpToolsProtocol):
         transport = self.transport
         if transport.is_closing():
             return
-        if reason is Cut.BODY and self.cycle is not None and not self.cycle.response_started:
-            self.cycle.disconnected = True  # as when the client leaves: the app's answer goes nowhere
-            self.cycle.message_event.set()
+        if reason is Cut.BODY and self.abandon():
             transport.write(self._limits.body_timeout_reply)
             if transport.get_write_buffer_size() == 0:  # sent, or in the kernel's buffer by now
                 transport.close()

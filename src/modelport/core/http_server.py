@@ -14,18 +14,17 @@ wait costs no other process anything.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
-import functools
 import logging
 import os
 import socket
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import uvicorn
 
-from modelport.core.connections import Connections, LimitedProtocol, LimitedState
+from modelport.core import uvicorn_adapter
+from modelport.core.connections import Connections, LimitedProtocol
 
 log = logging.getLogger("modelport.http")
 
@@ -35,7 +34,7 @@ ACCEPT_PAUSE_S = 0.5  # out of descriptors: how long to stop accepting (the sock
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
-class HttpServer(uvicorn.Server):
+class HttpServer(uvicorn_adapter.Server):
     """uvicorn's server without its own signal capture (the owner stops its front ends together),
     accepting up to :data:`ACCEPT_BATCH` waiting connections per loop turn.
 
@@ -44,7 +43,6 @@ class HttpServer(uvicorn.Server):
     one, so that the cap holds for the process."""
 
     def __init__(self, config: uvicorn.Config, connections: Connections | None = None) -> None:
-        super().__init__(config)
         if config.http == "auto":
             config.http = LimitedProtocol
         # No front end speaks WebSocket: an Upgrade request is plain HTTP (404) whether or not the
@@ -52,32 +50,21 @@ class HttpServer(uvicorn.Server):
         config.ws = "none"
         if not (isinstance(config.http, type) and issubclass(config.http, LimitedProtocol)):
             raise TypeError(f"HttpServer: the HTTP protocol must derive from LimitedProtocol, not {config.http!r}")
-        self.server_state = LimitedState(Connections() if connections is None else connections)
+        self.connections = Connections() if connections is None else connections
+        super().__init__(config, self.connections)
         self._acceptors: list[_Acceptor] = []
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+    def after_startup(self) -> None:
+        factory = self.protocol_factory()
+        for listening in self.listening_sockets():
+            acceptor = _Acceptor(listening.fileno(), factory, self.connections, self.tls)
+            acceptor.start()
+            self._acceptors.append(acceptor)
 
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        factory = functools.partial(
-            self.config.http_protocol_class,
-            config=self.config,
-            server_state=self.server_state,
-            app_state=self.lifespan.state,
-        )
-        for server in self.servers:
-            for listening in server.sockets:
-                acceptor = _Acceptor(listening.fileno(), factory, self.server_state.limits, self.config.ssl)
-                acceptor.start()
-                self._acceptors.append(acceptor)
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+    def before_shutdown(self) -> None:
         for acceptor in self._acceptors:
             acceptor.stop()
         self._acceptors.clear()
-        await super().shutdown(sockets)
 
 
 class _Acceptor:

@@ -22,9 +22,10 @@ bounded in time whatever the servers do: a request gives up after ``request_time
 stragglers are cancelled.
 
 The client is HTTP/1.1 over asyncio transports with httptools (the parser uvicorn serves with)
-rather than aiohttp's client: the load shares the machine with the server it measures, and on the
-2-core development box aiohttp spent 180–200 µs of CPU per request (as much as the server
-answering it) where this client spends 25–50 µs, so the figures are the server's, not the client's.
+rather than httpx (modelport's client elsewhere) or aiohttp: the load shares the machine with the
+server it measures and must send more than the server answers. ``bench/http_clients.py`` measures
+the three in turns on the 2-core development box: this client spends 3–5× less CPU per request
+than aiohttp and 20–80× less than httpx, so the figures are the server's, not the client's.
 """
 
 from __future__ import annotations

@@ -49,6 +49,7 @@ import numpy as np
 import orjson
 
 from modelport.core.errors import ModelportError, ValidationError
+from modelport.core.http_errors import UnsupportedMediaType
 from modelport.serving import script_metrics
 from modelport.serving.batching import QueueRejected
 from modelport.serving.script_batching import script_batcher
@@ -111,20 +112,23 @@ class ScoreResponse:
     body: bytes | Iterable[bytes] = b""
 
 
-class _InputError(Exception):
-    """The request cannot be turned into run() arguments (azmlinfsrv's BadInput / UnsupportedInput)."""
+class ScriptRunError(ModelportError):
+    """run() raised (or answered a batch wrongly); the cause is logged, the client gets
+    :data:`RUN_FAILED_MESSAGE` as azmlinfsrv words it."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+    http_status = 500
 
-
-class _RunFailed(Exception):
-    """run() raised; the cause is logged, the client gets the fixed message."""
+    def __init__(self) -> None:
+        super().__init__(RUN_FAILED_MESSAGE)
 
 
-class _RunTimedOut(Exception):
+class ScriptTimeout(ModelportError):
     """run() did not return within the scoring timeout."""
+
+    http_status = 500
+
+    def __init__(self, timeout_ms: int) -> None:
+        super().__init__(f"Scoring timeout after {timeout_ms} ms")
 
 
 class ScriptHost:
@@ -203,21 +207,21 @@ class ScriptHost:
             return _message(405, "Method not allowed")
         try:
             kwargs = self._arguments(request, method)
-        except _InputError as exc:
-            return _message(exc.status, str(exc))
+        except ModelportError as exc:  # azmlinfsrv's BadInput (400) and UnsupportedInput (415)
+            return _message(exc.http_status, str(exc))
         try:
             if self._batcher is None:
                 value, elapsed_ms = await self._invoke(kwargs)
             else:
                 value, elapsed_ms = (await self._batcher.submit(kwargs)).outputs
         except QueueRejected as exc:
-            return _message(503, str(exc))
-        except _RunTimedOut:
+            return _message(exc.http_status, str(exc))
+        except ScriptTimeout as exc:
             log.error("scoring script %s: run() did not finish within %d ms", self.script, self.timeout_ms)
-            return _message(500, f"Scoring timeout after {self.timeout_ms} ms", failed=True)
-        except _RunFailed as exc:
+            return _message(exc.http_status, str(exc), failed=True)
+        except ScriptRunError as exc:
             log.error("scoring script %s: run() failed", self.script, exc_info=exc.__cause__)
-            return _message(500, RUN_FAILED_MESSAGE, failed=True)
+            return _message(exc.http_status, str(exc), failed=True)
         try:
             response = self._response(value)
         except (TypeError, ValueError, orjson.JSONEncodeError) as exc:
@@ -242,7 +246,7 @@ class ScriptHost:
             try:
                 kwargs = {signature.data_params[0].name: request.body.decode("utf-8")}
             except UnicodeDecodeError as exc:
-                raise _InputError(400, f"Input cannot be decoded as UTF-8: {exc}") from None
+                raise ValidationError(f"Input cannot be decoded as UTF-8: {exc}") from None
         if signature.takes_headers:
             kwargs["request_headers"] = _header_dict(request.headers)
         return kwargs
@@ -277,10 +281,10 @@ class ScriptHost:
         if not done:
             call.interrupt()
             finished.add_done_callback(_retrieve)  # its late TimeoutError has no one left to tell
-            raise _RunTimedOut()
+            raise ScriptTimeout(self.timeout_ms)
         error = finished.exception()
         if error is not None:
-            raise _RunFailed() from error
+            raise ScriptRunError() from error
         return finished.result()
 
     def _run_batch(self, requests: list[dict[str, Any]]) -> list[tuple[Any, float]]:
@@ -289,7 +293,7 @@ class ScriptHost:
         value, elapsed_ms = self._call({name: [r[name] for r in requests] for name in requests[0]})
         if not isinstance(value, (list, tuple)) or len(value) != len(requests):
             got = f"{len(value)} answer(s)" if isinstance(value, (list, tuple)) else f"a {type(value).__name__}"
-            raise _RunFailed() from ValueError(f"run() returned {got} for a batch of {len(requests)} requests")
+            raise ScriptRunError() from ValueError(f"run() returned {got} for a batch of {len(requests)} requests")
         return [(answer, elapsed_ms) for answer in value]
 
     def _call(self, kwargs: dict[str, Any]) -> tuple[Any, float]:
@@ -309,7 +313,7 @@ class ScriptHost:
             try:
                 value = self._run(**kwargs)
             except BaseException as exc:  # noqa: BLE001 - everything run() raises, the timeout included
-                raise (_RunTimedOut() if expired.is_set() else _RunFailed()) from exc
+                raise (ScriptTimeout(self.timeout_ms) if expired.is_set() else ScriptRunError()) from exc
             finally:
                 call.leave()
                 timer.cancel()
@@ -502,15 +506,15 @@ def _query_object(pairs: list[tuple[str, str]]) -> dict[str, Any]:
 def _json_object_body(request: ScoreRequest) -> dict[str, Any]:
     mimetype = (request.header("content-type") or "").split(";")[0].strip().lower()
     if not (mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))):
-        raise _InputError(415, "Expects Content-Type to be application/json")
+        raise UnsupportedMediaType("Expects Content-Type to be application/json")
     if not request.body:
-        raise _InputError(400, "POST body is empty. Expecting a JSON dictionary.")
+        raise ValidationError("POST body is empty. Expecting a JSON dictionary.")
     try:
         body = json.loads(request.body)
     except ValueError as exc:
-        raise _InputError(400, f"POST body could not be decoded as JSON: {exc}") from None
+        raise ValidationError(f"POST body could not be decoded as JSON: {exc}") from None
     if not isinstance(body, dict):
-        raise _InputError(400, "POST body should be a JSON dictionary.")
+        raise ValidationError("POST body should be a JSON dictionary.")
     return body
 
 
@@ -519,7 +523,7 @@ def _schema_arguments(params: list[inspect.Parameter], body: dict[str, Any]) -> 
     for param in params:
         value = body.get(param.name, param.default)
         if value is inspect.Parameter.empty:
-            raise _InputError(400, f"A value is not provided for the {param.name!r} parameter.")
+            raise ValidationError(f"A value is not provided for the {param.name!r} parameter.")
         kwargs[param.name] = value
     return kwargs
 

@@ -27,9 +27,9 @@ from starlette.types import ASGIApp
 
 from modelport.core.connections import ConnectionLimits, Connections
 from modelport.core.http_server import HttpServer
+from modelport.core.request_body import DEFAULT_MAX_BODY
 from modelport.core.sockets import listen
 from modelport.serving.http.app import build_app
-from modelport.serving.http.body import DEFAULT_MAX_BODY
 from modelport.serving.http.observe import Observing
 from modelport.serving.http.protocol import http_protocol
 from modelport.serving.http.shedding import Shedder

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 
-import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -19,7 +18,8 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
 from modelport.core.errors import ModelportError
-from modelport.serving.http.body import DEFAULT_MAX_BODY
+from modelport.core.http_errors import error_response
+from modelport.core.request_body import DEFAULT_MAX_BODY
 from modelport.serving.http.fast_path import InferFastPath
 from modelport.serving.http.observe import Observer, Observing
 from modelport.serving.http.v2 import V2Api
@@ -30,8 +30,7 @@ log = logging.getLogger("modelport.serving")
 
 
 def _error(request: Request, status: int, message: str) -> Response:
-    key = "error" if request.url.path.startswith("/v2") else "message"
-    return Response(orjson.dumps({key: message}), status_code=status, media_type="application/json")
+    return error_response(status, message, azure=not request.url.path.startswith("/v2"))
 
 
 async def _on_modelport_error(request: Request, exc: Exception) -> Response:

@@ -27,10 +27,10 @@ from starlette.types import Receive, Scope, Send
 
 from modelport.core.errors import ModelportError, NotFoundError, ValidationError
 from modelport.core.json_body import json_object
+from modelport.core.request_body import DEFAULT_MAX_BODY, read_body
 from modelport.monitor.trace import current_trace
 from modelport.protocol.datatypes import bf16_to_fp32, dtype_of, fp32_to_bf16
 from modelport.protocol.types import InferenceRequest, InferInput, InferOutput
-from modelport.serving.http.body import DEFAULT_MAX_BODY, read_body
 from modelport.serving.inference import admitted, infer
 from modelport.serving.repository import ModelRepository
 from modelport.serving.scoring_script import (

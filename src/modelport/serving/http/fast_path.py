@@ -16,7 +16,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelport.core.errors import ModelportError
-from modelport.serving.http.body import asgi_chunks, read_limited
+from modelport.core.request_body import asgi_chunks, read_limited
 from modelport.serving.http.v2 import V2Api
 
 log = logging.getLogger("modelport.serving")

@@ -1,4 +1,5 @@
-"""uvicorn's httptools protocol with two changes for the request path that matters for speed.
+"""uvicorn's httptools protocol (through :mod:`modelport.core.uvicorn_adapter`) with two changes for the
+request path that matters for speed.
 
 - Inference requests that the :class:`~modelport.serving.http.shedding.Shedder` refuses are
   answered by the protocol itself, right after their headers, with a prepared 503 and no ASGI
@@ -14,9 +15,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
 from modelport.core.connections import LimitedProtocol
+from modelport.core.uvicorn_adapter import HttpProtocol
 from modelport.serving.http.shedding import Shedder
 from modelport.serving.model import ServedModel
 
@@ -96,49 +96,38 @@ def http_protocol(shedder: Shedder) -> type[LimitedProtocol]:
 
     refusals = _Refusals()
 
-    class Shedding(HttpToolsProtocol):
+    class Shedding(HttpProtocol):
         _refusal: bytes | None = None
         _holding: ServedModel | None = None
         _wire: _Coalescing
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        def wrap(self, transport: asyncio.Transport) -> asyncio.Transport:
             self._wire = _Coalescing(transport)
-            super().connection_made(self._wire)  # type: ignore[arg-type]
+            return self._wire  # type: ignore[return-value]
 
-        def on_headers_complete(self) -> None:
+        def head_complete(self) -> bool:
             # Answering out of turn would break HTTP pipelining, and a client waiting for
             # "100 Continue" gets the app's answer: both go the usual way.
-            idle = self.cycle is None or self.cycle.response_complete
-            if idle and not self.expect_100_continue and self.parser.get_method() == b"POST":
-                self._refusal, self._holding = shedder.admit(self.url)
+            if not self.answering and not self.expects_continue and self.request_method == b"POST":
+                self._refusal, self._holding = shedder.admit(self.request_target)
                 if self._refusal is not None:
-                    return
-            super().on_headers_complete()
+                    return True
+            return super().head_complete()
 
-        def on_body(self, body: bytes) -> None:
-            if self._refusal is None:
-                super().on_body(body)
+        def answer_taken(self) -> None:
+            payload, self._refusal = self._refusal, None
+            assert payload is not None
+            keep_alive = self.keeps_alive
+            self._wire.write_now(refusals.response(self.common_headers, payload, keep_alive))
+            self.finish_taken(keep_alive)
 
-        def on_message_complete(self) -> None:
-            payload = self._refusal
-            if payload is None:
-                super().on_message_complete()
-                return
-            self._refusal = None
-            keep_alive = self.parser.should_keep_alive()
-            self._wire.write_now(refusals.response(self.server_state.default_headers, payload, keep_alive))
-            if keep_alive:
-                self.on_response_complete()
-            else:
-                self.transport.close()
-
-        def on_response_complete(self) -> None:
+        def response_sent(self) -> None:
             self._release()
-            super().on_response_complete()
+            super().response_sent()
 
-        def connection_lost(self, exc: Exception | None) -> None:
+        def closed(self) -> None:
             self._release()
-            super().connection_lost(exc)
+            super().closed()
 
         def _release(self) -> None:
             if self._holding is not None:

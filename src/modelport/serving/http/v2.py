@@ -19,10 +19,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from modelport.core.errors import ModelportError, ValidationError
+from modelport.core.request_body import read_body
 from modelport.core.version import __version__
 from modelport.protocol.rest import decode_request, encode_response
 from modelport.serving import inference
-from modelport.serving.http.body import read_body
 from modelport.serving.http.openapi import openapi_document
 from modelport.serving.metrics import CONTENT_TYPE
 from modelport.serving.repository import ModelRepository

@@ -1,6 +1,7 @@
-"""Reading request bodies safely: a size limit enforced before and while reading, and
-gzip/deflate request bodies (``Content-Encoding``) decompressed with the same limit, so a
-small compressed body cannot expand into gigabytes."""
+"""The one reader of request bodies, for every front end (scoring server, endpoint router): a
+size limit enforced before and while reading (:data:`DEFAULT_MAX_BODY` unless the server is
+told otherwise), and gzip/deflate request bodies (``Content-Encoding``) decompressed with the
+same limit, so a small compressed body cannot expand into gigabytes."""
 
 from __future__ import annotations
 
@@ -10,17 +11,10 @@ from collections.abc import AsyncIterable, AsyncIterator
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive
 
-from modelport.core.errors import ModelportError, ValidationError
+from modelport.core.errors import ValidationError
+from modelport.core.http_errors import PayloadTooLarge, UnsupportedEncoding
 
 DEFAULT_MAX_BODY = 100 * 1024 * 1024
-
-
-class PayloadTooLarge(ModelportError):
-    http_status = 413
-
-
-class UnsupportedEncoding(ModelportError):
-    http_status = 501
 
 
 async def read_body(request: Request, limit: int, decode: bool = True) -> bytes:
@@ -43,6 +37,8 @@ async def asgi_chunks(receive: Receive) -> AsyncIterator[bytes]:
 
 
 async def read_limited(chunks: AsyncIterable[bytes], declared: str | None, encoding: str | None, limit: int) -> bytes:
+    """The chunks joined, refused (413) once ``declared`` (the Content-Length) or what came is over
+    ``limit``, and decompressed per ``encoding`` (None: as sent)."""
     if declared is not None:
         if not declared.isdigit():
             raise ValidationError(f"Content-Length: {declared!r} is not a number")
