@@ -6,7 +6,7 @@ and its config, if any — so loading never cares where a model came from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from modelport.core.errors import NotFoundError, ValidationError
@@ -49,7 +49,7 @@ def read_config(folder: Path, name: str, *, strict: bool) -> ModelConfig | None:
                 return config
             if strict:
                 raise ValidationError(f"{candidate}: name {config.name!r} does not match the model folder {name!r}")
-            return replace(config, name=name)
+            return config.replace(name=name)
     return None
 
 
