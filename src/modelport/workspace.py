@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -26,6 +26,7 @@ from modelport.store.artifacts import ArtifactStore
 from modelport.store.db import Database
 
 if TYPE_CHECKING:
+    from modelport.packaging.package import PackageResult
     from modelport.store.schema import ModelVersion
 
 
@@ -70,6 +71,14 @@ class Workspace:
 
     def close(self) -> None:
         self.db.dispose()
+
+    def package(self, target: str | None = None, **options: Any) -> PackageResult:
+        """``modelport package``: ``target`` (a model reference or ``ENDPOINT/DEPLOYMENT``) or
+        ``file=`` as an image build context in ``output_dir=``, built with ``build=True``; the
+        options are :func:`modelport.packaging.package.package`'s."""
+        from modelport.packaging.package import package
+
+        return package(self, target, **options)
 
     def __enter__(self) -> Workspace:
         return self
