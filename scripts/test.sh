@@ -30,6 +30,15 @@ if [ "$(id -u)" = 0 ] && ! command -v chromium >/dev/null; then
     || echo "chromium could not be installed: the report screenshot test will be skipped" >&2
 fi
 
+# modelport package's tests build real images daemonless with buildah on a Debian root filesystem
+# made by mmdebstrap (cached in ~/.cache/modelport-test); elsewhere those tests are skipped.
+if [ "$(id -u)" = 0 ] && ! { command -v buildah && command -v mmdebstrap; } >/dev/null; then
+  (export DEBIAN_FRONTEND=noninteractive
+   pkgs="buildah mmdebstrap skopeo uidmap fuse-overlayfs"
+   apt-get install -y -q $pkgs >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q $pkgs >/dev/null)) \
+    || echo "buildah/mmdebstrap could not be installed: the image build tests will be skipped" >&2
+fi
+
 .venv/bin/python -m pytest -q -p no:cacheprovider --ignore tests/integration/test_batch_ray.py "$@"
 
 # The Ray engine's tests start a Ray cluster, which binds every interface it finds; they run in a

@@ -10,7 +10,7 @@ opened workspace; none of them imports this module.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modelport.core.settings import resolve_settings
 from modelport.registry.stores import WorkspaceStores
@@ -18,6 +18,7 @@ from modelport.registry.stores import WorkspaceStores
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from modelport.packaging.package import PackageResult
     from modelport.store.schema import ModelVersion
 
 
@@ -33,6 +34,14 @@ class Workspace(WorkspaceStores):
     ) -> None:
         super().__init__(resolve_settings(path, db_url, artifact_root))
         self.models.usage_checks.append(_deployments_using)  # a version an endpoint serves is not deleted
+
+    def package(self, target: str | None = None, **options: Any) -> PackageResult:
+        """``modelport package``: ``target`` (a model reference or ``ENDPOINT/DEPLOYMENT``) or
+        ``file=`` as an image build context in ``output_dir=``, built with ``build=True``; the
+        options are :func:`modelport.packaging.package.package`'s."""
+        from modelport.packaging.package import package
+
+        return package(self, target, **options)
 
 
 def _deployments_using(session: Session, version: ModelVersion) -> list[str]:

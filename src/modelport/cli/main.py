@@ -41,6 +41,7 @@ COMMANDS = {
     "batch-endpoint": "modelport.cli.batch:batch_endpoint",
     "batch-deployment": "modelport.cli.batch:batch_deployment",
     "job": "modelport.cli.batch:job",
+    "package": "modelport.cli.package:package",
 }
 
 

@@ -1,10 +1,12 @@
 """Turn ``modelport serve`` targets into model sources: a folder laid out like a Triton model
 repository, a model file or model folder served from its path as it is (nothing is registered,
-as ``mlflow models serve -m PATH`` does), or registered references (``NAME``, ``NAME:3``,
-``NAME@prod``) whose files are materialised and verified by the registry first."""
+as ``mlflow models serve -m PATH`` does), registered references (``NAME``, ``NAME:3``,
+``NAME@prod``) whose files are materialised and verified by the registry first, or a registered
+version packaged by ``modelport package`` (served as registered, with no workspace)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +21,9 @@ from modelport.serving.sources import (
     sources_from_repository,
 )
 
+PACKAGED_MODEL = "modelport-model.json"
+"""Beside ``<name>/<version>/<root_name>`` in a packaged model folder: the registry's facts of it."""
+
 
 def resolve_targets(
     targets: list[str],
@@ -30,7 +35,11 @@ def resolve_targets(
 
     A path is served under its file stem or folder name, or ``name`` when given (one path only);
     ``note`` is told, for each, what is served under which name."""
-    paths = [target for target in targets if Path(target).exists() and not _repository(Path(target))]
+    paths = [
+        target
+        for target in targets
+        if Path(target).exists() and not _repository(Path(target)) and not _packaged(Path(target))
+    ]
     if name is not None and len(paths) != 1:
         raise ValidationError(f"--name: names the one model file or folder served from its path; {len(paths)} given")
     sources: list[ModelSource] = []
@@ -40,6 +49,8 @@ def resolve_targets(
             served = _served_name(path, name)
             sources += source_from_path(path, served)
             note(f"serving {target} as model {served!r} (not registered)")
+        elif _packaged(path):
+            sources += _packaged_sources(path)
         elif path.exists():
             sources += sources_from_repository(path)
         else:
@@ -56,6 +67,22 @@ def resolve_targets(
 
 def _repository(path: Path) -> bool:
     return path.is_dir() and is_repository(path)
+
+
+def _packaged(path: Path) -> bool:
+    return (path / PACKAGED_MODEL).is_file()
+
+
+def _packaged_sources(folder: Path) -> list[ModelSource]:
+    """A packaged version, served under its registered name and version with its signature."""
+    try:
+        facts = json.loads((folder / PACKAGED_MODEL).read_text(encoding="utf-8"))
+        name, version, flavor, root = str(facts["name"]), int(facts["version"]), facts["flavor"], facts["root_name"]
+        details, signature = dict(facts["details"]), facts["signature"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValidationError(f"target: {folder / PACKAGED_MODEL}: not a packaged model ({exc})") from None
+    validate_name(name, f"target: {folder / PACKAGED_MODEL}: name")
+    return source_from_registered(name, version, flavor, folder / name / str(version), root, details, signature)
 
 
 def _served_name(path: Path, name: str | None) -> str:
