@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 
 from modelport.core.errors import BuildError
-from modelport.envs import build_env, parse_spec
+from modelport.envs.builder import build_env
+from modelport.envs.spec import parse_spec
 
 PACKAGE = "mp_envtest_pkg"
 

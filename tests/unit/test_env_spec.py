@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from modelport.core.errors import ValidationError
-from modelport.envs import EnvSpec, parse_spec, parse_spec_file
+from modelport.envs.spec import EnvSpec, parse_spec, parse_spec_file
 
 
 def conda(text: str, python: str | None = None) -> EnvSpec:

@@ -2,16 +2,6 @@
 
 Models run in their own virtualenv so that their dependencies never meet modelport's; builds are
 cached by content hash because they are slow and most deployments reuse an environment.
+``spec`` (the reader, over pydantic) and ``builder`` are imported by what uses them: opening a
+workspace sweeps the build cache and needs the builder alone.
 """
-
-from modelport.envs.builder import BuildResult, build_env
-from modelport.envs.spec import EnvSpec, normalize_python, parse_spec, parse_spec_file
-
-__all__ = [
-    "BuildResult",
-    "EnvSpec",
-    "build_env",
-    "normalize_python",
-    "parse_spec",
-    "parse_spec_file",
-]

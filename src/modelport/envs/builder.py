@@ -34,12 +34,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from filelock import FileLock, Timeout
 
 from modelport.core.errors import BuildError
 from modelport.core.files import DIR_MODE, disk_errors, private_dir, sweep, temp_dir
-from modelport.envs.spec import EnvSpec
+
+if TYPE_CHECKING:
+    from modelport.envs.spec import EnvSpec  # the spec reader loads pydantic; a sweep on open needs none of it
 
 MARKER = "modelport-env.json"
 Log = Callable[[str], None]

@@ -21,8 +21,7 @@ from sqlalchemy.orm import Session
 
 from modelport.core.errors import ValidationError
 from modelport.core.names import parse_version, validate_name
-from modelport.envs import BuildResult, build_env, parse_spec, parse_spec_file
-from modelport.envs.builder import sweep_builds
+from modelport.envs.builder import BuildResult, build_env, sweep_builds
 from modelport.registry.assets import VersionedAssets, parse_pairs
 from modelport.store.artifacts import ArtifactStore, sha256_file
 from modelport.store.db import Database
@@ -87,6 +86,8 @@ class EnvironmentRegistry(VersionedAssets[Environment, EnvironmentVersion, Envir
         requested = None if version is None else parse_version(version)
         tag_map = parse_pairs(tags, "tags")
         file = Path(file)
+        from modelport.envs.spec import parse_spec_file  # pydantic: loaded by the commands that read specs
+
         spec = parse_spec_file(file, python)
         sha = sha256_file(file)
         self.store.put(file, sha)
@@ -124,6 +125,8 @@ class EnvironmentRegistry(VersionedAssets[Environment, EnvironmentVersion, Envir
     def build(self, ref: str, log: Callable[[str], None] | None = None) -> BuildResult:
         """Build (or reuse) the virtualenv for ``ref`` from the exact registered spec bytes."""
         info = self.get(ref)
+        from modelport.envs.spec import parse_spec
+
         spec = parse_spec(self.spec_text(info.ref), info.spec_file, info.python)
         return build_env(spec, self.envs_dir, log=log)
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,13 +23,13 @@ from modelport.core.errors import ConflictError, NotFoundError, ValidationError
 from modelport.core.files import disk_errors, private_dir, sweep, temp_dir
 from modelport.core.names import Ref, parse_ref, parse_version, validate_alias, validate_name
 from modelport.registry.assets import VersionedAssets, parse_pairs
-from modelport.registry.flavors import Signature, detect
-from modelport.registry.flavors.pickle_imports import inspect_pickles
-from modelport.registry.flavors.signatures import check_fits
 from modelport.registry.manifest import Manifest, scan
 from modelport.store.artifacts import ArtifactStore, remove_tree, sha256_file
 from modelport.store.db import Database
 from modelport.store.schema import EnvironmentVersion, Model, ModelAlias, ModelFile, ModelVersion
+
+if TYPE_CHECKING:
+    from modelport.runtime.flavor_info import Signature
 
 _DOWNLOAD_STAGING = ".modelport-download"
 
@@ -122,6 +122,11 @@ class ModelRegistry(VersionedAssets[Model, ModelVersion, ModelInfo]):
         requested = None if version is None else parse_version(version)
         tag_map = parse_pairs(tags, "tags")
         property_map = parse_pairs(properties, "properties")
+        # Detection (numpy, every flavor's reader) is loaded by registering, not by opening.
+        from modelport.registry.flavors import detect
+        from modelport.registry.flavors.pickle_imports import inspect_pickles
+        from modelport.registry.flavors.signatures import check_fits
+
         manifest = scan(Path(path), follow_symlinks=follow_symlinks)
         info = detect(Path(path), flavor)
         if signature is not None:
