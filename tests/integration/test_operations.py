@@ -262,3 +262,16 @@ def test_a_score_request_without_an_id_is_logged_under_the_id_it_is_answered_wit
     (line,) = [json.loads(text) for text in (tmp_path / "requests.jsonl").read_text().splitlines()]
     assert reply.status_code == 200 and line["request_id"] == reply.headers["x-request-id"]
     assert line["path"] == "/score" and line["status"] == 200
+
+
+def test_request_log_on_standard_output_keeps_every_line_whole_across_workers(repo: Path) -> None:
+    """``--request-log -`` (what a packaged image runs): two workers share stdout, each line is one write."""
+    server = Server([str(repo), "--workers", "2", "--request-log", "-"], grpc=False)
+    try:
+        statuses = asyncio.run(_send(f"{server.url}/v2/models/mlp/infer", [_body(i) for i in range(60)]))
+    finally:
+        assert server.stop() == 0
+    assert statuses == [200] * 60
+    logged = [json.loads(line) for line in server.proc.stdout.read().splitlines() if line.startswith("{")]
+    assert sorted(line["request_id"] for line in logged) == sorted(f"req-{i}" for i in range(60))
+    assert {line["status"] for line in logged} == {200}

@@ -19,7 +19,16 @@ ROOT = "/opt/modelport"
 
 def test_entrypoint_serves_the_packaged_model_on_all_interfaces_by_default() -> None:
     command = serve_command({"args": ["--request-timeout-ms", "5000"], "entry_script": None}, {}, [])
-    assert command == ["serve", f"{ROOT}/model", "--host", "0.0.0.0", "--request-timeout-ms", "5000"]
+    assert command == [
+        "serve",
+        f"{ROOT}/model",
+        "--host",
+        "0.0.0.0",
+        "--request-log",
+        "-",
+        "--request-timeout-ms",
+        "5000",
+    ]
 
 
 def test_entrypoint_honours_azure_variables_ports_and_container_arguments() -> None:
@@ -29,6 +38,7 @@ def test_entrypoint_honours_azure_variables_ports_and_container_arguments() -> N
         "WORKER_COUNT": "3",
         "AZUREML_ENTRY_SCRIPT": "other/score2.py",
         "AZUREML_MODEL_DIR": "/mnt/model",
+        "MODELPORT_REQUEST_LOG": "",
     }
     command = serve_command({"args": ["--endpoint-name", "ep"], "entry_script": "score.py"}, environ, ["--no-grpc"])
     assert command == [

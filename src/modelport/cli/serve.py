@@ -13,7 +13,7 @@ import yaml
 from modelport.cli.context import AppContext, pass_app
 from modelport.cli.examples import examples
 from modelport.core.errors import ValidationError
-from modelport.monitor.request_log import RequestLog
+from modelport.monitor.request_log import STDOUT, RequestLog
 
 if TYPE_CHECKING:  # the serving stack (numpy, onnxruntime...) is imported when the command runs
     from modelport.monitor.collector import CollectorSettings
@@ -78,7 +78,7 @@ if TYPE_CHECKING:  # the serving stack (numpy, onnxruntime...) is imported when 
     "--request-log",
     type=click.Path(path_type=Path),
     default=None,
-    help="Write one JSON line per scoring request to FILE (rotated by size).",
+    help="Write one JSON line per scoring request to FILE (rotated by size); '-' is standard output.",
 )
 @click.option(
     "--request-log-max-mb",
@@ -244,7 +244,7 @@ def serve(
         from modelport.serving.repository import ModelRepository
         from modelport.serving.scoring_script import ScriptHost
 
-        log_file = request_log if workers == 1 or request_log is None else _numbered(request_log, index)
+        log_file = request_log if workers == 1 or request_log in (None, STDOUT) else _numbered(request_log, index)
         observing = Observing(
             RequestLog(log_file, request_log_max_mb * 1024 * 1024) if log_file is not None else None,
             PayloadCollector(*collecting) if collecting is not None else None,

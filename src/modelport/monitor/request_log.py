@@ -4,6 +4,10 @@ Lines are written by a :class:`~modelport.monitor.writer.BackgroundWriter`, neve
 path. When the file would grow past ``max_bytes`` it is renamed ``<name>.1`` (older ones shift
 to ``.2``... up to ``backups``, the oldest is removed) and a new file starts, as logrotate and
 Python's ``RotatingFileHandler`` do, so a long-lived replica keeps a bounded amount of log.
+
+The path ``-`` is standard output, where a container's log belongs (its runtime collects and
+rotates it): each line is one ``write``, so the lines of several workers sharing the stream stay
+whole (a pipe keeps writes of up to ``PIPE_BUF``, 4 KiB, in one piece; a log line is ~300 bytes).
 """
 
 from __future__ import annotations
@@ -26,16 +30,24 @@ DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 DEFAULT_BACKUPS = 5
 
 
+STDOUT = Path("-")
+
+
 class RequestLog:
     def __init__(self, path: Path, max_bytes: int = DEFAULT_MAX_BYTES, backups: int = DEFAULT_BACKUPS) -> None:
         self.path = Path(path)
-        private_dir(self.path.parent)
         self.max_bytes = max_bytes
         self.backups = backups
+        if self.path == STDOUT:
+            self._stdout: int | None = os.dup(1)  # the writer's own descriptor: closing it leaves stdout open
+            self._writer: BackgroundWriter[Entry] = BackgroundWriter(
+                "request-log", self._write_lines, finish=self._close_stdout
+            )
+            return
+        self._stdout = None
+        private_dir(self.path.parent)
         self._file = open_private(self.path)  # owned by the writer thread until close
-        self._writer: BackgroundWriter[Entry] = BackgroundWriter(
-            "request-log", self._write, finish=lambda: self._file.close()
-        )
+        self._writer = BackgroundWriter("request-log", self._write, finish=lambda: self._file.close())
 
     @property
     def dropped(self) -> int:
@@ -54,6 +66,15 @@ class RequestLog:
             self._rotate()
         self._file.write(data)
         self._file.flush()
+
+    def _write_lines(self, entries: list[Entry]) -> None:
+        assert self._stdout is not None
+        for entry in entries:
+            os.write(self._stdout, orjson.dumps(_record(entry), option=orjson.OPT_UTC_Z) + b"\n")
+
+    def _close_stdout(self) -> None:
+        if self._stdout is not None:
+            os.close(self._stdout)
 
     def _rotate(self) -> None:
         self._file.close()

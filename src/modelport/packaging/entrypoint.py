@@ -10,6 +10,8 @@ Environment variables, as Azure ML's inference images read them:
 - ``MODELPORT_HOST`` — the address to bind (the image sets 0.0.0.0); ``MODELPORT_HTTP_PORT``,
   ``MODELPORT_GRPC_PORT``, ``MODELPORT_METRICS_PORT`` — the ports (8000, 8001, 8002).
 - ``WORKER_COUNT`` — server processes sharing the ports (``serve --workers``).
+- ``MODELPORT_REQUEST_LOG`` — where the request log goes: standard output by default (``-``), so
+  the container runtime collects it; a file path inside the container; empty for none.
 - ``AZUREML_ENTRY_SCRIPT`` — the scoring script, relative to the packaged code folder.
 - ``AZUREML_MODEL_DIR`` — the model folder a scoring script sees (default: the packaged one).
 
@@ -44,6 +46,9 @@ def serve_command(settings: Mapping[str, object], environ: Mapping[str, str], ar
     else:
         command.append(str(root / "model"))
     command += ["--host", environ.get("MODELPORT_HOST", "0.0.0.0")]
+    request_log = environ.get("MODELPORT_REQUEST_LOG", "-")  # stdout, where a container's logs go; "" = none
+    if request_log:
+        command += ["--request-log", request_log]
     for variable, option in _PORTS:
         if environ.get(variable):
             command += [option, environ[variable]]
