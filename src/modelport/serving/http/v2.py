@@ -1,7 +1,7 @@
 """Open Inference Protocol v2 over HTTP, with Triton's extensions (binary tensors,
 classification, model repository, configuration, statistics) and its status codes.
 
-Handlers only translate: the body is read with ``body.read_body`` (limit, gzip/deflate),
+Handlers only translate: the body is read with ``core.request_body.read_body`` (limit, gzip/deflate),
 decoded by ``protocol.rest``, run by ``serving.inference.infer`` and encoded back.
 """
 
