@@ -41,7 +41,7 @@ from modelport.workspace import Workspace
 from tests.conftest import Cli, Server, free_port
 
 CACHE = Path(os.environ.get("MODELPORT_TEST_CACHE", Path.home() / ".cache" / "modelport-test"))
-BASE_TAR = CACHE / "base-bookworm-py3.tar"
+BASE_TAR = CACHE / "base-bookworm-py3-slim.tar"
 BASE_IMAGE = "localhost/modelport-test-base:bookworm"
 READY_WITHIN_S = 20
 SCORE = """\
@@ -150,6 +150,14 @@ def _skip_reason() -> str | None:
     return None
 
 
+# What a slim Python image leaves out too: manuals, translations, documentation, apt's lists.
+SLIM = [
+    *(f"--dpkgopt=path-exclude=/usr/share/{folder}/*" for folder in ("man", "locale", "doc", "info")),
+    "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+    '--customize-hook=rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*',
+]
+
+
 @pytest.fixture(scope="module")
 def builder_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A private buildah store holding the base image (the root filesystem built once, cached)."""
@@ -160,7 +168,15 @@ def builder_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         CACHE.mkdir(parents=True, exist_ok=True)
         partial = BASE_TAR.with_suffix(f".tmp-{os.getpid()}")
         subprocess.run(
-            ["mmdebstrap", "--quiet", "--variant=minbase", "--include=python3,python3-venv", "bookworm", str(partial)],
+            [
+                "mmdebstrap",
+                "--quiet",
+                "--variant=minbase",
+                "--include=python3,python3-venv",
+                *SLIM,
+                "bookworm",
+                str(partial),
+            ],
             check=True,
             timeout=900,
         )
@@ -190,7 +206,7 @@ def ws_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with Workspace(folder / "ws") as ws:
         ws.models.register(folder / "model.onnx", "mlp")
         catalog = Catalog(ws)
-        catalog.create_endpoint(EndpointSpec("ep"))
+        catalog.create_endpoint(EndpointSpec(name="ep"))
         spec, _ = parse_deployment(
             {
                 "name": "blue",
