@@ -26,8 +26,8 @@ from modelport.registry.manifest import Manifest, scan
 from modelport.store.artifacts import sha256_file
 
 if TYPE_CHECKING:
-    from modelport.control.definitions import DeploymentSpec, Probe
     from modelport.registry.stores import WorkspaceStores
+    from modelport.schema.online import DeploymentSpec, Probe
 
 # The pip extra of modelport a flavor's runtime needs (pyproject.toml's optional dependencies).
 FLAVOR_EXTRAS = {
@@ -133,8 +133,8 @@ def from_deployment(ws: WorkspaceStores, target: str) -> PackageSource:
 def from_file(ws: WorkspaceStores, file: Path) -> PackageSource:
     """A ``deployment.yml`` as ``deployment create -f`` takes it; inline model and environment
     paths are read from disk (nothing is registered)."""
-    from modelport.batch.definitions import read_definition
     from modelport.control.definitions import parse_deployment
+    from modelport.core.overrides import read_definition
 
     data, base = read_definition(file)
     spec, _ = parse_deployment(data, base)
@@ -143,8 +143,9 @@ def from_file(ws: WorkspaceStores, file: Path) -> PackageSource:
 
 def _from_spec(ws: WorkspaceStores, spec: DeploymentSpec, origin: str) -> PackageSource:
     from modelport.control.code_ignore import CodeIgnore
-    from modelport.control.definitions import InlineEnvironment, InlineModel
+    from modelport.schema.online import InlineEnvironment, InlineModel
 
+    model: ModelFiles | None
     if isinstance(spec.model, InlineModel):
         model = _inline_model(spec.model, f"{spec.endpoint_name}-{spec.name}")
     else:
