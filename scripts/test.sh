@@ -15,6 +15,12 @@ echo "installing modelport[test] into .venv (a few minutes the first time)..." >
 .venv/bin/python -m pip install -q --disable-pip-version-check "torch==${MODELPORT_TEST_TORCH:-2.13.0}" \
   || echo "torch could not be installed: the torch flavor tests will be skipped" >&2
 
+# Style and types first: they fail within a minute, the suite takes far longer (config in pyproject.toml).
+echo "ruff check, ruff format --check, mypy..." >&2
+.venv/bin/python -m ruff check src tests scripts bench
+.venv/bin/python -m ruff format --check src tests scripts bench
+.venv/bin/python -m mypy
+
 echo "starting a throwaway PostgreSQL server..." >&2
 pgdir=$(mktemp -d /tmp/modelport-pg.XXXXXX)
 chmod 755 "$pgdir"

@@ -112,7 +112,7 @@ class BatchEndpoints:
         """Merge ``changes`` (YAML keys: description, tags, defaults.deployment_name) into the endpoint."""
         with self.db.session() as session:
             row = self._require_endpoint(session, name)
-            current = {
+            current: dict[str, Any] = {
                 "name": row.name,
                 "description": row.description,
                 "tags": dict(row.tags),

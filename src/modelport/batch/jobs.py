@@ -12,6 +12,7 @@ Statuses are :class:`~modelport.batch.status.JobStatus` (Azure ML's names).
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import shutil
@@ -104,10 +105,10 @@ class BatchJobs:
         """Check everything, record the job and its mini-batches, and start its runner."""
         ray_address = _engine_address(engine, ray_address)
         target = BatchEndpoints(self.ws).get_deployment(endpoint, deployment)
-        deployment = DeploymentSpec.read(target.spec)
-        runner = self._runner_command(deployment.environment, engine)  # may build the environment
+        spec = DeploymentSpec.read(target.spec)
+        runner = self._runner_command(spec.environment, engine)  # may build the environment
         settings = target.settings.override(overrides or {})
-        no_code = deployment.code is None
+        no_code = spec.code is None
         plan = resolve_input(input_uri, input_type, tabular_default=no_code)
         if no_code and plan.kind != "tabular":
             raise ValidationError(
@@ -133,7 +134,7 @@ class BatchJobs:
                         engine=engine,
                         spec=JobSpec(
                             **{
-                                **deployment.to_json(),
+                                **spec.to_json(),
                                 "settings": settings.to_dict(),
                                 "output_dir": str(output_dir),
                                 "ray_address": ray_address,
@@ -216,7 +217,7 @@ class BatchJobs:
         self._spawn(runner, job_id, token, job_dir)
         return self.get(job_id)
 
-    def resume_orphaned(self) -> list[str]:
+    def resume_orphaned(self) -> builtins.list[str]:
         """What the daemon does when it starts: every unfinished job of this host whose runner
         died (a crash, a reboot) is resumed — or cancelled, if a cancel was asked for. The ids
         of the jobs resumed; a job that cannot resume (its Ray cluster gone, say) is logged."""
@@ -239,7 +240,7 @@ class BatchJobs:
                 log.warning("job %s could not resume: %s", job_id, exc)
         return resumed
 
-    def log_files(self, job_id: str) -> list[Path]:
+    def log_files(self, job_id: str) -> builtins.list[Path]:
         """The job's log files: runner log and result first, then errors, then per-worker output."""
         info = self.get(job_id)
         logs = Path(info.job_dir) / "logs"
@@ -281,7 +282,7 @@ class BatchJobs:
                 update(BatchJob).where(BatchJob.id == job_id, BatchJob.runner_token == token).values(**values)
             )
 
-    def unfinished(self, job_id: str) -> tuple[list[tuple[int, int, int]], int]:
+    def unfinished(self, job_id: str) -> tuple[builtins.list[tuple[int, int, int]], int]:
         """Mini-batches still to score (index, start, stop), and items failed in the finished ones."""
         with self.db.session() as session:
             pending = session.execute(
@@ -292,9 +293,9 @@ class BatchJobs:
             failed = session.scalar(
                 select(func.coalesce(func.sum(BatchMiniBatch.failed_items), 0)).where(BatchMiniBatch.job_id == job_id)
             )
-            return [tuple(r) for r in pending], int(failed or 0)  # type: ignore[misc]
+            return [(index, start, stop) for index, start, stop in pending], int(failed or 0)
 
-    def finish_minibatches(self, job_id: str, results: list[MiniBatchResult]) -> None:
+    def finish_minibatches(self, job_id: str, results: builtins.list[MiniBatchResult]) -> None:
         """Record finished mini-batches (their parts are already in place), in one transaction."""
         with self.db.session() as session:
             session.execute(
@@ -316,7 +317,7 @@ class BatchJobs:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _runner_command(self, environment: str | None, engine: str) -> list[str]:
+    def _runner_command(self, environment: str | None, engine: str) -> builtins.list[str]:
         """The runner's interpreter: the deployment environment's virtualenv (built now), whose
         Python the local worker processes then inherit, or modelport's own."""
         if environment is not None and engine == "ray":
@@ -327,7 +328,7 @@ class BatchJobs:
             )
         return self.ws.environments.module_command(environment, "modelport.batch.runner", "batch jobs")
 
-    def _spawn(self, runner: list[str], job_id: str, token: str, job_dir: Path) -> None:
+    def _spawn(self, runner: builtins.list[str], job_id: str, token: str, job_dir: Path) -> None:
         """Start the job's runner detached from this process, so it outlives the CLI."""
         settings = self.ws.settings
         env = {

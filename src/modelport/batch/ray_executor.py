@@ -76,7 +76,7 @@ class HostActor:
 class RayExecutor:
     """Starts, feeds, watches and kills actors for :class:`~modelport.batch.engine.Engine`."""
 
-    def __init__(self, address: str, config: WorkerConfig, workers: int) -> None:
+    def __init__(self, address: str | None, config: WorkerConfig, workers: int) -> None:
         """Connect to the cluster and check it can hold ``workers`` actors at once."""
         check_address(address)
         try:

@@ -150,7 +150,7 @@ def profile(
     TARGET is a registered model (NAME, NAME:V, NAME@ALIAS), a model-repository folder, or
     ENDPOINT/DEPLOYMENT of the running daemon. Each trial is a real `modelport serve` on loopback
     ports; a scoring script only has its concurrency measured."""
-    from modelport.profiling.recommend import SUCCEEDED
+    from modelport.profiling.recommend import ChoiceState
     from modelport.profiling.sample import Sample
     from modelport.profiling.sweep import SweepOptions
 
@@ -168,7 +168,7 @@ def profile(
     client, resolved = _target(app, target, url, apply_)
     try:
         document = _profile(resolved, sample, options)
-        if apply_ and client is not None and document["state"] == SUCCEEDED:
+        if apply_ and client is not None and document["state"] == ChoiceState.SUCCEEDED:
             document["applied"] = _apply(client, resolved, document)
     finally:
         if client is not None:

@@ -42,7 +42,7 @@ from modelport.registry.manifest import Manifest, scan
 from modelport.runtime import flavor_catalog
 from modelport.schema.choices import AuthMode
 from modelport.schema.collector import DataCollector
-from modelport.schema.online import CodeConfiguration, DeploymentSpec, EndpointSpec, InlineEnvironment
+from modelport.schema.online import CodeConfiguration, DeploymentSpec, EndpointSpec, InlineEnvironment, InlineModel
 from modelport.store.artifacts import sha256_file
 from modelport.store.schema import Model, ModelVersion, OnlineDeployment, OnlineEndpoint, utcnow
 
@@ -208,7 +208,7 @@ class Catalog:
         try:
             if isinstance(environment, InlineEnvironment):
                 environment = self._register_environment(environment, f"{spec.endpoint_name}-{spec.name}-env")
-            if spec.code_configuration is None:
+            if spec.code_configuration is None and model is not None:  # a deployment has one or both
                 flavor = self.ws.models.get(model).flavor
                 if flavor not in flavor_catalog.loadable_names() and flavor not in SCRIPT_FLAVORS:
                     raise ValidationError(
@@ -247,6 +247,7 @@ class Catalog:
                 row = OnlineDeployment(name=spec.name)
                 endpoint.deployments.append(row)
             row.spec = spec.to_dict()
+            assert not isinstance(spec.model, InlineModel), "resolve() registers inline models"
             row.model_version_id = self._model_version_id(session, spec.model)
             row.updated_at = utcnow()
             if all_traffic:

@@ -126,7 +126,6 @@ async def _serve(ws: WorkspaceStores, listener: socket.socket, folder: Path, bin
             target = router if path.startswith(PREFIX) else batch if path.startswith(BATCH_PREFIX) else management
             await target(scope, receive, send)
 
-        tls = {"ssl_certfile": str(binding.certfile), "ssl_keyfile": str(binding.keyfile)} if binding.certfile else {}
         server = HttpServer(
             uvicorn.Config(
                 HostCheck(app, binding.served()),
@@ -136,7 +135,8 @@ async def _serve(ws: WorkspaceStores, listener: socket.socket, folder: Path, bin
                 server_header=False,
                 timeout_keep_alive=30,
                 timeout_graceful_shutdown=10,
-                **tls,
+                ssl_certfile=str(binding.certfile) if binding.certfile else None,
+                ssl_keyfile=str(binding.keyfile) if binding.certfile else None,
             )
         )  # log --follow streams never end
         records = await asyncio.to_thread(catalog.endpoints)

@@ -163,6 +163,7 @@ class Router:
         body = await read_limited(request.stream(), request.headers.get("content-length"), None, DEFAULT_MAX_BODY)
         call = _Call(request.method, path, request.url.query, _forwarded_headers(request), body)
         pinned = next((value for header in PIN_HEADERS if (value := request.headers.get(header))), None)
+        deployment: str | None
         if pinned is not None:
             if pinned not in endpoint.deployments:
                 raise NotFoundError(f"endpoint {name!r} has no deployment {pinned!r}")

@@ -469,8 +469,8 @@ class Supervisor:
             group.adopt(replicas)
             wanted |= {keeper.replica.record.id for keeper in group.keepers if keeper.replica is not None}
             self.groups[(spec.endpoint_name, spec.name)] = group
-        for record in remembered:
-            if record.id not in wanted and (stale := Replica.adopt(record)) is not None:
+        for left in remembered:
+            if left.id not in wanted and (stale := Replica.adopt(left)) is not None:
                 stale.signal(signal.SIGTERM)
         self.save_state()
 

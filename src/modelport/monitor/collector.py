@@ -50,7 +50,7 @@ class CollectorSettings:
     directory: Path
     collections: frozenset[str] = frozenset(CollectionName)
     sampling_rate: float = 1.0
-    rolling_rate: str = RollingRate.HOUR
+    rolling_rate: RollingRate = RollingRate.HOUR
     format: str = FileFormat.PARQUET
     flush_s: float = FLUSH_S
 

@@ -145,6 +145,7 @@ def _from_spec(ws: WorkspaceStores, spec: DeploymentSpec, origin: str) -> Packag
     from modelport.control.code_ignore import CodeIgnore
     from modelport.schema.online import InlineEnvironment, InlineModel
 
+    model: ModelFiles | None
     if isinstance(spec.model, InlineModel):
         model = _inline_model(spec.model, f"{spec.endpoint_name}-{spec.name}")
     else:

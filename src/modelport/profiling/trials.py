@@ -176,7 +176,8 @@ def machine_resources() -> tuple[float | None, float | None]:
     try:
         cpus: float | None = float(len(os.sched_getaffinity(0)))
     except AttributeError:
-        cpus = float(os.cpu_count()) if os.cpu_count() else None
+        count = os.cpu_count()
+        cpus = float(count) if count else None
     try:
         memory: float | None = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError, AttributeError):

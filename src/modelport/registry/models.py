@@ -9,6 +9,7 @@ removed again.
 
 from __future__ import annotations
 
+import builtins
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -228,7 +229,7 @@ class ModelRegistry(VersionedAssets[Model, ModelVersion, ModelInfo]):
     def _info(self, session: Session, row: ModelVersion) -> ModelInfo:
         return self._infos(session, [row])[0]
 
-    def _infos(self, session: Session, rows: Sequence[ModelVersion]) -> list[ModelInfo]:
+    def _infos(self, session: Session, rows: Sequence[ModelVersion]) -> builtins.list[ModelInfo]:
         """The versions' files and aliases in one query each, however many versions are asked for."""
         ids = [row.id for row in rows]
         files: dict[int, list[dict[str, Any]]] = defaultdict(list)

@@ -73,7 +73,9 @@ def complete_config(
             _check_against_model(kind, configured[kind], model[kind], strip)
             completed[kind] = configured[kind]
         else:
-            completed[kind] = [TensorConfig(m.name, m.datatype, tuple(m.shape[strip:])) for m in model[kind]]
+            completed[kind] = [
+                TensorConfig(name=m.name, datatype=m.datatype, dims=tuple(m.shape[strip:])) for m in model[kind]
+            ]
     return config.replace(
         inputs=completed["input"],
         outputs=completed["output"],

@@ -169,4 +169,4 @@ def _plugins() -> dict[str, Flavor]:
     return found
 
 
-model_config.use_triton_names(sys.modules[__name__])  # type: ignore[arg-type]  # this module is the TritonNames
+model_config.use_triton_names(sys.modules[__name__])  # this module is the TritonNames

@@ -9,7 +9,7 @@ model registry stores signatures and details as JSON; values read out of model f
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from modelport.core.datatypes import DATATYPES
 from modelport.core.errors import ValidationError
@@ -95,7 +95,7 @@ def version_text(value: Any) -> str | None:
     return text if 0 < len(text) <= 64 and text.isprintable() else None
 
 
-def is_shape(shape: Any) -> bool:
+def is_shape(shape: Any) -> TypeGuard[list[int] | tuple[int, ...]]:
     """Whether ``shape`` is a list or tuple of dims, each -1 (variable) or a size."""
     return isinstance(shape, (list, tuple)) and all(
         isinstance(n, int) and not isinstance(n, bool) and n >= -1 for n in shape

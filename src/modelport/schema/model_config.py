@@ -19,8 +19,7 @@ with the closest known key. Python callers build the objects directly (``TensorC
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from enum import Enum
-from typing import Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, cast
 
 import pydantic
 from pydantic import (
@@ -32,10 +31,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.json_schema import SkipJsonSchema
+from pydantic.json_schema import JsonDict, SkipJsonSchema
 from typing_extensions import Self
 
 from modelport.core.datatypes import DATATYPES, TRITON_DATATYPES, triton_name
+from modelport.core.enums import StrEnum
 from modelport.core.errors import ValidationError
 from modelport.core.names import validate_name
 from modelport.schema.base import Definition, describe_error, parse, suggestion
@@ -77,30 +77,20 @@ def use_triton_names(names: TritonNames) -> None:
 _QUEUE_POLICY = ("max_queue_size", "default_timeout_microseconds")
 
 
-class InstanceKind(str, Enum):
+class InstanceKind(StrEnum):
     """Where an instance runs. Triton's ``KIND_AUTO`` is read as ``cpu``: modelport only uses a
     GPU when told to."""
 
     CPU = "cpu"
     GPU = "gpu"
 
-    def __str__(self) -> str:
-        return self.value
 
-    __format__ = str.__format__
-
-
-class PolicyKind(str, Enum):
+class PolicyKind(StrEnum):
     """Which versions are served: the newest ``num_versions``, all, or the listed ones."""
 
     LATEST = "latest"
     ALL = "all"
     SPECIFIC = "specific"
-
-    def __str__(self) -> str:
-        return self.value
-
-    __format__ = str.__format__
 
 
 _KINDS = {
@@ -164,14 +154,20 @@ def normalize_datatype(value: object) -> str:
 # -- the shared behaviour ------------------------------------------------------------------------
 
 
-class _Constructor(type(Definition)):  # type: ignore[misc]
+if TYPE_CHECKING:  # pydantic's metaclass, named only where its type is checked: the module is private
+    from pydantic._internal._model_construction import ModelMetaclass
+else:
+    ModelMetaclass = type(Definition)
+
+
+class _Constructor(ModelMetaclass):
     """Calling a config class: positional arguments fill the fields in order (``extra`` last), as
     the dataclasses these were did, and a bad value raises modelport's one-line
     :class:`ValidationError`. Validating a document does not pass through here: nested parts
     keep pydantic's errors, so the path of the failing field is whole."""
 
     def __call__(cls, *args: Any, **data: Any) -> Any:
-        names = sorted(cls.model_fields, key=lambda name: name == "extra")
+        names = sorted(cast("type[Definition]", cls).model_fields, key=lambda name: name == "extra")
         if len(args) > len(names):
             raise TypeError(f"{cls.__name__} takes at most {len(names)} positional arguments")
         data = {**dict(zip(names, args)), **data}
@@ -461,6 +457,12 @@ _OWN_FIELDS = {
 }
 
 
+def _without_default(schema: JsonDict) -> None:
+    """The schema describes the document as written: the default policy's flattened fields are
+    not the one-key form a document takes, so the schema shows no default."""
+    schema.pop("default")
+
+
 class ModelConfig(Extensible):
     """A model's serving configuration (Triton ``ModelConfig`` subset + modelport fields).
 
@@ -481,7 +483,7 @@ class ModelConfig(Extensible):
     max_batch_size: Count = 0
     dynamic_batching: DynamicBatching | None = None
     instance_group: Annotated[list[InstanceGroup], BeforeValidator(_repeated)] = [InstanceGroup()]
-    version_policy: VersionPolicy = Field(VersionPolicy(), json_schema_extra=lambda schema: schema.pop("default"))
+    version_policy: VersionPolicy = Field(VersionPolicy(), json_schema_extra=_without_default)
     parameters: Annotated[
         dict[str, Annotated[str, BeforeValidator(_parameter_text)]], BeforeValidator(_parameter_entries)
     ] = {}
@@ -594,6 +596,5 @@ def _merged(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, 
     result = dict(base)
     for key, value in overrides.items():
         current = result.get(key)
-        both_mappings = isinstance(current, Mapping) and isinstance(value, Mapping)
-        result[key] = _merged(current, value) if both_mappings else value
+        result[key] = _merged(current, value) if isinstance(current, Mapping) and isinstance(value, Mapping) else value
     return result

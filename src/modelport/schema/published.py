@@ -34,7 +34,7 @@ PUBLISHED = {  # name → "module:class"
 def definition(name: str) -> type[Definition]:
     """The model published as ``name`` (a key of :data:`PUBLISHED`)."""
     module, _, cls = PUBLISHED[name].partition(":")
-    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), cls)
 
 
 def json_schema(name: str) -> dict[str, Any]:

@@ -276,7 +276,8 @@ class ScriptHost:
         threading.Thread(
             target=contextvars.copy_context().run, args=(target,), name=f"score-{self.script.stem}", daemon=True
         ).start()
-        await asyncio.wait({started, finished}, return_when=asyncio.FIRST_COMPLETED)
+        either: set[asyncio.Future[Any]] = {started, finished}
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         done, _ = await asyncio.wait({finished}, timeout=self.timeout_ms / 1000)
         if not done:
             call.interrupt()
@@ -325,8 +326,9 @@ class ScriptHost:
             headers = value.headers
             failed = value.status_code >= 500 or headers.get(FAILED_HEADER) == "True"
             headers[FAILED_HEADER] = str(failed)
-            body = value.response if value.is_streamed else bytes(value.response)
-            return ScoreResponse(value.status_code, headers.items(), _chunks(body) if value.is_streamed else body)
+            if value.is_streamed:
+                return ScoreResponse(value.status_code, headers.items(), _chunks(value.response))
+            return ScoreResponse(value.status_code, headers.items(), bytes(value.response))
         body = b"{}" if value is None else encode_json(value)
         return ScoreResponse(200, [("Content-Type", JSON_TYPE), (FAILED_HEADER, "False")], body)
 

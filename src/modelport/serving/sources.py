@@ -154,5 +154,7 @@ def _signature_config(name: str, flavor: str, signature: dict | None) -> ModelCo
         return None
     spec = inputs[0]
     return ModelConfig(
-        name=name, flavor=flavor, inputs=[TensorConfig(spec["name"], spec["datatype"], tuple(spec["shape"][1:]))]
+        name=name,
+        flavor=flavor,
+        inputs=[TensorConfig(name=spec["name"], datatype=spec["datatype"], dims=tuple(spec["shape"][1:]))],
     )

@@ -44,7 +44,7 @@ def adopt(info: FlavorInfo, wanted: str | None, path: Path) -> FlavorInfo:
 def misfit(path: Path, wanted: str, found: FlavorInfo | None) -> ValidationError:
     """The error for flavor ``wanted`` at ``path``: what was found instead, or what is missing."""
     fmt = found.details.get("format") if found else None
-    if fmt is not None:
+    if found is not None and fmt is not None:
         return ValidationError(f"{path}: detected as {found.flavor} ({fmt}), which flavor {wanted!r} cannot load")
     return ValidationError(f"{path}: {_flavor(wanted).required}, so flavor {wanted!r} does not fit")
 

@@ -81,7 +81,8 @@ def mlflow_specs(raw: Any, kind: str, mlmodel: Path, unsupported: dict[str, str]
 
 def _mlflow_spec(item: dict, name: str) -> TensorSpec | None:
     if item.get("type") != "tensor":  # column-based: one value per row
-        datatype = _MLFLOW_COLUMN_TYPES.get(item.get("type"))
+        kind = item.get("type")
+        datatype = _MLFLOW_COLUMN_TYPES.get(kind) if isinstance(kind, str) else None
         return TensorSpec(name, datatype, (-1,)) if datatype else None
     tensor = item.get("tensor-spec")
     tensor = tensor if isinstance(tensor, dict) else {}

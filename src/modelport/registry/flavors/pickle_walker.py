@@ -17,7 +17,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import IO, Any, NamedTuple
 
-from modelport.registry.flavors.streams import ChunkedReader, skip
+from modelport.registry.flavors.streams import ByteSource, ChunkedReader, skip
 from modelport.runtime import flavor_catalog
 from modelport.runtime.flavor_info import is_shape
 
@@ -133,7 +133,7 @@ class _PickleWalker:
     bytes here. joblib's in-line array data, which is not pickle, is stepped over.
     """
 
-    def __init__(self, stream: IO[bytes], facts: PickleFacts, frameworks: dict[str, str], stop_early: bool) -> None:
+    def __init__(self, stream: ByteSource, facts: PickleFacts, frameworks: dict[str, str], stop_early: bool) -> None:
         self._stream = stream
         self._facts = facts
         self._frameworks = frameworks  # top-level module -> flavor
@@ -143,7 +143,7 @@ class _PickleWalker:
         self._memo: dict[int, Any] = {}
 
     def run(self) -> None:
-        for opcode, arg, _ in pickletools.genops(self._stream):
+        for opcode, arg, _ in pickletools.genops(self._stream):  # type: ignore[arg-type]  # genops needs only read and readline; typeshed asks for IO[bytes]
             self._step(opcode.name, arg)
 
     def _step(self, name: str, arg: Any) -> None:
@@ -182,11 +182,11 @@ class _PickleWalker:
                     self._extend(self._stack[-1], [value])
                 case "TUPLE1" | "TUPLE2" | "TUPLE3":
                     size = int(name[-1])
-                    items = tuple(self._stack[-size:])
-                    if len(items) != size:
+                    members = tuple(self._stack[-size:])
+                    if len(members) != size:
                         raise IndexError("stack underflow")
                     del self._stack[-size:]
-                    self._stack.append(items)
+                    self._stack.append(members)
                 case "EMPTY_TUPLE":
                     self._stack.append(())
                 case "BUILD":
@@ -202,8 +202,8 @@ class _PickleWalker:
                 case "PUT" | "BINPUT" | "LONG_BINPUT":
                     self._memo[arg] = self._stack[-1]
                 case "TUPLE" | "FROZENSET":
-                    items = tuple(self._pop_mark())
-                    self._stack.append(items)
+                    members = tuple(self._pop_mark())
+                    self._stack.append(members)
                 case "LIST":
                     items = self._pop_mark()
                     self._stack.append(items)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import IO
 
 from modelport.registry.flavors.pickle_walker import UNREADABLE, PickleFacts, scan_pickle
-from modelport.registry.flavors.streams import open_stream, sniff_compression
+from modelport.registry.flavors.streams import Inflated, open_stream, sniff_compression
 from modelport.runtime.flavor_info import FlavorInfo, version_text
 
 _PICKLE_SUFFIXES = frozenset({".pkl", ".pickle", ".joblib"})
@@ -72,7 +71,7 @@ def walk_pickle(path: Path, head: bytes, *, whole: bool = False) -> tuple[Pickle
     return facts, compression
 
 
-def _peek(stream: IO[bytes]) -> bytes:
+def _peek(stream: Inflated) -> bytes:
     """The first two bytes of an inflated stream, or none if it cannot even be started."""
     try:
         return stream.peek(2)[:2]

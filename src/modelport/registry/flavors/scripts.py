@@ -10,6 +10,7 @@ from modelport.runtime.flavor_info import FlavorInfo
 
 def python_folder(folder: Path) -> FlavorInfo | None:
     """The folder's entry script: ``score.py`` (Azure ML's name) first, else the first that fits."""
+    script: str | None
     if (folder / "score.py").is_file():
         script = "score.py"
     else:

@@ -11,7 +11,7 @@ import io
 import lzma
 import zlib
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 CHUNK = 1 << 20  # the most bytes asked of a stream at once
 _MAX_LINE = 16 << 20
@@ -32,7 +32,11 @@ def sniff_compression(head: bytes) -> str | None:
     return next((name for magic, name in _COMPRESSION_MAGIC if head.startswith(magic)), None)
 
 
-def open_stream(path: Path, compression: str | None) -> IO[bytes]:
+# what open_stream returns: buffered, so a reader can peek at the inflated bytes
+Inflated = io.BufferedReader | bz2.BZ2File | lzma.LZMAFile
+
+
+def open_stream(path: Path, compression: str | None) -> Inflated:
     """The file's bytes, inflated as they are read; lz4 is not supported (not in the stdlib)."""
     if compression == "bz2":
         return bz2.open(path, "rb")
@@ -69,6 +73,18 @@ class _Inflater(io.RawIOBase):
         super().close()
 
 
+class ByteSource(Protocol):
+    """What the pickle walk reads from: a file, or a :class:`ChunkedReader` over one."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+    def readline(self) -> bytes: ...
+
+    def seekable(self) -> bool: ...
+
+    def seek(self, offset: int, whence: int, /) -> int: ...
+
+
 class ChunkedReader:
     """The stream as genops sees it: memory follows the bytes that exist, not declared lengths.
 
@@ -103,7 +119,7 @@ class ChunkedReader:
         return self._stream.seek(offset, whence)
 
 
-def skip(stream: IO[bytes], size: int) -> None:
+def skip(stream: ByteSource, size: int) -> None:
     """Step over ``size`` bytes, reading them in chunks where the stream cannot seek."""
     if stream.seekable():
         stream.seek(size, io.SEEK_CUR)

@@ -53,8 +53,9 @@ def _ubj_version(tail: bytes) -> str | None:
         return None
     buf = io.BytesIO(tail[at + len(b"version[") :])
     try:
-        item_type = count = None
-        marker = buf.read(1)
+        item_type: bytes | None = None
+        count: int | None = None
+        marker: bytes | None = buf.read(1)
         if marker == b"$":
             item_type, marker = buf.read(1), buf.read(1)
         if marker == b"#":

@@ -70,7 +70,7 @@ class OnnxPredictor(Predictor):
         return outputs
 
     def close(self) -> None:
-        self._session = None  # type: ignore[assignment]  # the session owns the model's memory
+        self._session = None  # the session owns the model's memory
 
 
 def _as_text(name: str, array: np.ndarray) -> np.ndarray:

@@ -44,7 +44,7 @@ class TorchPredictor(Predictor):
             ]
             result = self._module(*args)
         if isinstance(result, dict):
-            tensors = [result.get(name) for name, _ in self._output_dtypes]
+            tensors: list[Any] = [result.get(name) for name, _ in self._output_dtypes]
         elif isinstance(result, (tuple, list)):
             tensors = list(result)
         else:

@@ -54,7 +54,12 @@ class Observer:
             if key == b"x-request-id":
                 request_id = value.decode("latin-1")
         trace = RequestTrace(request_id, collect=self.collector is not None and self.collector.sample())
-        keep_bodies = trace.collect and not scope["path"].startswith("/v2/") and not self.collector.explicit
+        keep_bodies = (
+            self.collector is not None
+            and trace.collect
+            and not scope["path"].startswith("/v2/")
+            and not self.collector.explicit
+        )
         request_body: list[bytes] = []
         response_body: list[bytes] = []
         status = 500

@@ -60,7 +60,7 @@ class V2Api:
     def routes(self) -> list[BaseRoute]:
         model = "/v2/models/{model}"
         versioned = "/v2/models/{model}/versions/{version:int}"
-        routes = [
+        routes: list[BaseRoute] = [
             Route("/v2", self.server_metadata, methods=["GET"]),
             Route("/v2/health/live", self.live, methods=["GET"]),
             Route("/v2/health/ready", self.ready, methods=["GET"]),
