@@ -12,8 +12,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from modelport.core.errors import ValidationError
 
 
@@ -22,6 +20,8 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     key, sep, text = item.partition("=")
     if not sep or not key:
         raise ValidationError(f"--set: {item!r} is not KEY=VALUE")
+    import yaml  # on use: the CLI modules that import this one are loaded for --help too
+
     try:
         value = yaml.safe_load(text) if text else ""
     except yaml.YAMLError as exc:
@@ -59,6 +59,8 @@ def read_definition(
     data: dict[str, Any] = {}
     base = Path.cwd()
     if file is not None:
+        import yaml
+
         path = Path(file)
         try:
             loaded = yaml.safe_load(path.read_text())
