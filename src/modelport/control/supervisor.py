@@ -371,12 +371,23 @@ class DeploymentGroup:
             try:
                 if record.revision == self.revision:
                     await self._scale(record.spec.instance_count)
+                    await self._settled()
                 else:
                     await self._roll(record)
             except StartError as exc:
                 self.state, self.error = ProvisioningState.SUCCEEDED, str(exc)
                 raise
             self.spec, self.revision, self.state = record.spec, record.revision, ProvisioningState.SUCCEEDED
+
+    async def _settled(self) -> None:
+        """Wait for replicas still starting (a daemon restarted moments ago) to be ready, as a
+        create waits: an update answers when the deployment serves, so a client that updates and
+        then invokes is not refused. Bounded by the readiness probe's budget; a replica that never
+        gets ready is its keeper's to report (it keeps restarting it)."""
+        pending = [asyncio.shield(keeper.first_ready) for keeper in self.keepers if not keeper.first_ready.done()]
+        if pending:
+            probe = self.spec.readiness_probe
+            await asyncio.wait(pending, timeout=probe.initial_delay + probe.period * probe.failure_threshold)
 
     async def _scale(self, count: int) -> None:
         started: list[Keeper] = []
