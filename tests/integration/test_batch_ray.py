@@ -29,8 +29,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import free_port
-from test_batch_jobs import Project, _images, _ok, _one_line_error, resume_after_kill
+from conftest import free_port, ok
+from test_batch_jobs import Project, _images, _one_line_error, resume_after_kill
 
 from modelport import Workspace
 from modelport.batch.jobs import BatchJobs
@@ -205,7 +205,7 @@ def _invoke(
     """Run a job to its end on ``engine``; its ``job show``."""
     chosen = ["--engine", engine] + (["--ray-address", cluster.address] if engine == "ray" else [])
     result = project.invoke(deployment, source, "--output-path", output, *chosen, *args, "--wait", "-o", "json")
-    return _show(project, json.loads(_ok(result))["id"])
+    return _show(project, json.loads(ok(result))["id"])
 
 
 def _runner_log(job: dict) -> str:
@@ -343,7 +343,7 @@ def test_ray_engine_refusals_are_one_line(tmp_path: Path, ray_cluster: RayCluste
         timeout=120,
     )
     _one_line_error(without_ray, "Ray is not installed; pip install 'modelport[ray]'")
-    assert json.loads(_ok(project.cli("job", "list", "-o", "json"))) == []  # nothing recorded
+    assert json.loads(ok(project.cli("job", "list", "-o", "json"))) == []  # nothing recorded
 
     result = project.invoke(
         "files", images, "--engine", "ray", "--ray-address", ray_cluster.address, "--set", "instance_count=3", "--wait"
