@@ -136,7 +136,7 @@ def free_port() -> int:
     ranges = Path("/proc/sys/net/ipv4/ip_local_port_range")
     ephemeral = int(ranges.read_text().split()[0]) if ranges.exists() else 32768
     while True:
-        port = random.randrange(10000, ephemeral)
+        port = random.randrange(20000, ephemeral)  # 10002-19999 is Ray's default range for its workers
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
