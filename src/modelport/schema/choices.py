@@ -6,19 +6,11 @@ settings from them without loading the definition models.
 
 from __future__ import annotations
 
-from enum import Enum
+from modelport.core.enums import StrEnum
 
 
-class Choice(str, Enum):
-    """One of a fixed set of values, written in YAML and stored in JSON as its value.
-
-    It *is* that string everywhere (comparison, hashing, ``str``, f-strings), so code and stored
-    rows that hold the plain string keep working."""
-
-    def __str__(self) -> str:
-        return str(self.value)
-
-    __hash__ = str.__hash__
+class Choice(StrEnum):
+    """One of a fixed set of values, written in YAML and stored in JSON as its value."""
 
 
 class AuthMode(Choice):
