@@ -128,6 +128,32 @@ REQUEST_SETTINGS = mapping(
     },
     REQUEST_DEFAULTS,
 )
+SCALE_DEFAULTS = {
+    "type": "default",
+    "min_instances": 1,
+    "max_instances": 1,
+    "target_utilization_percentage": 70,
+    "polling_interval": 1.0,
+    "scale_down_delay": 300.0,
+}
+SCALE_SETTINGS = mapping(
+    {
+        "type": choice("default", "target_utilization"),
+        "max_instances": integers(1, 100),  # min_instances stays 1: never above max
+        "target_utilization_percentage": integers(1, 100),
+        "polling_interval": seconds(),
+        "scale_down_delay": seconds(zero=True),
+    },
+    SCALE_DEFAULTS,
+)
+RESOURCE_DEFAULTS: dict[str, Any] = {"requests": {}, "limits": {}}
+RESOURCES = mapping(
+    {
+        "requests": st.just(({"cpu": "500m", "memory": "1Gi"}, {"cpu": "500m", "memory": "1Gi"})),
+        "limits": st.just(({"cpu": 2, "nvidia.com/gpu": 1}, {"cpu": "2", "nvidia.com/gpu": "1"})),
+    },
+    RESOURCE_DEFAULTS,
+)
 FLAG = st.one_of(same(st.booleans()), st.sampled_from([("True", True), ("false", False), ("TRUE", True)]))
 COLLECTION = st.one_of(st.just((None, {"enabled": False})), mapping({"enabled": FLAG}, {"enabled": False}))
 COLLECTOR_DEFAULTS = {"collections": {}, "sampling_rate": 1.0, "rolling_rate": "hour", "format": "parquet"}
@@ -196,6 +222,8 @@ def deployments(draw: Callable[..., Any]) -> Pair:
                 "readiness_probe": PROBE,
                 "environment_variables": TAGS,
                 "data_collector": COLLECTOR,
+                "scale_settings": SCALE_SETTINGS,
+                "resources": RESOURCES,
             },
             {
                 "description": "",
@@ -210,6 +238,8 @@ def deployments(draw: Callable[..., Any]) -> Pair:
                 "environment_variables": {},
                 "model_config": {},
                 "data_collector": COLLECTOR_DEFAULTS,
+                "scale_settings": SCALE_DEFAULTS,
+                "resources": RESOURCE_DEFAULTS,
             },
             required=("name", "endpoint_name"),
         )

@@ -20,6 +20,13 @@ class AuthMode(Choice):
     NONE = "none"
 
 
+class ScaleType(Choice):
+    """How a deployment's replica count is set: fixed at ``instance_count``, or by its load."""
+
+    DEFAULT = "default"
+    TARGET_UTILIZATION = "target_utilization"
+
+
 class OutputAction(Choice):
     """What a batch job writes: every row's prediction, or only its summary."""
 

@@ -11,13 +11,15 @@ reads back to an equal model.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, Field, Tag, ValidationInfo, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, Tag, ValidationInfo, model_validator
 
 from modelport.core.errors import ValidationError
-from modelport.schema.choices import AuthMode
+from modelport.schema.choices import AuthMode, ScaleType
 from modelport.schema.collector import DataCollector
 from modelport.schema.model_config import override_config
 from modelport.schema.types import (
@@ -38,6 +40,7 @@ from modelport.schema.types import (
     by_shape,
     describe,
     one_of,
+    scalar_text,
 )
 
 MAX_REQUEST_TIMEOUT_MS = 180_000
@@ -138,6 +141,65 @@ class Probe(Document):
     failure_threshold: Count = 30
 
 
+# A Kubernetes resource quantity: ``2``, ``500m``, ``1.5``, ``512Mi``, ``1G``, ``1e3``
+_QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|[eE][+-]?\d+)?$")
+_RESOURCE_NAME = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[a-zA-Z0-9]([-_.a-zA-Z0-9]*[a-zA-Z0-9])?$")
+
+
+def _quantities(value: object) -> object:
+    """``{cpu: 1, memory: 2Gi}``: resource names to Kubernetes quantities, kept as text."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected a mapping of resource names to quantities, got {describe(value)}")
+    quantities: dict[str, str] = {}
+    for key, amount in value.items():
+        name = str(key)
+        if not _RESOURCE_NAME.match(name):
+            raise ValueError(f"{name!r} is not a resource name (cpu, memory, nvidia.com/gpu...)")
+        text = scalar_text(amount) if not isinstance(amount, bool) else ""
+        if not _QUANTITY.match(text):
+            raise ValueError(f"{name}: {describe(amount)} is not a quantity (such as 500m, 2, 512Mi, 4Gi)")
+        quantities[name] = text
+    return quantities
+
+
+Quantities = Annotated[dict[str, str], BeforeValidator(_quantities)]
+
+
+class Resources(Document):
+    """``resources.requests`` and ``resources.limits`` (Azure's Kubernetes deployments): what a
+    replica asks of a node and may use at most. Rendered into Kubernetes manifests; a local
+    replica is not limited by them."""
+
+    requests: Quantities = {}
+    limits: Quantities = {}
+
+
+class ScaleSettings(Document):
+    """``scale_settings``: ``default`` keeps ``instance_count`` replicas; ``target_utilization``
+    moves between ``min_instances`` and ``max_instances`` to keep requests in flight per replica
+    near ``target_utilization_percentage`` of ``max_concurrent_requests_per_instance``, looking
+    every ``polling_interval`` seconds (Azure's defaults: 1, 1, 70 %, 1 s). ``scale_down_delay``
+    (modelport's; a HorizontalPodAutoscaler's scale-down stabilization window) is how long the
+    load must stay low before a replica is removed."""
+
+    type: Annotated[ScaleType, one_of(ScaleType)] = ScaleType.DEFAULT
+    min_instances: Count = 1
+    max_instances: Count = 1
+    target_utilization_percentage: Annotated[int, Field(ge=1, le=100), between(1, 100)] = 70
+    polling_interval: Seconds = 1.0
+    scale_down_delay: Delay = 300.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ScaleSettings:
+        if self.min_instances > self.max_instances:
+            raise ValueError(f"max_instances: {self.max_instances} is less than min_instances ({self.min_instances})")
+        return self
+
+    @property
+    def autoscaled(self) -> bool:
+        return self.type is ScaleType.TARGET_UTILIZATION
+
+
 def check_runnable(model: object, code: CodeConfiguration | None, info: ValidationInfo) -> None:
     """A deployment (online or batch) that cannot start is refused when it is read: it needs
     something to run, and its scoring script must exist (a stored one is not re-checked on disk)."""
@@ -166,10 +228,8 @@ class DeploymentSpec(Document):
             "type",
             "instance_type",
             "app_insights_enabled",
-            "scale_settings",
             "egress_public_network_access",
             "private_network_connection",
-            "resources",
             "properties",
             "model_mount_path",
             "startup_probe",
@@ -192,6 +252,8 @@ class DeploymentSpec(Document):
     # ``model_config`` in YAML; pydantic keeps that attribute name for itself
     config_overrides: Annotated[dict[str, Any], AfterValidator(_model_config)] = Field({}, alias="model_config")
     data_collector: DataCollector = DataCollector()
+    resources: Resources = Resources()
+    scale_settings: ScaleSettings = ScaleSettings()
 
     @model_validator(mode="after")
     def _runnable(self, info: ValidationInfo) -> DeploymentSpec:
@@ -201,9 +263,21 @@ class DeploymentSpec(Document):
         return self
 
     @property
+    def max_replicas(self) -> int:
+        """The most replicas the deployment runs: ``instance_count``, or ``max_instances`` when autoscaled."""
+        return self.scale_settings.max_instances if self.scale_settings.autoscaled else self.instance_count
+
+    @property
+    def min_replicas(self) -> int:
+        """The fewest replicas the deployment runs: ``instance_count``, or ``min_instances`` when autoscaled."""
+        return self.scale_settings.min_instances if self.scale_settings.autoscaled else self.instance_count
+
+    @property
     def max_in_flight(self) -> int:
-        """Requests in flight beyond which the router answers 429 (Azure's gateway rule)."""
-        return 2 * self.request_settings.max_concurrent_requests_per_instance * self.instance_count
+        """Requests in flight beyond which the router answers 429 (Azure's gateway rule), counted
+        over the most replicas the deployment may run, so that a load that is being scaled out
+        for is queued rather than refused."""
+        return 2 * self.request_settings.max_concurrent_requests_per_instance * self.max_replicas
 
     def to_dict(self) -> dict[str, Any]:
         """What the database stores (the YAML keys, paths absolute)."""

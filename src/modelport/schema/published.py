@@ -28,6 +28,7 @@ PUBLISHED = {  # name → "module:class"
     "data-collector": "modelport.schema.collector:DataCollector",
     "model-config": "modelport.schema.model_config:ModelConfig",
     "environment": "modelport.schema.environment:CondaEnvironment",
+    "router": "modelport.schema.router_config:RouterConfig",
 }
 
 
