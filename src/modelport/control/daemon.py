@@ -50,13 +50,14 @@ from modelport.control.client import tls_verification
 from modelport.control.guard import HostCheck, ManagementGuard
 from modelport.control.logs import keep_rotated
 from modelport.control.replica import Replica, ReplicaRecord
-from modelport.control.router import PREFIX, Router
+from modelport.control.router import Router
 from modelport.control.rundir import DaemonInfo, forget_info, private_run_dir, read_info, run_dir
 from modelport.control.supervisor import Supervisor
 from modelport.core.errors import ConflictError, ModelportError
 from modelport.core.http_server import HttpServer
 from modelport.core.sockets import listen
 from modelport.registry.stores import WorkspaceStores
+from modelport.routing.router import PREFIX
 
 log = logging.getLogger("modelport.control")
 

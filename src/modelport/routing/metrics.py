@@ -1,6 +1,6 @@
 """The router's Prometheus metrics: requests per endpoint, deployment and status code, their
-latency, and requests in flight per deployment; served on the daemon's ``/metrics`` together
-with the daemon process's CPU and memory.
+latency, and requests in flight per deployment; served on the daemon's (or the standalone
+router's) ``/metrics`` together with the process's CPU and memory.
 
 Replicas expose their own ``nv_inference_*`` metrics on their metrics ports (``deployment
 show`` lists them); this is the view from the front door, which counts what replicas never see
