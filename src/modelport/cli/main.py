@@ -42,6 +42,7 @@ COMMANDS = {
     "batch-deployment": "modelport.cli.batch:batch_deployment",
     "job": "modelport.cli.batch:job",
     "package": "modelport.cli.package:package",
+    "router": "modelport.cli.router:router",
 }
 
 
