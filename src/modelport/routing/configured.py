@@ -34,7 +34,7 @@ class UrlReplica:
     """One URL of a deployment (``routing.backend.Upstream``)."""
 
     def __init__(self, url: str) -> None:
-        self.url = url.rstrip("/")
+        self.url = _normal(url)
         self.outstanding = 0
         self.ready = True  # until it refuses a connection: a cluster's Service is expected to answer
         self.recheck = asyncio.Event()  # set by the router when the URL refused a connection
@@ -85,17 +85,15 @@ class UrlReplicas:
         self._watchers: dict[str, asyncio.Task[None]] = {}
 
     def get(self, url: str) -> UrlReplica:
-        replica = UrlReplica(url)
-        known = self._replicas.get(replica.url)
-        if known is not None:
-            return known
-        self._replicas[replica.url] = replica
-        self._watchers[replica.url] = asyncio.create_task(self._watch(replica))
+        replica = self._replicas.get(_normal(url))
+        if replica is None:
+            replica = self._replicas[_normal(url)] = UrlReplica(url)
+            self._watchers[replica.url] = asyncio.create_task(self._watch(replica))
         return replica
 
     def keep_only(self, urls: Iterable[str]) -> None:
         """Stop probing the URLs not in ``urls`` (requests already sent to them finish)."""
-        kept = {url.rstrip("/") for url in urls}
+        kept = {_normal(url) for url in urls}
         for url in [url for url in self._replicas if url not in kept]:
             del self._replicas[url]
             self._watchers.pop(url).cancel()
@@ -124,6 +122,11 @@ class UrlReplicas:
             async with self.http.get(url + READY_PATH, timeout=timeout) as answer:
                 return answer.status == 200
         return False
+
+
+def _normal(url: str) -> str:
+    """A URL as requests are appended to it: ``http://host:port/`` is ``http://host:port``."""
+    return url.rstrip("/")
 
 
 def configured_endpoint(

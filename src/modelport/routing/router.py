@@ -171,22 +171,8 @@ class Router:
             self.metrics.observe(name, deployment, response.status_code, latency_ns / 1e9)
             if self.request_log is not None and path not in _UNLOGGED:
                 model, version = _model_of(path)
-                self.request_log.submit(
-                    (
-                        started_wall,
-                        request_id,
-                        name,
-                        deployment or None,
-                        model,
-                        version,
-                        scope["method"],
-                        scope["path"],
-                        response.status_code,
-                        latency_ns,
-                        0,
-                        0,
-                    )
-                )
+                entry = (started_wall, request_id, name, deployment or None, model, version, scope["method"])
+                self.request_log.submit((*entry, scope["path"], response.status_code, latency_ns, 0, 0))
 
     async def handle(self, request: Request, name: str, path: str, request_id: str) -> Response:
         """The answer to one request; a refusal before a deployment is chosen is raised."""
