@@ -285,7 +285,6 @@ def test_stored_endpoint_renders_its_keys_the_same_each_time(workspace: Any, tmp
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
     secret = yaml.safe_load((tmp_path / "one" / "fraud-keys.secret.yaml").read_text())
     assert (secret["stringData"]["primary"], secret["stringData"]["secondary"]) == record.keys
-    # the same objects as from the files, but for the keys and the model's registered name
     validate(tmp_path / "one")
 
 
@@ -341,6 +340,9 @@ def test_cli_renders_and_refuses_bad_input(sqlite_cli: Cli, tmp_path: Path) -> N
     (tmp_path / "green.yml").write_text(yaml.safe_dump(bad))
     refused = sqlite_cli(*args)
     assert refused.returncode == 1 and "resources.requests.cpu" in refused.stderr, refused.stderr
+
+    refused = sqlite_cli("k8s", "render", "-f", FILES[0], "-f", FILES[1], "-n", "Serving", "-o", tmp_path / "ns")
+    assert refused.returncode == 1 and "--namespace" in refused.stderr, refused.stderr
 
     # an output folder with something in it is left alone
     refused = sqlite_cli("k8s", "render", *[arg for f in FILES for arg in ("-f", f)], "-o", out)

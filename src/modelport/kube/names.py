@@ -18,6 +18,12 @@ NAME_LIMIT = 45
 LABEL_LIMIT = 63
 _NOT_NAME = re.compile(r"[^a-z0-9-]+")
 _NOT_LABEL = re.compile(r"[^A-Za-z0-9._-]+")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def is_dns_label(text: str) -> bool:
+    """Whether ``text`` may name a namespace (a DNS-1123 label)."""
+    return bool(_DNS_LABEL.match(text))
 
 
 def object_name(*parts: str, limit: int = NAME_LIMIT) -> str:

@@ -11,7 +11,7 @@ part of the output that is not the same for the same input.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ from modelport.core.enums import StrEnum
 from modelport.core.errors import ValidationError
 from modelport.kube import core, kserve, writer
 from modelport.kube.inputs import EndpointInput, from_files, stored, with_profiles
+from modelport.kube.names import is_dns_label
 from modelport.packaging.context import check_output
 from modelport.schema.choices import AuthMode
 
@@ -67,15 +68,13 @@ def render(
     deployment's name (``None``: every deployment) to a saved profile whose recommendation fills
     the resources it does not set; ``storage_uri`` is KServe's (:data:`DEFAULT_STORAGE_URI`,
     with the same placeholders); ``no_router`` refuses rather than put the router in front of
-    KServe."""
+    KServe; ``keys`` are the Secret's for an endpoint read from files (new ones when not given;
+    a stored endpoint's own are always used)."""
     chosen = _target(target)
     if (endpoint is None) == (not files):
         raise ValidationError("render: give an ENDPOINT (-e) or its files (-f endpoint.yml -f deployment.yml...)")
-    if namespace is not None:
-        from modelport.kube.names import object_name
-
-        if object_name(namespace, limit=63) != namespace:
-            raise ValidationError(f"--namespace: {namespace!r} is not a Kubernetes namespace name (a DNS label)")
+    if namespace is not None and not is_dns_label(namespace):
+        raise ValidationError(f"--namespace: {namespace!r} is not a Kubernetes namespace name (a DNS label)")
     output = Path(output_dir)
     check_output(output)
     read = stored(ws, endpoint) if endpoint is not None else from_files(ws, [Path(file) for file in files])
@@ -84,7 +83,7 @@ def render(
     if read.spec.auth_mode is AuthMode.KEY and read.keys is None:
         from modelport.core.keys import new_key
 
-        read = _with_keys(read, keys or (new_key(), new_key()))
+        read = replace(read, keys=keys or (new_key(), new_key()))
         if keys is None:
             notes.append("keys: the endpoint is not stored, so new keys were made; they are in the Secret")
     place = _placement(read, image, router_image, namespace)
@@ -102,12 +101,6 @@ def _target(target: Target | str) -> Target:
         return Target(target)
     except ValueError:
         raise ValidationError(f"--target: {target!r} is not one of {', '.join(Target)}") from None
-
-
-def _with_keys(read: EndpointInput, keys: tuple[str, str]) -> EndpointInput:
-    from dataclasses import replace
-
-    return replace(read, keys=keys)
 
 
 def _placement(
