@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from modelport.control.definitions import check_routing, load_deployment, parse_deployment, parse_endpoint
-from modelport.control.scoring_routes import is_scoring_route
-from modelport.control.traffic import choose_deployment, least_outstanding, mirror_target
 from modelport.core import keys
 from modelport.core.errors import ValidationError
 from modelport.core.overrides import apply_overrides
+from modelport.routing.scoring_routes import is_scoring_route
+from modelport.routing.traffic import choose_deployment, least_outstanding, mirror_target
 from modelport.schema.online import DeploymentSpec, EndpointSpec
 
 

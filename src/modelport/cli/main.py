@@ -43,6 +43,7 @@ COMMANDS = {
     "job": "modelport.cli.batch:job",
     "package": "modelport.cli.package:package",
     "k8s": "modelport.cli.k8s:k8s",
+    "router": "modelport.cli.router:router",
 }
 
 

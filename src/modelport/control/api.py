@@ -35,6 +35,7 @@ from modelport.core.errors import ConflictError, NotFoundError, ValidationError
 from modelport.core.json_body import json_object
 from modelport.core.overrides import apply_overrides
 from modelport.core.version import __version__
+from modelport.routing.metrics import PROMETHEUS_TEXT
 from modelport.schema.base import Definition
 from modelport.schema.online import DeploymentSpec, EndpointSpec
 from modelport.schema.published import components
@@ -336,9 +337,6 @@ def _raw_json(content: bytes, status: int = 200) -> Response:
 # -- OpenAPI -----------------------------------------------------------------------------------
 
 _ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-
-
-PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def openapi_document() -> dict[str, Any]:

@@ -29,7 +29,6 @@ import sys
 import time
 from pathlib import Path
 
-import aiohttp
 import httpx
 import orjson
 import uvicorn
@@ -50,13 +49,14 @@ from modelport.control.client import tls_verification
 from modelport.control.guard import HostCheck, ManagementGuard
 from modelport.control.logs import keep_rotated
 from modelport.control.replica import Replica, ReplicaRecord
-from modelport.control.router import PREFIX, Router
+from modelport.control.router import Router
 from modelport.control.rundir import DaemonInfo, forget_info, private_run_dir, read_info, run_dir
 from modelport.control.supervisor import Supervisor
 from modelport.core.errors import ConflictError, ModelportError
-from modelport.core.http_server import HttpServer
+from modelport.core.http_server import HttpServer, run_loop
 from modelport.core.sockets import listen
 from modelport.registry.stores import WorkspaceStores
+from modelport.routing.router import PREFIX, proxy_session
 
 log = logging.getLogger("modelport.control")
 
@@ -81,33 +81,16 @@ def run(ws: WorkspaceStores, binding: Binding) -> None:
             ws.root
         )
         with listener:
-            _loop_runner()(_serve(ws, listener, folder, binding))
+            run_loop(_serve(ws, listener, folder, binding))
     finally:
         forget_info(ws.root)
         lock.release()
 
 
-def _loop_runner():  # noqa: ANN202 - asyncio.run or uvloop.run, same signature
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run
-    return uvloop.run
-
-
 async def _serve(ws: WorkspaceStores, listener: socket.socket, folder: Path, binding: Binding) -> None:
     url = binding.url
-    # The router's proxy is aiohttp (a tenth of httpx's CPU per request: bench/http_clients.py).
-    # Idle connections are dropped well before a replica's own keep-alive (5 s) closes them, so a
-    # request never goes out on a connection the replica is closing at that moment.
-    connector = aiohttp.TCPConnector(limit=2000, keepalive_timeout=2.0)
     async with (
-        aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-            timeout=aiohttp.ClientTimeout(total=None),
-        ) as proxy,
+        proxy_session() as proxy,
         httpx.AsyncClient(trust_env=False, limits=httpx.Limits(keepalive_expiry=2.0)) as probes,
     ):
         supervisor = Supervisor(ws, probes, folder, ws.root / "logs" / "endpoints")

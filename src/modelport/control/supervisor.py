@@ -295,6 +295,19 @@ class DeploymentGroup:
     def label(self) -> str:
         return f"{self.spec.endpoint_name}/{self.spec.name}"
 
+    # What the router reads of a deployment (``routing.backend.Group``), from its current spec.
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def max_in_flight(self) -> int:
+        return self.spec.max_in_flight
+
+    @property
+    def request_timeout_ms(self) -> int:
+        return self.spec.request_settings.request_timeout_ms
+
     def serving(self) -> list[Replica]:
         return [replica for keeper in self.keepers if (replica := keeper.serving) is not None]
 

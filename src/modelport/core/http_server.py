@@ -19,7 +19,8 @@ import logging
 import os
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import uvicorn
 
@@ -32,6 +33,17 @@ ACCEPT_BATCH = 128  # connections accepted per turn at most, so that a flood can
 AT_CAP_BATCH = 8  # ... and at the connection cap, where each takes a descriptor before it evicts or is refused
 ACCEPT_PAUSE_S = 0.5  # out of descriptors: how long to stop accepting (the socket stays readable meanwhile)
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run a front end's ``main`` on uvloop when it is installed (a core dependency: its
+    transports cost less per request), else on asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
 
 
 class HttpServer(uvicorn_adapter.Server):

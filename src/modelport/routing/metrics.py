@@ -1,6 +1,6 @@
 """The router's Prometheus metrics: requests per endpoint, deployment and status code, their
-latency, and requests in flight per deployment; served on the daemon's ``/metrics`` together
-with the daemon process's CPU and memory.
+latency, and requests in flight per deployment; served on the daemon's (or the standalone
+router's) ``/metrics`` together with the process's CPU and memory.
 
 Replicas expose their own ``nv_inference_*`` metrics on their metrics ports (``deployment
 show`` lists them); this is the view from the front door, which counts what replicas never see
@@ -12,6 +12,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
 from prometheus_client import generate_latest as _generate
 
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 

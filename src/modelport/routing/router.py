@@ -1,0 +1,341 @@
+"""The router: ``/endpoints/<name>/score`` and ``/endpoints/<name>/v2/...`` to a replica and back.
+
+One implementation for the daemon (``control.router`` feeds it the catalog's endpoints and the
+supervisor's replicas) and the standalone router of a cluster (``routing.standalone`` feeds it
+``router.yml``); what it needs of either is ``routing.backend``'s protocols.
+
+One request, one straight line: endpoint → key check (401) → scoring route (404 for the rest of
+a replica's routes: repository, statistics, metrics; see ``scoring_routes``) → body → deployment
+(the pin header, else the traffic weights; a mirror copy is sent off on the side) → admission
+(429 beyond the deployment's ``max_in_flight``: Azure's ``2 × max_concurrent_requests_per_instance ×
+instance_count``) → replica with the fewest requests in flight (503 with the reason when none is ready) → proxied through one
+shared aiohttp connection pool (aiohttp rather than httpx, modelport's client elsewhere: a tenth
+of the CPU per request, ``bench/http_clients.py``), within ``request_timeout_ms`` (408) → the
+replica's answer, marked with the deployment that gave it (``azureml-model-deployment``); one
+line in the request log when there is one.
+
+The key comes before the route: without it every path of an endpoint answers the same 401, so
+nobody without a key learns which routes the router passes; with it, a refused route answers 404
+as if it did not exist.
+
+A replica that refuses the connection has not seen the request, so it leaves the rotation and
+the request goes to another replica; one that fails mid-answer fails only that request (502).
+Mirror copies never delay or fail the caller: they run as separate tasks, are dropped when the
+mirror deployment is at its limit, and their answers are discarded. Keys are compared in
+constant time and never forwarded to replicas.
+
+An endpoint is published as one immutable :class:`LiveEndpoint` (keys, split, mirror, and the
+backend whose deployments serve it) and replaced as a whole: a request reads it once, when it
+arrives, so a request in flight while the endpoint changes finishes on what it started with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass
+
+import aiohttp
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from modelport.core.errors import ModelportError, NotFoundError
+from modelport.core.http_errors import (
+    BadGateway,
+    RequestTimeout,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+    error_response,
+    response_of,
+)
+from modelport.core.keys import authorized
+from modelport.core.request_body import DEFAULT_MAX_BODY, read_limited
+from modelport.monitor.request_log import RequestLog
+from modelport.routing.backend import Backend, Group, Upstream
+from modelport.routing.metrics import RouterMetrics
+from modelport.routing.scoring_routes import is_scoring_route
+from modelport.routing.traffic import choose_deployment, least_outstanding, mirror_target
+
+log = logging.getLogger("modelport.control")
+
+PIN_HEADERS = ("x-modelport-deployment", "azureml-model-deployment")
+DEPLOYMENT_HEADER = "azureml-model-deployment"
+PREFIX = "/endpoints/"
+# Hop-by-hop headers, and what must not cross: the caller's key, lengths recomputed per hop.
+_REQUEST_DROP = {
+    b"host",
+    b"authorization",
+    b"connection",
+    b"keep-alive",
+    b"transfer-encoding",
+    b"te",
+    b"upgrade",
+    b"content-length",
+    b"proxy-authorization",
+    b"x-request-id",
+    *(h.encode() for h in PIN_HEADERS),
+}
+_RESPONSE_DROP = {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"date", b"server"}
+_CLIENT_ID = b"x-ms-client-request-id"
+# Probes and descriptions are not logged, as a replica's own request log leaves them out.
+_UNLOGGED = frozenset({"v2", "v2/health/live", "v2/health/ready", "swagger.json"})
+
+
+def proxy_session() -> aiohttp.ClientSession:
+    """The router's one connection pool to the replicas (to be entered in the running loop).
+    aiohttp: a tenth of httpx's CPU per request (``bench/http_clients.py``). Idle connections are
+    dropped well before a replica's own keep-alive (5 s) closes them, so a request never goes out
+    on a connection the replica is closing at that moment."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=2000, keepalive_timeout=2.0),
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        timeout=aiohttp.ClientTimeout(total=None),
+    )
+
+
+@dataclass(frozen=True)
+class LiveEndpoint:
+    """What the router knows of an endpoint; replaced as a whole whenever the endpoint changes."""
+
+    name: str
+    auth_mode: str
+    keys: tuple[str, str]
+    traffic: dict[str, int]
+    mirror_traffic: dict[str, int]
+    deployments: frozenset[str]
+    backend: Backend
+
+    def group(self, deployment: str) -> Group | None:
+        return self.backend.group(self.name, deployment)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """The parts of a request every hop reuses: the endpoint, the scoring path (``score``,
+    ``v2/...``) and query, the headers to send, the body."""
+
+    endpoint: str
+    method: str
+    path: str
+    query: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    @property
+    def target(self) -> str:
+        return f"/{self.path}?{self.query}" if self.query else f"/{self.path}"
+
+
+class Router:
+    def __init__(self, http: aiohttp.ClientSession, request_log: RequestLog | None = None) -> None:
+        self.http = http
+        self.request_log = request_log
+        self.metrics = RouterMetrics()
+        self.endpoints: dict[str, LiveEndpoint] = {}
+        self._mirrors: set[asyncio.Task[Response]] = set()
+
+    def publish(self, endpoint: LiveEndpoint) -> None:
+        self.endpoints[endpoint.name] = endpoint
+
+    def withdraw(self, name: str) -> None:
+        self.endpoints.pop(name, None)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI app for ``/endpoints/<name>/<path>``; the daemon sends those paths here
+        directly, past the management API's routing, to keep the hop short."""
+        _, _, rest = scope["path"].partition(PREFIX)
+        name, _, path = rest.partition("/")
+        await self.route(scope, receive, send, name, path)
+
+    async def route(self, scope: Scope, receive: Receive, send: Send, name: str, path: str) -> None:
+        """Answer one request for ``path`` (``score``, ``v2/...``) of endpoint ``name``."""
+        started_wall, started = time.time(), time.perf_counter_ns()
+        request_id = str(uuid.uuid4())
+        try:
+            response = await self.handle(Request(scope, receive), name, path, request_id)
+        except ModelportError as exc:
+            response = _answer(path, exc)
+        except Exception:
+            log.exception("router: unexpected error on %s %s", scope["method"], scope["path"])
+            response = error_response(500, "internal error in the router", azure=_azure(path))
+        await response(scope, receive, send)
+        if name in self.endpoints:  # unknown names would make a label per typo
+            deployment = response.headers.get(DEPLOYMENT_HEADER, "")
+            latency_ns = time.perf_counter_ns() - started
+            self.metrics.observe(name, deployment, response.status_code, latency_ns / 1e9)
+            if self.request_log is not None and path not in _UNLOGGED:
+                model, version = _model_of(path)
+                self.request_log.submit(
+                    (
+                        started_wall,
+                        request_id,
+                        name,
+                        deployment or None,
+                        model,
+                        version,
+                        scope["method"],
+                        scope["path"],
+                        response.status_code,
+                        latency_ns,
+                        0,
+                        0,
+                    )
+                )
+
+    async def handle(self, request: Request, name: str, path: str, request_id: str) -> Response:
+        """The answer to one request; a refusal before a deployment is chosen is raised."""
+        endpoint = self.endpoints.get(name)
+        if endpoint is None:
+            raise NotFoundError(f"endpoint {name!r} does not exist")
+        if endpoint.auth_mode == "key" and not authorized(request.headers.get("authorization"), endpoint.keys):
+            raise Unauthorized("a valid key is required: Authorization: Bearer <key>")
+        if not is_scoring_route(request.method, path):
+            raise NotFoundError(
+                f"{request.method} /{path} is not a scoring route of endpoint {name!r}; it "
+                "passes /score, /swagger.json and v2 health, metadata, ready, config and infer"
+            )
+        # The whole body, as sent: mirroring and retries need it.
+        body = await read_limited(request.stream(), request.headers.get("content-length"), None, DEFAULT_MAX_BODY)
+        call = _Call(name, request.method, path, request.url.query, _forwarded_headers(request, request_id), body)
+        pinned = next((value for header in PIN_HEADERS if (value := request.headers.get(header))), None)
+        deployment: str | None
+        if pinned is not None:
+            if pinned not in endpoint.deployments:
+                raise NotFoundError(f"endpoint {name!r} has no deployment {pinned!r}")
+            deployment = pinned
+        else:
+            deployment = choose_deployment(endpoint.traffic, random.random())
+            if deployment is None:
+                raise NotFoundError(
+                    f"endpoint {name!r} sends no traffic to any deployment; set its "
+                    f"traffic or pin one with the {PIN_HEADERS[0]} header"
+                )
+            mirror = mirror_target(endpoint.mirror_traffic, random.random())
+            if mirror is not None:
+                self._mirror(endpoint, mirror, call)
+        group = endpoint.group(deployment)
+        if group is None:
+            raise Unavailable(f"deployment {deployment!r} is not running")
+        return await self._forward(group, call)
+
+    def _mirror(self, endpoint: LiveEndpoint, deployment: str, call: _Call) -> None:
+        group = endpoint.group(deployment)
+        if group is None or group.in_flight >= group.max_in_flight:
+            return  # a mirror never queues: at its limit, the copy is dropped
+        task = asyncio.create_task(self._forward(group, call))
+        self.metrics.mirrored.labels(endpoint.name, deployment).inc()
+        self._mirrors.add(task)
+        task.add_done_callback(self._mirrors.discard)
+
+    async def _forward(self, group: Group, call: _Call) -> Response:
+        """One proxied call's answer, or its refusal, marked with the deployment."""
+        try:
+            response = await self._admitted(group, call)
+        except ModelportError as exc:
+            response = _answer(call.path, exc)
+        response.headers[DEPLOYMENT_HEADER] = group.name
+        return response
+
+    async def _admitted(self, group: Group, call: _Call) -> Response:
+        """Admission and timeout around one proxied call."""
+        if group.in_flight >= group.max_in_flight:
+            raise TooManyRequests(
+                f"deployment {group.name!r} has {group.in_flight} requests in flight, "
+                f"the most it takes (2 x max_concurrent_requests_per_instance x instance_count)"
+            )
+        timeout_ms = group.request_timeout_ms
+        in_flight = self.metrics.in_flight.labels(call.endpoint, group.name)
+        group.in_flight += 1
+        in_flight.inc()
+        try:
+            return await self._send(group, call, asyncio.get_running_loop().time() + timeout_ms / 1000)
+        except asyncio.TimeoutError:
+            raise RequestTimeout(
+                f"deployment {group.name!r} did not answer within {timeout_ms} ms (request_settings.request_timeout_ms)"
+            ) from None
+        finally:
+            group.in_flight -= 1
+            in_flight.dec()
+
+    async def _send(self, group: Group, call: _Call, deadline: float) -> Response:
+        """One replica's answer, before ``deadline`` (loop time; asyncio.TimeoutError after it)."""
+        loop = asyncio.get_running_loop()
+        refused: list[Upstream] = []
+        while True:
+            candidates = [replica for replica in group.serving() if replica not in refused]
+            replica = least_outstanding(candidates, group.turn)
+            group.turn += 1
+            if replica is None:
+                raise Unavailable(group.unready_reason())
+            replica.outstanding += 1
+            try:
+                timeout = aiohttp.ClientTimeout(total=max(deadline - loop.time(), 0.001))
+                async with self.http.request(
+                    call.method, replica.url + call.target, data=call.body, headers=call.headers, timeout=timeout
+                ) as upstream:
+                    content = await upstream.read()
+                    return _relay(upstream, content, call.path)
+            except aiohttp.ClientConnectorError:  # nothing was sent: another replica can take it
+                replica.ready = False
+                replica.recheck.set()
+                refused.append(replica)
+            except asyncio.TimeoutError:
+                raise
+            except aiohttp.ClientError as exc:
+                log.warning("%s: replica %s failed while answering: %s", group.label, replica.url, type(exc).__name__)
+                raise BadGateway(f"a replica of deployment {group.name!r} failed while answering") from None
+            finally:
+                replica.outstanding -= 1
+
+
+def _relay(upstream: aiohttp.ClientResponse, content: bytes, path: str) -> Response:
+    """The replica's answer as it came (encoding included), minus hop-by-hop headers."""
+    status = upstream.status
+    headers = [(key.lower(), value) for key, value in upstream.raw_headers if key.lower() not in _RESPONSE_DROP]
+    if path == "score" and status != 200:  # Azure's gateway: the container's failure is a failed dependency
+        headers += [
+            (b"ms-azureml-model-error-statuscode", str(status).encode()),
+            (b"ms-azureml-model-error-reason", (upstream.reason or "model error").encode("latin-1")),
+        ]
+        status = 424
+    response = Response(content, status_code=status)
+    response.raw_headers = [*headers, (b"content-length", str(len(content)).encode())]
+    return response
+
+
+def _forwarded_headers(request: Request, request_id: str) -> list[tuple[str, str]]:
+    """The caller's headers minus hop-by-hop ones and the key; the router's own ``x-request-id``
+    (fresh per request, so the replica's log line and the router's share it) and the client's id
+    cut to 40 characters, as Azure's gateway does."""
+    headers = [
+        (k.decode("latin-1"), v.decode("latin-1")[:40] if k == _CLIENT_ID else v.decode("latin-1"))
+        for k, v in request.headers.raw
+        if k not in _REQUEST_DROP
+    ]
+    headers.append(("x-request-id", request_id))
+    return headers
+
+
+def _azure(path: str) -> bool:
+    """Replicas answer errors as ``{"error": ...}`` on v2 routes and Azure's ``{"message": ...}``
+    elsewhere; so does the router in front of them."""
+    return not path.startswith("v2")
+
+
+def _answer(path: str, error: ModelportError) -> Response:
+    return response_of(error, azure=_azure(path))
+
+
+def _model_of(path: str) -> tuple[str | None, str | None]:
+    """The model and version a ``v2/models/<model>[/versions/<version>]/...`` path names."""
+    parts = path.split("/")
+    if parts[:2] != ["v2", "models"] or len(parts) < 3:
+        return None, None
+    version = parts[4] if len(parts) > 4 and parts[3] == "versions" else None
+    return parts[2], version
