@@ -188,6 +188,7 @@ def test_kubernetes_objects_validate(workspace: Any, tmp_path: Path) -> None:
     assert hpa["metrics"][0]["resource"]["target"]["averageUtilization"] == 60
     assert hpa["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 120
     assert objects["Deployment", "fraud-blue"]["spec"]["replicas"] == 2  # type default: fixed, no HPA
+    assert "replicas" not in objects["Deployment", "fraud-green"]["spec"]  # the HPA's to set
     config = yaml.safe_load(objects["ConfigMap", "fraud-router"]["data"]["router.yml"])
     assert config["deployments"]["blue"]["urls"] == ["http://fraud-blue.serving.svc:8000"]
     assert config["traffic"] == {"blue": 90, "green": 10}

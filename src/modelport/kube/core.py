@@ -10,7 +10,10 @@ Objects are plain dicts in the API's shape; :mod:`.writer` writes them. Choices 
 - ``scale_settings.type: default`` is a fixed ``instance_count`` and gets no
   HorizontalPodAutoscaler; ``target_utilization`` gets one on CPU utilization at
   ``target_utilization_percentage`` of the CPU request (the cluster's metrics server has no
-  requests-in-flight metric), ``scale_down_delay`` as the scale-down stabilization window.
+  requests-in-flight metric), ``scale_down_delay`` as the scale-down stabilization window; its
+  Deployment names no replica count, so that applying the folder again leaves the
+  autoscaler's count alone. ``polling_interval`` has no per-object field (the cluster's
+  controller syncs every 15 s by default).
 - The PodDisruptionBudget lets one replica at a time be evicted, so a drain never blocks.
 """
 
@@ -164,12 +167,11 @@ def _deployment(endpoint: EndpointInput, served: Served, place: Placement, name:
     own = labels(endpoint, served, name)
     # a replica finishes what it holds before it stops: the longest request, and then some
     grace = math.ceil(spec.request_settings.request_timeout_ms / 1000) + 10
-    return {
+    deployment: Object = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": place.metadata(name, own, model_annotations(served)),
         "spec": {
-            "replicas": spec.min_replicas,
             "selector": {"matchLabels": selector(endpoint, served)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {
@@ -184,6 +186,9 @@ def _deployment(endpoint: EndpointInput, served: Served, place: Placement, name:
             },
         },
     }
+    if not spec.scale_settings.autoscaled:  # else the autoscaler owns the count: applying again keeps it
+        deployment["spec"]["replicas"] = spec.instance_count
+    return deployment
 
 
 def http_probe(probe: Probe, path: str, port: int | str = "http", *, live: bool = False) -> Object:
