@@ -45,6 +45,17 @@ if [ "$(id -u)" = 0 ] && ! { command -v buildah && command -v mmdebstrap; } >/de
     || echo "buildah/mmdebstrap could not be installed: the image build tests will be skipped" >&2
 fi
 
+# modelport k8s render's tests build the rendered folders with `kubectl kustomize`; they fail (not
+# skip) without kubectl. Root gets it from apt: kubectl where a Kubernetes repository is set up,
+# else Debian's kubernetes-client.
+if [ "$(id -u)" = 0 ] && ! command -v kubectl >/dev/null; then
+  (export DEBIAN_FRONTEND=noninteractive
+   apt-get install -y -q kubectl >/dev/null 2>&1 || apt-get install -y -q kubernetes-client >/dev/null 2>&1 \
+     || (apt-get update -q >/dev/null && { apt-get install -y -q kubectl >/dev/null 2>&1 \
+       || apt-get install -y -q kubernetes-client >/dev/null; })) \
+    || echo "kubectl could not be installed: the k8s render tests will fail" >&2
+fi
+
 .venv/bin/python -m pytest -q -p no:cacheprovider --ignore tests/integration/test_batch_ray.py "$@"
 
 # The Ray engine's tests start a Ray cluster, which binds every interface it finds; they run in a

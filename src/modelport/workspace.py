@@ -18,6 +18,7 @@ from modelport.registry.stores import WorkspaceStores
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from modelport.kube.render import RenderResult
     from modelport.packaging.package import PackageResult
     from modelport.store.schema import ModelVersion
 
@@ -42,6 +43,14 @@ class Workspace(WorkspaceStores):
         from modelport.packaging.package import package
 
         return package(self, target, **options)
+
+    def render_k8s(self, endpoint: str | None = None, **options: Any) -> RenderResult:
+        """``modelport k8s render``: the stored ``endpoint`` or ``files=`` (endpoint.yml and its
+        deployment.yml files) as Kubernetes (``target="kubernetes"``) or KServe manifests in
+        ``output_dir=``; the options are :func:`modelport.kube.render.render`'s."""
+        from modelport.kube.render import render
+
+        return render(self, endpoint, **options)
 
 
 def _deployments_using(session: Session, version: ModelVersion) -> list[str]:

@@ -42,6 +42,7 @@ COMMANDS = {
     "batch-deployment": "modelport.cli.batch:batch_deployment",
     "job": "modelport.cli.batch:job",
     "package": "modelport.cli.package:package",
+    "k8s": "modelport.cli.k8s:k8s",
     "router": "modelport.cli.router:router",
 }
 
