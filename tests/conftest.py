@@ -15,6 +15,7 @@ import pytest
 from modelport.samples import build_mlp_onnx
 
 PG_ENV = "MODELPORT_TEST_PG_URL"
+GOLDEN_INPUTS = Path(__file__).resolve().parent / "data" / "golden" / "inputs"
 
 
 def _pg_admin_url() -> str | None:
@@ -220,3 +221,14 @@ def perf_analyzer() -> str:
             pytest.fail(f"perf_analyzer could not be provisioned: {result.stderr[-2000:]}")
         pytest.skip("perf_analyzer could not be provisioned")
     return result.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def golden_model() -> Path:
+    """The model the golden definitions (tests/data/golden/inputs) deploy, built where they name
+    it: no binary is committed, and git ignores the file. Its sha256 depends on the ONNX
+    serializer, so golden manifests hold ``MODEL_SHA256`` in its place."""
+    path = GOLDEN_INPUTS / "model.onnx"
+    if not path.exists():
+        build_mlp_onnx(path.with_suffix(".part"), (4, 8, 2)).replace(path)
+    return path

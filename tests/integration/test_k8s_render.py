@@ -2,7 +2,8 @@
 with kustomize, match the golden files byte for byte, and bad input is refused in one line.
 
 Golden files: tests/data/golden/k8s/{kubernetes,kserve}, rendered from tests/data/golden/inputs
-with fixed keys; rewrite them with MODELPORT_REGENERATE_GOLDEN=1 (then review the diff).
+with fixed keys and the model's sha256 written as MODEL_SHA256; rewrite them with
+MODELPORT_REGENERATE_GOLDEN=1 (then review the diff).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -24,11 +26,19 @@ INPUTS = DATA / "golden" / "inputs"
 GOLDEN = DATA / "golden" / "k8s"
 KEYS = ("primary-key-of-the-golden-files", "secondary-key-of-the-golden-files")
 FILES = [INPUTS / "endpoint.yml", INPUTS / "blue.yml", INPUTS / "green.yml"]
+MODEL_SHA = re.compile(
+    rb"modelport.io/model-sha256: ([0-9a-f]{64})"
+)  # built by the tests: MODEL_SHA256 in golden files
 KUBERNETES_VERSIONS = ("1.29.0", "1.33.0")
 PREDICTORS = (
     "model", "sklearn", "xgboost", "lightgbm", "onnx", "pytorch", "tensorflow", "triton", "pmml", "paddle",
     "huggingface", "containers",
 )  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _model(golden_model: Path) -> None:
+    """The golden inputs' model file exists before any test reads them."""
 
 
 def _objects(folder: Path) -> list[dict[str, Any]]:
@@ -166,12 +176,15 @@ def test_golden_files(workspace: Any, tmp_path: Path, target: str) -> None:
     again = _render(workspace, tmp_path / "again", target=target)
     rendered = {path.name: path.read_bytes() for path in sorted(out.iterdir())}
     assert rendered == {path.name: path.read_bytes() for path in sorted(again.iterdir())}
+    (sha,) = {match.group(1) for text in rendered.values() for match in MODEL_SHA.finditer(text)}
+    rendered = {name: text.replace(sha, b"MODEL_SHA256") for name, text in rendered.items()}
     golden = GOLDEN / target
     if os.environ.get("MODELPORT_REGENERATE_GOLDEN"):
         shutil.rmtree(golden, ignore_errors=True)
-        shutil.copytree(out, golden)
-        for path in golden.iterdir():
-            path.chmod(0o644)
+        golden.mkdir(parents=True)
+        for name, text in rendered.items():
+            (golden / name).write_bytes(text)
+            (golden / name).chmod(0o644)
     assert rendered == {path.name: path.read_bytes() for path in sorted(golden.iterdir())}
 
 

@@ -139,6 +139,11 @@ class Cluster:
                 process.wait()
 
 
+@pytest.fixture(autouse=True)
+def _model(golden_model: Path) -> None:
+    """The golden inputs' model file exists before any test reads them."""
+
+
 def _port(container: dict[str, Any], name: str | int) -> str:
     """A named container port as the number its Service forwards it on (the same here)."""
     (number,) = [p["containerPort"] for p in container["ports"] if p["name"] == name or p["containerPort"] == name]
