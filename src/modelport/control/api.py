@@ -106,6 +106,15 @@ OPERATIONS = (
 )
 
 
+NOT_RUNNING: dict[str, Any] = {  # the view of a stored deployment the daemon runs no replicas for
+    "provisioning_state": ProvisioningState.NOT_RUNNING,
+    "current_replicas": 0,
+    "ready_replicas": 0,
+    "desired_replicas": 0,
+    "replicas": [],
+}
+
+
 class ManagementApi:
     def __init__(self, catalog: Catalog, supervisor: Supervisor, router: Router, base_url: str) -> None:
         self.catalog = catalog
@@ -268,6 +277,8 @@ class ManagementApi:
             paths = sorted(folder.glob("replica-*.log"))
         if requests:  # each replica's request log instead of its console
             paths = [request_log_path(path) for path in paths]
+        elif (folder / logs.EVENTS_LOG).is_file():  # what the daemon did to it (scaling), first
+            paths = [folder / logs.EVENTS_LOG, *paths]
         if not paths:
             raise NotFoundError(f"deployment {endpoint}/{name} has no logs")
         if request.query_params.get("follow") in ("1", "true"):
@@ -289,7 +300,7 @@ class ManagementApi:
 
     def _deployment_view(self, record: DeploymentRecord) -> dict[str, Any]:
         group = self.supervisor.group(record.spec.endpoint_name, record.spec.name)
-        state = group.describe() if group else {"provisioning_state": ProvisioningState.NOT_RUNNING, "replicas": []}
+        state = group.describe() if group else NOT_RUNNING
         return {**record.to_dict(), **state}
 
 

@@ -51,6 +51,7 @@ from modelport.control.logs import keep_rotated
 from modelport.control.replica import Replica, ReplicaRecord
 from modelport.control.router import Router
 from modelport.control.rundir import DaemonInfo, forget_info, private_run_dir, read_info, run_dir
+from modelport.control.scale_metrics import ReplicaGauges
 from modelport.control.supervisor import Supervisor
 from modelport.core.errors import ConflictError, ModelportError
 from modelport.core.http_server import HttpServer, run_loop
@@ -95,6 +96,7 @@ async def _serve(ws: WorkspaceStores, listener: socket.socket, folder: Path, bin
     ):
         supervisor = Supervisor(ws, probes, folder, ws.root / "logs" / "endpoints")
         router = Router(supervisor, proxy)
+        router.metrics.registry.register(ReplicaGauges(supervisor))
         catalog = Catalog(ws)
         api = ManagementApi(catalog, supervisor, router, url)
         management = ManagementGuard(

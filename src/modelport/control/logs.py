@@ -1,4 +1,5 @@
-"""Replica console logs: the last N lines of a file, what is appended after them, and rotation.
+"""Replica console logs: the last N lines of a file, what is appended after them, and rotation;
+and a deployment's event log (``events.log``: scaling), shown by ``deployment logs`` beside them.
 
 Replicas write their console (print and logging) straight into one file per replica slot, so
 reading is all the daemon does: from the end backwards for ``--lines N``, then by polling the
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -23,6 +25,7 @@ FOLLOW_POLL_S = 0.25
 MAX_LOG_BYTES = 32 * 1024 * 1024
 LOG_BACKUPS = 3
 ROTATE_EVERY_S = 10.0
+EVENTS_LOG = "events.log"
 
 
 def tail_lines(path: Path, count: int, end: int | None = None) -> list[str]:
@@ -81,6 +84,15 @@ def _size(path: Path) -> int:
         return 0
 
 
+def record_event(folder: Path, message: str) -> None:
+    """Append ``message`` to ``folder``'s event log, one line stamped with the UTC time, so that
+    ``deployment logs`` tells what the daemon did to a deployment next to what its replicas said."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    with open(folder / EVENTS_LOG, "a", encoding="utf-8") as file:
+        file.write(f"{stamp} {message}\n")
+
+
 def rotate_if_large(path: Path, max_bytes: int = MAX_LOG_BYTES, backups: int = LOG_BACKUPS) -> bool:
     """Copy ``path`` to ``path.1`` (older copies shift up to ``backups``) and empty it, once it
     is larger than ``max_bytes``; whether it did."""
@@ -93,7 +105,7 @@ def rotate_if_large(path: Path, max_bytes: int = MAX_LOG_BYTES, backups: int = L
     return True
 
 
-async def keep_rotated(folder: Path, pattern: str = "replica-*.log", every_s: float = ROTATE_EVERY_S) -> None:
+async def keep_rotated(folder: Path, pattern: str = "*.log", every_s: float = ROTATE_EVERY_S) -> None:
     """Rotate every matching log under ``folder`` that grew too large, every ``every_s``, forever."""
     while True:
         await asyncio.sleep(every_s)

@@ -12,6 +12,13 @@ again after a backoff that grows while it keeps failing. A :class:`DeploymentGro
 deployment's keepers; creating or updating it is *strict*: the first replica that fails to
 start stops the operation with the reason from its console, and nothing that served before stops.
 
+A deployment with ``scale_settings.type: target_utilization`` also has an autoscaler: a task
+that samples the group's requests in flight, asks :mod:`modelport.control.autoscale` how many
+replicas that calls for, and starts replicas (in rotation once ready, as always) or retires them
+(out of rotation, drained, then stopped, so no request fails). It acts under the group's lock and
+sits out while a create or update holds it; an update keeps the count it reached (held to the
+new bounds), and a daemon started afresh starts at ``min_instances``.
+
 The supervisor records every replica in ``replicas.json`` so that a daemon started after a crash
 adopts the replicas still running instead of restarting them.
 """
@@ -34,8 +41,9 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 
+from modelport.control import autoscale
 from modelport.control.catalog import DeploymentRecord
-from modelport.control.logs import tail_lines
+from modelport.control.logs import record_event, tail_lines
 from modelport.control.replica import START_MARK, LaunchPlan, Replica, ReplicaRecord, launch_plan
 from modelport.core.enums import StrEnum
 from modelport.core.errors import ModelportError
@@ -283,6 +291,7 @@ class DeploymentGroup:
         self.spec = record.spec
         self.revision = record.revision
         self.keepers: list[Keeper] = []
+        self.desired = record.spec.min_replicas  # what the group is made to run: scaling moves it
         self.in_flight = 0
         self.turn = 0
         self.state = ProvisioningState.CREATING
@@ -290,6 +299,7 @@ class DeploymentGroup:
         self._plans: dict[str, LaunchPlan] = {}
         self._specs: dict[str, DeploymentSpec] = {record.revision: record.spec}
         self.lock = asyncio.Lock()
+        self._scaler: asyncio.Task[None] | None = None
 
     @property
     def label(self) -> str:
@@ -320,11 +330,18 @@ class DeploymentGroup:
         summary = ", ".join(f"replica {s['slot']} {s['state']}" for s in states)
         return f"deployment {self.spec.name!r} has no ready replica ({summary})" + (f": {errors[-1]}" if errors else "")
 
+    def current(self) -> int:
+        """Replicas running or starting, not those retiring (as an HPA counts pods, ready or not)."""
+        return sum(keeper.state is not ReplicaState.RETIRING for keeper in self.keepers)
+
     def describe(self) -> dict[str, Any]:
         return {
             "provisioning_state": self.state,
             "error": self.error,
             "in_flight": self.in_flight,
+            "current_replicas": self.current(),
+            "ready_replicas": len(self.serving()),
+            "desired_replicas": self.desired,
             "replicas": [keeper.describe() for keeper in self.keepers],
         }
 
@@ -360,37 +377,44 @@ class DeploymentGroup:
         """Keep running replicas of the current revision in their slots, start the missing ones
         (retrying until they start)."""
         by_slot = {replica.record.slot: replica for replica in replicas}
-        for slot in range(self.spec.instance_count):
+        for slot in range(self.desired):
             self.keepers.append(Keeper(self, slot, self.revision, strict=False, adopted=by_slot.get(slot)))
         self.state = ProvisioningState.SUCCEEDED
+        self._follow_scale_settings()
 
     async def create(self) -> None:
         async with self.lock:
             try:
-                for _ in range(self.spec.instance_count):
+                for _ in range(self.desired):
                     await self._start(self.revision)
             except BaseException:
                 await self.stop()
                 raise
             self.state = ProvisioningState.SUCCEEDED
+        self._follow_scale_settings()
 
     async def update(self, record: DeploymentRecord) -> None:
         """Move to ``record``: settings apply at once; a new revision replaces replicas one at a
         time, each new one ready before an old one is retired. If a new replica fails to start,
-        the replicas already replaced are brought back to the old revision and StartError is raised."""
+        the replicas already replaced are brought back to the old revision and StartError is raised.
+        The count is the one the group runs now (an autoscaler's), held to the new definition's
+        bounds: ``instance_count``, or ``[min_instances, max_instances]``."""
         async with self.lock:
             self.state, self.error = ProvisioningState.UPDATING, None
             self._specs[record.revision] = record.spec
+            count = autoscale.bounded(self.desired, record.spec.min_replicas, record.spec.max_replicas)
             try:
                 if record.revision == self.revision:
-                    await self._scale(record.spec.instance_count)
+                    await self._scale(count)
                     await self._settled()
                 else:
-                    await self._roll(record)
+                    await self._roll(record, count)
             except StartError as exc:
                 self.state, self.error = ProvisioningState.SUCCEEDED, str(exc)
                 raise
             self.spec, self.revision, self.state = record.spec, record.revision, ProvisioningState.SUCCEEDED
+            self.desired = count
+        self._follow_scale_settings()
 
     async def _settled(self) -> None:
         """Wait for replicas still starting (a daemon restarted moments ago) to be ready, as a
@@ -414,11 +438,11 @@ class DeploymentGroup:
         for keeper in sorted(self.keepers, key=lambda k: k.slot)[count:]:
             await self._retire(keeper)
 
-    async def _roll(self, record: DeploymentRecord) -> None:
+    async def _roll(self, record: DeploymentRecord, count: int) -> None:
         old = sorted(self.keepers, key=lambda k: k.slot)
         started: list[Keeper] = []
         try:
-            for index in range(record.spec.instance_count):
+            for index in range(count):
                 started.append(await self._start(record.revision))
                 if index < len(old):
                     await self._retire(old[index])
@@ -429,10 +453,90 @@ class DeploymentGroup:
             for keeper in started:
                 await self._retire(keeper)
             raise
-        for keeper in old[record.spec.instance_count :]:
+        for keeper in old[count:]:
             await self._retire(keeper)
 
+    # -- autoscaling ------------------------------------------------------------------------------
+
+    def _follow_scale_settings(self) -> None:
+        """Start the autoscaler when the deployment is autoscaled and none runs; one that runs
+        reads the settings afresh every poll, and ends once the deployment is no longer autoscaled."""
+        if self.spec.scale_settings.autoscaled and (self._scaler is None or self._scaler.done()):
+            self._scaler = asyncio.create_task(self._autoscale())
+            self._scaler.add_done_callback(self._scaler_ended)
+
+    def _scaler_ended(self, task: asyncio.Task[None]) -> None:
+        """A failing autoscaler says so in the daemon's log (the replicas it runs keep running)."""
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("%s: the autoscaler stopped", self.label, exc_info=error)
+
+    async def stop_autoscaling(self) -> None:
+        if self._scaler is not None:
+            self._scaler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scaler
+            self._scaler = None
+
+    async def _autoscale(self) -> None:
+        """Sample requests in flight through each polling interval, then move ``desired`` as
+        :mod:`autoscale` decides. The history of recommendations starts from the count the group
+        runs, and records each count reached, so the cool-down runs from the last change."""
+        history: list[autoscale.Recommendation] = [(time.monotonic(), self.desired)]
+        while self.spec.scale_settings.autoscaled:
+            settings = self.spec.scale_settings
+            samples = []
+            for _ in range(autoscale.SAMPLES_PER_POLL):
+                await asyncio.sleep(settings.polling_interval / autoscale.SAMPLES_PER_POLL)
+                samples.append(self.in_flight)
+            spec = self.spec
+            ready = len(self.serving())
+            if self.lock.locked() or not spec.scale_settings.autoscaled or not ready:
+                continue  # a create or update is moving replicas (and keeps the count), or nothing to measure
+            per_replica = spec.request_settings.max_concurrent_requests_per_instance
+            target = spec.scale_settings.target_utilization_percentage / 100
+            in_flight = autoscale.mean(samples)
+            used = autoscale.utilization(in_flight, ready, per_replica)
+            recommended = autoscale.recommend(self.desired, ready, used, target, spec.min_replicas, spec.max_replicas)
+            now = time.monotonic()
+            delay = spec.scale_settings.scale_down_delay
+            history = autoscale.prune([*history, (now, recommended)], now, delay)
+            desired = autoscale.stabilized(self.desired, history, now, delay)
+            if desired != self.desired:
+                event = autoscale.scale_event(self.desired, desired, in_flight, ready, per_replica, target)
+                async with self.lock:
+                    await self._resize(desired, event)
+                history.append((time.monotonic(), self.desired))
+
+    async def _resize(self, count: int, event: str) -> None:
+        """Run ``count`` replicas: new ones start together and enter the rotation as each gets
+        ready; surplus ones (those out of rotation first, then the highest slots) are retired
+        together, each drained before it stops. A replica that fails to start is reported and the
+        count is what did start; the next poll tries again if the load still calls for it."""
+        before, self.desired = self.desired, count
+        self.state = ProvisioningState.UPDATING
+        try:
+            active = [keeper for keeper in self.keepers if keeper.state is not ReplicaState.RETIRING]
+            if count > len(active):
+                results = await asyncio.gather(
+                    *(self._start(self.revision) for _ in range(count - len(active))), return_exceptions=True
+                )
+                failed = [result for result in results if isinstance(result, BaseException)]
+                if failed:
+                    self.desired = self.current()
+                    event = f"scale-out {before} → {count} failed, running {self.desired}: {failed[0]}"
+            else:
+                surplus = sorted(active, key=lambda keeper: (keeper.serving is not None, -keeper.slot))
+                await asyncio.gather(*(self._retire(keeper) for keeper in surplus[: len(active) - count]))
+        finally:
+            self.state = ProvisioningState.SUCCEEDED
+        log.info("%s: %s", self.label, event)
+        try:
+            record_event(self.supervisor.logs_dir / self.spec.endpoint_name / self.spec.name, event)
+        except OSError as exc:  # a full disk must not stop the scaling
+            log.warning("%s: the event log could not be written: %s", self.label, exc)
+
     async def stop(self) -> None:
+        await self.stop_autoscaling()
         await asyncio.gather(*(self._retire(keeper) for keeper in list(self.keepers)))
 
 
@@ -473,6 +577,7 @@ class Supervisor:
     async def remove(self, endpoint: str, deployment: str) -> None:
         group = self.groups.pop((endpoint, deployment), None)
         if group is not None:
+            await group.stop_autoscaling()  # not to wait for a scaling under way to finish
             async with group.lock:
                 await group.stop()
 
