@@ -469,12 +469,12 @@ def list_deployments(client: Any, endpoint_name: str, output: str) -> None:
         print_json(result)
         return
     print_table(
-        ["name", "model", "instances", "state", "ready"],
+        ["name", "model", "replicas", "state", "ready"],
         (
             (
                 d["name"],
                 d["model"],
-                d["instance_count"],
+                f"{d['current_replicas']}/{d['desired_replicas']}",
                 d["provisioning_state"],
                 sum(r["state"] == "ready" for r in d["replicas"]),
             )

@@ -8,7 +8,7 @@ One request, one straight line: endpoint → key check (401) → scoring route (
 a replica's routes: repository, statistics, metrics; see ``scoring_routes``) → body → deployment
 (the pin header, else the traffic weights; a mirror copy is sent off on the side) → admission
 (429 beyond the deployment's ``max_in_flight``: Azure's ``2 × max_concurrent_requests_per_instance ×
-instance_count``) → replica with the fewest requests in flight (503 with the reason when none is ready) → proxied through one
+instance_count``, or ``max_instances`` when autoscaled) → replica with the fewest requests in flight (503 with the reason when none is ready) → proxied through one
 shared aiohttp connection pool (aiohttp rather than httpx, modelport's client elsewhere: a tenth
 of the CPU per request, ``bench/http_clients.py``), within ``request_timeout_ms`` (408) → the
 replica's answer, marked with the deployment that gave it (``azureml-model-deployment``); one
@@ -233,7 +233,7 @@ class Router:
         if group.in_flight >= group.max_in_flight:
             raise TooManyRequests(
                 f"deployment {group.name!r} has {group.in_flight} requests in flight, "
-                f"the most it takes (2 x max_concurrent_requests_per_instance x instance_count)"
+                f"the most it takes (2 x max_concurrent_requests_per_instance x replicas)"
             )
         timeout_ms = group.request_timeout_ms
         in_flight = self.metrics.in_flight.labels(call.endpoint, group.name)
