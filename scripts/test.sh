@@ -56,7 +56,7 @@ if [ "$(id -u)" = 0 ] && ! command -v kubectl >/dev/null; then
     || echo "kubectl could not be installed: the k8s render tests will fail" >&2
 fi
 
-.venv/bin/python -m pytest -q -p no:cacheprovider --ignore tests/integration/test_batch_ray.py "$@"
+.venv/bin/python -m pytest -q -p no:cacheprovider --durations=40 --ignore tests/integration/test_batch_ray.py "$@"
 
 # The Ray engine's tests start a Ray cluster, which binds every interface it finds; they run in a
 # network namespace whose only interface is loopback, so no cluster traffic leaves 127.0.0.1.
