@@ -26,6 +26,8 @@ HEAVY = (
     "uvicorn",
     "aiohttp",
     "fsspec",
+    "rich",
+    "yaml",
 )
 
 # Runs the CLI in this process, with some packages made unimportable, and prints (after the
@@ -80,7 +82,8 @@ def test_help_imports_no_heavy_package(tmp_path: Path, args: list[str]) -> None:
 
 def test_model_list_skips_migrations_orm_and_serving(tmp_path: Path) -> None:
     """The first command creates the workspace (alembic runs); later ones only check its revision,
-    and a listing reads the Core tables: neither the ORM nor fsspec (the artifact store's) loads."""
+    and a listing reads the Core tables: neither the ORM nor fsspec (the artifact store's) loads,
+    nor rich for JSON output."""
     first, loaded = run_cli(tmp_path / "ws", "model", "list", "-o", "json")
     assert first.returncode == 0, first.stderr
     assert "alembic" in loaded
@@ -88,7 +91,7 @@ def test_model_list_skips_migrations_orm_and_serving(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == []
     serving = {"onnxruntime", "pandas", "scipy", "pyarrow", "grpc", "uvicorn", "aiohttp"}
-    assert not {"alembic", "sqlalchemy.orm", "fsspec", *serving} & set(loaded), loaded
+    assert not {"alembic", "sqlalchemy.orm", "fsspec", "rich", *serving} & set(loaded), loaded
 
 
 def test_drift_without_its_extra_names_the_extra(tmp_path: Path) -> None:
