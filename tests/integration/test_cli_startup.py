@@ -14,6 +14,7 @@ import pytest
 
 HEAVY = (
     "sqlalchemy",
+    "sqlalchemy.orm",
     "alembic",
     "numpy",
     "onnxruntime",
@@ -25,6 +26,8 @@ HEAVY = (
     "uvicorn",
     "aiohttp",
     "fsspec",
+    "rich",
+    "yaml",
 )
 
 # Runs the CLI in this process, with some packages made unimportable, and prints (after the
@@ -77,15 +80,18 @@ def test_help_imports_no_heavy_package(tmp_path: Path, args: list[str]) -> None:
     assert not (tmp_path / "ws").exists()  # help opens no workspace
 
 
-def test_model_list_skips_migrations_and_serving(tmp_path: Path) -> None:
-    """The first command creates the workspace (alembic runs); later ones only check its revision."""
+def test_model_list_skips_migrations_orm_and_serving(tmp_path: Path) -> None:
+    """The first command creates the workspace (alembic runs); later ones only check its revision,
+    and a listing reads the Core tables: neither the ORM nor fsspec (the artifact store's) loads,
+    nor rich for JSON output."""
     first, loaded = run_cli(tmp_path / "ws", "model", "list", "-o", "json")
     assert first.returncode == 0, first.stderr
     assert "alembic" in loaded
     again, loaded = run_cli(tmp_path / "ws", "model", "list", "-o", "json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == []
-    assert not {"alembic", "onnxruntime", "pandas", "scipy", "pyarrow", "grpc", "uvicorn", "aiohttp"} & set(loaded)
+    serving = {"onnxruntime", "pandas", "scipy", "pyarrow", "grpc", "uvicorn", "aiohttp"}
+    assert not {"alembic", "sqlalchemy.orm", "fsspec", "rich", *serving} & set(loaded), loaded
 
 
 def test_drift_without_its_extra_names_the_extra(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Schema migrations: the ORM and the migrations agree, and older workspaces open in newer code."""
+"""Schema migrations: the tables and the migrations agree, and older workspaces open in newer code."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from sqlalchemy import text
 
 from modelport import Workspace
 from modelport.store.db import create_db_engine, current_revision, head_revision, migrate
-from modelport.store.schema import Base
+from modelport.store.tables import metadata
 
 
 def test_migrations_match_the_schema(db_url: str, tmp_path: Path) -> None:
     engine = create_db_engine(db_url)
     migrate(engine, tmp_path)
     with engine.connect() as conn:
-        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
     engine.dispose()
 
 

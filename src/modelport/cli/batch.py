@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
 from modelport.batch.status import JobStatus
 from modelport.cli.context import AppContext, pass_app
@@ -617,6 +616,7 @@ def _print_status(info: JobInfo, output: str) -> None:
 def _follow(jobs: BatchJobs, info: JobInfo) -> JobInfo:
     """Poll the job until it ends, with a progress bar on a terminal and a line every few
     seconds otherwise."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     console = Console(stderr=True)

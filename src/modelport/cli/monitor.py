@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich import box
-from rich.table import Table
 
 from modelport.cli.context import AppContext, pass_app
 from modelport.cli.examples import examples
@@ -180,6 +178,9 @@ def drift(
 
 def _print_report(report: DriftReport) -> None:
     """A compact table (no borders, columns one space apart) so that 80 columns hold it."""
+    from rich import box
+    from rich.table import Table
+
     table = Table(
         title=f"{report.target_source} vs {report.baseline_source}", box=box.SIMPLE_HEAD, show_edge=False, padding=0
     )
@@ -197,7 +198,7 @@ def _print_report(report: DriftReport) -> None:
             _p(c.pvalue),
             "yes" if c.drifted else "no",
         )
-    console.print(table)
+    console().print(table)
     for skipped in report.skipped:
         click.echo(f"skipped {skipped.name}: {skipped.reason}")
     click.echo(

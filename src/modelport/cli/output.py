@@ -1,21 +1,23 @@
-"""Rendering for humans (rich tables) and scripts (``--output json``), and option parsing helpers."""
+"""Rendering for humans (rich tables) and scripts (``--output json``), and option parsing helpers.
+
+rich is imported by the first table printed: ``--help``, which imports every command's module to
+list them, and JSON output do without it.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from modelport.core.errors import ValidationError
 
-# Values are shown as they are: "[red]" is not markup and ":100:" is not an emoji.
-console = Console(emoji=False, markup=False)
+if TYPE_CHECKING:
+    from rich.console import Console
 
 output_option = click.option(
     "--output",
@@ -38,6 +40,9 @@ def print_table(
 ) -> None:
     """A table that fits the terminal by folding long values onto more lines, never cutting them;
     the ``whole`` columns (ids that users copy) stay on one line and are never narrowed."""
+    from rich.table import Table
+    from rich.text import Text
+
     cells = [["" if cell is None else str(cell) for cell in row] for row in rows]
     table = Table(title=None if title is None else Text(title), show_lines=False)
     for index, column in enumerate(columns):
@@ -48,7 +53,16 @@ def print_table(
             table.add_column(Text(column, overflow="ellipsis"), overflow="fold")
     for row in cells:
         table.add_row(*(Text(cell) for cell in row))
-    console.print(table)
+    console().print(table)
+
+
+@cache
+def console() -> Console:
+    """The console tables print to. Values are shown as they are: "[red]" is not markup and
+    ":100:" is not an emoji."""
+    from rich.console import Console
+
+    return Console(emoji=False, markup=False)
 
 
 def note_ignored(keys: Sequence[str]) -> None:

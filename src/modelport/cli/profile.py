@@ -291,7 +291,7 @@ def _render(document: dict[str, Any], output: str) -> None:
             "-" if memory is None else f"{memory:.0f}",
             str(t["totalQueries"] - t["successQueries"]),
         )
-    console.print(table)
+    console().print(table)
     keys = (
         "state",
         "recommendedCpu",

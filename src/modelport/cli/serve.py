@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-import yaml
 
 from modelport.cli.context import AppContext, pass_app
 from modelport.cli.examples import examples
@@ -349,6 +348,8 @@ def _mapping(option: str, text: str) -> dict:
     path = Path(text)
     if not (text.lstrip().startswith("{") or path.is_file()):
         raise ValidationError(f"{option}: {text} is neither a file nor a JSON mapping")
+    import yaml  # loaded by the options that take a file, not by every command's --help
+
     try:
         value = yaml.safe_load(text if text.lstrip().startswith("{") else path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:

@@ -36,8 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from filelock import FileLock, Timeout
-
 from modelport.core.errors import BuildError
 from modelport.core.files import DIR_MODE, disk_errors, private_dir, sweep, temp_dir
 
@@ -92,6 +90,8 @@ def sweep_builds(cache_root: Path) -> None:
     for target in entries:
         if (target / MARKER).is_file() or not _lock_path(target).exists():
             continue  # built, or not a build at all
+        from filelock import FileLock, Timeout  # loaded when a build left a lock: most workspace opens skip it
+
         lock = FileLock(str(_lock_path(target)))
         try:
             lock.acquire(timeout=0)
@@ -111,6 +111,8 @@ def _lock_path(target: Path) -> Path:
 @contextmanager
 def _exclusive(lock_path: Path, log: Log | None) -> Iterator[None]:
     """Hold the per-hash lock, saying so when another process has it (the wait may be long)."""
+    from filelock import FileLock, Timeout
+
     lock = FileLock(str(lock_path))
     try:
         lock.acquire(timeout=0)

@@ -9,19 +9,22 @@ get distinct, consecutive versions without retries.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, Row, Table, func, select
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
-from sqlalchemy.orm import Session
 
 from modelport.core.errors import ConflictError, NotFoundError, ValidationError
 from modelport.core.names import Ref, parse_ref, validate_name
 from modelport.store.db import Database
-from modelport.store.schema import Container, Versioned
 
-C = TypeVar("C", bound=Container)
-V = TypeVar("V", bound=Versioned)
+if TYPE_CHECKING:  # the ORM is loaded by the operations that load or write rows, not by listings
+    from sqlalchemy.orm import Session
+
+    from modelport.store.schema import Container, Versioned
+
+C = TypeVar("C", bound="Container")
+V = TypeVar("V", bound="Versioned")
 Info = TypeVar("Info")  # the public, detached description of a version (ModelInfo, EnvironmentInfo)
 
 
@@ -42,15 +45,28 @@ class VersionedAssets(Generic[C, V, Info]):
 
     Subclasses name their tables and turn a version row into their public info (``_info``);
     the operations every versioned asset has — get, versions, update, archive, restore — live here.
+    Listings read the Core tables; the other operations work on the classes mapped onto them.
     """
 
     kind: str  # "model" | "environment", used in messages
-    container_cls: type[C]
-    version_cls: type[V]
+    container_table: Table
+    version_table: Table
     container_fk: str  # the version table's foreign key column to its container
 
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    @property
+    def container_cls(self) -> type[C]:
+        from modelport.store.schema import mapped_class
+
+        return cast("type[C]", mapped_class(self.container_table))
+
+    @property
+    def version_cls(self) -> type[V]:
+        from modelport.store.schema import mapped_class
+
+        return cast("type[V]", mapped_class(self.version_table))
 
     def _info(self, session: Session, row: V) -> Info:
         raise NotImplementedError
@@ -177,25 +193,22 @@ class VersionedAssets(Generic[C, V, Info]):
             query = query.where(self.version_cls.archived.is_(False))
         return list(session.scalars(query))
 
-    def _active_names(self, session: Session, include_archived: bool) -> list[C]:
-        query = select(self.container_cls).order_by(self.container_cls.name)
-        if not include_archived:
-            query = query.where(self.container_cls.archived.is_(False))
-        return list(session.scalars(query))
-
-    def _listing(self, session: Session, include_archived: bool) -> list[tuple[C, list[V]]]:
+    def _listing(self, conn: Connection, include_archived: bool) -> list[tuple[Row[Any], list[Row[Any]]]]:
         """Every container (by name) with its versions (by number), in two queries whatever their
         number; archived ones only with ``include_archived``, as ``_versions`` does for one."""
-        containers = self._active_names(session, include_archived)
-        query = select(self.version_cls).order_by(self.version_cls.version)
+        containers, versions = self.container_table, self.version_table
+        container_query = select(containers).order_by(containers.c.name)
+        version_query = select(versions).order_by(versions.c.version)
         if not include_archived:
-            query = query.join(self.container_cls, self._fk_column() == self.container_cls.id).where(
-                self.container_cls.archived.is_(False), self.version_cls.archived.is_(False)
+            container_query = container_query.where(containers.c.archived.is_(False))
+            version_query = version_query.join(containers, versions.c[self.container_fk] == containers.c.id).where(
+                containers.c.archived.is_(False), versions.c.archived.is_(False)
             )
-        versions: dict[int, list[V]] = {container.id: [] for container in containers}
-        for row in session.scalars(query):
-            versions[getattr(row, self.container_fk)].append(row)
-        return [(container, versions[container.id]) for container in containers]
+        found = list(conn.execute(container_query))
+        by_container: dict[int, list[Row[Any]]] = {container.id: [] for container in found}
+        for row in conn.execute(version_query):
+            by_container[row._mapping[self.container_fk]].append(row)
+        return [(container, by_container[container.id]) for container in found]
 
     def _set_archived(self, session: Session, ref_text: str, archived: bool) -> None:
         ref = parse_ref(ref_text)

@@ -15,17 +15,20 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING, Any
 
 from modelport.core.errors import ValidationError
 from modelport.core.names import parse_version, validate_name
 from modelport.envs.builder import BuildResult, build_env, sweep_builds
 from modelport.registry.assets import VersionedAssets, parse_pairs
+from modelport.store import tables
 from modelport.store.artifacts import ArtifactStore, sha256_file
 from modelport.store.db import Database
-from modelport.store.schema import Environment, EnvironmentVersion
+
+if TYPE_CHECKING:  # the ORM is loaded by the operations that load or write rows, not by listing
+    from sqlalchemy.orm import Session
+
+    from modelport.store.schema import Environment, EnvironmentVersion  # noqa: F401 (Environment: a type argument below)
 
 
 @dataclass(frozen=True)
@@ -61,10 +64,10 @@ _BOOTSTRAP = (
 )
 
 
-class EnvironmentRegistry(VersionedAssets[Environment, EnvironmentVersion, EnvironmentInfo]):
+class EnvironmentRegistry(VersionedAssets["Environment", "EnvironmentVersion", EnvironmentInfo]):
     kind = "environment"
-    container_cls = Environment
-    version_cls = EnvironmentVersion
+    container_table = tables.environments
+    version_table = tables.environment_versions
     container_fk = "environment_id"
 
     def __init__(self, db: Database, store: ArtifactStore, envs_dir: Path) -> None:
@@ -93,7 +96,7 @@ class EnvironmentRegistry(VersionedAssets[Environment, EnvironmentVersion, Envir
         self.store.put(file, sha)
         with self.db.session() as session:
             container = self._lock_or_create(session, name)
-            row = EnvironmentVersion(
+            row = self.version_cls(
                 environment_id=container.id,
                 version=self._allocate(session, container, requested),
                 kind=spec.kind,
@@ -112,9 +115,9 @@ class EnvironmentRegistry(VersionedAssets[Environment, EnvironmentVersion, Envir
 
     def list(self, include_archived: bool = False) -> list[EnvironmentInfo]:
         """The latest version of every environment."""
-        with self.db.session() as session:
-            listing = self._listing(session, include_archived)  # held: the session keeps the containers weakly
-            return self._infos(session, [max(rows, key=lambda r: r.id) for _, rows in listing if rows])
+        with self.db.connect() as conn:
+            listing = self._listing(conn, include_archived)
+        return [_environment_info(container, max(rows, key=lambda r: r.id)) for container, rows in listing if rows]
 
     def spec_text(self, ref: str) -> str:
         info = self.get(ref)
@@ -157,17 +160,23 @@ class EnvironmentRegistry(VersionedAssets[Environment, EnvironmentVersion, Envir
         return [str(built.python), "-c", _BOOTSTRAP, os.pathsep.join(dict.fromkeys(paths)), module]
 
     def _info(self, session: Session, row: EnvironmentVersion) -> EnvironmentInfo:
-        return EnvironmentInfo(
-            name=row.container.name,
-            version=row.version,
-            kind=row.kind,
-            python=row.python,
-            spec_file=row.spec_file,
-            content_hash=row.content_hash,
-            pip_requirements=list(row.pip_requirements),
-            conda_only=list(row.conda_only),
-            description=row.description,
-            tags=dict(row.tags),
-            archived=row.archived or row.container.archived,
-            created_at=row.created_at,
-        )
+        return _environment_info(row.container, row)
+
+
+def _environment_info(container: Any, row: Any) -> EnvironmentInfo:
+    """An environment version's info from its container and version rows, ORM objects or the Core
+    rows of a listing alike (their attributes are the tables' columns)."""
+    return EnvironmentInfo(
+        name=container.name,
+        version=row.version,
+        kind=row.kind,
+        python=row.python,
+        spec_file=row.spec_file,
+        content_hash=row.content_hash,
+        pip_requirements=list(row.pip_requirements),
+        conda_only=list(row.conda_only),
+        description=row.description,
+        tags=dict(row.tags),
+        archived=row.archived or container.archived,
+        created_at=row.created_at,
+    )

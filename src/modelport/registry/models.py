@@ -18,23 +18,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from modelport.core.errors import ConflictError, NotFoundError, ValidationError
 from modelport.core.files import disk_errors, private_dir, sweep, temp_dir
 from modelport.core.names import Ref, parse_ref, parse_version, validate_alias, validate_name
 from modelport.registry.assets import VersionedAssets, parse_pairs
 from modelport.registry.manifest import Manifest, scan
+from modelport.store import tables
 from modelport.store.artifacts import ArtifactStore, remove_tree, sha256_file
 from modelport.store.db import Database
-from modelport.store.schema import EnvironmentVersion, Model, ModelAlias, ModelFile, ModelVersion
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the ORM is loaded by the operations that load or write rows, not by listing
+    from sqlalchemy.orm import Session
+
     from modelport.runtime.flavor_info import Signature
+    from modelport.store.schema import Model, ModelVersion
 
 _DOWNLOAD_STAGING = ".modelport-download"
 
-UsageCheck = Callable[[Session, ModelVersion], list[str]]
+UsageCheck = Callable[["Session", "ModelVersion"], list[str]]
 """Names what uses a model version (e.g. ``["online deployment 'fraud/blue'"]``) inside the
 deleting transaction. Layers above the registry register theirs in ``ModelRegistry.usage_checks``,
 so the registry refuses to delete what they use without knowing about them."""
@@ -84,10 +86,10 @@ class ModelSummary:
         return asdict(self)
 
 
-class ModelRegistry(VersionedAssets[Model, ModelVersion, ModelInfo]):
+class ModelRegistry(VersionedAssets["Model", "ModelVersion", ModelInfo]):
     kind = "model"
-    container_cls = Model
-    version_cls = ModelVersion
+    container_table = tables.models
+    version_table = tables.model_versions
     container_fk = "model_id"
 
     def __init__(self, db: Database, store: ArtifactStore, cache_dir: Path, tmp_dir: Path) -> None:
@@ -127,6 +129,7 @@ class ModelRegistry(VersionedAssets[Model, ModelVersion, ModelInfo]):
         from modelport.registry.flavors import detect
         from modelport.registry.flavors.pickle_imports import inspect_pickles
         from modelport.registry.flavors.signatures import check_fits
+        from modelport.store.schema import ModelFile, ModelVersion
 
         manifest = scan(Path(path), follow_symlinks=follow_symlinks)
         info = detect(Path(path), flavor)
@@ -174,10 +177,9 @@ class ModelRegistry(VersionedAssets[Model, ModelVersion, ModelInfo]):
                 written.append(entry.sha256)
 
     def _refuse_duplicate(self, session: Session, container: Model, manifest: Manifest) -> None:
+        versions = tables.model_versions.c
         same = session.scalar(
-            select(ModelVersion.version).where(
-                ModelVersion.model_id == container.id, ModelVersion.digest == manifest.digest
-            )
+            select(versions.version).where(versions.model_id == container.id, versions.digest == manifest.digest)
         )
         if same is not None:
             raise ConflictError(
@@ -188,20 +190,19 @@ class ModelRegistry(VersionedAssets[Model, ModelVersion, ModelInfo]):
     def _drop_unreferenced(self, shas: list[str]) -> None:
         if not shas:
             return
-        with self.db.session() as session:
-            used = set(session.scalars(select(ModelFile.sha256).where(ModelFile.sha256.in_(shas))))
-            used |= set(
-                session.scalars(select(EnvironmentVersion.spec_sha256).where(EnvironmentVersion.spec_sha256.in_(shas)))
-            )
+        files, environments = tables.model_files.c, tables.environment_versions.c
+        with self.db.connect() as conn:
+            used = set(conn.scalars(select(files.sha256).where(files.sha256.in_(shas))))
+            used |= set(conn.scalars(select(environments.spec_sha256).where(environments.spec_sha256.in_(shas))))
         for sha in set(shas) - used:
             self.store.delete(sha)
 
     # -- queries ----------------------------------------------------------------------------
 
     def list(self, include_archived: bool = False) -> list[ModelSummary]:
-        with self.db.session() as session:
+        with self.db.connect() as conn:
             summaries = []
-            for container, rows in self._listing(session, include_archived):
+            for container, rows in self._listing(conn, include_archived):
                 if not rows and not include_archived:
                     continue
                 latest = max(rows, key=lambda r: r.id) if rows else None
@@ -217,10 +218,11 @@ class ModelRegistry(VersionedAssets[Model, ModelVersion, ModelInfo]):
             return summaries
 
     def _by_alias(self, session: Session, container: Model, alias: str) -> ModelVersion:
+        aliases = tables.model_aliases.c
         row = session.scalars(
-            select(ModelVersion)
-            .join(ModelAlias, ModelAlias.version_id == ModelVersion.id)
-            .where(ModelAlias.model_id == container.id, ModelAlias.alias == alias)
+            select(self.version_cls)
+            .join(tables.model_aliases, aliases.version_id == self.version_cls.id)
+            .where(aliases.model_id == container.id, aliases.alias == alias)
         ).first()
         if row is None:
             raise NotFoundError(f"model {container.name!r} has no alias {alias!r}")
@@ -232,14 +234,17 @@ class ModelRegistry(VersionedAssets[Model, ModelVersion, ModelInfo]):
     def _infos(self, session: Session, rows: Sequence[ModelVersion]) -> builtins.list[ModelInfo]:
         """The versions' files and aliases in one query each, however many versions are asked for."""
         ids = [row.id for row in rows]
+        model_files, model_aliases = tables.model_files.c, tables.model_aliases.c
         files: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for file in session.scalars(select(ModelFile).where(ModelFile.version_id.in_(ids)).order_by(ModelFile.path)):
+        for file in session.execute(
+            select(tables.model_files).where(model_files.version_id.in_(ids)).order_by(model_files.path)
+        ):
             files[file.version_id].append({"path": file.path, "sha256": file.sha256, "size": file.size})
         aliases: dict[int, list[str]] = defaultdict(list)
         for version_id, alias in session.execute(
-            select(ModelAlias.version_id, ModelAlias.alias)
-            .where(ModelAlias.version_id.in_(ids))
-            .order_by(ModelAlias.alias)
+            select(model_aliases.version_id, model_aliases.alias)
+            .where(model_aliases.version_id.in_(ids))
+            .order_by(model_aliases.alias)
         ):
             aliases[version_id].append(alias)
         return [
@@ -272,6 +277,8 @@ class ModelRegistry(VersionedAssets[Model, ModelVersion, ModelInfo]):
         if alias == "latest":
             raise ValidationError("alias: 'latest' is reserved; it always means the most recent version")
         ref = Ref(validate_name(name), version=None if version is None else parse_version(version))
+        from modelport.store.schema import ModelAlias
+
         with self.db.session() as session:
             row = self._resolve(session, ref)
             existing = session.get(ModelAlias, (row.model_id, alias))
@@ -284,6 +291,8 @@ class ModelRegistry(VersionedAssets[Model, ModelVersion, ModelInfo]):
 
     def delete_alias(self, name: str, alias: str) -> None:
         validate_alias(alias)
+        from modelport.store.schema import ModelAlias
+
         with self.db.session() as session:
             container = self._require_container(session, validate_name(name))
             existing = session.get(ModelAlias, (container.id, alias))
@@ -307,7 +316,7 @@ class ModelRegistry(VersionedAssets[Model, ModelVersion, ModelInfo]):
             container = row.container
             session.delete(row)
             session.flush()
-            if session.scalar(select(ModelVersion.id).where(ModelVersion.model_id == container.id).limit(1)) is None:
+            if session.scalar(select(self.version_cls.id).where(self._fk(container)).limit(1)) is None:
                 session.delete(container)
         self._drop_unreferenced([f["sha256"] for f in info.files])
         remove_tree(self.cache_dir / "models" / info.name / str(info.version))

@@ -17,13 +17,13 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
-from typing import BinaryIO
-
-import fsspec
-from fsspec.implementations.local import LocalFileSystem
+from typing import TYPE_CHECKING, BinaryIO
 
 from modelport.core.errors import IntegrityError, ModelportError, NotFoundError, ValidationError
 from modelport.core.files import BLOB_MODE, FILE_MODE, disk_errors, private_dir, sweep, temp_file, temp_name
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
 
 CHUNK = 1 << 20
 
@@ -48,13 +48,30 @@ class ArtifactStore:
     """Blobs keyed by sha256 under ``<root>/sha256/<first two hex>/<hex>``."""
 
     def __init__(self, root: str) -> None:
+        self.root = root
+        self._fs: AbstractFileSystem | None = None
+        if ":" not in root:  # a folder: fsspec is imported when a blob is first touched, not by every open
+            self._base = str(Path(root).expanduser().absolute())
+            self.is_local = True
+            return
+        import fsspec
+        from fsspec.implementations.local import LocalFileSystem
+
         try:
-            self.fs, base = fsspec.core.url_to_fs(root)
+            self._fs, base = fsspec.core.url_to_fs(root)
         except (ImportError, ValueError) as exc:
             raise ModelportError(f"artifact root {root!r}: {exc}") from None
-        self.root = root
         self._base = base.rstrip("/")
-        self.is_local = isinstance(self.fs, LocalFileSystem)
+        self.is_local = isinstance(self._fs, LocalFileSystem)
+
+    @property
+    def fs(self) -> AbstractFileSystem:
+        """The root's filesystem (a folder's local one is made on first use)."""
+        if self._fs is None:
+            from fsspec.implementations.local import LocalFileSystem
+
+            self._fs = LocalFileSystem()
+        return self._fs
 
     def _key(self, sha: str) -> str:
         return f"{self._base}/sha256/{sha[:2]}/{sha}"

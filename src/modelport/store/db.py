@@ -19,20 +19,20 @@ import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from filelock import FileLock
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
 
 from modelport.core.errors import DiskError, DiskFullError, ModelportError, ValidationError
 from modelport.core.files import FILE_MODE, tighten
 
-if TYPE_CHECKING:  # alembic is imported to migrate, not on every open
+if TYPE_CHECKING:  # alembic is imported to migrate, and the ORM by the first session, not on every open
     from alembic.config import Config
+    from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _PG_MIGRATION_LOCK = 0x6D6F64656C  # "model": an arbitrary, stable advisory-lock key
@@ -141,6 +141,8 @@ def migrate(engine: Engine, lock_dir: Path, revision: str = "head") -> None:
     if engine.dialect.name == "sqlite":
         if _journal_mode(engine) == "wal" and current_revision(engine) == target:
             return
+        from filelock import FileLock
+
         lock_dir.mkdir(parents=True, exist_ok=True)
         with FileLock(str(lock_dir / "migrate.lock")):
             _journal_mode(engine, "WAL")
@@ -179,19 +181,34 @@ def _upgrade(engine: Engine, revision: str) -> None:
 
 
 class Database:
-    """An engine plus a session factory; ``session()`` is one transaction, committed on success."""
+    """An engine plus a session factory; ``session()`` is one transaction, committed on success,
+    and ``connect()`` one transaction in SQLAlchemy Core, for reads that need no ORM."""
 
     def __init__(self, url: str, lock_dir: Path) -> None:
         self.engine = create_db_engine(url)
         self._file = sqlite_file(self.engine.url.render_as_string())
         migrate(self.engine, lock_dir)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @cached_property
+    def _sessions(self) -> sessionmaker[Session]:
+        from sqlalchemy.orm import sessionmaker  # the ORM: loaded by the first session, which listings never open
+
+        return sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
+        with self._disk_errors(), self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        with self._disk_errors(), self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _disk_errors(self) -> Iterator[None]:
         try:
-            with self._sessions.begin() as session:
-                yield session
+            yield
         except OperationalError as exc:
             error = self._disk_error(exc)
             if error is None:

@@ -1,94 +1,71 @@
-"""The metadata tables, all of them in one module (one metadata, imported whole). Changing them
-needs a new migration in ``store/migrations/versions``.
-
-Registry: models and environments share one shape, a *container* row per name and one row per
-immutable *version*. Versions are integers allocated under a lock on the container row
-(see ``registry.assets``), so concurrent registrations never collide.
-
-Online endpoints: an endpoint row holds its routing (``traffic``, ``mirror_traffic``) and its
-two keys, which live nowhere else. A deployment row holds its definition *resolved* (model and
-environment pinned to versions, code pointing at an immutable snapshot) in ``spec``, so the
-daemon brings the same replicas back after a restart whatever happened to the files it was
-created from. ``model_version_id`` refers to the pinned model version with ``RESTRICT``: the
-database itself refuses to delete a version a deployment serves, whichever code tries.
-
-Batch: endpoint and deployment definitions, and the durable state of their jobs. A job's
-mini-batches are rows of their own, written as each one finishes, so that a runner killed at
-any point is resumed from the database alone: a ``done`` mini-batch has its output part on disk
-and is never scored again; anything else is scored again from scratch. Jobs refer to their
-endpoint and deployment by name, not by key, so that deleting a definition keeps its job
-history. A batch endpoint row holds its two keys (the bearer tokens that start jobs over HTTP),
-as online endpoints do.
+"""The ORM classes the registry, the endpoint catalog and batch jobs write (and load rows) through,
+mapped onto the Core tables of :mod:`modelport.store.tables`: the tables (columns, keys,
+defaults) are defined there once; this module adds the classes and their relationships, and the
+``Mapped`` annotations that type their attributes. Importing it loads ``sqlalchemy.orm``, which
+listings do without (see :mod:`modelport.store.tables`).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Boolean,
-    DateTime,
-    Float,
-    ForeignKey,
-    Integer,
-    String,
-    Text,
-    UniqueConstraint,
-)
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy import Table
+from sqlalchemy.orm import DeclarativeBase, Mapped, relationship
 
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+from modelport.store import tables
+from modelport.store.tables import utcnow as utcnow  # where the other layers have always taken it
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+    metadata = tables.metadata
+
+
+def mapped_class(table: Table) -> type[Base]:
+    """The class mapped onto ``table``: the registries name their tables, which their listings
+    read without the ORM, and find their classes here when they load or write rows."""
+    return next(mapper.class_ for mapper in Base.registry.mappers if mapper.local_table is table)
 
 
 class Container:
-    """Columns every named, versioned asset container has."""
+    """Attributes every named, versioned asset container has."""
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
-    archived: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    id: Mapped[int]
+    name: Mapped[str]
+    archived: Mapped[bool]
+    created_at: Mapped[datetime]
 
 
 class Versioned:
-    """Columns every immutable asset version has; only description and tags change later."""
+    """Attributes every immutable asset version has; only description and tags change later."""
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    version: Mapped[int] = mapped_column(Integer)
-    description: Mapped[str] = mapped_column(Text, default="")
-    tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    archived: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    id: Mapped[int]
+    version: Mapped[int]
+    description: Mapped[str]
+    tags: Mapped[dict[str, Any]]
+    archived: Mapped[bool]
+    created_at: Mapped[datetime]
 
 
 class Model(Container, Base):
-    __tablename__ = "models"
+    __table__ = tables.models
 
     versions: Mapped[list[ModelVersion]] = relationship(back_populates="container", passive_deletes=True)
 
 
 class ModelVersion(Versioned, Base):
-    __tablename__ = "model_versions"
-    __table_args__ = (UniqueConstraint("model_id", "version", name="uq_model_versions_model_version"),)
+    __table__ = tables.model_versions
 
-    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
-    flavor: Mapped[str] = mapped_column(String(32))
-    framework_version: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    signature: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    root_name: Mapped[str] = mapped_column(String(255))
-    is_dir: Mapped[bool] = mapped_column(Boolean)
-    digest: Mapped[str] = mapped_column(String(64), index=True)
-    size: Mapped[int] = mapped_column(BigInteger)
+    model_id: Mapped[int]
+    flavor: Mapped[str]
+    framework_version: Mapped[str | None]
+    properties: Mapped[dict[str, Any]]
+    signature: Mapped[dict[str, Any] | None]
+    details: Mapped[dict[str, Any]]
+    root_name: Mapped[str]
+    is_dir: Mapped[bool]
+    digest: Mapped[str]
+    size: Mapped[int]
 
     container: Mapped[Model] = relationship(back_populates="versions")
     files: Mapped[list[ModelFile]] = relationship(
@@ -97,42 +74,40 @@ class ModelVersion(Versioned, Base):
 
 
 class ModelFile(Base):
-    __tablename__ = "model_files"
-    __table_args__ = (UniqueConstraint("version_id", "path", name="uq_model_files_version_path"),)
+    __table__ = tables.model_files
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"), index=True)
-    path: Mapped[str] = mapped_column(String(1024))
-    sha256: Mapped[str] = mapped_column(String(64), index=True)
-    size: Mapped[int] = mapped_column(BigInteger)
+    id: Mapped[int]
+    version_id: Mapped[int]
+    path: Mapped[str]
+    sha256: Mapped[str]
+    size: Mapped[int]
 
 
 class ModelAlias(Base):
-    __tablename__ = "model_aliases"
+    __table__ = tables.model_aliases
 
-    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), primary_key=True)
-    alias: Mapped[str] = mapped_column(String(64), primary_key=True)
-    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"), index=True)
+    model_id: Mapped[int]
+    alias: Mapped[str]
+    version_id: Mapped[int]
 
 
 class Environment(Container, Base):
-    __tablename__ = "environments"
+    __table__ = tables.environments
 
     versions: Mapped[list[EnvironmentVersion]] = relationship(back_populates="container", passive_deletes=True)
 
 
 class EnvironmentVersion(Versioned, Base):
-    __tablename__ = "environment_versions"
-    __table_args__ = (UniqueConstraint("environment_id", "version", name="uq_environment_versions_env_version"),)
+    __table__ = tables.environment_versions
 
-    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[str] = mapped_column(String(16))
-    python: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    spec_file: Mapped[str] = mapped_column(String(255))
-    spec_sha256: Mapped[str] = mapped_column(String(64), index=True)
-    content_hash: Mapped[str] = mapped_column(String(64), index=True)
-    pip_requirements: Mapped[list[Any]] = mapped_column(default=list)
-    conda_only: Mapped[list[Any]] = mapped_column(default=list)
+    environment_id: Mapped[int]
+    kind: Mapped[str]
+    python: Mapped[str | None]
+    spec_file: Mapped[str]
+    spec_sha256: Mapped[str]
+    content_hash: Mapped[str]
+    pip_requirements: Mapped[list[Any]]
+    conda_only: Mapped[list[Any]]
 
     container: Mapped[Environment] = relationship(back_populates="versions")
 
@@ -141,19 +116,19 @@ class EnvironmentVersion(Versioned, Base):
 
 
 class OnlineEndpoint(Base):
-    __tablename__ = "online_endpoints"
+    __table__ = tables.online_endpoints
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
-    description: Mapped[str] = mapped_column(Text, default="")
-    tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    auth_mode: Mapped[str] = mapped_column(String(16))
-    traffic: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    mirror_traffic: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    primary_key: Mapped[str] = mapped_column(String(64))
-    secondary_key: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    id: Mapped[int]
+    name: Mapped[str]
+    description: Mapped[str]
+    tags: Mapped[dict[str, Any]]
+    auth_mode: Mapped[str]
+    traffic: Mapped[dict[str, Any]]
+    mirror_traffic: Mapped[dict[str, Any]]
+    primary_key: Mapped[str]
+    secondary_key: Mapped[str]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
     deployments: Mapped[list[OnlineDeployment]] = relationship(
         order_by="OnlineDeployment.name", cascade="all, delete-orphan", passive_deletes=True
@@ -161,84 +136,78 @@ class OnlineEndpoint(Base):
 
 
 class OnlineDeployment(Base):
-    __tablename__ = "online_deployments"
-    __table_args__ = (UniqueConstraint("endpoint_id", "name", name="uq_online_deployments_endpoint_name"),)
+    __table__ = tables.online_deployments
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    endpoint_id: Mapped[int] = mapped_column(ForeignKey("online_endpoints.id", ondelete="CASCADE"), index=True)
-    name: Mapped[str] = mapped_column(String(255))
-    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    model_version_id: Mapped[int | None] = mapped_column(
-        ForeignKey("model_versions.id", ondelete="RESTRICT"), nullable=True, index=True
-    )
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    id: Mapped[int]
+    endpoint_id: Mapped[int]
+    name: Mapped[str]
+    spec: Mapped[dict[str, Any]]
+    model_version_id: Mapped[int | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
 
 # -- batch endpoints and jobs ----------------------------------------------------------------------
 
 
 class BatchEndpoint(Base):
-    __tablename__ = "batch_endpoints"
+    __table__ = tables.batch_endpoints
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
-    description: Mapped[str] = mapped_column(Text, default="")
-    tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    default_deployment: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    primary_key: Mapped[str] = mapped_column(String(64))
-    secondary_key: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    id: Mapped[int]
+    name: Mapped[str]
+    description: Mapped[str]
+    tags: Mapped[dict[str, Any]]
+    default_deployment: Mapped[str | None]
+    primary_key: Mapped[str]
+    secondary_key: Mapped[str]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
 
 class BatchDeployment(Base):
-    __tablename__ = "batch_deployments"
-    __table_args__ = (UniqueConstraint("endpoint_id", "name", name="uq_batch_deployments_endpoint_name"),)
+    __table__ = tables.batch_deployments
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    endpoint_id: Mapped[int] = mapped_column(ForeignKey("batch_endpoints.id", ondelete="CASCADE"), index=True)
-    name: Mapped[str] = mapped_column(String(255))
-    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    id: Mapped[int]
+    endpoint_id: Mapped[int]
+    name: Mapped[str]
+    spec: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
 
 
 class BatchJob(Base):
-    __tablename__ = "batch_jobs"
+    __table__ = tables.batch_jobs
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    endpoint: Mapped[str] = mapped_column(String(255), index=True)
-    deployment: Mapped[str] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(32), index=True)
-    engine: Mapped[str] = mapped_column(String(16))
-    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)  # deployment spec with the job's overrides
-    plan: Mapped[dict[str, Any]] = mapped_column(default=dict)  # resolved input: files, row counts
-    output_file: Mapped[str | None] = mapped_column(String(4096), nullable=True)
-    overwrite: Mapped[bool] = mapped_column(default=False)
-    job_dir: Mapped[str] = mapped_column(String(4096))
-    total_items: Mapped[int] = mapped_column(BigInteger, default=0)
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    runner_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    runner_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    runner_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    id: Mapped[str]
+    endpoint: Mapped[str]
+    deployment: Mapped[str]
+    status: Mapped[str]
+    engine: Mapped[str]
+    spec: Mapped[dict[str, Any]]
+    plan: Mapped[dict[str, Any]]
+    output_file: Mapped[str | None]
+    overwrite: Mapped[bool]
+    job_dir: Mapped[str]
+    total_items: Mapped[int]
+    error: Mapped[str | None]
+    runner_token: Mapped[str | None]
+    runner_pid: Mapped[int | None]
+    runner_host: Mapped[str | None]
+    heartbeat_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
 
 
 class BatchMiniBatch(Base):
-    """One mini-batch: items ``[start, stop)`` of the job's input, in input order."""
+    __table__ = tables.batch_minibatches
 
-    __tablename__ = "batch_minibatches"
-
-    job_id: Mapped[str] = mapped_column(ForeignKey("batch_jobs.id", ondelete="CASCADE"), primary_key=True)
-    index: Mapped[int] = mapped_column(Integer, primary_key=True)
-    start: Mapped[int] = mapped_column(BigInteger)
-    stop: Mapped[int] = mapped_column(BigInteger)
-    status: Mapped[str] = mapped_column(String(16), index=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    succeeded_items: Mapped[int] = mapped_column(BigInteger, default=0)
-    failed_items: Mapped[int] = mapped_column(BigInteger, default=0)
-    errors: Mapped[list[Any]] = mapped_column(default=list)  # [{"items": [...], "error": "..."}]
-    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # epoch seconds, for rates
+    job_id: Mapped[str]
+    index: Mapped[int]
+    start: Mapped[int]
+    stop: Mapped[int]
+    status: Mapped[str]
+    attempts: Mapped[int]
+    succeeded_items: Mapped[int]
+    failed_items: Mapped[int]
+    errors: Mapped[list[Any]]
+    finished_at: Mapped[float | None]
