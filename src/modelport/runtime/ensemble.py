@@ -226,7 +226,7 @@ def _check_tensors(
     for index, (step, model) in enumerate(zip(steps, models)):
         declared = {tensor.name: tensor for tensor in model.inputs}
         for key, tensor in step.input_map.items():
-            wanted = _spec(declared[key], model.max_batch_size, f"model {step.model_name!r}'s input {key!r}")
+            wanted = _spec(declared[key], model.max_batch_size, f"the model's input {key!r}")
             _check_fit(
                 f"{_where(config, index, step)}: input_map {key!r} reads tensor {tensor!r}", specs[tensor], wanted
             )
@@ -239,15 +239,15 @@ def _check_tensors(
 def _check_fit(where: str, given: _Spec, wanted: _Spec) -> None:
     if given.datatype != wanted.datatype:
         raise ValidationError(
-            f"{where}: {given.by} is {given.datatype}, but {wanted.by} is {wanted.datatype}; an ensemble "
-            "passes tensors unconverted"
+            f"{where}: the tensor is {given.datatype} as {given.by}, but {wanted.by} is {wanted.datatype}; an "
+            "ensemble passes tensors unconverted"
         )
     fits = len(given.shape) == len(wanted.shape) and all(
         a == b or -1 in (a, b) for a, b in zip(given.shape, wanted.shape)
     )
     if not fits:
         raise ValidationError(
-            f"{where}: {given.by} has shape {list(given.shape)}, which does not fit {wanted.by}'s "
+            f"{where}: the tensor has shape {list(given.shape)} as {given.by}, but {wanted.by} has "
             f"{list(wanted.shape)} (-1: any size; a batching model's first dim is its batch)"
         )
 
