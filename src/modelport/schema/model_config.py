@@ -434,7 +434,8 @@ def _parameter_text(value: object) -> str:
 
 
 def _parameter_entries(value: object) -> object:
-    """pbtxt's map entries written as a list (``[{key: k, value: {string_value: v}}]``) as a mapping."""
+    """pbtxt's map entries written as a list (``[{key: k, value: v}]``: parameters, an ensemble
+    step's tensor maps) as a mapping."""
     if isinstance(value, list) and all(isinstance(item, Mapping) and set(item) == {"key", "value"} for item in value):
         return {item["key"]: item["value"] for item in value}
     return value
@@ -454,7 +455,72 @@ _OWN_FIELDS = {
     "parameters",
     "labels",
     "default_model_filename",
+    "ensemble_scheduling",
 }
+
+
+ENSEMBLE_PLATFORM = "ensemble"
+"""Triton's ``platform`` of an ensemble; modelport names its flavor the same."""
+
+LATEST_VERSION = -1
+"""A step's ``model_version`` that means "the highest loaded version", Triton's default."""
+
+
+TensorMap = Annotated[dict[Text, Text], BeforeValidator(_parameter_entries)]
+
+
+class EnsembleStep(Extensible):
+    """One step of an ensemble: a composing model and which ensemble tensors it reads and writes.
+
+    ``input_map`` maps the composing model's input names to ensemble tensor names, ``output_map``
+    its output names to ensemble tensor names, as in Triton. ``model_version`` -1 is the highest
+    version loaded when the request runs.
+    """
+
+    kept_keys = field_names("ModelEnsembling.Step") - {"model_name", "model_version", "input_map", "output_map"}
+
+    model_name: Text
+    model_version: Annotated[Int, Field(ge=LATEST_VERSION)] = LATEST_VERSION
+    input_map: TensorMap
+    output_map: TensorMap
+
+    @field_validator("model_version")
+    @classmethod
+    def _version(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("0 is not a version; use -1 (the latest) or a version number")
+        return value
+
+    @field_validator("input_map", "output_map")
+    @classmethod
+    def _not_empty(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("must map at least one tensor")
+        return value
+
+    def to_dict(self) -> dict[str, Any]:
+        rendered = {
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "input_map": dict(self.input_map),
+            "output_map": dict(self.output_map),
+        }
+        return {**rendered, **self.extra}
+
+
+class EnsembleScheduling(Extensible):
+    """Triton's ``ensemble_scheduling``: the steps whose tensors make up an ensemble's graph.
+
+    Only the steps' own fields are checked here; whether they form a graph that runs (every
+    tensor produced once, used, no cycle) and fit their composing models is
+    ``runtime.ensemble``'s, which needs those models' completed configs."""
+
+    kept_keys = field_names("ModelEnsembling") - {"step"}
+
+    steps: Annotated[list[EnsembleStep], BeforeValidator(_repeated), Field(min_length=1)] = Field(alias="step")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": [step.to_dict() for step in self.steps], **self.extra}
 
 
 def _without_default(schema: JsonDict) -> None:
@@ -489,6 +555,7 @@ class ModelConfig(Extensible):
     ] = {}
     labels: Text | None = None
     default_model_filename: Text | None = None
+    ensemble_scheduling: EnsembleScheduling | None = None
 
     @classmethod
     def _document(cls, data: dict[str, Any]) -> dict[str, Any]:
@@ -497,7 +564,13 @@ class ModelConfig(Extensible):
         for key in ("flavor", "platform", "backend", "labels", "default_model_filename"):
             if data.get(key) == "":  # Triton's JSON prints unset strings as ""
                 del data[key]
+        if ENSEMBLE_PLATFORM in (data.get("platform"), data.get("flavor")):
+            _ensemble_document(data)
         return super()._document(data)
+
+    @property
+    def is_ensemble(self) -> bool:
+        return self.platform == ENSEMBLE_PLATFORM
 
     @field_validator("name")
     @classmethod
@@ -521,6 +594,10 @@ class ModelConfig(Extensible):
                     raise ValueError(
                         f"dynamic_batching.preferred_batch_size: {size} exceeds max_batch_size {self.max_batch_size}"
                     )
+        if ENSEMBLE_PLATFORM in (self.platform, self.flavor):
+            return self._ensemble()
+        if self.ensemble_scheduling is not None:
+            raise ValueError(f"ensemble_scheduling: only an ensemble has steps; set platform: {ENSEMBLE_PLATFORM}")
         if not self.instance_group:
             raise ValueError("instance_group: must list at least one group")
         # Derived names are set in place: the object is not visible to anyone before this returns.
@@ -530,6 +607,25 @@ class ModelConfig(Extensible):
             platform, backend = _names.triton_names(self.flavor)
             object.__setattr__(self, "platform", platform)
             object.__setattr__(self, "backend", backend)
+        return self
+
+    def _ensemble(self) -> Self:
+        """An ensemble runs no instances of its own: Triton names it by ``platform`` and gives it
+        no instance groups; its steps and tensors are all it has."""
+        if self.ensemble_scheduling is None:
+            raise ValueError("ensemble_scheduling: an ensemble needs its steps")
+        if self.dynamic_batching is not None:
+            raise ValueError("dynamic_batching: an ensemble does not batch; its steps' models do")
+        for kind, tensors in (("input", self.inputs), ("output", self.outputs)):
+            if not tensors:
+                raise ValueError(f"{kind}: an ensemble must declare its {kind}s")
+        for name, value in (("platform", self.platform), ("flavor", self.flavor)):
+            if value not in (None, ENSEMBLE_PLATFORM):
+                raise ValueError(f"{name}: {value!r}, but the model is an ensemble")
+        object.__setattr__(self, "platform", ENSEMBLE_PLATFORM)
+        object.__setattr__(self, "flavor", ENSEMBLE_PLATFORM)
+        object.__setattr__(self, "backend", None)
+        object.__setattr__(self, "instance_group", [])
         return self
 
     def _derived_flavor(self) -> str | None:
@@ -549,6 +645,8 @@ class ModelConfig(Extensible):
         rendered["instance_group"] = [group.to_dict() for group in self.instance_group]
         if self.dynamic_batching is not None:
             rendered["dynamic_batching"] = self.dynamic_batching.to_dict()
+        if self.ensemble_scheduling is not None:
+            rendered["ensemble_scheduling"] = self.ensemble_scheduling.to_dict()
         if self.parameters:
             rendered["parameters"] = {k: {"string_value": v} for k, v in self.parameters.items()}
         if self.labels:
@@ -556,6 +654,13 @@ class ModelConfig(Extensible):
         if self.default_model_filename:
             rendered["default_model_filename"] = self.default_model_filename
         return {**rendered, **self.extra}
+
+
+def _ensemble_document(data: dict[str, Any]) -> None:
+    """Triton refuses instance groups on an ensemble; an empty list (what ``to_dict`` renders) is none."""
+    if data.get("instance_group"):
+        raise ValueError("instance_group: an ensemble runs no instances of its own; its steps' models do")
+    data.pop("instance_group", None)
 
 
 def config_from_dict(data: object, source: str = "config", *, default_name: str | None = None) -> ModelConfig:

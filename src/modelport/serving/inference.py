@@ -27,12 +27,12 @@ from modelport.protocol.casts import widen
 from modelport.protocol.classification import classify
 from modelport.protocol.types import InferenceRequest, InferenceResponse, InferOutput
 from modelport.serving.batching import QueueRejected
-from modelport.serving.model import Execution, ServedModel
+from modelport.serving.model import Execution, Servable
 from modelport.serving.stats import FailureReason
 
 
 @contextmanager
-def admitted(model: ServedModel) -> Iterator[None]:
+def admitted(model: Servable) -> Iterator[None]:
     """A request from its decoding to its encoded answer: refused at once when the model's queue
     is full, counted in ``model.in_flight`` otherwise (the adaptive batcher sizes batches by it).
 
@@ -49,12 +49,12 @@ def admitted(model: ServedModel) -> Iterator[None]:
         model.in_flight -= 1
 
 
-def count_rejected(model: ServedModel) -> None:
+def count_rejected(model: Servable) -> None:
     """Count a request refused before it reached the model (Triton's REJECTED failure reason)."""
     model.stats.record_failure(FailureReason.REJECTED)
 
 
-async def infer(model: ServedModel, request: InferenceRequest, *, split: bool = False) -> InferenceResponse:
+async def infer(model: Servable, request: InferenceRequest, *, split: bool = False) -> InferenceResponse:
     """Run ``request`` on ``model``; client mistakes raise ValidationError (400). ``split``: more
     rows than ``max_batch_size`` run in chunks rather than being refused."""
     start = time.perf_counter_ns()
@@ -95,12 +95,12 @@ async def infer(model: ServedModel, request: InferenceRequest, *, split: bool = 
     return InferenceResponse(model.name, model.version, request.id, outputs)
 
 
-def _note(trace: RequestTrace, model: ServedModel, request: InferenceRequest, queue_ns: int, batch_size: int) -> None:
+def _note(trace: RequestTrace, model: Servable, request: InferenceRequest, queue_ns: int, batch_size: int) -> None:
     trace.model, trace.version, trace.queue_ns, trace.batch_size = model.name, model.version, queue_ns, batch_size
     trace.request_id = trace.request_id or request.id or ""
 
 
-def _check_batch(model: ServedModel, inputs: dict[str, np.ndarray], split: bool) -> int:
+def _check_batch(model: Servable, inputs: dict[str, np.ndarray], split: bool) -> int:
     """The request's rows (0 for a model without a batch dim)."""
     if not model.batched:
         return 0
@@ -128,7 +128,7 @@ def _failure_reason(exc: ModelportError) -> FailureReason:
 
 
 async def _execute_in_chunks(
-    model: ServedModel, inputs: dict[str, np.ndarray], rows: int, request_id: str | None
+    model: Servable, inputs: dict[str, np.ndarray], rows: int, request_id: str | None
 ) -> Execution:
     """``rows`` in ``max_batch_size`` chunks through the model's scheduler, as many at once as it
     has instances; the outputs joined in order. The first failure cancels the chunks not yet done."""
@@ -154,7 +154,7 @@ async def _execute_in_chunks(
     )
 
 
-def _outputs(model: ServedModel, request: InferenceRequest, produced: dict[str, np.ndarray]) -> list[InferOutput]:
+def _outputs(model: Servable, request: InferenceRequest, produced: dict[str, np.ndarray]) -> list[InferOutput]:
     if request.outputs is None:
         wanted = [(name, 0) for name in produced]
     else:

@@ -53,11 +53,14 @@ class Execution:
     batch_size: int
 
 
-class ServedModel:
-    """Requests reach the instances directly, or through a ``DynamicBatcher`` when the config
-    asks for ``dynamic_batching`` on a model with a batch dimension."""
+class Servable:
+    """What the front ends, ``inference`` and the statistics see of a served model version: its
+    config, metadata, statistics and ``execute``. A model runs its own instances
+    (:class:`ServedModel`); an ensemble runs other models (``serving.ensemble``)."""
 
-    def __init__(self, source: ModelSource, config: ModelConfig, instances: list[Predictor]) -> None:
+    batcher: DynamicBatcher | None = None
+
+    def __init__(self, source: ModelSource, config: ModelConfig) -> None:
         self.source = source
         self.name = source.name
         self.version = str(source.version)
@@ -65,6 +68,57 @@ class ServedModel:
         self.stats = ModelStats(self.name, self.version)
         self.labels = {out.name: self._labels(out.label_filename or config.labels) for out in config.outputs}
         self.input_datatypes = {tensor.name: tensor.datatype for tensor in config.inputs}  # what requests widen to
+        self.in_flight = 0  # requests between decoding and answer (``inference.admitted``)
+
+    def _labels(self, filename: str | None) -> list[str] | None:
+        if not filename:
+            return None
+        path = self.source.path.parent / filename
+        if not path.is_file():
+            path = self.source.path / filename
+        try:
+            return path.read_text().splitlines()
+        except OSError:
+            raise ValidationError(f"label_filename: {filename} not found beside model {self.name!r}") from None
+
+    @property
+    def instance_count(self) -> int:
+        """How many requests it runs at once at most (``inference`` splits long tables by it)."""
+        raise NotImplementedError
+
+    @property
+    def batched(self) -> bool:
+        return self.config.max_batch_size > 0
+
+    def metadata(self) -> dict[str, Any]:
+        """The v2 model metadata: shapes lead with -1 when the model batches, as in Triton."""
+        lead = [-1] if self.batched else []
+        return {
+            "name": self.name,
+            "versions": [self.version],
+            "platform": self.config.platform or self.config.backend or self.source.flavor,
+            "inputs": [
+                {"name": t.name, "datatype": t.datatype, "shape": lead + list(t.dims)} for t in self.config.inputs
+            ],
+            "outputs": [
+                {"name": t.name, "datatype": t.datatype, "shape": lead + list(t.dims)} for t in self.config.outputs
+            ],
+        }
+
+    async def execute(self, inputs: dict[str, np.ndarray], request_id: str | None) -> Execution:
+        """Run checked inputs (already widened to the config's datatypes) and account for the run."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Finish the runs already submitted, then release what it holds."""
+
+
+class ServedModel(Servable):
+    """Requests reach the instances directly, or through a ``DynamicBatcher`` when the config
+    asks for ``dynamic_batching`` on a model with a batch dimension."""
+
+    def __init__(self, source: ModelSource, config: ModelConfig, instances: list[Predictor]) -> None:
+        super().__init__(source, config)
         self._free: queue.SimpleQueue[Predictor] = queue.SimpleQueue()
         for instance in instances:
             self._free.put(instance)
@@ -81,8 +135,6 @@ class ServedModel:
         self._no_wait = batching is not None and (
             batching.latency_budget_ms is not None or batching.max_queue_delay_microseconds == 0
         )
-        self.in_flight = 0  # requests between decoding and answer (``inference.admitted``)
-        self.batcher = None
         if config.dynamic_batching is not None and config.max_batch_size > 0:
             self.batcher = DynamicBatcher(
                 config.dynamic_batching,
@@ -107,39 +159,9 @@ class ServedModel:
             raise
         return cls(source, config, instances)
 
-    def _labels(self, filename: str | None) -> list[str] | None:
-        if not filename:
-            return None
-        path = self.source.path.parent / filename
-        if not path.is_file():
-            path = self.source.path / filename
-        try:
-            return path.read_text().splitlines()
-        except OSError:
-            raise ValidationError(f"label_filename: {filename} not found beside model {self.name!r}") from None
-
     @property
     def instance_count(self) -> int:
         return len(self._instances)
-
-    @property
-    def batched(self) -> bool:
-        return self.config.max_batch_size > 0
-
-    def metadata(self) -> dict[str, Any]:
-        """The v2 model metadata: shapes lead with -1 when the model batches, as in Triton."""
-        lead = [-1] if self.batched else []
-        return {
-            "name": self.name,
-            "versions": [self.version],
-            "platform": self.config.platform or self.config.backend or self.source.flavor,
-            "inputs": [
-                {"name": t.name, "datatype": t.datatype, "shape": lead + list(t.dims)} for t in self.config.inputs
-            ],
-            "outputs": [
-                {"name": t.name, "datatype": t.datatype, "shape": lead + list(t.dims)} for t in self.config.outputs
-            ],
-        }
 
     async def execute(self, inputs: dict[str, np.ndarray], request_id: str | None) -> Execution:
         submitted = time.perf_counter_ns()

@@ -24,7 +24,7 @@ from modelport.core.version import __version__
 from modelport.serving.grpc.codec import decode_request, encode_response
 from modelport.serving.grpc.stubs import add_servicer, pb2
 from modelport.serving.inference import admitted, infer
-from modelport.serving.model import ServedModel
+from modelport.serving.model import Servable
 from modelport.serving.repository import ModelRepository
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class InferenceServicer:
             json_format.ParseDict(model.stats.to_dict(), response.model_stats.add())
         return response
 
-    def _stats_models(self, name: str, version: str | None) -> list[ServedModel]:
+    def _stats_models(self, name: str, version: str | None) -> list[Servable]:
         """No name: every loaded model; a name without version: its loaded versions."""
         if name and version:
             return [self._repository.get(name, version)]

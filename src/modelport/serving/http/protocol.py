@@ -18,7 +18,7 @@ from typing import Any
 from modelport.core.connections import LimitedProtocol
 from modelport.core.uvicorn_adapter import HttpProtocol
 from modelport.serving.http.shedding import Shedder
-from modelport.serving.model import ServedModel
+from modelport.serving.model import Servable
 
 _STATUS = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
 _DIRECT = 64 * 1024  # a write this large is not held back
@@ -98,7 +98,7 @@ def http_protocol(shedder: Shedder) -> type[LimitedProtocol]:
 
     class Shedding(HttpProtocol):
         _refusal: bytes | None = None
-        _holding: ServedModel | None = None
+        _holding: Servable | None = None
         _wire: _Coalescing
 
         def wrap(self, transport: asyncio.Transport) -> asyncio.Transport:

@@ -26,7 +26,7 @@ import orjson
 from modelport.core.errors import ModelportError
 from modelport.serving import inference
 from modelport.serving.http.fast_path import infer_target
-from modelport.serving.model import ServedModel
+from modelport.serving.model import Servable
 from modelport.serving.repository import ModelRepository
 
 
@@ -68,7 +68,7 @@ class Shedder:
         self.repository = repository
         self.max_lag_s = max_lag_s
         self.lag = LoopLag()
-        self._holding: dict[ServedModel, int] = {}
+        self._holding: dict[Servable, int] = {}
         limit = f"{max_lag_s * 1000:g} ms" if max_lag_s is not None else ""
         self._overloaded = {
             key: orjson.dumps({key: f"Server overloaded: it runs more than {limit} behind"})
@@ -76,7 +76,7 @@ class Shedder:
         }
         self._queue_full = orjson.dumps({"error": "Exceeds maximum queue size"})
 
-    def admit(self, raw_path: bytes) -> tuple[bytes | None, ServedModel | None]:
+    def admit(self, raw_path: bytes) -> tuple[bytes | None, Servable | None]:
         """``(body of a 503, None)`` to refuse the request to ``raw_path``; otherwise ``(None,
         model)``, and the model (when the request is for one) is given to :meth:`release` once
         the request is answered.
@@ -106,7 +106,7 @@ class Shedder:
         self._holding[model] = holding + 1
         return None, model
 
-    def release(self, model: ServedModel) -> None:
+    def release(self, model: Servable) -> None:
         self._holding[model] -= 1
 
     def _behind(self) -> bool:
