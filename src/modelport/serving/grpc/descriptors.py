@@ -13,47 +13,47 @@ SOURCES = {
 SERIALIZED = (
     b'\n\xe9\x17\n)modelport/serving/grpc/model_config.proto\x12\tinference"\xee\x01\n\x12ModelInsta'
     b'nceGroup\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x126\n\x04kind\x18\x04 \x01(\x0e2".inference.ModelInstanceGrou'
-    b'p.KindR\x04kind\x12\x14\n\x05count\x18\x02 \x01(\x05R\x05count\x12\x12\n\x04gpus\x18\x03 \x03(\x05R\x04gpus\x12\x1f\n\x0bhost_policy\x18\t '
+    b"p.KindR\x04kind\x12\x14\n\x05count\x18\x02 \x01(\x05R\x05count\x12\x12\n\x04gpus\x18\x03 \x03(\x05R\x04gpus\x12\x1f\n\x0bhost_policy\x18\t "
     b'\x01(\tR\nhostPolicy"A\n\x04Kind\x12\r\n\tKIND_AUTO\x10\x00\x12\x0c\n\x08KIND_GPU\x10\x01\x12\x0c\n\x08KIND_CPU\x10\x02\x12\x0e\n\nKI'
     b'ND_MODEL\x10\x03"\x82\x01\n\nModelInput\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x120\n\tdata_type\x18\x02 \x01(\x0e2\x13.infer'
     b'ence.DataTypeR\x08dataType\x12\x12\n\x04dims\x18\x04 \x03(\x03R\x04dims\x12\x1a\n\x08optional\x18\x08 \x01(\x08R\x08optional"'
-    b'\x8e\x01\n\x0bModelOutput\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x120\n\tdata_type\x18\x02 \x01(\x0e2\x13.inference.DataT'
-    b'ypeR\x08dataType\x12\x12\n\x04dims\x18\x03 \x03(\x03R\x04dims\x12%\n\x0elabel_filename\x18\x04 \x01(\tR\rlabelFilename'
+    b"\x8e\x01\n\x0bModelOutput\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x120\n\tdata_type\x18\x02 \x01(\x0e2\x13.inference.DataT"
+    b"ypeR\x08dataType\x12\x12\n\x04dims\x18\x03 \x03(\x03R\x04dims\x12%\n\x0elabel_filename\x18\x04 \x01(\tR\rlabelFilename"
     b'"\xbe\x02\n\x12ModelVersionPolicy\x12>\n\x06latest\x18\x01 \x01(\x0b2$.inference.ModelVersionPolicy.L'
-    b'atestH\x00R\x06latest\x125\n\x03all\x18\x02 \x01(\x0b2!.inference.ModelVersionPolicy.AllH\x00R\x03all\x12D'
-    b'\n\x08specific\x18\x03 \x01(\x0b2&.inference.ModelVersionPolicy.SpecificH\x00R\x08specific\x1a+\n\x06'
-    b'Latest\x12!\n\x0cnum_versions\x18\x01 \x01(\rR\x0bnumVersions\x1a\x05\n\x03All\x1a&\n\x08Specific\x12\x1a\n\x08versions'
+    b"atestH\x00R\x06latest\x125\n\x03all\x18\x02 \x01(\x0b2!.inference.ModelVersionPolicy.AllH\x00R\x03all\x12D"
+    b"\n\x08specific\x18\x03 \x01(\x0b2&.inference.ModelVersionPolicy.SpecificH\x00R\x08specific\x1a+\n\x06"
+    b"Latest\x12!\n\x0cnum_versions\x18\x01 \x01(\rR\x0bnumVersions\x1a\x05\n\x03All\x1a&\n\x08Specific\x12\x1a\n\x08versions"
     b'\x18\x01 \x03(\x03R\x08versionsB\x0f\n\rpolicy_choice"\xaa\x02\n\x10ModelQueuePolicy\x12P\n\x0etimeout_action'
-    b'\x18\x01 \x01(\x0e2).inference.ModelQueuePolicy.TimeoutActionR\rtimeoutAction\x12@\n\x1cdefa'
-    b'ult_timeout_microseconds\x18\x02 \x01(\x04R\x1adefaultTimeoutMicroseconds\x124\n\x16allow_time'
-    b'out_override\x18\x03 \x01(\x08R\x14allowTimeoutOverride\x12$\n\x0emax_queue_size\x18\x04 \x01(\rR\x0cmaxQue'
+    b"\x18\x01 \x01(\x0e2).inference.ModelQueuePolicy.TimeoutActionR\rtimeoutAction\x12@\n\x1cdefa"
+    b"ult_timeout_microseconds\x18\x02 \x01(\x04R\x1adefaultTimeoutMicroseconds\x124\n\x16allow_time"
+    b"out_override\x18\x03 \x01(\x08R\x14allowTimeoutOverride\x12$\n\x0emax_queue_size\x18\x04 \x01(\rR\x0cmaxQue"
     b'ueSize"&\n\rTimeoutAction\x12\n\n\x06REJECT\x10\x00\x12\t\n\x05DELAY\x10\x01"\x85\x02\n\x14ModelDynamicBatching\x12'
-    b'0\n\x14preferred_batch_size\x18\x01 \x03(\x05R\x12preferredBatchSize\x12?\n\x1cmax_queue_delay_mic'
-    b'roseconds\x18\x02 \x01(\x04R\x19maxQueueDelayMicroseconds\x12+\n\x11preserve_ordering\x18\x03 \x01(\x08R\x10p'
-    b'reserveOrdering\x12M\n\x14default_queue_policy\x18\x06 \x01(\x0b2\x1b.inference.ModelQueuePoli'
+    b"0\n\x14preferred_batch_size\x18\x01 \x03(\x05R\x12preferredBatchSize\x12?\n\x1cmax_queue_delay_mic"
+    b"roseconds\x18\x02 \x01(\x04R\x19maxQueueDelayMicroseconds\x12+\n\x11preserve_ordering\x18\x03 \x01(\x08R\x10p"
+    b"reserveOrdering\x12M\n\x14default_queue_policy\x18\x06 \x01(\x0b2\x1b.inference.ModelQueuePoli"
     b'cyR\x12defaultQueuePolicy"\x86\x04\n\x0fModelEnsembling\x123\n\x04step\x18\x01 \x03(\x0b2\x1f.inference.Mod'
-    b'elEnsembling.StepR\x04step\x122\n\x15max_inflight_requests\x18\x02 \x01(\rR\x13maxInflightReque'
-    b'sts\x1a\x89\x03\n\x04Step\x12\x1d\n\nmodel_name\x18\x01 \x01(\tR\tmodelName\x12#\n\rmodel_version\x18\x02 \x01(\x03R\x0cmode'
-    b'lVersion\x12J\n\tinput_map\x18\x03 \x03(\x0b2-.inference.ModelEnsembling.Step.InputMapEnt'
-    b'ryR\x08inputMap\x12M\n\noutput_map\x18\x04 \x03(\x0b2..inference.ModelEnsembling.Step.Output'
+    b"elEnsembling.StepR\x04step\x122\n\x15max_inflight_requests\x18\x02 \x01(\rR\x13maxInflightReque"
+    b"sts\x1a\x89\x03\n\x04Step\x12\x1d\n\nmodel_name\x18\x01 \x01(\tR\tmodelName\x12#\n\rmodel_version\x18\x02 \x01(\x03R\x0cmode"
+    b"lVersion\x12J\n\tinput_map\x18\x03 \x03(\x0b2-.inference.ModelEnsembling.Step.InputMapEnt"
+    b"ryR\x08inputMap\x12M\n\noutput_map\x18\x04 \x03(\x0b2..inference.ModelEnsembling.Step.Output"
     b"MapEntryR\toutputMap\x12'\n\x0fmodel_namespace\x18\x05 \x01(\tR\x0emodelNamespace\x1a;\n\rInputMap"
-    b'Entry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a<\n\x0eOutputMapEntry\x12\x10\n\x03k'
+    b"Entry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a<\n\x0eOutputMapEntry\x12\x10\n\x03k"
     b'ey\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01"3\n\x0eModelParameter\x12!\n\x0cstring_valu'
     b'e\x18\x01 \x01(\tR\x0bstringValue"\xf0\x05\n\x0bModelConfig\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n\x08platform\x18\x02 \x01'
-    b'(\tR\x08platform\x12\x18\n\x07backend\x18\x11 \x01(\tR\x07backend\x12D\n\x0eversion_policy\x18\x03 \x01(\x0b2\x1d.inferen'
-    b'ce.ModelVersionPolicyR\rversionPolicy\x12$\n\x0emax_batch_size\x18\x04 \x01(\x05R\x0cmaxBatchSi'
-    b'ze\x12+\n\x05input\x18\x05 \x03(\x0b2\x15.inference.ModelInputR\x05input\x12.\n\x06output\x18\x06 \x03(\x0b2\x16.infere'
-    b'nce.ModelOutputR\x06output\x12L\n\x10dynamic_batching\x18\x0b \x01(\x0b2\x1f.inference.ModelDynam'
-    b'icBatchingH\x00R\x0fdynamicBatching\x12M\n\x13ensemble_scheduling\x18\x0f \x01(\x0b2\x1a.inference.M'
-    b'odelEnsemblingH\x00R\x12ensembleScheduling\x12D\n\x0einstance_group\x18\x07 \x03(\x0b2\x1d.inference'
-    b'.ModelInstanceGroupR\rinstanceGroup\x124\n\x16default_model_filename\x18\x08 \x01(\tR\x14defa'
-    b'ultModelFilename\x12F\n\nparameters\x18\x0e \x03(\x0b2&.inference.ModelConfig.ParametersE'
-    b'ntryR\nparameters\x1aX\n\x0fParametersEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12/\n\x05value\x18\x02 \x01(\x0b2\x19.i'
-    b'nference.ModelParameterR\x05value:\x028\x01B\x13\n\x11scheduling_choice*\xfa\x01\n\x08DataType\x12\x10\n\x0c'
-    b'TYPE_INVALID\x10\x00\x12\r\n\tTYPE_BOOL\x10\x01\x12\x0e\n\nTYPE_UINT8\x10\x02\x12\x0f\n\x0bTYPE_UINT16\x10\x03\x12\x0f\n\x0bTYPE_U'
-    b'INT32\x10\x04\x12\x0f\n\x0bTYPE_UINT64\x10\x05\x12\r\n\tTYPE_INT8\x10\x06\x12\x0e\n\nTYPE_INT16\x10\x07\x12\x0e\n\nTYPE_INT32\x10\x08\x12'
-    b'\x0e\n\nTYPE_INT64\x10\t\x12\r\n\tTYPE_FP16\x10\n\x12\r\n\tTYPE_FP32\x10\x0b\x12\r\n\tTYPE_FP64\x10\x0c\x12\x0f\n\x0bTYPE_STR'
-    b'ING\x10\r\x12\r\n\tTYPE_BF16\x10\x0eb\x06proto3\n\xb2<\n)modelport/serving/grpc/grpc_service.pro'
+    b"(\tR\x08platform\x12\x18\n\x07backend\x18\x11 \x01(\tR\x07backend\x12D\n\x0eversion_policy\x18\x03 \x01(\x0b2\x1d.inferen"
+    b"ce.ModelVersionPolicyR\rversionPolicy\x12$\n\x0emax_batch_size\x18\x04 \x01(\x05R\x0cmaxBatchSi"
+    b"ze\x12+\n\x05input\x18\x05 \x03(\x0b2\x15.inference.ModelInputR\x05input\x12.\n\x06output\x18\x06 \x03(\x0b2\x16.infere"
+    b"nce.ModelOutputR\x06output\x12L\n\x10dynamic_batching\x18\x0b \x01(\x0b2\x1f.inference.ModelDynam"
+    b"icBatchingH\x00R\x0fdynamicBatching\x12M\n\x13ensemble_scheduling\x18\x0f \x01(\x0b2\x1a.inference.M"
+    b"odelEnsemblingH\x00R\x12ensembleScheduling\x12D\n\x0einstance_group\x18\x07 \x03(\x0b2\x1d.inference"
+    b".ModelInstanceGroupR\rinstanceGroup\x124\n\x16default_model_filename\x18\x08 \x01(\tR\x14defa"
+    b"ultModelFilename\x12F\n\nparameters\x18\x0e \x03(\x0b2&.inference.ModelConfig.ParametersE"
+    b"ntryR\nparameters\x1aX\n\x0fParametersEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12/\n\x05value\x18\x02 \x01(\x0b2\x19.i"
+    b"nference.ModelParameterR\x05value:\x028\x01B\x13\n\x11scheduling_choice*\xfa\x01\n\x08DataType\x12\x10\n\x0c"
+    b"TYPE_INVALID\x10\x00\x12\r\n\tTYPE_BOOL\x10\x01\x12\x0e\n\nTYPE_UINT8\x10\x02\x12\x0f\n\x0bTYPE_UINT16\x10\x03\x12\x0f\n\x0bTYPE_U"
+    b"INT32\x10\x04\x12\x0f\n\x0bTYPE_UINT64\x10\x05\x12\r\n\tTYPE_INT8\x10\x06\x12\x0e\n\nTYPE_INT16\x10\x07\x12\x0e\n\nTYPE_INT32\x10\x08\x12"
+    b"\x0e\n\nTYPE_INT64\x10\t\x12\r\n\tTYPE_FP16\x10\n\x12\r\n\tTYPE_FP32\x10\x0b\x12\r\n\tTYPE_FP64\x10\x0c\x12\x0f\n\x0bTYPE_STR"
+    b"ING\x10\r\x12\r\n\tTYPE_BF16\x10\x0eb\x06proto3\n\xb2<\n)modelport/serving/grpc/grpc_service.pro"
     b'to\x12\tinference\x1a)modelport/serving/grpc/model_config.proto"\x13\n\x11ServerLiveRe'
     b'quest"(\n\x12ServerLiveResponse\x12\x12\n\x04live\x18\x01 \x01(\x08R\x04live"\x14\n\x12ServerReadyRequest"+\n'
     b'\x13ServerReadyResponse\x12\x14\n\x05ready\x18\x01 \x01(\x08R\x05ready"A\n\x11ModelReadyRequest\x12\x12\n\x04name\x18'
@@ -61,92 +61,92 @@ SERIALIZED = (
     b'(\x08R\x05ready"\x17\n\x15ServerMetadataRequest"f\n\x16ServerMetadataResponse\x12\x12\n\x04name\x18\x01 \x01'
     b'(\tR\x04name\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version\x12\x1e\n\nextensions\x18\x03 \x03(\tR\nextensions"D\n\x14Mo'
     b'delMetadataRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version"\xcf\x02\n\x15Mod'
-    b'elMetadataResponse\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n\x08versions\x18\x02 \x03(\tR\x08versions\x12\x1a\n\x08pl'
-    b'atform\x18\x03 \x01(\tR\x08platform\x12G\n\x06inputs\x18\x04 \x03(\x0b2/.inference.ModelMetadataResponse'
-    b'.TensorMetadataR\x06inputs\x12I\n\x07outputs\x18\x05 \x03(\x0b2/.inference.ModelMetadataRespon'
-    b'se.TensorMetadataR\x07outputs\x1aV\n\x0eTensorMetadata\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n\x08data'
+    b"elMetadataResponse\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n\x08versions\x18\x02 \x03(\tR\x08versions\x12\x1a\n\x08pl"
+    b"atform\x18\x03 \x01(\tR\x08platform\x12G\n\x06inputs\x18\x04 \x03(\x0b2/.inference.ModelMetadataResponse"
+    b".TensorMetadataR\x06inputs\x12I\n\x07outputs\x18\x05 \x03(\x0b2/.inference.ModelMetadataRespon"
+    b"se.TensorMetadataR\x07outputs\x1aV\n\x0eTensorMetadata\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n\x08data"
     b'type\x18\x02 \x01(\tR\x08datatype\x12\x14\n\x05shape\x18\x03 \x03(\x03R\x05shape"\xd7\x01\n\x0eInferParameter\x12\x1f\n\nbool_pa'
-    b'ram\x18\x01 \x01(\x08H\x00R\tboolParam\x12!\n\x0bint64_param\x18\x02 \x01(\x03H\x00R\nint64Param\x12#\n\x0cstring_para'
-    b'm\x18\x03 \x01(\tH\x00R\x0bstringParam\x12#\n\x0cdouble_param\x18\x04 \x01(\x01H\x00R\x0bdoubleParam\x12#\n\x0cuint64_pa'
+    b"ram\x18\x01 \x01(\x08H\x00R\tboolParam\x12!\n\x0bint64_param\x18\x02 \x01(\x03H\x00R\nint64Param\x12#\n\x0cstring_para"
+    b"m\x18\x03 \x01(\tH\x00R\x0bstringParam\x12#\n\x0cdouble_param\x18\x04 \x01(\x01H\x00R\x0bdoubleParam\x12#\n\x0cuint64_pa"
     b'ram\x18\x05 \x01(\x04H\x00R\x0buint64ParamB\x12\n\x10parameter_choice"\xc3\x02\n\x13InferTensorContents\x12#\n\r'
-    b'bool_contents\x18\x01 \x03(\x08R\x0cboolContents\x12!\n\x0cint_contents\x18\x02 \x03(\x05R\x0bintContents\x12%\n\x0e'
-    b'int64_contents\x18\x03 \x03(\x03R\rint64Contents\x12#\n\ruint_contents\x18\x04 \x03(\rR\x0cuintContents'
+    b"bool_contents\x18\x01 \x03(\x08R\x0cboolContents\x12!\n\x0cint_contents\x18\x02 \x03(\x05R\x0bintContents\x12%\n\x0e"
+    b"int64_contents\x18\x03 \x03(\x03R\rint64Contents\x12#\n\ruint_contents\x18\x04 \x03(\rR\x0cuintContents"
     b"\x12'\n\x0fuint64_contents\x18\x05 \x03(\x04R\x0euint64Contents\x12#\n\rfp32_contents\x18\x06 \x03(\x02R\x0cfp32Co"
-    b'ntents\x12#\n\rfp64_contents\x18\x07 \x03(\x01R\x0cfp64Contents\x12%\n\x0ebytes_contents\x18\x08 \x03(\x0cR\rbyt'
+    b"ntents\x12#\n\rfp64_contents\x18\x07 \x03(\x01R\x0cfp64Contents\x12%\n\x0ebytes_contents\x18\x08 \x03(\x0cR\rbyt"
     b'esContents"\x9d\x08\n\x11ModelInferRequest\x12\x1d\n\nmodel_name\x18\x01 \x01(\tR\tmodelName\x12#\n\rmodel'
-    b'_version\x18\x02 \x01(\tR\x0cmodelVersion\x12\x0e\n\x02id\x18\x03 \x01(\tR\x02id\x12L\n\nparameters\x18\x04 \x03(\x0b2,.infer'
-    b'ence.ModelInferRequest.ParametersEntryR\nparameters\x12E\n\x06inputs\x18\x05 \x03(\x0b2-.inf'
-    b'erence.ModelInferRequest.InferInputTensorR\x06inputs\x12Q\n\x07outputs\x18\x06 \x03(\x0b27.inf'
-    b'erence.ModelInferRequest.InferRequestedOutputTensorR\x07outputs\x12,\n\x12raw_inpu'
-    b't_contents\x18\x07 \x03(\x0cR\x10rawInputContents\x1a\xcd\x02\n\x10InferInputTensor\x12\x12\n\x04name\x18\x01 \x01(\tR\x04n'
-    b'ame\x12\x1a\n\x08datatype\x18\x02 \x01(\tR\x08datatype\x12\x14\n\x05shape\x18\x03 \x03(\x03R\x05shape\x12]\n\nparameters\x18\x04 \x03('
-    b'\x0b2=.inference.ModelInferRequest.InferInputTensor.ParametersEntryR\nparame'
-    b'ters\x12:\n\x08contents\x18\x05 \x01(\x0b2\x1e.inference.InferTensorContentsR\x08contents\x1aX\n\x0fPara'
-    b'metersEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12/\n\x05value\x18\x02 \x01(\x0b2\x19.inference.InferParameterR'
-    b'\x05value:\x028\x01\x1a\xf3\x01\n\x1aInferRequestedOutputTensor\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12g\n\nparamet'
-    b'ers\x18\x02 \x03(\x0b2G.inference.ModelInferRequest.InferRequestedOutputTensor.Param'
-    b'etersEntryR\nparameters\x1aX\n\x0fParametersEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12/\n\x05value\x18\x02 \x01'
-    b'(\x0b2\x19.inference.InferParameterR\x05value:\x028\x01\x1aX\n\x0fParametersEntry\x12\x10\n\x03key\x18\x01 \x01(\t'
+    b"_version\x18\x02 \x01(\tR\x0cmodelVersion\x12\x0e\n\x02id\x18\x03 \x01(\tR\x02id\x12L\n\nparameters\x18\x04 \x03(\x0b2,.infer"
+    b"ence.ModelInferRequest.ParametersEntryR\nparameters\x12E\n\x06inputs\x18\x05 \x03(\x0b2-.inf"
+    b"erence.ModelInferRequest.InferInputTensorR\x06inputs\x12Q\n\x07outputs\x18\x06 \x03(\x0b27.inf"
+    b"erence.ModelInferRequest.InferRequestedOutputTensorR\x07outputs\x12,\n\x12raw_inpu"
+    b"t_contents\x18\x07 \x03(\x0cR\x10rawInputContents\x1a\xcd\x02\n\x10InferInputTensor\x12\x12\n\x04name\x18\x01 \x01(\tR\x04n"
+    b"ame\x12\x1a\n\x08datatype\x18\x02 \x01(\tR\x08datatype\x12\x14\n\x05shape\x18\x03 \x03(\x03R\x05shape\x12]\n\nparameters\x18\x04 \x03("
+    b"\x0b2=.inference.ModelInferRequest.InferInputTensor.ParametersEntryR\nparame"
+    b"ters\x12:\n\x08contents\x18\x05 \x01(\x0b2\x1e.inference.InferTensorContentsR\x08contents\x1aX\n\x0fPara"
+    b"metersEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12/\n\x05value\x18\x02 \x01(\x0b2\x19.inference.InferParameterR"
+    b"\x05value:\x028\x01\x1a\xf3\x01\n\x1aInferRequestedOutputTensor\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12g\n\nparamet"
+    b"ers\x18\x02 \x03(\x0b2G.inference.ModelInferRequest.InferRequestedOutputTensor.Param"
+    b"etersEntryR\nparameters\x1aX\n\x0fParametersEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12/\n\x05value\x18\x02 \x01"
+    b"(\x0b2\x19.inference.InferParameterR\x05value:\x028\x01\x1aX\n\x0fParametersEntry\x12\x10\n\x03key\x18\x01 \x01(\t"
     b'R\x03key\x12/\n\x05value\x18\x02 \x01(\x0b2\x19.inference.InferParameterR\x05value:\x028\x01"\xdf\x05\n\x12ModelInfe'
-    b'rResponse\x12\x1d\n\nmodel_name\x18\x01 \x01(\tR\tmodelName\x12#\n\rmodel_version\x18\x02 \x01(\tR\x0cmodelVe'
-    b'rsion\x12\x0e\n\x02id\x18\x03 \x01(\tR\x02id\x12M\n\nparameters\x18\x04 \x03(\x0b2-.inference.ModelInferResponse'
-    b'.ParametersEntryR\nparameters\x12I\n\x07outputs\x18\x05 \x03(\x0b2/.inference.ModelInferResp'
-    b'onse.InferOutputTensorR\x07outputs\x12.\n\x13raw_output_contents\x18\x06 \x03(\x0cR\x11rawOutputC'
-    b'ontents\x1a\xd0\x02\n\x11InferOutputTensor\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n\x08datatype\x18\x02 \x01(\tR\x08dat'
-    b'atype\x12\x14\n\x05shape\x18\x03 \x03(\x03R\x05shape\x12_\n\nparameters\x18\x04 \x03(\x0b2?.inference.ModelInferRe'
-    b'sponse.InferOutputTensor.ParametersEntryR\nparameters\x12:\n\x08contents\x18\x05 \x01(\x0b2\x1e'
-    b'.inference.InferTensorContentsR\x08contents\x1aX\n\x0fParametersEntry\x12\x10\n\x03key\x18\x01 \x01(\t'
-    b'R\x03key\x12/\n\x05value\x18\x02 \x01(\x0b2\x19.inference.InferParameterR\x05value:\x028\x01\x1aX\n\x0fParameters'
-    b'Entry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12/\n\x05value\x18\x02 \x01(\x0b2\x19.inference.InferParameterR\x05value'
+    b"rResponse\x12\x1d\n\nmodel_name\x18\x01 \x01(\tR\tmodelName\x12#\n\rmodel_version\x18\x02 \x01(\tR\x0cmodelVe"
+    b"rsion\x12\x0e\n\x02id\x18\x03 \x01(\tR\x02id\x12M\n\nparameters\x18\x04 \x03(\x0b2-.inference.ModelInferResponse"
+    b".ParametersEntryR\nparameters\x12I\n\x07outputs\x18\x05 \x03(\x0b2/.inference.ModelInferResp"
+    b"onse.InferOutputTensorR\x07outputs\x12.\n\x13raw_output_contents\x18\x06 \x03(\x0cR\x11rawOutputC"
+    b"ontents\x1a\xd0\x02\n\x11InferOutputTensor\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n\x08datatype\x18\x02 \x01(\tR\x08dat"
+    b"atype\x12\x14\n\x05shape\x18\x03 \x03(\x03R\x05shape\x12_\n\nparameters\x18\x04 \x03(\x0b2?.inference.ModelInferRe"
+    b"sponse.InferOutputTensor.ParametersEntryR\nparameters\x12:\n\x08contents\x18\x05 \x01(\x0b2\x1e"
+    b".inference.InferTensorContentsR\x08contents\x1aX\n\x0fParametersEntry\x12\x10\n\x03key\x18\x01 \x01(\t"
+    b"R\x03key\x12/\n\x05value\x18\x02 \x01(\x0b2\x19.inference.InferParameterR\x05value:\x028\x01\x1aX\n\x0fParameters"
+    b"Entry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12/\n\x05value\x18\x02 \x01(\x0b2\x19.inference.InferParameterR\x05value"
     b':\x028\x01"\x85\x01\n\x18ModelStreamInferResponse\x12#\n\rerror_message\x18\x01 \x01(\tR\x0cerrorMessage\x12D'
     b'\n\x0einfer_response\x18\x02 \x01(\x0b2\x1d.inference.ModelInferResponseR\rinferResponse"B\n\x12'
     b'ModelConfigRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version"E\n\x13Mode'
     b'lConfigResponse\x12.\n\x06config\x18\x01 \x01(\x0b2\x16.inference.ModelConfigR\x06config"F\n\x16Model'
     b'StatisticsRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version"9\n\x11Stati'
     b'sticDuration\x12\x14\n\x05count\x18\x01 \x01(\x04R\x05count\x12\x0e\n\x02ns\x18\x02 \x01(\x04R\x02ns"\xf2\x03\n\x0fInferStatistics\x126'
-    b'\n\x07success\x18\x01 \x01(\x0b2\x1c.inference.StatisticDurationR\x07success\x120\n\x04fail\x18\x02 \x01(\x0b2\x1c.i'
-    b'nference.StatisticDurationR\x04fail\x122\n\x05queue\x18\x03 \x01(\x0b2\x1c.inference.StatisticDur'
-    b'ationR\x05queue\x12A\n\rcompute_input\x18\x04 \x01(\x0b2\x1c.inference.StatisticDurationR\x0ccompu'
-    b'teInput\x12A\n\rcompute_infer\x18\x05 \x01(\x0b2\x1c.inference.StatisticDurationR\x0ccomputeInf'
-    b'er\x12C\n\x0ecompute_output\x18\x06 \x01(\x0b2\x1c.inference.StatisticDurationR\rcomputeOutput\x12'
-    b'9\n\tcache_hit\x18\x07 \x01(\x0b2\x1c.inference.StatisticDurationR\x08cacheHit\x12;\n\ncache_miss'
+    b"\n\x07success\x18\x01 \x01(\x0b2\x1c.inference.StatisticDurationR\x07success\x120\n\x04fail\x18\x02 \x01(\x0b2\x1c.i"
+    b"nference.StatisticDurationR\x04fail\x122\n\x05queue\x18\x03 \x01(\x0b2\x1c.inference.StatisticDur"
+    b"ationR\x05queue\x12A\n\rcompute_input\x18\x04 \x01(\x0b2\x1c.inference.StatisticDurationR\x0ccompu"
+    b"teInput\x12A\n\rcompute_infer\x18\x05 \x01(\x0b2\x1c.inference.StatisticDurationR\x0ccomputeInf"
+    b"er\x12C\n\x0ecompute_output\x18\x06 \x01(\x0b2\x1c.inference.StatisticDurationR\rcomputeOutput\x12"
+    b"9\n\tcache_hit\x18\x07 \x01(\x0b2\x1c.inference.StatisticDurationR\x08cacheHit\x12;\n\ncache_miss"
     b'\x18\x08 \x01(\x0b2\x1c.inference.StatisticDurationR\tcacheMiss"\x86\x03\n\x17InferResponseStatist'
-    b'ics\x12A\n\rcompute_infer\x18\x01 \x01(\x0b2\x1c.inference.StatisticDurationR\x0ccomputeInfer\x12C'
-    b'\n\x0ecompute_output\x18\x02 \x01(\x0b2\x1c.inference.StatisticDurationR\rcomputeOutput\x126\n\x07s'
-    b'uccess\x18\x03 \x01(\x0b2\x1c.inference.StatisticDurationR\x07success\x120\n\x04fail\x18\x04 \x01(\x0b2\x1c.infe'
-    b'rence.StatisticDurationR\x04fail\x12C\n\x0eempty_response\x18\x05 \x01(\x0b2\x1c.inference.Statis'
-    b'ticDurationR\remptyResponse\x124\n\x06cancel\x18\x06 \x01(\x0b2\x1c.inference.StatisticDuration'
+    b"ics\x12A\n\rcompute_infer\x18\x01 \x01(\x0b2\x1c.inference.StatisticDurationR\x0ccomputeInfer\x12C"
+    b"\n\x0ecompute_output\x18\x02 \x01(\x0b2\x1c.inference.StatisticDurationR\rcomputeOutput\x126\n\x07s"
+    b"uccess\x18\x03 \x01(\x0b2\x1c.inference.StatisticDurationR\x07success\x120\n\x04fail\x18\x04 \x01(\x0b2\x1c.infe"
+    b"rence.StatisticDurationR\x04fail\x12C\n\x0eempty_response\x18\x05 \x01(\x0b2\x1c.inference.Statis"
+    b"ticDurationR\remptyResponse\x124\n\x06cancel\x18\x06 \x01(\x0b2\x1c.inference.StatisticDuration"
     b'R\x06cancel"\x80\x02\n\x14InferBatchStatistics\x12\x1d\n\nbatch_size\x18\x01 \x01(\x04R\tbatchSize\x12A\n\rcomp'
-    b'ute_input\x18\x02 \x01(\x0b2\x1c.inference.StatisticDurationR\x0ccomputeInput\x12A\n\rcompute_i'
-    b'nfer\x18\x03 \x01(\x0b2\x1c.inference.StatisticDurationR\x0ccomputeInfer\x12C\n\x0ecompute_output'
+    b"ute_input\x18\x02 \x01(\x0b2\x1c.inference.StatisticDurationR\x0ccomputeInput\x12A\n\rcompute_i"
+    b"nfer\x18\x03 \x01(\x0b2\x1c.inference.StatisticDurationR\x0ccomputeInfer\x12C\n\x0ecompute_output"
     b'\x18\x04 \x01(\x0b2\x1c.inference.StatisticDurationR\rcomputeOutput"N\n\x0bMemoryUsage\x12\x12\n\x04ty'
     b'pe\x18\x01 \x01(\tR\x04type\x12\x0e\n\x02id\x18\x02 \x01(\x03R\x02id\x12\x1b\n\tbyte_size\x18\x03 \x01(\x04R\x08byteSize"\xb6\x04\n\x0fModelSta'
-    b'tistics\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version\x12%\n\x0elast_inference\x18'
+    b"tistics\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version\x12%\n\x0elast_inference\x18"
     b"\x03 \x01(\x04R\rlastInference\x12'\n\x0finference_count\x18\x04 \x01(\x04R\x0einferenceCount\x12'\n\x0fexecuti"
-    b'on_count\x18\x05 \x01(\x04R\x0eexecutionCount\x12C\n\x0finference_stats\x18\x06 \x01(\x0b2\x1a.inference.Infe'
-    b'rStatisticsR\x0einferenceStats\x12@\n\x0bbatch_stats\x18\x07 \x03(\x0b2\x1f.inference.InferBatchS'
-    b'tatisticsR\nbatchStats\x129\n\x0cmemory_usage\x18\x08 \x03(\x0b2\x16.inference.MemoryUsageR\x0bmem'
-    b'oryUsage\x12T\n\x0eresponse_stats\x18\t \x03(\x0b2-.inference.ModelStatistics.ResponseSta'
-    b'tsEntryR\rresponseStats\x1ad\n\x12ResponseStatsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x128\n\x05value\x18'
+    b"on_count\x18\x05 \x01(\x04R\x0eexecutionCount\x12C\n\x0finference_stats\x18\x06 \x01(\x0b2\x1a.inference.Infe"
+    b"rStatisticsR\x0einferenceStats\x12@\n\x0bbatch_stats\x18\x07 \x03(\x0b2\x1f.inference.InferBatchS"
+    b"tatisticsR\nbatchStats\x129\n\x0cmemory_usage\x18\x08 \x03(\x0b2\x16.inference.MemoryUsageR\x0bmem"
+    b"oryUsage\x12T\n\x0eresponse_stats\x18\t \x03(\x0b2-.inference.ModelStatistics.ResponseSta"
+    b"tsEntryR\rresponseStats\x1ad\n\x12ResponseStatsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x128\n\x05value\x18"
     b'\x02 \x01(\x0b2".inference.InferResponseStatisticsR\x05value:\x028\x01"V\n\x17ModelStatisticsR'
     b'esponse\x12;\n\x0bmodel_stats\x18\x01 \x03(\x0b2\x1a.inference.ModelStatisticsR\nmodelStats"\xba\x01\n'
-    b'\x18ModelRepositoryParameter\x12\x1f\n\nbool_param\x18\x01 \x01(\x08H\x00R\tboolParam\x12!\n\x0bint64_para'
-    b'm\x18\x02 \x01(\x03H\x00R\nint64Param\x12#\n\x0cstring_param\x18\x03 \x01(\tH\x00R\x0bstringParam\x12!\n\x0bbytes_para'
-    b'm\x18\x04 \x01(\x0cH\x00R\nbytesParamB\x12\n\x10parameter_choice"W\n\x16RepositoryIndexRequest\x12\'\n\x0fr'
+    b"\x18ModelRepositoryParameter\x12\x1f\n\nbool_param\x18\x01 \x01(\x08H\x00R\tboolParam\x12!\n\x0bint64_para"
+    b"m\x18\x02 \x01(\x03H\x00R\nint64Param\x12#\n\x0cstring_param\x18\x03 \x01(\tH\x00R\x0bstringParam\x12!\n\x0bbytes_para"
+    b"m\x18\x04 \x01(\x0cH\x00R\nbytesParamB\x12\n\x10parameter_choice\"W\n\x16RepositoryIndexRequest\x12'\n\x0fr"
     b'epository_name\x18\x01 \x01(\tR\x0erepositoryName\x12\x14\n\x05ready\x18\x02 \x01(\x08R\x05ready"\xca\x01\n\x17Repositor'
-    b'yIndexResponse\x12E\n\x06models\x18\x01 \x03(\x0b2-.inference.RepositoryIndexResponse.Model'
-    b'IndexR\x06models\x1ah\n\nModelIndex\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07version\x18\x02 \x01(\tR\x07versio'
+    b"yIndexResponse\x12E\n\x06models\x18\x01 \x03(\x0b2-.inference.RepositoryIndexResponse.Model"
+    b"IndexR\x06models\x1ah\n\nModelIndex\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07version\x18\x02 \x01(\tR\x07versio"
     b'n\x12\x14\n\x05state\x18\x03 \x01(\tR\x05state\x12\x16\n\x06reason\x18\x04 \x01(\tR\x06reason"\x9f\x02\n\x1aRepositoryModelLoadR'
     b"equest\x12'\n\x0frepository_name\x18\x01 \x01(\tR\x0erepositoryName\x12\x1d\n\nmodel_name\x18\x02 \x01(\tR\tmod"
-    b'elName\x12U\n\nparameters\x18\x03 \x03(\x0b25.inference.RepositoryModelLoadRequest.Parame'
-    b'tersEntryR\nparameters\x1ab\n\x0fParametersEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x129\n\x05value\x18\x02 \x01('
+    b"elName\x12U\n\nparameters\x18\x03 \x03(\x0b25.inference.RepositoryModelLoadRequest.Parame"
+    b"tersEntryR\nparameters\x1ab\n\x0fParametersEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x129\n\x05value\x18\x02 \x01("
     b'\x0b2#.inference.ModelRepositoryParameterR\x05value:\x028\x01"\x1d\n\x1bRepositoryModelLoad'
-    b'Response"\xa3\x02\n\x1cRepositoryModelUnloadRequest\x12\'\n\x0frepository_name\x18\x01 \x01(\tR\x0erepo'
-    b'sitoryName\x12\x1d\n\nmodel_name\x18\x02 \x01(\tR\tmodelName\x12W\n\nparameters\x18\x03 \x03(\x0b27.inferenc'
-    b'e.RepositoryModelUnloadRequest.ParametersEntryR\nparameters\x1ab\n\x0fParameters'
-    b'Entry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x129\n\x05value\x18\x02 \x01(\x0b2#.inference.ModelRepositoryParame'
+    b"Response\"\xa3\x02\n\x1cRepositoryModelUnloadRequest\x12'\n\x0frepository_name\x18\x01 \x01(\tR\x0erepo"
+    b"sitoryName\x12\x1d\n\nmodel_name\x18\x02 \x01(\tR\tmodelName\x12W\n\nparameters\x18\x03 \x03(\x0b27.inferenc"
+    b"e.RepositoryModelUnloadRequest.ParametersEntryR\nparameters\x1ab\n\x0fParameters"
+    b"Entry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x129\n\x05value\x18\x02 \x01(\x0b2#.inference.ModelRepositoryParame"
     b'terR\x05value:\x028\x01"\x1f\n\x1dRepositoryModelUnloadResponse2\xb7\x08\n\x14GRPCInferenceService'
-    b'\x12K\n\nServerLive\x12\x1c.inference.ServerLiveRequest\x1a\x1d.inference.ServerLiveRespo'
+    b"\x12K\n\nServerLive\x12\x1c.inference.ServerLiveRequest\x1a\x1d.inference.ServerLiveRespo"
     b'nse"\x00\x12N\n\x0bServerReady\x12\x1d.inference.ServerReadyRequest\x1a\x1e.inference.ServerRe'
     b'adyResponse"\x00\x12K\n\nModelReady\x12\x1c.inference.ModelReadyRequest\x1a\x1d.inference.Mo'
     b'delReadyResponse"\x00\x12W\n\x0eServerMetadata\x12 .inference.ServerMetadataRequest\x1a!'
@@ -154,11 +154,11 @@ SERIALIZED = (
     b'tadataRequest\x1a .inference.ModelMetadataResponse"\x00\x12K\n\nModelInfer\x12\x1c.infere'
     b'nce.ModelInferRequest\x1a\x1d.inference.ModelInferResponse"\x00\x12[\n\x10ModelStreamInf'
     b'er\x12\x1c.inference.ModelInferRequest\x1a#.inference.ModelStreamInferResponse"\x00('
-    b'\x010\x01\x12N\n\x0bModelConfig\x12\x1d.inference.ModelConfigRequest\x1a\x1e.inference.ModelConfi'
+    b"\x010\x01\x12N\n\x0bModelConfig\x12\x1d.inference.ModelConfigRequest\x1a\x1e.inference.ModelConfi"
     b'gResponse"\x00\x12Z\n\x0fModelStatistics\x12!.inference.ModelStatisticsRequest\x1a".infe'
     b'rence.ModelStatisticsResponse"\x00\x12Z\n\x0fRepositoryIndex\x12!.inference.Repositor'
     b'yIndexRequest\x1a".inference.RepositoryIndexResponse"\x00\x12f\n\x13RepositoryModelLo'
-    b'ad\x12%.inference.RepositoryModelLoadRequest\x1a&.inference.RepositoryModelLoa'
-    b'dResponse"\x00\x12l\n\x15RepositoryModelUnload\x12\'.inference.RepositoryModelUnloadRe'
+    b"ad\x12%.inference.RepositoryModelLoadRequest\x1a&.inference.RepositoryModelLoa"
+    b"dResponse\"\x00\x12l\n\x15RepositoryModelUnload\x12'.inference.RepositoryModelUnloadRe"
     b'quest\x1a(.inference.RepositoryModelUnloadResponse"\x00b\x06proto3'
 )
