@@ -33,6 +33,10 @@ if TYPE_CHECKING:  # the serving stack (numpy, onnxruntime...) is imported when 
             "An unmodified Azure ML score.py with its model folder, in 4 processes",
             "modelport serve --entry-script score.py --model-dir ./model --workers 4",
         ),
+        (
+            "A score.py that calls two registered models in process (from modelport import models)",
+            "modelport serve --entry-script score.py scaler:1 classifier@prod",
+        ),
     ),
 )
 @click.argument("targets", nargs=-1)
@@ -188,7 +192,8 @@ def serve(
 
     Models speak the Open Inference Protocol v2 over HTTP and gRPC; a scoring script (given with
     --entry-script, or a registered `python`-flavor model) answers Azure ML's /score, and a single
-    no-code model (onnx, sklearn...) answers /score too."""
+    no-code model (onnx, sklearn...) answers /score too. Models served beside a scoring script are
+    the ones its run() can call in process (`from modelport import models`)."""
     from modelport.core.connections import ConnectionLimits
     from modelport.serving.server import ServeOptions, bind_ports, run
     from modelport.serving.targets import resolve_targets
@@ -254,8 +259,8 @@ def serve(
         activate(observing.collector)  # before the script's init(), which may make its Collectors
         repository = ModelRepository(models)
         try:
-            host_script = ScriptHost(*script) if script is not None else None
-            repository.load_all()
+            repository.load_all()  # before the script: its init() may call the models
+            host_script = ScriptHost(*script, models=repository) if script is not None else None
             no_code = repository if host_script is None and len(repository.names) == 1 else None
             run(
                 repository,
