@@ -6,17 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
+from starlette.applications import Starlette
 
 from modelport import models
 from modelport.samples import build_mlp_onnx
 from modelport.serving import script_models
+from modelport.serving.http.azureml import azureml_routes
 from modelport.serving.repository import ModelRepository
+from modelport.serving.scoring_script import ScriptHost
 from modelport.serving.sources import sources_from_repository
 
 SIZES = (4, 8, 3)
@@ -181,3 +187,37 @@ def test_a_stopped_server_answers_503(attached: ModelRepository) -> None:
     with pytest.raises(models.ModelCallError, match="the server is stopping") as failure:
         models.infer("mlp", {"input": rows(1)})
     assert failure.value.http_status == 503
+
+
+def test_the_scoring_timeout_lands_while_run_waits_for_a_model(tmp_path: Path) -> None:
+    """run() blocked in a call past SCORING_TIMEOUT_MS is interrupted: its slot (the only one)
+    frees for the next request at once, not when the model answers after its 2 s queue delay."""
+    root = tmp_path / "repo"
+    build_mlp_onnx(root / "slow" / "1" / "model.onnx", SIZES)
+    slow = CONFIG.replace('"mlp"', '"slow"').replace("50000", "2000000")
+    (root / "slow" / "config.pbtxt").write_text(slow)
+    repository = ModelRepository(sources_from_repository(root))
+    repository.load_all()
+    script = tmp_path / "score.py"
+    script.write_text(
+        "import numpy as np\nfrom modelport import models\n\ndef init():\n    pass\n\n"
+        "def run(raw):\n    if raw == 'quick':\n        return 'quick'\n"
+        "    return models.infer('slow', {'input': np.zeros((1, 4), np.float32)})['output'].tolist()\n"
+    )
+    host = ScriptHost(script, timeout_ms=300, models=repository)
+    app = Starlette(routes=azureml_routes(host, None, None))
+
+    async def score() -> list[httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://modelport") as client:
+            return [await client.post("/score", content=body) for body in ("slow", "quick")]
+
+    try:
+        began = time.monotonic()
+        waited, quick = asyncio.run(score())
+        elapsed = time.monotonic() - began
+    finally:
+        script_models.attach(None)
+        repository.close()
+    assert waited.status_code == 500 and waited.json() == {"message": "Scoring timeout after 300 ms"}
+    assert quick.status_code == 200 and quick.json() == "quick"
+    assert elapsed < 1.5

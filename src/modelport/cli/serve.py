@@ -30,12 +30,8 @@ if TYPE_CHECKING:  # the serving stack (numpy, onnxruntime...) is imported when 
             "modelport serve ./model_repository --http-port 9000 --no-grpc",
         ),
         (
-            "An unmodified Azure ML score.py with its model folder, in 4 processes",
-            "modelport serve --entry-script score.py --model-dir ./model --workers 4",
-        ),
-        (
-            "A score.py that calls two registered models in process (from modelport import models)",
-            "modelport serve --entry-script score.py scaler:1 classifier@prod",
+            "An unmodified Azure ML score.py with its model folder, and two registered models it calls in process",
+            "modelport serve --entry-script score.py --model-dir ./model scaler:1 classifier@prod",
         ),
     ),
 )

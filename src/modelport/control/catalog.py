@@ -311,7 +311,8 @@ class Catalog:
                     f"a scoring script calls {', '.join(callable_flavors)} models"
                 )
             if info.ref in pinned:
-                raise ValidationError(f"{field}: {text} is {info.ref}, listed already")
+                same = "is" if parse_ref(text) == parse_ref(info.ref) else f"is {info.ref},"
+                raise ValidationError(f"{field}: {text} {same} listed already")
             pinned.append(info.ref)
         return pinned
 
