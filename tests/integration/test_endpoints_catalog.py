@@ -3,6 +3,7 @@ routing rules, refusals that change nothing, keys, and the registry's in-use che
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import sqlalchemy.exc
 
 from modelport.control.catalog import Catalog
 from modelport.control.definitions import parse_deployment, parse_endpoint
-from modelport.core.errors import ConflictError, NotFoundError, ValidationError
+from modelport.core.errors import ConflictError, ModelportError, NotFoundError, ValidationError
 from modelport.samples import build_mlp_onnx
 from modelport.schema.online import EndpointSpec
 
@@ -173,3 +174,33 @@ def test_keys_regenerate_one_at_a_time(catalog: Catalog) -> None:
         catalog.regenerate_key("ep", "tertiary")
     with pytest.raises(ConflictError, match="endpoint 'ep' already exists"):
         catalog.create_endpoint(EndpointSpec(name="ep"))
+
+
+def test_models_a_script_calls_are_pinned_checked_and_kept(catalog: Catalog, tmp_path: Path) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "score.py").write_text("def init(): pass\ndef run(data): return 1\n")
+    script = {"code": "code", "scoring_script": "score.py"}
+    catalog.ws.models.register(build_mlp_onnx(tmp_path / "v2" / "model.onnx", seed=1), "mlp")
+    catalog.ws.models.set_alias("mlp", "prod", 1)
+    catalog.ws.models.register(code, "scorer", flavor="python")
+    refusals = {
+        "models[1]: model 'mlp' has no version 3": ["mlp@prod", "mlp:3"],
+        "models[1]: mlp:1 is listed already": ["mlp@prod", "mlp:1"],
+        "models[1]: mlp@prod is mlp:1, listed already": ["mlp:1", "mlp@prod"],
+        "models[0]: model scorer:1 is a python model, which the server does not run": ["scorer:1"],
+    }
+    for message, listed in refusals.items():
+        with pytest.raises(ModelportError, match=f"^{re.escape(message)}"):
+            deploy(catalog, tmp_path, name="blue", code_configuration=script, models=listed)
+    assert catalog.endpoint("ep").deployments == ()
+
+    deploy(catalog, tmp_path, name="blue", code_configuration=script, models=["azureml:mlp@prod", "mlp:2"])
+    deploy(catalog, tmp_path, name="green", model="mlp:2")
+    blue, green = catalog.endpoint("ep").deployments
+    assert blue.spec.models == ["mlp:1", "mlp:2"]  # pinned when stored: moving prod changes nothing
+    assert blue.to_dict()["models"] == ["mlp:1", "mlp:2"] and "models" not in green.to_dict()
+    with pytest.raises(ConflictError, match="^model mlp:1 is used by online deployment ep/blue"):
+        catalog.ws.models.delete("mlp:1")
+    with pytest.raises(ConflictError, match="used by online deployment ep/blue, online deployment ep/green"):
+        catalog.ws.models.delete("mlp:2")

@@ -130,3 +130,16 @@ def test_source_date_epoch_sets_the_timestamps(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
     with pytest.raises(ValidationError, match="SOURCE_DATE_EPOCH"):
         context.source_epoch()
+
+
+def test_a_deployment_whose_script_calls_models_is_not_packaged(workspace, tmp_path: Path) -> None:  # noqa: ANN001
+    from modelport.packaging.sources import from_file
+
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "score.py").write_text("def init(): pass\ndef run(data): return 1\n")
+    definition = tmp_path / "deployment.yml"
+    definition.write_text(
+        "name: blue\nendpoint_name: ep\ncode_configuration: {code: code, scoring_script: score.py}\nmodels: [mlp:1]\n"
+    )
+    with pytest.raises(ValidationError, match="^models: an image packages one model, not the models a scoring"):
+        from_file(workspace, definition)

@@ -29,8 +29,8 @@ if TYPE_CHECKING:  # the serving stack (numpy, onnxruntime...) is imported when 
             "modelport serve ./model_repository --http-port 9000 --no-grpc",
         ),
         (
-            "An unmodified Azure ML score.py with its model folder, in 4 processes",
-            "modelport serve --entry-script score.py --model-dir ./model --workers 4",
+            "An unmodified Azure ML score.py with its model folder, and two registered models it calls in process",
+            "modelport serve --entry-script score.py --model-dir ./model scaler:1 classifier@prod",
         ),
     ),
 )
@@ -187,7 +187,8 @@ def serve(
 
     Models speak the Open Inference Protocol v2 over HTTP and gRPC; a scoring script (given with
     --entry-script, or a registered `python`-flavor model) answers Azure ML's /score, and a single
-    no-code model (onnx, sklearn...) answers /score too."""
+    no-code model (onnx, sklearn...) answers /score too. Models served beside a scoring script are
+    the ones its run() can call in process (`from modelport import models`)."""
     from modelport.core.connections import ConnectionLimits
     from modelport.serving.server import ServeOptions, bind_ports, run
     from modelport.serving.targets import resolve_targets
@@ -253,8 +254,8 @@ def serve(
         activate(observing.collector)  # before the script's init(), which may make its Collectors
         repository = ModelRepository(models)
         try:
-            host_script = ScriptHost(*script) if script is not None else None
-            repository.load_all()
+            repository.load_all()  # before the script: its init() may call the models
+            host_script = ScriptHost(*script, models=repository) if script is not None else None
             no_code = repository if host_script is None and len(repository.names) == 1 else None
             run(
                 repository,

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from modelport.registry.stores import WorkspaceStores
 
 SCRIPT_FLAVORS = ("python",)  # registered scoring scripts: served on /score without code_configuration
+REPOSITORY_FLAVORS = ("triton",)  # registered model repositories: served model by model
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class DeploymentRecord:
         """Identifies what a replica runs; replicas of another revision are replaced on update.
         Instance count, request settings and probes apply without replacing replicas."""
         spec = self.spec
-        what = [
+        what: list[Any] = [
             spec.model,
             spec.environment,
             spec.code_configuration.model_dump() if spec.code_configuration else {"code": "", "scoring_script": ""},
@@ -76,6 +77,8 @@ class DeploymentRecord:
             what.append(spec.config_overrides)
         if spec.data_collector != DataCollector():
             what.append(spec.data_collector.to_dict())
+        if spec.models:
+            what.append(spec.models)
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,14 +128,20 @@ class Resolution:
 
 
 def deployments_using(session: Session, version: ModelVersion) -> list[str]:
-    """The registry's usage check (``ModelRegistry.usage_checks``): deployments serving ``version``."""
+    """The registry's usage check (``ModelRegistry.usage_checks``): deployments serving ``version``,
+    as their model or in their ``models:`` list (read from the stored definitions: a list has no
+    foreign key)."""
+    ref = f"{version.container.name}:{version.version}"
     rows = session.execute(
-        select(OnlineEndpoint.name, OnlineDeployment.name)
+        select(OnlineEndpoint.name, OnlineDeployment.name, OnlineDeployment.model_version_id, OnlineDeployment.spec)
         .join(OnlineDeployment, OnlineDeployment.endpoint_id == OnlineEndpoint.id)
-        .where(OnlineDeployment.model_version_id == version.id)
         .order_by(OnlineEndpoint.name, OnlineDeployment.name)
     )
-    return [f"online deployment {endpoint}/{deployment}" for endpoint, deployment in rows]
+    return [
+        f"online deployment {endpoint}/{deployment}"
+        for endpoint, deployment, served, spec in rows
+        if served == version.id or ref in (spec or {}).get("models", ())
+    ]
 
 
 class Catalog:
@@ -203,8 +212,9 @@ class Catalog:
         environment = spec.environment
         if isinstance(environment, str):
             environment = self._environment_ref(environment)
+        listed = self._listed_models(spec.models)
         model, registered = self._model(spec)
-        resolution = Resolution(spec.model_copy(update={"model": model}), registered)
+        resolution = Resolution(spec.model_copy(update={"model": model, "models": listed}), registered)
         try:
             if isinstance(environment, InlineEnvironment):
                 environment = self._register_environment(environment, f"{spec.endpoint_name}-{spec.name}-env")
@@ -283,6 +293,28 @@ class Catalog:
             return self.ws.models.get(text).ref
         except ModelportError as exc:
             raise type(exc)(f"model: {exc}") from None
+
+    def _listed_models(self, refs: list[str]) -> list[str]:
+        """``models:`` pinned to versions, each a model the server loads (not a scoring script),
+        each version once."""
+        pinned: list[str] = []
+        for index, text in enumerate(refs):
+            field = f"models[{index}]"
+            try:
+                info = self.ws.models.get(text)
+            except ModelportError as exc:
+                raise type(exc)(f"{field}: {exc}") from None
+            callable_flavors = (*flavor_catalog.loadable_names(), *REPOSITORY_FLAVORS)
+            if info.flavor not in callable_flavors:
+                raise ValidationError(
+                    f"{field}: model {info.ref} is a {info.flavor} model, which the server does not run; "
+                    f"a scoring script calls {', '.join(callable_flavors)} models"
+                )
+            if info.ref in pinned:
+                same = "is" if parse_ref(text) == parse_ref(info.ref) else f"is {info.ref},"
+                raise ValidationError(f"{field}: {text} {same} listed already")
+            pinned.append(info.ref)
+        return pinned
 
     def _environment_ref(self, text: str) -> str:
         try:

@@ -50,6 +50,9 @@ def launch_plan(ws: WorkspaceStores, spec: DeploymentSpec) -> LaunchPlan:
         target = ["--entry-script", str(spec.code_configuration.script_path)]
         if spec.model is not None:
             target += ["--model-dir", str(ws.models.model_dir(str(spec.model))[1])]
+        for ref in spec.models:  # served beside the script, which calls them (modelport.models)
+            ws.models.model_dir(ref)  # verified now, so a damaged copy fails the deployment
+            target.append(ref)
         cwd = spec.code_configuration.code
     else:
         ws.models.model_dir(str(spec.model))  # verified now, so a damaged copy fails the deployment

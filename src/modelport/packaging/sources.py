@@ -145,6 +145,8 @@ def _from_spec(ws: WorkspaceStores, spec: DeploymentSpec, origin: str) -> Packag
     from modelport.control.code_ignore import CodeIgnore
     from modelport.schema.online import InlineEnvironment, InlineModel
 
+    if spec.models:  # an image holds one model; the ones a script calls are not packaged (yet)
+        raise ValidationError("models: an image packages one model, not the models a scoring script calls")
     model: ModelFiles | None
     if isinstance(spec.model, InlineModel):
         model = _inline_model(spec.model, f"{spec.endpoint_name}-{spec.name}")

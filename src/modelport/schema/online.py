@@ -19,6 +19,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import AfterValidator, BeforeValidator, Field, Tag, ValidationInfo, model_validator
 
 from modelport.core.errors import ValidationError
+from modelport.core.names import parse_ref
 from modelport.schema.choices import AuthMode, ScaleType
 from modelport.schema.collector import DataCollector
 from modelport.schema.model_config import override_config
@@ -121,6 +122,22 @@ class CodeConfiguration(Document):
         return Path(self.code) / self.scoring_script
 
 
+def _listed_model(value: object) -> str:
+    """An entry of ``models:``: ``NAME``, ``NAME:VERSION`` or ``NAME@ALIAS`` (``azureml:`` allowed),
+    read here and resolved to a version when the deployment is stored."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected a registered model reference (NAME:VERSION or NAME@ALIAS), got {describe(value)}")
+    try:
+        parse_ref(value, "reference")
+    except ValidationError as exc:
+        raise ValueError(str(exc).removeprefix("reference: ").removeprefix("reference ")) from None
+    return value.strip()
+
+
+# modelport's own key: the registered models a scoring script calls in process (``modelport.models``)
+ListedModels = list[Annotated[str, BeforeValidator(_listed_model)]]
+
+
 class RequestSettings(Document):
     """Enforced by the router: 408 past the timeout, 429 beyond ``2 × max_concurrent × instances``."""
 
@@ -221,7 +238,10 @@ def _model_config(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 class DeploymentSpec(Document):
-    """``deployment.yml``: a model version + scoring code + environment + replicas and their settings."""
+    """``deployment.yml``: a model version + scoring code + environment + replicas and their settings.
+
+    ``models`` is modelport's own key (Azure's CLI has none): registered models the scoring script
+    calls in process through ``modelport.models``, loaded by each replica beside the script."""
 
     cloud_keys: ClassVar[frozenset[str]] = frozenset(
         {
@@ -243,6 +263,7 @@ class DeploymentSpec(Document):
     tags: Strings = {}
     model: ModelReference | None = None
     code_configuration: CodeConfiguration | None = None
+    models: ListedModels = []
     environment: EnvironmentReference | None = None
     instance_count: Count = 1
     request_settings: RequestSettings = RequestSettings()
@@ -260,6 +281,8 @@ class DeploymentSpec(Document):
         check_runnable(self.model, self.code_configuration, info)
         if self.config_overrides and self.code_configuration is not None:
             raise ValueError("model_config: tunes a no-code model's server; a scoring script's deployment has none")
+        if self.models and self.code_configuration is None:
+            raise ValueError("models: lists the models a scoring script calls; add a code_configuration")
         return self
 
     @property
@@ -280,5 +303,6 @@ class DeploymentSpec(Document):
         return 2 * self.request_settings.max_concurrent_requests_per_instance * self.max_replicas
 
     def to_dict(self) -> dict[str, Any]:
-        """What the database stores (the YAML keys, paths absolute)."""
-        return self.model_dump(mode="json", by_alias=True)
+        """What the database stores (the YAML keys, paths absolute); ``models`` only when listed,
+        so that deployments without it read and show as they did."""
+        return self.model_dump(mode="json", by_alias=True, exclude=None if self.models else {"models"})

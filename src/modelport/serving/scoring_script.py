@@ -20,7 +20,9 @@ at a time (AML's sync worker) unless the script sets ``MODELPORT_CONCURRENCY``. 
 thread, as azmlinfsrv's SIGALRM handler does, so the slot frees as soon as Python code runs again.
 
 Metrics the script makes with :mod:`modelport.metrics` are labelled with ``name`` (the served
-model's name; the script's file name by default) and appear on the server's ``/metrics``.
+model's name; the script's file name by default) and appear on the server's ``/metrics``. The
+models the server loads beside the script (``models``) are the ones it calls with
+:mod:`modelport.models` (see ``script_models``).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
@@ -50,7 +52,7 @@ import orjson
 
 from modelport.core.errors import ModelportError, ValidationError
 from modelport.core.http_errors import UnsupportedMediaType
-from modelport.serving import script_metrics
+from modelport.serving import script_metrics, script_models
 from modelport.serving.batching import QueueRejected
 from modelport.serving.script_batching import script_batcher
 from modelport.serving.script_swagger import (
@@ -60,6 +62,9 @@ from modelport.serving.script_swagger import (
     script_swaggers,
     swagger_version,
 )
+
+if TYPE_CHECKING:
+    from modelport.serving.repository import ModelRepository
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +147,7 @@ class ScriptHost:
         *,
         timeout_ms: int | None = None,
         concurrency: int | None = None,
+        models: ModelRepository | None = None,
     ) -> None:
         self.script = Path(script).resolve()
         if not self.script.is_file():
@@ -151,6 +157,7 @@ class ScriptHost:
         if model_dir is not None:
             os.environ["AZUREML_MODEL_DIR"] = os.environ["MODELPORT_MODEL_DIR"] = str(Path(model_dir).resolve())
         script_metrics.REGISTRY.model = name or self.script.stem
+        script_models.attach(models)  # loaded already: init() may call them
         with _LOADING:
             self._request_module, self._response_module = _install_shims()
             module = self._import()
@@ -200,6 +207,7 @@ class ScriptHost:
 
     async def call(self, request: ScoreRequest) -> ScoreResponse:
         """Answer one ``/score`` request exactly as azmlinfsrv would (status, body, run headers)."""
+        script_models.serve_on(asyncio.get_running_loop())  # where run()'s model calls go
         method = request.method.upper()
         if not self._signature.raw and method not in ("GET", "POST"):
             if method == "OPTIONS":
