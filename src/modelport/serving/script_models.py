@@ -38,7 +38,7 @@ from modelport.monitor.trace import current_trace
 from modelport.protocol.types import InferenceRequest, InferInput, RequestedOutput
 from modelport.serving.inference import admitted
 from modelport.serving.inference import infer as infer_request
-from modelport.serving.model import ServedModel
+from modelport.serving.model import Servable
 from modelport.serving.repository import ModelRepository
 
 WAIT_STEP_S = 0.1  # how late a scoring timeout may land in a thread waiting for a model
@@ -162,7 +162,7 @@ def _hand_over(
         raise ModelCallError(f"models.infer({name!r}): the server is stopping", 503) from None
 
 
-def _model(name: str, version: str | int | None) -> ServedModel:
+def _model(name: str, version: str | int | None) -> Servable:
     repository = SERVED.repository
     if repository is None:
         raise ModelCallError(
