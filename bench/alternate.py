@@ -28,6 +28,8 @@ import statistics
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,8 +78,10 @@ def _run(url: str, contender: Contender, group: int, connections: int, seconds: 
     return result
 
 
-def measure(contender: Contender, connections: int, seconds: int, runs: int) -> list[dict]:
-    """Start the server on a free port, warm it up, run wrk ``runs`` times, stop it."""
+@contextmanager
+def running(contender: Contender, connections: int) -> Iterator[tuple[str, int]]:
+    """Start the server on a free port, wait until it answers, warm it up; yields its URL and
+    process group; stops it on leaving."""
     port = free_port()
     url = contender.url.format(port=port)
     process = subprocess.Popen(
@@ -94,7 +98,7 @@ def measure(contender: Contender, connections: int, seconds: int, runs: int) -> 
                 raise SystemExit(f"{contender.label}: the server did not answer {url}")
             time.sleep(0.2)
         wrk(url, contender.body, connections, WARM_UP_S)
-        return [_run(url, contender, process.pid, connections, seconds) for _ in range(runs)]
+        yield url, process.pid
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
@@ -123,34 +127,50 @@ def main() -> None:
         default="ab",
         help="who runs first in a round: always A, always B, or A then B in odd rounds and B then A in even ones",
     )
+    parser.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="start both servers once and keep them up (an idle one costs the other nothing) instead of a fresh "
+        "start per round: rounds take seconds, not a minute, so many more fit in the quiet minutes of a busy box",
+    )
     args = parser.parse_args()
     a, b = _contender(args, "a"), _contender(args, "b")
-    results: dict[str, list[dict]] = {a.label: [], b.label: []}
-    ratios: list[float] = []
-    cpu_ratios: list[float] = []
-    for number in range(args.rounds):
-        first_b = args.order == "ba" or (args.order == "swap" and number % 2 == 1)
-        round_rps: dict[str, float] = {}
-        round_cpu: dict[str, float] = {}
-        for contender in (b, a) if first_b else (a, b):
-            runs = measure(contender, args.connections, args.seconds, args.runs)
-            for result in runs:
-                results[contender.label].append(result)
-                print(
-                    f"round {number + 1} {contender.label}: {result['rps']:,.0f} req/s, p50 "
-                    f"{result['p50_us']} µs, p99 {result['p99_us']} µs, server CPU {result['cpu_us']:.0f} µs/request, "
-                    f"non-2xx {result['non2xx']}",
-                    flush=True,
-                )
-            round_rps[contender.label] = statistics.median(r["rps"] for r in runs)
-            round_cpu[contender.label] = statistics.median(r["cpu_us"] for r in runs)
-        ratios.append(round_rps[b.label] / round_rps[a.label])
-        cpu_ratios.append(round_cpu[b.label] / round_cpu[a.label])
-        print(
-            f"round {number + 1} ({'B' if first_b else 'A'} first): {b.label}/{a.label} req/s {ratios[-1]:.3f}, "
-            f"server CPU per request {cpu_ratios[-1]:.3f}",
-            flush=True,
+    with ExitStack() as servers:
+        kept = (
+            {c.label: servers.enter_context(running(c, args.connections)) for c in (a, b)} if args.keep_running else {}
         )
+
+        def measure(contender: Contender) -> list[dict]:
+            with ExitStack() as fresh:
+                url, group = kept.get(contender.label) or fresh.enter_context(running(contender, args.connections))
+                return [_run(url, contender, group, args.connections, args.seconds) for _ in range(args.runs)]
+
+        results: dict[str, list[dict]] = {a.label: [], b.label: []}
+        ratios: list[float] = []
+        cpu_ratios: list[float] = []
+        for number in range(args.rounds):
+            first_b = args.order == "ba" or (args.order == "swap" and number % 2 == 1)
+            round_rps: dict[str, float] = {}
+            round_cpu: dict[str, float] = {}
+            for contender in (b, a) if first_b else (a, b):
+                runs = measure(contender)
+                for result in runs:
+                    results[contender.label].append(result)
+                    print(
+                        f"round {number + 1} {contender.label}: {result['rps']:,.0f} req/s, p50 "
+                        f"{result['p50_us']} µs, p99 {result['p99_us']} µs, server CPU {result['cpu_us']:.0f} µs/request, "
+                        f"non-2xx {result['non2xx']}",
+                        flush=True,
+                    )
+                round_rps[contender.label] = statistics.median(r["rps"] for r in runs)
+                round_cpu[contender.label] = statistics.median(r["cpu_us"] for r in runs)
+            ratios.append(round_rps[b.label] / round_rps[a.label])
+            cpu_ratios.append(round_cpu[b.label] / round_cpu[a.label])
+            print(
+                f"round {number + 1} ({'B' if first_b else 'A'} first): {b.label}/{a.label} req/s {ratios[-1]:.3f}, "
+                f"server CPU per request {cpu_ratios[-1]:.3f}",
+                flush=True,
+            )
     print(f"\n{args.connections} connection(s), {args.rounds} rounds × {args.runs} runs of {args.seconds} s:\n")
     print(
         "| server | req/s, median (range) | p50 µs, median (range) | p99 µs, median | server CPU µs/request, median "
