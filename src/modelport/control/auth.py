@@ -119,10 +119,11 @@ class BearerToken:
 
     def admits(self, scope: Scope) -> bool:
         given = _bearer(scope)
-        expected = self._current()
+        expected = self.current()
         return bool(given and expected) and hmac.compare_digest(given, expected)
 
-    def _current(self) -> bytes:
+    def current(self) -> bytes:
+        """The token as the file holds it now (empty when there is none)."""
         try:
             info = os.stat(self.path)
             identity = (info.st_ino, info.st_size, info.st_mtime_ns)
