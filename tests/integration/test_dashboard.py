@@ -308,7 +308,11 @@ def test_forms_without_csrf_or_from_another_origin_are_refused(daemon: Daemon) -
             answer = client.post("/ui/endpoints/bg/traffic", data={**bad, "csrf": csrf}, headers=headers)
             assert answer.status_code == 403, answer.text
         assert daemon.json("endpoint", "show", "-n", "bg") == before
-        # the same session with its CSRF token works, and signing out ends it
+        # the session is a credential of the management API too, state changes with X-CSRF-Token only
+        assert client.get("/api/endpoints/bg").json()["name"] == "bg"
+        assert client.post("/api/ui/login-links").status_code == 401
+        assert client.post("/api/ui/login-links", headers={"x-csrf-token": csrf}).status_code == 201
+        # signing out ends the session
         assert client.post("/ui/logout", data={"csrf": csrf}).status_code == 303
         assert client.get("/ui/endpoints").status_code == 303
 
