@@ -28,12 +28,13 @@ trap 'scripts/postgres.sh stop "$pgdir/pg"; rm -rf "$pgdir"' EXIT
 MODELPORT_TEST_PG_URL=$(scripts/postgres.sh start "$pgdir/pg" "${MODELPORT_TEST_PG_PORT:-54329}")
 export MODELPORT_TEST_PG_URL
 
-# The drift report's screenshot test renders the HTML report in headless Chromium; CI machines
-# are root and get Debian's package, elsewhere the test is skipped when no chromium is found.
+# The drift report's screenshot test and the dashboard's tests (Playwright, which cannot download
+# its own browser here) run Debian's headless Chromium; CI machines are root and get Debian's
+# package, elsewhere those tests are skipped when no chromium is found.
 if [ "$(id -u)" = 0 ] && ! command -v chromium >/dev/null; then
   (export DEBIAN_FRONTEND=noninteractive
    apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)) \
-    || echo "chromium could not be installed: the report screenshot test will be skipped" >&2
+    || echo "chromium could not be installed: the report screenshot and dashboard tests will be skipped" >&2
 fi
 
 # modelport package's tests build real images daemonless with buildah on a Debian root filesystem

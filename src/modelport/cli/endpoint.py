@@ -23,6 +23,7 @@ from modelport.cli.output import (
     yes_option,
 )
 from modelport.core.errors import ValidationError
+from modelport.core.overrides import split_override
 
 
 def _definition(file: Path | None, overrides: tuple[str, ...], **names: str | None) -> dict[str, Any]:
@@ -161,7 +162,7 @@ def update_endpoint(
 ) -> None:
     """Change an endpoint: a whole new endpoint.yml (-f), or fields of the current one (--set, --traffic)."""
     shares = {"traffic": traffic, "mirror_traffic": mirror_traffic}
-    overrides += tuple(f"{key}={_shares(key, value)}" for key, value in shares.items() if value is not None)
+    overrides += tuple(split_override(key, value) for key, value in shares.items() if value is not None)
     request = _definition(file, overrides, name=name)
     name = _named(request, "name", "-n")
     result = client.call("PUT", f"endpoints/{name}", request)
@@ -171,17 +172,6 @@ def update_endpoint(
         f"updated endpoint {name}: traffic {_percent(result['traffic']) or 'none'}, "
         f"mirror {_percent(result['mirror_traffic']) or 'none'}",
     )
-
-
-def _shares(option: str, text: str) -> str:
-    """``'blue=90 green=10'`` → the YAML mapping ``{blue: 90, green: 10}``."""
-    items = []
-    for item in text.replace(",", " ").split():
-        key, sep, value = item.partition("=")
-        if not sep or not key or not value.isdigit():
-            raise ValidationError(f"--{option.replace('_', '-')}: {item!r} is not DEPLOYMENT=PERCENT")
-        items.append(f"{key}: {value}")
-    return "{" + ", ".join(items) + "}"
 
 
 @endpoint.command(

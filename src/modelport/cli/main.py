@@ -44,6 +44,7 @@ COMMANDS = {
     "package": "modelport.cli.package:package",
     "k8s": "modelport.cli.k8s:k8s",
     "router": "modelport.cli.router:router",
+    "ui": "modelport.cli.ui:ui",
 }
 
 

@@ -30,6 +30,7 @@ from modelport.control.catalog import Catalog, DeploymentRecord, EndpointRecord
 from modelport.control.definitions import parse_deployment, parse_endpoint
 from modelport.control.replica import request_log_path
 from modelport.control.router import Router
+from modelport.control.sessions import LINK_TTL_S, LOGIN_PATH, Sessions
 from modelport.control.supervisor import ProvisioningState, Supervisor
 from modelport.core.errors import ConflictError, NotFoundError, ValidationError
 from modelport.core.json_body import json_object
@@ -103,6 +104,13 @@ OPERATIONS = (
         "deployment_logs",
         "Replica console logs or request logs (`lines`, `follow`, `requests`)",
     ),
+    Operation(
+        "POST",
+        "/api/ui/login-links",
+        "create_login_link",
+        "A dashboard login link that works once, for a few minutes (`modelport ui`)",
+        status=201,
+    ),
 )
 
 
@@ -116,8 +124,11 @@ NOT_RUNNING: dict[str, Any] = {  # the view of a stored deployment the daemon ru
 
 
 class ManagementApi:
-    def __init__(self, catalog: Catalog, supervisor: Supervisor, router: Router, base_url: str) -> None:
+    def __init__(
+        self, catalog: Catalog, supervisor: Supervisor, router: Router, base_url: str, sessions: Sessions
+    ) -> None:
         self.catalog = catalog
+        self.sessions = sessions
         self.supervisor = supervisor
         self.router = router
         self.base_url = base_url
@@ -151,14 +162,14 @@ class ManagementApi:
             "version": __version__,
             "url": self.base_url,
             "workspace": str(self.catalog.ws.root),
-            "endpoints": [self._endpoint_view(record, detail=True) for record in records],
+            "endpoints": [self.endpoint_view(record, detail=True) for record in records],
         }
 
     async def list_endpoints(self, request: Request) -> list[dict[str, Any]]:
-        return [self._endpoint_view(record) for record in await asyncio.to_thread(self.catalog.endpoints)]
+        return [self.endpoint_view(record) for record in await asyncio.to_thread(self.catalog.endpoints)]
 
     async def show_endpoint(self, request: Request) -> dict[str, Any]:
-        return self._endpoint_view(await self._record(request), detail=True)
+        return self.endpoint_view(await self._record(request), detail=True)
 
     async def create_endpoint(self, request: Request) -> dict[str, Any]:
         body = await _body(request)
@@ -166,17 +177,22 @@ class ManagementApi:
         async with self._locks[spec.name]:
             record = await asyncio.to_thread(self.catalog.create_endpoint, spec)
             self.router.publish(record)
-        return {**self._endpoint_view(record), "ignored": ignored}
+        return {**self.endpoint_view(record), "ignored": ignored}
 
     async def update_endpoint(self, request: Request) -> dict[str, Any]:
         name, body = request.path_params["endpoint"], await _body(request)
+        return await self.change_endpoint(name, body["definition"], body["set"])
+
+    async def change_endpoint(self, name: str, definition: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+        """An endpoint update as ``PUT /api/endpoints/{name}`` makes it (the dashboard's traffic
+        form too): ``definition`` or else the stored one, with ``overrides`` applied."""
         async with self._locks[name]:
             current = await asyncio.to_thread(self.catalog.endpoint, name)
-            base = body["definition"] or current.spec.to_dict()
-            spec, ignored = parse_endpoint(_same_name(apply_overrides(base, body["set"]), "name", name))
+            base = definition or current.spec.to_dict()
+            spec, ignored = parse_endpoint(_same_name(apply_overrides(base, overrides), "name", name))
             record = await asyncio.to_thread(self.catalog.update_endpoint, spec)
             self.router.publish(record)
-        return {**self._endpoint_view(record), "ignored": ignored}
+        return {**self.endpoint_view(record), "ignored": ignored}
 
     async def delete_endpoint(self, request: Request) -> dict[str, Any]:
         name = request.path_params["endpoint"]
@@ -185,7 +201,7 @@ class ManagementApi:
             self.router.withdraw(name)
             for deployment in record.deployments:
                 await self.supervisor.remove(name, deployment.spec.name)
-        return self._endpoint_view(record)
+        return self.endpoint_view(record)
 
     async def get_credentials(self, request: Request) -> dict[str, str]:
         record = await self._record(request)
@@ -197,6 +213,9 @@ class ManagementApi:
             record = await asyncio.to_thread(self.catalog.regenerate_key, name, str(body.get("key", "")))
             self.router.publish(record)
         return {"endpoint": name, "regenerated": body["key"]}
+
+    async def create_login_link(self, request: Request) -> dict[str, Any]:
+        return {"url": f"{self.base_url}{LOGIN_PATH}?code={self.sessions.login_code()}", "expires_in": LINK_TTL_S}
 
     # -- deployments --------------------------------------------------------------------------
 
@@ -290,7 +309,8 @@ class ManagementApi:
     async def _record(self, request: Request) -> EndpointRecord:
         return await asyncio.to_thread(self.catalog.endpoint, request.path_params["endpoint"])
 
-    def _endpoint_view(self, record: EndpointRecord, detail: bool = False) -> dict[str, Any]:
+    def endpoint_view(self, record: EndpointRecord, detail: bool = False) -> dict[str, Any]:
+        """An endpoint as the API shows it (``detail``: with its deployments' views)."""
         view = record.to_dict()
         view["scoring_uri"] = f"{self.base_url}/endpoints/{record.spec.name}/score"
         view["openapi_uri"] = f"{self.base_url}/endpoints/{record.spec.name}/swagger.json"

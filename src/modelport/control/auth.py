@@ -7,15 +7,15 @@ Rotating writes a new file beside the old one and renames it over it; the runnin
 the file's identity on every management request, so the old token stops working at once and no
 restart is needed.
 
-How a web UI on the daemon plugs in (one more :class:`Credential`, no change to the routes): its
-login page takes the token once and answers with a session cookie (``HttpOnly``,
-``SameSite=Strict``, ``Secure`` under TLS, holding a random session id the daemon keeps in memory)
-and a CSRF token (a second, script-readable cookie). A ``SessionCookie`` credential admits a
-request whose session id is known and, on POST/PUT/PATCH/DELETE, whose ``X-CSRF-Token`` header
-equals its CSRF cookie (compared in constant time: the double-submit check). The guard accepts a
-request when any of its credentials admits it, and its ``Host``/``Origin``/``Sec-Fetch-Site`` and
-content-type checks run before any of them, for the cookie as for the bearer token; rotating
-the token ends the sessions made with the old one.
+The dashboard plugs in as one more :class:`Credential`, with no change to the routes
+(:mod:`modelport.control.sessions`): its login page takes the token once (or a one-time link from
+``modelport ui``) and answers with a session cookie (``HttpOnly``, ``SameSite=Strict``, ``Secure``
+under TLS, holding a random session id the daemon keeps in memory). ``SessionCookie`` admits a
+request whose session is live and, on POST/PUT/PATCH/DELETE, whose ``X-CSRF-Token`` header equals
+the session's CSRF token (compared in constant time). The guard accepts a request when any of its
+credentials admits it, and its ``Host``/``Origin``/``Sec-Fetch-Site`` and content-type checks run
+before any of them, for the cookie as for the bearer token; rotating the token ends the sessions
+made with the old one.
 """
 
 from __future__ import annotations
@@ -119,10 +119,11 @@ class BearerToken:
 
     def admits(self, scope: Scope) -> bool:
         given = _bearer(scope)
-        expected = self._current()
+        expected = self.current()
         return bool(given and expected) and hmac.compare_digest(given, expected)
 
-    def _current(self) -> bytes:
+    def current(self) -> bytes:
+        """The token as the file holds it now (empty when there is none)."""
         try:
             info = os.stat(self.path)
             identity = (info.st_ino, info.st_size, info.st_mtime_ns)

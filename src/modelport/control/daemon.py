@@ -10,7 +10,8 @@ the background (its console in ``daemon/daemon.log``) and returns once it answer
 
 Every request passes :mod:`modelport.control.guard` first: the ``Host`` check for all, the
 origin, token, content-type and size checks for the management API (``/api/...``, ``/metrics``);
-the router and the batch router (``/batch-endpoints/...``) check their endpoints' own keys. It
+the router and the batch router (``/batch-endpoints/...``) check their endpoints' own keys; the
+dashboard (``/`` and ``/ui/...``) its browser sessions (:mod:`modelport.dashboard.guard`). It
 listens where :class:`Binding` says (loopback unless told otherwise, with TLS when given a
 certificate).
 """
@@ -52,10 +53,13 @@ from modelport.control.replica import Replica, ReplicaRecord
 from modelport.control.router import Router
 from modelport.control.rundir import DaemonInfo, forget_info, private_run_dir, read_info, run_dir
 from modelport.control.scale_metrics import ReplicaGauges
+from modelport.control.sessions import SessionCookie, Sessions
 from modelport.control.supervisor import Supervisor
 from modelport.core.errors import ConflictError, ModelportError
 from modelport.core.http_server import HttpServer, run_loop
 from modelport.core.sockets import listen
+from modelport.dashboard.app import PREFIX as DASHBOARD_PREFIX
+from modelport.dashboard.app import dashboard
 from modelport.registry.stores import WorkspaceStores
 from modelport.routing.router import PREFIX, proxy_session
 
@@ -98,18 +102,27 @@ async def _serve(ws: WorkspaceStores, listener: socket.socket, folder: Path, bin
         router = Router(supervisor, proxy)
         router.metrics.registry.register(ReplicaGauges(supervisor))
         catalog = Catalog(ws)
-        api = ManagementApi(catalog, supervisor, router, url)
+        token = BearerToken(token_path(ws.root))
+        sessions = Sessions(token)
+        api = ManagementApi(catalog, supervisor, router, url, sessions)
         management = ManagementGuard(
             Starlette(routes=api.routes(), exception_handlers={ModelportError: _on_error, Exception: _on_unexpected}),
-            credentials=[BearerToken(token_path(ws.root))],
+            credentials=[token, SessionCookie(sessions)],
         )
+        pages = dashboard(api, ws.models, sessions)
 
         batch = BatchRouter(ws, url)
 
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
             path = scope["path"] if scope["type"] == "http" else ""
-            target = router if path.startswith(PREFIX) else batch if path.startswith(BATCH_PREFIX) else management
-            await target(scope, receive, send)
+            if path.startswith(PREFIX):
+                await router(scope, receive, send)
+            elif path.startswith(BATCH_PREFIX):
+                await batch(scope, receive, send)
+            elif path in ("/", "/ui") or path.startswith(DASHBOARD_PREFIX):
+                await pages(scope, receive, send)
+            else:
+                await management(scope, receive, send)
 
         server = HttpServer(
             uvicorn.Config(

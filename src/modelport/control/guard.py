@@ -46,7 +46,7 @@ class HostCheck:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            host = _header(scope, b"host").decode("latin-1")
+            host = header(scope, b"host").decode("latin-1")
             if _host_port(host, scope["scheme"]) not in self.served:
                 await refuse(
                     send,
@@ -73,7 +73,7 @@ class ManagementGuard:
             await refuse(send, *refusal, close=True)
             return
         if _has_body(scope):
-            body = await self._read(receive)
+            body = await read_bounded(receive, self.limit)
             if body is None:
                 await refuse(
                     send, 413, f"request body: over {self.limit} bytes, the management API's limit", close=True
@@ -84,49 +84,58 @@ class ManagementGuard:
 
     def _refusal(self, scope: Scope) -> tuple[int, str] | None:
         """Status and reason of a refusal decided from the request line and headers alone."""
-        if scope["method"] in STATE_CHANGING:
-            origin = _header(scope, b"origin")
-            own = (scope["scheme"], *_host_port(_header(scope, b"host").decode("latin-1"), scope["scheme"]))
-            if origin and _origin(origin.decode("latin-1")) != own:
-                return 403, f"Origin {origin.decode('latin-1')}: requests from another origin may not change anything"
-            fetch_site = _header(scope, b"sec-fetch-site")
-            if fetch_site and fetch_site.lower() not in SAME_SITE_FETCHES:
-                return (
-                    403,
-                    f"Sec-Fetch-Site {fetch_site.decode('latin-1')}: cross-site requests may not change anything",
-                )
+        foreign = cross_origin(scope)
+        if foreign is not None:
+            return 403, foreign
         if scope["path"] not in PUBLIC_PATHS and not any(c.admits(scope) for c in self.credentials):
             return 401, (
                 "this route needs the workspace's token: send Authorization: Bearer <token> "
                 "(`modelport token` prints it)"
             )
         if _has_body(scope):
-            kind = _header(scope, b"content-type").partition(b";")[0].strip().lower()
+            kind = header(scope, b"content-type").partition(b";")[0].strip().lower()
             if kind != b"application/json":
                 return (
                     415,
                     f"Content-Type {kind.decode('latin-1') or 'missing'}: the management API takes application/json",
                 )
-            length = _header(scope, b"content-length")
+            length = header(scope, b"content-length")
             if length.isdigit() and int(length) > self.limit:
                 return 413, f"request body: {int(length)} bytes, over the management API's limit of {self.limit}"
         return None
 
-    async def _read(self, receive: Receive) -> bytes | None:
-        """The whole body, or None as soon as it passes the limit (or the client left)."""
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return None
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+
+def cross_origin(scope: Scope) -> str | None:
+    """Why a state change (POST/PUT/PATCH/DELETE) comes from a page of another origin, or None:
+    ``Origin`` present and not the daemon's own, or ``Sec-Fetch-Site`` present and neither
+    ``same-origin`` nor ``none``. The management API and the dashboard's forms both refuse it."""
+    if scope["method"] not in STATE_CHANGING:
+        return None
+    origin = header(scope, b"origin")
+    own = (scope["scheme"], *_host_port(header(scope, b"host").decode("latin-1"), scope["scheme"]))
+    if origin and _origin(origin.decode("latin-1")) != own:
+        return f"Origin {origin.decode('latin-1')}: requests from another origin may not change anything"
+    fetch_site = header(scope, b"sec-fetch-site")
+    if fetch_site and fetch_site.lower() not in SAME_SITE_FETCHES:
+        return f"Sec-Fetch-Site {fetch_site.decode('latin-1')}: cross-site requests may not change anything"
+    return None
+
+
+async def read_bounded(receive: Receive, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it passes ``limit`` (or the client left)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 async def refuse(send: Send, status: int, reason: str, *, close: bool = False) -> None:
@@ -156,7 +165,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def _header(scope: Scope, name: bytes) -> bytes:
+def header(scope: Scope, name: bytes) -> bytes:
     for key, value in scope["headers"]:
         if key == name:
             return value
@@ -164,8 +173,8 @@ def _header(scope: Scope, name: bytes) -> bytes:
 
 
 def _has_body(scope: Scope) -> bool:
-    length = _header(scope, b"content-length")
-    return (bool(length) and length != b"0") or bool(_header(scope, b"transfer-encoding"))
+    length = header(scope, b"content-length")
+    return (bool(length) and length != b"0") or bool(header(scope, b"transfer-encoding"))
 
 
 def _host_port(host: str, scheme: str) -> tuple[str, int]:

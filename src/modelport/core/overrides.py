@@ -47,6 +47,19 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
     return result
 
 
+def split_override(key: str, text: str) -> str:
+    """``("traffic", "blue=90 green=10")`` → the ``--set`` item ``traffic={blue: 90, green: 10}``:
+    how ``endpoint update --traffic``/``--mirror-traffic`` and the dashboard's traffic form write a
+    split, so both are refused in the same words."""
+    items = []
+    for item in text.replace(",", " ").split():
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value.isdigit():
+            raise ValidationError(f"--{key.replace('_', '-')}: {item!r} is not DEPLOYMENT=PERCENT")
+        items.append(f"{name}: {value}")
+    return f"{key}={{{', '.join(items)}}}"
+
+
 def _copy(data: Mapping[str, Any]) -> dict[str, Any]:
     return {key: _copy(value) if isinstance(value, Mapping) else value for key, value in data.items()}
 

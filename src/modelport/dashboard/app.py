@@ -1,0 +1,191 @@
+"""The dashboard's pages: models, endpoints, an endpoint's traffic split and keys, and login.
+
+Each page shows the same view of an object that the CLI's ``--output json`` prints: models come
+from the registry as ``model versions``/``model show`` read them, endpoints from the management
+API's own views (:meth:`ManagementApi.endpoint_view`), and the traffic form is applied by
+:meth:`ManagementApi.change_endpoint` from the ``--set`` item ``endpoint update --traffic`` makes,
+so a split the CLI refuses is refused here in the same words, and nothing changes. Pages are read
+without JavaScript; ``static/dashboard.js`` only previews a split while it is edited. Keys are
+in a page only in the answer to the "reveal" form, never in a page read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp
+
+from modelport.control.api import ManagementApi
+from modelport.control.sessions import LOGIN_PATH, Session, Sessions, cookie_header
+from modelport.core.errors import ModelportError
+from modelport.core.overrides import split_override
+from modelport.dashboard.guard import LOGIN_NONCE, DashboardGuard
+from modelport.registry.models import ModelRegistry
+
+PREFIX = "/ui/"
+HOME = "/ui/endpoints"
+HERE = Path(__file__).parent
+TRAFFIC_FIELD = "traffic-"  # the traffic form's inputs: traffic-<deployment>
+
+
+def dashboard(api: ManagementApi, models: ModelRegistry, sessions: Sessions) -> ASGIApp:
+    """The dashboard as the daemon mounts it, at ``/`` and ``/ui/...``, behind its guard."""
+    pages = Pages(api, models, sessions)
+    routes = [
+        Route("/", pages.home, methods=["GET"]),
+        Route("/ui", pages.home, methods=["GET"]),
+        Route(PREFIX, pages.home, methods=["GET"]),
+        Route(LOGIN_PATH, pages.login_page, methods=["GET"]),
+        Route(LOGIN_PATH, pages.login, methods=["POST"]),
+        Route("/ui/logout", pages.logout, methods=["POST"]),
+        Route("/ui/models", pages.models_page, methods=["GET"]),
+        Route("/ui/models/{name}", pages.model_page, methods=["GET"]),
+        Route("/ui/endpoints", pages.endpoints_page, methods=["GET"]),
+        Route("/ui/endpoints/{endpoint}", pages.endpoint_page, methods=["GET"]),
+        Route("/ui/endpoints/{endpoint}/traffic", pages.set_traffic, methods=["POST"]),
+        Route("/ui/endpoints/{endpoint}/keys", pages.reveal_keys, methods=["POST"]),
+        Mount("/ui/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    app = Starlette(routes=routes, exception_handlers={ModelportError: pages.on_error})
+    return DashboardGuard(app, sessions)
+
+
+class Pages:
+    def __init__(self, api: ManagementApi, models: ModelRegistry, sessions: Sessions) -> None:
+        self.api = api
+        self.models = models
+        self.sessions = sessions
+        self.templates = Jinja2Templates(directory=HERE / "templates")
+
+    # -- signing in -----------------------------------------------------------------------------
+
+    async def home(self, request: Request) -> Response:
+        return RedirectResponse(HOME, status_code=303)
+
+    async def login_page(self, request: Request) -> Response:
+        code = request.query_params.get("code")
+        if code is not None:
+            session = self.sessions.redeem(code)
+            if session is not None:
+                return self._signed_in(request, session)
+            return self._login_form(
+                request, "this login link was used already or has expired: run `modelport ui` again"
+            )
+        return self._login_form(request, None)
+
+    async def login(self, request: Request) -> Response:
+        session = self.sessions.login(request.state.form.get("token", "").strip())
+        if session is None:
+            return self._login_form(request, "that is not this workspace's token (`modelport token` prints it)")
+        return self._signed_in(request, session)
+
+    async def logout(self, request: Request) -> Response:
+        self.sessions.end(request.state.session)
+        answer = RedirectResponse(LOGIN_PATH, status_code=303)
+        answer.headers["set-cookie"] = cookie_header(None, secure=_tls(request))
+        return answer
+
+    def _login_form(self, request: Request, error: str | None) -> Response:
+        """The token form, with a fresh double-submit value in its form and in a cookie."""
+        nonce = secrets.token_urlsafe(32)
+        answer = self._render(
+            request, "login.html", {"error": error, "nonce": nonce}, status=400 if error else 200, title="Sign in"
+        )
+        secure = "; Secure" if _tls(request) else ""
+        answer.headers["set-cookie"] = (
+            f"{LOGIN_NONCE}={nonce}; Path={LOGIN_PATH}; HttpOnly; SameSite=Strict; Max-Age=3600{secure}"
+        )
+        return answer
+
+    def _signed_in(self, request: Request, session: Session) -> Response:
+        answer = RedirectResponse(HOME, status_code=303)
+        answer.headers["set-cookie"] = cookie_header(session, secure=_tls(request))
+        return answer
+
+    # -- models ---------------------------------------------------------------------------------
+
+    async def models_page(self, request: Request) -> Response:
+        summaries = await asyncio.to_thread(self.models.list)
+        return self._render(request, "models.html", {"models": [m.to_dict() for m in summaries]}, title="Models")
+
+    async def model_page(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        infos = await asyncio.to_thread(self.models.versions, name)
+        versions = [info.to_dict() for info in sorted(infos, key=lambda info: info.version, reverse=True)]
+        return self._render(request, "model.html", {"name": name, "versions": versions}, title=f"Model {name}")
+
+    # -- endpoints ------------------------------------------------------------------------------
+
+    async def endpoints_page(self, request: Request) -> Response:
+        records = await asyncio.to_thread(self.api.catalog.endpoints)
+        views = [self.api.endpoint_view(record, detail=True) for record in records]
+        return self._render(request, "endpoints.html", {"endpoints": views}, title="Endpoints")
+
+    async def endpoint_page(self, request: Request) -> Response:
+        return await self._endpoint(request)
+
+    async def reveal_keys(self, request: Request) -> Response:
+        return await self._endpoint(request, reveal=True)
+
+    async def set_traffic(self, request: Request) -> Response:
+        name = request.path_params["endpoint"]
+        form: dict[str, str] = request.state.form
+        text = " ".join(
+            f"{key[len(TRAFFIC_FIELD) :]}={value.strip()}"
+            for key, value in form.items()
+            if key.startswith(TRAFFIC_FIELD) and value.strip()
+        )
+        try:
+            await self.api.change_endpoint(name, {}, [split_override("traffic", text)])
+        except ModelportError as exc:
+            return await self._endpoint(request, error=str(exc), status=exc.http_status, typed=form)
+        return RedirectResponse(f"/ui/endpoints/{name}", status_code=303)
+
+    async def _endpoint(
+        self,
+        request: Request,
+        *,
+        reveal: bool = False,
+        error: str | None = None,
+        status: int = 200,
+        typed: dict[str, str] | None = None,
+    ) -> Response:
+        name = request.path_params["endpoint"]
+        record = await asyncio.to_thread(self.api.catalog.endpoint, name)
+        context = {
+            "endpoint": self.api.endpoint_view(record, detail=True),
+            "keys": record.keys if reveal else None,
+            "error": error,
+            "typed": {key[len(TRAFFIC_FIELD) :]: value for key, value in (typed or {}).items()},
+        }
+        return self._render(request, "endpoint.html", context, status=status, title=f"Endpoint {name}")
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    async def on_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ModelportError)
+        return self._render(request, "error.html", {"error": str(exc)}, status=exc.http_status, title="Error")
+
+    def _render(
+        self, request: Request, template: str, context: dict[str, Any], *, title: str, status: int = 200
+    ) -> Response:
+        session: Session | None = getattr(request.state, "session", None)
+        return self.templates.TemplateResponse(
+            request,
+            template,
+            {**context, "title": title, "csrf": session.csrf if session else None, "path": request.url.path},
+            status_code=status,
+        )
+
+
+def _tls(request: Request) -> bool:
+    return request.url.scheme == "https"

@@ -1,0 +1,342 @@
+"""The web dashboard of ``modelport up``, in a real browser (Playwright driving Debian's Chromium)
+and with httpx for what a browser would never send.
+
+One daemon serves the module: two models with aliases and tags, an endpoint with blue/green at
+90/10. Each page shows what the CLI's ``--output json`` shows for the same object, field by
+field; the traffic form changes what ``endpoint show`` reports, or refuses in the CLI's words and
+changes nothing; keys stay out of every page until revealed; without a session pages redirect
+and forms are refused, as is a form without its CSRF token or from another origin; the browser
+asks nothing of any other origin and logs no console error."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from endpoint_daemon import Daemon, running_daemon, write_yaml
+
+from modelport import Workspace
+from modelport.samples import build_mlp_onnx
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra")
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="no chromium binary on PATH (scripts/test.sh installs it when run as root)"
+)
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    folder = tmp_path_factory.mktemp("dashboard")
+    with running_daemon(folder) as daemon:
+        with Workspace(daemon.home) as ws:
+            ws.models.register(build_mlp_onnx(folder / "c" / "model.onnx", seed=2), "clf", tags={"team": "risk"})
+            ws.models.set_alias("mlp", "prod", 1)
+            ws.models.set_alias("mlp", "canary", 2)
+            ws.models.update("mlp:2", tags={"stage": "canary", "owner": "ml"})
+        daemon.ok("endpoint", "create", "-n", "bg")
+        for color in ("blue", "green"):
+            definition = {
+                "name": color,
+                "endpoint_name": "bg",
+                "model": "azureml:mlp:1",
+                "code_configuration": {"code": "code", "scoring_script": "score.py"},
+                "environment_variables": {"COLOR": color},
+                "instance_count": 1,
+            }
+            extra = ["--all-traffic"] if color == "blue" else []
+            daemon.ok("deployment", "create", "-f", str(write_yaml(folder / f"{color}.yml", definition)), *extra)
+        daemon.ok("endpoint", "update", "-n", "bg", "--traffic", "blue=90 green=10")
+        yield daemon
+
+
+@pytest.fixture(scope="module")
+def browser(daemon: Daemon) -> Iterator[Any]:
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+class Session:
+    """A signed-in browser page that records every request it makes and every console error."""
+
+    def __init__(self, browser: Any, daemon: Daemon) -> None:
+        self.context = browser.new_context(viewport={"width": 1280, "height": 800})
+        self.requests: list[str] = []
+        self.errors: list[str] = []
+        self.context.route("**/*", self._route)
+        self.page = self.context.new_page()
+        self.page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.daemon = daemon
+
+    def _route(self, route: Any) -> None:
+        self.requests.append(route.request.url)
+        if route.request.url.startswith(self.daemon.url + "/"):
+            route.continue_()
+        else:
+            route.abort()
+
+    def goto(self, path: str) -> Any:
+        answer = self.page.goto(self.daemon.url + path)
+        assert answer is not None and answer.ok, (path, answer and answer.status)
+        return self.page
+
+    def field(self, scope: Any, name: str) -> str:
+        return scope.locator(f'[data-field="{name}"]').first.inner_text().strip()
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture(scope="module")
+def session(browser: Any, daemon: Daemon) -> Iterator[Session]:
+    session = Session(browser, daemon)
+    page = session.goto("/")
+    assert page.url.endswith("/ui/login")
+    page.fill('input[name="token"]', daemon.token())
+    page.click('form.login button[type="submit"]')
+    page.wait_for_url(f"{daemon.url}/ui/endpoints")
+    yield session
+    session.close()
+
+
+def _same(shown: str, value: Any) -> None:
+    expected = json.dumps(value) if isinstance(value, bool | list) else "" if value is None else str(value)
+    assert shown == expected, (shown, value)
+
+
+def test_models_pages_show_what_the_cli_shows(session: Session, daemon: Daemon) -> None:
+    page = session.goto("/ui/models")
+    listed = daemon.json("model", "list")
+    assert page.locator("tr[data-model]").count() == len(listed) == 2
+    for model in listed:
+        row = page.locator(f'tr[data-model="{model["name"]}"]')
+        for key in ("name", "latest_version", "version_count", "flavor", "archived"):
+            _same(session.field(row, key), model[key])
+
+    for name in ("mlp", "clf"):
+        page = session.goto(f"/ui/models/{name}")
+        versions = daemon.json("model", "versions", name)
+        assert page.locator("section.version").count() == len(versions)
+        for info in versions:
+            shown = daemon.json("model", "show", f"{name}:{info['version']}")
+            section = page.locator(f'section.version[data-version="{info["version"]}"]')
+            for key in ("flavor", "description", "created_at", "size", "digest", "archived"):
+                _same(session.field(section, key), shown[key])
+            aliases = [text.lstrip("@") for text in section.locator("[data-alias]").all_inner_texts()]
+            assert sorted(aliases) == sorted(shown["aliases"])
+            tags = section.locator("[data-tag]").all_inner_texts()
+            assert tags == [f"{key}={value}" for key, value in sorted(shown["tags"].items())]
+            for side in ("inputs", "outputs"):
+                for tensor in shown["signature"][side]:
+                    row = section.locator(f'tr[data-tensor="{side}:{tensor["name"]}"]')
+                    _same(session.field(row, "datatype"), tensor["datatype"])
+                    _same(session.field(row, "shape"), tensor["shape"])
+            assert section.locator("tr[data-file]").count() == len(shown["files"])
+            for file in shown["files"]:
+                row = section.locator(f'tr[data-file="{file["path"]}"]')
+                _same(session.field(row, "size"), file["size"])
+                _same(session.field(row, "sha256"), file["sha256"])
+    mlp = daemon.json("model", "show", "mlp@canary")
+    assert mlp["version"] == 2 and mlp["tags"] == {"stage": "canary", "owner": "ml"}  # what was checked is there
+    assert session.errors == []
+
+
+def _split(scope: Any, kind: str) -> dict[str, int]:
+    items = scope.locator(f'[data-split="{kind}"] [data-share]').all_inner_texts()
+    return {name: int(share.rstrip("%")) for name, share in (item.split() for item in items)}
+
+
+def _check_endpoint_page(session: Session, shown: dict[str, Any]) -> None:
+    page = session.goto("/ui/endpoints/bg")
+    for key in ("auth_mode", "scoring_uri", "openapi_uri", "created_at", "updated_at"):
+        _same(session.field(page.locator("main dl").first, key), shown[key])
+    assert _split(page, "traffic") == {k: v for k, v in shown["traffic"].items()}
+    assert _split(page, "mirror") == shown["mirror_traffic"]
+    for deployment in shown["deployments"]:
+        section = page.locator(f'section.deployment[data-deployment="{deployment["name"]}"]')
+        for key in ("model", "provisioning_state", "instance_count", "ready_replicas", "desired_replicas"):
+            _same(session.field(section, key), deployment[key])
+        for replica in deployment["replicas"]:
+            row = section.locator(f'tr[data-replica="{replica["slot"]}"]')
+            _same(session.field(row, "state"), replica["state"])
+            _same(session.field(row, "pid"), replica["pid"])
+
+
+def test_endpoint_pages_show_what_the_cli_shows(session: Session, daemon: Daemon) -> None:
+    page = session.goto("/ui/endpoints")
+    listed = daemon.json("endpoint", "list")
+    for endpoint in listed:
+        row = page.locator(f'tr[data-endpoint="{endpoint["name"]}"]')
+        for key in ("name", "auth_mode", "scoring_uri"):
+            _same(session.field(row, key), endpoint[key])
+    shown = daemon.json("endpoint", "show", "-n", "bg")
+    assert shown["traffic"] == {"blue": 90, "green": 10}
+    _check_endpoint_page(session, shown)
+    assert session.errors == []
+
+
+def test_traffic_form_changes_the_split_or_refuses_in_the_cli_words(session: Session, daemon: Daemon) -> None:
+    page = session.goto("/ui/endpoints/bg")
+    page.fill('input[name="traffic-blue"]', "80")
+    page.fill('input[name="traffic-green"]', "20")
+    assert page.locator("output[data-sum]").inner_text() == "sum 100%"
+    page.click('form.traffic button[type="submit"]')
+    page.wait_for_url(f"{daemon.url}/ui/endpoints/bg")
+    after = daemon.json("endpoint", "show", "-n", "bg")
+    assert after["traffic"] == {"blue": 80, "green": 20}
+    _check_endpoint_page(session, after)
+
+    cli_error = daemon.fails("endpoint", "update", "-n", "bg", "--traffic", "blue=80 green=30")
+    page = session.goto("/ui/endpoints/bg")
+    page.fill('input[name="traffic-green"]', "30")
+    with page.expect_navigation():
+        page.click('form.traffic button[type="submit"]')
+    assert page.locator("[data-error]").inner_text() == cli_error.removeprefix("error: ")
+    assert page.locator('input[name="traffic-green"]').input_value() == "30"  # what was typed stays
+    assert daemon.json("endpoint", "show", "-n", "bg") == after
+    assert [e for e in session.errors if "400" not in e] == []  # the refused form answers 400
+
+
+def test_keys_are_in_the_page_only_once_revealed(session: Session, daemon: Daemon) -> None:
+    keys = daemon.json("endpoint", "get-credentials", "-n", "bg")
+    for path in ("/ui/endpoints", "/ui/endpoints/bg", "/ui/models", "/ui/models/mlp"):
+        html = session.goto(path).content()
+        assert keys["primaryKey"] not in html and keys["secondaryKey"] not in html
+    page = session.goto("/ui/endpoints/bg")
+    with page.expect_navigation():
+        page.click('form.reveal button[type="submit"]')
+    assert page.locator('[data-key="primaryKey"]').inner_text() == keys["primaryKey"]
+    assert page.locator('[data-key="secondaryKey"]').inner_text() == keys["secondaryKey"]
+
+
+def test_only_the_daemon_is_asked_and_pages_are_not_blank(session: Session, browser: Any, daemon: Daemon) -> None:
+    shots = {}
+    for path in ("/ui/endpoints", "/ui/endpoints/bg", "/ui/models", "/ui/models/mlp"):
+        shots[path] = session.goto(path).screenshot()
+    assert session.requests and all(url.startswith(daemon.url + "/") for url in session.requests), session.requests
+    scripts = [url for url in session.requests if url.endswith(".js")]
+    assert sum(len(httpx.get(url).content) for url in set(scripts)) <= 100 * 1024
+    assert [e for e in session.errors if "400" not in e] == []
+    checker = browser.new_page()  # outside the recorded context: it reads PNGs from data: URLs
+    for path, png in shots.items():
+        colours, inked = checker.evaluate(COUNT_PIXELS, base64.b64encode(png).decode())
+        assert colours >= 8 and inked >= 0.01, (path, colours, inked)
+    checker.close()
+
+
+# Decodes a PNG in a canvas: how many distinct colours, and what share of pixels is not the top-left one.
+COUNT_PIXELS = """async (b64) => {
+  const image = new Image();
+  image.src = "data:image/png;base64," + b64;
+  await image.decode();
+  const canvas = document.createElement("canvas");
+  canvas.width = image.width; canvas.height = image.height;
+  const context = canvas.getContext("2d");
+  context.drawImage(image, 0, 0);
+  const data = context.getImageData(0, 0, image.width, image.height).data;
+  const colours = new Set();
+  let inked = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    const colour = (data[i] << 16) | (data[i + 1] << 8) | data[i + 2];
+    colours.add(colour);
+    if (data[i] !== data[0] || data[i + 1] !== data[1] || data[i + 2] !== data[2]) inked++;
+  }
+  return [colours.size, inked / (data.length / 4)];
+}"""
+
+
+# -- without a session, and what browsers never send (httpx) -----------------------------------
+
+
+def _login(daemon: Daemon, client: httpx.Client) -> str:
+    """Signs ``client`` in with the token through the form; the session's CSRF token."""
+    form = client.get("/ui/login")
+    nonce = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert nonce, form.text
+    signed = client.post("/ui/login", data={"csrf": nonce.group(1), "token": daemon.token()})
+    assert signed.status_code == 303 and signed.headers["location"] == "/ui/endpoints", signed.text
+    page = client.get("/ui/endpoints/bg")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert page.status_code == 200 and csrf
+    return csrf.group(1)
+
+
+def test_without_a_session_pages_redirect_and_forms_are_refused(daemon: Daemon) -> None:
+    with httpx.Client(base_url=daemon.url) as client:
+        for path in ("/", "/ui", "/ui/", "/ui/models", "/ui/models/mlp", "/ui/endpoints", "/ui/endpoints/bg"):
+            answer = client.get(path)
+            assert answer.status_code == 303, (path, answer.status_code)
+            assert client.get(path, follow_redirects=True).url.path == "/ui/login"
+        login = client.get("/ui/login")
+        assert login.status_code == 200
+        assert login.headers["content-security-policy"].startswith("default-src 'self'")
+        assert login.headers["x-frame-options"] == "DENY"
+        assert "<script" not in login.text.replace('<script src="/ui/static/dashboard.js" defer></script>', "")
+        for path in ("/ui/endpoints/bg/traffic", "/ui/endpoints/bg/keys", "/ui/logout"):
+            answer = client.post(path, data={"traffic-blue": "0", "traffic-green": "100"})
+            assert answer.status_code == 401, (path, answer.status_code)
+        wrong = client.post("/ui/login", data={"csrf": "x", "token": daemon.token()})
+        assert wrong.status_code == 403  # the login form's double-submit value is missing
+    assert daemon.json("endpoint", "show", "-n", "bg")["traffic"] in (
+        {"blue": 90, "green": 10},
+        {"blue": 80, "green": 20},
+    )
+
+
+def test_forms_without_csrf_or_from_another_origin_are_refused(daemon: Daemon) -> None:
+    before = daemon.json("endpoint", "show", "-n", "bg")
+    with httpx.Client(base_url=daemon.url) as client:
+        csrf = _login(daemon, client)
+        bad = {"traffic-blue": "0", "traffic-green": "100"}
+        assert client.post("/ui/endpoints/bg/traffic", data=bad).status_code == 403
+        assert client.post("/ui/endpoints/bg/traffic", data={**bad, "csrf": "0" + csrf[1:]}).status_code == 403
+        keys = client.post("/ui/endpoints/bg/keys", data={})
+        assert keys.status_code == 403 and "Key" not in keys.text
+        for headers in ({"origin": "http://evil.example"}, {"sec-fetch-site": "cross-site"}):
+            answer = client.post("/ui/endpoints/bg/traffic", data={**bad, "csrf": csrf}, headers=headers)
+            assert answer.status_code == 403, answer.text
+        assert daemon.json("endpoint", "show", "-n", "bg") == before
+        # the session is a credential of the management API too, state changes with X-CSRF-Token only
+        assert client.get("/api/endpoints/bg").json()["name"] == "bg"
+        assert client.post("/api/ui/login-links").status_code == 401
+        assert client.post("/api/ui/login-links", headers={"x-csrf-token": csrf}).status_code == 201
+        # signing out ends the session
+        assert client.post("/ui/logout", data={"csrf": csrf}).status_code == 303
+        assert client.get("/ui/endpoints").status_code == 303
+
+
+def test_modelport_ui_link_signs_in_once(daemon: Daemon, tmp_path: Path) -> None:
+    opened = tmp_path / "opened"
+    recorder = f"import sys; open({str(opened)!r}, 'w').write(sys.argv[1])"
+    daemon.cli.env["BROWSER"] = f"{sys.executable} -c {json.dumps(recorder)} %s"
+    try:
+        printed = daemon.ok("ui").stdout
+    finally:
+        del daemon.cli.env["BROWSER"]
+    link = opened.read_text()
+    assert f"login link (works once, for 300 s): {link}\n" in printed and link.startswith(
+        daemon.url + "/ui/login?code="
+    )
+    with httpx.Client() as client:
+        first = client.get(link)
+        assert first.status_code == 303 and first.headers["location"] == "/ui/endpoints"
+        cookie = first.headers["set-cookie"]
+        assert all(part in cookie for part in ("HttpOnly", "SameSite=Strict", "Path=/")) and "Secure" not in cookie
+        assert client.get(f"{daemon.url}/ui/endpoints").status_code == 200
+    again = httpx.get(link)
+    assert again.status_code == 400 and "used already" in again.text
+    printed = daemon.ok("ui", "--no-browser").stdout
+    assert "login link" in printed
+    assert httpx.get(f"{daemon.url}/ui/login?code=guessed").status_code == 400
