@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 
-def build_mlp_onnx(path: Path, sizes: Sequence[int] = (32, 64, 64, 4), seed: int = 0) -> Path:
-    """A float32 ReLU MLP with a dynamic batch dimension: input ``input`` → output ``output``.
+def build_mlp_onnx(path: Path, sizes: Sequence[int] = (32, 64, 64, 4), seed: int = 0, softmax: bool = False) -> Path:
+    """A float32 ReLU MLP with a dynamic batch dimension: input ``input`` → output ``output``
+    (class probabilities with ``softmax``, a classifier's answer).
 
     ``(32, 64, 64, 4)`` is the "small" benchmark model, ``(256, 1024, 1024, 1024, 16)`` the
     "medium" one.
@@ -26,11 +27,13 @@ def build_mlp_onnx(path: Path, sizes: Sequence[int] = (32, 64, 64, 4), seed: int
         bias = (rng.standard_normal(fan_out) * 0.01).astype(np.float32)
         initializers += [numpy_helper.from_array(weight, f"W{layer}"), numpy_helper.from_array(bias, f"B{layer}")]
         last = layer == len(sizes) - 2
-        gemm_out = "output" if last else f"h{layer}"
+        gemm_out = ("logits" if softmax else "output") if last else f"h{layer}"
         nodes.append(helper.make_node("Gemm", [current, f"W{layer}", f"B{layer}"], [gemm_out]))
         if not last:
             nodes.append(helper.make_node("Relu", [gemm_out], [f"r{layer}"]))
             current = f"r{layer}"
+    if softmax:
+        nodes.append(helper.make_node("Softmax", ["logits"], ["output"], axis=1))
     graph = helper.make_graph(
         nodes,
         "mlp",

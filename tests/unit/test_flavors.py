@@ -795,7 +795,7 @@ def test_unknown_flavor_is_rejected():
         detect(Path("anything"), flavor="keras")
 
     assert str(excinfo.value) == (
-        "flavor: 'keras' is not one of onnx, sklearn, torch, xgboost, lightgbm, mlflow, python, triton, custom"
+        "flavor: 'keras' is not one of onnx, sklearn, torch, xgboost, lightgbm, mlflow, python, triton, pipeline, custom"
     )
 
 
@@ -939,7 +939,7 @@ def test_signature_from_dict_names_the_bad_field(data, field):
 
 
 def test_constants():
-    assert FLAVORS == ("onnx", "sklearn", "torch", "xgboost", "lightgbm", "mlflow", "python", "triton", "custom")
+    assert FLAVORS == ("onnx", "sklearn", "torch", "xgboost", "lightgbm", "mlflow", "python", "triton", "pipeline", "custom")
     assert len(DATATYPES) == 14
 
 

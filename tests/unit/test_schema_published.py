@@ -56,9 +56,9 @@ def test_cli_prints_and_writes_the_published_schema(tmp_path: Path) -> None:
     assert written.returncode == 0, written.stderr
     assert target.read_text(encoding="utf-8") == render(json_schema("batch-deployment"))
     unknown = subprocess.run(
-        [sys.executable, "-m", "modelport", "schema", "pipeline"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "modelport", "schema", "workflow"], capture_output=True, text=True, timeout=60
     )
-    assert unknown.returncode == 2 and "'pipeline' is not one of" in unknown.stderr
+    assert unknown.returncode == 2 and "'workflow' is not one of" in unknown.stderr
 
 
 AZURE_DEPLOYMENT = """\

@@ -29,11 +29,14 @@ def model() -> None:
     """Register, find and fetch model versions (NAME, NAME:VERSION or NAME@ALIAS)."""
 
 
-def show_info(info: ModelInfo, output: str) -> None:
+def show_info(info: ModelInfo, output: str, used_by: list[str] | None = None) -> None:
+    """A version's fields; ``used_by``: the pipelines pinning it (lineage), when asked for."""
     if output == "json":
-        print_json(info.to_dict())
+        print_json({**info.to_dict(), **({} if used_by is None else {"used_by": used_by})})
         return
     fields = info.to_dict()
+    if used_by:
+        fields["used_by"] = ", ".join(used_by)
     fields["files"] = [f"{f['path']} ({f['size']} B)" for f in info.files]
     if info.signature:
         fields["signature"] = "; ".join(
@@ -67,7 +70,7 @@ def show_info(info: ModelInfo, output: str) -> None:
     "--flavor",
     "-f",
     default=None,
-    help="onnx, sklearn, torch, xgboost, lightgbm, mlflow, python, triton, custom, or an installed plug-in's "
+    help="onnx, sklearn, torch, xgboost, lightgbm, mlflow, python, triton, pipeline, custom, or an installed plug-in's "
     "[default: detected].",
 )
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Tag (repeatable).")
@@ -220,8 +223,9 @@ def versions(app: AppContext, name: str, include_archived: bool, output: str) ->
 @output_option
 @pass_app
 def show(app: AppContext, ref: str, output: str) -> None:
-    """Show one version: flavor, signature, files, hashes."""
-    show_info(app.workspace.models.get(ref), output)
+    """Show one version: flavor, signature, files, hashes, and the pipelines that pin it."""
+    info = app.workspace.models.get(ref)
+    show_info(info, output, app.workspace.models.pipelines_using(info.ref))
 
 
 @model.command(

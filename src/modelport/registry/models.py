@@ -97,7 +97,7 @@ class ModelRegistry(VersionedAssets["Model", "ModelVersion", ModelInfo]):
         self.store = store
         self.cache_dir = cache_dir
         self.tmp_dir = tmp_dir  # staging for the cache: same filesystem, so a finished copy is renamed in
-        self.usage_checks: list[UsageCheck] = []
+        self.usage_checks: list[UsageCheck] = [_pipelines_using]  # a version a pipeline pins is not deleted
 
     # -- registration -----------------------------------------------------------------------
 
@@ -129,6 +129,8 @@ class ModelRegistry(VersionedAssets["Model", "ModelVersion", ModelInfo]):
         from modelport.registry.flavors import detect
         from modelport.registry.flavors.pickle_imports import inspect_pickles
         from modelport.registry.flavors.signatures import check_fits
+        from modelport.registry.pipelines import pin_steps
+        from modelport.schema.pipeline import PIPELINE_KIND
         from modelport.store.schema import ModelFile, ModelVersion
 
         manifest = scan(Path(path), follow_symlinks=follow_symlinks)
@@ -141,6 +143,10 @@ class ModelRegistry(VersionedAssets["Model", "ModelVersion", ModelInfo]):
         try:
             self._upload(manifest, written)
             with self.db.session() as session:
+                if info.flavor == PIPELINE_KIND:  # its steps pinned in this transaction, so none is deleted meanwhile
+                    info = replace(
+                        info, details={**info.details, **pin_steps(session, self._resolve, Path(path), name)}
+                    )
                 container = self._lock_or_create(session, name)
                 if not allow_duplicate:
                     self._refuse_duplicate(session, container, manifest)
@@ -270,6 +276,13 @@ class ModelRegistry(VersionedAssets["Model", "ModelVersion", ModelInfo]):
             for row in rows
         ]
 
+    def pipelines_using(self, ref: str) -> builtins.list[str]:
+        """The registered pipeline versions that pin version ``ref`` (lineage from a step to its users)."""
+        from modelport.registry.pipelines import pipelines_using
+
+        with self.db.session() as session:
+            return pipelines_using(session, self._resolve(session, ref))
+
     # -- changes ----------------------------------------------------------------------------
 
     def set_alias(self, name: str, alias: str, version: int | str | None = None) -> ModelInfo:
@@ -389,3 +402,11 @@ class ModelRegistry(VersionedAssets["Model", "ModelVersion", ModelInfo]):
     @staticmethod
     def _label(info: ModelInfo, path: str) -> str:
         return f"model {info.name}:{info.version} file {path!r}"
+
+
+def _pipelines_using(session: Session, version: ModelVersion) -> builtins.list[str]:
+    """:func:`modelport.registry.pipelines.pipelines_using`, imported when a version is deleted: it
+    brings the pipeline checks (and numpy) that opening a workspace does not need."""
+    from modelport.registry.pipelines import pipelines_using
+
+    return pipelines_using(session, version)

@@ -50,6 +50,7 @@ BUILTIN: dict[str, str] = {
     "mlflow": "modelport.registry.flavors.builtin:MLFLOW",
     "python": "modelport.registry.flavors.builtin:PYTHON",
     "triton": "modelport.registry.flavors.builtin:TRITON",
+    "pipeline": "modelport.registry.flavors.builtin:PIPELINE",
     "custom": "modelport.registry.flavors.builtin:CUSTOM",
 }
 

@@ -29,6 +29,7 @@ PUBLISHED = {  # name → "module:class"
     "model-config": "modelport.schema.model_config:ModelConfig",
     "environment": "modelport.schema.environment:CondaEnvironment",
     "router": "modelport.schema.router_config:RouterConfig",
+    "pipeline": "modelport.schema.pipeline:PipelineSpec",
 }
 
 

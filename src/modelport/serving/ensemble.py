@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from modelport.core.datatypes import datatype_of
 from modelport.core.errors import ModelportError
 from modelport.protocol.types import InferenceRequest, InferInput, RequestedOutput
-from modelport.runtime.ensemble import EnsemblePlan, PlannedStep
+from modelport.runtime.ensemble import Composing, EnsemblePlan, PlannedStep, plan_ensemble
 from modelport.serving import inference
 from modelport.serving.model import Execution, Servable
 from modelport.serving.sources import ModelSource
@@ -43,6 +44,11 @@ class EnsembleModel(Servable):
         self.plan = plan
         self._resolve = resolve
 
+    def replan(self, configs: Composing) -> None:
+        """Check the steps again against ``configs`` (a composing model was loaded again); raises
+        :class:`ValidationError` when they no longer fit."""
+        plan_ensemble(self.config, configs)
+
     @property
     def instance_count(self) -> int:
         """One: a long ``/score`` table runs through the steps one chunk at a time."""
@@ -56,12 +62,13 @@ class EnsembleModel(Servable):
         self.stats.record_execution(rows, 0, finished - started, 0)
         return Execution({name: tensors[name] for name in self.plan.outputs}, 0, finished - started, rows)
 
-    async def _run(self, inputs: dict[str, np.ndarray], request_id: str | None) -> dict[str, np.ndarray]:
+    async def _run(self, inputs: dict[str, Any], request_id: str | None) -> dict[str, Any]:
         """Every step, each started once the tensors it reads exist; the first failure cancels
-        the steps still running. The plan has no cycle, so every step gets to run."""
+        the steps still running. The plan has no cycle, so every step gets to run. Tensors are
+        arrays here; a pipeline's carry the rows they hold (``serving.pipeline``)."""
         tensors = dict(inputs)
         waiting = list(self.plan.steps)
-        running: dict[asyncio.Task[dict[str, np.ndarray]], PlannedStep] = {}
+        running: dict[asyncio.Task[dict[str, Any]], PlannedStep] = {}
         try:
             while waiting or running:
                 for step in [step for step in waiting if step.needs <= tensors.keys()]:
@@ -78,22 +85,30 @@ class EnsembleModel(Servable):
                 task.cancel()
         return tensors
 
-    async def _step(
-        self, step: PlannedStep, tensors: dict[str, np.ndarray], request_id: str | None
+    async def _step(self, step: PlannedStep, tensors: dict[str, Any], request_id: str | None) -> dict[str, Any]:
+        """One step: the tensors it reads, as they are, to its model."""
+        return await self._call(step, {key: tensors[tensor] for key, tensor in step.inputs.items()}, request_id)
+
+    async def _call(
+        self, step: PlannedStep, inputs: dict[str, np.ndarray], request_id: str | None
     ) -> dict[str, np.ndarray]:
-        """One step as a request to its model; its errors keep their kind and name the step."""
+        """A request to the step's model (its scheduler, its statistics); its errors keep their
+        kind and name the step."""
         try:
             model = self._resolve(step.model_name, step.version)
             request = InferenceRequest(
                 request_id,
-                [_tensor(key, tensors[tensor]) for key, tensor in step.inputs.items()],
+                [_tensor(key, array) for key, array in inputs.items()],
                 [RequestedOutput(key) for key in step.outputs],
             )
             with inference.admitted(model):
                 response = await inference.infer(model, request)
         except ModelportError as exc:  # serving's error kinds take their message alone
-            raise type(exc)(f"ensemble {self.name!r}: step {step.index} (model {step.model_name!r}): {exc}") from exc
+            raise type(exc)(f"{self._where(step)}: {exc}") from exc
         return {output.name: output.data for output in response.outputs}
+
+    def _where(self, step: PlannedStep) -> str:
+        return f"ensemble {self.name!r}: step {step.index} (model {step.model_name!r})"
 
 
 def _tensor(name: str, array: np.ndarray) -> InferInput:

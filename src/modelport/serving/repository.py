@@ -4,7 +4,7 @@ Models are loaded from their ``ModelSource`` at start-up; the repository extensi
 load/unload calls reload or drop them at run time. Lookups follow Triton: without a version,
 the highest loaded version answers.
 
-Ensembles follow Triton too: they load after the models they run (loading one loads those that
+Ensembles follow Triton too (and registered pipelines, ``serving.pipeline``, the same way): they load after the models they run (loading one loads those that
 are not), their steps are checked against those models' completed configs then and again when
 one of them is reloaded, and an ensemble is ready only while every model it runs is.
 """
@@ -21,6 +21,7 @@ from modelport.runtime.config import ModelConfig
 from modelport.runtime.ensemble import plan_ensemble
 from modelport.serving.ensemble import EnsembleModel
 from modelport.serving.model import Servable, ServedModel
+from modelport.serving.pipeline import PipelineModel
 from modelport.serving.sources import ModelSource
 
 
@@ -51,7 +52,7 @@ class ModelRepository:
     def load_all(self) -> None:
         """Load every model, ensembles last; the first failure propagates (the server must not
         start half-ready)."""
-        for name in sorted(self.names, key=self._is_ensemble):
+        for name in sorted(self.names, key=self._composes):
             if name not in self._loaded:  # an ensemble loads the ensembles it runs first
                 self.load(name)
 
@@ -74,10 +75,15 @@ class ModelRepository:
             self._errors.pop(name, None)
         for model in previous.values():
             model.close()
-        if not self._is_ensemble(name):
+        if not self._composes(name):
             self._recheck_ensembles(name)
 
     def _load_source(self, source: ModelSource, ensembles: tuple[str, ...]) -> Servable:
+        if source.pipeline is not None:
+            for name in dict.fromkeys(model for model, _ in source.pipeline.pins.values()):
+                if name not in self._loaded:
+                    self._load(name, ensembles)
+            return PipelineModel.load(source, self._configs(), self.get)
         if source.config is None or not source.config.is_ensemble:
             return ServedModel.load(source)
         assert source.config.ensemble_scheduling is not None, "checked by the config"
@@ -100,8 +106,12 @@ class ModelRepository:
             for name, versions in list(self._loaded.items())
         }
 
-    def _is_ensemble(self, name: str) -> bool:
-        return any(source.config is not None and source.config.is_ensemble for source in self._sources[name])
+    def _composes(self, name: str) -> bool:
+        """Whether ``name`` runs other models (an ensemble or a pipeline): it loads after them."""
+        return any(
+            source.pipeline is not None or (source.config is not None and source.config.is_ensemble)
+            for source in self._sources[name]
+        )
 
     def _recheck_ensembles(self, name: str) -> None:
         """A model that was loaded again may take or give other tensors now: each loaded ensemble
@@ -111,7 +121,7 @@ class ModelRepository:
                 if not isinstance(model, EnsembleModel) or name not in dict(model.plan.composing):
                     continue
                 try:
-                    plan_ensemble(model.config, self._configs())
+                    model.replan(self._configs())
                 except ValidationError as exc:
                     self.unload(ensemble)
                     self._errors[ensemble] = str(exc)

@@ -11,8 +11,11 @@ from pathlib import Path
 
 from modelport.core.errors import NotFoundError, ValidationError
 from modelport.registry.flavors import detect
+from modelport.registry.flavors.pipelines import PIPELINE, read_pipeline
+from modelport.registry.pipelines import pinned
 from modelport.runtime import flavor_catalog
 from modelport.runtime.config import ModelConfig, TensorConfig, load_config
+from modelport.runtime.pipeline import RegisteredPipeline
 
 CONFIG_FILES = ("config.yaml", "config.yml", "config.pbtxt")
 
@@ -23,7 +26,8 @@ class ModelSource:
 
     ``path`` is the folder the flavor loads from; ``model_dir`` is what scoring scripts see
     as ``AZUREML_MODEL_DIR`` (the folder holding the registered file or folder);
-    ``entry_script`` is set for the ``python`` flavor (a ``score.py`` with ``init``/``run``).
+    ``entry_script`` is set for the ``python`` flavor (a ``score.py`` with ``init``/``run``),
+    ``pipeline`` for the ``pipeline`` flavor (its definition and pinned steps).
     """
 
     name: str
@@ -33,6 +37,7 @@ class ModelSource:
     config: ModelConfig | None
     model_dir: Path
     entry_script: Path | None = None
+    pipeline: RegisteredPipeline | None = None
 
 
 def read_config(folder: Path, name: str, *, strict: bool) -> ModelConfig | None:
@@ -91,6 +96,11 @@ def source_from_path(path: Path, name: str) -> list[ModelSource]:
                 else f"not a model format modelport serves ({', '.join(flavor_catalog.loadable_names())}, a score.py)"
             )
         )
+    if info.flavor == PIPELINE:
+        raise ValidationError(
+            f"target: {path}: a pipeline is served once registered, which pins its steps' versions "
+            f"(modelport model register {path} --name NAME)"
+        )
     if path.is_file() and info.flavor != "python":
         return [ModelSource(name, 1, info.flavor, path, None, path.parent)]
     return source_from_registered(name, 1, info.flavor, path.parent, path.name, info.details)
@@ -135,6 +145,11 @@ def source_from_registered(
         return sources_from_repository(content)
     if not content.exists():
         raise NotFoundError(f"model {name}:{version}: {content} is missing")
+    if flavor == PIPELINE:
+        if not content.is_file():
+            raise ValidationError(f"model {name}:{version}: {content} is not a pipeline file")
+        pipeline = RegisteredPipeline(read_pipeline(content), pinned(details))
+        return [ModelSource(name, version, flavor, version_dir, None, version_dir, pipeline=pipeline)]
     if flavor == "python":
         script = content / details["entry_script"] if content.is_dir() else content
         return [ModelSource(name, version, flavor, script.parent, None, version_dir, script)]

@@ -54,15 +54,33 @@ def resolve_targets(
         elif path.exists():
             sources += sources_from_repository(path)
         else:
-            info, version_dir = workspace().models.model_dir(target)
-            sources += source_from_registered(
-                info.name, info.version, info.flavor, version_dir, info.root_name, info.details, info.signature
-            )
+            sources += _registered(workspace(), target)
+    sources = _with_steps(sources, workspace)
     keys = [(source.name, source.version) for source in sources]
     twice = sorted({key for key in keys if keys.count(key) > 1})
     if twice:
         raise ValidationError(f"target: model {twice[0][0]!r} version {twice[0][1]} is given twice")
     return sources
+
+
+def _registered(workspace: WorkspaceStores, ref: str) -> list[ModelSource]:
+    info, version_dir = workspace.models.model_dir(ref)
+    return source_from_registered(
+        info.name, info.version, info.flavor, version_dir, info.root_name, info.details, info.signature
+    )
+
+
+def _with_steps(sources: list[ModelSource], workspace: Callable[[], WorkspaceStores]) -> list[ModelSource]:
+    """``sources`` and the step models their pipelines pin, each version once: a pipeline loads
+    with its steps, as an ensemble with its composing models."""
+    given = {(source.name, source.version) for source in sources}
+    steps: list[ModelSource] = []
+    for source in sources:
+        for name, version in source.pipeline.pins.values() if source.pipeline else ():
+            if (name, version) not in given:
+                given.add((name, version))
+                steps += _registered(workspace(), f"{name}:{version}")
+    return sources + steps
 
 
 def _repository(path: Path) -> bool:

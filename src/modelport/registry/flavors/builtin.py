@@ -12,6 +12,7 @@ from __future__ import annotations
 from modelport.registry.flavors.mlflow import mlflow_model
 from modelport.registry.flavors.onnx import onnx_file, onnx_model
 from modelport.registry.flavors.pickles import pickled_model
+from modelport.registry.flavors.pipelines import pipeline_file
 from modelport.registry.flavors.scripts import python_file, python_folder
 from modelport.registry.flavors.torch import torch_archive
 from modelport.registry.flavors.trees import lightgbm_model, xgboost_model
@@ -95,6 +96,13 @@ TRITON = Flavor(
     folder_detectors=(triton_repository,),
     formats=frozenset({"triton"}),
     required="is not a Triton model repository (no <model>/<version>/ folders)",
+)
+# Registered models composed into one, served with the step versions pinned at registration.
+PIPELINE = Flavor(
+    "pipeline",
+    file_detectors=(pipeline_file,),
+    formats=frozenset({"pipeline"}),
+    required="is not a pipeline file (a .yaml file with kind: pipeline)",
 )
 # Files modelport stores but does not serve: any content fits.
 CUSTOM = Flavor("custom")

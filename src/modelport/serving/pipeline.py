@@ -1,0 +1,115 @@
+"""Serving a registered pipeline: the ensemble executor, with steps that run on some rows only.
+
+A pipeline runs as an ensemble does (:mod:`modelport.serving.ensemble`): each step is a request
+to its model through that model's scheduler, so the steps of concurrent pipeline requests are
+batched together. What it adds is rows. Each tensor of a request carries the rows it holds
+(:class:`~modelport.runtime.pipeline.Rows`); a step runs on the rows every tensor it reads has,
+narrowed by its ``when:``, so only those rows are gathered and sent to its model (a step with no
+row left is not called at all), and its outputs hold those rows. An output is built, row by row,
+from the first of its ``from:`` tensors that has the row: the answer comes back in request order.
+
+A cascade thus sends every row to the small model and only the unsure rows to the large one, and
+the large model's batches hold unsure rows of many requests at once.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from modelport.core.errors import ValidationError
+from modelport.runtime.config import ModelConfig, TensorConfig
+from modelport.runtime.ensemble import Composing, PlannedStep
+from modelport.runtime.pipeline import (
+    PipelinePlan,
+    PipelinePlannedStep,
+    RegisteredPipeline,
+    Rows,
+    StepModel,
+    common_rows,
+    condition_rows,
+    gather,
+    merge_first,
+    plan_pipeline,
+)
+from modelport.serving.ensemble import EnsembleModel, Resolve
+from modelport.serving.model import Execution, Servable
+from modelport.serving.sources import ModelSource
+
+PIPELINE_PLATFORM = "pipeline"
+
+
+class PipelineModel(EnsembleModel):
+    """A pipeline version: a config made from its definition (batching as much as its steps
+    do), and its plan, checked against the step models' completed configs."""
+
+    plan: PipelinePlan
+
+    def __init__(self, source: ModelSource, config: ModelConfig, plan: PipelinePlan, resolve: Resolve) -> None:
+        Servable.__init__(self, source, config)
+        self.plan = plan
+        self._resolve = resolve
+
+    @classmethod
+    def load(cls, source: ModelSource, configs: Composing, resolve: Resolve) -> PipelineModel:
+        assert source.pipeline is not None, "a pipeline source carries its definition"
+        plan, steps = _plan(source.name, source.pipeline, configs)
+        spec = source.pipeline.spec
+        config = ModelConfig(
+            name=source.name,
+            platform=PIPELINE_PLATFORM,
+            max_batch_size=min(step.max_batch_size for step in steps),
+            inputs=[TensorConfig(name=t.name, datatype=t.datatype, dims=tuple(t.shape[1:])) for t in spec.inputs],
+            outputs=[TensorConfig(name=t.name, datatype=t.datatype, dims=tuple(t.shape[1:])) for t in spec.outputs],
+        )
+        return cls(source, config, plan, resolve)
+
+    def replan(self, configs: Composing) -> None:
+        assert self.source.pipeline is not None
+        _plan(self.name, self.source.pipeline, configs)
+
+    async def execute(self, inputs: dict[str, np.ndarray], request_id: str | None) -> Execution:
+        started = time.perf_counter_ns()
+        rows = next(iter(inputs.values())).shape[0]
+        tensors = await self._run({name: Rows(array) for name, array in inputs.items()}, request_id)
+        outputs = {
+            name: merge_first(rows, [tensors[tensor] for tensor in self.plan.sources[name]])
+            for name in self.plan.outputs
+        }
+        finished = time.perf_counter_ns()
+        self.stats.record_execution(rows, 0, finished - started, 0)
+        return Execution(outputs, 0, finished - started, rows)
+
+    async def _step(self, step: PlannedStep, tensors: dict[str, Any], request_id: str | None) -> dict[str, Any]:
+        """The step on its rows: those its tensors have, where its condition holds."""
+        assert isinstance(step, PipelinePlannedStep)
+        read: list[Rows] = [tensors[tensor] for tensor in step.reads]
+        rows = common_rows(read)
+        condition = None if step.when is None else tensors[step.when.tensor]
+        if step.when is not None and condition is not None and condition.data is not None:
+            holds = condition_rows(step.when, gather(condition, rows))
+            if not holds.all():
+                rows = np.flatnonzero(holds) if rows is None else rows[holds]
+        if rows is not None and len(rows) == 0:
+            return {key: Rows(None, rows) for key in step.outputs}
+        outputs = await self._call(step, {key: gather(tensors[t], rows) for key, t in step.inputs.items()}, request_id)
+        return {key: Rows(array, rows) for key, array in outputs.items()}
+
+    def _where(self, step: PlannedStep) -> str:
+        name = step.step if isinstance(step, PipelinePlannedStep) else str(step.index)
+        return f"pipeline {self.name!r}: step {name!r} (model {step.model_name}:{step.version})"
+
+
+def _plan(name: str, pipeline: RegisteredPipeline, configs: Composing) -> tuple[PipelinePlan, list[ModelConfig]]:
+    """The plan against the loaded step models' configs, and those configs in step order."""
+    models, chosen = {}, []
+    for step in pipeline.spec.steps:
+        model, version = pipeline.pins[step.name]
+        config = configs.get(model, {}).get(str(version))
+        if config is None:
+            raise ValidationError(f"pipeline {name!r}: step {step.name!r}: model {model}:{version} is not loaded")
+        models[step.name] = StepModel.from_config(f"{model}:{version}", config)
+        chosen.append(config)
+    return plan_pipeline(name, pipeline.spec, pipeline.pins, models), chosen
