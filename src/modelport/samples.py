@@ -78,3 +78,53 @@ def _save(graph: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
+
+
+CASCADE_FEATURES, CASCADE_CLASSES = 16, 4
+CASCADE_PIPELINE = """\
+kind: pipeline
+description: the large classifier only for the rows the small one is unsure of
+inputs:
+  - {name: x, datatype: FP32, shape: [-1, 16]}
+steps:
+  - name: small
+    model: small@prod
+    inputs: {input: x}
+    outputs: {output: small_probs}
+  - name: large
+    model: large@prod
+    when: {tensor: small_probs, reduce: max, below: 0.9}
+    inputs: {input: x}
+    outputs: {output: large_probs}
+outputs:
+  - {name: probabilities, datatype: FP32, shape: [-1, 4], from: [large_probs, small_probs]}
+"""
+CASCADE_BATCHING = "max_batch_size: 256\ndynamic_batching { max_queue_delay_microseconds: 2000 }\n"
+
+
+def build_cascade(folder: Path, large_width: int = 1024) -> dict[str, Path]:
+    """A small and a large classifier (``small/``, ``large/``: ``model.onnx`` and a dynamically
+    batching ``config.pbtxt``, to register as they are) and ``pipeline.yaml`` running the large one
+    only where the small one's top probability is below 0.9, both ``@prod``. Rows far from 0 are
+    the ones the small model is sure of (:func:`cascade_rows`)."""
+    paths = {"small": folder / "small", "large": folder / "large"}
+    sizes = {
+        "small": (CASCADE_FEATURES, 32, CASCADE_CLASSES),
+        "large": (CASCADE_FEATURES, large_width, large_width, CASCADE_CLASSES),
+    }
+    for name, model in paths.items():
+        model.mkdir(parents=True)
+        build_mlp_onnx(model / "model.onnx", sizes[name], seed=7, softmax=True)
+        (model / "config.pbtxt").write_text(CASCADE_BATCHING)
+    paths["pipeline"] = folder / "pipeline.yaml"
+    paths["pipeline"].write_text(CASCADE_PIPELINE)
+    return paths
+
+
+def cascade_rows(rows: int, sure: float, seed: int = 0) -> np.ndarray:
+    """``rows`` inputs of which a ``sure`` share are far from 0 (a ReLU network's logits grow with
+    its input, so the small model is confident there) and the rest close to it (it is not)."""
+    rng = np.random.default_rng(seed)
+    data = rng.standard_normal((rows, CASCADE_FEATURES)).astype(np.float32)
+    scale = np.where(rng.random(rows) < sure, 40.0, 0.05).astype(np.float32)
+    return data * scale[:, None]

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 SCRIPT_FLAVORS = ("python",)  # registered scoring scripts: served on /score without code_configuration
 REPOSITORY_FLAVORS = ("triton",)  # registered model repositories: served model by model
+COMPOSED_FLAVORS = ("pipeline",)  # registered pipelines: served as one model, with the steps they pin
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,7 @@ class Catalog:
                 environment = self._register_environment(environment, f"{spec.endpoint_name}-{spec.name}-env")
             if spec.code_configuration is None and model is not None:  # a deployment has one or both
                 flavor = self.ws.models.get(model).flavor
-                if flavor not in flavor_catalog.loadable_names() and flavor not in SCRIPT_FLAVORS:
+                if flavor not in (*flavor_catalog.loadable_names(), *SCRIPT_FLAVORS, *COMPOSED_FLAVORS):
                     raise ValidationError(
                         f"code_configuration: model {model} ({flavor}) needs a scoring script to be served"
                     )
@@ -304,7 +305,7 @@ class Catalog:
                 info = self.ws.models.get(text)
             except ModelportError as exc:
                 raise type(exc)(f"{field}: {exc}") from None
-            callable_flavors = (*flavor_catalog.loadable_names(), *REPOSITORY_FLAVORS)
+            callable_flavors = (*flavor_catalog.loadable_names(), *REPOSITORY_FLAVORS, *COMPOSED_FLAVORS)
             if info.flavor not in callable_flavors:
                 raise ValidationError(
                     f"{field}: model {info.ref} is a {info.flavor} model, which the server does not run; "

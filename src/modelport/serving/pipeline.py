@@ -21,6 +21,7 @@ import numpy as np
 
 from modelport.core.errors import ValidationError
 from modelport.runtime.config import ModelConfig, TensorConfig
+from modelport.runtime.predictor import TensorMeta, check_inputs
 from modelport.runtime.ensemble import Composing, PlannedStep
 from modelport.runtime.pipeline import (
     PipelinePlan,
@@ -51,6 +52,7 @@ class PipelineModel(EnsembleModel):
         Servable.__init__(self, source, config)
         self.plan = plan
         self._resolve = resolve
+        self._inputs = [TensorMeta(t.name, t.datatype, (-1, *t.dims)) for t in config.inputs]
 
     @classmethod
     def load(cls, source: ModelSource, configs: Composing, resolve: Resolve) -> PipelineModel:
@@ -71,6 +73,7 @@ class PipelineModel(EnsembleModel):
         _plan(self.name, self.source.pipeline, configs)
 
     async def execute(self, inputs: dict[str, np.ndarray], request_id: str | None) -> Execution:
+        check_inputs(self._inputs, inputs)  # as declared: a bad request names the pipeline's tensor, not a step's
         started = time.perf_counter_ns()
         rows = next(iter(inputs.values())).shape[0]
         tensors = await self._run({name: Rows(array) for name, array in inputs.items()}, request_id)
