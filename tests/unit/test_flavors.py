@@ -939,7 +939,18 @@ def test_signature_from_dict_names_the_bad_field(data, field):
 
 
 def test_constants():
-    assert FLAVORS == ("onnx", "sklearn", "torch", "xgboost", "lightgbm", "mlflow", "python", "triton", "pipeline", "custom")
+    assert FLAVORS == (
+        "onnx",
+        "sklearn",
+        "torch",
+        "xgboost",
+        "lightgbm",
+        "mlflow",
+        "python",
+        "triton",
+        "pipeline",
+        "custom",
+    )
     assert len(DATATYPES) == 14
 
 

@@ -21,7 +21,6 @@ import numpy as np
 
 from modelport.core.errors import ValidationError
 from modelport.runtime.config import ModelConfig, TensorConfig
-from modelport.runtime.predictor import TensorMeta, check_inputs
 from modelport.runtime.ensemble import Composing, PlannedStep
 from modelport.runtime.pipeline import (
     PipelinePlan,
@@ -35,6 +34,7 @@ from modelport.runtime.pipeline import (
     merge_first,
     plan_pipeline,
 )
+from modelport.runtime.predictor import TensorMeta, check_inputs
 from modelport.serving.ensemble import EnsembleModel, Resolve
 from modelport.serving.model import Execution, Servable
 from modelport.serving.sources import ModelSource
