@@ -90,8 +90,8 @@ class PipelineModel(EnsembleModel):
         assert isinstance(step, PipelinePlannedStep)
         read: list[Rows] = [tensors[tensor] for tensor in step.reads]
         rows = common_rows(read)
-        condition = None if step.when is None else tensors[step.when.tensor]
-        if step.when is not None and condition is not None and condition.data is not None:
+        condition: Rows | None = None if step.when is None else tensors[step.when.tensor]
+        if step.when is not None and condition is not None and condition.data is not None:  # else: no rows
             holds = condition_rows(step.when, gather(condition, rows))
             if not holds.all():
                 rows = np.flatnonzero(holds) if rows is None else rows[holds]
