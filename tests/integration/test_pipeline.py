@@ -1,6 +1,6 @@
 """A registered cascade pipeline (a small ONNX classifier; a large one only where the small one's
-top probability is below 0.9) served by ``modelport serve`` and by an online endpoint: answers
-equal the reference computed here, rows in order; the steps batch under 32 clients; the steps'
+top probability is below 0.9) served by ``modelport serve``, by an online endpoint and by a batch
+deployment: answers equal the reference computed here, rows in order; the steps batch under 32 clients; the steps'
 versions are pinned at registration, and a pinned version cannot be deleted."""
 
 from __future__ import annotations
@@ -15,11 +15,15 @@ from pathlib import Path
 import httpx
 import numpy as np
 import onnxruntime as ort
+import pandas as pd
 import pytest
 import tritonclient.grpc as grpcclient
 from conftest import Cli, Server, ok
 from endpoint_daemon import FAST_PROBES, Daemon, write_yaml
 
+from modelport import Workspace
+from modelport.batch.definitions import parse_deployment, parse_endpoint
+from modelport.batch.endpoints import BatchEndpoints
 from modelport.samples import CASCADE_FEATURES, build_cascade, cascade_rows
 
 
@@ -213,3 +217,43 @@ def test_an_online_endpoint_serves_the_pipeline(setup: Setup) -> None:
         assert "online deployment cascade-ep/blue" in daemon.fails("model", "delete", "cascade:1")
     finally:
         daemon.down()
+
+
+def test_a_batch_deployment_scores_a_table_with_the_pipeline(setup: Setup, tmp_path: Path) -> None:
+    with Workspace(setup.home) as ws:
+        endpoints = BatchEndpoints(ws)
+        endpoints.create_endpoint(parse_endpoint({"name": "cascade-batch"}).value)
+        spec = {
+            "name": "nocode",
+            "endpoint_name": "cascade-batch",
+            "model": "cascade:1",
+            "settings": {"mini_batch_size": 40},
+        }
+        endpoints.create_deployment(parse_deployment(spec, tmp_path).value)
+    rows = cascade_rows(100, sure=0.7, seed=9)
+    (tmp_path / "table").mkdir()
+    pd.DataFrame(rows, columns=[f"f{i}" for i in range(CASCADE_FEATURES)]).to_csv(
+        tmp_path / "table" / "x.csv", index=False
+    )
+    ok(
+        Cli(setup.home)(
+            "batch-endpoint",
+            "invoke",
+            "-n",
+            "cascade-batch",
+            "-d",
+            "nocode",
+            "--input",
+            tmp_path / "table",
+            "--input-type",
+            "tabular",
+            "--output-path",
+            tmp_path / "out",
+            "--wait",
+            timeout=300,
+        )
+    )
+    scored = pd.read_csv(tmp_path / "out" / "predictions.csv", header=None, sep=" ")
+    assert list(scored[0]) == list(range(100))  # rows in order
+    np.testing.assert_allclose(scored[[1, 2, 3, 4]].to_numpy(), setup.reference(rows), rtol=1e-5, atol=1e-6)
+    assert 0 < setup.unsure(rows) < 100

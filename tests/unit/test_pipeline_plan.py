@@ -4,12 +4,24 @@ step and tensor), and the per-row rules — conditions, gathering rows, merging 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 
 import numpy as np
 import pytest
 
 from modelport.core.errors import ValidationError
-from modelport.runtime.pipeline import Rows, StepModel, common_rows, condition_rows, gather, merge_first, plan_pipeline
+from modelport.runtime.pipeline import (
+    RegisteredPipeline,
+    Rows,
+    StepModel,
+    common_rows,
+    condition_rows,
+    gather,
+    merge_first,
+    plan_pipeline,
+)
+from modelport.runtime.pipeline_predictor import PipelinePredictor
+from modelport.runtime.predictor import Predictor, TensorMeta
 from modelport.schema.base import parse
 from modelport.schema.pipeline import Condition, PipelineSpec
 
@@ -186,3 +198,34 @@ def test_a_step_that_ran_on_no_row_leaves_the_fallback_whole() -> None:
 def test_a_row_nobody_answered_is_an_error_not_garbage() -> None:
     with pytest.raises(ValidationError, match=r"rows \[0, 2\] have no value"):
         merge_first(3, [Rows(np.ones((1, 2)), np.array([1]))])
+
+
+class _Recording(Predictor):
+    """A step model answering a fixed row of ``answer`` per input row, recording the rows it was given."""
+
+    batch_dim = True
+
+    def __init__(self, answer: np.ndarray) -> None:
+        self.inputs = [TensorMeta("input", "FP32", (-1, 16))]
+        self.outputs = [TensorMeta("output", "FP32", (-1, 4))]
+        self.answer, self.seen = answer, []
+
+    def _predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = inputs["input"][:, 0].astype(int)  # the test writes each row's number in column 0
+        self.seen.append(rows.tolist())
+        return {"output": self.answer[rows]}
+
+
+def test_a_pipeline_predictor_sends_the_large_step_only_its_rows_and_merges_in_order() -> None:
+    x = np.zeros((5, 16), dtype=np.float32)
+    x[:, 0] = np.arange(5)
+    small = _Recording(np.array([[0.95, 0.05, 0, 0], [0.5, 0.5, 0, 0], [0.99, 0, 0, 0.01], [0.4] * 4, [1, 0, 0, 0]]))
+    large = _Recording(np.full((5, 4), 7.0))
+    predictor = PipelinePredictor("cascade", RegisteredPipeline(_spec(CASCADE), PINS), {"small": small, "large": large})
+    answer = predictor.predict({"x": x})["probabilities"]
+    assert small.seen == [[0, 1, 2, 3, 4]] and large.seen == [[1, 3]]
+    np.testing.assert_array_equal(answer[[0, 2, 4]], small.answer[[0, 2, 4]])
+    np.testing.assert_array_equal(answer[[1, 3]], np.full((2, 4), 7.0))
+    sure = x[[0, 2, 4]]
+    predictor.predict({"x": sure})
+    assert large.seen == [[1, 3]]  # not called: no row needed it

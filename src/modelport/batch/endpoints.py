@@ -25,6 +25,7 @@ from modelport.batch.scoring import check_script
 from modelport.core.errors import ConflictError, NotFoundError, ValidationError
 from modelport.core.keys import KEY_NAMES, new_key
 from modelport.core.names import validate_name
+from modelport.registry.flavors.pipelines import PIPELINE
 from modelport.registry.manifest import scan
 from modelport.registry.stores import WorkspaceStores
 from modelport.runtime import flavor_catalog
@@ -233,10 +234,11 @@ class BatchEndpoints:
         if code is not None:
             check_script(code.script_path)
         model, flavor = self._model(definition, definition.model) if definition.model is not None else (None, None)
-        if code is None and flavor not in flavor_catalog.loadable_names():
+        no_code = (*flavor_catalog.loadable_names(), PIPELINE)
+        if code is None and flavor not in no_code:
             raise ValidationError(
                 f"code_configuration: model {model} is a {flavor} model; without a scoring script a "
-                f"deployment needs a {', '.join(flavor_catalog.loadable_names())} model"
+                f"deployment needs a {', '.join(no_code)} model"
             )
         return {
             "description": definition.description,

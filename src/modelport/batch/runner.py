@@ -25,10 +25,12 @@ from modelport.batch.engine import Engine, LocalEngine, MiniBatchResult
 from modelport.batch.inputs import InputPlan
 from modelport.batch.jobs import BatchJobs, LostOwnership
 from modelport.batch.output import assemble, part_start, part_suffix
+from modelport.batch.scoring import StepModel
 from modelport.batch.status import JobStatus
 from modelport.batch.worker import WorkerConfig
 from modelport.core.errors import ModelportError
 from modelport.core.settings import resolve_settings
+from modelport.registry.pipelines import STEPS as PIPELINE_STEPS
 from modelport.registry.stores import WorkspaceStores
 from modelport.schema.job import JobSpec
 
@@ -155,10 +157,14 @@ def _worker_config(
     output_dir.mkdir(parents=True, exist_ok=True)
     environment = {**settings.environment_variables, "AZUREML_BI_OUTPUT_PATH": str(output_dir)}
     model_path = None
+    steps: dict[str, StepModel] = {}
     if spec.model:
         info, model_dir = ws.models.model_dir(spec.model)
         environment.update(AZUREML_MODEL_DIR=str(model_dir), MODELPORT_MODEL_DIR=str(model_dir))
         model_path = str(model_dir / info.root_name)
+        for step, ref in dict(info.details.get(PIPELINE_STEPS) or {}).items():  # a pipeline: its pinned steps
+            step_info, step_dir = ws.models.model_dir(ref)
+            steps[step] = StepModel(step_info.ref, step_info.flavor, str(step_dir / step_info.root_name))
     remote = plan.rows is None and not plan.is_local
     return WorkerConfig(
         script=str(Path(spec.code) / spec.scoring_script) if spec.code and spec.scoring_script else None,
@@ -171,6 +177,7 @@ def _worker_config(
         names=plan.names if plan.rows is not None else [],
         input_uri=plan.uri if remote else None,
         download_dir=str(job_dir / "inputs") if remote else None,
+        steps=steps,
     )
 
 

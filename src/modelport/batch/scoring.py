@@ -13,7 +13,8 @@ from __future__ import annotations
 import ast
 import importlib.util
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -23,7 +24,11 @@ import pyarrow as pa
 
 from modelport.batch.inputs import Segment
 from modelport.core.errors import ModelportError, ValidationError
-from modelport.runtime.config import config_from_dict
+from modelport.core.names import parse_ref
+from modelport.registry.flavors.pipelines import PIPELINE, read_pipeline
+from modelport.runtime.config import ModelConfig, config_from_dict
+from modelport.runtime.pipeline import RegisteredPipeline
+from modelport.runtime.pipeline_predictor import PipelinePredictor
 from modelport.runtime.predictor import Predictor, TensorMeta, load_predictor, numpy_dtype
 
 
@@ -82,13 +87,29 @@ def _import(script: Path) -> ModuleType:
     return module
 
 
-class NoCodeScorer:
-    """Scores table rows with the deployment's model: the columns are its features."""
+@dataclass(frozen=True)
+class StepModel:
+    """A step of a pipeline deployment's model: the version it pins, its flavor, and its local path."""
 
-    def __init__(self, flavor: str, model_path: Path, threads: int) -> None:
+    ref: str
+    flavor: str
+    path: str
+
+
+class NoCodeScorer:
+    """Scores table rows with the deployment's model: the columns are its features. A pipeline
+    is its steps' models run one after another in this worker (``steps``: step name → model)."""
+
+    def __init__(
+        self, flavor: str, model_path: Path, threads: int, steps: Mapping[str, StepModel] | None = None
+    ) -> None:
         """``threads`` per worker keeps several workers from each claiming every core."""
         config = config_from_dict({"name": "batch", "parameters": {"intra_op_thread_count": str(threads)}})
-        self.predictor: Predictor = load_predictor(flavor, model_path, config)
+        self.predictor: Predictor = (
+            _pipeline(model_path, steps or {}, config)
+            if flavor == PIPELINE
+            else load_predictor(flavor, model_path, config)
+        )
 
     def run(
         self, mini_batch: list[str] | pa.Table, segments: Sequence[Segment] | None, names: Sequence[str]
@@ -108,6 +129,23 @@ class NoCodeScorer:
         files = np.repeat(np.arange(len(segments), dtype=np.int32), [s.count for s in segments])
         columns["file_name"] = pa.DictionaryArray.from_arrays(files, pa.array([names[s.file] for s in segments]))
         return pa.table(columns)
+
+
+def _pipeline(path: Path, steps: Mapping[str, StepModel], config: ModelConfig) -> Predictor:
+    pins = {}
+    for step, model in steps.items():
+        ref = parse_ref(model.ref)
+        assert ref.version is not None, "registration pins versions"
+        pins[step] = (ref.name, ref.version)
+    loaded: dict[str, Predictor] = {}
+    try:
+        for step, model in steps.items():
+            loaded[step] = load_predictor(model.flavor, Path(model.path), config)
+        return PipelinePredictor(path.stem, RegisteredPipeline(read_pipeline(path), pins), loaded)
+    except BaseException:
+        for predictor in loaded.values():
+            predictor.close()
+        raise
 
 
 def model_inputs(table: pa.Table, metas: Sequence[TensorMeta]) -> dict[str, np.ndarray]:

@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from modelport.batch.inputs import Segment
 from modelport.batch.output import result_count, write_part
-from modelport.batch.scoring import NoCodeScorer, ScriptError, ScriptScorer
+from modelport.batch.scoring import NoCodeScorer, ScriptError, ScriptScorer, StepModel
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class WorkerConfig:
     names: list[str] = field(default_factory=list)  # table file names, for no-code ``file_name``
     input_uri: str | None = None  # set when file inputs are remote and must be downloaded first
     download_dir: str | None = None
+    steps: dict[str, StepModel] = field(default_factory=dict)  # a pipeline model's steps, by step name
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,7 @@ def _scorer(config: WorkerConfig) -> ScriptScorer | NoCodeScorer:
     if config.script:
         return ScriptScorer(Path(config.script))
     assert config.flavor and config.model_path
-    return NoCodeScorer(config.flavor, Path(config.model_path), config.threads)
+    return NoCodeScorer(config.flavor, Path(config.model_path), config.threads, config.steps)
 
 
 def _localize(items: list[str] | pa.Table, config: WorkerConfig) -> list[str] | pa.Table:

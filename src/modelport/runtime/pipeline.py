@@ -86,6 +86,11 @@ class PipelinePlan(EnsemblePlan):
 
     sources: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
+    @property
+    def pipeline_steps(self) -> tuple[PipelinePlannedStep, ...]:
+        """The steps, typed as the pipeline's (every step of a pipeline plan is one)."""
+        return tuple(step for step in self.steps if isinstance(step, PipelinePlannedStep))
+
 
 Pins = Mapping[str, tuple[str, int]]
 """Step name → the (model name, version) it runs."""
@@ -292,6 +297,40 @@ def gather(tensor: Rows, rows: np.ndarray | None) -> np.ndarray:
     if len(positions) == len(tensor.rows):
         return tensor.data
     return tensor.data[positions]
+
+
+def step_rows(step: PipelinePlannedStep, tensors: Mapping[str, Rows]) -> np.ndarray | None:
+    """The rows ``step`` runs on: those every tensor it reads has, where its ``when`` holds
+    (None: every row; an empty array: none, and the step is not run)."""
+    rows = common_rows([tensors[tensor] for tensor in step.reads])
+    if step.when is None:
+        return rows
+    condition = tensors[step.when.tensor]
+    if condition.data is None:  # the tensor has no row, so neither has the step (rows is empty)
+        return rows
+    holds = condition_rows(step.when, gather(condition, rows))
+    if holds.all():
+        return rows
+    return np.flatnonzero(holds) if rows is None else rows[holds]
+
+
+def step_inputs(
+    step: PipelinePlannedStep, tensors: Mapping[str, Rows], rows: np.ndarray | None
+) -> dict[str, np.ndarray]:
+    """The step model's inputs: its tensors' values at ``rows``."""
+    return {key: gather(tensors[tensor], rows) for key, tensor in step.inputs.items()}
+
+
+def step_outputs(
+    step: PipelinePlannedStep, outputs: Mapping[str, np.ndarray] | None, rows: np.ndarray | None
+) -> dict[str, Rows]:
+    """The step's outputs by the model's names, as tensors holding ``rows`` (``outputs`` None: not run)."""
+    return {key: Rows(None if outputs is None else outputs[key], rows) for key in step.outputs}
+
+
+def pipeline_outputs(plan: PipelinePlan, total: int, tensors: Mapping[str, Rows]) -> dict[str, np.ndarray]:
+    """Every output of the pipeline, each row from the first of its ``from:`` tensors that has it."""
+    return {name: merge_first(total, [tensors[tensor] for tensor in plan.sources[name]]) for name in plan.outputs}
 
 
 def merge_first(total: int, alternatives: Sequence[Rows]) -> np.ndarray:

@@ -28,11 +28,11 @@ from modelport.runtime.pipeline import (
     RegisteredPipeline,
     Rows,
     StepModel,
-    common_rows,
-    condition_rows,
-    gather,
-    merge_first,
+    pipeline_outputs,
     plan_pipeline,
+    step_inputs,
+    step_outputs,
+    step_rows,
 )
 from modelport.runtime.predictor import TensorMeta, check_inputs
 from modelport.serving.ensemble import EnsembleModel, Resolve
@@ -77,28 +77,18 @@ class PipelineModel(EnsembleModel):
         started = time.perf_counter_ns()
         rows = next(iter(inputs.values())).shape[0]
         tensors = await self._run({name: Rows(array) for name, array in inputs.items()}, request_id)
-        outputs = {
-            name: merge_first(rows, [tensors[tensor] for tensor in self.plan.sources[name]])
-            for name in self.plan.outputs
-        }
+        outputs = pipeline_outputs(self.plan, rows, tensors)
         finished = time.perf_counter_ns()
         self.stats.record_execution(rows, 0, finished - started, 0)
         return Execution(outputs, 0, finished - started, rows)
 
     async def _step(self, step: PlannedStep, tensors: dict[str, Any], request_id: str | None) -> dict[str, Any]:
-        """The step on its rows: those its tensors have, where its condition holds."""
+        """The step on its rows only; not called at all when it has none."""
         assert isinstance(step, PipelinePlannedStep)
-        read: list[Rows] = [tensors[tensor] for tensor in step.reads]
-        rows = common_rows(read)
-        condition: Rows | None = None if step.when is None else tensors[step.when.tensor]
-        if step.when is not None and condition is not None and condition.data is not None:  # else: no rows
-            holds = condition_rows(step.when, gather(condition, rows))
-            if not holds.all():
-                rows = np.flatnonzero(holds) if rows is None else rows[holds]
+        rows = step_rows(step, tensors)
         if rows is not None and len(rows) == 0:
-            return {key: Rows(None, rows) for key in step.outputs}
-        outputs = await self._call(step, {key: gather(tensors[t], rows) for key, t in step.inputs.items()}, request_id)
-        return {key: Rows(array, rows) for key, array in outputs.items()}
+            return step_outputs(step, None, rows)
+        return step_outputs(step, await self._call(step, step_inputs(step, tensors, rows), request_id), rows)
 
     def _where(self, step: PlannedStep) -> str:
         name = step.step if isinstance(step, PipelinePlannedStep) else str(step.index)
