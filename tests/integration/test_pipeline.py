@@ -166,9 +166,11 @@ def test_steps_are_pinned_at_registration_and_lineage_goes_both_ways(setup: Setu
             "error: model small:1 is used by pipeline cascade:1; move them to another version first"
         )
         assert _show(cli, "small:1")["version"] == 1  # still there
-        again = ok(cli("model", "register", setup.paths["pipeline"], "--name", "cascade", "--allow-duplicate"))
+        again = ok(cli("model", "register", setup.paths["pipeline"], "--name", "cascade"))  # other pins: no duplicate
         assert "cascade:2" in again
         assert _show(cli, "cascade:2")["details"]["steps"] == {"small": "small:2", "large": "large:1"}
+        same = cli("model", "register", setup.paths["pipeline"], "--name", "cascade")
+        assert same.returncode == 1 and "identical content is already registered as version 2" in same.stderr
         ok(cli("model", "delete", "cascade:2"))
     finally:
         ok(cli("model", "alias", "set", "small", "prod", "1"))

@@ -129,7 +129,7 @@ class ModelRegistry(VersionedAssets["Model", "ModelVersion", ModelInfo]):
         from modelport.registry.flavors import detect
         from modelport.registry.flavors.pickle_imports import inspect_pickles
         from modelport.registry.flavors.signatures import check_fits
-        from modelport.registry.pipelines import pin_steps
+        from modelport.registry.pipelines import STEPS, pin_steps
         from modelport.schema.pipeline import PIPELINE_KIND
         from modelport.store.schema import ModelFile, ModelVersion
 
@@ -149,7 +149,8 @@ class ModelRegistry(VersionedAssets["Model", "ModelVersion", ModelInfo]):
                     )
                 container = self._lock_or_create(session, name)
                 if not allow_duplicate:
-                    self._refuse_duplicate(session, container, manifest)
+                    pinned = {STEPS: info.details[STEPS]} if info.flavor == PIPELINE_KIND else {}
+                    self._refuse_duplicate(session, container, manifest, pinned)
                 row = ModelVersion(
                     model_id=container.id,
                     version=self._allocate(session, container, requested),
@@ -182,10 +183,21 @@ class ModelRegistry(VersionedAssets["Model", "ModelVersion", ModelInfo]):
             if self.store.put(entry.source, entry.sha256):
                 written.append(entry.sha256)
 
-    def _refuse_duplicate(self, session: Session, container: Model, manifest: Manifest) -> None:
+    def _refuse_duplicate(self, session: Session, container: Model, manifest: Manifest, pinned: dict[str, Any]) -> None:
+        """Identical content is a duplicate when its ``pinned`` details are the same too: a
+        pipeline file registered again after an alias moved pins other steps, a new version."""
         versions = tables.model_versions.c
-        same = session.scalar(
-            select(versions.version).where(versions.model_id == container.id, versions.digest == manifest.digest)
+        same = next(
+            (
+                version
+                for version, details in session.execute(
+                    select(versions.version, versions.details).where(
+                        versions.model_id == container.id, versions.digest == manifest.digest
+                    )
+                )
+                if all((details or {}).get(key) == value for key, value in pinned.items())
+            ),
+            None,
         )
         if same is not None:
             raise ConflictError(
