@@ -259,3 +259,47 @@ def test_a_batch_deployment_scores_a_table_with_the_pipeline(setup: Setup, tmp_p
     assert list(scored[0]) == list(range(100))  # rows in order
     np.testing.assert_allclose(scored[[1, 2, 3, 4]].to_numpy(), setup.reference(rows), rtol=1e-5, atol=1e-6)
     assert 0 < setup.unsure(rows) < 100
+
+
+PLAIN = """\
+kind: pipeline
+inputs: [{name: x, datatype: FP32, shape: [-1, 16]}]
+steps:
+  - {name: small, model: small@prod, inputs: {input: x}, outputs: {output: small_probs}}
+  - {name: large, model: large:1, inputs: {input: x}, outputs: {output: large_probs}}
+outputs:
+  - {name: small_answer, datatype: FP32, shape: [-1, 4], from: small_probs}
+  - {name: large_answer, datatype: FP32, shape: [-1, 4], from: large_probs}
+"""
+
+
+def test_a_pipeline_without_conditions_exports_as_a_triton_ensemble_that_serves(setup: Setup, tmp_path: Path) -> None:
+    cli = Cli(setup.home)
+    (tmp_path / "plain.yaml").write_text(PLAIN)
+    ok(cli("model", "register", tmp_path / "plain.yaml", "--name", "plain"))
+    refused = cli("pipeline", "export", "cascade:1", "--triton", tmp_path / "cascade-repo")
+    assert refused.returncode == 1 and refused.stderr.strip() == (
+        "error: --triton: pipeline cascade:1: step 'large' runs only where max(small_probs) below 0.9; a Triton "
+        "ensemble runs every step on every row, so this pipeline has no ensemble equivalent"
+    )
+    assert not (tmp_path / "cascade-repo").exists()
+    repo = tmp_path / "repo"
+    ok(cli("pipeline", "export", "plain:1", "--triton", repo))
+    assert sorted(p.name for p in repo.iterdir()) == ["large", "plain", "small"]
+    assert (repo / "small" / "1" / "model.onnx").is_file() and (repo / "plain" / "1").is_dir()
+    config = (repo / "plain" / "config.pbtxt").read_text()
+    assert 'platform: "ensemble"' in config and "model_version: 1" in config
+    again = cli("pipeline", "export", "plain:1", "--triton", repo)
+    assert again.returncode == 1 and "already exists; refusing to overwrite it" in again.stderr
+    server = Server([str(repo)], grpc=False)
+    try:
+        reply = httpx.post(f"{server.url}/v2/models/plain/infer", json=_body(ROWS), timeout=30)
+        assert reply.status_code == 200, reply.text
+        outputs = {
+            o["name"]: np.asarray(o["data"], dtype=np.float32).reshape(o["shape"]) for o in reply.json()["outputs"]
+        }
+        for name, step in (("small_answer", "small"), ("large_answer", "large")):
+            session = ort.InferenceSession(str(setup.paths[step] / "model.onnx"))
+            np.testing.assert_allclose(outputs[name], session.run(None, {"input": ROWS})[0], rtol=1e-5, atol=1e-6)
+    finally:
+        assert server.stop() == 0

@@ -45,6 +45,7 @@ COMMANDS = {
     "k8s": "modelport.cli.k8s:k8s",
     "router": "modelport.cli.router:router",
     "ui": "modelport.cli.ui:ui",
+    "pipeline": "modelport.cli.pipeline:pipeline",
 }
 
 

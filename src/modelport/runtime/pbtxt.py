@@ -90,3 +90,12 @@ def _reason(exc: text_format.ParseError, text: str) -> str:
     names = [] if _STRUCTURE.match(message) else _FIELD_NAME.findall(written[: max(column - 1, 0)])
     field = f"{names[-1]}: " if names else ""
     return f"line {line} column {column}: {field}{message[:1].lower()}{message[1:]}"
+
+
+def render_pbtxt(config: dict[str, Any]) -> str:
+    """Triton's JSON model config (``ModelConfig.to_dict``) as the ``config.pbtxt`` Triton reads."""
+    from google.protobuf import json_format
+
+    message = ModelConfigMessage()
+    json_format.ParseDict(config, message)
+    return text_format.MessageToString(message)
