@@ -187,6 +187,31 @@ def test_endpoint_pages_show_what_the_cli_shows(session: Session, daemon: Daemon
     assert session.errors == []
 
 
+def test_live_traffic_counts_every_request_through_the_router(session: Session, daemon: Daemon) -> None:
+    key = daemon.key("bg")
+    answered: dict[str, int] = {}
+    with httpx.Client(base_url=daemon.url, headers={"authorization": f"Bearer {key}"}, timeout=30) as client:
+        for _ in range(200):
+            answer = client.post("/endpoints/bg/score", json={})
+            assert answer.status_code == 200, answer.text
+            answered[answer.json()["color"]] = answered.get(answer.json()["color"], 0) + 1
+    page = session.goto("/ui/endpoints/bg")
+    live = page.locator("section[data-live]")
+    assert session.field(live, "total") == "200"
+    assert session.field(live, "errors") == "0 errors"
+    for deployment, count in answered.items():
+        row = live.locator(f'tr[data-traffic="{deployment}"]')
+        assert session.field(row, "requests") == str(count)
+        assert float(session.field(row, "p99_ms")) >= float(session.field(row, "p50_ms")) > 0
+        assert session.field(row, "error_rate") == "0.0%"
+    assert live.locator("polyline.series").count() == 2 * len(answered)  # requests/s and p99 per deployment
+    # the page's script swaps in a fresh fragment every few seconds, with the same counts
+    page.evaluate("document.querySelector('section[data-live]').dataset.seen = '1'")
+    page.locator("section[data-live][data-seen]").wait_for(state="detached", timeout=15000)
+    assert session.field(page.locator("section[data-live]"), "total") == "200"
+    assert session.errors == []
+
+
 def test_traffic_form_changes_the_split_or_refuses_in_the_cli_words(session: Session, daemon: Daemon) -> None:
     page = session.goto("/ui/endpoints/bg")
     page.fill('input[name="traffic-blue"]', "80")

@@ -29,7 +29,9 @@ from modelport.control.sessions import LOGIN_PATH, Session, Sessions, cookie_hea
 from modelport.core.errors import ModelportError
 from modelport.core.overrides import split_override
 from modelport.dashboard.guard import LOGIN_NONCE, DashboardGuard
+from modelport.dashboard.live import live_view
 from modelport.registry.models import ModelRegistry
+from modelport.routing.history import TrafficHistory
 
 PREFIX = "/ui/"
 HOME = "/ui/endpoints"
@@ -37,9 +39,9 @@ HERE = Path(__file__).parent
 TRAFFIC_FIELD = "traffic-"  # the traffic form's inputs: traffic-<deployment>
 
 
-def dashboard(api: ManagementApi, models: ModelRegistry, sessions: Sessions) -> ASGIApp:
+def dashboard(api: ManagementApi, models: ModelRegistry, sessions: Sessions, history: TrafficHistory) -> ASGIApp:
     """The dashboard as the daemon mounts it, at ``/`` and ``/ui/...``, behind its guard."""
-    pages = Pages(api, models, sessions)
+    pages = Pages(api, models, sessions, history)
     routes = [
         Route("/", pages.home, methods=["GET"]),
         Route("/ui", pages.home, methods=["GET"]),
@@ -51,6 +53,7 @@ def dashboard(api: ManagementApi, models: ModelRegistry, sessions: Sessions) -> 
         Route("/ui/models/{name}", pages.model_page, methods=["GET"]),
         Route("/ui/endpoints", pages.endpoints_page, methods=["GET"]),
         Route("/ui/endpoints/{endpoint}", pages.endpoint_page, methods=["GET"]),
+        Route("/ui/endpoints/{endpoint}/live", pages.live_fragment, methods=["GET"]),
         Route("/ui/endpoints/{endpoint}/traffic", pages.set_traffic, methods=["POST"]),
         Route("/ui/endpoints/{endpoint}/keys", pages.reveal_keys, methods=["POST"]),
         Mount("/ui/static", StaticFiles(directory=HERE / "static"), name="static"),
@@ -60,10 +63,11 @@ def dashboard(api: ManagementApi, models: ModelRegistry, sessions: Sessions) -> 
 
 
 class Pages:
-    def __init__(self, api: ManagementApi, models: ModelRegistry, sessions: Sessions) -> None:
+    def __init__(self, api: ManagementApi, models: ModelRegistry, sessions: Sessions, history: TrafficHistory) -> None:
         self.api = api
         self.models = models
         self.sessions = sessions
+        self.history = history
         self.templates = Jinja2Templates(directory=HERE / "templates")
 
     # -- signing in -----------------------------------------------------------------------------
@@ -133,6 +137,12 @@ class Pages:
     async def endpoint_page(self, request: Request) -> Response:
         return await self._endpoint(request)
 
+    async def live_fragment(self, request: Request) -> Response:
+        """The live traffic section alone, for the page's script to swap in."""
+        record = await asyncio.to_thread(self.api.catalog.endpoint, request.path_params["endpoint"])
+        context = {"endpoint": record.spec, "traffic": live_view(self.history, record.spec.name)}
+        return self._render(request, "live.html", context, title="Live traffic")
+
     async def reveal_keys(self, request: Request) -> Response:
         return await self._endpoint(request, reveal=True)
 
@@ -164,6 +174,7 @@ class Pages:
         context = {
             "endpoint": self.api.endpoint_view(record, detail=True),
             "keys": record.keys if reveal else None,
+            "traffic": live_view(self.history, name),
             "error": error,
             "typed": {key[len(TRAFFIC_FIELD) :]: value for key, value in (typed or {}).items()},
         }
