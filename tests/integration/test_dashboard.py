@@ -2,7 +2,7 @@
 and with httpx for what a browser would never send.
 
 One daemon serves the module: two models with aliases and tags, an endpoint with blue/green at
-90/10. Each page shows what the CLI's ``--output json`` shows for the same object, field by
+90/10, a batch endpoint with a finished and a failed job. Each page shows what the CLI's ``--output json`` shows for the same object, field by
 field; the traffic form changes what ``endpoint show`` reports, or refuses in the CLI's words and
 changes nothing; keys stay out of every page until revealed; without a session pages redirect
 and forms are refused, as is a form without its CSRF token or from another origin; the browser
@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
+import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,8 @@ import pytest
 from endpoint_daemon import Daemon, running_daemon, write_yaml
 
 from modelport import Workspace
+from modelport.batch.definitions import parse_deployment, parse_endpoint
+from modelport.batch.endpoints import BatchEndpoints
 from modelport.samples import build_mlp_onnx
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra")
@@ -32,6 +37,45 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="no chromium binary on PATH (scripts/test.sh installs it when run as root)"
 )
+
+
+# A batch scoring script: fails the files named in BAD, sleeps DELAY seconds per mini-batch.
+BATCH_SCRIPT = """
+import os, time
+
+def init():
+    pass
+
+def run(mini_batch):
+    time.sleep(float(os.environ.get("DELAY", "0")))
+    bad = set(os.environ.get("BAD", "").split(","))
+    for path in mini_batch:
+        if os.path.basename(path) in bad:
+            raise ValueError(f"cannot read {os.path.basename(path)}")
+    return [os.path.basename(path) for path in mini_batch]
+"""
+BATCH_FILES = 12
+
+
+def _batch_endpoint(ws: Workspace, folder: Path) -> None:
+    """Batch endpoint ``be`` with deployments ``good``, ``bad`` (two files fail) and ``slow``."""
+    (folder / "batch-code").mkdir()
+    (folder / "batch-code" / "score.py").write_text(BATCH_SCRIPT)
+    (folder / "files").mkdir()
+    for i in range(BATCH_FILES):
+        (folder / "files" / f"f{i:02d}.txt").write_text(str(i))
+    endpoints = BatchEndpoints(ws)
+    endpoints.create_endpoint(parse_endpoint({"name": "be"}).value)
+    variables = {"good": {}, "bad": {"BAD": "f03.txt,f07.txt"}, "slow": {"DELAY": "1"}}
+    for name, environment_variables in variables.items():
+        data = {
+            "name": name,
+            "endpoint_name": "be",
+            "model": {"name": "mlp", "path": str(folder / "c" / "model.onnx")},
+            "code_configuration": {"code": str(folder / "batch-code"), "scoring_script": "score.py"},
+            "settings": {"mini_batch_size": 3 if name != "slow" else 1, "environment_variables": environment_variables},
+        }
+        endpoints.create_deployment(parse_deployment(data, folder).value)
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +87,10 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
             ws.models.set_alias("mlp", "prod", 1)
             ws.models.set_alias("mlp", "canary", 2)
             ws.models.update("mlp:2", tags={"stage": "canary", "owner": "ml"})
+            _batch_endpoint(ws, folder)
+        invoke = ("batch-endpoint", "invoke", "-n", "be", "--input", str(folder / "files"))
+        daemon.ok(*invoke, "-d", "good", "--output-path", str(folder / "out-good"))  # they run meanwhile
+        daemon.ok(*invoke, "-d", "bad", "--set", "error_threshold=1")
         daemon.ok("endpoint", "create", "-n", "bg")
         for color in ("blue", "green"):
             definition = {
@@ -57,6 +105,19 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
             daemon.ok("deployment", "create", "-f", str(write_yaml(folder / f"{color}.yml", definition)), *extra)
         daemon.ok("endpoint", "update", "-n", "bg", "--traffic", "blue=90 green=10")
         yield daemon
+
+
+@pytest.fixture(scope="module")
+def jobs(daemon: Daemon) -> dict[str, str]:
+    """The batch jobs the daemon fixture started, by deployment, once they ended."""
+    deadline = time.monotonic() + 60
+    while True:
+        listed = daemon.json("job", "list")
+        if all(job["status"] in ("Completed", "Failed") for job in listed):
+            break
+        assert time.monotonic() < deadline, listed
+        time.sleep(0.5)
+    return {job["deployment"]: job["id"] for job in listed}
 
 
 @pytest.fixture(scope="module")
@@ -234,6 +295,87 @@ def test_traffic_form_changes_the_split_or_refuses_in_the_cli_words(session: Ses
     assert [e for e in session.errors if "400" not in e] == []  # the refused form answers 400
 
 
+JOB_FIELDS = ("id", "status", "endpoint", "deployment", "engine", "output_file", "items_per_second", "eta_seconds")
+JOB_FIELDS += ("error", "job_dir", "created_at", "started_at", "finished_at")
+
+
+def test_job_pages_show_what_the_cli_shows(session: Session, daemon: Daemon, jobs: dict[str, str]) -> None:
+    page = session.goto("/ui/jobs")
+    listed = daemon.json("job", "list")
+    assert page.locator("tr[data-job]").count() == len(listed) == 2
+    for job in listed:
+        row = page.locator(f'tr[data-job="{job["id"]}"]')
+        for key in ("id", "status", "endpoint", "deployment", "created_at"):
+            _same(session.field(row, key), job[key])
+        for key in ("done", "failed", "total"):
+            _same(session.field(row, key), job["minibatches"][key])
+        _same(session.field(row, "failed_items"), job["items"]["failed"])
+
+    for deployment, status in (("good", "Completed"), ("bad", "Failed")):
+        page = session.goto(f"/ui/jobs/{jobs[deployment]}")
+        shown = daemon.json("job", "show", jobs[deployment])
+        assert shown["status"] == status
+        facts = page.locator("dl.job")
+        for key in JOB_FIELDS[1:]:
+            _same(session.field(facts, key), shown[key])
+        for group in ("input", "minibatches", "items"):
+            for key, value in shown[group].items():
+                _same(session.field(facts, f"{group}.{key}"), value)
+        errors = page.locator("tr[data-error-row]")
+        assert errors.count() == len(shown["errors"])
+        for i, error in enumerate(shown["errors"]):
+            _same(session.field(errors.nth(i), "items"), ", ".join(error["items"]))
+            _same(session.field(errors.nth(i), "error"), error["error"])
+        rows = page.locator("tr[data-minibatch]")
+        assert rows.count() == shown["minibatches"]["total"]
+        succeeded = rows.locator('[data-field="succeeded"]').all_inner_texts()
+        assert sum(int(text) for text in succeeded) == shown["items"]["succeeded"]
+        assert page.locator("form.cancel, form.resume").count() == 0  # a finished job has no actions
+        assert page.locator("pre[data-log]").count() >= 1
+    failed = daemon.json("job", "show", jobs["bad"])
+    failed_items = {item for error in failed["errors"] for item in error["items"]}
+    assert failed_items and failed_items <= {"f03.txt", "f07.txt"}  # it may stop at the first past its threshold
+    assert [e for e in session.errors if "400" not in e] == []  # the traffic form's refusal answered 400
+
+
+def test_job_resume_and_cancel_from_the_page(session: Session, daemon: Daemon, jobs: dict[str, str]) -> None:
+    folder = daemon.home.parent
+    job_id = daemon.json("batch-endpoint", "invoke", "-n", "be", "-d", "slow", "--input", str(folder / "files"))["id"]
+    deadline = time.monotonic() + 60
+    while (job := daemon.json("job", "show", job_id))["status"] != "Running" or not job["runner_pid"]:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.3)
+    os.kill(job["runner_pid"], signal.SIGKILL)
+    while (job := daemon.json("job", "show", job_id))["status"] != "NotResponding":
+        assert time.monotonic() < deadline, job
+        time.sleep(0.3)
+
+    page = session.goto(f"/ui/jobs/{job_id}")
+    assert session.field(page.locator("dl.job"), "status") == "NotResponding"
+    with page.expect_navigation():
+        page.click('form.resume button[type="submit"]')
+    resumed = daemon.json("job", "show", job_id)
+    assert resumed["status"] in ("NotStarted", "Preparing", "Running") and resumed["runner_pid"] != job["runner_pid"]
+    assert page.locator("form.resume").count() == 0 or resumed["status"] == "NotStarted"
+    with page.expect_navigation():
+        page.click('form.cancel button[type="submit"]')
+    while (job := daemon.json("job", "show", job_id))["status"] != "Canceled":
+        assert time.monotonic() < deadline and job["status"] in ("CancelRequested", "Running"), job
+        time.sleep(0.3)
+    assert session.field(session.goto(f"/ui/jobs/{job_id}").locator("dl.job"), "status") == "Canceled"
+    assert job["minibatches"]["done"] < job["minibatches"]["total"]  # it stopped before the end
+    assert [e for e in session.errors if "400" not in e] == []
+
+    # what the CLI refuses is refused in its words, and changes nothing
+    cli_error = daemon.fails("job", "cancel", jobs["good"]).removeprefix("error: ")
+    with httpx.Client(base_url=daemon.url) as client:
+        csrf = _login(daemon, client)
+        answer = client.post(f"/ui/jobs/{jobs['good']}/cancel", data={"csrf": csrf})
+        assert answer.status_code == 409 and cli_error in answer.text, answer.text
+        assert client.post(f"/ui/jobs/{jobs['good']}/resume", data={}).status_code == 403  # no CSRF token
+    assert daemon.json("job", "show", jobs["good"])["status"] == "Completed"
+
+
 def test_keys_are_in_the_page_only_once_revealed(session: Session, daemon: Daemon) -> None:
     keys = daemon.json("endpoint", "get-credentials", "-n", "bg")
     for path in ("/ui/endpoints", "/ui/endpoints/bg", "/ui/models", "/ui/models/mlp"):
@@ -246,9 +388,12 @@ def test_keys_are_in_the_page_only_once_revealed(session: Session, daemon: Daemo
     assert page.locator('[data-key="secondaryKey"]').inner_text() == keys["secondaryKey"]
 
 
-def test_only_the_daemon_is_asked_and_pages_are_not_blank(session: Session, browser: Any, daemon: Daemon) -> None:
+def test_only_the_daemon_is_asked_and_pages_are_not_blank(
+    session: Session, browser: Any, daemon: Daemon, jobs: dict[str, str]
+) -> None:
     shots = {}
-    for path in ("/ui/endpoints", "/ui/endpoints/bg", "/ui/models", "/ui/models/mlp"):
+    jobs_page = f"/ui/jobs/{jobs['bad']}"
+    for path in ("/ui/endpoints", "/ui/endpoints/bg", "/ui/models", "/ui/models/mlp", "/ui/jobs", jobs_page):
         shots[path] = session.goto(path).screenshot()
     assert session.requests and all(url.startswith(daemon.url + "/") for url in session.requests), session.requests
     scripts = [url for url in session.requests if url.endswith(".js")]
@@ -298,9 +443,11 @@ def _login(daemon: Daemon, client: httpx.Client) -> str:
     return csrf.group(1)
 
 
-def test_without_a_session_pages_redirect_and_forms_are_refused(daemon: Daemon) -> None:
+def test_without_a_session_pages_redirect_and_forms_are_refused(daemon: Daemon, jobs: dict[str, str]) -> None:
+    job = f"/ui/jobs/{jobs['bad']}"
+    pages = ("/", "/ui", "/ui/", "/ui/models", "/ui/models/mlp", "/ui/endpoints", "/ui/endpoints/bg", "/ui/jobs", job)
     with httpx.Client(base_url=daemon.url) as client:
-        for path in ("/", "/ui", "/ui/", "/ui/models", "/ui/models/mlp", "/ui/endpoints", "/ui/endpoints/bg"):
+        for path in (*pages, "/ui/endpoints/bg/live"):
             answer = client.get(path)
             assert answer.status_code == 303, (path, answer.status_code)
             assert client.get(path, follow_redirects=True).url.path == "/ui/login"
@@ -309,7 +456,13 @@ def test_without_a_session_pages_redirect_and_forms_are_refused(daemon: Daemon) 
         assert login.headers["content-security-policy"].startswith("default-src 'self'")
         assert login.headers["x-frame-options"] == "DENY"
         assert "<script" not in login.text.replace('<script src="/ui/static/dashboard.js" defer></script>', "")
-        for path in ("/ui/endpoints/bg/traffic", "/ui/endpoints/bg/keys", "/ui/logout"):
+        for path in (
+            "/ui/endpoints/bg/traffic",
+            "/ui/endpoints/bg/keys",
+            "/ui/logout",
+            f"{job}/cancel",
+            f"{job}/resume",
+        ):
             answer = client.post(path, data={"traffic-blue": "0", "traffic-green": "100"})
             assert answer.status_code == 401, (path, answer.status_code)
         wrong = client.post("/ui/login", data={"csrf": "x", "token": daemon.token()})

@@ -1,4 +1,5 @@
-"""The dashboard's pages: models, endpoints, an endpoint's traffic split and keys, and login.
+"""The dashboard's pages: models, endpoints, an endpoint's traffic split, live traffic and keys,
+and login (batch jobs are in :mod:`modelport.dashboard.jobs`).
 
 Each page shows the same view of an object that the CLI's ``--output json`` prints: models come
 from the registry as ``model versions``/``model show`` read them, endpoints from the management
@@ -24,11 +25,13 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp
 
+from modelport.batch.jobs import BatchJobs
 from modelport.control.api import ManagementApi
 from modelport.control.sessions import LOGIN_PATH, Session, Sessions, cookie_header
 from modelport.core.errors import ModelportError
 from modelport.core.overrides import split_override
 from modelport.dashboard.guard import LOGIN_NONCE, DashboardGuard
+from modelport.dashboard.jobs import JobPages
 from modelport.dashboard.live import live_view
 from modelport.registry.models import ModelRegistry
 from modelport.routing.history import TrafficHistory
@@ -39,7 +42,9 @@ HERE = Path(__file__).parent
 TRAFFIC_FIELD = "traffic-"  # the traffic form's inputs: traffic-<deployment>
 
 
-def dashboard(api: ManagementApi, models: ModelRegistry, sessions: Sessions, history: TrafficHistory) -> ASGIApp:
+def dashboard(
+    api: ManagementApi, models: ModelRegistry, jobs: BatchJobs, sessions: Sessions, history: TrafficHistory
+) -> ASGIApp:
     """The dashboard as the daemon mounts it, at ``/`` and ``/ui/...``, behind its guard."""
     pages = Pages(api, models, sessions, history)
     routes = [
@@ -56,6 +61,7 @@ def dashboard(api: ManagementApi, models: ModelRegistry, sessions: Sessions, his
         Route("/ui/endpoints/{endpoint}/live", pages.live_fragment, methods=["GET"]),
         Route("/ui/endpoints/{endpoint}/traffic", pages.set_traffic, methods=["POST"]),
         Route("/ui/endpoints/{endpoint}/keys", pages.reveal_keys, methods=["POST"]),
+        *JobPages(jobs, pages.render).routes(),
         Mount("/ui/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={ModelportError: pages.on_error})
@@ -101,7 +107,7 @@ class Pages:
     def _login_form(self, request: Request, error: str | None) -> Response:
         """The token form, with a fresh double-submit value in its form and in a cookie."""
         nonce = secrets.token_urlsafe(32)
-        answer = self._render(
+        answer = self.render(
             request, "login.html", {"error": error, "nonce": nonce}, status=400 if error else 200, title="Sign in"
         )
         secure = "; Secure" if _tls(request) else ""
@@ -119,20 +125,20 @@ class Pages:
 
     async def models_page(self, request: Request) -> Response:
         summaries = await asyncio.to_thread(self.models.list)
-        return self._render(request, "models.html", {"models": [m.to_dict() for m in summaries]}, title="Models")
+        return self.render(request, "models.html", {"models": [m.to_dict() for m in summaries]}, title="Models")
 
     async def model_page(self, request: Request) -> Response:
         name = request.path_params["name"]
         infos = await asyncio.to_thread(self.models.versions, name)
         versions = [info.to_dict() for info in sorted(infos, key=lambda info: info.version, reverse=True)]
-        return self._render(request, "model.html", {"name": name, "versions": versions}, title=f"Model {name}")
+        return self.render(request, "model.html", {"name": name, "versions": versions}, title=f"Model {name}")
 
     # -- endpoints ------------------------------------------------------------------------------
 
     async def endpoints_page(self, request: Request) -> Response:
         records = await asyncio.to_thread(self.api.catalog.endpoints)
         views = [self.api.endpoint_view(record, detail=True) for record in records]
-        return self._render(request, "endpoints.html", {"endpoints": views}, title="Endpoints")
+        return self.render(request, "endpoints.html", {"endpoints": views}, title="Endpoints")
 
     async def endpoint_page(self, request: Request) -> Response:
         return await self._endpoint(request)
@@ -141,7 +147,7 @@ class Pages:
         """The live traffic section alone, for the page's script to swap in."""
         record = await asyncio.to_thread(self.api.catalog.endpoint, request.path_params["endpoint"])
         context = {"endpoint": record.spec, "traffic": live_view(self.history, record.spec.name)}
-        return self._render(request, "live.html", context, title="Live traffic")
+        return self.render(request, "live.html", context, title="Live traffic")
 
     async def reveal_keys(self, request: Request) -> Response:
         return await self._endpoint(request, reveal=True)
@@ -178,15 +184,15 @@ class Pages:
             "error": error,
             "typed": {key[len(TRAFFIC_FIELD) :]: value for key, value in (typed or {}).items()},
         }
-        return self._render(request, "endpoint.html", context, status=status, title=f"Endpoint {name}")
+        return self.render(request, "endpoint.html", context, status=status, title=f"Endpoint {name}")
 
     # -- plumbing -------------------------------------------------------------------------------
 
     async def on_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ModelportError)
-        return self._render(request, "error.html", {"error": str(exc)}, status=exc.http_status, title="Error")
+        return self.render(request, "error.html", {"error": str(exc)}, status=exc.http_status, title="Error")
 
-    def _render(
+    def render(
         self, request: Request, template: str, context: dict[str, Any], *, title: str, status: int = 200
     ) -> Response:
         session: Session | None = getattr(request.state, "session", None)
