@@ -388,6 +388,37 @@ def test_keys_are_in_the_page_only_once_revealed(session: Session, daemon: Daemo
     assert page.locator('[data-key="secondaryKey"]').inner_text() == keys["secondaryKey"]
 
 
+def test_the_test_panel_scores_through_the_router_and_never_shows_the_key(session: Session, daemon: Daemon) -> None:
+    keys = daemon.json("endpoint", "get-credentials", "-n", "bg")
+    signature = daemon.json("model", "show", "mlp:1")["signature"]
+    page = session.goto("/ui/endpoints/bg")
+    sample = json.loads(page.locator('form.test textarea[name="body"]').input_value())
+    assert [(t["name"], t["datatype"]) for t in sample["inputs"]] == [
+        (t["name"], t["datatype"]) for t in signature["inputs"]
+    ]
+    page.select_option('form.test select[name="deployment"]', "green")
+    with page.expect_navigation():
+        page.click('form.test button[type="submit"]')
+    answer = page.locator("section[data-answer]")
+    assert session.field(answer, "answer_status") == "200"
+    assert session.field(answer, "answer_deployment") == "green"
+    assert json.loads(session.field(answer, "answer_body"))["color"] == "green"  # the pinned deployment answered
+    html = page.content()
+    assert keys["primaryKey"] not in html and keys["secondaryKey"] not in html
+
+    page.fill('form.test textarea[name="body"]', "{not json")
+    with page.expect_navigation():
+        page.click('form.test button[type="submit"]')
+    assert page.locator("[data-error]").inner_text().startswith("body: not JSON (")
+    assert page.locator('form.test textarea[name="body"]').input_value() == "{not json"  # what was typed stays
+    page.fill('form.test textarea[name="body"]', "{}")
+    page.fill('form.test input[name="path"]', "admin")
+    with page.expect_navigation():
+        page.click('form.test button[type="submit"]')
+    assert session.field(page.locator("section[data-answer]"), "answer_status") == "404"  # the router's refusal
+    assert [e for e in session.errors if "400" not in e] == []
+
+
 def test_only_the_daemon_is_asked_and_pages_are_not_blank(
     session: Session, browser: Any, daemon: Daemon, jobs: dict[str, str]
 ) -> None:

@@ -33,6 +33,7 @@ from modelport.core.overrides import split_override
 from modelport.dashboard.guard import LOGIN_NONCE, DashboardGuard
 from modelport.dashboard.jobs import JobPages
 from modelport.dashboard.live import live_view
+from modelport.dashboard.testpanel import Answer, sample_request, send
 from modelport.registry.models import ModelRegistry
 from modelport.routing.history import TrafficHistory
 
@@ -61,6 +62,7 @@ def dashboard(
         Route("/ui/endpoints/{endpoint}/live", pages.live_fragment, methods=["GET"]),
         Route("/ui/endpoints/{endpoint}/traffic", pages.set_traffic, methods=["POST"]),
         Route("/ui/endpoints/{endpoint}/keys", pages.reveal_keys, methods=["POST"]),
+        Route("/ui/endpoints/{endpoint}/test", pages.test_request, methods=["POST"]),
         *JobPages(jobs, pages.render).routes(),
         Mount("/ui/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
@@ -166,6 +168,21 @@ class Pages:
             return await self._endpoint(request, error=str(exc), status=exc.http_status, typed=form)
         return RedirectResponse(f"/ui/endpoints/{name}", status_code=303)
 
+    async def test_request(self, request: Request) -> Response:
+        """The Test panel's form: the request goes through the router with the endpoint's key."""
+        name = request.path_params["endpoint"]
+        form: dict[str, str] = request.state.form
+        record = await asyncio.to_thread(self.api.catalog.endpoint, name)
+        key = record.keys[0] if record.spec.auth_mode == "key" else None
+        tried = {"path": form.get("path", ""), "body": form.get("body", ""), "deployment": form.get("deployment", "")}
+        try:
+            answer = await send(
+                self.api.router, name, tried["path"], tried["body"], key=key, deployment=tried["deployment"] or None
+            )
+        except ModelportError as exc:
+            return await self._endpoint(request, error=str(exc), status=exc.http_status, tried=tried)
+        return await self._endpoint(request, tried=tried, answer=answer)
+
     async def _endpoint(
         self,
         request: Request,
@@ -174,10 +191,15 @@ class Pages:
         error: str | None = None,
         status: int = 200,
         typed: dict[str, str] | None = None,
+        tried: dict[str, str] | None = None,
+        answer: Answer | None = None,
     ) -> Response:
         name = request.path_params["endpoint"]
         record = await asyncio.to_thread(self.api.catalog.endpoint, name)
+        sample = await asyncio.to_thread(self._sample, [str(d.spec.model) for d in record.deployments if d.spec.model])
         context = {
+            "test": tried or {"path": "score", "body": sample or "{}", "deployment": ""},
+            "answer": answer,
             "endpoint": self.api.endpoint_view(record, detail=True),
             "keys": record.keys if reveal else None,
             "traffic": live_view(self.history, name),
@@ -185,6 +207,17 @@ class Pages:
             "typed": {key[len(TRAFFIC_FIELD) :]: value for key, value in (typed or {}).items()},
         }
         return self.render(request, "endpoint.html", context, status=status, title=f"Endpoint {name}")
+
+    def _sample(self, refs: list[str]) -> str | None:
+        """A request built from the signature of the first of ``refs`` whose model has one."""
+        for ref in refs:
+            try:
+                sample = sample_request(self.models.get(ref).signature)
+            except ModelportError:
+                continue
+            if sample is not None:
+                return sample
+        return None
 
     # -- plumbing -------------------------------------------------------------------------------
 
