@@ -214,6 +214,37 @@ def test_models_pages_show_what_the_cli_shows(session: Session, daemon: Daemon) 
     assert session.errors == []
 
 
+def test_model_page_moves_an_alias_and_shows_which_deployments_serve_a_version(
+    session: Session, daemon: Daemon
+) -> None:
+    page = session.goto("/ui/models/mlp")
+    deployments = daemon.json("deployment", "list", "-e", "bg")
+    served = {d["model"].removeprefix("azureml:") for d in deployments}
+    assert served == {"mlp:1"}
+    one = page.locator('section.version[data-version="1"]')
+    assert sorted(one.locator("[data-used-by]").all_inner_texts()) == sorted(f"bg/{d['name']}" for d in deployments)
+    assert page.locator('section.version[data-version="2"] [data-used-by]').count() == 0
+
+    page.fill('form.alias input[name="alias"]', "prod")
+    page.select_option('form.alias select[name="version"]', "2")
+    with page.expect_navigation():
+        page.click('form.alias button[type="submit"]')
+    assert daemon.json("model", "show", "mlp@prod")["version"] == 2
+    aliases = page.locator('section.version[data-version="2"] [data-alias]').all_inner_texts()
+    assert sorted(aliases) == ["@canary", "@prod"]
+
+    cli_error = daemon.fails("model", "alias", "set", "mlp", "latest", "1").removeprefix("error: ")
+    page.fill('form.alias input[name="alias"]', "latest")
+    page.select_option('form.alias select[name="version"]', "1")
+    with page.expect_navigation():
+        page.click('form.alias button[type="submit"]')
+    assert page.locator("[data-error]").inner_text() == cli_error
+    assert page.locator('form.alias input[name="alias"]').input_value() == "latest"
+    daemon.ok("model", "alias", "set", "mlp", "prod", "1")  # back as the other tests expect it
+    assert [e for e in session.errors if "400" not in e] == []
+    session.errors.clear()  # the refused form answered 400, as it should
+
+
 def _split(scope: Any, kind: str) -> dict[str, int]:
     items = scope.locator(f'[data-split="{kind}"] [data-share]').all_inner_texts()
     return {name: int(share.rstrip("%")) for name, share in (item.split() for item in items)}

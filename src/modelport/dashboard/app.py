@@ -57,6 +57,7 @@ def dashboard(
         Route("/ui/logout", pages.logout, methods=["POST"]),
         Route("/ui/models", pages.models_page, methods=["GET"]),
         Route("/ui/models/{name}", pages.model_page, methods=["GET"]),
+        Route("/ui/models/{name}/alias", pages.set_alias, methods=["POST"]),
         Route("/ui/endpoints", pages.endpoints_page, methods=["GET"]),
         Route("/ui/endpoints/{endpoint}", pages.endpoint_page, methods=["GET"]),
         Route("/ui/endpoints/{endpoint}/live", pages.live_fragment, methods=["GET"]),
@@ -130,10 +131,49 @@ class Pages:
         return self.render(request, "models.html", {"models": [m.to_dict() for m in summaries]}, title="Models")
 
     async def model_page(self, request: Request) -> Response:
+        return await self._model(request)
+
+    async def set_alias(self, request: Request) -> Response:
+        """The alias form: ``model alias set NAME ALIAS VERSION``, refused in its words."""
+        name = request.path_params["name"]
+        form: dict[str, str] = request.state.form
+        try:
+            await asyncio.to_thread(self.models.set_alias, name, form.get("alias", "").strip(), form.get("version"))
+        except ModelportError as exc:
+            return await self._model(request, error=str(exc), status=exc.http_status, typed=form)
+        return RedirectResponse(f"/ui/models/{name}", status_code=303)
+
+    async def _model(
+        self, request: Request, *, error: str | None = None, status: int = 200, typed: dict[str, str] | None = None
+    ) -> Response:
         name = request.path_params["name"]
         infos = await asyncio.to_thread(self.models.versions, name)
         versions = [info.to_dict() for info in sorted(infos, key=lambda info: info.version, reverse=True)]
-        return self.render(request, "model.html", {"name": name, "versions": versions}, title=f"Model {name}")
+        context = {
+            "name": name,
+            "versions": versions,
+            "used_by": await asyncio.to_thread(self._used_by, name),
+            "error": error,
+            "typed": typed or {},
+        }
+        return self.render(request, "model.html", context, status=status, title=f"Model {name}")
+
+    def _used_by(self, name: str) -> dict[int, list[str]]:
+        """Which online deployments (``endpoint/deployment``) serve each version of model
+        ``name``, their references (an alias included) resolved as they resolve now."""
+        used: dict[int, list[str]] = {}
+        for record in self.api.catalog.endpoints():
+            for deployment in record.deployments:
+                ref = deployment.spec.model
+                if not isinstance(ref, str):
+                    continue
+                try:
+                    info = self.models.get(ref)
+                except ModelportError:
+                    continue
+                if info.name == name:
+                    used.setdefault(info.version, []).append(f"{record.spec.name}/{deployment.spec.name}")
+        return used
 
     # -- endpoints ------------------------------------------------------------------------------
 
