@@ -88,6 +88,11 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
             ws.models.set_alias("mlp", "canary", 2)
             ws.models.update("mlp:2", tags={"stage": "canary", "owner": "ml"})
             _batch_endpoint(ws, folder)
+            for version, requirements in enumerate(("numpy\n", "numpy>=1.24\nrequests==2.31.0\n"), start=1):
+                spec = folder / f"env{version}" / "requirements.txt"
+                spec.parent.mkdir()
+                spec.write_text(requirements)
+                ws.environments.create("sk", spec, tags={"team": "risk"} if version == 2 else None)
         invoke = ("batch-endpoint", "invoke", "-n", "be", "--input", str(folder / "files"))
         daemon.ok(*invoke, "-d", "good", "--output-path", str(folder / "out-good"))  # they run meanwhile
         daemon.ok(*invoke, "-d", "bad", "--set", "error_threshold=1")
@@ -243,6 +248,31 @@ def test_model_page_moves_an_alias_and_shows_which_deployments_serve_a_version(
     daemon.ok("model", "alias", "set", "mlp", "prod", "1")  # back as the other tests expect it
     assert [e for e in session.errors if "400" not in e] == []
     session.errors.clear()  # the refused form answered 400, as it should
+
+
+def test_environment_pages_show_what_the_cli_shows(session: Session, daemon: Daemon) -> None:
+    page = session.goto("/ui/environments")
+    listed = daemon.json("environment", "list")
+    assert page.locator("tr[data-environment]").count() == len(listed) == 1
+    for env in listed:
+        row = page.locator(f'tr[data-environment="{env["name"]}"]')
+        for key in ("name", "version", "kind", "python", "created_at"):
+            _same(session.field(row, key), env[key])
+        _same(session.field(row, "requirements"), len(env["pip_requirements"]))
+    page = session.goto("/ui/environments/sk")
+    versions = daemon.json("environment", "versions", "sk")
+    assert page.locator("section.version").count() == len(versions) == 2
+    for info in versions:
+        shown = daemon.json("environment", "show", f"sk:{info['version']}")
+        section = page.locator(f'section.version[data-version="{info["version"]}"]')
+        for key in ("kind", "python", "spec_file", "content_hash", "description", "created_at", "archived"):
+            _same(session.field(section, key), shown[key])
+        assert section.locator("[data-requirement]").all_inner_texts() == shown["pip_requirements"]
+        assert section.locator("[data-tag]").all_inner_texts() == [f"{k}={v}" for k, v in sorted(shown["tags"].items())]
+        assert session.field(section, "built").startswith("not built yet")  # nothing asked for it here
+    spec = page.locator('section.version[data-version="2"] pre[data-spec]').inner_text()
+    assert spec.strip() == "numpy>=1.24\nrequests==2.31.0"
+    assert session.errors == []
 
 
 def _split(scope: Any, kind: str) -> dict[str, int]:
@@ -455,7 +485,8 @@ def test_only_the_daemon_is_asked_and_pages_are_not_blank(
 ) -> None:
     shots = {}
     jobs_page = f"/ui/jobs/{jobs['bad']}"
-    for path in ("/ui/endpoints", "/ui/endpoints/bg", "/ui/models", "/ui/models/mlp", "/ui/jobs", jobs_page):
+    pages = ("/ui/endpoints", "/ui/endpoints/bg", "/ui/models", "/ui/models/mlp", "/ui/environments/sk", "/ui/jobs")
+    for path in (*pages, jobs_page):
         shots[path] = session.goto(path).screenshot()
     assert session.requests and all(url.startswith(daemon.url + "/") for url in session.requests), session.requests
     scripts = [url for url in session.requests if url.endswith(".js")]
@@ -508,6 +539,7 @@ def _login(daemon: Daemon, client: httpx.Client) -> str:
 def test_without_a_session_pages_redirect_and_forms_are_refused(daemon: Daemon, jobs: dict[str, str]) -> None:
     job = f"/ui/jobs/{jobs['bad']}"
     pages = ("/", "/ui", "/ui/", "/ui/models", "/ui/models/mlp", "/ui/endpoints", "/ui/endpoints/bg", "/ui/jobs", job)
+    pages += ("/ui/environments", "/ui/environments/sk")
     with httpx.Client(base_url=daemon.url) as client:
         for path in (*pages, "/ui/endpoints/bg/live"):
             answer = client.get(path)
@@ -521,6 +553,8 @@ def test_without_a_session_pages_redirect_and_forms_are_refused(daemon: Daemon, 
         for path in (
             "/ui/endpoints/bg/traffic",
             "/ui/endpoints/bg/keys",
+            "/ui/endpoints/bg/test",
+            "/ui/models/mlp/alias",
             "/ui/logout",
             f"{job}/cancel",
             f"{job}/resume",

@@ -111,7 +111,7 @@ async def _serve(ws: WorkspaceStores, listener: socket.socket, folder: Path, bin
             credentials=[token, SessionCookie(sessions)],
         )
         history = TrafficHistory(router.metrics)
-        pages = dashboard(api, ws.models, BatchJobs(ws), sessions, history)
+        pages = dashboard(api, ws.models, ws.environments, BatchJobs(ws), sessions, history)
 
         batch = BatchRouter(ws, url)
 

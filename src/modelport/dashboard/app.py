@@ -1,5 +1,5 @@
 """The dashboard's pages: models, endpoints, an endpoint's traffic split, live traffic and keys,
-and login (batch jobs are in :mod:`modelport.dashboard.jobs`).
+and login (batch jobs and environments have modules of their own).
 
 Each page shows the same view of an object that the CLI's ``--output json`` prints: models come
 from the registry as ``model versions``/``model show`` read them, endpoints from the management
@@ -30,10 +30,12 @@ from modelport.control.api import ManagementApi
 from modelport.control.sessions import LOGIN_PATH, Session, Sessions, cookie_header
 from modelport.core.errors import ModelportError
 from modelport.core.overrides import split_override
+from modelport.dashboard.environments import EnvironmentPages
 from modelport.dashboard.guard import LOGIN_NONCE, DashboardGuard
 from modelport.dashboard.jobs import JobPages
 from modelport.dashboard.live import live_view
 from modelport.dashboard.testpanel import Answer, sample_request, send
+from modelport.registry.environments import EnvironmentRegistry
 from modelport.registry.models import ModelRegistry
 from modelport.routing.history import TrafficHistory
 
@@ -44,7 +46,12 @@ TRAFFIC_FIELD = "traffic-"  # the traffic form's inputs: traffic-<deployment>
 
 
 def dashboard(
-    api: ManagementApi, models: ModelRegistry, jobs: BatchJobs, sessions: Sessions, history: TrafficHistory
+    api: ManagementApi,
+    models: ModelRegistry,
+    environments: EnvironmentRegistry,
+    jobs: BatchJobs,
+    sessions: Sessions,
+    history: TrafficHistory,
 ) -> ASGIApp:
     """The dashboard as the daemon mounts it, at ``/`` and ``/ui/...``, behind its guard."""
     pages = Pages(api, models, sessions, history)
@@ -65,6 +72,7 @@ def dashboard(
         Route("/ui/endpoints/{endpoint}/keys", pages.reveal_keys, methods=["POST"]),
         Route("/ui/endpoints/{endpoint}/test", pages.test_request, methods=["POST"]),
         *JobPages(jobs, pages.render).routes(),
+        *EnvironmentPages(environments, pages.render).routes(),
         Mount("/ui/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={ModelportError: pages.on_error})

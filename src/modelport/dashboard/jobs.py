@@ -19,10 +19,9 @@ from starlette.routing import Route
 
 from modelport.batch.jobs import BatchJobs
 from modelport.core.errors import ModelportError
+from modelport.dashboard.render import Render
 
 LOG_TAIL_BYTES = 16 * 1024
-
-Render = Callable[..., Response]  # Pages.render(request, template, context, title=..., status=...)
 
 
 class JobPages:
