@@ -10,12 +10,14 @@ asks nothing of any other origin and logs no console error."""
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -447,6 +449,38 @@ def test_keys_are_in_the_page_only_once_revealed(session: Session, daemon: Daemo
         page.click('form.reveal button[type="submit"]')
     assert page.locator('[data-key="primaryKey"]').inner_text() == keys["primaryKey"]
     assert page.locator('[data-key="secondaryKey"]').inner_text() == keys["secondaryKey"]
+    revealed = page.locator('pre[data-snippet="python"]').inner_text()
+    assert (
+        keys["primaryKey"] in revealed and keys["primaryKey"] in page.locator('pre[data-snippet="curl"]').inner_text()
+    )
+    assert _run_snippet(revealed, {})["color"] in ("blue", "green")
+
+
+def test_consume_snippets_call_the_endpoint(session: Session, daemon: Daemon) -> None:
+    page = session.goto("/ui/endpoints/bg")
+    hidden = {kind: page.locator(f'pre[data-snippet="{kind}"]').inner_text() for kind in ("curl", "python")}
+    assert all("$ENDPOINT_KEY" in text or 'os.environ["ENDPOINT_KEY"]' in text for text in hidden.values())
+    answer = _run_snippet(hidden["python"], {"ENDPOINT_KEY": daemon.key("bg", "secondaryKey")})
+    assert answer["color"] in ("blue", "green")
+    with pytest.raises(subprocess.CalledProcessError):
+        _run_snippet(hidden["python"], {"ENDPOINT_KEY": "not-the-key"})  # 401: raise_for_status
+    triton = page.locator('pre[data-snippet="tritonclient"]').inner_text()
+    compile(triton, "tritonclient snippet", "exec")  # the score.py deployments here answer /score, not v2
+    assert f'InferenceServerClient("127.0.0.1:{daemon.port}/endpoints/bg")' in triton
+    assert [e for e in session.errors if "400" not in e] == []
+
+
+def _run_snippet(code: str, env: dict[str, str]) -> Any:
+    """What a snippet prints (the scoring script's answer, a dict), run as a user would run it."""
+    done = subprocess.run(
+        [sys.executable, "-c", code + "\n"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return ast.literal_eval(done.stdout)
 
 
 def test_the_test_panel_scores_through_the_router_and_never_shows_the_key(session: Session, daemon: Daemon) -> None:

@@ -30,6 +30,7 @@ from modelport.control.api import ManagementApi
 from modelport.control.sessions import LOGIN_PATH, Session, Sessions, cookie_header
 from modelport.core.errors import ModelportError
 from modelport.core.overrides import split_override
+from modelport.dashboard.consume import snippets
 from modelport.dashboard.environments import EnvironmentPages
 from modelport.dashboard.guard import LOGIN_NONCE, DashboardGuard
 from modelport.dashboard.jobs import JobPages
@@ -244,28 +245,34 @@ class Pages:
     ) -> Response:
         name = request.path_params["endpoint"]
         record = await asyncio.to_thread(self.api.catalog.endpoint, name)
-        sample = await asyncio.to_thread(self._sample, [str(d.spec.model) for d in record.deployments if d.spec.model])
+        refs = [d.spec.model for d in record.deployments if isinstance(d.spec.model, str)]
+        model, signature = await asyncio.to_thread(self._signed_model, refs)
+        keys = record.keys if reveal else None
         context = {
-            "test": tried or {"path": "score", "body": sample or "{}", "deployment": ""},
+            "test": tried or {"path": "score", "body": sample_request(signature) or "{}", "deployment": ""},
+            "snippets": snippets(
+                self.api.base_url, name, key=keys[0] if keys else None, model=model, signature=signature
+            ),
             "answer": answer,
             "endpoint": self.api.endpoint_view(record, detail=True),
-            "keys": record.keys if reveal else None,
+            "keys": keys,
             "traffic": live_view(self.history, name),
             "error": error,
             "typed": {key[len(TRAFFIC_FIELD) :]: value for key, value in (typed or {}).items()},
         }
         return self.render(request, "endpoint.html", context, status=status, title=f"Endpoint {name}")
 
-    def _sample(self, refs: list[str]) -> str | None:
-        """A request built from the signature of the first of ``refs`` whose model has one."""
+    def _signed_model(self, refs: list[str]) -> tuple[str | None, dict[str, Any] | None]:
+        """The name and signature of the first model of ``refs`` with a signature: what the Test
+        and Consume panels build their requests from."""
         for ref in refs:
             try:
-                sample = sample_request(self.models.get(ref).signature)
+                info = self.models.get(ref)
             except ModelportError:
                 continue
-            if sample is not None:
-                return sample
-        return None
+            if info.signature:
+                return info.name, info.signature
+        return None, None
 
     # -- plumbing -------------------------------------------------------------------------------
 
