@@ -2,7 +2,7 @@
 and with httpx for what a browser would never send.
 
 One daemon serves the module: two models with aliases and tags, an endpoint with blue/green at
-90/10. Each page shows what the CLI's ``--output json`` shows for the same object, field by
+90/10, a batch endpoint with a finished and a failed job. Each page shows what the CLI's ``--output json`` shows for the same object, field by
 field; the traffic form changes what ``endpoint show`` reports, or refuses in the CLI's words and
 changes nothing; keys stay out of every page until revealed; without a session pages redirect
 and forms are refused, as is a form without its CSRF token or from another origin; the browser
@@ -10,11 +10,16 @@ asks nothing of any other origin and logs no console error."""
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
+import os
 import re
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +29,8 @@ import pytest
 from endpoint_daemon import Daemon, running_daemon, write_yaml
 
 from modelport import Workspace
+from modelport.batch.definitions import parse_deployment, parse_endpoint
+from modelport.batch.endpoints import BatchEndpoints
 from modelport.samples import build_mlp_onnx
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra")
@@ -32,6 +39,45 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="no chromium binary on PATH (scripts/test.sh installs it when run as root)"
 )
+
+
+# A batch scoring script: fails the files named in BAD, sleeps DELAY seconds per mini-batch.
+BATCH_SCRIPT = """
+import os, time
+
+def init():
+    pass
+
+def run(mini_batch):
+    time.sleep(float(os.environ.get("DELAY", "0")))
+    bad = set(os.environ.get("BAD", "").split(","))
+    for path in mini_batch:
+        if os.path.basename(path) in bad:
+            raise ValueError(f"cannot read {os.path.basename(path)}")
+    return [os.path.basename(path) for path in mini_batch]
+"""
+BATCH_FILES = 12
+
+
+def _batch_endpoint(ws: Workspace, folder: Path) -> None:
+    """Batch endpoint ``be`` with deployments ``good``, ``bad`` (two files fail) and ``slow``."""
+    (folder / "batch-code").mkdir()
+    (folder / "batch-code" / "score.py").write_text(BATCH_SCRIPT)
+    (folder / "files").mkdir()
+    for i in range(BATCH_FILES):
+        (folder / "files" / f"f{i:02d}.txt").write_text(str(i))
+    endpoints = BatchEndpoints(ws)
+    endpoints.create_endpoint(parse_endpoint({"name": "be"}).value)
+    variables = {"good": {}, "bad": {"BAD": "f03.txt,f07.txt"}, "slow": {"DELAY": "1"}}
+    for name, environment_variables in variables.items():
+        data = {
+            "name": name,
+            "endpoint_name": "be",
+            "model": {"name": "mlp", "path": str(folder / "c" / "model.onnx")},
+            "code_configuration": {"code": str(folder / "batch-code"), "scoring_script": "score.py"},
+            "settings": {"mini_batch_size": 3 if name != "slow" else 1, "environment_variables": environment_variables},
+        }
+        endpoints.create_deployment(parse_deployment(data, folder).value)
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +89,15 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
             ws.models.set_alias("mlp", "prod", 1)
             ws.models.set_alias("mlp", "canary", 2)
             ws.models.update("mlp:2", tags={"stage": "canary", "owner": "ml"})
+            _batch_endpoint(ws, folder)
+            for version, requirements in enumerate(("numpy\n", "numpy>=1.24\nrequests==2.31.0\n"), start=1):
+                spec = folder / f"env{version}" / "requirements.txt"
+                spec.parent.mkdir()
+                spec.write_text(requirements)
+                ws.environments.create("sk", spec, tags={"team": "risk"} if version == 2 else None)
+        invoke = ("batch-endpoint", "invoke", "-n", "be", "--input", str(folder / "files"))
+        daemon.ok(*invoke, "-d", "good", "--output-path", str(folder / "out-good"))  # they run meanwhile
+        daemon.ok(*invoke, "-d", "bad", "--set", "error_threshold=1")
         daemon.ok("endpoint", "create", "-n", "bg")
         for color in ("blue", "green"):
             definition = {
@@ -57,6 +112,19 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
             daemon.ok("deployment", "create", "-f", str(write_yaml(folder / f"{color}.yml", definition)), *extra)
         daemon.ok("endpoint", "update", "-n", "bg", "--traffic", "blue=90 green=10")
         yield daemon
+
+
+@pytest.fixture(scope="module")
+def jobs(daemon: Daemon) -> dict[str, str]:
+    """The batch jobs the daemon fixture started, by deployment, once they ended."""
+    deadline = time.monotonic() + 60
+    while True:
+        listed = daemon.json("job", "list")
+        if all(job["status"] in ("Completed", "Failed") for job in listed):
+            break
+        assert time.monotonic() < deadline, listed
+        time.sleep(0.5)
+    return {job["deployment"]: job["id"] for job in listed}
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +221,62 @@ def test_models_pages_show_what_the_cli_shows(session: Session, daemon: Daemon) 
     assert session.errors == []
 
 
+def test_model_page_moves_an_alias_and_shows_which_deployments_serve_a_version(
+    session: Session, daemon: Daemon
+) -> None:
+    page = session.goto("/ui/models/mlp")
+    deployments = daemon.json("deployment", "list", "-e", "bg")
+    served = {d["model"].removeprefix("azureml:") for d in deployments}
+    assert served == {"mlp:1"}
+    one = page.locator('section.version[data-version="1"]')
+    assert sorted(one.locator("[data-used-by]").all_inner_texts()) == sorted(f"bg/{d['name']}" for d in deployments)
+    assert page.locator('section.version[data-version="2"] [data-used-by]').count() == 0
+
+    page.fill('form.alias input[name="alias"]', "prod")
+    page.select_option('form.alias select[name="version"]', "2")
+    with page.expect_navigation():
+        page.click('form.alias button[type="submit"]')
+    assert daemon.json("model", "show", "mlp@prod")["version"] == 2
+    aliases = page.locator('section.version[data-version="2"] [data-alias]').all_inner_texts()
+    assert sorted(aliases) == ["@canary", "@prod"]
+
+    cli_error = daemon.fails("model", "alias", "set", "mlp", "latest", "1").removeprefix("error: ")
+    page.fill('form.alias input[name="alias"]', "latest")
+    page.select_option('form.alias select[name="version"]', "1")
+    with page.expect_navigation():
+        page.click('form.alias button[type="submit"]')
+    assert page.locator("[data-error]").inner_text() == cli_error
+    assert page.locator('form.alias input[name="alias"]').input_value() == "latest"
+    daemon.ok("model", "alias", "set", "mlp", "prod", "1")  # back as the other tests expect it
+    assert [e for e in session.errors if "400" not in e] == []
+    session.errors.clear()  # the refused form answered 400, as it should
+
+
+def test_environment_pages_show_what_the_cli_shows(session: Session, daemon: Daemon) -> None:
+    page = session.goto("/ui/environments")
+    listed = daemon.json("environment", "list")
+    assert page.locator("tr[data-environment]").count() == len(listed) == 1
+    for env in listed:
+        row = page.locator(f'tr[data-environment="{env["name"]}"]')
+        for key in ("name", "version", "kind", "python", "created_at"):
+            _same(session.field(row, key), env[key])
+        _same(session.field(row, "requirements"), len(env["pip_requirements"]))
+    page = session.goto("/ui/environments/sk")
+    versions = daemon.json("environment", "versions", "sk")
+    assert page.locator("section.version").count() == len(versions) == 2
+    for info in versions:
+        shown = daemon.json("environment", "show", f"sk:{info['version']}")
+        section = page.locator(f'section.version[data-version="{info["version"]}"]')
+        for key in ("kind", "python", "spec_file", "content_hash", "description", "created_at", "archived"):
+            _same(session.field(section, key), shown[key])
+        assert section.locator("[data-requirement]").all_inner_texts() == shown["pip_requirements"]
+        assert section.locator("[data-tag]").all_inner_texts() == [f"{k}={v}" for k, v in sorted(shown["tags"].items())]
+        assert session.field(section, "built").startswith("not built yet")  # nothing asked for it here
+    spec = page.locator('section.version[data-version="2"] pre[data-spec]').inner_text()
+    assert spec.strip() == "numpy>=1.24\nrequests==2.31.0"
+    assert session.errors == []
+
+
 def _split(scope: Any, kind: str) -> dict[str, int]:
     items = scope.locator(f'[data-split="{kind}"] [data-share]').all_inner_texts()
     return {name: int(share.rstrip("%")) for name, share in (item.split() for item in items)}
@@ -187,6 +311,31 @@ def test_endpoint_pages_show_what_the_cli_shows(session: Session, daemon: Daemon
     assert session.errors == []
 
 
+def test_live_traffic_counts_every_request_through_the_router(session: Session, daemon: Daemon) -> None:
+    key = daemon.key("bg")
+    answered: dict[str, int] = {}
+    with httpx.Client(base_url=daemon.url, headers={"authorization": f"Bearer {key}"}, timeout=30) as client:
+        for _ in range(200):
+            answer = client.post("/endpoints/bg/score", json={})
+            assert answer.status_code == 200, answer.text
+            answered[answer.json()["color"]] = answered.get(answer.json()["color"], 0) + 1
+    page = session.goto("/ui/endpoints/bg")
+    live = page.locator("section[data-live]")
+    assert session.field(live, "total") == "200"
+    assert session.field(live, "errors") == "0 errors"
+    for deployment, count in answered.items():
+        row = live.locator(f'tr[data-traffic="{deployment}"]')
+        assert session.field(row, "requests") == str(count)
+        assert float(session.field(row, "p99_ms")) >= float(session.field(row, "p50_ms")) > 0
+        assert session.field(row, "error_rate") == "0.0%"
+    assert live.locator("polyline.series").count() == 2 * len(answered)  # requests/s and p99 per deployment
+    # the page's script swaps in a fresh fragment every few seconds, with the same counts
+    page.evaluate("document.querySelector('section[data-live]').dataset.seen = '1'")
+    page.locator("section[data-live][data-seen]").wait_for(state="detached", timeout=15000)
+    assert session.field(page.locator("section[data-live]"), "total") == "200"
+    assert session.errors == []
+
+
 def test_traffic_form_changes_the_split_or_refuses_in_the_cli_words(session: Session, daemon: Daemon) -> None:
     page = session.goto("/ui/endpoints/bg")
     page.fill('input[name="traffic-blue"]', "80")
@@ -209,6 +358,87 @@ def test_traffic_form_changes_the_split_or_refuses_in_the_cli_words(session: Ses
     assert [e for e in session.errors if "400" not in e] == []  # the refused form answers 400
 
 
+JOB_FIELDS = ("id", "status", "endpoint", "deployment", "engine", "output_file", "items_per_second", "eta_seconds")
+JOB_FIELDS += ("error", "job_dir", "created_at", "started_at", "finished_at")
+
+
+def test_job_pages_show_what_the_cli_shows(session: Session, daemon: Daemon, jobs: dict[str, str]) -> None:
+    page = session.goto("/ui/jobs")
+    listed = daemon.json("job", "list")
+    assert page.locator("tr[data-job]").count() == len(listed) == 2
+    for job in listed:
+        row = page.locator(f'tr[data-job="{job["id"]}"]')
+        for key in ("id", "status", "endpoint", "deployment", "created_at"):
+            _same(session.field(row, key), job[key])
+        for key in ("done", "failed", "total"):
+            _same(session.field(row, key), job["minibatches"][key])
+        _same(session.field(row, "failed_items"), job["items"]["failed"])
+
+    for deployment, status in (("good", "Completed"), ("bad", "Failed")):
+        page = session.goto(f"/ui/jobs/{jobs[deployment]}")
+        shown = daemon.json("job", "show", jobs[deployment])
+        assert shown["status"] == status
+        facts = page.locator("dl.job")
+        for key in JOB_FIELDS[1:]:
+            _same(session.field(facts, key), shown[key])
+        for group in ("input", "minibatches", "items"):
+            for key, value in shown[group].items():
+                _same(session.field(facts, f"{group}.{key}"), value)
+        errors = page.locator("tr[data-error-row]")
+        assert errors.count() == len(shown["errors"])
+        for i, error in enumerate(shown["errors"]):
+            _same(session.field(errors.nth(i), "items"), ", ".join(error["items"]))
+            _same(session.field(errors.nth(i), "error"), error["error"])
+        rows = page.locator("tr[data-minibatch]")
+        assert rows.count() == shown["minibatches"]["total"]
+        succeeded = rows.locator('[data-field="succeeded"]').all_inner_texts()
+        assert sum(int(text) for text in succeeded) == shown["items"]["succeeded"]
+        assert page.locator("form.cancel, form.resume").count() == 0  # a finished job has no actions
+        assert page.locator("pre[data-log]").count() >= 1
+    failed = daemon.json("job", "show", jobs["bad"])
+    failed_items = {item for error in failed["errors"] for item in error["items"]}
+    assert failed_items and failed_items <= {"f03.txt", "f07.txt"}  # it may stop at the first past its threshold
+    assert [e for e in session.errors if "400" not in e] == []  # the traffic form's refusal answered 400
+
+
+def test_job_resume_and_cancel_from_the_page(session: Session, daemon: Daemon, jobs: dict[str, str]) -> None:
+    folder = daemon.home.parent
+    job_id = daemon.json("batch-endpoint", "invoke", "-n", "be", "-d", "slow", "--input", str(folder / "files"))["id"]
+    deadline = time.monotonic() + 60
+    while (job := daemon.json("job", "show", job_id))["status"] != "Running" or not job["runner_pid"]:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.3)
+    os.kill(job["runner_pid"], signal.SIGKILL)
+    while (job := daemon.json("job", "show", job_id))["status"] != "NotResponding":
+        assert time.monotonic() < deadline, job
+        time.sleep(0.3)
+
+    page = session.goto(f"/ui/jobs/{job_id}")
+    assert session.field(page.locator("dl.job"), "status") == "NotResponding"
+    with page.expect_navigation():
+        page.click('form.resume button[type="submit"]')
+    resumed = daemon.json("job", "show", job_id)
+    assert resumed["status"] in ("NotStarted", "Preparing", "Running") and resumed["runner_pid"] != job["runner_pid"]
+    assert page.locator("form.resume").count() == 0 or resumed["status"] == "NotStarted"
+    with page.expect_navigation():
+        page.click('form.cancel button[type="submit"]')
+    while (job := daemon.json("job", "show", job_id))["status"] != "Canceled":
+        assert time.monotonic() < deadline and job["status"] in ("CancelRequested", "Running"), job
+        time.sleep(0.3)
+    assert session.field(session.goto(f"/ui/jobs/{job_id}").locator("dl.job"), "status") == "Canceled"
+    assert job["minibatches"]["done"] < job["minibatches"]["total"]  # it stopped before the end
+    assert [e for e in session.errors if "400" not in e] == []
+
+    # what the CLI refuses is refused in its words, and changes nothing
+    cli_error = daemon.fails("job", "cancel", jobs["good"]).removeprefix("error: ")
+    with httpx.Client(base_url=daemon.url) as client:
+        csrf = _login(daemon, client)
+        answer = client.post(f"/ui/jobs/{jobs['good']}/cancel", data={"csrf": csrf})
+        assert answer.status_code == 409 and cli_error in answer.text, answer.text
+        assert client.post(f"/ui/jobs/{jobs['good']}/resume", data={}).status_code == 403  # no CSRF token
+    assert daemon.json("job", "show", jobs["good"])["status"] == "Completed"
+
+
 def test_keys_are_in_the_page_only_once_revealed(session: Session, daemon: Daemon) -> None:
     keys = daemon.json("endpoint", "get-credentials", "-n", "bg")
     for path in ("/ui/endpoints", "/ui/endpoints/bg", "/ui/models", "/ui/models/mlp"):
@@ -219,11 +449,78 @@ def test_keys_are_in_the_page_only_once_revealed(session: Session, daemon: Daemo
         page.click('form.reveal button[type="submit"]')
     assert page.locator('[data-key="primaryKey"]').inner_text() == keys["primaryKey"]
     assert page.locator('[data-key="secondaryKey"]').inner_text() == keys["secondaryKey"]
+    revealed = page.locator('pre[data-snippet="python"]').inner_text()
+    assert (
+        keys["primaryKey"] in revealed and keys["primaryKey"] in page.locator('pre[data-snippet="curl"]').inner_text()
+    )
+    assert _run_snippet(revealed, {})["color"] in ("blue", "green")
 
 
-def test_only_the_daemon_is_asked_and_pages_are_not_blank(session: Session, browser: Any, daemon: Daemon) -> None:
+def test_consume_snippets_call_the_endpoint(session: Session, daemon: Daemon) -> None:
+    page = session.goto("/ui/endpoints/bg")
+    hidden = {kind: page.locator(f'pre[data-snippet="{kind}"]').inner_text() for kind in ("curl", "python")}
+    assert all("$ENDPOINT_KEY" in text or 'os.environ["ENDPOINT_KEY"]' in text for text in hidden.values())
+    answer = _run_snippet(hidden["python"], {"ENDPOINT_KEY": daemon.key("bg", "secondaryKey")})
+    assert answer["color"] in ("blue", "green")
+    with pytest.raises(subprocess.CalledProcessError):
+        _run_snippet(hidden["python"], {"ENDPOINT_KEY": "not-the-key"})  # 401: raise_for_status
+    triton = page.locator('pre[data-snippet="tritonclient"]').inner_text()
+    compile(triton, "tritonclient snippet", "exec")  # the score.py deployments here answer /score, not v2
+    assert f'InferenceServerClient("127.0.0.1:{daemon.port}/endpoints/bg")' in triton
+    assert [e for e in session.errors if "400" not in e] == []
+
+
+def _run_snippet(code: str, env: dict[str, str]) -> Any:
+    """What a snippet prints (the scoring script's answer, a dict), run as a user would run it."""
+    done = subprocess.run(
+        [sys.executable, "-c", code + "\n"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return ast.literal_eval(done.stdout)
+
+
+def test_the_test_panel_scores_through_the_router_and_never_shows_the_key(session: Session, daemon: Daemon) -> None:
+    keys = daemon.json("endpoint", "get-credentials", "-n", "bg")
+    signature = daemon.json("model", "show", "mlp:1")["signature"]
+    page = session.goto("/ui/endpoints/bg")
+    sample = json.loads(page.locator('form.test textarea[name="body"]').input_value())
+    assert [(t["name"], t["datatype"]) for t in sample["inputs"]] == [
+        (t["name"], t["datatype"]) for t in signature["inputs"]
+    ]
+    page.select_option('form.test select[name="deployment"]', "green")
+    with page.expect_navigation():
+        page.click('form.test button[type="submit"]')
+    answer = page.locator("section[data-answer]")
+    assert session.field(answer, "answer_status") == "200"
+    assert session.field(answer, "answer_deployment") == "green"
+    assert json.loads(session.field(answer, "answer_body"))["color"] == "green"  # the pinned deployment answered
+    html = page.content()
+    assert keys["primaryKey"] not in html and keys["secondaryKey"] not in html
+
+    page.fill('form.test textarea[name="body"]', "{not json")
+    with page.expect_navigation():
+        page.click('form.test button[type="submit"]')
+    assert page.locator("[data-error]").inner_text().startswith("body: not JSON (")
+    assert page.locator('form.test textarea[name="body"]').input_value() == "{not json"  # what was typed stays
+    page.fill('form.test textarea[name="body"]', "{}")
+    page.fill('form.test input[name="path"]', "admin")
+    with page.expect_navigation():
+        page.click('form.test button[type="submit"]')
+    assert session.field(page.locator("section[data-answer]"), "answer_status") == "404"  # the router's refusal
+    assert [e for e in session.errors if "400" not in e] == []
+
+
+def test_only_the_daemon_is_asked_and_pages_are_not_blank(
+    session: Session, browser: Any, daemon: Daemon, jobs: dict[str, str]
+) -> None:
     shots = {}
-    for path in ("/ui/endpoints", "/ui/endpoints/bg", "/ui/models", "/ui/models/mlp"):
+    jobs_page = f"/ui/jobs/{jobs['bad']}"
+    pages = ("/ui/endpoints", "/ui/endpoints/bg", "/ui/models", "/ui/models/mlp", "/ui/environments/sk", "/ui/jobs")
+    for path in (*pages, jobs_page):
         shots[path] = session.goto(path).screenshot()
     assert session.requests and all(url.startswith(daemon.url + "/") for url in session.requests), session.requests
     scripts = [url for url in session.requests if url.endswith(".js")]
@@ -273,9 +570,12 @@ def _login(daemon: Daemon, client: httpx.Client) -> str:
     return csrf.group(1)
 
 
-def test_without_a_session_pages_redirect_and_forms_are_refused(daemon: Daemon) -> None:
+def test_without_a_session_pages_redirect_and_forms_are_refused(daemon: Daemon, jobs: dict[str, str]) -> None:
+    job = f"/ui/jobs/{jobs['bad']}"
+    pages = ("/", "/ui", "/ui/", "/ui/models", "/ui/models/mlp", "/ui/endpoints", "/ui/endpoints/bg", "/ui/jobs", job)
+    pages += ("/ui/environments", "/ui/environments/sk")
     with httpx.Client(base_url=daemon.url) as client:
-        for path in ("/", "/ui", "/ui/", "/ui/models", "/ui/models/mlp", "/ui/endpoints", "/ui/endpoints/bg"):
+        for path in (*pages, "/ui/endpoints/bg/live"):
             answer = client.get(path)
             assert answer.status_code == 303, (path, answer.status_code)
             assert client.get(path, follow_redirects=True).url.path == "/ui/login"
@@ -284,7 +584,15 @@ def test_without_a_session_pages_redirect_and_forms_are_refused(daemon: Daemon) 
         assert login.headers["content-security-policy"].startswith("default-src 'self'")
         assert login.headers["x-frame-options"] == "DENY"
         assert "<script" not in login.text.replace('<script src="/ui/static/dashboard.js" defer></script>', "")
-        for path in ("/ui/endpoints/bg/traffic", "/ui/endpoints/bg/keys", "/ui/logout"):
+        for path in (
+            "/ui/endpoints/bg/traffic",
+            "/ui/endpoints/bg/keys",
+            "/ui/endpoints/bg/test",
+            "/ui/models/mlp/alias",
+            "/ui/logout",
+            f"{job}/cancel",
+            f"{job}/resume",
+        ):
             answer = client.post(path, data={"traffic-blue": "0", "traffic-green": "100"})
             assert answer.status_code == 401, (path, answer.status_code)
         wrong = client.post("/ui/login", data={"csrf": "x", "token": daemon.token()})

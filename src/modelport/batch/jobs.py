@@ -240,6 +240,26 @@ class BatchJobs:
                 log.warning("job %s could not resume: %s", job_id, exc)
         return resumed
 
+    def minibatches(self, job_id: str) -> builtins.list[dict[str, Any]]:
+        """One row per mini-batch, in order: its item range, state, attempts and counts (the
+        dashboard's view of a job; ``job show`` sums them)."""
+        with self.db.session() as session:
+            self._require(session, job_id)
+            rows = session.scalars(
+                select(BatchMiniBatch).where(BatchMiniBatch.job_id == job_id).order_by(BatchMiniBatch.index)
+            )
+            return [
+                {
+                    "index": row.index,
+                    "items": [row.start, row.stop],
+                    "status": row.status,
+                    "attempts": row.attempts,
+                    "succeeded": row.succeeded_items,
+                    "failed": row.failed_items,
+                }
+                for row in rows
+            ]
+
     def log_files(self, job_id: str) -> builtins.list[Path]:
         """The job's log files: runner log and result first, then errors, then per-worker output."""
         info = self.get(job_id)

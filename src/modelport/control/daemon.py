@@ -61,6 +61,7 @@ from modelport.core.sockets import listen
 from modelport.dashboard.app import PREFIX as DASHBOARD_PREFIX
 from modelport.dashboard.app import dashboard
 from modelport.registry.stores import WorkspaceStores
+from modelport.routing.history import TrafficHistory
 from modelport.routing.router import PREFIX, proxy_session
 
 log = logging.getLogger("modelport.control")
@@ -109,7 +110,8 @@ async def _serve(ws: WorkspaceStores, listener: socket.socket, folder: Path, bin
             Starlette(routes=api.routes(), exception_handlers={ModelportError: _on_error, Exception: _on_unexpected}),
             credentials=[token, SessionCookie(sessions)],
         )
-        pages = dashboard(api, ws.models, sessions)
+        history = TrafficHistory(router.metrics)
+        pages = dashboard(api, ws.models, ws.environments, BatchJobs(ws), sessions, history)
 
         batch = BatchRouter(ws, url)
 
@@ -149,10 +151,12 @@ async def _serve(ws: WorkspaceStores, listener: socket.socket, folder: Path, bin
             loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
         log.info("modelport daemon for %s on %s (%d endpoints)", ws.root, url, len(records))
         rotation = asyncio.create_task(keep_rotated(supervisor.logs_dir))
+        sampling = asyncio.create_task(history.run())
         try:
             await server.serve(sockets=[listener])
         finally:
             rotation.cancel()
+            sampling.cancel()
             log.info("stopping replicas")
             await supervisor.shutdown()
 

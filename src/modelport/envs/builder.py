@@ -79,6 +79,11 @@ def build_env(spec: EnvSpec, cache_root: Path, *, log: Log | None = None) -> Bui
     return BuildResult(target, _interpreter(target), reused, spec.conda_only)
 
 
+def is_built(content_hash: str, cache_root: Path) -> bool:
+    """Whether the virtualenv of the spec with ``content_hash`` is built and usable in the cache."""
+    return _is_built(Path(cache_root).absolute() / content_hash[:16])
+
+
 def sweep_builds(cache_root: Path) -> None:
     """Remove what builds that died left in ``cache_root``: their scratch folders, and venv
     directories without a marker whose lock nobody holds (one listing, one stat per venv)."""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelport.core.errors import ValidationError
 from modelport.core.names import parse_version, validate_name
-from modelport.envs.builder import BuildResult, build_env, sweep_builds
+from modelport.envs.builder import BuildResult, build_env, is_built, sweep_builds
 from modelport.registry.assets import VersionedAssets, parse_pairs
 from modelport.store import tables
 from modelport.store.artifacts import ArtifactStore, sha256_file
@@ -132,6 +132,10 @@ class EnvironmentRegistry(VersionedAssets["Environment", "EnvironmentVersion", E
 
         spec = parse_spec(self.spec_text(info.ref), info.spec_file, info.python)
         return build_env(spec, self.envs_dir, log=log)
+
+    def built(self, info: EnvironmentInfo) -> bool:
+        """Whether ``info``'s virtualenv is built (``environment build`` or a first use builds it)."""
+        return is_built(info.content_hash, self.envs_dir)
 
     def sweep(self) -> None:
         """Remove what builds that died left in the environment cache."""
