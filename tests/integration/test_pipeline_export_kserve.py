@@ -36,6 +36,8 @@ steps:
 outputs: [{name: y, datatype: FP32, shape: [-1, 4]}]
 """
 
+EARLY = CHAIN.replace("outputs: [{name: y,", "outputs: [{name: h, datatype: FP32, shape: [-1, 4]}, {name: y,")
+
 
 def _onnx(path: Path, op: str, source: str, target: str) -> Path:
     """One-node float model ``source`` [-1, 4] → ``target`` [-1, 4]."""
@@ -62,7 +64,7 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Cli:
     cli = Cli(root / "ws")
     ok(cli("model", "register", _onnx(root / "scale", "Sigmoid", "x", "h"), "--name", "scale"))
     ok(cli("model", "register", _onnx(root / "clip", "Relu", "h", "y"), "--name", "clip"))
-    for name, text in (("chain", CHAIN), ("cascade", CASCADE), ("skipping", SKIPPING)):
+    for name, text in (("chain", CHAIN), ("cascade", CASCADE), ("skipping", SKIPPING), ("early", EARLY)):
         (root / f"{name}.yaml").write_text(text)
         ok(cli("model", "register", root / f"{name}.yaml", "--name", name))
     return cli
@@ -114,7 +116,12 @@ def test_unexpressible_pipelines_and_used_folders_are_refused(cli: Cli, tmp_path
         "error: --kserve: pipeline skipping:1: step 'clip' input 'h' is pipeline tensor 'x'; KServe passes "
         "tensors under the model's own names, so they must be equal"
     )
-    assert not (tmp_path / "cascade").exists() and not (tmp_path / "skipping").exists()
+    refused = cli("pipeline", "export", "early:1", "--kserve", tmp_path / "early")
+    assert refused.returncode == 1 and refused.stderr.strip() == (
+        "error: --kserve: pipeline early:1: output 'h' is not an output of the last step 'Clip_Step' under its "
+        "own name; a Sequence answers with the last step's response"
+    )
+    assert not any((tmp_path / name).exists() for name in ("cascade", "skipping", "early"))
     used = tmp_path / "used"
     used.mkdir()
     (used / "mine.yaml").write_text("kept\n")
