@@ -71,16 +71,31 @@ def canary(
 def graph(endpoint: EndpointInput, weights: dict[str, int], place: Placement) -> Object:
     """An InferenceGraph whose ``root`` Splitter sends each deployment's share to its InferenceService."""
     by_name = {served.name: served for served in endpoint.deployments}
-    name = object_name(endpoint.spec.name)
     steps = [
         {"name": object_name(deployment), "serviceName": server_name(endpoint, by_name[deployment]), "weight": weight}
         for deployment, weight in sorted(weights.items())
     ]
+    return _graph(endpoint, "Splitter", steps, place)
+
+
+def sequence(endpoint: EndpointInput, services: list[tuple[str, str]], place: Placement) -> Object:
+    """An InferenceGraph whose ``root`` Sequence calls ``services`` (step name, InferenceService)
+    in order. KServe's router sends the graph's request to the first and, with ``data:
+    $response``, each later one the previous step's whole response body, unchanged."""
+    steps: list[Object] = [
+        {"name": step, "serviceName": service, **({"data": "$response"} if index else {})}
+        for index, (step, service) in enumerate(services)
+    ]
+    return _graph(endpoint, "Sequence", steps, place)
+
+
+def _graph(endpoint: EndpointInput, router: str, steps: list[Object], place: Placement) -> Object:
+    name = object_name(endpoint.spec.name)
     return {
         "apiVersion": RUNTIME_API,
         "kind": "InferenceGraph",
         "metadata": place.metadata(name, _endpoint_labels(endpoint, name)),
-        "spec": {"nodes": {"root": {"routerType": "Splitter", "steps": steps}}},
+        "spec": {"nodes": {"root": {"routerType": router, "steps": steps}}},
     }
 
 

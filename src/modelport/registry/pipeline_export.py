@@ -51,22 +51,29 @@ def export_triton(models: ModelRegistry, ref: str, to: Path) -> list[Path]:
     return list(folders.values())
 
 
-def _renamed(ref: str, spec: PipelineSpec) -> dict[str, str]:
-    """Pipeline tensor → the ensemble's name for it: an output's source takes the output's name."""
+def check_unconditional(option: str, ref: str, spec: PipelineSpec, target: str, kind: str) -> None:
+    """Refuse a pipeline that ``target`` (a ``kind`` of graph running every step on every row, each
+    output from one tensor) cannot express, naming the step or output; ``option`` starts the line."""
     for step in spec.steps:
         if step.when is not None:
             raise ValidationError(
-                f"--triton: pipeline {ref}: step {step.name!r} runs only where {step.when.describe()}; a Triton "
-                "ensemble runs every step on every row, so this pipeline has no ensemble equivalent"
+                f"{option}: pipeline {ref}: step {step.name!r} runs only where {step.when.describe()}; "
+                f"{target} runs every step on every row, so this pipeline has no {kind} equivalent"
             )
-    renamed: dict[str, str] = {}
-    inputs = {tensor.name for tensor in spec.inputs}
     for output in spec.outputs:
         if len(output.alternatives) > 1:
             raise ValidationError(
-                f"--triton: pipeline {ref}: output {output.name!r} takes each row from the first of "
-                f"{', '.join(output.alternatives)}; a Triton ensemble output comes from one tensor"
+                f"{option}: pipeline {ref}: output {output.name!r} takes each row from the first of "
+                f"{', '.join(output.alternatives)}; {target} output comes from one tensor"
             )
+
+
+def _renamed(ref: str, spec: PipelineSpec) -> dict[str, str]:
+    """Pipeline tensor → the ensemble's name for it: an output's source takes the output's name."""
+    check_unconditional("--triton", ref, spec, "a Triton ensemble", "ensemble")
+    renamed: dict[str, str] = {}
+    inputs = {tensor.name for tensor in spec.inputs}
+    for output in spec.outputs:
         source = output.alternatives[0]
         if source in inputs or source in renamed:
             raise ValidationError(
