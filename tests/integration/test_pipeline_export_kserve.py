@@ -132,3 +132,42 @@ def test_unexpressible_pipelines_and_used_folders_are_refused(cli: Cli, tmp_path
     assert [p.name for p in used.iterdir()] == ["mine.yaml"] and (used / "mine.yaml").read_text() == "kept\n"
     both = cli("pipeline", "export", "chain:1", "--kserve", tmp_path / "a", "--triton", tmp_path / "b")
     assert both.returncode == 1 and both.stderr.strip() == "error: export: give one of --triton DIR or --kserve DIR"
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_the_sequence_runs_on_modelport_as_kserve_routes_it(cli: Cli, binary: bool) -> None:
+    """What the exported graph's router does, by hand: the request to the first step's server as
+    it came, then that step's answer, body and header as they came, to the next step's server;
+    the last answer is the pipeline's (served whole by ``modelport serve chain``)."""
+    import httpx
+    import numpy as np
+    from conftest import Server
+
+    x = np.linspace(-2, 2, 12, dtype=np.float32).reshape(3, 4)
+    request = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [3, 4], "data": x.ravel().tolist()}]}
+    if binary:
+        request["parameters"] = {"binary_data_output": True}
+    servers = [Server(["scale:1"], env=cli.env, grpc=False), Server(["clip:1"], env=cli.env, grpc=False)]
+    whole = Server(["chain:1"], env=cli.env, grpc=False)
+    try:
+        first = httpx.post(f"{servers[0].url}/v2/models/scale/infer", json=request, timeout=30)
+        assert first.status_code == 200, first.text
+        headers = {k: v for k, v in first.headers.items() if k in ("content-type", "inference-header-content-length")}
+        second = httpx.post(
+            f"{servers[1].url}/v2/models/clip/infer", content=first.content, headers=headers, timeout=30
+        )
+        assert second.status_code == 200, second.text
+        reference = httpx.post(f"{whole.url}/v2/models/chain/infer", json=request, timeout=30)
+        assert reference.status_code == 200, reference.text
+    finally:
+        for server in (*servers, whole):
+            server.stop()
+    from modelport.protocol import decode_request
+
+    def tensor(answer: httpx.Response) -> np.ndarray:  # an answer read back as the tensors it holds
+        (y,) = decode_request(answer.content, answer.headers.get("inference-header-content-length")).inputs
+        assert (y.name, y.datatype, y.shape) == ("y", "FP32", (3, 4))
+        return y.data
+
+    np.testing.assert_array_equal(tensor(second), tensor(reference))
+    np.testing.assert_allclose(tensor(second), np.maximum(1 / (1 + np.exp(-x)), 0), rtol=1e-6)

@@ -1076,3 +1076,26 @@ def test_tritonclient_reads_responses(triton):
                 assert got.tolist() == want
             else:
                 np.testing.assert_array_equal(got, output.data)
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_an_answer_handed_on_is_read_as_the_request_of_its_tensors(binary):
+    """A KServe InferenceGraph Sequence step (``data: $response``) posts the previous step's
+    answer as it came: its output tensors become the inputs, JSON or binary alike."""
+    h = np.arange(8, dtype=np.float32).reshape(2, 4)
+    label = np.array([b"a", b"bc"], dtype=object)
+    answer = InferenceResponse(
+        "scale", "1", "r1", [InferOutput("h", "FP32", [2, 4], h), InferOutput("l", "BYTES", [2], label)]
+    )
+    body, header = encode_response(answer, binary_default=binary)
+    request = decode_request(body, header)
+    assert [(t.name, t.datatype, t.shape) for t in request.inputs] == [("h", "FP32", (2, 4)), ("l", "BYTES", (2,))]
+    np.testing.assert_array_equal(request.inputs[0].data, h)
+    assert list(request.inputs[1].data) == [b"a", b"bc"]
+    assert request.outputs is None and request.id == "r1"
+
+
+def test_requested_outputs_without_inputs_are_still_refused():
+    for body in (b'{"outputs":[{"name":"y"}]}', b'{"outputs":[{"name":"y","parameters":{"binary_data":true}}]}'):
+        with pytest.raises(ValidationError, match="inputs: missing"):
+            decode_request(body)

@@ -20,10 +20,9 @@ tensor names line up with the wire's:
 Anything else is refused in one line naming the step (or output) and the tensor. Nothing is
 overwritten: the folder is written whole, or the export is refused, as a render is.
 
-What this does not settle: the body a later step receives is a v2 *response* (its tensors under
-``outputs``), which a v2 server, modelport's included, reads as a request only if it takes
-``outputs`` for ``inputs``; the objects are what KServe accepts, and the names line up for a
-server that does.
+The body a later step receives is a v2 *response* (its tensors under ``outputs``); modelport's
+server reads such a body as the request of its tensors (:mod:`modelport.protocol.rest`), so the
+chain runs on modelport images as KServe routes it.
 """
 
 from __future__ import annotations

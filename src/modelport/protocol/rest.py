@@ -24,6 +24,10 @@ Decisions (Triton is the reference where the specification is silent):
 * Outputs default to JSON unless the request sets ``binary_data_output`` or the output sets
   ``binary_data`` (the latter wins).
 * Transport parameters are consumed here and not passed on in ``parameters``.
+* A body with no ``inputs`` whose ``outputs`` carry tensors (a ``datatype`` each) is a v2
+  *response* handed on as the next request, as a KServe InferenceGraph ``Sequence`` step with
+  ``data: $response`` sends it: its tensors are read as the inputs. Requested outputs never carry
+  a datatype, so no request is read differently; everything else without ``inputs`` is refused.
 """
 
 from __future__ import annotations
@@ -84,12 +88,15 @@ def decode_request(body: bytes, header_length: int | str | None = None) -> Infer
     if binary_output is not None and type(binary_output) is not bool:
         raise ValidationError("parameters.binary_data_output: must be true or false")
     blobs = _Blobs(body, json_end, header_given=header_length is not None)
-    inputs = _decode_inputs(doc.get("inputs", _MISSING), blobs)
+    raw_inputs, requested = doc.get("inputs", _MISSING), doc.get("outputs")
+    if raw_inputs is _MISSING and _is_answer(requested):  # a previous step's answer, handed on
+        raw_inputs, requested = requested, None
+    inputs = _decode_inputs(raw_inputs, blobs)
     blobs.finish()
     return InferenceRequest(
         id=request_id,
         inputs=inputs,
-        outputs=_decode_outputs(doc.get("outputs"), binary_output),
+        outputs=_decode_outputs(requested, binary_output),
         parameters=parameters,
         binary_data_output=bool(binary_output),
     )
@@ -212,6 +219,11 @@ def _finite_float(text: str) -> float:
             f"request: the number {text[:40]} is too large for a double; write Infinity or -Infinity for infinity"
         )
     return value
+
+
+def _is_answer(outputs: Any) -> bool:
+    """Whether ``outputs`` holds tensors (a response's), not the names of outputs to return."""
+    return isinstance(outputs, list) and bool(outputs) and all(isinstance(o, dict) and "datatype" in o for o in outputs)
 
 
 def _decode_inputs(raw: Any, blobs: _Blobs) -> list[InferInput]:
