@@ -32,7 +32,6 @@ from pathlib import Path
 
 import httpx
 import orjson
-import uvicorn
 from filelock import FileLock, Timeout
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -56,7 +55,7 @@ from modelport.control.scale_metrics import ReplicaGauges
 from modelport.control.sessions import SessionCookie, Sessions
 from modelport.control.supervisor import Supervisor
 from modelport.core.errors import ConflictError, ModelportError
-from modelport.core.http_server import HttpServer, run_loop
+from modelport.core.http_server import front_end, run_loop
 from modelport.core.sockets import listen
 from modelport.dashboard.app import PREFIX as DASHBOARD_PREFIX
 from modelport.dashboard.app import dashboard
@@ -126,19 +125,13 @@ async def _serve(ws: WorkspaceStores, listener: socket.socket, folder: Path, bin
             else:
                 await management(scope, receive, send)
 
-        server = HttpServer(
-            uvicorn.Config(
-                HostCheck(app, binding.served()),
-                log_level="warning",
-                access_log=False,
-                lifespan="off",
-                server_header=False,
-                timeout_keep_alive=30,
-                timeout_graceful_shutdown=10,
-                ssl_certfile=str(binding.certfile) if binding.certfile else None,
-                ssl_keyfile=str(binding.keyfile) if binding.certfile else None,
-            )
-        )  # log --follow streams never end
+        server = front_end(
+            HostCheck(app, binding.served()),
+            timeout_keep_alive=30,
+            timeout_graceful_shutdown=10,  # log --follow streams never end
+            ssl_certfile=str(binding.certfile) if binding.certfile else None,
+            ssl_keyfile=str(binding.keyfile) if binding.certfile else None,
+        )
         records = await asyncio.to_thread(catalog.endpoints)
         for record in records:
             router.publish(record)

@@ -46,6 +46,14 @@ def run_loop(main: Coroutine[Any, Any, None]) -> None:
     uvloop.run(main)
 
 
+def front_end(app: Any, connections: Connections | None = None, **options: Any) -> HttpServer:
+    """An :class:`HttpServer` for ``app`` as every modelport front end runs one (scoring server,
+    daemon, standalone router): no access log (each writes its own request log), no lifespan
+    events, no ``Server`` header; ``options`` are the rest of ``uvicorn.Config``."""
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", server_header=False, **options)
+    return HttpServer(config, connections)
+
+
 class HttpServer(uvicorn_adapter.Server):
     """uvicorn's server without its own signal capture (the owner stops its front ends together),
     accepting up to :data:`ACCEPT_BATCH` waiting connections per loop turn.

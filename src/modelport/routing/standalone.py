@@ -22,13 +22,12 @@ import signal
 import socket
 from pathlib import Path
 
-import uvicorn
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from modelport.core.errors import ModelportError
 from modelport.core.http_errors import Unauthorized, response_of
-from modelport.core.http_server import HttpServer, run_loop
+from modelport.core.http_server import front_end, run_loop
 from modelport.core.keys import authorized
 from modelport.core.sockets import listen
 from modelport.monitor.request_log import RequestLog
@@ -123,17 +122,7 @@ async def _serve(path: Path, loaded: Loaded, listener: socket.socket, request_lo
         router = Router(http, writer)
         replicas = UrlReplicas(http)
         app = StandaloneRouter(path, loaded, router, replicas)
-        server = HttpServer(
-            uvicorn.Config(
-                app,
-                log_level="warning",
-                access_log=False,
-                lifespan="off",
-                server_header=False,
-                timeout_keep_alive=30,
-                timeout_graceful_shutdown=10,
-            )
-        )
+        server = front_end(app, timeout_keep_alive=30, timeout_graceful_shutdown=10)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))

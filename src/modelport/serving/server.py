@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,7 +25,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from modelport.core.connections import ConnectionLimits, Connections
-from modelport.core.http_server import HttpServer
+from modelport.core.http_server import HttpServer, front_end
 from modelport.core.request_body import DEFAULT_MAX_BODY
 from modelport.core.sockets import listen
 from modelport.serving.http.app import build_app
@@ -105,16 +104,7 @@ class WorkerSetup:
 
 
 def _uvicorn(app: ASGIApp, options: ServeOptions, connections: Connections, **where: Any) -> HttpServer:
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=int(options.graceful_s),
-        server_header=False,
-        **where,
-    )
-    return HttpServer(config, connections)
+    return front_end(app, connections, timeout_graceful_shutdown=int(options.graceful_s), **where)
 
 
 def _bound_sockets(options: ServeOptions) -> tuple[socket.socket | None, socket.socket | None]:
