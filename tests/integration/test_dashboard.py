@@ -1,8 +1,9 @@
 """The web dashboard of ``modelport up``, in a real browser (Playwright driving Debian's Chromium)
 and with httpx for what a browser would never send.
 
-One daemon serves the module: two models with aliases and tags, an endpoint with blue/green at
-90/10, a batch endpoint with a finished and a failed job. Each page shows what the CLI's ``--output json`` shows for the same object, field by
+One daemon serves the module: two models with aliases and tags and a pipeline pinning one of
+them, an endpoint with blue/green at 90/10, a batch endpoint with a finished and a failed job, and
+(for the tests that ask) an endpoint serving the model itself with its inputs collected. Each page shows what the CLI's ``--output json`` shows for the same object, field by
 field; the traffic form changes what ``endpoint show`` reports, or refuses in the CLI's words and
 changes nothing; keys stay out of every page until revealed; without a session pages redirect
 and forms are refused, as is a form without its CSRF token or from another origin; the browser
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+import pandas as pd
 import pytest
 from endpoint_daemon import Daemon, running_daemon, write_yaml
 
@@ -89,12 +92,14 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
             ws.models.set_alias("mlp", "prod", 1)
             ws.models.set_alias("mlp", "canary", 2)
             ws.models.update("mlp:2", tags={"stage": "canary", "owner": "ml"})
+            ws.models.register(write_yaml(folder / "flow.yml", PIPELINE), "flow")
             _batch_endpoint(ws, folder)
             for version, requirements in enumerate(("numpy\n", "numpy>=1.24\nrequests==2.31.0\n"), start=1):
                 spec = folder / f"env{version}" / "requirements.txt"
                 spec.parent.mkdir()
                 spec.write_text(requirements)
                 ws.environments.create("sk", spec, tags={"team": "risk"} if version == 2 else None)
+        profiling = _start_profile(daemon, folder)  # meanwhile: its trial servers take seconds
         invoke = ("batch-endpoint", "invoke", "-n", "be", "--input", str(folder / "files"))
         daemon.ok(*invoke, "-d", "good", "--output-path", str(folder / "out-good"))  # they run meanwhile
         daemon.ok(*invoke, "-d", "bad", "--set", "error_threshold=1")
@@ -111,7 +116,61 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
             extra = ["--all-traffic"] if color == "blue" else []
             daemon.ok("deployment", "create", "-f", str(write_yaml(folder / f"{color}.yml", definition)), *extra)
         daemon.ok("endpoint", "update", "-n", "bg", "--traffic", "blue=90 green=10")
+        daemon.profiling = profiling  # type: ignore[attr-defined]
         yield daemon
+        profiling.kill()
+        profiling.wait()
+
+
+# A one-step pipeline pinning mlp:2 (a model page lists it under "used by").
+PIPELINE = {
+    "kind": "pipeline",
+    "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 32]}],
+    "steps": [{"name": "only", "model": "mlp:2", "inputs": {"input": "x"}, "outputs": {"output": "y"}}],
+    "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 4], "from": ["y"]}],
+}
+ROW = [0.25] * 32
+
+
+def _start_profile(daemon: Daemon, folder: Path) -> subprocess.Popen[str]:
+    """``modelport profile mlp:1 --save`` at its smallest (two trials), in the background."""
+    request = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 32], "data": ROW}]}
+    sample = write_yaml(folder / "profile-request.json", request)
+    options = ("--concurrency", "1", "--duration", "0.3s", "--max-batch-sizes", "1", "--queue-delays-us", "0")
+    options += ("--instance-counts", "1", "--no-verify", "--save", str(folder / "profile.json"))
+    return daemon.cli.popen("profile", "mlp:1", "--input", str(sample), *options)
+
+
+SERVED_REQUESTS = 20
+
+
+@pytest.fixture(scope="module")
+def served(daemon: Daemon) -> dict[str, Any]:
+    """Endpoint ``mx``: deployment ``plain`` serves mlp:1 itself (batch sizes in its metrics) and
+    collects its inputs; it has answered :data:`SERVED_REQUESTS` requests of two rows whose
+    ``input_0`` is far from the baseline's (``baseline.csv``, written here)."""
+    folder = daemon.home.parent
+    daemon.ok("endpoint", "create", "-n", "mx")
+    collector = {"collections": {"model_inputs": {"enabled": "True"}}, "sampling_rate": 1.0, "format": "jsonl"}
+    definition = {"name": "plain", "endpoint_name": "mx", "model": "azureml:mlp:1", "data_collector": collector}
+    daemon.ok("deployment", "create", "-f", str(write_yaml(folder / "plain.yml", definition)), "--all-traffic")
+    rng = np.random.default_rng(0)
+    baseline = pd.DataFrame(rng.normal(size=(200, 32)), columns=[f"input_{j}" for j in range(32)])
+    baseline.to_csv(folder / "baseline.csv", index=False)
+    key = daemon.key("mx")
+    url = f"{daemon.url}/endpoints/mx/v2/models/mlp/infer"
+    with httpx.Client(headers={"authorization": f"Bearer {key}"}, timeout=30) as client:
+        for _ in range(SERVED_REQUESTS):
+            rows = rng.normal(size=(2, 32))
+            rows[:, 0] += 3
+            body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 32], "data": rows.ravel().tolist()}]}
+            assert client.post(url, json=body).status_code == 200
+    collected = daemon.home / "collected" / "mx" / "plain" / "model_inputs"
+    deadline = time.monotonic() + 15
+    while sum(len(f.read_text().splitlines()) for f in collected.rglob("*.jsonl")) < SERVED_REQUESTS:
+        assert time.monotonic() < deadline, "the collector did not write every request"
+        time.sleep(0.2)
+    return {"baseline": str(folder / "baseline.csv")}
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +246,7 @@ def _same(shown: str, value: Any) -> None:
 def test_models_pages_show_what_the_cli_shows(session: Session, daemon: Daemon) -> None:
     page = session.goto("/ui/models")
     listed = daemon.json("model", "list")
-    assert page.locator("tr[data-model]").count() == len(listed) == 2
+    assert page.locator("tr[data-model]").count() == len(listed) == 3  # mlp, clf and the pipeline flow
     for model in listed:
         row = page.locator(f'tr[data-model="{model["name"]}"]')
         for key in ("name", "latest_version", "version_count", "flavor", "archived"):
@@ -231,6 +290,13 @@ def test_model_page_moves_an_alias_and_shows_which_deployments_serve_a_version(
     one = page.locator('section.version[data-version="1"]')
     assert sorted(one.locator("[data-used-by]").all_inner_texts()) == sorted(f"bg/{d['name']}" for d in deployments)
     assert page.locator('section.version[data-version="2"] [data-used-by]').count() == 0
+    for version in (1, 2):  # pipelines pinning a version, as `model show` lists them
+        shown = page.locator(f'section.version[data-version="{version}"] [data-pipeline]').all_inner_texts()
+        assert (
+            shown
+            == daemon.json("model", "show", f"mlp:{version}")["used_by"]
+            == ([] if version == 1 else ["pipeline flow:1"])
+        )
 
     page.fill('form.alias input[name="alias"]', "prod")
     page.select_option('form.alias select[name="version"]', "2")
@@ -520,6 +586,7 @@ def test_only_the_daemon_is_asked_and_pages_are_not_blank(
     shots = {}
     jobs_page = f"/ui/jobs/{jobs['bad']}"
     pages = ("/ui/endpoints", "/ui/endpoints/bg", "/ui/models", "/ui/models/mlp", "/ui/environments/sk", "/ui/jobs")
+    pages += ("/ui/monitoring", "/ui/monitoring/bg/blue")
     for path in (*pages, jobs_page):
         shots[path] = session.goto(path).screenshot()
     assert session.requests and all(url.startswith(daemon.url + "/") for url in session.requests), session.requests
@@ -531,6 +598,145 @@ def test_only_the_daemon_is_asked_and_pages_are_not_blank(
         colours, inked = checker.evaluate(COUNT_PIXELS, base64.b64encode(png).decode())
         assert colours >= 8 and inked >= 0.01, (path, colours, inked)
     checker.close()
+
+
+def _rows(page: Any, selector: str) -> list[dict[str, str]]:
+    """Every ``data-field`` of each element matching ``selector``, read in one round trip."""
+    return page.eval_on_selector_all(
+        selector,
+        """rows => rows.map(row => Object.fromEntries(
+            [...row.querySelectorAll('[data-field]')].map(cell => [cell.dataset.field, cell.textContent.trim()])))""",
+    )
+
+
+def test_drift_page_shows_the_report_monitor_drift_makes(
+    session: Session, daemon: Daemon, served: dict[str, Any]
+) -> None:
+    page = session.goto("/ui/monitoring")
+    assert session.field(page.locator('tr[data-monitored="mx/plain"]'), "collected") == "model_inputs"
+    assert session.field(page.locator('tr[data-monitored="bg/blue"]'), "collected") == "nothing collected"
+    with page.expect_navigation():
+        page.click('tr[data-monitored="mx/plain"] a')
+    page.fill('form.drift input[name="baseline"]', served["baseline"])
+    with page.expect_navigation():
+        page.click('form.drift button[type="submit"]')
+    report = daemon.json("monitor", "drift", "--baseline", served["baseline"], "--target", "mx/plain")
+    assert report["verdict"] == "drift" and "input_0" in report["drifted"]  # what was checked is there
+    assert session.field(page, "verdict") == report["verdict"]
+    _same(session.field(page, "drifted"), report["drifted"])
+    for group in ("baseline", "target"):
+        for key in ("source", "rows"):
+            _same(session.field(page, f"{group}.{key}"), report[group][key])
+    for key, value in report["thresholds"].items():
+        _same(session.field(page, f"thresholds.{key}"), value)
+    rows = _rows(page, "tr[data-feature]")
+    assert [row["name"] for row in rows] == [feature["name"] for feature in report["features"]]
+    for row, feature in zip(rows, report["features"]):
+        for key in ("kind", "type", "metric", "value", "threshold", "drifted"):
+            _same(row[key], feature[key])
+        _same(row["psi"], feature["metrics"]["psi"])
+    assert page.locator("figure[data-plot] svg rect").count() > 2 * len(rows)  # the report's own plots
+    download = page.request.get(daemon.url + str(page.locator("a[download]").get_attribute("href")))
+    assert download.ok and "attachment" in download.headers["content-disposition"]
+    assert "<svg" in download.text() and "input_0" in download.text()
+
+    cli_error = daemon.fails("monitor", "drift", "--baseline", "/no/such.csv", "--target", "mx/plain")
+    page.fill('form.drift input[name="baseline"]', "/no/such.csv")
+    with page.expect_navigation():
+        page.click('form.drift button[type="submit"]')
+    assert page.locator("[data-error]").inner_text() == cli_error.removeprefix("error: ")
+    assert [e for e in session.errors if "400" not in e] == []
+    session.errors.clear()  # the refused baseline answered 400, as it should
+
+
+def test_profile_page_shows_a_saved_profile_and_its_trials(session: Session, daemon: Daemon) -> None:
+    saved = daemon.home.parent / "profile.json"
+    profiling: subprocess.Popen[str] = daemon.profiling  # type: ignore[attr-defined]
+    _, stderr = profiling.communicate(timeout=180)
+    assert profiling.returncode == 0, stderr
+    document = json.loads(saved.read_text())
+    page = session.goto("/ui/monitoring")
+    page.fill('form.profile input[name="file"]', str(saved))
+    with page.expect_navigation():
+        page.click('form.profile button[type="submit"]')
+    facts = page.locator("dl.profile")
+    for key in ("name", "state", "recommendedTrial", "recommendedCpu", "recommendedMemoryInGB", "latencyBudgetInMs"):
+        _same(session.field(facts, key), document[key])
+    assert json.loads(session.field(facts, "modelConfig")) == document["modelConfig"]
+    rows = _rows(page, "tr[data-trial]")
+    assert len(rows) == len(document["trials"]) >= 2
+    for row, trial in zip(rows, document["trials"]):
+        for key, value in row.items():
+            _same(value, trial[key])
+    assert page.locator(f'tr.recommended[data-trial="{document["recommendedTrial"]}"]').count() == 1
+    for bad, reason in (
+        (saved.parent / "nothing.json", "does not exist"),
+        (saved.parent / "flow.yml", "is not a profile"),
+    ):
+        answer = page.goto(f"{daemon.url}/ui/monitoring/profile?file={bad}")
+        assert answer is not None and answer.status == 400
+        assert page.locator("[data-error]").inner_text() == f"file: {bad} {reason}" + (
+            " (modelport profile --save writes one)" if reason == "is not a profile" else ""
+        )
+    assert [e for e in session.errors if "400" not in e] == []
+    session.errors.clear()  # the refused files answered 400, as they should
+
+
+def test_live_view_shows_the_batch_size_the_replicas_measured(
+    session: Session, daemon: Daemon, served: dict[str, Any]
+) -> None:
+    page = session.goto("/ui/endpoints/mx")
+    row = page.locator('section[data-live] tr[data-traffic="plain"]')
+    assert session.field(row, "requests") == str(SERVED_REQUESTS)
+    replica = daemon.replicas("mx", "plain")[0]
+    metrics = httpx.get(replica["metrics_url"]).text
+    counts = {
+        name: float(line.split()[-1])
+        for line in metrics.splitlines()
+        for name in ("sum", "count")
+        if line.startswith(f"modelport_inference_batch_size_{name}")
+    }
+    assert counts["count"] == SERVED_REQUESTS and counts["sum"] == 2 * SERVED_REQUESTS  # what was checked is there
+    assert session.field(row, "batch_size") == f"{counts['sum'] / counts['count']:.2f}"
+    assert session.field(row, "executions") == str(int(counts["count"]))
+    assert page.locator("section[data-live] figure").nth(2).locator("polyline.series").count() == 1
+    assert page.locator('section[data-live] tr[data-traffic] [data-field="batch_size"]').count() == 1
+    assert session.errors == []
+
+
+def test_endpoint_page_shows_each_deployments_log_tail(session: Session, daemon: Daemon) -> None:
+    page = session.goto("/ui/endpoints/bg")
+    for name in ("blue", "green"):
+        printed = daemon.ok("deployment", "logs", "-e", "bg", "-n", name, "--lines", "40").stdout
+        assert "init " + name in printed or "scored by" in printed
+        assert page.locator(f'pre[data-log="{name}"]').text_content().strip() == printed.strip()
+    assert session.errors == []
+
+
+def test_swagger_ui_shows_the_endpoints_openapi_document_from_the_daemon(
+    browser: Any, daemon: Daemon, session: Session
+) -> None:
+    swagger = Session(browser, daemon)  # its own record of requests: Swagger UI is not in the 100 KB budget
+    swagger.context.add_cookies(session.context.cookies())
+    page = swagger.goto("/ui/endpoints/bg")
+    with page.expect_navigation():
+        page.click("a[data-swagger]")
+    page.locator(".swagger-ui .opblock").first.wait_for(timeout=20000)
+    assert "/score" in page.locator(".swagger-ui").inner_text()
+    served = page.request.get(f"{daemon.url}/ui/endpoints/bg/openapi.json").json()
+    original = httpx.get(
+        f"{daemon.url}/endpoints/bg/swagger.json", headers={"authorization": f"Bearer {daemon.key('bg')}"}
+    ).json()
+    if "swagger" in original:
+        assert served == {
+            **{k: v for k, v in original.items() if k not in ("host", "schemes")},
+            "basePath": "/endpoints/bg",
+        }
+    else:
+        assert served == {**original, "servers": [{"url": "/endpoints/bg"}]}
+    assert all(url.startswith(daemon.url + "/") for url in swagger.requests), swagger.requests
+    assert swagger.errors == []
+    swagger.close()
 
 
 # Decodes a PNG in a canvas: how many distinct colours, and what share of pixels is not the top-left one.
@@ -573,7 +779,9 @@ def _login(daemon: Daemon, client: httpx.Client) -> str:
 def test_without_a_session_pages_redirect_and_forms_are_refused(daemon: Daemon, jobs: dict[str, str]) -> None:
     job = f"/ui/jobs/{jobs['bad']}"
     pages = ("/", "/ui", "/ui/", "/ui/models", "/ui/models/mlp", "/ui/endpoints", "/ui/endpoints/bg", "/ui/jobs", job)
-    pages += ("/ui/environments", "/ui/environments/sk")
+    pages += ("/ui/environments", "/ui/environments/sk", "/ui/monitoring", "/ui/monitoring/bg/blue")
+    pages += ("/ui/monitoring/profile?file=/etc/passwd", "/ui/endpoints/bg/swagger", "/ui/endpoints/bg/openapi.json")
+    pages += ("/ui/swagger/swagger-ui-bundle.js", "/ui/monitoring/bg/blue/report.html?baseline=/etc/passwd")
     with httpx.Client(base_url=daemon.url) as client:
         for path in (*pages, "/ui/endpoints/bg/live"):
             answer = client.get(path)

@@ -135,32 +135,31 @@ def drift(
     when it is.
     """
     require_extra("drift", "monitor drift")
-    from modelport.monitor.tables import load_target, parse_since, read_table
+    from modelport.monitor.tables import parse_since
 
     limits = _thresholds(thresholds)
     wanted = _columns(features, "--features")
     forced = _columns(categorical, "--categorical") or []
     labelled = _columns(predictions, "--predictions") or []
-    window = parse_since(since) if since is not None else None
+    if since is not None:
+        parse_since(since)  # a bad --since is refused before any file is read
     if html_path is not None and not html_path.resolve().parent.is_dir():
         raise ValidationError(f"--html: the folder {html_path.parent} does not exist")
-    base = read_table(baseline, "--baseline")
-    data = load_target(target, lambda: app.workspace.root, since=window, since_text=since)
-    for warning in data.warnings:
-        click.echo(f"warning: {warning}", err=True)
-    from modelport.monitor.drift import Thresholds, compare  # scipy: only once the inputs are known good
+    from modelport.monitor.check import drift_check  # scipy: only once the options are known good
+    from modelport.monitor.drift import Thresholds
 
-    report = compare(
-        base.frame,
-        data.frame,
+    report, warnings = drift_check(
+        baseline,
+        target,
+        lambda: app.workspace.root,
+        since=since,
         features=wanted,
         categorical=forced,
-        predictions=[*labelled, *data.predictions],
+        predictions=labelled,
         thresholds=Thresholds(**limits),
-        baseline_source=base.source,
-        target_source=data.source,
-        since=since,
     )
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     if html_path is not None:
         from modelport.monitor.report import write_html
 

@@ -287,7 +287,14 @@ class ManagementApi:
     async def deployment_logs(self, request: Request) -> Response:
         endpoint, name = request.path_params["endpoint"], request.path_params["deployment"]
         lines = _int_param(request, "lines", 100)
-        requests = request.query_params.get("requests") in ("1", "true")
+        paths = self.log_paths(endpoint, name, requests=request.query_params.get("requests") in ("1", "true"))
+        if request.query_params.get("follow") in ("1", "true"):
+            return StreamingResponse(logs.follow(paths, lines, request.is_disconnected), media_type="text/plain")
+        return PlainTextResponse(logs.render(paths, lines))
+
+    def log_paths(self, endpoint: str, name: str, *, requests: bool = False) -> list[Path]:
+        """The files ``deployment logs`` reads: the deployment's event log, then each replica's
+        console (``requests``: each replica's request log instead); 404 when there are none."""
         folder = self.supervisor.logs_dir / endpoint / name
         group = self.supervisor.group(endpoint, name)
         if group is not None and group.keepers:
@@ -300,9 +307,7 @@ class ManagementApi:
             paths = [folder / logs.EVENTS_LOG, *paths]
         if not paths:
             raise NotFoundError(f"deployment {endpoint}/{name} has no logs")
-        if request.query_params.get("follow") in ("1", "true"):
-            return StreamingResponse(logs.follow(paths, lines, request.is_disconnected), media_type="text/plain")
-        return PlainTextResponse(logs.render(paths, lines))
+        return paths
 
     # -- views --------------------------------------------------------------------------------
 

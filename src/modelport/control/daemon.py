@@ -43,6 +43,7 @@ from modelport.control.api import ManagementApi
 from modelport.control.auth import BearerToken, ensure_token, read_token, token_path
 from modelport.control.batch_router import PREFIX as BATCH_PREFIX
 from modelport.control.batch_router import BatchRouter
+from modelport.control.batch_sizes import BatchSizes
 from modelport.control.binding import Binding
 from modelport.control.catalog import Catalog
 from modelport.control.client import tls_verification
@@ -110,7 +111,8 @@ async def _serve(ws: WorkspaceStores, listener: socket.socket, folder: Path, bin
             credentials=[token, SessionCookie(sessions)],
         )
         history = TrafficHistory(router.metrics)
-        pages = dashboard(api, ws.models, ws.environments, BatchJobs(ws), sessions, history)
+        batches = BatchSizes(supervisor, probes)
+        pages = dashboard(api, ws.models, ws.environments, BatchJobs(ws), sessions, history, batches, ws.root)
 
         batch = BatchRouter(ws, url)
 
@@ -144,12 +146,13 @@ async def _serve(ws: WorkspaceStores, listener: socket.socket, folder: Path, bin
             loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
         log.info("modelport daemon for %s on %s (%d endpoints)", ws.root, url, len(records))
         rotation = asyncio.create_task(keep_rotated(supervisor.logs_dir))
-        sampling = asyncio.create_task(history.run())
+        sampling = [asyncio.create_task(history.run()), asyncio.create_task(batches.run())]
         try:
             await server.serve(sockets=[listener])
         finally:
             rotation.cancel()
-            sampling.cancel()
+            for task in sampling:
+                task.cancel()
             log.info("stopping replicas")
             await supervisor.shutdown()
 

@@ -26,15 +26,21 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp
 
 from modelport.batch.jobs import BatchJobs
+from modelport.control import logs
 from modelport.control.api import ManagementApi
+from modelport.control.batch_sizes import BatchSizes
+from modelport.control.catalog import EndpointRecord
 from modelport.control.sessions import LOGIN_PATH, Session, Sessions, cookie_header
-from modelport.core.errors import ModelportError
+from modelport.core.errors import ModelportError, NotFoundError
 from modelport.core.overrides import split_override
 from modelport.dashboard.consume import snippets
 from modelport.dashboard.environments import EnvironmentPages
 from modelport.dashboard.guard import LOGIN_NONCE, DashboardGuard
 from modelport.dashboard.jobs import JobPages
-from modelport.dashboard.live import live_view
+from modelport.dashboard.live import LiveView, live_view
+from modelport.dashboard.monitoring import MonitoringPages
+from modelport.dashboard.render import shown
+from modelport.dashboard.swagger import SwaggerPages
 from modelport.dashboard.testpanel import Answer, sample_request, send
 from modelport.registry.environments import EnvironmentRegistry
 from modelport.registry.models import ModelRegistry
@@ -44,6 +50,7 @@ PREFIX = "/ui/"
 HOME = "/ui/endpoints"
 HERE = Path(__file__).parent
 TRAFFIC_FIELD = "traffic-"  # the traffic form's inputs: traffic-<deployment>
+LOG_LINES = 40  # of each replica's console on the endpoint page
 
 
 def dashboard(
@@ -53,9 +60,12 @@ def dashboard(
     jobs: BatchJobs,
     sessions: Sessions,
     history: TrafficHistory,
+    batches: BatchSizes,
+    root: Path,
 ) -> ASGIApp:
-    """The dashboard as the daemon mounts it, at ``/`` and ``/ui/...``, behind its guard."""
-    pages = Pages(api, models, sessions, history)
+    """The dashboard as the daemon mounts it, at ``/`` and ``/ui/...``, behind its guard (``root``:
+    the workspace's folder, where deployments' collected payload is)."""
+    pages = Pages(api, models, sessions, history, batches)
     routes = [
         Route("/", pages.home, methods=["GET"]),
         Route("/ui", pages.home, methods=["GET"]),
@@ -74,6 +84,8 @@ def dashboard(
         Route("/ui/endpoints/{endpoint}/test", pages.test_request, methods=["POST"]),
         *JobPages(jobs, pages.render).routes(),
         *EnvironmentPages(environments, pages.render).routes(),
+        *MonitoringPages(api.catalog, root, pages.render).routes(),
+        *SwaggerPages(api.catalog, api.router, pages.render).routes(),
         Mount("/ui/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={ModelportError: pages.on_error})
@@ -81,12 +93,21 @@ def dashboard(
 
 
 class Pages:
-    def __init__(self, api: ManagementApi, models: ModelRegistry, sessions: Sessions, history: TrafficHistory) -> None:
+    def __init__(
+        self,
+        api: ManagementApi,
+        models: ModelRegistry,
+        sessions: Sessions,
+        history: TrafficHistory,
+        batches: BatchSizes,
+    ) -> None:
         self.api = api
         self.models = models
         self.sessions = sessions
         self.history = history
+        self.batches = batches
         self.templates = Jinja2Templates(directory=HERE / "templates")
+        self.templates.env.filters["shown"] = shown
 
     # -- signing in -----------------------------------------------------------------------------
 
@@ -162,6 +183,7 @@ class Pages:
             "name": name,
             "versions": versions,
             "used_by": await asyncio.to_thread(self._used_by, name),
+            "pipelines": await asyncio.to_thread(self._pipelines, name, [info.version for info in infos]),
             "error": error,
             "typed": typed or {},
         }
@@ -184,6 +206,10 @@ class Pages:
                     used.setdefault(info.version, []).append(f"{record.spec.name}/{deployment.spec.name}")
         return used
 
+    def _pipelines(self, name: str, versions: list[int]) -> dict[int, list[str]]:
+        """The registered pipelines pinning each version, as ``model show``'s ``used_by`` lists them."""
+        return {version: self.models.pipelines_using(f"{name}:{version}") for version in versions}
+
     # -- endpoints ------------------------------------------------------------------------------
 
     async def endpoints_page(self, request: Request) -> Response:
@@ -197,7 +223,7 @@ class Pages:
     async def live_fragment(self, request: Request) -> Response:
         """The live traffic section alone, for the page's script to swap in."""
         record = await asyncio.to_thread(self.api.catalog.endpoint, request.path_params["endpoint"])
-        context = {"endpoint": record.spec, "traffic": live_view(self.history, record.spec.name)}
+        context = {"endpoint": record.spec, "traffic": await self._live(record.spec.name)}
         return self.render(request, "live.html", context, title="Live traffic")
 
     async def reveal_keys(self, request: Request) -> Response:
@@ -256,11 +282,27 @@ class Pages:
             "answer": answer,
             "endpoint": self.api.endpoint_view(record, detail=True),
             "keys": keys,
-            "traffic": live_view(self.history, name),
+            "traffic": await self._live(name),
+            "logs": await asyncio.to_thread(self._log_tails, record),
+            "log_lines": LOG_LINES,
             "error": error,
             "typed": {key[len(TRAFFIC_FIELD) :]: value for key, value in (typed or {}).items()},
         }
         return self.render(request, "endpoint.html", context, status=status, title=f"Endpoint {name}")
+
+    def _log_tails(self, record: EndpointRecord) -> dict[str, str]:
+        """Each deployment's last :data:`LOG_LINES` lines, as ``deployment logs --lines`` prints them."""
+        tails = {}
+        for deployment in record.deployments:
+            try:
+                paths = self.api.log_paths(record.spec.name, deployment.spec.name)
+            except NotFoundError:
+                continue
+            tails[deployment.spec.name] = logs.render(paths, LOG_LINES)
+        return tails
+
+    async def _live(self, endpoint: str) -> LiveView:
+        return live_view(self.history, endpoint, await self.batches.view(endpoint))
 
     def _signed_model(self, refs: list[str]) -> tuple[str | None, dict[str, Any] | None]:
         """The name and signature of the first model of ``refs`` with a signature: what the Test

@@ -7,7 +7,8 @@ without a live session a page read is sent to the login page (303) and anything 
 (403) — the login form, sent before there is a session, carries the random value of a short-lived
 cookie the login page set instead (double submit). The session and the form are handed to the
 page in ``request.state``. Every answer gets the headers of :data:`SECURITY_HEADERS`: no script,
-style or image from anywhere but the daemon, no framing, no referrer to other origins (a login
+style or image from anywhere but the daemon (a page may set its own policy: the Swagger page
+allows ``data:`` images as well, still nothing from elsewhere), no framing, no referrer to other origins (a login
 link's code never leaves in one), and nothing cached.
 """
 
@@ -25,11 +26,10 @@ MAX_FORM = 64 * 1024
 LOGIN_NONCE = "modelport_login"
 PUBLIC_PREFIXES = ("/ui/static/",)
 READS = frozenset({"GET", "HEAD"})
+POLICY = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+CSP = b"content-security-policy"
 SECURITY_HEADERS = [
-    (
-        b"content-security-policy",
-        b"default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'",
-    ),
+    (CSP, POLICY.encode()),
     (b"x-frame-options", b"DENY"),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),  # no-referrer would make browsers send `Origin: null` on forms
@@ -81,9 +81,13 @@ class DashboardGuard:
 
 
 def _with_headers(send: Send) -> Send:
+    """Adds :data:`SECURITY_HEADERS`; a page that sets its own CSP (the Swagger page) keeps it."""
+
     async def sending(message: Message) -> None:
         if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+            headers = list(message.get("headers", []))
+            own = any(name.lower() == CSP for name, _ in headers)
+            message = {**message, "headers": [*headers, *(h for h in SECURITY_HEADERS if not (own and h[0] == CSP))]}
         await send(message)
 
     return sending

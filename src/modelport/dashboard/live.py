@@ -1,5 +1,6 @@
 """An endpoint's live traffic as the dashboard draws it: a row per deployment (requests, rate,
-p50/p99 latency, error rate over the window) and the series as SVG polyline points.
+p50/p99 latency, error rate over the window, from the router; the mean batch size, from the
+replicas' own metrics) and the series as SVG polyline points.
 
 The points are computed here, in the chart's own coordinates, so the template only places them:
 the page needs no script to draw, and no inline style (the CSP forbids both).
@@ -7,12 +8,15 @@ the page needs no script to draw, and no inline style (the CSP forbids both).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from modelport.routing.history import Point, Traffic, TrafficHistory
+from modelport.control.batch_sizes import Batches
+from modelport.routing.history import Traffic, TrafficHistory
 
 WIDTH, HEIGHT = 600.0, 120.0  # the chart's viewBox
+
+Series = Sequence[tuple[float, float | None]]  # (time.time(), value) points
 
 
 @dataclass(frozen=True)
@@ -32,38 +36,46 @@ class Chart:
 @dataclass(frozen=True)
 class LiveView:
     rows: list[Traffic]
+    batches: dict[str, Batches]  # by deployment: those whose replicas executed a model in the window
     total: int
     errors: int
     window_s: float
     charts: list[Chart]
 
 
-def live_view(history: TrafficHistory, endpoint: str) -> LiveView:
+def live_view(history: TrafficHistory, endpoint: str, batches: dict[str, Batches]) -> LiveView:
     rows = history.view(endpoint)
     window_s = history.window_s
+    names = [row.deployment for row in rows]
+    names += sorted(name for name in batches if name not in names)  # colours follow the table's rows
     charts = [
-        _chart("requests/s", "/s", rows, window_s, lambda point: point[1]),
-        _chart("p99 latency", "ms", rows, window_s, lambda point: point[2]),
+        _chart(
+            "requests/s", "/s", window_s, names, {row.deployment: [(p[0], p[1]) for p in row.series] for row in rows}
+        ),
+        _chart(
+            "p99 latency", "ms", window_s, names, {row.deployment: [(p[0], p[2]) for p in row.series] for row in rows}
+        ),
+        _chart("mean batch size", "rows", window_s, names, {name: b.series for name, b in batches.items()}),
     ]
     shown_s = min(rows[0].window_s, window_s) if rows else 0.0
-    return LiveView(rows, sum(row.requests for row in rows), sum(row.errors for row in rows), shown_s, charts)
+    return LiveView(rows, batches, sum(row.requests for row in rows), sum(row.errors for row in rows), shown_s, charts)
 
 
-def _chart(label: str, unit: str, rows: list[Traffic], window_s: float, pick: Callable[[Point], float | None]) -> Chart:
-    values = [v for row in rows for point in row.series if (v := pick(point)) is not None]
+def _chart(label: str, unit: str, window_s: float, names: list[str], series: dict[str, Series]) -> Chart:
+    """Lines in the order of ``names`` (a name without a series draws nothing but keeps its colour)."""
+    values = [v for points in series.values() for _, v in points if v is not None]
     top = _nice(max(values, default=0.0))
-    end = max((point[0] for row in rows for point in row.series), default=0.0)
+    end = max((at for points in series.values() for at, _ in points), default=0.0)
     lines = []
-    for row in rows:
+    for name in names:
         coordinates = []
-        for point in row.series:
-            v = pick(point)
+        for at, v in series.get(name, ()):
             if v is None:
                 continue
-            x = WIDTH * (1 - (end - point[0]) / window_s)
+            x = WIDTH * (1 - (end - at) / window_s)
             y = HEIGHT * (1 - v / top) if top else HEIGHT
             coordinates.append(f"{max(x, 0.0):.1f},{y:.1f}")
-        lines.append(Line(row.deployment, " ".join(coordinates)))
+        lines.append(Line(name, " ".join(coordinates)))
     return Chart(label, top, unit, lines)
 
 
