@@ -16,12 +16,19 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelport.core.errors import ModelportError
-from modelport.core.request_body import asgi_chunks, read_limited
-from modelport.serving.http.v2 import V2Api
+from modelport.core.request_body import read_asgi
+from modelport.serving.http.v2 import JSON_REPLY, V2Api
 
 log = logging.getLogger("modelport.serving")
 _PREFIX = "/v2/models/"
 _SUFFIX = "/infer"
+# The request headers the infer path reads (ASGI header names are lower case): only these are
+# decoded, instead of a dictionary of every header per request.
+_READ = {
+    name.encode(): name
+    for name in ("content-length", "content-encoding", "inference-header-content-length", "accept-encoding")
+}
+_JSON_HEADER = (b"content-type", b"application/json")
 
 
 def infer_target(path: str) -> tuple[str, str | None] | None:
@@ -46,27 +53,30 @@ class InferFastPath:
         if target is None:
             await self.app(scope, receive, send)
             return
-        headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
+        headers = {}
+        for key, value in scope["headers"]:
+            name = _READ.get(key)
+            if name is not None:
+                headers[name] = value.decode("latin-1")
         try:
-            body = await read_limited(
-                asgi_chunks(receive), headers.get("content-length"), headers.get("content-encoding"), self.api.max_body
+            body = await read_asgi(
+                receive, headers.get("content-length"), headers.get("content-encoding"), self.api.max_body
             )
             payload, reply = await self.api.infer_bytes(target[0], target[1], headers, body)
             status = 200
         except ClientDisconnect:
             return
         except ModelportError as exc:
-            status, payload, reply = (
-                exc.http_status,
-                orjson.dumps({"error": str(exc)}),
-                {"content-type": "application/json"},
-            )
+            status, payload, reply = exc.http_status, orjson.dumps({"error": str(exc)}), JSON_REPLY
         except Exception as exc:  # a bug: answer, log, keep serving
             log.exception("unhandled error on POST %s", scope["path"])
             status = 500
             payload = orjson.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"})
-            reply = {"content-type": "application/json"}
-        raw = [(key.encode("latin-1"), value.encode("latin-1")) for key, value in reply.items()]
-        raw.append((b"content-length", str(len(payload)).encode()))
+            reply = JSON_REPLY
+        if reply is JSON_REPLY:
+            raw = [_JSON_HEADER, (b"content-length", b"%d" % len(payload))]
+        else:
+            raw = [(key.encode("latin-1"), value.encode("latin-1")) for key, value in reply.items()]
+            raw.append((b"content-length", b"%d" % len(payload)))
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": payload})

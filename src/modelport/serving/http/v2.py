@@ -11,6 +11,7 @@ import asyncio
 import gzip
 import zlib
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 import orjson
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 
 EXTENSIONS = ["classification", "binary_tensor_data", "model_repository", "model_configuration", "statistics"]
 SERVER_NAME = "modelport"
+# The headers of a JSON answer, one shared mapping (never changed) so that senders can tell it at once.
+JSON_REPLY: Mapping[str, str] = MappingProxyType({"content-type": "application/json"})
 
 
 class RequestTimeout(ModelportError):
@@ -145,8 +148,9 @@ class V2Api:
 
     async def infer_bytes(
         self, name: str, version: str | None, headers: Mapping[str, str], body: bytes
-    ) -> tuple[bytes, dict[str, str]]:
-        """The whole inference over raw bytes: shared by the routed handler and the fast path."""
+    ) -> tuple[bytes, Mapping[str, str]]:
+        """The whole inference over raw bytes: shared by the routed handler and the fast path. The
+        reply headers are :data:`JSON_REPLY` itself for a plain JSON answer."""
         model = self.repository.get(name, version)
         with inference.admitted(model):
             decoded = decode_request(body, headers.get("inference-header-content-length"))
@@ -158,11 +162,13 @@ class V2Api:
                 except asyncio.TimeoutError:
                     raise RequestTimeout(f"Request timeout expired after {self.timeout_s * 1000:.0f} ms") from None
             payload, header_length = encode_response(result, decoded.outputs, decoded.binary_data_output)
+        accept = headers.get("accept-encoding")
+        encoding = _pick_encoding(accept) if accept else None
+        if header_length is None and encoding is None:
+            return payload, JSON_REPLY
         reply = {"content-type": "application/json"}
         if header_length is not None:
             reply = {"content-type": "application/octet-stream", "inference-header-content-length": str(header_length)}
-        accept = headers.get("accept-encoding")
-        encoding = _pick_encoding(accept) if accept else None
         if encoding == "gzip":
             payload = gzip.compress(payload, compresslevel=1)
         elif encoding == "deflate":
