@@ -15,6 +15,9 @@ run is bounded by --duration.
 targets join the turns, ``modelport router --config`` (the standalone router, the same request
 path as the daemon's) in front of the same replica, once from this checkout and once from the
 baseline, so that old and new code are measured in the same run, in turns, against one replica.
+
+Each table's throughput is the median of the rounds' routed/direct ratios (their range in
+brackets); answers the replica shed (503, on a busy machine) do not count as requests served.
 """
 
 from __future__ import annotations
