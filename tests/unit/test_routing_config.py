@@ -9,12 +9,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from modelport.core.errors import ValidationError
 from modelport.routing.config_file import load, stamps, watched
 from modelport.routing.configured import ConfiguredBackend, UrlReplicas, configured_endpoint
+from modelport.routing.upstream_http import UpstreamPool
 from modelport.schema.base import parse
 from modelport.schema.router_config import RouterConfig
 
@@ -31,7 +31,7 @@ def test_a_reload_keeps_what_did_not_change() -> None:
     changed one gets a new group over the same URL objects; a URL named no more stops being probed."""
 
     async def scenario() -> None:
-        async with aiohttp.ClientSession() as http:
+        async with UpstreamPool() as http:
             replicas = UrlReplicas(http)
             first = configured_endpoint(
                 config(blue={"urls": ["http://a/", "http://b"]}, green={"urls": ["http://c"]}), ("", ""), replicas
@@ -76,7 +76,7 @@ def test_a_refusing_url_leaves_and_comes_back_when_ready() -> None:
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         try:
-            async with aiohttp.ClientSession() as http:
+            async with UpstreamPool() as http:
                 replicas = UrlReplicas(http)
                 endpoint = configured_endpoint(config(blue={"urls": [f"http://127.0.0.1:{port}"]}), ("", ""), replicas)
                 group = endpoint.group("blue")

@@ -9,7 +9,6 @@ asks for).
 
 from __future__ import annotations
 
-import aiohttp
 from starlette.types import Receive, Scope, Send
 
 from modelport.control.catalog import EndpointRecord
@@ -17,6 +16,7 @@ from modelport.control.supervisor import Supervisor
 from modelport.routing.metrics import RouterMetrics
 from modelport.routing.router import LiveEndpoint
 from modelport.routing.router import Router as _Router
+from modelport.routing.upstream_http import UpstreamPool
 
 
 def live_endpoint(record: EndpointRecord, supervisor: Supervisor) -> LiveEndpoint:
@@ -35,7 +35,7 @@ def live_endpoint(record: EndpointRecord, supervisor: Supervisor) -> LiveEndpoin
 class Router:
     """The ASGI app for ``/endpoints/<name>/...``, published to from the catalog's records."""
 
-    def __init__(self, supervisor: Supervisor, http: aiohttp.ClientSession) -> None:
+    def __init__(self, supervisor: Supervisor, http: UpstreamPool) -> None:
         self.supervisor = supervisor
         self.core = _Router(http)
 

@@ -18,9 +18,8 @@ import contextlib
 import logging
 from collections.abc import Iterable
 
-import aiohttp
-
 from modelport.routing.router import LiveEndpoint
+from modelport.routing.upstream_http import ConnectFailed, UpstreamFailed, UpstreamPool
 from modelport.schema.router_config import RoutedDeployment, RouterConfig
 
 log = logging.getLogger("modelport.routing")
@@ -79,7 +78,7 @@ class UrlReplicas:
     """Every URL the router knows, one :class:`UrlReplica` each, with the task that brings it
     back into rotation once it refused a connection."""
 
-    def __init__(self, http: aiohttp.ClientSession) -> None:
+    def __init__(self, http: UpstreamPool) -> None:
         self.http = http
         self._replicas: dict[str, UrlReplica] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
@@ -117,10 +116,9 @@ class UrlReplicas:
             log.info("%s is ready: back in rotation", replica.url)
 
     async def _ready(self, url: str) -> bool:
-        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-            timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)
-            async with self.http.get(url + READY_PATH, timeout=timeout) as answer:
-                return answer.status == 200
+        deadline = asyncio.get_running_loop().time() + PROBE_TIMEOUT_S
+        with contextlib.suppress(ConnectFailed, UpstreamFailed, asyncio.TimeoutError):
+            return (await self.http.request("GET", url, READY_PATH, [], b"", deadline)).status == 200
         return False
 
 

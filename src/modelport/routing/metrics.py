@@ -42,9 +42,28 @@ class RouterMetrics:
             registry=self.registry,
         )
 
+        # Each series' child, looked up once: ``labels()`` takes a lock and builds its key on
+        # every call, and the router calls it on every request.
+        self._answered: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._in_flight: dict[tuple[str, str], Gauge] = {}
+
     def observe(self, endpoint: str, deployment: str, code: int, seconds: float) -> None:
-        self.requests.labels(endpoint, deployment, str(code)).inc()
-        self.duration.labels(endpoint, deployment).observe(seconds)
+        children = self._answered.get((endpoint, deployment, code))
+        if children is None:
+            children = (
+                self.requests.labels(endpoint, deployment, str(code)),
+                self.duration.labels(endpoint, deployment),
+            )
+            self._answered[endpoint, deployment, code] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def in_flight_of(self, endpoint: str, deployment: str) -> Gauge:
+        """The requests-in-flight gauge of one deployment."""
+        gauge = self._in_flight.get((endpoint, deployment))
+        if gauge is None:
+            gauge = self._in_flight[endpoint, deployment] = self.in_flight.labels(endpoint, deployment)
+        return gauge
 
     def render(self) -> bytes:
         return _generate(self.registry)

@@ -9,10 +9,12 @@ a replica's routes: repository, statistics, metrics; see ``scoring_routes``) →
 (the pin header, else the traffic weights; a mirror copy is sent off on the side) → admission
 (429 beyond the deployment's ``max_in_flight``: Azure's ``2 × max_concurrent_requests_per_instance ×
 instance_count``, or ``max_instances`` when autoscaled) → replica with the fewest requests in flight (503 with the reason when none is ready) → proxied through one
-shared aiohttp connection pool (aiohttp rather than httpx, modelport's client elsewhere: a tenth
-of the CPU per request, ``bench/http_clients.py``), within ``request_timeout_ms`` (408) → the
-replica's answer, marked with the deployment that gave it (``azureml-model-deployment``); one
-line in the request log when there is one.
+shared pool of keep-alive connections (``routing.upstream_http``), within ``request_timeout_ms``
+(408) → the replica's answer, marked with the deployment that gave it
+(``azureml-model-deployment``); one line in the request log when there is one.
+
+Every request of every endpoint pays this path, so it stays on raw ASGI messages and byte
+headers, with no request or response objects (``bench/router_hop.py`` has what it costs).
 
 The key comes before the route: without it every path of an endpoint answers the same 401, so
 nobody without a key learns which routes the router passes; with it, a refused route answers 404
@@ -38,8 +40,6 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import aiohttp
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -54,17 +54,20 @@ from modelport.core.http_errors import (
     response_of,
 )
 from modelport.core.keys import authorized
-from modelport.core.request_body import DEFAULT_MAX_BODY, read_limited
+from modelport.core.request_body import DEFAULT_MAX_BODY, asgi_chunks, read_limited
 from modelport.monitor.request_log import RequestLog
 from modelport.routing.backend import Backend, Group, Upstream
 from modelport.routing.metrics import RouterMetrics
 from modelport.routing.scoring_routes import is_scoring_route
 from modelport.routing.traffic import choose_deployment, least_outstanding, mirror_target
+from modelport.routing.upstream_http import Answer, ConnectFailed, UpstreamFailed, UpstreamPool
 
 log = logging.getLogger("modelport.control")
 
 PIN_HEADERS = ("x-modelport-deployment", "azureml-model-deployment")
 DEPLOYMENT_HEADER = "azureml-model-deployment"
+_PIN_HEADERS = tuple(header.encode() for header in PIN_HEADERS)
+_DEPLOYMENT_HEADER = DEPLOYMENT_HEADER.encode()
 PREFIX = "/endpoints/"
 # Hop-by-hop headers, and what must not cross: the caller's key, lengths recomputed per hop.
 _REQUEST_DROP = {
@@ -78,25 +81,26 @@ _REQUEST_DROP = {
     b"content-length",
     b"proxy-authorization",
     b"x-request-id",
-    *(h.encode() for h in PIN_HEADERS),
+    b"expect",  # the router took the whole body already: the replica has nothing to wait for
+    *_PIN_HEADERS,
 }
-_RESPONSE_DROP = {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"date", b"server"}
+_RESPONSE_DROP = {
+    b"connection",
+    b"keep-alive",
+    b"transfer-encoding",
+    b"content-length",
+    b"date",
+    b"server",
+    _DEPLOYMENT_HEADER,  # the router says which deployment answered
+}
 _CLIENT_ID = b"x-ms-client-request-id"
 # Probes and descriptions are not logged, as a replica's own request log leaves them out.
 _UNLOGGED = frozenset({"v2", "v2/health/live", "v2/health/ready", "swagger.json"})
 
 
-def proxy_session() -> aiohttp.ClientSession:
-    """The router's one connection pool to the replicas (to be entered in the running loop).
-    aiohttp: a tenth of httpx's CPU per request (``bench/http_clients.py``). Idle connections are
-    dropped well before a replica's own keep-alive (5 s) closes them, so a request never goes out
-    on a connection the replica is closing at that moment."""
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=2000, keepalive_timeout=2.0),
-        auto_decompress=False,
-        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-        timeout=aiohttp.ClientTimeout(total=None),
-    )
+def proxy_session() -> UpstreamPool:
+    """The router's one connection pool to the replicas."""
+    return UpstreamPool()
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,7 @@ class LiveEndpoint:
         return self.backend.group(self.name, deployment)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Call:
     """The parts of a request every hop reuses: the endpoint, the scoring path (``score``,
     ``v2/...``) and query, the headers to send, the body."""
@@ -123,22 +127,41 @@ class _Call:
     endpoint: str
     method: str
     path: str
-    query: str
-    headers: list[tuple[str, str]]
+    query: bytes
+    headers: list[tuple[bytes, bytes]]
     body: bytes
 
     @property
     def target(self) -> str:
-        return f"/{self.path}?{self.query}" if self.query else f"/{self.path}"
+        return f"/{self.path}?{self.query.decode('latin-1')}" if self.query else f"/{self.path}"
+
+
+@dataclass(slots=True)
+class _Reply:
+    """What the router answers: the status, the headers and the body, and the deployment that gave
+    it (empty when the router refused before choosing one)."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    deployment: str = ""
+
+    @classmethod
+    def of(cls, response: Response) -> _Reply:
+        return cls(response.status_code, response.raw_headers, bytes(response.body))
+
+    async def send(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
 
 
 class Router:
-    def __init__(self, http: aiohttp.ClientSession, request_log: RequestLog | None = None) -> None:
+    def __init__(self, http: UpstreamPool, request_log: RequestLog | None = None) -> None:
         self.http = http
         self.request_log = request_log
         self.metrics = RouterMetrics()
         self.endpoints: dict[str, LiveEndpoint] = {}
-        self._mirrors: set[asyncio.Task[Response]] = set()
+        self._mirrors: set[asyncio.Task[_Reply]] = set()
 
     def publish(self, endpoint: LiveEndpoint) -> None:
         self.endpoints[endpoint.name] = endpoint
@@ -158,43 +181,45 @@ class Router:
         started_wall, started = time.time(), time.perf_counter_ns()
         request_id = str(uuid.uuid4())
         try:
-            response = await self.handle(Request(scope, receive), name, path, request_id)
+            reply = await self.handle(scope, receive, name, path, request_id)
         except ModelportError as exc:
-            response = _answer(path, exc)
+            reply = _answer(path, exc)
         except Exception:
             log.exception("router: unexpected error on %s %s", scope["method"], scope["path"])
-            response = error_response(500, "internal error in the router", azure=_azure(path))
-        await response(scope, receive, send)
+            reply = _Reply.of(error_response(500, "internal error in the router", azure=_azure(path)))
+        await reply.send(send)
         if name in self.endpoints:  # unknown names would make a label per typo
-            deployment = response.headers.get(DEPLOYMENT_HEADER, "")
             latency_ns = time.perf_counter_ns() - started
-            self.metrics.observe(name, deployment, response.status_code, latency_ns / 1e9)
+            self.metrics.observe(name, reply.deployment, reply.status, latency_ns / 1e9)
             if self.request_log is not None and path not in _UNLOGGED:
                 model, version = _model_of(path)
-                entry = (started_wall, request_id, name, deployment or None, model, version, scope["method"])
-                self.request_log.submit((*entry, scope["path"], response.status_code, latency_ns, 0, 0))
+                entry = (started_wall, request_id, name, reply.deployment or None, model, version, scope["method"])
+                self.request_log.submit((*entry, scope["path"], reply.status, latency_ns, 0, 0))
 
-    async def handle(self, request: Request, name: str, path: str, request_id: str) -> Response:
+    async def handle(self, scope: Scope, receive: Receive, name: str, path: str, request_id: str) -> _Reply:
         """The answer to one request; a refusal before a deployment is chosen is raised."""
         endpoint = self.endpoints.get(name)
         if endpoint is None:
             raise NotFoundError(f"endpoint {name!r} does not exist")
-        if endpoint.auth_mode == "key" and not authorized(request.headers.get("authorization"), endpoint.keys):
+        raw: list[tuple[bytes, bytes]] = scope["headers"]
+        headers = dict(reversed(raw))  # the first of repeated headers, as Starlette's would
+        if endpoint.auth_mode == "key" and not authorized(_text(headers.get(b"authorization")), endpoint.keys):
             raise Unauthorized("a valid key is required: Authorization: Bearer <key>")
-        if not is_scoring_route(request.method, path):
+        method: str = scope["method"]
+        if not is_scoring_route(method, path):
             raise NotFoundError(
-                f"{request.method} /{path} is not a scoring route of endpoint {name!r}; it "
+                f"{method} /{path} is not a scoring route of endpoint {name!r}; it "
                 "passes /score, /swagger.json and v2 health, metadata, ready, config and infer"
             )
         # The whole body, as sent: mirroring and retries need it.
-        body = await read_limited(request.stream(), request.headers.get("content-length"), None, DEFAULT_MAX_BODY)
-        call = _Call(name, request.method, path, request.url.query, _forwarded_headers(request, request_id), body)
-        pinned = next((value for header in PIN_HEADERS if (value := request.headers.get(header))), None)
+        body = await read_limited(asgi_chunks(receive), _text(headers.get(b"content-length")), None, DEFAULT_MAX_BODY)
+        call = _Call(name, method, path, scope["query_string"], _forwarded_headers(raw, request_id), body)
+        pinned = next((value for header in _PIN_HEADERS if (value := headers.get(header))), None)
         deployment: str | None
         if pinned is not None:
-            if pinned not in endpoint.deployments:
-                raise NotFoundError(f"endpoint {name!r} has no deployment {pinned!r}")
-            deployment = pinned
+            deployment = pinned.decode("latin-1")
+            if deployment not in endpoint.deployments:
+                raise NotFoundError(f"endpoint {name!r} has no deployment {deployment!r}")
         else:
             deployment = choose_deployment(endpoint.traffic, random.random())
             if deployment is None:
@@ -219,16 +244,17 @@ class Router:
         self._mirrors.add(task)
         task.add_done_callback(self._mirrors.discard)
 
-    async def _forward(self, group: Group, call: _Call) -> Response:
+    async def _forward(self, group: Group, call: _Call) -> _Reply:
         """One proxied call's answer, or its refusal, marked with the deployment."""
         try:
-            response = await self._admitted(group, call)
+            reply = await self._admitted(group, call)
         except ModelportError as exc:
-            response = _answer(call.path, exc)
-        response.headers[DEPLOYMENT_HEADER] = group.name
-        return response
+            reply = _answer(call.path, exc)
+        reply.deployment = group.name
+        reply.headers.append((_DEPLOYMENT_HEADER, group.name.encode()))
+        return reply
 
-    async def _admitted(self, group: Group, call: _Call) -> Response:
+    async def _admitted(self, group: Group, call: _Call) -> _Reply:
         """Admission and timeout around one proxied call."""
         if group.in_flight >= group.max_in_flight:
             raise TooManyRequests(
@@ -236,7 +262,7 @@ class Router:
                 f"the most it takes (2 x max_concurrent_requests_per_instance x replicas)"
             )
         timeout_ms = group.request_timeout_ms
-        in_flight = self.metrics.in_flight.labels(call.endpoint, group.name)
+        in_flight = self.metrics.in_flight_of(call.endpoint, group.name)
         group.in_flight += 1
         in_flight.inc()
         try:
@@ -249,9 +275,8 @@ class Router:
             group.in_flight -= 1
             in_flight.dec()
 
-    async def _send(self, group: Group, call: _Call, deadline: float) -> Response:
+    async def _send(self, group: Group, call: _Call, deadline: float) -> _Reply:
         """One replica's answer, before ``deadline`` (loop time; asyncio.TimeoutError after it)."""
-        loop = asyncio.get_running_loop()
         refused: list[Upstream] = []
         while True:
             candidates = [replica for replica in group.serving() if replica not in refused]
@@ -261,51 +286,46 @@ class Router:
                 raise Unavailable(group.unready_reason())
             replica.outstanding += 1
             try:
-                timeout = aiohttp.ClientTimeout(total=max(deadline - loop.time(), 0.001))
-                async with self.http.request(
-                    call.method, replica.url + call.target, data=call.body, headers=call.headers, timeout=timeout
-                ) as upstream:
-                    content = await upstream.read()
-                    return _relay(upstream, content, call.path)
-            except aiohttp.ClientConnectorError:  # nothing was sent: another replica can take it
+                answer = await self.http.request(
+                    call.method, replica.url, call.target, call.headers, call.body, deadline
+                )
+                return _relay(answer, call.path)
+            except ConnectFailed:  # nothing was sent: another replica can take it
                 replica.ready = False
                 replica.recheck.set()
                 refused.append(replica)
-            except asyncio.TimeoutError:
-                raise
-            except aiohttp.ClientError as exc:
-                log.warning("%s: replica %s failed while answering: %s", group.label, replica.url, type(exc).__name__)
+            except UpstreamFailed as exc:
+                log.warning("%s: replica %s failed while answering: %s", group.label, replica.url, exc)
                 raise BadGateway(f"a replica of deployment {group.name!r} failed while answering") from None
             finally:
                 replica.outstanding -= 1
 
 
-def _relay(upstream: aiohttp.ClientResponse, content: bytes, path: str) -> Response:
+def _relay(answer: Answer, path: str) -> _Reply:
     """The replica's answer as it came (encoding included), minus hop-by-hop headers."""
-    status = upstream.status
-    headers = [(key.lower(), value) for key, value in upstream.raw_headers if key.lower() not in _RESPONSE_DROP]
+    status = answer.status
+    headers = [(key.lower(), value) for key, value in answer.headers if key.lower() not in _RESPONSE_DROP]
     if path == "score" and status != 200:  # Azure's gateway: the container's failure is a failed dependency
         headers += [
             (b"ms-azureml-model-error-statuscode", str(status).encode()),
-            (b"ms-azureml-model-error-reason", (upstream.reason or "model error").encode("latin-1")),
+            (b"ms-azureml-model-error-reason", answer.reason or b"model error"),
         ]
         status = 424
-    response = Response(content, status_code=status)
-    response.raw_headers = [*headers, (b"content-length", str(len(content)).encode())]
-    return response
+    headers.append((b"content-length", b"%d" % len(answer.body)))
+    return _Reply(status, headers, answer.body)
 
 
-def _forwarded_headers(request: Request, request_id: str) -> list[tuple[str, str]]:
+def _forwarded_headers(raw: list[tuple[bytes, bytes]], request_id: str) -> list[tuple[bytes, bytes]]:
     """The caller's headers minus hop-by-hop ones and the key; the router's own ``x-request-id``
     (fresh per request, so the replica's log line and the router's share it) and the client's id
     cut to 40 characters, as Azure's gateway does."""
-    headers = [
-        (k.decode("latin-1"), v.decode("latin-1")[:40] if k == _CLIENT_ID else v.decode("latin-1"))
-        for k, v in request.headers.raw
-        if k not in _REQUEST_DROP
-    ]
-    headers.append(("x-request-id", request_id))
+    headers = [(k, v[:40] if k == _CLIENT_ID else v) for k, v in raw if k not in _REQUEST_DROP]
+    headers.append((b"x-request-id", request_id.encode()))
     return headers
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
 
 
 def _azure(path: str) -> bool:
@@ -314,8 +334,8 @@ def _azure(path: str) -> bool:
     return not path.startswith("v2")
 
 
-def _answer(path: str, error: ModelportError) -> Response:
-    return response_of(error, azure=_azure(path))
+def _answer(path: str, error: ModelportError) -> _Reply:
+    return _Reply.of(response_of(error, azure=_azure(path)))
 
 
 def _model_of(path: str) -> tuple[str | None, str | None]:

@@ -15,6 +15,8 @@ through a model name.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from modelport.core.errors import ValidationError
 from modelport.core.names import validate_name
 
@@ -39,6 +41,7 @@ _PER_MODEL: dict[tuple[str, ...], frozenset[str]] = {
 _STATS = "stats"  # GET /v2/models/stats is every model's statistics, not a model named "stats"
 
 
+@lru_cache(maxsize=1024)  # an endpoint's requests name a few routes, asked again on every request
 def is_scoring_route(method: str, path: str) -> bool:
     """Whether the router forwards ``method`` ``/path`` (relative to the endpoint) to a replica."""
     parts = tuple(path.split("/"))

@@ -122,7 +122,8 @@ async def _serve(path: Path, loaded: Loaded, listener: socket.socket, request_lo
         router = Router(http, writer)
         replicas = UrlReplicas(http)
         app = StandaloneRouter(path, loaded, router, replicas)
-        server = front_end(app, timeout_keep_alive=30, timeout_graceful_shutdown=10)
+        # proxy_headers off: nothing here reads the client's address, so nothing need rewrite it
+        server = front_end(app, timeout_keep_alive=30, timeout_graceful_shutdown=10, proxy_headers=False)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
