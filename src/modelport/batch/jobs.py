@@ -83,9 +83,14 @@ class JobInfo:
 
 
 class BatchJobs:
-    def __init__(self, workspace: WorkspaceStores) -> None:
+    def __init__(self, workspace: WorkspaceStores, *, fork_runner: bool = False) -> None:
+        """``fork_runner``: start runners in modelport's own Python as a fork of this process,
+        which has imported what a runner needs, instead of a new interpreter that imports it all
+        again (a second or more of every job's wall time). Only for a single-threaded caller,
+        the CLI; the daemon's threads must not be forked."""
         self.ws = workspace
         self.db = workspace.db
+        self._fork_runner = fork_runner and hasattr(os, "fork")
 
     # -- user operations ----------------------------------------------------------------------
 
@@ -168,7 +173,7 @@ class BatchJobs:
         except BaseException:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise
-        self._spawn(runner, job_id, token, job_dir)
+        self._spawn(runner, job_id, token, job_dir, own_python=spec.environment is None)
         return self.get(job_id)
 
     def get(self, job_id: str) -> JobInfo:
@@ -214,7 +219,7 @@ class BatchJobs:
                 raise ConflictError(f"job {job_id}: its runner (pid {row.runner_pid}) is still running")
             row.runner_token, row.runner_pid, row.heartbeat_at = token, None, utcnow()
             job_dir = Path(row.job_dir)
-        self._spawn(runner, job_id, token, job_dir)
+        self._spawn(runner, job_id, token, job_dir, own_python=environment is None)
         return self.get(job_id)
 
     def resume_orphaned(self) -> builtins.list[str]:
@@ -348,15 +353,20 @@ class BatchJobs:
             )
         return self.ws.environments.module_command(environment, "modelport.batch.runner", "batch jobs")
 
-    def _spawn(self, runner: builtins.list[str], job_id: str, token: str, job_dir: Path) -> None:
+    def _spawn(self, runner: builtins.list[str], job_id: str, token: str, job_dir: Path, *, own_python: bool) -> None:
         """Start the job's runner detached from this process, so it outlives the CLI."""
         settings = self.ws.settings
-        env = {
-            **os.environ,
+        workspace = {
             ENV_HOME: str(settings.root),
             ENV_DB_URL: settings.db_url,
             ENV_ARTIFACT_ROOT: settings.artifact_root,
         }
+        if own_python and self._fork_runner:
+            from modelport.batch.runner import fork_runner  # the runner module imports this one
+
+            fork_runner(self.ws, job_id, token, job_dir / "logs" / "runner.txt", workspace)
+            return
+        env = {**os.environ, **workspace}
         with open(job_dir / "logs" / "runner.txt", "ab") as log:
             subprocess.Popen(
                 [*runner, job_id, token],
