@@ -1,6 +1,6 @@
 """The job runner: ``python -m modelport.batch.runner JOB_ID TOKEN``, started detached by
-``invoke`` and ``job resume`` (the CLI forks itself instead, :func:`fork_runner`, when the job
-runs in modelport's own Python).
+``invoke`` and ``job resume`` (the CLI forks itself instead, :mod:`modelport.batch.forked`, when
+the job runs in modelport's own Python).
 
 It claims the job, prepares what the workers need (the verified model folder, the output
 folder), removes output parts of mini-batches that are not done (a previous runner may have
@@ -209,40 +209,7 @@ def _write_result(job_dir: Path, status: JobStatus, detail: str) -> None:
     (job_dir / "logs" / "job_result.txt").write_text(f"{status}: {detail}\n", encoding="utf-8")
 
 
-def fork_runner(ws: WorkspaceStores, job_id: str, token: str, log_path: Path, environment: dict[str, str]) -> None:
-    """Run the job in a fork of this process, detached as ``python -m modelport.batch.runner``
-    would be (its own session, stdin from /dev/null, output to ``log_path``, ``environment``
-    set), but without a new interpreter importing everything again. No database connection
-    may cross the fork (SQLite's locks are per process: a child using or even holding the
-    parent's connection loses writes), so the pool is closed first and each side opens its
-    own. The child leaves with ``os._exit``: nothing of the parent's (exit handlers, buffers)
-    runs twice."""
-    ws.db.dispose()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if os.fork():
-        return
-    code = 1
-    try:
-        os.setsid()
-        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-        log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.close(log)
-        os.environ.update(environment)
-        _configure_logging()
-        run_job(ws, job_id, token)
-        code = 0
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-
-
-def _configure_logging() -> None:
+def configure_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr, force=True
     )
@@ -250,7 +217,7 @@ def _configure_logging() -> None:
 
 
 def main() -> None:
-    _configure_logging()
+    configure_logging()
     job_id, token = sys.argv[1], sys.argv[2]
     with WorkspaceStores(resolve_settings()) as ws:  # the job's workspace, from the environment _spawn set
         run_job(ws, job_id, token)
