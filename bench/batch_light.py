@@ -40,6 +40,7 @@ from modelport.batch.jobs import BatchJobs
 from modelport.samples import build_mlp_onnx
 
 _FEATURES = 4
+_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def write_table(path: Path, rows: int) -> None:
@@ -63,22 +64,37 @@ def in_process(model: Path, table: Path, batch_size: int) -> float:
     return rows / (time.perf_counter() - began)
 
 
-class PeakMemory:
-    """Peak of the summed memory (PSS) of ``pid`` and its descendants, sampled in a thread."""
+class Sampler:
+    """Peak of the summed memory (PSS) of ``pid`` and its descendants, and the CPU seconds they
+    used (what a loaded machine does not distort as it does wall time), sampled in a thread."""
 
     def __init__(self, pid: int) -> None:
         self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self._cpu: dict[int, float] = {}
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
 
-    def stop(self) -> int:
+    def stop(self) -> tuple[int, float]:
+        """Peak PSS bytes, CPU seconds."""
         self._stop.set()
         self._thread.join()
-        return self.peak
+        return self.peak, sum(self._cpu.values())
 
     def _sample(self) -> None:
         while not self._stop.wait(0.02):
-            self.peak = max(self.peak, sum(_pss(pid) for pid in _tree(self.pid)))
+            tree = _tree(self.pid)
+            self.peak = max(self.peak, sum(_pss(pid) for pid in tree))
+            for pid in tree:
+                self._cpu[pid] = max(self._cpu.get(pid, 0.0), _cpu(pid))
+
+
+def _cpu(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _tree(root: int) -> list[int]:
@@ -125,18 +141,19 @@ def setup(root: Path, model: Path, batch_size: int, workers: int) -> None:
         endpoints.create_deployment(parse_deployment({**deployment, "settings": settings}, root).value)
 
 
-def as_job(root: Path, src: Path, table: Path, out: Path) -> tuple[float, float, int, str]:
-    """Steady-state items/s, wall seconds of ``invoke --wait``, peak memory (PSS) bytes, output sha256."""
+def as_job(root: Path, src: Path, table: Path, out: Path) -> tuple[float, float, int, float, str]:
+    """Steady-state items/s, wall seconds of ``invoke --wait``, peak memory (PSS) bytes, CPU
+    seconds of all its processes, output sha256."""
     env = {**os.environ, "MODELPORT_HOME": str(root / "ws"), "PYTHONPATH": str(src)}
     env.pop("MODELPORT_DB_URL", None)
     invoke = ["batch-endpoint", "invoke", "-n", "bench", "-d", "onnx", "--input", str(table)]
     command = [sys.executable, "-m", "modelport", *invoke, "--output-path", str(out), "--wait", "-o", "json"]
     began = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sampler = PeakMemory(process.pid)
+    sampler = Sampler(process.pid)
     stdout, stderr = process.communicate()
     wall = time.perf_counter() - began
-    peak = sampler.stop()
+    peak, cpu = sampler.stop()
     if process.returncode != 0:
         raise SystemExit(f"invoke failed ({process.returncode}): {stderr.strip()}")
     import json
@@ -146,7 +163,7 @@ def as_job(root: Path, src: Path, table: Path, out: Path) -> tuple[float, float,
         job = BatchJobs(ws).get(job_id)
     assert job.status == "Completed", job.status
     digest = hashlib.sha256((out / "scores.parquet").read_bytes()).hexdigest()
-    return job.items_per_second or 0.0, wall, peak, digest
+    return job.items_per_second or 0.0, wall, peak, cpu, digest
 
 
 def main() -> None:
@@ -166,7 +183,7 @@ def main() -> None:
         write_table(table, args.rows)
         setup(root, model, args.batch_size, args.workers)
         print(f"rows {args.rows:,}, batch size {args.batch_size:,}, job workers {args.workers}; {os.getloadavg()}")
-        results: dict[str, list[tuple[float, float, int, str]]] = {name: [] for name, _ in sides}
+        results: dict[str, list[tuple[float, float, int, float, str]]] = {name: [] for name, _ in sides}
         plain = []
         for round_ in range(args.rounds):
             plain.append(in_process(model, table, args.batch_size))
@@ -174,10 +191,11 @@ def main() -> None:
             for name, src in sides:
                 result = as_job(root, src, table, root / f"out-{name}-{round_}")
                 results[name].append(result)
-                rate, wall, peak, digest = result
+                rate, wall, peak, cpu, digest = result
                 print(
                     f"round {round_ + 1}: {name}: steady {rate:,.0f} items/s ({rate / plain[-1]:.2f}× in-process), "
-                    f"invoke --wait {wall:.2f} s, peak PSS {peak / 2**20:,.0f} MiB, output {digest[:12]}",
+                    f"invoke --wait {wall:.2f} s, CPU {cpu:.2f} s, peak PSS {peak / 2**20:,.0f} MiB, "
+                    f"output {digest[:12]}",
                     flush=True,
                 )
     print(f"load after: {os.getloadavg()}")
@@ -186,17 +204,21 @@ def main() -> None:
         rate = statistics.median(r[0] for r in runs)
         wall = statistics.median(r[1] for r in runs)
         peak = max(r[2] for r in runs)
+        cpu = statistics.median(r[3] for r in runs)
         print(
-            f"{name}: median steady {rate:,.0f} items/s, median wall {wall:.2f} s, max peak PSS {peak / 2**20:,.0f} MiB"
+            f"{name}: median steady {rate:,.0f} items/s, median wall {wall:.2f} s, median CPU {cpu:.2f} s, "
+            f"max peak PSS {peak / 2**20:,.0f} MiB"
         )
-    digests = {r[3] for runs in results.values() for r in runs}
+    digests = {r[4] for runs in results.values() for r in runs}
     print("outputs identical across sides and rounds" if len(digests) == 1 else f"OUTPUTS DIFFER: {digests}")
     if args.old:
         old, new_ = results["old"], results["new"]
         ratios = [n[0] / o[0] for o, n in zip(old, new_) if o[0]]
         walls = [o[1] / n[1] for o, n in zip(old, new_)]
+        cpus = [o[3] / n[3] for o, n in zip(old, new_)]
         print(f"new/old steady per round: {', '.join(f'{r:.2f}' for r in ratios)}")
         print(f"old/new wall per round:   {', '.join(f'{r:.2f}' for r in walls)}")
+        print(f"old/new CPU per round:    {', '.join(f'{r:.2f}' for r in cpus)}")
 
 
 if __name__ == "__main__":
