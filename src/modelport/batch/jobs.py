@@ -87,8 +87,8 @@ class JobInfo:
 
 class BatchJobs:
     def __init__(self, workspace: WorkspaceStores, *, fork_runner: bool = False) -> None:
-        """``fork_runner``: start runners in modelport's own Python as a fork of this process,
-        which has imported what a runner needs, instead of a new interpreter that imports it all
+        """``fork_runner``: start local-engine runners in modelport's own Python as forks of this
+        process (:mod:`modelport.batch.forked`) instead of new interpreters that import it all
         again (a second or more of every job's wall time). Only for a single-threaded caller,
         the CLI; the daemon's threads must not be forked."""
         self.ws = workspace
@@ -115,7 +115,7 @@ class BatchJobs:
         target = BatchEndpoints(self.ws).get_deployment(endpoint, deployment)
         spec = DeploymentSpec.read(target.spec)
         runner = self._runner_command(spec.environment, engine)  # may build the environment
-        forked = self._fork(spec.environment)  # imports the runner's code while the input is read
+        forked = self._fork(spec.environment, engine)  # imports the runner's code while the input is read
         try:
             settings = target.settings.override(overrides or {})
             no_code = spec.code is None
@@ -231,7 +231,7 @@ class BatchJobs:
                 raise ConflictError(f"job {job_id}: its runner (pid {row.runner_pid}) is still running")
             row.runner_token, row.runner_pid, row.heartbeat_at = token, None, utcnow()
             job_dir = Path(row.job_dir)
-        self._spawn(runner, job_id, token, job_dir, self._fork(environment))
+        self._spawn(runner, job_id, token, job_dir, self._fork(environment, engine))
         return self.get(job_id)
 
     def resume_orphaned(self) -> builtins.list[str]:
@@ -372,9 +372,10 @@ class BatchJobs:
             )
         return self.ws.environments.module_command(environment, "modelport.batch.runner", "batch jobs")
 
-    def _fork(self, environment: str | None) -> ForkedRunner | None:
-        """A runner forked from this process, when this caller forks and the job runs in modelport's own Python."""
-        if not self._fork_runner or environment is not None:
+    def _fork(self, environment: str | None, engine: str) -> ForkedRunner | None:
+        """A runner forked from this process, when this caller forks and the job runs on the local
+        engine in modelport's own Python (a Ray job's start-up is the cluster's; it is not forked)."""
+        if not self._fork_runner or environment is not None or engine != "local":
             return None
         from modelport.batch.forked import ForkedRunner
 
