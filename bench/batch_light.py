@@ -8,11 +8,12 @@ and a 4 → 2 softmax ONNX model (``build_mlp_onnx((4, 2), softmax=True)``), sco
 in this process (pyarrow ``iter_batches(--batch-size)`` → numpy → ``InferenceSession.run``, no
 output), then as a batch job with the real CLI (``modelport batch-endpoint invoke --wait``,
 ``mini_batch_size`` = ``--batch-size``, ``--workers`` workers, Parquet output) and reports, per
-job: the steady-state items/s that ``job show`` reports, the wall time of ``invoke --wait`` and
-the peak memory of the CLI and every process under it (runner, workers: the sum of their
-proportional set sizes, sampled every 20 ms). With ``--old SRC``, each round runs the job with that source tree (``PYTHONPATH``) and
-then with this one, so old and new alternate on the same machine load; the outputs of the two
-sides are compared byte for byte.
+job: the steady-state items/s that ``job show`` reports, the wall time of ``invoke --wait``, and,
+over the CLI and every process under it (runner, workers), the CPU seconds they used (the
+figure a loaded machine distorts least) and their peak memory (the sum of their proportional
+set sizes), sampled every 20 ms. With ``--old SRC``, each round runs the job with that source
+tree (``PYTHONPATH``) and then with this one, so old and new alternate on the same machine
+load; the outputs of every job are compared byte for byte.
 """
 
 from __future__ import annotations
