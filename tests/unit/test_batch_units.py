@@ -16,7 +16,7 @@ from modelport.batch.definitions import BatchSettings, parse_deployment, parse_e
 from modelport.batch.engine import JobFailed, LocalEngine, MiniBatchResult
 from modelport.batch.inputs import iter_tables, resolve_input
 from modelport.batch.jobs import _steady_rate
-from modelport.batch.output import assemble, part_name, write_part
+from modelport.batch.output import Assembly, part_name, write_part
 from modelport.batch.scoring import check_script, model_inputs
 from modelport.batch.worker import WorkerConfig
 from modelport.core.errors import ConflictError, ValidationError
@@ -197,11 +197,12 @@ def test_csv_parts_follow_azures_append_row_format(tmp_path: Path) -> None:
     write_part(pd.DataFrame({"file": ["b.png"], "p": [0.5]}), parts / part_name(10, ".csv"))
     write_part(["a.png 1", {"k": 2}], parts / part_name(0, ".csv"))
     output = tmp_path / "out" / "predictions.csv"
-    assemble(parts, output, overwrite=False)
+    Assembly(parts, output, {0: [0], 1: [10]}, ".csv").finish(overwrite=False)
     assert output.read_text() == "a.png 1\n{'k': 2}\nb.png 0.5\n"
     with pytest.raises(ConflictError, match="already exists"):
-        assemble(parts, output, overwrite=False)
-    assemble(parts, output, overwrite=True)
+        Assembly(parts, output, {0: [0], 1: [10]}, ".csv").finish(overwrite=False)
+    Assembly(parts, output, {0: [0], 1: [10]}, ".csv").finish(overwrite=True)
+    assert output.read_text() == "a.png 1\n{'k': 2}\nb.png 0.5\n"
 
 
 def test_parquet_output_keeps_columns_and_order(tmp_path: Path) -> None:
@@ -210,8 +211,13 @@ def test_parquet_output_keeps_columns_and_order(tmp_path: Path) -> None:
     write_part(pa.table({"p": [3.0, 4.0]}), parts / part_name(2, ".arrow"))
     write_part(pa.table({"p": [1.0, 2.0]}), parts / part_name(0, ".arrow"))
     output = tmp_path / "p.parquet"
-    assemble(parts, output, overwrite=False)
+    assembly = Assembly(parts, output, {}, ".arrow")
+    assembly.add(1, [2])  # finished out of order: joined once mini-batch 0 is in
+    assert not assembly.temporary.exists()
+    assembly.add(0, [0])
+    assembly.finish(overwrite=False)
     assert pq.read_table(output).column("p").to_pylist() == [1.0, 2.0, 3.0, 4.0]
+    assert sorted(p.name for p in parts.iterdir()) == [part_name(0, ".arrow"), part_name(2, ".arrow")]
 
 
 # -- no-code features ------------------------------------------------------------------------------

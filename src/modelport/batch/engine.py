@@ -56,6 +56,7 @@ class MiniBatchResult:
     failed: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
     finished_at: float = 0.0  # epoch seconds, for items/s
+    parts: list[int] = field(default_factory=list)  # output parts in place, by first item
 
 
 class JobHooks(Protocol):
@@ -250,6 +251,7 @@ class Engine(Generic[HostT]):
         size = piece.stop - piece.start
         if self.parts_dir is not None:
             self._temporary(piece).rename(self.parts_dir / part_name(piece.start, self.part_suffix))  # type: ignore[union-attr]
+            mini.result.parts.append(piece.start)
         mini.result.succeeded += min(returned, size)
         if returned < size:
             self._count_failed(mini, piece, size - returned, f"run() returned {returned} results for {size} inputs")

@@ -219,7 +219,9 @@ def _stream(fs: fsspec.AbstractFileSystem, path: str, fmt: str) -> Iterator[pa.R
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            yield from pq.ParquetFile(handle).iter_batches(batch_size=_READ_ROWS)
+            # pre-buffering keeps every column chunk read until the file is closed: memory grew
+            # with the file (~0.2 GB more per 10 M rows of 4 columns); without it, it stays flat
+            yield from pq.ParquetFile(handle, pre_buffer=False).iter_batches(batch_size=_READ_ROWS)
         elif fmt == "csv":
             import pyarrow.csv as pcsv
 

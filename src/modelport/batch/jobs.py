@@ -22,14 +22,13 @@ import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from modelport.batch.definitions import ENGINES, BatchSettings
 from modelport.batch.endpoints import BatchEndpoints
-from modelport.batch.engine import MiniBatchResult
 from modelport.batch.inputs import InputPlan, resolve_input
 from modelport.batch.output import check_free
 from modelport.batch.status import TERMINAL, JobStatus, MiniBatchStatus
@@ -38,6 +37,10 @@ from modelport.core.settings import ENV_ARTIFACT_ROOT, ENV_DB_URL, ENV_HOME
 from modelport.registry.stores import WorkspaceStores
 from modelport.schema.job import DeploymentSpec, JobSpec
 from modelport.store.schema import BatchJob, BatchMiniBatch, utcnow
+
+if TYPE_CHECKING:  # the CLI imports this module; the engine is the runner's
+    from modelport.batch.engine import MiniBatchResult
+    from modelport.batch.forked import ForkedRunner
 
 log = logging.getLogger("modelport.batch")
 
@@ -83,9 +86,14 @@ class JobInfo:
 
 
 class BatchJobs:
-    def __init__(self, workspace: WorkspaceStores) -> None:
+    def __init__(self, workspace: WorkspaceStores, *, fork_runner: bool = False) -> None:
+        """``fork_runner``: start local-engine runners in modelport's own Python as forks of this
+        process (:mod:`modelport.batch.forked`) instead of new interpreters that import it all
+        again (a second or more of every job's wall time). Only for a single-threaded caller,
+        the CLI; the daemon's threads must not be forked."""
         self.ws = workspace
         self.db = workspace.db
+        self._fork_runner = fork_runner and hasattr(os, "fork")
 
     # -- user operations ----------------------------------------------------------------------
 
@@ -107,68 +115,73 @@ class BatchJobs:
         target = BatchEndpoints(self.ws).get_deployment(endpoint, deployment)
         spec = DeploymentSpec.read(target.spec)
         runner = self._runner_command(spec.environment, engine)  # may build the environment
-        settings = target.settings.override(overrides or {})
-        no_code = spec.code is None
-        plan = resolve_input(input_uri, input_type, tabular_default=no_code)
-        if no_code and plan.kind != "tabular":
-            raise ValidationError(
-                f"--input-type: deployment {target.name!r} has no scoring script and scores tables only; "
-                "use --input-type tabular or add a code_configuration"
-            )
-        job_id = f"batchjob-{uuid.uuid4().hex[:16]}"
-        job_dir = self.ws.root / "jobs" / job_id
-        output_dir = Path(output_path).absolute() if output_path else job_dir / "outputs"
-        output_file = output_dir / settings.output_file_name if settings.output_action == "append_row" else None
-        if output_file is not None:
-            check_free(output_file, overwrite)
-        token = uuid.uuid4().hex
-        (job_dir / "logs").mkdir(parents=True)
+        forked = self._fork(spec.environment, engine)  # imports the runner's code while the input is read
         try:
-            with self.db.session() as session:
-                session.add(
-                    BatchJob(
-                        id=job_id,
-                        endpoint=endpoint,
-                        deployment=target.name,
-                        status=JobStatus.NOT_STARTED,
-                        engine=engine,
-                        spec=JobSpec(
-                            **{
-                                **spec.to_json(),
-                                "settings": settings.to_dict(),
-                                "output_dir": str(output_dir),
-                                "ray_address": ray_address,
-                            }
-                        ).to_json(),
-                        plan=plan.to_dict(),
-                        output_file=None if output_file is None else str(output_file),
-                        overwrite=overwrite,
-                        job_dir=str(job_dir),
-                        total_items=plan.total,
-                        runner_token=token,
-                        heartbeat_at=utcnow(),
-                    )
+            settings = target.settings.override(overrides or {})
+            no_code = spec.code is None
+            plan = resolve_input(input_uri, input_type, tabular_default=no_code)
+            if no_code and plan.kind != "tabular":
+                raise ValidationError(
+                    f"--input-type: deployment {target.name!r} has no scoring script and scores tables only; "
+                    "use --input-type tabular or add a code_configuration"
                 )
-                session.flush()
-                rows = [
-                    {
-                        "job_id": job_id,
-                        "index": index,
-                        "start": start,
-                        "stop": stop,
-                        "status": MiniBatchStatus.PENDING,
-                        "attempts": 0,
-                        "succeeded_items": 0,
-                        "failed_items": 0,
-                        "errors": [],
-                    }
-                    for index, (start, stop) in enumerate(plan.minibatches(settings.mini_batch_size))
-                ]
-                session.execute(insert(BatchMiniBatch), rows)
-        except BaseException:
-            shutil.rmtree(job_dir, ignore_errors=True)
-            raise
-        self._spawn(runner, job_id, token, job_dir)
+            job_id = f"batchjob-{uuid.uuid4().hex[:16]}"
+            job_dir = self.ws.root / "jobs" / job_id
+            output_dir = Path(output_path).absolute() if output_path else job_dir / "outputs"
+            output_file = output_dir / settings.output_file_name if settings.output_action == "append_row" else None
+            if output_file is not None:
+                check_free(output_file, overwrite)
+            token = uuid.uuid4().hex
+            (job_dir / "logs").mkdir(parents=True)
+            try:
+                with self.db.session() as session:
+                    session.add(
+                        BatchJob(
+                            id=job_id,
+                            endpoint=endpoint,
+                            deployment=target.name,
+                            status=JobStatus.NOT_STARTED,
+                            engine=engine,
+                            spec=JobSpec(
+                                **{
+                                    **spec.to_json(),
+                                    "settings": settings.to_dict(),
+                                    "output_dir": str(output_dir),
+                                    "ray_address": ray_address,
+                                }
+                            ).to_json(),
+                            plan=plan.to_dict(),
+                            output_file=None if output_file is None else str(output_file),
+                            overwrite=overwrite,
+                            job_dir=str(job_dir),
+                            total_items=plan.total,
+                            runner_token=token,
+                            heartbeat_at=utcnow(),
+                        )
+                    )
+                    session.flush()
+                    rows = [
+                        {
+                            "job_id": job_id,
+                            "index": index,
+                            "start": start,
+                            "stop": stop,
+                            "status": MiniBatchStatus.PENDING,
+                            "attempts": 0,
+                            "succeeded_items": 0,
+                            "failed_items": 0,
+                            "errors": [],
+                        }
+                        for index, (start, stop) in enumerate(plan.minibatches(settings.mini_batch_size))
+                    ]
+                    session.execute(insert(BatchMiniBatch), rows)
+            except BaseException:
+                shutil.rmtree(job_dir, ignore_errors=True)
+                raise
+            self._spawn(runner, job_id, token, job_dir, forked)
+        finally:
+            if forked is not None:
+                forked.abandon()  # the job was refused, or the runner has it already
         return self.get(job_id)
 
     def get(self, job_id: str) -> JobInfo:
@@ -192,7 +205,11 @@ class BatchJobs:
             if _runner_alive(row):
                 row.status = JobStatus.CANCEL_REQUESTED
             else:
-                row.status, row.finished_at, row.runner_token = JobStatus.CANCELED, utcnow(), None
+                row.status, row.finished_at, row.runner_token = (
+                    JobStatus.CANCELED,
+                    utcnow(),
+                    None,
+                )
         return self.get(job_id)
 
     def resume(self, job_id: str) -> JobInfo:
@@ -214,7 +231,7 @@ class BatchJobs:
                 raise ConflictError(f"job {job_id}: its runner (pid {row.runner_pid}) is still running")
             row.runner_token, row.runner_pid, row.heartbeat_at = token, None, utcnow()
             job_dir = Path(row.job_dir)
-        self._spawn(runner, job_id, token, job_dir)
+        self._spawn(runner, job_id, token, job_dir, self._fork(environment, engine))
         return self.get(job_id)
 
     def resume_orphaned(self) -> builtins.list[str]:
@@ -276,7 +293,11 @@ class BatchJobs:
             row = self._require(session, job_id)
             if row.runner_token != token:
                 raise LostOwnership(f"job {job_id}: claimed by another runner")
-            row.runner_pid, row.runner_host, row.heartbeat_at = os.getpid(), socket.gethostname(), utcnow()
+            row.runner_pid, row.runner_host, row.heartbeat_at = (
+                os.getpid(),
+                socket.gethostname(),
+                utcnow(),
+            )
             return {column.name: getattr(row, column.name) for column in BatchJob.__table__.columns}
 
     def heartbeat(self, job_id: str, token: str) -> JobStatus:
@@ -307,7 +328,10 @@ class BatchJobs:
         with self.db.session() as session:
             pending = session.execute(
                 select(BatchMiniBatch.index, BatchMiniBatch.start, BatchMiniBatch.stop)
-                .where(BatchMiniBatch.job_id == job_id, BatchMiniBatch.status == MiniBatchStatus.PENDING)
+                .where(
+                    BatchMiniBatch.job_id == job_id,
+                    BatchMiniBatch.status == MiniBatchStatus.PENDING,
+                )
                 .order_by(BatchMiniBatch.index)
             ).all()
             failed = session.scalar(
@@ -348,15 +372,30 @@ class BatchJobs:
             )
         return self.ws.environments.module_command(environment, "modelport.batch.runner", "batch jobs")
 
-    def _spawn(self, runner: builtins.list[str], job_id: str, token: str, job_dir: Path) -> None:
-        """Start the job's runner detached from this process, so it outlives the CLI."""
+    def _fork(self, environment: str | None, engine: str) -> ForkedRunner | None:
+        """A runner forked from this process, when this caller forks and the job runs on the local
+        engine in modelport's own Python (a Ray job's start-up is the cluster's; it is not forked)."""
+        if not self._fork_runner or environment is not None or engine != "local":
+            return None
+        from modelport.batch.forked import ForkedRunner
+
+        return ForkedRunner(self.ws)
+
+    def _spawn(
+        self, runner: builtins.list[str], job_id: str, token: str, job_dir: Path, forked: ForkedRunner | None
+    ) -> None:
+        """Start the job's runner detached from this process, so it outlives the CLI: hand the job
+        to ``forked``, or start ``runner``."""
         settings = self.ws.settings
-        env = {
-            **os.environ,
+        workspace = {
             ENV_HOME: str(settings.root),
             ENV_DB_URL: settings.db_url,
             ENV_ARTIFACT_ROOT: settings.artifact_root,
         }
+        if forked is not None:
+            forked.start(job_id, token, job_dir / "logs" / "runner.txt", workspace)
+            return
+        env = {**os.environ, **workspace}
         with open(job_dir / "logs" / "runner.txt", "ab") as log:
             subprocess.Popen(
                 [*runner, job_id, token],
@@ -409,7 +448,12 @@ class BatchJobs:
             deployment=row.deployment,
             status=status,
             engine=row.engine,
-            input={"uri": plan.uri, "type": plan.kind, "files": len(plan.files), "items": plan.total},
+            input={
+                "uri": plan.uri,
+                "type": plan.kind,
+                "files": len(plan.files),
+                "items": plan.total,
+            },
             output_file=row.output_file,
             settings=settings.to_dict(),
             ray_address=spec.ray_address,

@@ -7,6 +7,10 @@ result; a mini-batch is marked done in the database only after all its parts are
 and a resumed job deletes the parts of every mini-batch that is not done before scoring it
 again. That is what makes every input appear exactly once in the output.
 
+The runner joins parts while the job runs (:class:`Assembly`): as soon as every mini-batch up
+to some point is finished, their parts are appended to the output being built in the parts
+folder, so that scoring's end leaves only the last parts to join, not a pass over all of them.
+
 Formats: CSV in Azure's ``append_row`` layout (one line per returned list element, ``str()``
 of it; DataFrame rows as space-separated values, no header, no index) or, when the output
 file name ends in ``.parquet``, Parquet with the returned columns (a list becomes a
@@ -16,8 +20,9 @@ file name ends in ``.parquet``, Parquet with the returned columns (a list become
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 
@@ -90,52 +95,108 @@ def check_free(output: Path, overwrite: bool) -> None:
         raise ConflictError(f"output: {output} already exists; choose another --output-path or pass --overwrite")
 
 
-def assemble(parts_dir: Path, output: Path, overwrite: bool) -> int:
-    """Join the parts in input order into ``output``, atomically: a temporary file is renamed
-    (or, without ``overwrite``, hard-linked, which fails rather than replace a file that
-    appeared meanwhile). Returns the number of bytes written."""
-    check_free(output, overwrite)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    parts = sorted(p for p in parts_dir.iterdir() if not p.name.endswith(".tmp")) if parts_dir.exists() else []
-    temporary = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+class Assembly:
+    """The output of one run of a job, built from its parts in input order while the job runs.
+
+    ``done`` holds the part starts of the mini-batches finished before this run (a resumed job);
+    :meth:`add` hands over each mini-batch this run finishes. Parts are appended once every
+    mini-batch before theirs is finished, with the same writes a join of all parts at the end
+    makes, so the bytes are the same. The file grows in the parts folder under a ``.tmp`` name
+    (a resumed job removes it with the other unfinished parts); :meth:`finish` puts it in place.
+    A part that cannot be joined fails the job at :meth:`finish`, as a join at the end would.
+    """
+
+    def __init__(self, parts_dir: Path, output: Path, done: dict[int, list[int]], suffix: str) -> None:
+        self.parts_dir, self.output, self.suffix = parts_dir, output, suffix
+        self.temporary = parts_dir / f"{output.name}.tmp"
+        self._parquet = output.name.endswith(".parquet")
+        self._ready = dict(done)
+        self._next = 0
+        self._handle: BinaryIO | None = None  # CSV: the bytes of the parts, one after another
+        self._writer: Any = None  # Parquet: a pq.ParquetWriter, from the first part on
+        self._schema: pa.Schema | None = None
+        self._error: ValidationError | None = None
+        self._advance()
+
+    def add(self, index: int, starts: list[int]) -> None:
+        """Mini-batch ``index`` is finished and its parts (by first item) are in place."""
+        self._ready[index] = starts
+        self._advance()
+
+    def finish(self, overwrite: bool) -> int:
+        """Join what is left and put the output in place, atomically: the temporary file is
+        renamed (or, without ``overwrite``, hard-linked, which fails rather than replace a file
+        that appeared meanwhile). Returns the number of bytes written."""
+        for index in sorted(self._ready):  # only when parts went missing behind the job's back
+            self._next = index
+            self._advance()
+        if self._parquet and self._writer is None and self._error is None:
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.table({}), str(self.temporary))  # no part at all: an empty table
+        elif not self._parquet:
+            self._csv()
+        self.close()
+        check_free(self.output, overwrite)
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        if self._error is not None:
+            raise self._error
+        _place(self.temporary, self.output, overwrite)
+        return self.output.stat().st_size
+
+    def close(self) -> None:
+        """Close the file being built (the job ends here, whatever its outcome)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def _advance(self) -> None:
+        while self._next in self._ready:
+            for start in sorted(self._ready.pop(self._next)):
+                self._append(self.parts_dir / part_name(start, self.suffix))
+            self._next += 1
+
+    def _csv(self) -> BinaryIO:
+        if self._handle is None:
+            self._handle = open(self.temporary, "wb")  # noqa: SIM115 - closed by close()
+        return self._handle
+
+    def _append(self, part: Path) -> None:
+        if not self._parquet:
+            with open(part, "rb") as source:
+                shutil.copyfileobj(source, self._csv(), 1 << 20)
+            return
+        import pyarrow.parquet as pq
+
+        if self._error is not None:
+            return
+        table = pa.ipc.open_file(str(part)).read_all()
+        if self._writer is None:
+            self._schema = table.schema
+            self._writer = pq.ParquetWriter(str(self.temporary), table.schema)
+        try:
+            self._writer.write_table(table.cast(self._schema))
+        except (pa.ArrowException, ValueError) as exc:
+            self._error = ValidationError(f"output: run() results have different columns or types ({exc})")
+
+
+def _place(temporary: Path, output: Path, overwrite: bool) -> None:
+    """Move the built output into place; across file systems via a temporary copy beside it."""
+    beside = temporary
+    if temporary.stat().st_dev != output.parent.stat().st_dev:
+        beside = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+        shutil.copyfile(temporary, beside)
     try:
-        if output.name.endswith(".parquet"):
-            _join_parquet(parts, temporary)
-        else:
-            _join_bytes(parts, temporary)
         if overwrite:
-            os.replace(temporary, output)
+            os.replace(beside, output)
         else:
             try:
-                os.link(temporary, output)
+                os.link(beside, output)
             except FileExistsError:
                 raise ConflictError(f"output: {output} appeared while the job ran; not overwritten") from None
-        return output.stat().st_size
     finally:
+        beside.unlink(missing_ok=True)
         temporary.unlink(missing_ok=True)
-
-
-def _join_bytes(parts: list[Path], target: Path) -> None:
-    with open(target, "wb") as out:
-        for part in parts:
-            with open(part, "rb") as handle:
-                while chunk := handle.read(1 << 20):
-                    out.write(chunk)
-
-
-def _join_parquet(parts: list[Path], target: Path) -> None:
-    import pyarrow.parquet as pq
-
-    tables = (pa.ipc.open_file(str(part)).read_all() for part in parts)
-    first = next(tables, None)
-    if first is None:
-        pq.write_table(pa.table({}), target)
-        return
-    schema = first.schema
-    with pq.ParquetWriter(target, schema) as writer:
-        writer.write_table(first)
-        for table in tables:
-            try:
-                writer.write_table(table.cast(schema))
-            except (pa.ArrowException, ValueError) as exc:
-                raise ValidationError(f"output: run() results have different columns or types ({exc})") from None

@@ -1,5 +1,6 @@
 """The job runner: ``python -m modelport.batch.runner JOB_ID TOKEN``, started detached by
-``invoke`` and ``job resume``.
+``invoke`` and ``job resume`` (the CLI forks itself instead, :mod:`modelport.batch.forked`, when
+the job runs in modelport's own Python).
 
 It claims the job, prepares what the workers need (the verified model folder, the output
 folder), removes output parts of mini-batches that are not done (a previous runner may have
@@ -24,7 +25,7 @@ from modelport.batch.definitions import BatchSettings
 from modelport.batch.engine import Engine, LocalEngine, MiniBatchResult
 from modelport.batch.inputs import InputPlan
 from modelport.batch.jobs import BatchJobs, LostOwnership
-from modelport.batch.output import assemble, part_start, part_suffix
+from modelport.batch.output import Assembly, part_start, part_suffix
 from modelport.batch.scoring import StepModel
 from modelport.batch.status import JobStatus
 from modelport.batch.worker import WorkerConfig
@@ -43,14 +44,18 @@ class JobCanceled(Exception):
 
 
 class _Hooks:
-    """The engine's view of the job: buffered mini-batch records, heartbeat, error log."""
+    """The engine's view of the job: buffered mini-batch records, heartbeat, error log, and the
+    output being joined (``assembly``, None for ``summary_only``)."""
 
     def __init__(self, jobs: BatchJobs, job_id: str, token: str, error_log: Path) -> None:
         self.jobs, self.job_id, self.token, self.error_log = jobs, job_id, token, error_log
+        self.assembly: Assembly | None = None
         self._buffer: list[MiniBatchResult] = []
         self._flushed = time.monotonic()
 
     def finished(self, result: MiniBatchResult) -> None:
+        if self.assembly is not None:
+            self.assembly.add(result.index, result.parts)
         self._buffer.append(result)
         log.info(
             "mini-batch %d: %d ok, %d failed, %d attempt(s)",
@@ -120,7 +125,8 @@ def _run(ws: WorkspaceStores, jobs: BatchJobs, job: dict[str, Any], token: str, 
     suffix = part_suffix(settings.output_file_name)
     parts_dir = job_dir / "parts" if job["output_file"] else None
     if parts_dir is not None:
-        _drop_unfinished_parts(parts_dir, {index for index, _, _ in pending}, settings.mini_batch_size)
+        done = _drop_unfinished_parts(parts_dir, {index for index, _, _ in pending}, settings.mini_batch_size)
+        hooks.assembly = Assembly(parts_dir, Path(job["output_file"]), done, suffix)
     if job["status"] != JobStatus.RUNNING:
         jobs.set_status(job_id, token, JobStatus.RUNNING)
     log.info(
@@ -138,16 +144,20 @@ def _run(ws: WorkspaceStores, jobs: BatchJobs, job: dict[str, Any], token: str, 
         engine = Engine(plan, settings, pending, executor, parts_dir, suffix, hooks, failed_before)
     else:
         engine = LocalEngine(plan, settings, pending, config, parts_dir, suffix, hooks, failed_before)
-    engine.run()
-    hooks.flush()
-    jobs.set_status(job_id, token, JobStatus.FINALIZING)
-    info = jobs.get(job_id)
-    summary = f"{info.items['succeeded']} items succeeded, {info.items['failed']} failed"
-    if job["output_file"] and parts_dir is not None:
-        size = assemble(parts_dir, Path(job["output_file"]), job["overwrite"])
-        shutil.rmtree(parts_dir, ignore_errors=True)
-        summary += f"; wrote {job['output_file']} ({size} bytes)"
-    return summary
+    try:
+        engine.run()
+        hooks.flush()
+        jobs.set_status(job_id, token, JobStatus.FINALIZING)
+        info = jobs.get(job_id)
+        summary = f"{info.items['succeeded']} items succeeded, {info.items['failed']} failed"
+        if hooks.assembly is not None and parts_dir is not None:
+            size = hooks.assembly.finish(job["overwrite"])
+            shutil.rmtree(parts_dir, ignore_errors=True)
+            summary += f"; wrote {job['output_file']} ({size} bytes)"
+        return summary
+    finally:
+        if hooks.assembly is not None:
+            hooks.assembly.close()
 
 
 def _worker_config(
@@ -181,21 +191,33 @@ def _worker_config(
     )
 
 
-def _drop_unfinished_parts(parts_dir: Path, pending: set[int], mini_batch_size: int) -> None:
-    """Parts of mini-batches that are not done come from a runner that died: score them anew."""
+def _drop_unfinished_parts(parts_dir: Path, pending: set[int], mini_batch_size: int) -> dict[int, list[int]]:
+    """Parts of mini-batches that are not done come from a runner that died: score them anew.
+    Returns the parts kept (first items), by mini-batch."""
     parts_dir.mkdir(parents=True, exist_ok=True)
+    kept: dict[int, list[int]] = {}
     for part in parts_dir.iterdir():
         if part.name.endswith(".tmp") or part_start(part.name) // mini_batch_size in pending:
             part.unlink()
+        else:
+            start = part_start(part.name)
+            kept.setdefault(start // mini_batch_size, []).append(start)
+    return kept
 
 
 def _write_result(job_dir: Path, status: JobStatus, detail: str) -> None:
     (job_dir / "logs" / "job_result.txt").write_text(f"{status}: {detail}\n", encoding="utf-8")
 
 
-def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+def configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr, force=True
+    )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def main() -> None:
+    configure_logging()
     job_id, token = sys.argv[1], sys.argv[2]
     with WorkspaceStores(resolve_settings()) as ws:  # the job's workspace, from the environment _spawn set
         run_job(ws, job_id, token)

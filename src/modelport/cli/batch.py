@@ -10,7 +10,7 @@ daemon (``POST <scoring_uri>``, see ``modelport.control.batch_router``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -622,11 +622,13 @@ def _follow(jobs: BatchJobs, info: JobInfo) -> JobInfo:
     console = Console(stderr=True)
     if not console.is_terminal:
         last = 0.0
-        while not info.terminal and info.status != JobStatus.NOT_RESPONDING:
+        for pause in _pauses():
+            if info.terminal or info.status == JobStatus.NOT_RESPONDING:
+                break
             if time.monotonic() - last >= 5:
                 click.echo(_progress_line(info), err=True)
                 last = time.monotonic()
-            time.sleep(0.5)
+            time.sleep(pause)
             info = jobs.get(info.id)
         return info
     with Progress(
@@ -638,12 +640,24 @@ def _follow(jobs: BatchJobs, info: JobInfo) -> JobInfo:
         transient=True,
     ) as progress:
         bar = progress.add_task(info.id, total=info.minibatches["total"], detail="")
-        while not info.terminal and info.status != JobStatus.NOT_RESPONDING:
+        for pause in _pauses():
+            if info.terminal or info.status == JobStatus.NOT_RESPONDING:
+                break
             finished = info.minibatches["done"] + info.minibatches["failed"]
             progress.update(bar, completed=finished, description=f"{info.id} {info.status}", detail=_rate_text(info))
-            time.sleep(0.5)
+            time.sleep(pause)
             info = jobs.get(info.id)
     return info
+
+
+def _pauses() -> Iterator[float]:
+    """Seconds between polls: short at first, so a job of a few seconds is not kept waiting
+    up to half a second after it ended, then every half second, so polling a long job (each
+    poll reads every mini-batch's row) stays cheap."""
+    pause = 0.05
+    while True:
+        yield pause
+        pause = min(0.5, pause * 1.25)
 
 
 def _progress_line(info: JobInfo) -> str:
@@ -694,4 +708,4 @@ def _jobs(app: AppContext) -> BatchJobs:
     """The workspace's batch jobs, imported on use like :func:`_endpoints`."""
     from modelport.batch.jobs import BatchJobs
 
-    return BatchJobs(app.workspace)
+    return BatchJobs(app.workspace, fork_runner=True)
