@@ -141,7 +141,9 @@ def _pipeline(path: Path, steps: Mapping[str, StepModel], config: ModelConfig) -
     try:
         for step, model in steps.items():
             loaded[step] = load_predictor(model.flavor, Path(model.path), config)
-        return PipelinePredictor(path.stem, RegisteredPipeline(read_pipeline(path), pins), loaded)
+        spec = read_pipeline(path)
+        code = None if spec.code is None else path.parent / spec.code
+        return PipelinePredictor(path.stem, RegisteredPipeline(spec, pins, code), loaded)
     except BaseException:
         for predictor in loaded.values():
             predictor.close()

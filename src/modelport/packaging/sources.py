@@ -142,7 +142,7 @@ def from_file(ws: WorkspaceStores, file: Path) -> PackageSource:
 
 
 def _from_spec(ws: WorkspaceStores, spec: DeploymentSpec, origin: str) -> PackageSource:
-    from modelport.control.code_ignore import CodeIgnore
+    from modelport.registry.code_ignore import CodeIgnore
     from modelport.schema.online import InlineEnvironment, InlineModel
 
     if spec.models:  # an image holds one model; the ones a script calls are not packaged (yet)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from modelport.core.errors import NotFoundError, ValidationError
 from modelport.registry.flavors import detect
-from modelport.registry.flavors.pipelines import PIPELINE, read_pipeline
-from modelport.registry.pipelines import pinned
+from modelport.registry.flavors.pipelines import PIPELINE
+from modelport.registry.pipelines import registered_pipeline
 from modelport.runtime import flavor_catalog
 from modelport.runtime.config import ModelConfig, TensorConfig, load_config
 from modelport.runtime.pipeline import RegisteredPipeline
@@ -146,9 +146,10 @@ def source_from_registered(
     if not content.exists():
         raise NotFoundError(f"model {name}:{version}: {content} is missing")
     if flavor == PIPELINE:
-        if not content.is_file():
-            raise ValidationError(f"model {name}:{version}: {content} is not a pipeline file")
-        pipeline = RegisteredPipeline(read_pipeline(content), pinned(details))
+        try:
+            pipeline = registered_pipeline(content, details)
+        except ValidationError as exc:
+            raise ValidationError(f"model {name}:{version}: {exc}") from None
         return [ModelSource(name, version, flavor, version_dir, None, version_dir, pipeline=pipeline)]
     if flavor == "python":
         script = content / details["entry_script"] if content.is_dir() else content
