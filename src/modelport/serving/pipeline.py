@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from modelport.core.errors import ValidationError
+from modelport.registry.sources import ModelSource
 from modelport.runtime.config import ModelConfig, TensorConfig
 from modelport.runtime.ensemble import Composing, PlannedStep
 from modelport.runtime.pipeline import (
@@ -43,7 +44,6 @@ from modelport.runtime.pipeline_code import StepFunction, load_functions
 from modelport.runtime.predictor import TensorMeta, check_inputs
 from modelport.serving.ensemble import EnsembleModel, Resolve
 from modelport.serving.model import Execution, Servable
-from modelport.serving.sources import ModelSource
 
 PIPELINE_PLATFORM = "pipeline"
 PYTHON_ONLY_BATCH = 1024  # the max_batch_size of a pipeline whose steps are all Python (no model bounds it)

@@ -13,7 +13,7 @@ from pathlib import Path
 from modelport.core.errors import ValidationError
 from modelport.core.names import validate_name
 from modelport.registry.stores import WorkspaceStores
-from modelport.serving.sources import (
+from modelport.registry.sources import (
     ModelSource,
     is_repository,
     source_from_path,
