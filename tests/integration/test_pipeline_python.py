@@ -226,3 +226,20 @@ def test_a_batch_deployment_scores_a_table_with_the_python_steps(setup: Setup, t
     assert list(scored[0]) == list(range(70))  # rows in order
     assert list(scored[1]) == expected["label"].tolist()
     assert list(scored[2]) == list(expected["name"])
+
+
+def test_a_packaged_pipeline_holds_its_steps_and_serves_without_a_workspace(setup: Setup, tmp_path: Path) -> None:
+    context = tmp_path / "context"
+    ok(Cli(setup.home)("package", "prepost:1", "--output-dir", context))
+    facts = json.loads((context / "model" / "modelport-model.json").read_text())
+    assert [(step["name"], step["version"]) for step in facts["steps"]] == [("clf", 1)]
+    assert (context / "model" / "prepost" / "1" / "project" / "steps" / "prepost.py").is_file()
+    srv = Server([str(context / "model")], {**Cli(tmp_path / "no-workspace").env}, grpc=False)
+    try:
+        reply = httpx.post(f"{srv.url}/v2/models/prepost/infer", json=_body(ROWS), timeout=30)
+        assert reply.status_code == 200, reply.text
+        outputs = {o["name"]: o["data"] for o in reply.json()["outputs"]}
+        assert outputs["label"] == setup.reference(ROWS)["label"].tolist()
+    finally:
+        assert srv.stop() == 0
+    assert not (tmp_path / "no-workspace").exists()  # nothing was opened
