@@ -19,11 +19,11 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from modelport.core.errors import NotFoundError, ValidationError
+from modelport.registry.sources import sources_from_repository
 from modelport.samples import build_mlp_onnx
 from modelport.serving.http.azureml import azureml_routes
 from modelport.serving.repository import ModelRepository
 from modelport.serving.scoring_script import RUN_FAILED_MESSAGE, ScriptHost, ScriptInitError
-from modelport.serving.sources import sources_from_repository
 
 
 @pytest.fixture(autouse=True)

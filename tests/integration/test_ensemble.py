@@ -18,8 +18,12 @@ import onnxruntime as ort
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from conftest import Server, free_port
+from conftest import Cli, Server, free_port, ok
 from onnx import TensorProto, helper, numpy_helper
+
+from modelport import Workspace
+from modelport.batch.definitions import parse_deployment, parse_endpoint
+from modelport.batch.endpoints import BatchEndpoints
 
 FEATURES, CLASSES = 4, 3
 COMPOSING = ("scaler", "classifier", "post")
@@ -275,3 +279,33 @@ def test_a_broken_ensemble_stops_serve_with_one_line_naming_the_step(
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], result.stderr
+
+
+def test_a_batch_deployment_scores_a_table_with_the_ensemble(server: Server, tmp_path: Path) -> None:
+    """A registered repository holding one ensemble is a no-code batch deployment's model: each
+    mini-batch runs through the three composing models, rows in order."""
+    cli = Cli(tmp_path / "ws")
+    ok(cli("model", "register", server.root, "--name", "scaled-classifier"))
+    with Workspace(tmp_path / "ws") as ws:
+        endpoints = BatchEndpoints(ws)
+        endpoints.create_endpoint(parse_endpoint({"name": "ensemble-batch"}).value)
+        spec = {"name": "nocode", "endpoint_name": "ensemble-batch", "model": "scaled-classifier:1"}
+        endpoints.create_deployment(parse_deployment({**spec, "settings": {"mini_batch_size": 25}}, tmp_path).value)
+    rows = np.random.default_rng(7).standard_normal((60, FEATURES)).astype(np.float32)
+    (tmp_path / "table").mkdir()
+    columns = ",".join(f"f{i}" for i in range(FEATURES))
+    np.savetxt(tmp_path / "table" / "x.csv", rows, delimiter=",", header=columns, comments="", fmt="%.9g")
+    ok(
+        cli(
+            *("batch-endpoint", "invoke", "-n", "ensemble-batch", "-d", "nocode", "--input", tmp_path / "table"),
+            *("--input-type", "tabular", "--output-path", tmp_path / "out", "--wait"),
+            timeout=300,
+        )
+    )
+    scored = np.loadtxt(tmp_path / "out" / "predictions.csv", delimiter=" ", dtype=str)
+    expected = by_hand(
+        server.root, np.loadtxt(tmp_path / "table" / "x.csv", delimiter=",", skiprows=1, dtype=np.float32)
+    )
+    assert scored[:, 0].astype(int).tolist() == list(range(60))  # rows in order
+    np.testing.assert_allclose(scored[:, 1 : 1 + CLASSES].astype(np.float32), expected["PROBABILITIES"], rtol=1e-5)
+    assert scored[:, 1 + CLASSES].astype(int).tolist() == expected["LABEL"].ravel().tolist()

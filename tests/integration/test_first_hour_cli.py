@@ -95,7 +95,7 @@ def test_a_code_folder_holding_the_workspace_is_snapshotted_without_it(daemon: D
 
 
 def test_ignore_files_read_as_gitignore_does(tmp_path: Path) -> None:
-    from modelport.control.code_ignore import CodeIgnore
+    from modelport.registry.code_ignore import CodeIgnore
 
     (tmp_path / ".gitignore").write_text("*.log\n!keep.log\n/build\ncache/\n**/secrets/*.key\n# a comment\n")
     rule = CodeIgnore(tmp_path, tmp_path / "sub" / "ws")

@@ -21,11 +21,11 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException, deserialize_bytes_tensor
 
 import modelport
+from modelport.registry.sources import sources_from_repository
 from modelport.samples import build_dtypes_onnx, build_mlp_onnx
 from modelport.serving.grpc import start_grpc_server
 from modelport.serving.grpc.stubs import pb2
 from modelport.serving.repository import ModelRepository
-from modelport.serving.sources import sources_from_repository
 
 EXTENSIONS = ["classification", "model_repository", "model_configuration", "binary_tensor_data", "statistics"]
 MAX_MESSAGE_BYTES = 4 << 20

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from modelport.registry.sources import sources_from_repository
 from modelport.samples import build_dtypes_onnx, build_mlp_onnx
 from modelport.serving.http.app import build_app
 from modelport.serving.http.openapi import openapi_document
 from modelport.serving.repository import ModelRepository
-from modelport.serving.sources import sources_from_repository
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -18,12 +18,12 @@ import pytest
 from starlette.applications import Starlette
 
 from modelport import models
+from modelport.registry.sources import sources_from_repository
 from modelport.samples import build_mlp_onnx
 from modelport.serving import script_models
 from modelport.serving.http.azureml import azureml_routes
 from modelport.serving.repository import ModelRepository
 from modelport.serving.scoring_script import ScriptHost
-from modelport.serving.sources import sources_from_repository
 
 SIZES = (4, 8, 3)
 CONFIG = """

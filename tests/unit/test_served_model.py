@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from modelport.registry.sources import ModelSource
 from modelport.runtime.config import ModelConfig
 from modelport.runtime.predictor import Predictor, TensorMeta
 from modelport.serving.model import ServedModel
-from modelport.serving.sources import ModelSource
 
 
 class Recorder(Predictor):

@@ -17,12 +17,12 @@ import uvicorn
 
 from modelport.core.http_server import HttpServer
 from modelport.core.sockets import listen
+from modelport.registry.sources import sources_from_repository
 from modelport.samples import build_mlp_onnx
 from modelport.serving.http.app import build_app
 from modelport.serving.http.protocol import http_protocol
 from modelport.serving.http.shedding import LoopLag, Shedder
 from modelport.serving.repository import ModelRepository
-from modelport.serving.sources import sources_from_repository
 
 BODY = b'{"inputs":[{"name":"input","datatype":"FP32","shape":[1,32],"data":[%s]}]}' % b",".join([b"0.5"] * 32)
 

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from modelport.batch.definitions import parse_endpoint
-from modelport.batch.scoring import check_script
+from modelport.batch.scoring import TRITON, check_script
 from modelport.core.errors import ConflictError, NotFoundError, ValidationError
 from modelport.core.keys import KEY_NAMES, new_key
 from modelport.core.names import validate_name
@@ -234,7 +234,7 @@ class BatchEndpoints:
         if code is not None:
             check_script(code.script_path)
         model, flavor = self._model(definition, definition.model) if definition.model is not None else (None, None)
-        no_code = (*flavor_catalog.loadable_names(), PIPELINE)
+        no_code = (*flavor_catalog.loadable_names(), PIPELINE, TRITON)  # a Triton repository: its one ensemble
         if code is None and flavor not in no_code:
             raise ValidationError(
                 f"code_configuration: model {model} is a {flavor} model; without a scoring script a "

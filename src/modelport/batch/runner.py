@@ -31,6 +31,7 @@ from modelport.batch.status import JobStatus
 from modelport.batch.worker import WorkerConfig
 from modelport.core.errors import ModelportError
 from modelport.core.settings import resolve_settings
+from modelport.registry.pipelines import DEFINITION as PIPELINE_DEFINITION
 from modelport.registry.pipelines import STEPS as PIPELINE_STEPS
 from modelport.registry.stores import WorkspaceStores
 from modelport.schema.job import JobSpec
@@ -171,7 +172,7 @@ def _worker_config(
     if spec.model:
         info, model_dir = ws.models.model_dir(spec.model)
         environment.update(AZUREML_MODEL_DIR=str(model_dir), MODELPORT_MODEL_DIR=str(model_dir))
-        model_path = str(model_dir / info.root_name)
+        model_path = str(model_dir / info.root_name / info.details.get(PIPELINE_DEFINITION, ""))  # a pipeline's file
         for step, ref in dict(info.details.get(PIPELINE_STEPS) or {}).items():  # a pipeline: its pinned steps
             step_info, step_dir = ws.models.model_dir(ref)
             steps[step] = StepModel(step_info.ref, step_info.flavor, str(step_dir / step_info.root_name))

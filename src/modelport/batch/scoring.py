@@ -26,7 +26,10 @@ from modelport.batch.inputs import Segment
 from modelport.core.errors import ModelportError, ValidationError
 from modelport.core.names import parse_ref
 from modelport.registry.flavors.pipelines import PIPELINE, read_pipeline
+from modelport.registry.sources import sources_from_repository
+from modelport.runtime.completion import complete_config
 from modelport.runtime.config import ModelConfig, config_from_dict
+from modelport.runtime.ensemble_predictor import EnsemblePredictor
 from modelport.runtime.pipeline import RegisteredPipeline
 from modelport.runtime.pipeline_predictor import PipelinePredictor
 from modelport.runtime.predictor import Predictor, TensorMeta, load_predictor, numpy_dtype
@@ -87,6 +90,9 @@ def _import(script: Path) -> ModuleType:
     return module
 
 
+TRITON = "triton"  # a registered Triton model repository
+
+
 @dataclass(frozen=True)
 class StepModel:
     """A step of a pipeline deployment's model: the version it pins, its flavor, and its local path."""
@@ -98,18 +104,20 @@ class StepModel:
 
 class NoCodeScorer:
     """Scores table rows with the deployment's model: the columns are its features. A pipeline
-    is its steps' models run one after another in this worker (``steps``: step name → model)."""
+    is its steps' models run one after another in this worker (``steps``: step name → model); a
+    Triton repository holding one ensemble is that ensemble, its composing models run the same way."""
 
     def __init__(
         self, flavor: str, model_path: Path, threads: int, steps: Mapping[str, StepModel] | None = None
     ) -> None:
         """``threads`` per worker keeps several workers from each claiming every core."""
         config = config_from_dict({"name": "batch", "parameters": {"intra_op_thread_count": str(threads)}})
-        self.predictor: Predictor = (
-            _pipeline(model_path, steps or {}, config)
-            if flavor == PIPELINE
-            else load_predictor(flavor, model_path, config)
-        )
+        if flavor == PIPELINE:
+            self.predictor: Predictor = _pipeline(model_path, steps or {}, config)
+        elif flavor == TRITON:
+            self.predictor = _ensemble(model_path, config)
+        else:
+            self.predictor = load_predictor(flavor, model_path, config)
 
     def run(
         self, mini_batch: list[str] | pa.Table, segments: Sequence[Segment] | None, names: Sequence[str]
@@ -131,6 +139,39 @@ class NoCodeScorer:
         return pa.table(columns)
 
 
+def _ensemble(repository: Path, batch: ModelConfig) -> Predictor:
+    """The one ensemble of ``repository`` over its composing models, each loaded with its own
+    config (``batch``'s thread count added) and completed from the loaded model, as ``serve`` does."""
+    sources = sources_from_repository(repository)
+    ensembles = [s for s in sources if s.config is not None and s.config.is_ensemble]
+    if len(ensembles) != 1:
+        found = ", ".join(s.name for s in ensembles) or "none"
+        raise ValidationError(
+            f"model repository {repository.name}: a no-code batch deployment runs the repository's one ensemble "
+            f"(it has {found})"
+        )
+    loaded: dict[tuple[str, str], Predictor] = {}
+    composing: dict[str, dict[str, ModelConfig]] = {}
+    try:
+        for source in sources:
+            if source is ensembles[0]:
+                continue
+            config = (source.config or batch.replace(name=source.name)).replace(
+                parameters={**batch.parameters, **(source.config.parameters if source.config else {})}
+            )
+            predictor = load_predictor(source.flavor, source.path, config)
+            loaded[source.name, str(source.version)] = predictor
+            completed = complete_config(config, predictor, name=source.name, flavor=source.flavor)
+            composing.setdefault(source.name, {})[str(source.version)] = completed
+        ensemble = ensembles[0].config
+        assert ensemble is not None
+        return EnsemblePredictor(ensemble, loaded, composing)
+    except BaseException:
+        for predictor in loaded.values():
+            predictor.close()
+        raise
+
+
 def _pipeline(path: Path, steps: Mapping[str, StepModel], config: ModelConfig) -> Predictor:
     pins = {}
     for step, model in steps.items():
@@ -141,7 +182,9 @@ def _pipeline(path: Path, steps: Mapping[str, StepModel], config: ModelConfig) -
     try:
         for step, model in steps.items():
             loaded[step] = load_predictor(model.flavor, Path(model.path), config)
-        return PipelinePredictor(path.stem, RegisteredPipeline(read_pipeline(path), pins), loaded)
+        spec = read_pipeline(path)
+        code = None if spec.code is None else path.parent / spec.code
+        return PipelinePredictor(path.stem, RegisteredPipeline(spec, pins, code), loaded)
     except BaseException:
         for predictor in loaded.values():
             predictor.close()

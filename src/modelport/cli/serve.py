@@ -16,8 +16,8 @@ from modelport.monitor.request_log import STDOUT, RequestLog
 
 if TYPE_CHECKING:  # the serving stack (numpy, onnxruntime...) is imported when the command runs
     from modelport.monitor.collector import CollectorSettings
+    from modelport.registry.sources import ModelSource
     from modelport.serving.server import WorkerSetup
-    from modelport.serving.sources import ModelSource
 
 
 @click.command(

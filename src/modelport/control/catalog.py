@@ -32,12 +32,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from modelport.control.code_ignore import CodeIgnore
 from modelport.control.definitions import check_routing, load_deployment
 from modelport.core.errors import ConflictError, ModelportError, NotFoundError, ValidationError
 from modelport.core.files import disk_error, disk_errors, private_dir, private_tree, temp_dir
 from modelport.core.keys import KEY_NAMES, new_key
 from modelport.core.names import parse_ref
+from modelport.registry.code_ignore import CodeIgnore
 from modelport.registry.manifest import Manifest, scan
 from modelport.runtime import flavor_catalog
 from modelport.schema.choices import AuthMode

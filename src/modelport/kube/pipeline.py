@@ -59,8 +59,8 @@ def export_kserve(
     replaces each step model's packaged image (``{model}`` and ``{version}`` are replaced);
     ``storage_uri`` is the InferenceServices' (:data:`DEFAULT_STORAGE_URI`, same placeholders)."""
     from modelport.packaging.sources import from_model
-    from modelport.registry.flavors.pipelines import PIPELINE, read_pipeline
-    from modelport.registry.pipelines import pinned
+    from modelport.registry.flavors.pipelines import PIPELINE
+    from modelport.registry.pipelines import registered_pipeline
 
     if namespace is not None and not is_dns_label(namespace):
         raise ValidationError(f"--namespace: {namespace!r} is not a Kubernetes namespace name (a DNS label)")
@@ -72,9 +72,9 @@ def export_kserve(
     info = ws.models.get(ref)
     if info.flavor != PIPELINE:
         raise ValidationError(f"model {info.ref} is a {info.flavor} model, not a pipeline")
-    spec = read_pipeline(ws.models.path(info.ref))
+    registered = registered_pipeline(ws.models.path(info.ref), info.details)
+    spec, pins = registered.spec, registered.pins
     check_sequential(info.ref, spec)
-    pins = pinned(info.details)
     endpoint_spec = EndpointSpec(name=info.name)
     served: dict[tuple[str, int], Served] = {}
     for model, version in dict.fromkeys(pins[step.name] for step in spec.steps):

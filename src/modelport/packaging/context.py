@@ -74,11 +74,11 @@ def write(output: Path, source: PackageSource, fill_wheels: Callable[[Path], Non
 
 def _fill(folder: Path, source: PackageSource, fill_wheels: Callable[[Path], None], containerfile: str) -> None:
     if source.model is not None:
-        model = source.model
-        version_dir = folder / "model" / model.name / str(model.version)
-        version_dir.mkdir(parents=True)
-        model.place(version_dir)
-        _write_json(folder / "model" / PACKAGED_MODEL, model.descriptor())
+        for model in (source.model, *source.model.steps):  # a pipeline's steps beside it
+            version_dir = folder / "model" / model.name / str(model.version)
+            version_dir.mkdir(parents=True, exist_ok=model is not source.model)
+            model.place(version_dir)
+        _write_json(folder / "model" / PACKAGED_MODEL, source.model.descriptor())
     if source.code is not None:
         (folder / "code").mkdir()
         source.place_code(folder / "code")

@@ -54,11 +54,13 @@ class ModelFiles:
     details: dict[str, Any]
     signature: dict[str, Any] | None
     place: Callable[[Path], None]
+    steps: tuple[ModelFiles, ...] = ()  # a pipeline's pinned step models, packaged beside it
 
     def descriptor(self) -> dict[str, Any]:
         """What ``modelport serve`` needs to serve the packaged folder as the registered version
-        (see ``serving.targets``): no workspace is opened at run time."""
-        return {
+        (see ``serving.targets``): no workspace is opened at run time. A pipeline's lists its
+        steps' versions, whose files lie beside its own (``<name>/<version>/<root_name>``)."""
+        facts = {
             "name": self.name,
             "version": self.version,
             "flavor": self.flavor,
@@ -67,6 +69,7 @@ class ModelFiles:
             "details": self.details,
             "signature": self.signature,
         }
+        return {**facts, "steps": [step.descriptor() for step in self.steps]} if self.steps else facts
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,7 @@ def from_file(ws: WorkspaceStores, file: Path) -> PackageSource:
 
 
 def _from_spec(ws: WorkspaceStores, spec: DeploymentSpec, origin: str) -> PackageSource:
-    from modelport.control.code_ignore import CodeIgnore
+    from modelport.registry.code_ignore import CodeIgnore
     from modelport.schema.online import InlineEnvironment, InlineModel
 
     if spec.models:  # an image holds one model; the ones a script calls are not packaged (yet)
@@ -196,7 +199,11 @@ def _from_spec(ws: WorkspaceStores, spec: DeploymentSpec, origin: str) -> Packag
 
 
 def _registered(ws: WorkspaceStores, ref: str) -> ModelFiles:
+    """A registered version's files; a pipeline's with those of the step versions it pins."""
+    from modelport.registry.pipelines import STEPS
+
     info = ws.models.get(ref)
+    steps = tuple(_registered(ws, step) for step in dict.fromkeys(dict(info.details.get(STEPS) or {}).values()))
 
     def place(folder: Path) -> None:
         for entry in info.files:
@@ -205,7 +212,7 @@ def _registered(ws: WorkspaceStores, ref: str) -> ModelFiles:
             ws.artifacts.materialize(entry["sha256"], dest, label, link=False)
 
     return ModelFiles(
-        info.name, info.version, info.flavor, info.root_name, info.digest, info.details, info.signature, place
+        info.name, info.version, info.flavor, info.root_name, info.digest, info.details, info.signature, place, steps
     )
 
 
@@ -233,7 +240,10 @@ def _inline_model(inline: Any, default_name: str) -> ModelFiles:
 
 
 def _extras(model: ModelFiles | None) -> tuple[str, ...]:
-    return FLAVOR_EXTRAS.get(model.flavor, ()) if model is not None else ()
+    """The extras of the model's flavor, and of its steps' for a pipeline."""
+    if model is None:
+        return ()
+    return tuple(dict.fromkeys(extra for m in (model, *model.steps) for extra in FLAVOR_EXTRAS.get(m.flavor, ())))
 
 
 def _probe(probe: Probe) -> HealthProbe:

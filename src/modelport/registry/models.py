@@ -92,8 +92,9 @@ class ModelRegistry(VersionedAssets["Model", "ModelVersion", ModelInfo]):
     version_table = tables.model_versions
     container_fk = "model_id"
 
-    def __init__(self, db: Database, store: ArtifactStore, cache_dir: Path, tmp_dir: Path) -> None:
+    def __init__(self, db: Database, store: ArtifactStore, cache_dir: Path, tmp_dir: Path, root: Path) -> None:
         super().__init__(db)
+        self.root = root  # the workspace's folder, left out of a pipeline's code snapshot
         self.store = store
         self.cache_dir = cache_dir
         self.tmp_dir = tmp_dir  # staging for the cache: same filesystem, so a finished copy is renamed in
@@ -129,12 +130,14 @@ class ModelRegistry(VersionedAssets["Model", "ModelVersion", ModelInfo]):
         from modelport.registry.flavors import detect
         from modelport.registry.flavors.pickle_imports import inspect_pickles
         from modelport.registry.flavors.signatures import check_fits
-        from modelport.registry.pipelines import STEPS, pin_steps
+        from modelport.registry.pipelines import STEPS, pin_steps, pipeline_content
         from modelport.schema.pipeline import PIPELINE_KIND
         from modelport.store.schema import ModelFile, ModelVersion
 
         manifest = scan(Path(path), follow_symlinks=follow_symlinks)
         info = detect(Path(path), flavor)
+        if info.flavor == PIPELINE_KIND:  # with its code folder, if it names one
+            manifest = pipeline_content(Path(path), name, manifest, self.root)
         if signature is not None:
             check_fits(signature, info.flavor)
             info = replace(info, signature=signature)

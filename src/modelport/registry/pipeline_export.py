@@ -17,9 +17,9 @@ from pathlib import Path
 
 from modelport.core.errors import ConflictError, ValidationError
 from modelport.core.files import disk_errors
-from modelport.registry.flavors.pipelines import PIPELINE, read_pipeline
+from modelport.registry.flavors.pipelines import PIPELINE
 from modelport.registry.models import ModelRegistry
-from modelport.registry.pipelines import pinned
+from modelport.registry.pipelines import registered_pipeline
 from modelport.runtime import flavor_catalog
 from modelport.runtime.config import ModelConfig, TensorConfig, load_config
 from modelport.runtime.pbtxt import render_pbtxt
@@ -35,8 +35,8 @@ def export_triton(models: ModelRegistry, ref: str, to: Path) -> list[Path]:
     info = models.get(ref)
     if info.flavor != PIPELINE:
         raise ValidationError(f"model {info.ref} is a {info.flavor} model, not a pipeline")
-    spec = read_pipeline(models.path(info.ref))
-    pins = pinned(info.details)
+    registered = registered_pipeline(models.path(info.ref), info.details)
+    spec, pins = registered.spec, dict(registered.pins)
     renamed = _renamed(info.ref, spec)
     folders = {info.name: to / info.name, **{model: to / model for model, _ in pins.values()}}
     taken = sorted(str(folder) for folder in folders.values() if folder.exists())
@@ -53,8 +53,14 @@ def export_triton(models: ModelRegistry, ref: str, to: Path) -> list[Path]:
 
 def check_unconditional(option: str, ref: str, spec: PipelineSpec, target: str, kind: str) -> None:
     """Refuse a pipeline that ``target`` (a ``kind`` of graph running every step on every row, each
-    output from one tensor) cannot express, naming the step or output; ``option`` starts the line."""
+    output from one tensor, every step a served model) cannot express, naming the step or output;
+    ``option`` starts the line."""
     for step in spec.steps:
+        if step.python is not None:
+            raise ValidationError(
+                f"{option}: pipeline {ref}: step {step.name!r} runs Python ({step.python}) from the pipeline's "
+                f"code; {target} runs served models only, so this pipeline has no {kind} equivalent"
+            )
         if step.when is not None:
             raise ValidationError(
                 f"{option}: pipeline {ref}: step {step.name!r} runs only where {step.when.describe()}; "

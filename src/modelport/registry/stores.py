@@ -49,7 +49,7 @@ class WorkspaceStores:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
             raise ModelportError(f"database {where}: {reason}") from None
         self.artifacts = ArtifactStore(settings.artifact_root)
-        self.models = ModelRegistry(self.db, self.artifacts, settings.cache_dir, settings.tmp_dir)
+        self.models = ModelRegistry(self.db, self.artifacts, settings.cache_dir, settings.tmp_dir, settings.root)
         self.environments = EnvironmentRegistry(self.db, self.artifacts, settings.envs_dir)
         self.sweep()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,12 +35,24 @@ NOT_NUMERIC = ("BYTES",)
 
 @dataclass(frozen=True)
 class StepModel:
-    """A step model's tensors by name: (v2 datatype, full shape with -1 for the rows)."""
+    """A step model's tensors by name: (v2 datatype, full shape with -1 for the rows). ``inputs``
+    None: a Python step that did not declare its inputs takes the tensors it is given as they are."""
 
     ref: str
-    inputs: Mapping[str, tuple[str, Shape]]
+    inputs: Mapping[str, tuple[str, Shape]] | None
     outputs: Mapping[str, tuple[str, Shape]]
     optional: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_python(cls, step: PipelineStep) -> StepModel:
+        """A Python step: the tensors its ``signature`` declares."""
+        assert step.signature is not None, "the definition requires a Python step's signature"
+        declared = step.signature
+        return cls(
+            f"python {step.python}",
+            {t.name: (t.datatype, tuple(t.shape)) for t in declared.inputs} if declared.inputs else None,
+            {t.name: (t.datatype, tuple(t.shape)) for t in declared.outputs},
+        )
 
     @classmethod
     def from_config(cls, ref: str, config: ModelConfig) -> StepModel:
@@ -71,6 +84,7 @@ class PipelinePlannedStep(PlannedStep):
     """An ensemble step with the pipeline's extras: its name, and the condition on its rows."""
 
     step: str = ""
+    python: str | None = None  # MODULE:FUNCTION of a Python step (no model: model_name is "")
     when: Condition | None = None
     reads: frozenset[str] = field(default_factory=frozenset)  # every tensor it reads, condition's too
 
@@ -91,17 +105,29 @@ class PipelinePlan(EnsemblePlan):
         """The steps, typed as the pipeline's (every step of a pipeline plan is one)."""
         return tuple(step for step in self.steps if isinstance(step, PipelinePlannedStep))
 
+    @property
+    def composing(self) -> tuple[tuple[str, str | None], ...]:
+        """The models the model steps run (a Python step runs none)."""
+        return tuple(dict.fromkeys((s.model_name, s.version) for s in self.pipeline_steps if s.python is None))
+
 
 Pins = Mapping[str, tuple[str, int]]
-"""Step name → the (model name, version) it runs."""
+"""Model step name → the (model name, version) it runs."""
 
 
 @dataclass(frozen=True)
 class RegisteredPipeline:
-    """A registered pipeline as serving loads it: its definition and the versions registration pinned."""
+    """A registered pipeline as serving loads it: its definition, the versions registration pinned,
+    and the folder its Python steps import from (None: it has none)."""
 
     spec: PipelineSpec
     pins: Pins
+    code: Path | None = None
+
+
+def step_models(spec: PipelineSpec, models: Mapping[str, StepModel]) -> dict[str, StepModel]:
+    """``models`` (the model steps') with each Python step's declared tensors added."""
+    return {**models, **{step.name: StepModel.from_python(step) for step in spec.python_steps}}
 
 
 def plan_pipeline(name: str, spec: PipelineSpec, pins: Pins, models: Mapping[str, StepModel]) -> PipelinePlan:
@@ -111,9 +137,10 @@ def plan_pipeline(name: str, spec: PipelineSpec, pins: Pins, models: Mapping[str
     }
     complete = set(specs)  # tensors that have every row
     planned = []
+    models = step_models(spec, models)
     for index, step in enumerate(spec.steps):
-        where = f"pipeline {name!r}: step {step.name!r} (model {models[step.name].ref})"
         model = models[step.name]
+        where = f"pipeline {name!r}: step {step.name!r} ({'' if step.python else 'model '}{model.ref})"
         _check_inputs(where, step, model, specs)
         reads = set(step.inputs.values())
         if step.when is not None:
@@ -122,8 +149,8 @@ def plan_pipeline(name: str, spec: PipelineSpec, pins: Pins, models: Mapping[str
         for key, tensor in step.outputs.items():
             if key not in model.outputs:
                 raise ValidationError(
-                    f"{where}: outputs {key!r} (tensor {tensor!r}) is not an output of the model (it has "
-                    f"{_names(model.outputs)})"
+                    f"{where}: outputs {key!r} (tensor {tensor!r}) is not an output of the "
+                    f"{'signature' if step.python else 'model'} (it has {_names(model.outputs)})"
                 )
             if tensor in specs:
                 raise ValidationError(f"{where}: outputs {key!r} writes tensor {tensor!r}, which {specs[tensor][2]} is")
@@ -132,7 +159,7 @@ def plan_pipeline(name: str, spec: PipelineSpec, pins: Pins, models: Mapping[str
             specs[tensor] = (datatype, shape, f"step {step.name!r}'s output {key!r}")
             if step.when is None and reads <= complete:
                 complete.add(tensor)
-        model_name, version = pins[step.name]
+        model_name, version = pins[step.name] if step.python is None else ("", 0)
         planned.append(
             PipelinePlannedStep(
                 index,
@@ -141,6 +168,7 @@ def plan_pipeline(name: str, spec: PipelineSpec, pins: Pins, models: Mapping[str
                 dict(step.inputs),
                 dict(step.outputs),
                 step=step.name,
+                python=step.python,
                 when=step.when,
                 reads=frozenset(reads),
             )
@@ -160,20 +188,22 @@ def _check_inputs(
     where: str, step: PipelineStep, model: StepModel, specs: Mapping[str, tuple[str, Shape, str]]
 ) -> None:
     for key, tensor in step.inputs.items():
-        if key not in model.inputs:
-            raise ValidationError(
-                f"{where}: inputs {key!r} (tensor {tensor!r}) is not an input of the model (it has "
-                f"{_names(model.inputs)})"
-            )
         if tensor not in specs:
             raise ValidationError(
                 f"{where}: inputs {key!r} reads tensor {tensor!r}, which is neither a pipeline input nor written "
                 "by an earlier step"
             )
+        if model.inputs is None:  # a Python step taking what it is given
+            continue
+        if key not in model.inputs:
+            raise ValidationError(
+                f"{where}: inputs {key!r} (tensor {tensor!r}) is not an input of the model (it has "
+                f"{_names(model.inputs)})"
+            )
         datatype, shape = model.inputs[key]
         _check_rows(where, f"input {key!r}", shape)
         _check_fit(f"{where}: inputs {key!r} reads tensor {tensor!r}", specs[tensor], (datatype, shape), "the model")
-    for key in model.inputs:
+    for key in model.inputs or ():
         if key not in step.inputs and key not in model.optional:
             raise ValidationError(f"{where}: inputs does not give the model's input {key!r}")
 

@@ -4,7 +4,7 @@ This is how a batch worker scores a mini-batch with a pipeline: the mini-batch i
 batch, so no scheduler is needed between the steps, and a worker process holds no server. The rows
 follow the same rules as in a served pipeline (:mod:`modelport.runtime.pipeline`): a step runs on
 the rows its condition keeps, its model sees only those, and every output is merged back in row
-order.
+order. Python steps run in the worker too, their modules imported from the pipeline's code.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from modelport.runtime.pipeline import (
     step_outputs,
     step_rows,
 )
+from modelport.runtime.pipeline_code import load_functions
 from modelport.runtime.predictor import Predictor, TensorMeta
 
 
@@ -43,6 +44,7 @@ class PipelinePredictor(Predictor):
         }
         self.plan = plan_pipeline(name, pipeline.spec, pipeline.pins, models)
         self._steps = dict(steps)
+        self._functions = load_functions(name, pipeline.spec, pipeline.code)
         self.inputs = [TensorMeta(t.name, t.datatype, tuple(t.shape)) for t in pipeline.spec.inputs]
         self.outputs = [TensorMeta(t.name, t.datatype, tuple(t.shape)) for t in pipeline.spec.outputs]
 
@@ -51,11 +53,8 @@ class PipelinePredictor(Predictor):
         tensors = {name: Rows(array) for name, array in inputs.items()}
         for step in self.plan.pipeline_steps:
             rows = step_rows(step, tensors)
-            ran = (
-                None
-                if rows is not None and len(rows) == 0
-                else self._steps[step.step].predict(step_inputs(step, tensors, rows))
-            )
+            run = self._functions[step.step] if step.python is not None else self._steps[step.step].predict
+            ran = None if rows is not None and len(rows) == 0 else run(step_inputs(step, tensors, rows))
             written = step_outputs(step, ran, rows)
             tensors.update({tensor: written[key] for key, tensor in step.outputs.items()})
         return pipeline_outputs(self.plan, total, tensors)

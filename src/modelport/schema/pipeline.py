@@ -28,11 +28,28 @@ A pipeline output names where its rows come from: ``from: [large_probs, small_pr
 row from the first of those tensors that has it (the large model's answer where it ran, the small
 one's elsewhere). The last tensor listed must have every row; ``from`` defaults to the output's
 own name.
+
+A step may run Python instead of a model: ``python: MODULE:FUNCTION`` names a function of a module
+in the pipeline's ``code:`` folder (relative to the file, at or below its folder), as a scaler or
+a label lookup around the models. The function takes a dict of the step's inputs (numpy arrays,
+by the names of ``inputs``' keys, holding the step's rows) and returns a dict of arrays; as it has
+no registered signature, its outputs are declared under ``signature.outputs`` (``inputs`` too,
+optionally, to have them checked)::
+
+    code: steps
+    steps:
+      - name: scale
+        python: prepost:scale
+        inputs: {x: raw}
+        outputs: {scaled: x}
+        signature:
+          outputs: [{name: scaled, datatype: FP32, shape: [-1, 16]}]
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import PurePosixPath
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, model_validator
@@ -145,15 +162,70 @@ class Condition(Document):
         return f"{self.reduce.value}({self.tensor}) {kind.value} {threshold:g}"
 
 
+_ENTRY = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*):([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _entry(value: object) -> str:
+    if not isinstance(value, str) or not _ENTRY.fullmatch(value):
+        raise ValueError(f"{describe(value)} is not MODULE:FUNCTION (a module of the code folder, e.g. prepost:scale)")
+    return value
+
+
+def _code_folder(value: object) -> str:
+    path = PurePosixPath(str(value)) if isinstance(value, str) and value.strip() else None
+    if path is None or path.is_absolute() or ".." in path.parts:
+        raise ValueError(
+            f"{describe(value)} is not a folder at or below the pipeline file's (a relative path without '..'), "
+            "so the registered version holds it as it is laid out"
+        )
+    return path.as_posix()
+
+
+class StepSignature(Document):
+    """A Python step's tensors as its function takes and gives them (the v2 form of ``--signature``)."""
+
+    inputs: list[PipelineTensor] = []
+    outputs: Annotated[list[PipelineTensor], Field(min_length=1)]
+
+
 class PipelineStep(Document):
-    """One step: a registered model, the pipeline tensors its inputs read and its outputs write,
-    and an optional condition on the rows it runs on."""
+    """One step: a registered model or a Python function, the pipeline tensors its inputs read and
+    its outputs write, and an optional condition on the rows it runs on."""
 
     name: Name
-    model: NonEmpty
+    model: NonEmpty | None = None
+    python: Annotated[str | None, BeforeValidator(_entry)] = None
     inputs: Annotated[dict[str, TensorName], Field(min_length=1)]
     outputs: Annotated[dict[str, TensorName], Field(min_length=1)]
+    signature: StepSignature | None = None
     when: Condition | None = None
+
+    @model_validator(mode="after")
+    def _runs_one_thing(self) -> PipelineStep:
+        if (self.model is None) == (self.python is None):
+            raise ValueError(
+                f"step {self.name!r}: give exactly one of model (a registered model) and python (MODULE:FUNCTION)"
+            )
+        if self.python is not None and self.signature is None:
+            raise ValueError(
+                f"step {self.name!r}: a Python step ({self.python}) declares its outputs under signature.outputs"
+            )
+        if self.model is not None and self.signature is not None:
+            raise ValueError(
+                f"step {self.name!r}: signature is a Python step's; a model step's tensors are its registered model's"
+            )
+        return self
+
+    @property
+    def module(self) -> str:
+        """A Python step's module (dotted, below the code folder)."""
+        assert self.python is not None
+        return self.python.partition(":")[0]
+
+    @property
+    def function(self) -> str:
+        assert self.python is not None
+        return self.python.partition(":")[2]
 
 
 class PipelineSpec(Document):
@@ -161,6 +233,7 @@ class PipelineSpec(Document):
 
     kind: Annotated[str, BeforeValidator(lambda value: _kind(value))] = PIPELINE_KIND
     description: str = ""
+    code: Annotated[str | None, BeforeValidator(_code_folder)] = None
     inputs: Annotated[list[PipelineTensor], Field(min_length=1)]
     steps: Annotated[list[PipelineStep], Field(min_length=1)]
     outputs: Annotated[list[PipelineOutput], Field(min_length=1)]
@@ -175,7 +248,16 @@ class PipelineSpec(Document):
             twice = sorted({name for name in names if names.count(name) > 1})
             if twice:
                 raise ValueError(f"{field}: {twice[0]!r} is named twice")
+        python = next((step for step in self.steps if step.python is not None), None)
+        if python is not None and self.code is None:
+            raise ValueError(
+                f"steps: step {python.name!r} runs {python.python}, but the pipeline names no code: folder to import it from"
+            )
         return self
+
+    @property
+    def python_steps(self) -> list[PipelineStep]:
+        return [step for step in self.steps if step.python is not None]
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)

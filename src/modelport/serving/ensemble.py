@@ -25,10 +25,10 @@ import numpy as np
 from modelport.core.datatypes import datatype_of
 from modelport.core.errors import ModelportError
 from modelport.protocol.types import InferenceRequest, InferInput, RequestedOutput
+from modelport.registry.sources import ModelSource
 from modelport.runtime.ensemble import Composing, EnsemblePlan, PlannedStep, plan_ensemble
 from modelport.serving import inference
 from modelport.serving.model import Execution, Servable
-from modelport.serving.sources import ModelSource
 
 Resolve = Callable[[str, "str | None"], Servable]
 """The repository's lookup of a loaded model version (None: the highest), raising when it is not ready."""

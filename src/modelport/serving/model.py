@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 
 from modelport.core.errors import ModelportError, ValidationError
+from modelport.registry.sources import ModelSource
 from modelport.runtime.completion import complete_config
 from modelport.runtime.config import InstanceGroup, ModelConfig
 from modelport.runtime.predictor import Predictor, check_inputs, load_predictor
 from modelport.serving.batching import DynamicBatcher
 from modelport.serving.process_instance import ProcessPredictor, runs_in_processes
-from modelport.serving.sources import ModelSource
 from modelport.serving.stats import ModelStats
 
 INLINE_LIMIT_NS = 50_000

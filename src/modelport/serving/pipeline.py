@@ -10,16 +10,22 @@ from the first of its ``from:`` tensors that has the row: the answer comes back 
 
 A cascade thus sends every row to the small model and only the unsure rows to the large one, and
 the large model's batches hold unsure rows of many requests at once.
+
+A Python step (:mod:`modelport.runtime.pipeline_code`) runs its function on the step's rows in a
+worker thread, so a slow function does not hold the event loop; its modules are imported when the
+pipeline loads, and a module that no longer imports fails the load naming the step.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import numpy as np
 
 from modelport.core.errors import ValidationError
+from modelport.registry.sources import ModelSource
 from modelport.runtime.config import ModelConfig, TensorConfig
 from modelport.runtime.ensemble import Composing, PlannedStep
 from modelport.runtime.pipeline import (
@@ -34,12 +40,13 @@ from modelport.runtime.pipeline import (
     step_outputs,
     step_rows,
 )
+from modelport.runtime.pipeline_code import StepFunction, load_functions
 from modelport.runtime.predictor import TensorMeta, check_inputs
 from modelport.serving.ensemble import EnsembleModel, Resolve
 from modelport.serving.model import Execution, Servable
-from modelport.serving.sources import ModelSource
 
 PIPELINE_PLATFORM = "pipeline"
+PYTHON_ONLY_BATCH = 1024  # the max_batch_size of a pipeline whose steps are all Python (no model bounds it)
 
 
 class PipelineModel(EnsembleModel):
@@ -48,10 +55,18 @@ class PipelineModel(EnsembleModel):
 
     plan: PipelinePlan
 
-    def __init__(self, source: ModelSource, config: ModelConfig, plan: PipelinePlan, resolve: Resolve) -> None:
+    def __init__(
+        self,
+        source: ModelSource,
+        config: ModelConfig,
+        plan: PipelinePlan,
+        resolve: Resolve,
+        functions: dict[str, StepFunction],
+    ) -> None:
         Servable.__init__(self, source, config)
         self.plan = plan
         self._resolve = resolve
+        self._functions = functions
         self._inputs = [TensorMeta(t.name, t.datatype, (-1, *t.dims)) for t in config.inputs]
 
     @classmethod
@@ -62,11 +77,11 @@ class PipelineModel(EnsembleModel):
         config = ModelConfig(
             name=source.name,
             platform=PIPELINE_PLATFORM,
-            max_batch_size=min(step.max_batch_size for step in steps),
+            max_batch_size=min((step.max_batch_size for step in steps), default=PYTHON_ONLY_BATCH),
             inputs=[TensorConfig(name=t.name, datatype=t.datatype, dims=tuple(t.shape[1:])) for t in spec.inputs],
             outputs=[TensorConfig(name=t.name, datatype=t.datatype, dims=tuple(t.shape[1:])) for t in spec.outputs],
         )
-        return cls(source, config, plan, resolve)
+        return cls(source, config, plan, resolve, load_functions(source.name, spec, source.pipeline.code))
 
     def replan(self, configs: Composing) -> None:
         assert self.source.pipeline is not None
@@ -88,7 +103,10 @@ class PipelineModel(EnsembleModel):
         rows = step_rows(step, tensors)
         if rows is not None and len(rows) == 0:
             return step_outputs(step, None, rows)
-        return step_outputs(step, await self._call(step, step_inputs(step, tensors, rows), request_id), rows)
+        inputs = step_inputs(step, tensors, rows)
+        if step.python is not None:
+            return step_outputs(step, await asyncio.to_thread(self._functions[step.step], inputs), rows)
+        return step_outputs(step, await self._call(step, inputs, request_id), rows)
 
     def _where(self, step: PlannedStep) -> str:
         name = step.step if isinstance(step, PipelinePlannedStep) else str(step.index)
@@ -99,6 +117,8 @@ def _plan(name: str, pipeline: RegisteredPipeline, configs: Composing) -> tuple[
     """The plan against the loaded step models' configs, and those configs in step order."""
     models, chosen = {}, []
     for step in pipeline.spec.steps:
+        if step.python is not None:  # its tensors are declared in the definition
+            continue
         model, version = pipeline.pins[step.name]
         config = configs.get(model, {}).get(str(version))
         if config is None:

@@ -17,12 +17,12 @@ from typing import Any
 
 from modelport.core.enums import StrEnum
 from modelport.core.errors import ModelportError, NotFoundError, ValidationError
+from modelport.registry.sources import ModelSource
 from modelport.runtime.config import ModelConfig
 from modelport.runtime.ensemble import plan_ensemble
 from modelport.serving.ensemble import EnsembleModel
 from modelport.serving.model import Servable, ServedModel
 from modelport.serving.pipeline import PipelineModel
-from modelport.serving.sources import ModelSource
 
 
 class ModelState(StrEnum):

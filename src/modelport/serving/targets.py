@@ -12,14 +12,14 @@ from pathlib import Path
 
 from modelport.core.errors import ValidationError
 from modelport.core.names import validate_name
-from modelport.registry.stores import WorkspaceStores
-from modelport.serving.sources import (
+from modelport.registry.sources import (
     ModelSource,
     is_repository,
     source_from_path,
     source_from_registered,
     sources_from_repository,
 )
+from modelport.registry.stores import WorkspaceStores
 
 PACKAGED_MODEL = "modelport-model.json"
 """Beside ``<name>/<version>/<root_name>`` in a packaged model folder: the registry's facts of it."""
@@ -92,15 +92,22 @@ def _packaged(path: Path) -> bool:
 
 
 def _packaged_sources(folder: Path) -> list[ModelSource]:
-    """A packaged version, served under its registered name and version with its signature."""
+    """A packaged version, served under its registered name and version with its signature; a
+    pipeline's step versions are packaged beside it, so serving it opens no workspace."""
     try:
         facts = json.loads((folder / PACKAGED_MODEL).read_text(encoding="utf-8"))
-        name, version, flavor, root = str(facts["name"]), int(facts["version"]), facts["flavor"], facts["root_name"]
-        details, signature = dict(facts["details"]), facts["signature"]
-    except (ValueError, KeyError, TypeError) as exc:
+        packaged = [facts, *facts.get("steps", [])]
+        sources = []
+        for model in packaged:
+            name, version, flavor, root = str(model["name"]), int(model["version"]), model["flavor"], model["root_name"]
+            validate_name(name, f"target: {folder / PACKAGED_MODEL}: name")
+            version_dir = folder / name / str(version)
+            sources += source_from_registered(
+                name, version, flavor, version_dir, root, dict(model["details"]), model["signature"]
+            )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValidationError(f"target: {folder / PACKAGED_MODEL}: not a packaged model ({exc})") from None
-    validate_name(name, f"target: {folder / PACKAGED_MODEL}: name")
-    return source_from_registered(name, version, flavor, folder / name / str(version), root, details, signature)
+    return sources
 
 
 def _served_name(path: Path, name: str | None) -> str:

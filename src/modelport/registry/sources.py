@@ -11,8 +11,8 @@ from pathlib import Path
 
 from modelport.core.errors import NotFoundError, ValidationError
 from modelport.registry.flavors import detect
-from modelport.registry.flavors.pipelines import PIPELINE, read_pipeline
-from modelport.registry.pipelines import pinned
+from modelport.registry.flavors.pipelines import PIPELINE
+from modelport.registry.pipelines import registered_pipeline
 from modelport.runtime import flavor_catalog
 from modelport.runtime.config import ModelConfig, TensorConfig, load_config
 from modelport.runtime.pipeline import RegisteredPipeline
@@ -67,7 +67,11 @@ def sources_from_repository(repo: Path) -> list[ModelSource]:
     repo = Path(repo)
     if not repo.is_dir():
         raise ValidationError(f"model repository: {repo} is not a folder")
-    model_dirs = [repo] if _versions(repo) else sorted(d for d in repo.iterdir() if d.is_dir() and _versions(d))
+    model_dirs = (
+        [repo]
+        if _versions(repo)
+        else sorted(d for d in repo.iterdir() if d.is_dir() and (_versions(d) or _stored_ensemble(d)))
+    )
     if not model_dirs:
         raise ValidationError(f"model repository: {repo} holds no <model>/<version>/ folders")
     return [source for model_dir in model_dirs for source in _model_sources(model_dir)]
@@ -115,10 +119,18 @@ def _versions(model_dir: Path) -> dict[int, Path]:
     }
 
 
+def _stored_ensemble(model_dir: Path) -> bool:
+    """An ensemble folder as the registry gives it back: its config alone, since the store keeps
+    files and Triton's version folder of an ensemble is empty."""
+    return any((model_dir / name).is_file() for name in CONFIG_FILES) and bool(
+        (config := read_config(model_dir, model_dir.name, strict=True)) and config.is_ensemble
+    )
+
+
 def _model_sources(model_dir: Path) -> list[ModelSource]:
     name = model_dir.name
     config = read_config(model_dir, name, strict=True)
-    versions = _versions(model_dir)
+    versions = _versions(model_dir) or {1: model_dir / "1"}  # a registered ensemble: its empty folder is not stored
     chosen = config.version_policy.select(versions) if config else [max(versions)]
     sources = []
     for version in chosen:
@@ -146,9 +158,10 @@ def source_from_registered(
     if not content.exists():
         raise NotFoundError(f"model {name}:{version}: {content} is missing")
     if flavor == PIPELINE:
-        if not content.is_file():
-            raise ValidationError(f"model {name}:{version}: {content} is not a pipeline file")
-        pipeline = RegisteredPipeline(read_pipeline(content), pinned(details))
+        try:
+            pipeline = registered_pipeline(content, details)
+        except ValidationError as exc:
+            raise ValidationError(f"model {name}:{version}: {exc}") from None
         return [ModelSource(name, version, flavor, version_dir, None, version_dir, pipeline=pipeline)]
     if flavor == "python":
         script = content / details["entry_script"] if content.is_dir() else content
