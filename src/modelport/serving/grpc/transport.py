@@ -41,6 +41,7 @@ ErrorMapper = Callable[[str, Message | None, Exception], tuple[grpc.StatusCode, 
 
 _NO_METADATA: tuple = ()
 _NO_FLAGS = 0
+_NOW = 0.0  # a poll deadline already past: return at once when nothing is ready
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class CompletionQueueServer:
         self._thread: threading.Thread | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._ready: list[Callable[[], None]] = []  # for the loop, from the queue's thread
         self._stopped: asyncio.Future[None] | None = None
 
     def bind(self, address: str) -> int:
@@ -113,16 +115,30 @@ class CompletionQueueServer:
     # -- the completion-queue thread -------------------------------------------------------------
 
     def _poll(self) -> None:
-        """Wait on the queue (the GIL is released meanwhile) and complete each tag."""
+        """Wait on the queue (the GIL is released meanwhile), complete every event that is ready,
+        then hand the loop what they produced in one wake-up.
+
+        Handing requests over together is what lets the batcher see them together: one wake-up per
+        request fed the loop (and so the model's queue) a request at a time, and batches averaged
+        a third of the rows HTTP's did at 64 connections, each batch paying the model's fixed cost."""
         while True:
             event = self._queue.poll()
-            if event.completion_type == cygrpc.CompletionType.queue_shutdown:
-                return
-            if event.completion_type == cygrpc.CompletionType.operation_complete:
+            while event.completion_type != cygrpc.CompletionType.queue_timeout:
+                if event.completion_type == cygrpc.CompletionType.queue_shutdown:
+                    self._flush()
+                    return
                 try:
                     event.tag.complete(event)
                 except Exception:  # noqa: BLE001 - one broken call must not stop the server
                     log.exception("gRPC: completing an operation failed")
+                event = self._queue.poll(_NOW)
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._ready:
+            assert self._loop is not None  # started
+            ready, self._ready = self._ready, []
+            self._loop.call_soon_threadsafe(_run_all, ready)
 
     def _accept(self) -> None:
         self._server.request_call(self._queue, self._queue, _Accept(self))
@@ -162,9 +178,13 @@ class CompletionQueueServer:
             _finish(call, payload, grpc.StatusCode.OK, "")
 
     def _after(self, work: Callable[[], None]) -> None:
-        """Run ``work`` on the loop (from the queue's thread)."""
-        assert self._loop is not None  # started
-        self._loop.call_soon_threadsafe(work)
+        """Run ``work`` on the loop with the rest of this round's (called in the queue's thread)."""
+        self._ready.append(work)
+
+
+def _run_all(works: list[Callable[[], None]]) -> None:
+    for work in works:
+        work()
 
 
 def _finish(call: Any, payload: bytes | None, code: grpc.StatusCode, details: str) -> None:
