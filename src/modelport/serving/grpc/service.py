@@ -114,9 +114,6 @@ class InferenceServicer:
     # ----------------------------------------------------------------- inference
 
     async def ModelInfer(self, request: Message) -> Message:
-        return await self._infer(request)
-
-    async def _infer(self, request: Message) -> Message:
         model = self._repository.get(request.model_name, request.model_version or None)
         with admitted(model):
             return encode_response(await infer(model, decode_request(request)))
@@ -154,7 +151,7 @@ class InferenceServicer:
 
     async def _stream_response(self, request: Message) -> Message:
         try:
-            return pb2.ModelStreamInferResponse(infer_response=await self._infer(request))
+            return pb2.ModelStreamInferResponse(infer_response=await self.ModelInfer(request))
         except Exception as error:  # noqa: BLE001 - reported in-band, bugs logged in _failure
             _, message = _failure("ModelStreamInfer", request, error)
             echo = pb2.ModelInferResponse(  # lets a client match the error to its request
