@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 Message = Any  # protobuf messages of a private pool: no static types to name
 UnaryMethod = Callable[[Message], Awaitable[Message]]
 StreamMethod = Callable[[AsyncIterator[Message]], AsyncIterator[Message]]
-ErrorMapper = Callable[[str, Message | None, Exception], tuple[grpc.StatusCode, str]]
+ErrorMapper = Callable[[str, Message, Exception], tuple[grpc.StatusCode, str]]
 
 _NO_METADATA: tuple = ()
 _NO_FLAGS = 0
