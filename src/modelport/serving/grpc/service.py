@@ -1,10 +1,12 @@
-"""``inference.GRPCInferenceService`` over grpc.aio: the repository and ``infer`` behind Triton's RPCs.
+"""``inference.GRPCInferenceService``: the repository and ``infer`` behind Triton's RPCs.
 
 The servicer only translates: protobuf in, :mod:`modelport.protocol.types` to
 :func:`modelport.serving.inference.infer` (where every inference rule lives), protobuf out.
 Errors a client caused (:class:`ModelportError`) end the RPC with the gRPC status matching their
 HTTP status and their one-line message; anything else is a bug, logged with its traceback and
-answered INTERNAL naming the RPC, model and request id, and the server keeps serving.
+answered INTERNAL naming the RPC, model and request id, and the server keeps serving. Bytes that
+do not parse as the RPC's request message are the client's mistake too (INVALID_ARGUMENT).
+:mod:`.transport` carries the calls.
 """
 
 from __future__ import annotations
