@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -39,10 +42,11 @@ def repo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def url(repo_dir: Path) -> Iterator[str]:
-    """A started server on a free port, its event loop in a background thread."""
-    repository = ModelRepository(sources_from_repository(repo_dir))
+@contextmanager
+def _serving(root: Path, grace: float | None = None) -> Iterator[str]:
+    """A started server for the models under ``root`` on a free port, its event loop in a
+    background thread; stopped with ``grace`` on the way out."""
+    repository = ModelRepository(sources_from_repository(root))
     repository.load_all()
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="grpc-server", daemon=True)
@@ -52,11 +56,17 @@ def url(repo_dir: Path) -> Iterator[str]:
     try:
         yield f"127.0.0.1:{server.port}"
     finally:
-        asyncio.run_coroutine_threadsafe(server.stop(None), loop).result(timeout=30)
+        asyncio.run_coroutine_threadsafe(server.stop(grace), loop).result(timeout=30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=30)
         loop.close()
         repository.close()
+
+
+@pytest.fixture(scope="module")
+def url(repo_dir: Path) -> Iterator[str]:
+    with _serving(repo_dir) as address:
+        yield address
 
 
 @pytest.fixture
@@ -398,3 +408,88 @@ def test_bug_is_internal_and_server_keeps_serving(
     assert "'mlp'" in error.message() and "r-bug" in error.message() and "boom" in error.message()
     monkeypatch.undo()
     _assert_valid_infer_works(client, repo_dir)
+
+
+# --------------------------------------------------------------------------- transport
+
+
+def test_undecodable_request_is_invalid_argument(
+    url: str, client: grpcclient.InferenceServerClient, repo_dir: Path
+) -> None:
+    with grpc.insecure_channel(url) as channel:
+        call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        with pytest.raises(grpc.RpcError) as caught:
+            call(b"\x0a\xff\xff", timeout=30)  # a length prefix running past the end
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details() == "ModelInfer: the request is not a valid protobuf message"
+    _assert_valid_infer_works(client, repo_dir)
+
+
+def test_unknown_method_is_unimplemented(url: str) -> None:
+    with grpc.insecure_channel(url) as channel:
+        with pytest.raises(grpc.RpcError) as caught:
+            channel.unary_unary("/inference.GRPCInferenceService/Nope")(b"", timeout=30)
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_cancelled_stream_leaves_the_server_serving(
+    stub: service_pb2_grpc.GRPCInferenceServiceStub, client: grpcclient.InferenceServerClient, repo_dir: Path
+) -> None:
+    request = service_pb2.ModelInferRequest(model_name="mlp")
+    request.inputs.add(name="input", datatype="FP32", shape=[1, 32])
+    request.raw_input_contents.append(_mlp_input(batch=1).tobytes())
+    never_ends: queue.Queue = queue.Queue()
+    never_ends.put(request)
+    responses = stub.ModelStreamInfer(iter(never_ends.get, None), timeout=30)
+    first = next(responses)
+    assert not first.error_message and first.infer_response.model_name == "mlp"
+    responses.cancel()
+    never_ends.put(None)  # lets the channel's request-sending thread finish
+    with pytest.raises(grpc.RpcError) as caught:
+        next(responses)
+    assert caught.value.code() == grpc.StatusCode.CANCELLED
+    _assert_valid_infer_works(client, repo_dir)
+
+
+@pytest.fixture(scope="module")
+def batched_url(tmp_path_factory: pytest.TempPathFactory, repo_dir: Path) -> Iterator[str]:
+    """The mlp behind dynamic batching: concurrent calls share model runs."""
+    root = tmp_path_factory.mktemp("batched")
+    (root / "mlp" / "1").mkdir(parents=True)
+    (root / "mlp" / "1" / "model.onnx").write_bytes((repo_dir / "mlp" / "1" / "model.onnx").read_bytes())
+    (root / "mlp" / "config.pbtxt").write_text("max_batch_size: 16\ndynamic_batching { }\n")
+    with _serving(root) as address:
+        yield address
+
+
+def test_concurrent_calls_get_their_own_answers_through_the_batcher(batched_url: str, repo_dir: Path) -> None:
+    """Many calls in flight at once are batched together; each still gets the rows it sent."""
+    rows = _mlp_input(batch=256, seed=11)
+    expected = _expected_mlp(repo_dir, rows)
+
+    def one_client(start: int) -> list[np.ndarray]:
+        with grpcclient.InferenceServerClient(batched_url) as triton:
+            return [
+                triton.infer("mlp", [_fp32_input(rows[i : i + 1])], request_id=str(i)).as_numpy("output")
+                for i in range(start, 256, 16)
+            ]
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(one_client, range(16)))
+    for start, outputs in enumerate(answers):
+        np.testing.assert_allclose(np.concatenate(outputs), expected[start::16], rtol=1e-5, atol=1e-6)
+    with grpcclient.InferenceServerClient(batched_url) as triton:
+        (stats,) = triton.get_inference_statistics("mlp", as_json=True)["model_stats"]
+    assert int(stats["inference_stats"]["success"]["count"]) == 256
+    assert int(stats["inference_count"]) == 256 and int(stats["execution_count"]) < 256
+
+
+def test_stop_with_grace_returns_once_idle_and_frees_the_port(repo_dir: Path) -> None:
+    with _serving(repo_dir, grace=20) as address:
+        with grpcclient.InferenceServerClient(address) as triton:
+            assert triton.is_server_live()
+        stopping = time.monotonic()
+    assert time.monotonic() - stopping < 10  # nothing in flight: no need to wait out the grace
+    with grpcclient.InferenceServerClient(address) as triton:
+        with pytest.raises(InferenceServerException):
+            triton.is_server_live(client_timeout=5)

@@ -2,7 +2,8 @@
 
 :mod:`.stubs` loads the ``.proto`` files beside it (shipped compiled, in :mod:`.descriptors`) into
 a private descriptor pool, so tritonclient's own stubs can live in the same process; :mod:`.codec`
-translates inference messages to :mod:`modelport.protocol.types`, and :mod:`.service` serves the RPCs.
+translates inference messages to :mod:`modelport.protocol.types`, :mod:`.service` serves the RPCs and
+:mod:`.transport` carries them (the C core's server, its completion queue drained by one thread).
 """
 
 from modelport.serving.grpc.service import GrpcServer, InferenceServicer, start_grpc_server

@@ -1,28 +1,31 @@
-"""``inference.GRPCInferenceService`` over grpc.aio: the repository and ``infer`` behind Triton's RPCs.
+"""``inference.GRPCInferenceService``: the repository and ``infer`` behind Triton's RPCs.
 
 The servicer only translates: protobuf in, :mod:`modelport.protocol.types` to
 :func:`modelport.serving.inference.infer` (where every inference rule lives), protobuf out.
 Errors a client caused (:class:`ModelportError`) end the RPC with the gRPC status matching their
 HTTP status and their one-line message; anything else is a bug, logged with its traceback and
-answered INTERNAL naming the RPC, model and request id, and the server keeps serving.
+answered INTERNAL naming the RPC, model and request id, and the server keeps serving. Bytes that
+do not parse as the RPC's request message are the client's mistake too (INVALID_ARGUMENT).
+:mod:`.transport` carries the calls.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from google.protobuf import json_format
+from google.protobuf.message import DecodeError
 
 from modelport.core.errors import ModelportError, ValidationError
 from modelport.core.version import __version__
 from modelport.serving.grpc.codec import decode_request, encode_response
-from modelport.serving.grpc.stubs import add_servicer, pb2
+from modelport.serving.grpc.stubs import methods, pb2
+from modelport.serving.grpc.transport import CompletionQueueServer
 from modelport.serving.inference import admitted, infer
 from modelport.serving.model import Servable
 from modelport.serving.repository import ModelRepository
@@ -49,10 +52,12 @@ def status_of(error: ModelportError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL if error.http_status >= 500 else grpc.StatusCode.INVALID_ARGUMENT
 
 
-def _failure(rpc: str, request: Message, error: Exception) -> tuple[grpc.StatusCode, str]:
-    """Status and one-line message for an error raised while serving ``request``."""
+def _failure(rpc: str, request: Message | None, error: Exception) -> tuple[grpc.StatusCode, str]:
+    """Status and one-line message for an error raised while serving ``request`` (None: not parsed)."""
     if isinstance(error, ModelportError):
         return status_of(error), error.message
+    if isinstance(error, DecodeError):
+        return grpc.StatusCode.INVALID_ARGUMENT, f"{rpc}: the request is not a valid protobuf message"
     model = getattr(request, "model_name", "") or getattr(request, "name", "")
     request_id = getattr(request, "id", "") or "-"
     log.error("gRPC %s failed for model %r request %s", rpc, model, request_id, exc_info=error)
@@ -60,25 +65,9 @@ def _failure(rpc: str, request: Message, error: Exception) -> tuple[grpc.StatusC
     return grpc.StatusCode.INTERNAL, f"{rpc} failed for model {model!r} request {request_id}: {detail}"
 
 
-Handler = Callable[[Any, Message, grpc.aio.ServicerContext], Awaitable[Message]]
-
-
-def _rpc(method: Handler) -> Handler:
-    """End the call with the right status instead of letting grpc turn every error into UNKNOWN."""
-
-    @functools.wraps(method)
-    async def handle(self: Any, request: Message, context: grpc.aio.ServicerContext) -> Message:
-        try:
-            return await method(self, request, context)
-        except Exception as error:  # noqa: BLE001 - mapped to a status, bugs logged in _failure
-            code, message = _failure(method.__name__, request, error)
-        await context.abort(code, message)
-
-    return handle
-
-
 class InferenceServicer:
-    """The RPCs of ``grpc_service.proto``; method names are the RPC names, as grpc requires."""
+    """The RPCs of ``grpc_service.proto``; method names are the RPC names. A unary method takes
+    the parsed request and returns the response; what it raises becomes the status (:func:`_failure`)."""
 
     def __init__(self, repository: ModelRepository, extensions: list[str]) -> None:
         self._repository = repository
@@ -86,37 +75,30 @@ class InferenceServicer:
 
     # ----------------------------------------------------------------- health and metadata
 
-    @_rpc
-    async def ServerLive(self, request: Message, context: grpc.aio.ServicerContext) -> Message:
+    async def ServerLive(self, request: Message) -> Message:
         return pb2.ServerLiveResponse(live=True)
 
-    @_rpc
-    async def ServerReady(self, request: Message, context: grpc.aio.ServicerContext) -> Message:
+    async def ServerReady(self, request: Message) -> Message:
         return pb2.ServerReadyResponse(ready=self._repository.ready)
 
-    @_rpc
-    async def ModelReady(self, request: Message, context: grpc.aio.ServicerContext) -> Message:
+    async def ModelReady(self, request: Message) -> Message:
         return pb2.ModelReadyResponse(ready=self._repository.is_ready(request.name, request.version or None))
 
-    @_rpc
-    async def ServerMetadata(self, request: Message, context: grpc.aio.ServicerContext) -> Message:
+    async def ServerMetadata(self, request: Message) -> Message:
         return pb2.ServerMetadataResponse(name="modelport", version=__version__, extensions=self._extensions)
 
-    @_rpc
-    async def ModelMetadata(self, request: Message, context: grpc.aio.ServicerContext) -> Message:
+    async def ModelMetadata(self, request: Message) -> Message:
         model = self._repository.get(request.name, request.version or None)
         return json_format.ParseDict(model.metadata(), pb2.ModelMetadataResponse(), ignore_unknown_fields=True)
 
-    @_rpc
-    async def ModelConfig(self, request: Message, context: grpc.aio.ServicerContext) -> Message:
+    async def ModelConfig(self, request: Message) -> Message:
         """Triton's JSON config parsed into the proto; modelport-only keys have no field and drop out."""
         model = self._repository.get(request.name, request.version or None)
         response = pb2.ModelConfigResponse()
         json_format.ParseDict(model.config.to_dict(), response.config, ignore_unknown_fields=True)
         return response
 
-    @_rpc
-    async def ModelStatistics(self, request: Message, context: grpc.aio.ServicerContext) -> Message:
+    async def ModelStatistics(self, request: Message) -> Message:
         response = pb2.ModelStatisticsResponse()
         for model in self._stats_models(request.name, request.version or None):
             json_format.ParseDict(model.stats.to_dict(), response.model_stats.add())
@@ -133,18 +115,12 @@ class InferenceServicer:
 
     # ----------------------------------------------------------------- inference
 
-    @_rpc
-    async def ModelInfer(self, request: Message, context: grpc.aio.ServicerContext) -> Message:
-        return await self._infer(request)
-
-    async def _infer(self, request: Message) -> Message:
+    async def ModelInfer(self, request: Message) -> Message:
         model = self._repository.get(request.model_name, request.model_version or None)
         with admitted(model):
             return encode_response(await infer(model, decode_request(request)))
 
-    async def ModelStreamInfer(
-        self, requests: AsyncIterator[Message], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[Message]:
+    async def ModelStreamInfer(self, requests: AsyncIterator[Message]) -> AsyncIterator[Message]:
         """Requests run concurrently, as separate ModelInfer calls would, so the model's
         scheduler sees them together; responses come back in completion order with their id.
         A failed request answers ``error_message`` and the stream goes on, as in Triton."""
@@ -177,7 +153,7 @@ class InferenceServicer:
 
     async def _stream_response(self, request: Message) -> Message:
         try:
-            return pb2.ModelStreamInferResponse(infer_response=await self._infer(request))
+            return pb2.ModelStreamInferResponse(infer_response=await self.ModelInfer(request))
         except Exception as error:  # noqa: BLE001 - reported in-band, bugs logged in _failure
             _, message = _failure("ModelStreamInfer", request, error)
             echo = pb2.ModelInferResponse(  # lets a client match the error to its request
@@ -187,15 +163,13 @@ class InferenceServicer:
 
     # ----------------------------------------------------------------- repository
 
-    @_rpc
-    async def RepositoryIndex(self, request: Message, context: grpc.aio.ServicerContext) -> Message:
+    async def RepositoryIndex(self, request: Message) -> Message:
         response = pb2.RepositoryIndexResponse()
         for entry in self._repository.index(ready_only=request.ready):
             response.models.add(**entry)
         return response
 
-    @_rpc
-    async def RepositoryModelLoad(self, request: Message, context: grpc.aio.ServicerContext) -> Message:
+    async def RepositoryModelLoad(self, request: Message) -> Message:
         """(Re)load from the model's source; Triton's config/file overrides are not supported."""
         if request.parameters:
             key = sorted(request.parameters)[0]
@@ -203,8 +177,7 @@ class InferenceServicer:
         await asyncio.to_thread(self._repository.load, request.model_name)  # loading blocks
         return pb2.RepositoryModelLoadResponse()
 
-    @_rpc
-    async def RepositoryModelUnload(self, request: Message, context: grpc.aio.ServicerContext) -> Message:
+    async def RepositoryModelUnload(self, request: Message) -> Message:
         """``unload_dependents`` is accepted and moot: no modelport model depends on another."""
         await asyncio.to_thread(self._repository.unload, request.model_name)  # waits for in-flight runs
         return pb2.RepositoryModelUnloadResponse()
@@ -214,7 +187,7 @@ class InferenceServicer:
 class GrpcServer:
     """A started server and the port it bound (the real one when 0 was asked for)."""
 
-    server: grpc.aio.Server
+    server: CompletionQueueServer
     port: int
 
     async def stop(self, grace: float | None = None) -> None:
@@ -237,18 +210,21 @@ async def start_grpc_server(
     ``reuse_port`` lets the workers of ``serve --workers N`` share the port (the kernel spreads
     connections over them); otherwise a busy port must fail, not silently share traffic.
     """
-    server = grpc.aio.server(
+    server = CompletionQueueServer(
+        methods(InferenceServicer(repository, extensions)),
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.so_reuseport", 1 if reuse_port else 0),
-        ]
+        ],
+        on_error=_failure,
     )
-    add_servicer(InferenceServicer(repository, extensions), server)
     address = f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
     try:
-        bound = server.add_insecure_port(address)
+        bound = server.bind(address)
     except RuntimeError:
-        raise ModelportError(f"gRPC server: cannot listen on {address} (port in use or address not local)") from None
-    await server.start()
+        bound = 0
+    if not bound:
+        raise ModelportError(f"gRPC server: cannot listen on {address} (port in use or address not local)")
+    server.start()
     return GrpcServer(server, bound)

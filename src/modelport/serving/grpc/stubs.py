@@ -15,7 +15,7 @@ descriptors therefore live in a ``DescriptorPool`` of their own and message clas
 are Triton's, so clients cannot tell. The same choice rules out protoc's ``*_pb2.py`` modules,
 which always register in the default pool.
 
-``pb2`` gives the message classes by name (``pb2.ModelInferRequest``); :func:`add_servicer`
+``pb2`` gives the message classes by name (``pb2.ModelInferRequest``); :func:`methods`
 plays the part of the generated ``*_pb2_grpc.add_..._to_server``.
 """
 
@@ -24,10 +24,10 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from modelport.serving.grpc.descriptors import SERIALIZED, SOURCES
+from modelport.serving.grpc.transport import Method
 
 SERVICE = "inference.GRPCInferenceService"
 # File names in the pool (``modelport/serving/grpc/...``) cannot be mistaken for Triton's.
@@ -56,25 +56,16 @@ pb2: Any = _message_classes()
 """Every top-level message of both protos, by name; nested ones hang off their parent."""
 
 
-_HANDLER_KINDS = {
-    (False, False): grpc.unary_unary_rpc_method_handler,
-    (False, True): grpc.unary_stream_rpc_method_handler,
-    (True, False): grpc.stream_unary_rpc_method_handler,
-    (True, True): grpc.stream_stream_rpc_method_handler,
-}
+def methods(servicer: object) -> dict[str, Method]:
+    """Every RPC of the service, by its path, routed to the servicer's method of the same name.
 
-
-def add_servicer(servicer: object, server: grpc.aio.Server) -> None:
-    """Route every RPC of the service to the servicer's method of the same name."""
-    service = _POOL.FindServiceByName(SERVICE)
-    handlers = {}
-    for method in service.methods:
+    Unary RPCs and the one bidirectional stream (``ModelStreamInfer``) are all the service has."""
+    routes = {}
+    for method in _POOL.FindServiceByName(SERVICE).methods:
+        if method.client_streaming != method.server_streaming:
+            raise TypeError(f"{method.full_name}: half-streaming RPCs are not served")
         request = message_factory.GetMessageClass(method.input_type)
-        response = message_factory.GetMessageClass(method.output_type)
-        make = _HANDLER_KINDS[(method.client_streaming, method.server_streaming)]
-        handlers[method.name] = make(
-            getattr(servicer, method.name),
-            request_deserializer=request.FromString,
-            response_serializer=response.SerializeToString,
+        routes[f"/{SERVICE}/{method.name}"] = Method(
+            method.name, request.FromString, getattr(servicer, method.name), streaming=method.client_streaming
         )
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    return routes
