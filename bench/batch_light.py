@@ -175,6 +175,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--old", type=Path, help="source tree (its src/) of the code to compare against")
     args = parser.parse_args()
+    if args.old and not (args.old / "modelport").is_dir():
+        parser.error(f"--old: {args.old} has no modelport package (give the tree's src/ folder)")
     new = Path(__file__).resolve().parent.parent / "src"
     sides = [("old", args.old.resolve()), ("new", new)] if args.old else [("new", new)]
     with tempfile.TemporaryDirectory() as folder:
