@@ -30,9 +30,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import pyarrow as pa
 import pyarrow.parquet as pq
+from batch_tabular import in_process  # this folder's loop, the same in both benchmarks
 
 from modelport import Workspace
 from modelport.batch.definitions import parse_deployment, parse_endpoint
@@ -51,18 +51,6 @@ def write_table(path: Path, rows: int) -> None:
         for start in range(0, rows, 100_000):
             block = rng.standard_normal((min(100_000, rows - start), _FEATURES)).astype(np.float32)
             writer.write_table(pa.table({f"f{i}": block[:, i] for i in range(_FEATURES)}))
-
-
-def in_process(model: Path, table: Path, batch_size: int) -> float:
-    """Rows per second of the plain loop."""
-    session = ort.InferenceSession(str(model))
-    name = session.get_inputs()[0].name
-    began, rows = time.perf_counter(), 0
-    for batch in pq.ParquetFile(table).iter_batches(batch_size=batch_size):
-        features = np.column_stack([column.to_numpy() for column in batch.columns])
-        session.run(None, {name: features})
-        rows += batch.num_rows
-    return rows / (time.perf_counter() - began)
 
 
 class Sampler:
@@ -189,7 +177,7 @@ def main() -> None:
         results: dict[str, list[tuple[float, float, int, float, str]]] = {name: [] for name, _ in sides}
         plain = []
         for round_ in range(args.rounds):
-            plain.append(in_process(model, table, args.batch_size))
+            plain.append(in_process(model, table, args.batch_size)[0])
             print(f"round {round_ + 1}: in-process loop {plain[-1]:,.0f} rows/s", flush=True)
             for name, src in sides:
                 result = as_job(root, src, table, root / f"out-{name}-{round_}")
