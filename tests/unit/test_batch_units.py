@@ -82,6 +82,7 @@ def test_settings_at_root_or_under_settings(tmp_path: Path) -> None:
         ({"settings": {"output_file_name": "a/b.csv"}}, "must be a file name"),
         ({"type": "pipeline"}, "type: 'pipeline' deployments are not supported"),
         ({"resources": {"gpus": 1}}, "resources.gpus: unknown key"),
+        ({"models": ["small:1"]}, "models: the models a scoring script calls are loaded for online deployments only"),
     ],
 )
 def test_bad_deployment_fields_are_named(tmp_path: Path, extra: dict[str, object], message: str) -> None:

@@ -68,6 +68,9 @@ class Definition(BaseModel):
 
     cloud_keys: ClassVar[frozenset[str]] = frozenset()
     kept_keys: ClassVar[frozenset[str]] = frozenset()
+    # keys a sibling definition has and this one does not support yet, with the reason: a user who
+    # copies them over gets that reason instead of a "did you mean" pointing elsewhere
+    unsupported_keys: ClassVar[Mapping[str, str]] = {}
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,8 @@ def _check_keys(cls: type[Definition], data: object, prefix: str, ignored: list[
         if key in cls.kept_keys and key not in fields:
             result[key] = value
             continue
+        if key in cls.unsupported_keys:
+            raise ValidationError(f"{prefix}{key}: {cls.unsupported_keys[key]}")
         if key not in known:
             path = prefix + str(key)
             raise ValidationError(f"{path}: unknown key{suggestion(str(key), known + kept + sorted(cls.cloud_keys))}")

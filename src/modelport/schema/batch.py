@@ -182,6 +182,10 @@ class BatchDeploymentSpec(JobSettings):
     (under ``settings:`` or, as Azure's legacy schema has them, at the root)."""
 
     cloud_keys: ClassVar[frozenset[str]] = frozenset({"compute", "properties", "job_definition"})
+    unsupported_keys: ClassVar[Mapping[str, str]] = {
+        "models": "the models a scoring script calls are loaded for online deployments only; "
+        "a batch scoring script loads what it needs in init()"
+    }
 
     name: Name
     endpoint_name: Name
