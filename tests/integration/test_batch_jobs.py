@@ -160,6 +160,10 @@ def test_thousand_files_in_order_with_error_thresholds(tmp_path: Path) -> None:
     )
     _one_line_error(result, "Failed", "error_threshold 2 exceeded: 3 items failed")
     assert not (tmp_path / "out2" / "predictions.csv").exists()  # nothing half-written
+    (failed,) = [job for job in json.loads(ok(project.cli("job", "list", "-o", "json"))) if job["status"] == "Failed"]
+    # every item counted toward the threshold is named, the one that tripped it too (its mini-batch
+    # was still open: it stays pending for a resume)
+    assert sorted(item for error in project.show(failed["id"])["errors"] for item in error["items"]) == BAD
 
 
 def test_hung_run_is_killed_retried_then_counted_failed(tmp_path: Path) -> None:

@@ -45,7 +45,15 @@ HostT = TypeVar("HostT")
 
 
 class JobFailed(ModelportError):
-    """The job cannot complete: error threshold exceeded, init keeps failing, unusable script."""
+    """The job cannot complete: error threshold exceeded, init keeps failing, unusable script.
+
+    ``unfinished`` holds the mini-batches still open when the threshold tripped that had counted
+    failures, so the job's record can name the inputs that tripped it (they stay to be scored on
+    a resume)."""
+
+    def __init__(self, message: str, unfinished: list[MiniBatchResult] | None = None) -> None:
+        super().__init__(message)
+        self.unfinished = unfinished or []
 
 
 @dataclass
@@ -283,7 +291,10 @@ class Engine(Generic[HostT]):
         self._failed += count
         threshold = self.settings.error_threshold
         if threshold != -1 and self._failed > threshold:
-            raise JobFailed(f"error_threshold {threshold} exceeded: {self._failed} items failed (last: {error})")
+            raise JobFailed(
+                f"error_threshold {threshold} exceeded: {self._failed} items failed (last: {error})",
+                [open_.result for open_ in self._open.values() if open_.result.errors],
+            )
 
     def _settle(self, mini: _Open) -> None:
         mini.outstanding -= 1

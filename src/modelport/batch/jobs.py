@@ -359,6 +359,18 @@ class BatchJobs:
                 ],
             )
 
+    def note_errors(self, job_id: str, results: builtins.list[MiniBatchResult]) -> None:
+        """Record the errors of mini-batches left unfinished by a failed job, so ``show`` names
+        the inputs that tripped it; they stay pending (a resume scores them again, and its
+        outcome replaces these errors)."""
+        if not results:
+            return
+        with self.db.session() as session:
+            session.execute(
+                update(BatchMiniBatch),
+                [{"job_id": job_id, "index": r.index, "errors": r.errors} for r in results],
+            )
+
     # -- helpers ------------------------------------------------------------------------------
 
     def _runner_command(self, environment: str | None, engine: str) -> builtins.list[str]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport.batch.definitions import BatchSettings
-from modelport.batch.engine import Engine, LocalEngine, MiniBatchResult
+from modelport.batch.engine import Engine, JobFailed, LocalEngine, MiniBatchResult
 from modelport.batch.inputs import InputPlan
 from modelport.batch.jobs import BatchJobs, LostOwnership
 from modelport.batch.output import Assembly, part_start, part_suffix
@@ -107,6 +107,8 @@ def run_job(ws: WorkspaceStores, job_id: str, token: str) -> None:
         log.warning("%s; this runner stops", exc)
     except ModelportError as exc:  # JobFailed and anything the user can act on
         hooks.flush()
+        if isinstance(exc, JobFailed):
+            jobs.note_errors(job_id, exc.unfinished)
         jobs.set_status(job_id, token, JobStatus.FAILED, str(exc))
         _write_result(job_dir, JobStatus.FAILED, str(exc))
         log.error("job %s Failed: %s", job_id, exc)
