@@ -19,7 +19,7 @@ from modelport.batch.jobs import _steady_rate
 from modelport.batch.output import Assembly, part_name, write_part
 from modelport.batch.scoring import check_script, model_inputs
 from modelport.batch.worker import WorkerConfig
-from modelport.core.errors import ConflictError, ValidationError
+from modelport.core.errors import ConflictError, DiskError, ValidationError
 from modelport.core.overrides import read_definition
 from modelport.runtime.predictor import TensorMeta
 from modelport.schema.batch import BatchInlineEnvironment
@@ -219,6 +219,23 @@ def test_parquet_output_keeps_columns_and_order(tmp_path: Path) -> None:
     assembly.finish(overwrite=False)
     assert pq.read_table(output).column("p").to_pylist() == [1.0, 2.0, 3.0, 4.0]
     assert sorted(p.name for p in parts.iterdir()) == [part_name(0, ".arrow"), part_name(2, ".arrow")]
+
+
+def test_a_failed_join_fails_the_job_in_one_line_without_waiting(tmp_path: Path) -> None:
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    write_part(pa.table({"p": [1.0]}), parts / part_name(0, ".arrow"))
+    output = tmp_path / "p.parquet"
+    assembly = Assembly(parts, output, {}, ".arrow")
+    assembly.add(0, [0])
+    assembly.add(1, [1])  # its part is gone: the joining thread cannot go on
+    with pytest.raises(DiskError, match=r"^output: joining the parts failed \(FileNotFoundError") as caught:
+        for index in range(2, 1000):  # more than the queue holds: add() never waits on a stopped thread
+            assembly.add(index, [index])
+    assert "\n" not in str(caught.value)
+    with pytest.raises(DiskError, match="joining the parts failed"):
+        assembly.finish(overwrite=False)
+    assert not output.exists()
 
 
 # -- no-code features ------------------------------------------------------------------------------

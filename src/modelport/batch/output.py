@@ -10,6 +10,9 @@ again. That is what makes every input appear exactly once in the output.
 The runner joins parts while the job runs (:class:`Assembly`): as soon as every mini-batch up
 to some point is finished, their parts are appended to the output being built in the parts
 folder, so that scoring's end leaves only the last parts to join, not a pass over all of them.
+The joining runs in a thread of its own: Parquet encoding was most of the runner's work, and
+done in the loop that feeds the workers it kept them waiting (pyarrow releases the GIL while it
+reads and encodes, so the two overlap).
 
 Formats: CSV in Azure's ``append_row`` layout (one line per returned list element, ``str()``
 of it; DataFrame rows as space-separated values, no header, no index) or, when the output
@@ -19,14 +22,19 @@ file name ends in ``.parquet``, Parquet with the returned columns (a list become
 
 from __future__ import annotations
 
+import errno
 import os
+import queue
 import shutil
+import threading
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import pyarrow as pa
 
-from modelport.core.errors import ConflictError, ValidationError
+from modelport.core.errors import ConflictError, DiskError, DiskFullError, ModelportError, ValidationError
+
+_QUEUE_LENGTH = 64  # finished mini-batches waiting to be joined before add() waits for the thread
 
 
 def part_suffix(output_file_name: str) -> str:
@@ -103,7 +111,12 @@ class Assembly:
     mini-batch before theirs is finished, with the same writes a join of all parts at the end
     makes, so the bytes are the same. The file grows in the parts folder under a ``.tmp`` name
     (a resumed job removes it with the other unfinished parts); :meth:`finish` puts it in place.
-    A part that cannot be joined fails the job at :meth:`finish`, as a join at the end would.
+
+    The appending runs in a thread, fed through a bounded queue, so the caller only hands over
+    part names. A part that cannot be joined for its columns fails the job at :meth:`finish`,
+    as a join at the end would; any other failure of the thread (a part gone, a full disk) is
+    raised by the next :meth:`add` or by :meth:`finish`, as one line. The thread never stops
+    taking from the queue before it is told to, so the caller never waits on a dead thread.
     """
 
     def __init__(self, parts_dir: Path, output: Path, done: dict[int, list[int]], suffix: str) -> None:
@@ -115,21 +128,34 @@ class Assembly:
         self._handle: BinaryIO | None = None  # CSV: the bytes of the parts, one after another
         self._writer: Any = None  # Parquet: a pq.ParquetWriter, from the first part on
         self._schema: pa.Schema | None = None
-        self._error: ValidationError | None = None
-        self._advance()
+        self._error: ValidationError | None = None  # results that do not fit one table
+        self._failure: ModelportError | None = None  # the thread could not go on
+        self._stopping = False  # close() before finish(): the parts still queued are not joined
+        self._queue: queue.Queue[tuple[int, list[int]] | None] = queue.Queue(_QUEUE_LENGTH)
+        self._thread = threading.Thread(target=self._join_parts, name="output-assembly", daemon=True)
+        self._thread.start()
 
     def add(self, index: int, starts: list[int]) -> None:
         """Mini-batch ``index`` is finished and its parts (by first item) are in place."""
-        self._ready[index] = starts
-        self._advance()
+        if self._failure is not None:
+            raise self._failure
+        self._queue.put((index, starts))
 
     def finish(self, overwrite: bool) -> int:
         """Join what is left and put the output in place, atomically: the temporary file is
         renamed (or, without ``overwrite``, hard-linked, which fails rather than replace a file
         that appeared meanwhile). Returns the number of bytes written."""
-        for index in sorted(self._ready):  # only when parts went missing behind the job's back
-            self._next = index
-            self._advance()
+        self._stop()
+        if self._failure is not None:
+            self.close()
+            raise self._failure
+        try:
+            for index in sorted(self._ready):  # only when parts went missing behind the job's back
+                self._next = index
+                self._advance()
+        except OSError as exc:
+            self.close()
+            raise _failed(exc) from None
         if self._parquet and self._writer is None and self._error is None:
             import pyarrow.parquet as pq
 
@@ -145,7 +171,9 @@ class Assembly:
         return self.output.stat().st_size
 
     def close(self) -> None:
-        """Close the file being built (the job ends here, whatever its outcome)."""
+        """Stop the thread and close the file being built (the job ends here, whatever its outcome)."""
+        self._stopping = True
+        self._stop()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -153,8 +181,26 @@ class Assembly:
             self._handle.close()
             self._handle = None
 
+    def _stop(self) -> None:
+        """Let the thread join what is queued (unless closing) and end."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _join_parts(self) -> None:
+        item: tuple[int, list[int]] | None = (-1, [])  # first: the parts done before this run
+        while item is not None:
+            if self._failure is None and not self._stopping:
+                try:
+                    if item[0] >= 0:
+                        self._ready[item[0]] = item[1]
+                    self._advance()
+                except Exception as exc:  # noqa: BLE001 - reported by add() or finish()
+                    self._failure = _failed(exc)
+            item = self._queue.get()
+
     def _advance(self) -> None:
-        while self._next in self._ready:
+        while self._next in self._ready and not self._stopping:
             for start in sorted(self._ready.pop(self._next)):
                 self._append(self.parts_dir / part_name(start, self.suffix))
             self._next += 1
@@ -173,14 +219,25 @@ class Assembly:
 
         if self._error is not None:
             return
-        table = pa.ipc.open_file(str(part)).read_all()
-        if self._writer is None:
-            self._schema = table.schema
-            self._writer = pq.ParquetWriter(str(self.temporary), table.schema)
-        try:
-            self._writer.write_table(table.cast(self._schema))
-        except (pa.ArrowException, ValueError) as exc:
-            self._error = ValidationError(f"output: run() results have different columns or types ({exc})")
+        with pa.memory_map(str(part)) as source:
+            table = pa.ipc.open_file(source).read_all()
+            if self._writer is None:
+                self._schema = table.schema
+                self._writer = pq.ParquetWriter(str(self.temporary), table.schema)
+            try:
+                self._writer.write_table(table.cast(self._schema))
+            except (pa.ArrowException, ValueError) as exc:
+                self._error = ValidationError(f"output: run() results have different columns or types ({exc})")
+
+
+def _failed(exc: BaseException) -> ModelportError:
+    """A failure of the join as the job's one-line reason."""
+    if isinstance(exc, ModelportError):
+        return exc
+    reason = f"output: joining the parts failed ({type(exc).__name__}: {exc})"
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return DiskFullError(reason)
+    return DiskError(reason) if isinstance(exc, OSError) else ModelportError(reason)
 
 
 def _place(temporary: Path, output: Path, overwrite: bool) -> None:
