@@ -88,8 +88,11 @@ def _child(ws: WorkspaceStores, go: int) -> None:
 
 
 def _warm_up() -> None:
-    """pyarrow imports pandas on a worker's first table; imported here once, every worker
-    forked from this process has it."""
+    """pyarrow imports pandas on a worker's first table, and the runner imports the Parquet
+    reader and writer on its first mini-batch: imported here once, while the CLI records the
+    job, the runner starts feeding its workers sooner and every worker forked from it has them."""
+    import pyarrow.parquet  # noqa: F401
+
     try:
         import pandas  # noqa: F401
     except ImportError:

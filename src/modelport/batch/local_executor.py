@@ -3,8 +3,9 @@
 Each host is a forked process running :func:`modelport.batch.worker.main`, fed tasks over a
 pipe. A pipe that closes is a process that died; its exit code is the reason reported. Forking
 (where the platform can) starts a worker in milliseconds with modelport already imported, where
-``spawn`` starts an interpreter that imports the runner and the worker again (seconds per job);
-the runner is single-threaded, so forking it is safe.
+``spawn`` starts an interpreter that imports the runner and the worker again (seconds per job).
+Forking the runner is safe: its one other thread, the output's, appends no part while a fork is
+under way (:mod:`modelport.batch.output`).
 """
 
 from __future__ import annotations

@@ -36,6 +36,15 @@ from modelport.core.errors import ConflictError, DiskError, DiskFullError, Model
 
 _QUEUE_LENGTH = 64  # finished mini-batches waiting to be joined before add() waits for the thread
 
+# The runner forks worker processes while the joining thread runs (a replacement, mid-job); a
+# child forked while that thread is inside pyarrow could inherit a lock held for good. A fork
+# waits for the part being appended instead, and the thread appends none while one is under way.
+_NOT_FORKING = threading.Lock()
+if hasattr(os, "register_at_fork"):  # not on Windows, where nothing forks
+    os.register_at_fork(
+        before=_NOT_FORKING.acquire, after_in_parent=_NOT_FORKING.release, after_in_child=_NOT_FORKING.release
+    )
+
 
 def part_suffix(output_file_name: str) -> str:
     return ".arrow" if output_file_name.endswith(".parquet") else ".csv"
@@ -211,6 +220,10 @@ class Assembly:
         return self._handle
 
     def _append(self, part: Path) -> None:
+        with _NOT_FORKING:
+            self._append_part(part)
+
+    def _append_part(self, part: Path) -> None:
         if not self._parquet:
             with open(part, "rb") as source:
                 shutil.copyfileobj(source, self._csv(), 1 << 20)
@@ -219,15 +232,14 @@ class Assembly:
 
         if self._error is not None:
             return
-        with pa.memory_map(str(part)) as source:
-            table = pa.ipc.open_file(source).read_all()
-            if self._writer is None:
-                self._schema = table.schema
-                self._writer = pq.ParquetWriter(str(self.temporary), table.schema)
-            try:
-                self._writer.write_table(table.cast(self._schema))
-            except (pa.ArrowException, ValueError) as exc:
-                self._error = ValidationError(f"output: run() results have different columns or types ({exc})")
+        table = pa.ipc.open_file(str(part)).read_all()
+        if self._writer is None:
+            self._schema = table.schema
+            self._writer = pq.ParquetWriter(str(self.temporary), table.schema)
+        try:
+            self._writer.write_table(table.cast(self._schema))
+        except (pa.ArrowException, ValueError) as exc:
+            self._error = ValidationError(f"output: run() results have different columns or types ({exc})")
 
 
 def _failed(exc: BaseException) -> ModelportError:
