@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -236,6 +237,21 @@ def test_a_failed_join_fails_the_job_in_one_line_without_waiting(tmp_path: Path)
     with pytest.raises(DiskError, match="joining the parts failed"):
         assembly.finish(overwrite=False)
     assert not output.exists()
+
+
+def test_the_cli_sees_its_forked_runner_end_at_once(tmp_path: Path) -> None:
+    from modelport import Workspace
+    from modelport.batch.forked import ForkedRunner
+
+    with Workspace(tmp_path / "ws") as ws:
+        runner = ForkedRunner(ws)
+        assert not runner.wait(0.05)  # it waits for its job
+        runner.start("batchjob-missing", "token", tmp_path / "runner.txt", {})  # a job it cannot claim: it exits
+        began = time.monotonic()
+        assert runner.wait(60)
+        assert time.monotonic() - began < 30
+        assert runner.wait(0)
+    assert (tmp_path / "runner.txt").exists()  # it had the job
 
 
 # -- no-code features ------------------------------------------------------------------------------

@@ -12,13 +12,14 @@ cross the fork: SQLite's locks are per process, and a child holding even an unus
 of its parent's loses writes, so the pool is closed first and each side then opens its own. The
 child is detached like a started runner (its own session, stdin from /dev/null, output to the
 job's runner log) and leaves with ``os._exit``, so nothing of the parent's (exit handlers,
-buffered output) runs twice.
+buffered output) runs twice; a pipe it holds open until then tells the CLI it has ended.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import sys
 import traceback
 from pathlib import Path
@@ -32,10 +33,13 @@ class ForkedRunner:
         sys.stdout.flush()
         sys.stderr.flush()
         read, self._go = os.pipe()
+        self._ended, alive = os.pipe()  # the child holds ``alive`` open until it exits
         if os.fork() == 0:
             os.close(self._go)
+            os.close(self._ended)
             _child(ws, read)  # never returns
         os.close(read)
+        os.close(alive)
         self._open = True
 
     def start(self, job_id: str, token: str, log_path: Path, environment: dict[str, str]) -> None:
@@ -49,6 +53,20 @@ class ForkedRunner:
         if self._open:
             self._open = False
             os.close(self._go)
+            os.close(self._ended)
+            self._ended = -1
+
+    def wait(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the runner to exit, so that ``invoke --wait`` sees a job's
+        end at once instead of at its next poll. True once it has exited; its worker processes,
+        which hold the same pipe, are gone by then."""
+        if self._ended < 0:
+            return True
+        if not select.select([self._ended], [], [], max(0.0, seconds))[0]:
+            return False
+        os.close(self._ended)
+        self._ended = -1
+        return True
 
 
 def _child(ws: WorkspaceStores, go: int) -> None:

@@ -18,6 +18,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -94,6 +95,15 @@ class BatchJobs:
         self.ws = workspace
         self.db = workspace.db
         self._fork_runner = fork_runner and hasattr(os, "fork")
+        self._forked: ForkedRunner | None = None  # the last runner this process forked
+
+    def pause(self, seconds: float) -> None:
+        """Sleep between polls of a job: ``seconds``, or less if the runner forked by this
+        process exits meanwhile (the job it ran has ended)."""
+        if self._forked is None:
+            time.sleep(seconds)
+        elif self._forked.wait(seconds):
+            self._forked = None
 
     # -- user operations ----------------------------------------------------------------------
 
@@ -406,6 +416,7 @@ class BatchJobs:
         }
         if forked is not None:
             forked.start(job_id, token, job_dir / "logs" / "runner.txt", workspace)
+            self._forked = forked
             return
         env = {**os.environ, **workspace}
         with open(job_dir / "logs" / "runner.txt", "ab") as log:

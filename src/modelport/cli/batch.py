@@ -628,7 +628,7 @@ def _follow(jobs: BatchJobs, info: JobInfo) -> JobInfo:
             if time.monotonic() - last >= 5:
                 click.echo(_progress_line(info), err=True)
                 last = time.monotonic()
-            time.sleep(pause)
+            jobs.pause(pause)
             info = jobs.get(info.id)
         return info
     with Progress(
@@ -645,7 +645,7 @@ def _follow(jobs: BatchJobs, info: JobInfo) -> JobInfo:
                 break
             finished = info.minibatches["done"] + info.minibatches["failed"]
             progress.update(bar, completed=finished, description=f"{info.id} {info.status}", detail=_rate_text(info))
-            time.sleep(pause)
+            jobs.pause(pause)
             info = jobs.get(info.id)
     return info
 
