@@ -19,7 +19,7 @@ from endpoint_daemon import Daemon, write_yaml
 
 pytestmark = pytest.mark.slow
 
-FUZZ_SECONDS = 30
+FUZZ_SECONDS = 20
 RSS_GROWTH_LIMIT_MB = 150
 
 
