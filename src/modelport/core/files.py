@@ -21,6 +21,7 @@ filesystem offers no locks, only a dead pid and an age of ``NO_LOCK_AFTER_S`` re
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import secrets
@@ -30,9 +31,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from modelport.core.errors import DiskError, DiskFullError
+from modelport.core.errors import DiskError, DiskFullError, ValidationError
 
 try:
     import fcntl
@@ -236,3 +237,14 @@ def _try_lock(fd: int) -> bool | None:
     except OSError:
         return None
     return True
+
+
+def read_json_file(file: Path, field: str) -> Any:
+    """The JSON document in ``file``; a missing or unreadable file, or one that is not JSON, is
+    refused in one line naming ``field`` and the file."""
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValidationError(f"{field}: {file} does not exist") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ValidationError(f"{field}: {file} is not a JSON document ({exc})") from None

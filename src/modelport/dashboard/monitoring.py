@@ -15,7 +15,6 @@ so the page reads the file it is given (the profiler itself is the CLI's alone).
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from starlette.routing import Route
 from modelport.control.catalog import Catalog
 from modelport.core.errors import ModelportError, ValidationError
 from modelport.core.extras import require_extra
+from modelport.core.files import read_json_file
 from modelport.dashboard.render import Render
 from modelport.schema.choices import CollectionName
 
@@ -155,12 +155,7 @@ class MonitoringPages:
 
 def read_profile(file: Path) -> dict[str, Any]:
     """A document ``profile --save`` wrote; anything else is refused in one line naming it."""
-    try:
-        document = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValidationError(f"file: {file} does not exist") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ValidationError(f"file: {file} is not a JSON document ({exc})") from None
+    document = read_json_file(file, "file")
     trials = document.get("trials") if isinstance(document, dict) else None
     if not isinstance(trials, list) or not all(isinstance(trial, dict) for trial in trials):
         raise ValidationError(f"file: {file} is not a profile (modelport profile --save writes one)")

@@ -9,7 +9,6 @@ with the same traffic rules; they have no keys yet (see :func:`modelport.kube.re
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelport.core.errors import ValidationError
+from modelport.core.files import read_json_file
 
 if TYPE_CHECKING:
     from modelport.packaging.sources import ModelFiles, PackageSource
@@ -131,12 +131,7 @@ class Recommendation:
 def read_profile(file: Path) -> Recommendation:
     """``recommendedCpu`` and ``recommendedMemoryInGB`` of a saved profile; anything else about
     the file is refused in one line naming it and the field."""
-    try:
-        document = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValidationError(f"--profile: {file} does not exist") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ValidationError(f"--profile: {file} is not a JSON document ({exc})") from None
+    document = read_json_file(file, "--profile")
     if not isinstance(document, Mapping):
         raise ValidationError(f"--profile: {file} is not a profile (modelport profile --save writes one)")
     values = []
