@@ -5,6 +5,7 @@
 set -euo pipefail
 dir=${1:?usage: $0 DIR}
 mkdir -p "$dir"
+exec 9>"$dir/.lock" && flock 9  # test processes running side by side provision it once
 if [ ! -x "$dir/perf_analyzer.bin" ]; then
   if ! ldconfig -p | grep -q libb64.so.0d; then
     (apt-get install -y -qq libb64-0d || (apt-get update -qq && apt-get install -y -qq libb64-0d)) >&2
@@ -27,9 +28,10 @@ os.replace(f"{out}/perf_analyzer.bin.tmp", f"{out}/perf_analyzer.bin")
 PY
   rm -rf "$tmp"
 fi
-cat > "$dir/perf_analyzer" <<WRAP
+cat > "$dir/perf_analyzer.tmp" <<WRAP
 #!/usr/bin/env bash
 LD_LIBRARY_PATH="$dir\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}" exec "$dir/perf_analyzer.bin" "\$@"
 WRAP
-chmod +x "$dir/perf_analyzer"
+chmod +x "$dir/perf_analyzer.tmp"
+mv "$dir/perf_analyzer.tmp" "$dir/perf_analyzer"  # never half-written for a test running it
 echo "$dir/perf_analyzer"

@@ -57,7 +57,14 @@ if [ "$(id -u)" = 0 ] && ! command -v kubectl >/dev/null; then
     || echo "kubectl could not be installed: the k8s render tests will fail" >&2
 fi
 
-.venv/bin/python -m pytest -q -p no:cacheprovider --durations=40 --ignore tests/integration/test_batch_ray.py "$@"
+# Most tests wait on the processes they start, so several run at once (pytest-xdist, one test
+# module per worker at a time, its fixtures built once); the few that assert on time or on what
+# load achieves (marked `serial`) run after them, alone. Exit code 5 is "none selected" (a path
+# argument holding no serial tests).
+workers=${MODELPORT_TEST_WORKERS:-3}
+pytest=(.venv/bin/python -m pytest -q -p no:cacheprovider --durations=40 --ignore tests/integration/test_batch_ray.py)
+"${pytest[@]}" -n "$workers" --dist loadscope -m "not serial" "$@"
+"${pytest[@]}" -m serial "$@" || [ $? = 5 ]
 
 # The Ray engine's tests start a Ray cluster, which binds every interface it finds; they run in a
 # network namespace whose only interface is loopback, so no cluster traffic leaves 127.0.0.1.

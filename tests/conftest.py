@@ -230,5 +230,5 @@ def golden_model() -> Path:
     serializer, so golden manifests hold ``MODEL_SHA256`` in its place."""
     path = GOLDEN_INPUTS / "model.onnx"
     if not path.exists():
-        build_mlp_onnx(path.with_suffix(".part"), (4, 8, 2)).replace(path)
+        build_mlp_onnx(path.with_suffix(f".part-{os.getpid()}"), (4, 8, 2)).replace(path)  # workers race
     return path

@@ -21,6 +21,8 @@ import httpx
 import pytest
 from endpoint_daemon import FAST_PROBES, Daemon, Load, running_daemon, scoring_headers, write_yaml
 
+pytestmark = pytest.mark.serial  # timing assertions: run alone, after the parallel part (scripts/test.sh)
+
 MAX = 4  # 8 concurrent requests fit the router's admission limit: 2 × 1 × 4 in flight
 COOL_DOWN_S = 3
 

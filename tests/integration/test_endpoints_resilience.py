@@ -19,6 +19,8 @@ from endpoint_daemon import FAST_PROBES, Daemon, Load, running_daemon, scoring_h
 
 from modelport import Workspace
 
+pytestmark = pytest.mark.serial  # timing assertions: run alone, after the parallel part (scripts/test.sh)
+
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:

@@ -26,6 +26,8 @@ from endpoint_daemon import Daemon, running_daemon, write_yaml
 from modelport.profiling.recommend import BUSY_SPREAD
 from modelport.samples import build_mlp_onnx
 
+pytestmark = pytest.mark.serial  # timing assertions: run alone, after the parallel part (scripts/test.sh)
+
 LIGHT = (32, 64, 64, 4)
 HEAVY = (256, 1024, 1024, 1024, 16)
 AZURE_KEYS = {

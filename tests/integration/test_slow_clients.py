@@ -23,6 +23,8 @@ from endpoint_daemon import Daemon
 
 from modelport.samples import build_mlp_onnx
 
+pytestmark = pytest.mark.serial  # timing assertions: run alone, after the parallel part (scripts/test.sh)
+
 FD_LIMIT = 1024  # the server's ulimit -n: its connection cap becomes 1024 - 64
 SLOW = 1100  # slow connections held open at once, more than the cap
 GOOD = 1000  # requests of the well-behaved client
