@@ -11,6 +11,8 @@ import pytest
 from modelport.runtime.config import DynamicBatching
 from modelport.serving.batching import CostModel, DynamicBatcher, QueueRejected
 
+pytestmark = pytest.mark.serial  # timing assertions: run alone, after the parallel part (scripts/test.sh)
+
 
 class FakeModel:
     """Doubles its input after ``delay`` seconds and remembers every batch size it ran."""

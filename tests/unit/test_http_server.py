@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+import pytest
 import uvicorn
 import uvloop
 from starlette.types import Receive, Scope, Send
@@ -21,6 +22,8 @@ from starlette.types import Receive, Scope, Send
 from modelport.core.connections import ConnectionLimits, Connections
 from modelport.core.http_server import HttpServer, _Acceptor
 from modelport.core.sockets import listen
+
+pytestmark = pytest.mark.serial  # timing assertions: run alone, after the parallel part (scripts/test.sh)
 
 CONNECTIONS = 40
 

@@ -26,6 +26,8 @@ from modelport.profiling.results import Round, TrialResult, relative_qps, spread
 from modelport.profiling.sample import Sample
 from modelport.runtime.config import config_from_dict
 
+pytestmark = pytest.mark.serial  # timing assertions: run alone, after the parallel part (scripts/test.sh)
+
 AZURE_KEYS = {
     "name",
     "state",

@@ -25,6 +25,8 @@ from modelport.serving.http.azureml import azureml_routes
 from modelport.serving.repository import ModelRepository
 from modelport.serving.scoring_script import ScriptHost
 
+pytestmark = pytest.mark.serial  # timing assertions: run alone, after the parallel part (scripts/test.sh)
+
 SIZES = (4, 8, 3)
 CONFIG = """
 name: "mlp"

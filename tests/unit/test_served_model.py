@@ -40,22 +40,28 @@ def _serve(predictor: Predictor, tmp_path: Path) -> ServedModel:
     return ServedModel(source, ModelConfig("m", max_batch_size=8), [predictor])
 
 
-async def _runs(model: ServedModel, count: int) -> int:
+async def _runs(model: ServedModel, count: int, until_inline: Recorder | None = None) -> int:
+    """``count`` runs, or fewer: with ``until_inline``, stop once its last 5 ran on the loop."""
+    loop_thread = threading.get_ident()
     for value in range(count):
         execution = await model.execute({"x": np.full((1, 1), value, dtype=np.float32)}, None)
         assert execution.outputs["y"][0, 0] == value
-    return threading.get_ident()
+        if until_inline is not None and until_inline.threads[-5:] == [loop_thread] * 5:
+            break
+    return loop_thread
 
 
 def test_short_runs_move_onto_the_event_loop(tmp_path: Path) -> None:
+    """The running mean of run time decides: a first run slowed by a busy machine keeps the next
+    few in threads until the mean comes down, so the test allows many runs, not a fixed few."""
     predictor = Recorder(0.0)
     model = _serve(predictor, tmp_path)
     try:
-        loop_thread = asyncio.run(_runs(model, 5))
+        loop_thread = asyncio.run(_runs(model, 2000, until_inline=predictor))
     finally:
         model.close()
     assert predictor.threads[0] != loop_thread  # nothing is known of the model before its first run
-    assert predictor.threads[1:] == [loop_thread] * 4
+    assert predictor.threads[-5:] == [loop_thread] * 5
 
 
 def test_long_runs_stay_in_worker_threads(tmp_path: Path) -> None:
