@@ -165,22 +165,28 @@ def builder_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     if reason:
         pytest.skip(reason)
     if not BASE_TAR.is_file():
+        if BASE_TAR.is_dir():  # an earlier run's root filesystem left as a folder under that name
+            shutil.rmtree(BASE_TAR)
         CACHE.mkdir(parents=True, exist_ok=True)
-        partial = BASE_TAR.with_suffix(f".tmp-{os.getpid()}")
-        subprocess.run(
-            [
-                "mmdebstrap",
-                "--quiet",
-                "--variant=minbase",
-                "--include=python3,python3-venv",
-                *SLIM,
-                "bookworm",
-                str(partial),
-            ],
-            check=True,
-            timeout=900,
-        )
-        partial.rename(BASE_TAR)
+        # mmdebstrap picks the output's format from its name: it must end in .tar to be a tarball
+        partial = BASE_TAR.with_name(f"{BASE_TAR.stem}.tmp-{os.getpid()}.tar")
+        try:
+            subprocess.run(
+                [
+                    "mmdebstrap",
+                    "--quiet",
+                    "--variant=minbase",
+                    "--include=python3,python3-venv",
+                    *SLIM,
+                    "bookworm",
+                    str(partial),
+                ],
+                check=True,
+                timeout=900,
+            )
+            partial.rename(BASE_TAR)
+        finally:
+            partial.unlink(missing_ok=True)  # gone once renamed; else a failed build's leftovers
     root = tmp_path_factory.mktemp("containers")
     env = {**os.environ, **_storage(root, "overlay")}
     if subprocess.run(["buildah", "images"], env=env, capture_output=True).returncode != 0:
