@@ -138,12 +138,18 @@ def free_port() -> int:
     ephemeral = int(ranges.read_text().split()[0]) if ranges.exists() else 32768
     while True:
         port = random.randrange(20000, ephemeral)  # 10002-19999 is Ray's default range for its workers
+        if port in _RECENT_PORTS:  # one server's ports are picked one after another: never twice
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _RECENT_PORTS[:] = [*_RECENT_PORTS[-63:], port]
             return port
+
+
+_RECENT_PORTS: list[int] = []  # the last ports free_port handed out in this process
 
 
 PORT_TAKEN = "(Address already in use)"  # how `modelport serve` and `up` name a port someone else holds

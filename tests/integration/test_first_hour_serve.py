@@ -44,6 +44,20 @@ def test_a_busy_port_is_one_line_naming_its_option(repo: Path, option: str) -> N
     )
 
 
+@pytest.mark.parametrize("option", ["--metrics-port", "--grpc-port"])
+def test_one_port_given_twice_is_one_line_naming_both_options(repo: Path, option: str) -> None:
+    """Binding both before either listened let it through, and start-up failed with an internal error."""
+    port = str(free_port())
+    result = subprocess.run(
+        [sys.executable, "-m", "modelport", "serve", str(repo), "--http-port", port, option, port],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == f"error: {option}: {port} is the --http-port too; give each its own port"
+
+
 def test_a_model_file_is_served_from_its_path_without_registering(tmp_path: Path) -> None:
     """``serve ./model.onnx`` refused a plain file ("register it"); MLflow serves a path."""
     model = build_mlp_onnx(tmp_path / "work" / "model.onnx")

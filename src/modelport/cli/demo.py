@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import click
 import httpx
 
 from modelport.cli.model import show_info
+from modelport.control.replica import free_port
 from modelport.core.errors import ModelportError, NotFoundError
 from modelport.core.extras import missing
 from modelport.registry.manifest import scan
@@ -52,17 +52,11 @@ def run_demo(ws: Workspace) -> None:
     _batch_score(ws)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _serve_and_score(ws: Workspace, model_file: Path) -> None:
     import numpy as np
     import onnxruntime as ort
 
-    http_port, metrics_port = _free_port(), _free_port()
+    http_port, metrics_port = free_port(), free_port()
     command = [
         sys.executable,
         "-m",
@@ -130,7 +124,7 @@ def _cli(ws: Workspace, *args: str, url: str | None = None) -> subprocess.Comple
 
 
 def _online_endpoint(ws: Workspace) -> None:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     _check(_cli(ws, "up", "--port", str(port)))
     try:

@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from modelport.core.connections import ConnectionLimits, Connections
+from modelport.core.errors import ValidationError
 from modelport.core.http_server import HttpServer, front_end
 from modelport.core.request_body import DEFAULT_MAX_BODY
 from modelport.core.sockets import listen
@@ -55,6 +56,20 @@ class ServeOptions:
     observing: Observing = field(default_factory=Observing)
     worker: WorkerSetup | None = None
     ports: Ports | None = None
+
+    def __post_init__(self) -> None:
+        """One port, one server: the kernel lets two sockets bind one port before either listens,
+        so the same number given twice would get past :func:`bind_ports` and fail at start-up."""
+        taken: dict[int, str] = {}
+        for option, port in (
+            ("--http-port", self.http_port),
+            ("--grpc-port", self.grpc_port),
+            ("--metrics-port", self.metrics_port),
+        ):
+            if port:  # None: not served; 0: any free port, a different one each
+                if port in taken:
+                    raise ValidationError(f"{option}: {port} is the {taken[port]} too; give each its own port")
+                taken[port] = option
 
 
 @dataclass(frozen=True)
