@@ -126,6 +126,9 @@ def sqlite_cli(tmp_path: Path) -> Cli:
     return Cli(tmp_path / "ws")
 
 
+_RECENT_PORTS: list[int] = []  # the last ports free_port handed out in this process
+
+
 def free_port() -> int:
     """A loopback port that is free now, picked below the kernel's ephemeral range: an outgoing
     connection takes its local port from that range, so none lands on this one before the server
@@ -147,9 +150,6 @@ def free_port() -> int:
                 continue
             _RECENT_PORTS[:] = [*_RECENT_PORTS[-63:], port]
             return port
-
-
-_RECENT_PORTS: list[int] = []  # the last ports free_port handed out in this process
 
 
 PORT_TAKEN = "(Address already in use)"  # how `modelport serve` and `up` name a port someone else holds
