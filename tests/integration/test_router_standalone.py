@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httptools
 import httpx
 import pytest
 from conftest import Server, free_port
@@ -225,6 +227,85 @@ def test_keys_routes_metrics_and_healthz(router: Router) -> None:
     assert served and {line["endpoint"] for line in served} == {ENDPOINT}
     assert {line["deployment"] for line in served} <= {"blue", "green"} and served[0]["model"] == "mlp"
     assert any(line["status"] == 401 and line["deployment"] is None for line in lines)
+
+
+class _Answers:
+    """HTTP answers parsed off a raw connection as they come (httptools' callbacks)."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.got: list[tuple[int, dict[str, str], bytes]] = []
+        self._headers: dict[str, str] = {}
+        self._body = b""
+
+    def on_message_begin(self) -> None:
+        self._headers, self._body = {}, b""
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.decode().lower()] = value.decode()
+
+    def on_body(self, body: bytes) -> None:
+        self._body += body
+
+    def on_message_complete(self) -> None:
+        self.got.append((self.parser.get_status_code(), self._headers, self._body))
+
+
+def _raw(url: str, data: bytes, answers: int, then: bytes = b"") -> list[tuple[int, dict[str, str], bytes]]:
+    """Send ``data`` as it is on one connection (``then`` after an interim answer) and read
+    ``answers`` final answers back: status, headers and body of each, interim ones included."""
+    host, port = url.removeprefix("http://").split(":")
+    parsed = _Answers()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(data)
+        while sum(1 for status, _, _ in parsed.got if status >= 200) < answers:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            interim = sum(1 for status, _, _ in parsed.got if status < 200)
+            parsed.parser.feed_data(chunk)
+            if sum(1 for status, _, _ in parsed.got if status < 200) > interim:
+                sock.sendall(then)
+    return parsed.got
+
+
+def _request(path: str, body: bytes, *extra: bytes, key: str = PRIMARY) -> bytes:
+    return (
+        b"POST %s HTTP/1.1\r\nhost: x\r\nauthorization: Bearer %s\r\ncontent-type: application/json\r\n%s"
+        b"content-length: %d\r\n\r\n%s" % (path.encode(), key.encode(), b"".join(extra), len(body), body)
+    )
+
+
+def test_the_router_speaks_http_as_a_server_does(router: Router) -> None:
+    """The router answers its requests in its HTTP protocol (no ASGI): pipelined requests come
+    back in order (the second is queued behind the first), ``Expect: 100-continue`` is honoured
+    and, when the head is refused, answered at once; a declared body over the limit is 413;
+    a chunked body is read whole."""
+    body = json.dumps(BODY).encode()
+    pinned = b"x-modelport-deployment: green\r\n"
+    pipelined = _raw(
+        router.url,
+        _request(INFER, body) + _request(INFER, body, pinned) + b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n",
+        3,
+    )
+    assert [status for status, _, _ in pipelined] == [200, 200, 200]
+    assert pipelined[1][1]["azureml-model-deployment"] == "green" and pipelined[2][2] == b"ok\n"
+    assert json.loads(pipelined[0][2])["model_name"] == "mlp"
+
+    head = _request(INFER, b"", b"expect: 100-continue\r\n").replace(
+        b"content-length: 0", b"content-length: %d" % len(body)
+    )
+    continued = _raw(router.url, head, 1, then=body)
+    assert [status for status, _, _ in continued] == [100, 200]
+    refused = _raw(router.url, head.replace(PRIMARY.encode(), b"wrong"), 1)
+    assert [(status, headers.get("connection")) for status, headers, _ in refused] == [(401, "close")]
+
+    too_large = _raw(router.url, _request(INFER, b"").replace(b"content-length: 0", b"content-length: 999999999999"), 1)
+    assert too_large[0][0] == 413 and "limit" in too_large[0][2].decode()
+    chunked = _request(INFER, b"").replace(b"content-length: 0\r\n", b"transfer-encoding: chunked\r\n")
+    half = len(body) // 2
+    chunks = b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (half, body[:half], len(body) - half, body[half:])
+    assert _raw(router.url, chunked + chunks, 1)[0][0] == 200
 
 
 def test_a_rewritten_config_moves_traffic_without_a_failed_request(router: Router) -> None:

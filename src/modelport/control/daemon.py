@@ -62,7 +62,8 @@ from modelport.dashboard.app import PREFIX as DASHBOARD_PREFIX
 from modelport.dashboard.app import dashboard
 from modelport.registry.stores import WorkspaceStores
 from modelport.routing.history import TrafficHistory
-from modelport.routing.router import PREFIX, proxy_session
+from modelport.routing.protocol import router_protocol
+from modelport.routing.router import PREFIX, endpoint_target, proxy_session
 
 log = logging.getLogger("modelport.control")
 
@@ -127,8 +128,10 @@ async def _serve(ws: WorkspaceStores, listener: socket.socket, folder: Path, bin
             else:
                 await management(scope, receive, send)
 
+        checked = HostCheck(app, binding.served())
         server = front_end(
-            HostCheck(app, binding.served()),
+            checked,
+            http=router_protocol(router.core, endpoint_target, checked.allows),
             timeout_keep_alive=30,
             timeout_graceful_shutdown=10,  # log --follow streams never end
             ssl_certfile=str(binding.certfile) if binding.certfile else None,

@@ -44,14 +44,19 @@ class HostCheck:
         self.app = app
         self.served = frozenset(served)
 
+    def allows(self, host: bytes, secure: bool) -> bool:
+        """Whether a request's ``Host`` header names an address the daemon serves (the router's
+        requests, answered by the HTTP protocol before this app, ask here)."""
+        return _host_port(host.decode("latin-1"), "https" if secure else "http") in self.served
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            host = header(scope, b"host").decode("latin-1")
-            if _host_port(host, scope["scheme"]) not in self.served:
+            host = header(scope, b"host")
+            if not self.allows(host, scope["scheme"] == "https"):
                 await refuse(
                     send,
                     421,
-                    f"Host {host!r} is not an address this daemon serves (add it with `modelport up --allowed-host`)",
+                    f"Host {host.decode('latin-1')!r} is not an address this daemon serves (add it with `modelport up --allowed-host`)",
                     close=True,
                 )
                 return

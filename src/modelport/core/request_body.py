@@ -40,7 +40,7 @@ async def read_asgi(receive: Receive, declared: str | None, encoding: str | None
     """A raw ASGI request's body, as :func:`read_limited` reads it. A body that came in one
     message (nearly every inference request) is taken from it directly: the async generator of
     :func:`asgi_chunks` and its iteration were a measurable share of a small request's cost."""
-    _check_declared(declared, limit)
+    check_declared(declared, limit)
     message = await receive()
     if message["type"] == "http.request" and not message.get("more_body", False):
         body: bytes = message.get("body", b"")
@@ -61,7 +61,7 @@ async def read_asgi(receive: Receive, declared: str | None, encoding: str | None
 async def read_limited(chunks: AsyncIterable[bytes], declared: str | None, encoding: str | None, limit: int) -> bytes:
     """The chunks joined, refused (413) once ``declared`` (the Content-Length) or what came is over
     ``limit``, and decompressed per ``encoding`` (None: as sent)."""
-    _check_declared(declared, limit)
+    check_declared(declared, limit)
     parts, size = [], 0
     async for chunk in chunks:
         size += len(chunk)
@@ -71,7 +71,7 @@ async def read_limited(chunks: AsyncIterable[bytes], declared: str | None, encod
     return _decoded(parts[0] if len(parts) == 1 else b"".join(parts), encoding, limit)
 
 
-def _check_declared(declared: str | None, limit: int) -> None:
+def check_declared(declared: str | None, limit: int) -> None:
     """Refuse a Content-Length that is not a number or is over ``limit``, before any body is read."""
     if declared is not None:
         if not declared.isdigit():

@@ -15,6 +15,12 @@ three things the request path was measured to need:
   target (``url``), ``expect_100_continue`` and the cycle, and ``on_response_complete`` to let
   the next request in. Under 4× overload this is what kept the p99 of admitted requests inside
   the target (``bench/README.md``, "Load shedding in the HTTP protocol").
+- **Requests answered in the protocol, later** (:mod:`modelport.routing.protocol`): the endpoint
+  router takes its requests at the head and answers them once a replica has, without ASGI (a
+  scope, a task and messages per request were a fifth of the router's CPU). Until then a
+  :class:`Deferred` stands in uvicorn's ``cycle``, so that uvicorn's own pipelining queue,
+  graceful shutdown (``keep_alive``) and disconnect handling apply, and the answer runs as one
+  of uvicorn's ``tasks``, which a shutdown waits for; the body comes from the parser's callback.
 - **One write per response** and **the acceptor** (:mod:`modelport.core.http_server`): the
   transport is wrapped before uvicorn sees it (head and body leave in one ``writelines``: the
   ``write`` system call was 29 % of the loop under overload), and every listening socket is
@@ -24,7 +30,8 @@ three things the request path was measured to need:
   timeouts ("Every waiting connection accepted at once" in ``bench/README.md``).
   ``capture_signals`` is replaced because the owner stops its front ends together.
 
-The names these rely on are listed in :data:`PROTOCOL_ATTRIBUTES` and :data:`SERVER_ATTRIBUTES`,
+The names these rely on are listed in :data:`PROTOCOL_ATTRIBUTES`, :data:`CYCLE_ATTRIBUTES` and
+:data:`SERVER_ATTRIBUTES`,
 and ``tests/unit/test_uvicorn_adapter.py`` checks that the installed uvicorn has them, so an
 upgrade that moves one fails in CI rather than in production. The versions this module was
 tested with are :data:`SUPPORTED` (the same range as ``pyproject.toml``); importing it under
@@ -38,7 +45,7 @@ import contextlib
 import functools
 import socket
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import uvicorn
@@ -61,8 +68,20 @@ PROTOCOL_METHODS = (
     "on_message_complete",
     "on_response_complete",
 )
-PROTOCOL_ATTRIBUTES = ("loop", "transport", "flow", "parser", "url", "cycle", "expect_100_continue", "server_state")
-CYCLE_ATTRIBUTES = ("response_started", "response_complete", "disconnected", "message_event")
+PROTOCOL_ATTRIBUTES = (
+    "loop",
+    "transport",
+    "flow",
+    "parser",
+    "url",
+    "headers",
+    "scheme",
+    "cycle",
+    "tasks",
+    "expect_100_continue",
+    "server_state",
+)
+CYCLE_ATTRIBUTES = ("response_started", "response_complete", "disconnected", "message_event", "keep_alive")
 SERVER_ATTRIBUTES = ("servers", "lifespan", "server_state", "config")
 
 
@@ -90,14 +109,41 @@ class _State(ServerState):
         self.shared = shared
 
 
+class Deferred:
+    """Stands in for uvicorn's request cycle while a taken request waits for an answer that comes
+    after an ``await`` (:meth:`HttpProtocol.defer`). With it in place uvicorn treats the request as
+    one being answered: a request pipelined behind it is queued until it is answered, a graceful
+    shutdown lets it finish and then closes the connection (``keep_alive``), and a client that
+    leaves, or whose body stops coming, marks it ``disconnected``."""
+
+    __slots__ = ("keep_alive", "disconnected", "response_complete", "message_event")
+
+    response_started = False  # nothing is written before the whole answer
+
+    def __init__(self, keep_alive: bool) -> None:
+        self.keep_alive = keep_alive
+        self.disconnected = False
+        self.response_complete = False
+        self.message_event = _NoWaiter()
+
+
+class _NoWaiter:
+    """The cycle's event, which uvicorn sets to wake a reader of the body; nobody waits here."""
+
+    __slots__ = ()
+
+    def set(self) -> None:
+        pass
+
+
 class HttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, seen through hooks and read-only views.
 
     Subclasses extend the hooks (calling ``super()``) instead of uvicorn's own callbacks; a
     request for which :meth:`head_complete` returns True is the subclass's to answer: uvicorn
-    never sees it (no ASGI task, its body is dropped) and :meth:`answer_taken` is called once
-    it has been read. ``loop`` and ``transport`` are the connection's loop and (wrapped)
-    transport; ``shared`` is what the server was given for all its connections."""
+    never sees it (no ASGI task; its body goes to :meth:`taken_body`) and :meth:`answer_taken`
+    is called once it has been read. ``loop`` and ``transport`` are the connection's loop and
+    (wrapped) transport; ``shared`` is what the server was given for all its connections."""
 
     _taken = False
 
@@ -133,6 +179,9 @@ class HttpProtocol(HttpToolsProtocol):
     def body_received(self) -> None:
         """Body bytes arrived."""
 
+    def taken_body(self, body: bytes) -> None:
+        """Body bytes of a taken request (dropped unless a subclass keeps them)."""
+
     def message_complete(self) -> None:
         """The whole request was read."""
 
@@ -155,6 +204,16 @@ class HttpProtocol(HttpToolsProtocol):
     def expects_continue(self) -> bool:
         """The request asked for ``100 Continue`` before sending its body."""
         return self.expect_100_continue
+
+    @property
+    def request_headers(self) -> list[tuple[bytes, bytes]]:
+        """The request's headers as uvicorn collected them: names in lower case, in order."""
+        return self.headers
+
+    @property
+    def secure(self) -> bool:
+        """The connection came over TLS."""
+        return self.scheme == "https"
 
     @property
     def request_method(self) -> bytes:
@@ -197,6 +256,36 @@ class HttpProtocol(HttpToolsProtocol):
         else:
             self.transport.close()
 
+    def defer(self) -> Deferred:
+        """From :meth:`head_complete`, for a request it takes that will be answered later, by
+        :meth:`answer_later` or :meth:`answer_deferred`."""
+        deferred = Deferred(self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive())
+        self.cycle = deferred  # type: ignore[assignment]  # what uvicorn reads of a cycle (CYCLE_ATTRIBUTES)
+        return deferred
+
+    def answer_later(self, deferred: Deferred, answer: Coroutine[Any, Any, Callable[[bool], bytes]]) -> None:
+        """Answer a deferred request with what ``answer`` gives: a function of ``keep_alive`` that
+        returns the whole response. It runs as one of uvicorn's request tasks, so that a graceful
+        shutdown waits for it."""
+        task = self.loop.create_task(self._answer_when_ready(deferred, answer))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    async def _answer_when_ready(
+        self, deferred: Deferred, answer: Coroutine[Any, Any, Callable[[bool], bytes]]
+    ) -> None:
+        self.answer_deferred(deferred, await answer)
+
+    def answer_deferred(self, deferred: Deferred, response: Callable[[bool], bytes]) -> None:
+        """Send a deferred request's whole response (unless its client has left) and let the
+        next request in, or close the connection when it is not to be kept alive."""
+        deferred.response_complete = True
+        if deferred.disconnected or self.transport.is_closing():
+            return
+        keep_alive = deferred.keep_alive
+        self.transport.write(response(keep_alive))
+        self.finish_taken(keep_alive)
+
     # --- uvicorn's callbacks, translated ------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -218,7 +307,9 @@ class HttpProtocol(HttpToolsProtocol):
 
     def on_body(self, body: bytes) -> None:
         self.body_received()
-        if not self._taken:
+        if self._taken:
+            self.taken_body(body)
+        else:
             super().on_body(body)
 
     def on_message_complete(self) -> None:

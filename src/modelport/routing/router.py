@@ -13,8 +13,11 @@ shared pool of keep-alive connections (``routing.upstream_http``), within ``requ
 (408) → the replica's answer, marked with the deployment that gave it
 (``azureml-model-deployment``); one line in the request log when there is one.
 
-Every request of every endpoint pays this path, so it stays on raw ASGI messages and byte
-headers, with no request or response objects (``bench/router_hop.py`` has what it costs).
+Every request of every endpoint pays this path, so it works on byte headers, with no request or
+response objects, and the front ends answer it in their HTTP protocol (``routing.protocol``:
+:meth:`Router.open` from the head, :meth:`Router.answer` once the body is in); the ASGI entry
+(:meth:`Router.route`) serves what the protocol leaves to the app, requests pipelined behind
+another (``bench/router_hop.py`` has what each costs).
 
 The key comes before the route: without it every path of an endpoint answers the same 401, so
 nobody without a key learns which routes the router passes; with it, a refused route answers 404
@@ -39,7 +42,9 @@ import random
 import time
 import uuid
 from dataclasses import dataclass
+from http import HTTPStatus
 
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -54,7 +59,7 @@ from modelport.core.http_errors import (
     response_of,
 )
 from modelport.core.keys import authorized
-from modelport.core.request_body import DEFAULT_MAX_BODY, asgi_chunks, read_limited
+from modelport.core.request_body import DEFAULT_MAX_BODY, asgi_chunks, check_declared, read_limited
 from modelport.monitor.request_log import RequestLog
 from modelport.routing.backend import Backend, Group, Upstream
 from modelport.routing.metrics import RouterMetrics
@@ -120,6 +125,20 @@ class LiveEndpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class Head:
+    """A request's line and headers, as the router reads them: ``path`` is the path requested
+    (percent-decoded; the request log's), ``endpoint`` and ``route`` what the router makes of it
+    (``route`` is the scoring path: ``score``, ``v2/...``); header names in lower case."""
+
+    method: str
+    path: str
+    endpoint: str
+    route: str
+    query: bytes
+    headers: list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
 class _Call:
     """The parts of a request every hop reuses: the endpoint, the scoring path (``score``,
     ``v2/...``) and query, the headers to send, the body."""
@@ -136,8 +155,22 @@ class _Call:
         return f"/{self.path}?{self.query.decode('latin-1')}" if self.query else f"/{self.path}"
 
 
+_STATUS_LINES: dict[int, bytes] = {}
+
+
+def _status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        try:
+            phrase = HTTPStatus(status).phrase.encode()
+        except ValueError:
+            phrase = b""
+        line = _STATUS_LINES[status] = b"HTTP/1.1 %d %s\r\n" % (status, phrase)
+    return line
+
+
 @dataclass(slots=True)
-class _Reply:
+class Reply:
     """What the router answers: the status, the headers and the body, and the deployment that gave
     it (empty when the router refused before choosing one)."""
 
@@ -147,12 +180,43 @@ class _Reply:
     deployment: str = ""
 
     @classmethod
-    def of(cls, response: Response) -> _Reply:
+    def of(cls, response: Response) -> Reply:
         return cls(response.status_code, response.raw_headers, bytes(response.body))
 
     async def send(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
         await send({"type": "http.response.body", "body": self.body})
+
+    def encoded(self, common: list[tuple[bytes, bytes]], keep_alive: bool) -> bytes:
+        """The whole HTTP/1.1 response: ``common`` (the server's ``date``) and the reply's headers,
+        ``connection: close`` unless ``keep_alive``, then the body."""
+        head = [_status_line(self.status)]
+        for name, value in common:
+            head += (name, b": ", value, b"\r\n")
+        for name, value in self.headers:
+            head += (name, b": ", value, b"\r\n")
+        head.append(b"\r\n" if keep_alive else b"connection: close\r\n\r\n")
+        head.append(self.body)
+        return b"".join(head)
+
+
+class Exchange:
+    """One request through the router, from its head (:meth:`Router.open`) to its answer
+    (:meth:`Router.answer`): what the head decided, and when it came."""
+
+    __slots__ = ("head", "request_id", "started_wall", "started", "endpoint", "first", "refusal")
+
+    def __init__(self, head: Head) -> None:
+        self.head = head
+        self.request_id = str(uuid.uuid4())
+        self.started_wall, self.started = time.time(), time.perf_counter_ns()
+        self.endpoint: LiveEndpoint | None = None
+        self.first: dict[bytes, bytes] = {}  # the first of repeated headers, as Starlette's would
+        self.refusal: Reply | None = None
+
+    def refuse(self, error: ModelportError) -> None:
+        """Answer ``error`` instead of forwarding (a body over the limit, found while reading it)."""
+        self.refusal = _answer(self.head.route, error)
 
 
 class Router:
@@ -161,7 +225,7 @@ class Router:
         self.request_log = request_log
         self.metrics = RouterMetrics()
         self.endpoints: dict[str, LiveEndpoint] = {}
-        self._mirrors: set[asyncio.Task[_Reply]] = set()
+        self._mirrors: set[asyncio.Task[Reply]] = set()
 
     def publish(self, endpoint: LiveEndpoint) -> None:
         self.endpoints[endpoint.name] = endpoint
@@ -172,49 +236,100 @@ class Router:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI app for ``/endpoints/<name>/<path>``; the daemon sends those paths here
         directly, past the management API's routing, to keep the hop short."""
-        _, _, rest = scope["path"].partition(PREFIX)
-        name, _, path = rest.partition("/")
+        name, path = endpoint_target(scope["path"]) or ("", "")
         await self.route(scope, receive, send, name, path)
 
     async def route(self, scope: Scope, receive: Receive, send: Send, name: str, path: str) -> None:
-        """Answer one request for ``path`` (``score``, ``v2/...``) of endpoint ``name``."""
-        started_wall, started = time.time(), time.perf_counter_ns()
-        request_id = str(uuid.uuid4())
-        try:
-            reply = await self.handle(scope, receive, name, path, request_id)
-        except ModelportError as exc:
-            reply = _answer(path, exc)
-        except Exception:
-            log.exception("router: unexpected error on %s %s", scope["method"], scope["path"])
-            reply = _Reply.of(error_response(500, "internal error in the router", azure=_azure(path)))
+        """Answer one request for ``path`` (``score``, ``v2/...``) of endpoint ``name`` over ASGI:
+        the requests ``routing.protocol`` leaves to the app (those pipelined behind another)."""
+        head = Head(scope["method"], scope["path"], name, path, scope["query_string"], scope["headers"])
+        exchange = self.open(head)
+        body = b""
+        if exchange.refusal is None:
+            try:
+                body = await read_limited(asgi_chunks(receive), None, None, DEFAULT_MAX_BODY)
+            except ClientDisconnect:
+                return
+            except ModelportError as exc:
+                exchange.refuse(exc)
+        reply = await self.answer(exchange, body)
         await reply.send(send)
-        if name in self.endpoints:  # unknown names would make a label per typo
-            latency_ns = time.perf_counter_ns() - started
-            self.metrics.observe(name, reply.deployment, reply.status, latency_ns / 1e9)
-            if self.request_log is not None and path not in _UNLOGGED:
-                model, version = _model_of(path)
-                entry = (started_wall, request_id, name, reply.deployment or None, model, version, scope["method"])
-                self.request_log.submit((*entry, scope["path"], reply.status, latency_ns, 0, 0))
 
-    async def handle(self, scope: Scope, receive: Receive, name: str, path: str, request_id: str) -> _Reply:
-        """The answer to one request; a refusal before a deployment is chosen is raised."""
-        endpoint = self.endpoints.get(name)
-        if endpoint is None:
-            raise NotFoundError(f"endpoint {name!r} does not exist")
-        raw: list[tuple[bytes, bytes]] = scope["headers"]
-        headers = dict(reversed(raw))  # the first of repeated headers, as Starlette's would
-        if endpoint.auth_mode == "key" and not authorized(_text(headers.get(b"authorization")), endpoint.keys):
-            raise Unauthorized("a valid key is required: Authorization: Bearer <key>")
-        method: str = scope["method"]
-        if not is_scoring_route(method, path):
-            raise NotFoundError(
-                f"{method} /{path} is not a scoring route of endpoint {name!r}; it "
-                "passes /score, /swagger.json and v2 health, metadata, ready, config and infer"
+    def open(self, head: Head) -> Exchange:
+        """Start on a request from its head alone, before its body is read: the endpoint (404),
+        the key (401), the route (404) and the declared length (413) are checked here, so that
+        a refused request's body is never kept."""
+        exchange = Exchange(head)
+        try:
+            endpoint = self.endpoints.get(head.endpoint)
+            if endpoint is None:
+                raise NotFoundError(f"endpoint {head.endpoint!r} does not exist")
+            first = exchange.first = dict(reversed(head.headers))
+            if endpoint.auth_mode == "key" and not authorized(_text(first.get(b"authorization")), endpoint.keys):
+                raise Unauthorized("a valid key is required: Authorization: Bearer <key>")
+            if not is_scoring_route(head.method, head.route):
+                raise NotFoundError(
+                    f"{head.method} /{head.route} is not a scoring route of endpoint {head.endpoint!r}; it "
+                    "passes /score, /swagger.json and v2 health, metadata, ready, config and infer"
+                )
+            check_declared(_text(first.get(b"content-length")), DEFAULT_MAX_BODY)
+            exchange.endpoint = endpoint
+        except ModelportError as exc:
+            exchange.refuse(exc)
+        return exchange
+
+    async def answer(self, exchange: Exchange, body: bytes) -> Reply:
+        """The answer to a request :meth:`open` started, given its whole body (as sent: mirroring
+        and retries need it); counted in the metrics and written to the request log."""
+        if exchange.refusal is not None:
+            return self.refused(exchange)
+        try:
+            reply = await self._dispatch(exchange, body)
+        except ModelportError as exc:
+            reply = _answer(exchange.head.route, exc)
+        except Exception:
+            head = exchange.head
+            log.exception("router: unexpected error on %s %s", head.method, head.path)
+            reply = Reply.of(error_response(500, "internal error in the router", azure=_azure(head.route)))
+        self._record(exchange, reply)
+        return reply
+
+    def refused(self, exchange: Exchange) -> Reply:
+        """The answer to a request refused before it was forwarded, counted and logged as
+        :meth:`answer` does (no ``await``: nothing waits on a replica)."""
+        reply = exchange.refusal
+        assert reply is not None
+        self._record(exchange, reply)
+        return reply
+
+    def _record(self, exchange: Exchange, reply: Reply) -> None:
+        head = exchange.head
+        if head.endpoint not in self.endpoints:  # unknown names would make a label per typo
+            return
+        latency_ns = time.perf_counter_ns() - exchange.started
+        self.metrics.observe(head.endpoint, reply.deployment, reply.status, latency_ns / 1e9)
+        if self.request_log is not None and head.route not in _UNLOGGED:
+            model, version = _model_of(head.route)
+            entry = (
+                exchange.started_wall,
+                exchange.request_id,
+                head.endpoint,
+                reply.deployment or None,
+                model,
+                version,
             )
-        # The whole body, as sent: mirroring and retries need it.
-        body = await read_limited(asgi_chunks(receive), _text(headers.get(b"content-length")), None, DEFAULT_MAX_BODY)
-        call = _Call(name, method, path, scope["query_string"], _forwarded_headers(raw, request_id), body)
-        pinned = next((value for header in _PIN_HEADERS if (value := headers.get(header))), None)
+            self.request_log.submit((*entry, head.method, head.path, reply.status, latency_ns, 0, 0))
+
+    async def _dispatch(self, exchange: Exchange, body: bytes) -> Reply:
+        """The deployment's answer: the pinned one, else the traffic split's (a mirror copy is
+        sent off on the side)."""
+        endpoint, head, first = exchange.endpoint, exchange.head, exchange.first
+        assert endpoint is not None
+        name = endpoint.name
+        call = _Call(
+            name, head.method, head.route, head.query, _forwarded_headers(head.headers, exchange.request_id), body
+        )
+        pinned = next((value for header in _PIN_HEADERS if (value := first.get(header))), None)
         deployment: str | None
         if pinned is not None:
             deployment = pinned.decode("latin-1")
@@ -244,7 +359,7 @@ class Router:
         self._mirrors.add(task)
         task.add_done_callback(self._mirrors.discard)
 
-    async def _forward(self, group: Group, call: _Call) -> _Reply:
+    async def _forward(self, group: Group, call: _Call) -> Reply:
         """One proxied call's answer, or its refusal, marked with the deployment."""
         try:
             reply = await self._admitted(group, call)
@@ -254,7 +369,7 @@ class Router:
         reply.headers.append((_DEPLOYMENT_HEADER, group.name.encode()))
         return reply
 
-    async def _admitted(self, group: Group, call: _Call) -> _Reply:
+    async def _admitted(self, group: Group, call: _Call) -> Reply:
         """Admission and timeout around one proxied call."""
         if group.in_flight >= group.max_in_flight:
             raise TooManyRequests(
@@ -275,7 +390,7 @@ class Router:
             group.in_flight -= 1
             in_flight.dec()
 
-    async def _send(self, group: Group, call: _Call, deadline: float) -> _Reply:
+    async def _send(self, group: Group, call: _Call, deadline: float) -> Reply:
         """One replica's answer, before ``deadline`` (loop time; asyncio.TimeoutError after it)."""
         refused: list[Upstream] = []
         while True:
@@ -301,7 +416,15 @@ class Router:
                 replica.outstanding -= 1
 
 
-def _relay(answer: Answer, path: str) -> _Reply:
+def endpoint_target(path: str) -> tuple[str, str] | None:
+    """``/endpoints/<name>/<route>`` as ``(name, route)``; None for any other path."""
+    if not path.startswith(PREFIX):
+        return None
+    name, _, route = path[len(PREFIX) :].partition("/")
+    return name, route
+
+
+def _relay(answer: Answer, path: str) -> Reply:
     """The replica's answer as it came (encoding included), minus hop-by-hop headers."""
     status = answer.status
     headers = [(key.lower(), value) for key, value in answer.headers if key.lower() not in _RESPONSE_DROP]
@@ -312,7 +435,7 @@ def _relay(answer: Answer, path: str) -> _Reply:
         ]
         status = 424
     headers.append((b"content-length", b"%d" % len(answer.body)))
-    return _Reply(status, headers, answer.body)
+    return Reply(status, headers, answer.body)
 
 
 def _forwarded_headers(raw: list[tuple[bytes, bytes]], request_id: str) -> list[tuple[bytes, bytes]]:
@@ -334,8 +457,8 @@ def _azure(path: str) -> bool:
     return not path.startswith("v2")
 
 
-def _answer(path: str, error: ModelportError) -> _Reply:
-    return _Reply.of(response_of(error, azure=_azure(path)))
+def _answer(path: str, error: ModelportError) -> Reply:
+    return Reply.of(response_of(error, azure=_azure(path)))
 
 
 def _model_of(path: str) -> tuple[str | None, str | None]:

@@ -3,9 +3,10 @@ cluster, with no daemon and no workspace — everything it knows is in the file 
 
 It serves the endpoint's scoring routes twice, at the root (``/score``, ``/v2/...``: what a
 cluster's Ingress or Service forwards) and at ``/endpoints/<endpoint>/...`` (the daemon's URLs, so
-a client moves between the two by changing its base URL only); ``/metrics`` (Prometheus, behind
-the endpoint key when the endpoint has one: Prometheus sends it from a bearer token file) and
-``/healthz`` (open, for the kubelet's probes: it says "ok" and nothing else).
+a client moves between the two by changing its base URL only), answered by the HTTP protocol
+itself (``routing.protocol``); ``/metrics`` (Prometheus, behind the endpoint key when the endpoint
+has one: Prometheus sends it from a bearer token file) and ``/healthz`` (open, for the kubelet's
+probes: it says "ok" and nothing else).
 
 Reloading: a change to the configuration or the key files (polled every second) or SIGHUP reads
 everything again and publishes the new endpoint in one assignment; requests in flight finish on
@@ -34,7 +35,8 @@ from modelport.monitor.request_log import RequestLog
 from modelport.routing.config_file import Loaded, load, stamps, watched
 from modelport.routing.configured import UrlReplicas, configured_endpoint
 from modelport.routing.metrics import PROMETHEUS_TEXT
-from modelport.routing.router import PREFIX, LiveEndpoint, Router, proxy_session
+from modelport.routing.protocol import router_protocol
+from modelport.routing.router import LiveEndpoint, Router, endpoint_target, proxy_session
 
 log = logging.getLogger("modelport.routing")
 
@@ -64,19 +66,26 @@ class StandaloneRouter:
         self._seen = stamps(watched(path, loaded.config))
         self._reloading = asyncio.Lock()  # one reload at a time: the last one read is the one applied
 
+    def target(self, path: str) -> tuple[str, str] | None:
+        """The endpoint and scoring route a request path names; None for ``/healthz`` and
+        ``/metrics``, which are this process's own."""
+        if path in (HEALTHZ, METRICS):
+            return None
+        return endpoint_target(path) or (self.endpoint.name, path[1:])
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """What the protocol leaves to the app: ``/healthz``, ``/metrics``, and router requests
+        pipelined behind another."""
         if scope["type"] != "http":
             return
         path: str = scope["path"]
-        endpoint = self.endpoint
-        if path == HEALTHZ:
+        where = self.target(path)
+        if where is not None:
+            await self.router.route(scope, receive, send, *where)
+        elif path == HEALTHZ:
             await PlainTextResponse("ok\n")(scope, receive, send)
-        elif path == METRICS:
-            await self._metrics(scope, endpoint)(scope, receive, send)
-        elif path.startswith(PREFIX):
-            await self.router(scope, receive, send)
         else:
-            await self.router.route(scope, receive, send, endpoint.name, path[1:])
+            await self._metrics(scope, self.endpoint)(scope, receive, send)
 
     def _metrics(self, scope: Scope, endpoint: LiveEndpoint) -> Response:
         header = next((value.decode("latin-1") for key, value in scope["headers"] if key == b"authorization"), None)
@@ -123,7 +132,13 @@ async def _serve(path: Path, loaded: Loaded, listener: socket.socket, request_lo
         replicas = UrlReplicas(http)
         app = StandaloneRouter(path, loaded, router, replicas)
         # proxy_headers off: nothing here reads the client's address, so nothing need rewrite it
-        server = front_end(app, timeout_keep_alive=30, timeout_graceful_shutdown=10, proxy_headers=False)
+        server = front_end(
+            app,
+            http=router_protocol(router, app.target),
+            timeout_keep_alive=30,
+            timeout_graceful_shutdown=10,
+            proxy_headers=False,
+        )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
