@@ -1,7 +1,7 @@
 """The router hop: the same v2 requests from wrk straight to a replica and through the endpoint
 router (key check, traffic choice, admission, proxy), measured in one run.
 
-    python bench/router_hop.py [--duration 10] [--concurrency 1,16] [--rounds 2] [--baseline OTHER/src]
+    python bench/router_hop.py [--duration 10] [--concurrency 1,16] [--rounds 2] [--baseline OTHER/src] [--native]
 
 Starts ``modelport up`` on a temporary workspace, deploys the small sample MLP (no-code ONNX, one
 replica, ``max_concurrent_requests_per_instance: 64`` so that admission never refuses), then
@@ -10,6 +10,9 @@ machine hits both sides alike. Besides wrk's figures it reads the CPU time the d
 replica used during each run (``/proc``): the daemon's CPU per routed request is the hop's cost,
 whatever else the machine is doing. Needs ``wrk`` and Linux; everything binds 127.0.0.1; every
 run is bounded by --duration.
+
+``--native`` adds nginx as a reverse proxy in front of the same replica (one process,
+keep-alive upstream): the hop's cost in native code, for scale.
 
 ``--baseline`` names the ``src`` folder of another checkout (the code before a change): two more
 targets join the turns, ``modelport router --config`` (the standalone router, the same request
@@ -53,6 +56,11 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,16")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--baseline", type=Path, help="src folder of the code to compare with (standalone routers)")
+    parser.add_argument(
+        "--native",
+        action="store_true",
+        help="also nginx (one process, keep-alive upstream) as the native proxy's figure",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "ws"
@@ -102,6 +110,11 @@ def main() -> None:
                     routers.append(proc)
                     pids[name] = proc.pid
                     targets[name] = (f"http://127.0.0.1:{router_port}/v2/models/mlp/infer", f"Bearer {key}")
+            if args.native:
+                native_port, proc = nginx(Path(tmp) / "nginx", replica["port"])
+                routers.append(proc)
+                pids["nginx"] = proc.pid
+                targets["nginx"] = (f"http://127.0.0.1:{native_port}/v2/models/mlp/infer", None)
             results: dict[tuple[int, str], list[dict]] = {}
             for connections in (int(c) for c in args.concurrency.split(",")):
                 for _ in range(args.rounds):
@@ -174,6 +187,40 @@ def standalone(folder: Path, source: str, replica_port: int, key: str) -> tuple[
             time.sleep(0.2)
     proc.kill()
     raise SystemExit(f"the router from {source} did not start")
+
+
+def nginx(folder: Path, replica_port: int) -> tuple[int, subprocess.Popen[bytes]]:
+    """nginx as a reverse proxy in front of the replica: one process (no master, no workers to
+    add up), keep-alive connections upstream, no access log; what a proxy costs in native code,
+    with no key check, split or admission."""
+    folder.mkdir(parents=True)
+    port = free_port()
+    (folder / "nginx.conf").write_text(
+        f"""daemon off; master_process off; worker_processes 1; pid {folder}/nginx.pid;
+error_log {folder}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {folder}; proxy_temp_path {folder}; fastcgi_temp_path {folder};
+  uwsgi_temp_path {folder}; scgi_temp_path {folder};
+  upstream replica {{ server 127.0.0.1:{replica_port}; keepalive 128; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{ proxy_pass http://replica; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+  }}
+}}
+"""
+    )
+    proc = subprocess.Popen(["nginx", "-p", str(folder), "-c", str(folder / "nginx.conf")], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/v2/health/ready")
+            return port, proc
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit(f"nginx did not start: {(folder / 'error.log').read_text()}")
 
 
 def cpu_seconds(pid: int) -> float:
