@@ -324,6 +324,18 @@ def test_tls_on_a_loopback_alias_with_the_cli_pinned_to_the_certificate(tmp_path
                 f"{url}/api/status", headers={"authorization": f"Bearer {token}", "host": f"modelport.test:{port}"}
             )
             assert named.status_code == 200  # an --allowed-host name
+            # the router, answered in the HTTP protocol, over TLS: its Host check sees https's port
+            assert client.post(f"{url}/endpoints/none/score", json={}).status_code == 404
+            assert (
+                client.post(f"{url}/endpoints/none/score", json={}, headers={"host": "modelport.test"}).status_code
+                == 421
+            )
+            assert (
+                client.post(
+                    f"{url}/endpoints/none/score", json={}, headers={"host": f"evil.example:{port}"}
+                ).status_code
+                == 421
+            )
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"http://127.0.0.2:{port}/api/status", timeout=5)  # no clear text on a TLS port
         with pytest.raises(httpx.ConnectError):
