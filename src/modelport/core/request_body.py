@@ -45,7 +45,7 @@ async def read_asgi(receive: Receive, declared: str | None, encoding: str | None
     if message["type"] == "http.request" and not message.get("more_body", False):
         body: bytes = message.get("body", b"")
         if len(body) > limit:
-            raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit")
+            raise too_large(limit)
         return _decoded(body, encoding, limit)
 
     async def chunks() -> AsyncIterator[bytes]:
@@ -66,9 +66,14 @@ async def read_limited(chunks: AsyncIterable[bytes], declared: str | None, encod
     async for chunk in chunks:
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit")
+            raise too_large(limit)
         parts.append(chunk)
     return _decoded(parts[0] if len(parts) == 1 else b"".join(parts), encoding, limit)
+
+
+def too_large(limit: int) -> PayloadTooLarge:
+    """The refusal of a body found to be over ``limit`` while it is read (413)."""
+    return PayloadTooLarge(f"request body exceeds the {limit}-byte limit")
 
 
 def check_declared(declared: str | None, limit: int) -> None:

@@ -25,7 +25,7 @@ import httptools
 
 from modelport.core.connections import LimitedProtocol
 from modelport.core.http_errors import PayloadTooLarge
-from modelport.core.request_body import DEFAULT_MAX_BODY
+from modelport.core.request_body import DEFAULT_MAX_BODY, too_large
 from modelport.core.uvicorn_adapter import Deferred, HttpProtocol
 from modelport.routing.router import Exchange, Head, Reply, Router
 
@@ -77,7 +77,7 @@ def router_protocol(router: Router, targets: Targets, host_ok: HostCheck | None 
             self._size += len(body)
             if self._size > DEFAULT_MAX_BODY:
                 self._parts = []
-                exchange.refuse(PayloadTooLarge(f"request body exceeds the {DEFAULT_MAX_BODY}-byte limit"))
+                exchange.refuse(too_large(DEFAULT_MAX_BODY))
                 self._refuse_now(exchange)
             else:
                 self._parts.append(body)
