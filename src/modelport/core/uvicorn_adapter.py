@@ -18,10 +18,10 @@ three things the request path was measured to need:
 - **Requests answered in the protocol, later** (:mod:`modelport.routing.protocol`): the endpoint
   router takes its requests at the head and answers them once a replica has, without ASGI (a
   scope, a task and messages per request: 6–15 % of the router's CPU, ``bench/router_hop.py``).
-  Until then a
-  :class:`Deferred` stands in uvicorn's ``cycle``, so that uvicorn's own pipelining queue,
-  graceful shutdown (``keep_alive``) and disconnect handling apply, and the answer runs as one
-  of uvicorn's ``tasks``, which a shutdown waits for; the body comes from the parser's callback.
+  Until then a :class:`Deferred` stands in uvicorn's ``cycle``, so that uvicorn's own pipelining
+  queue, graceful shutdown (``keep_alive``) and disconnect handling apply, and the answer runs as
+  one of uvicorn's ``tasks``, which a shutdown waits for; the body comes from the parser's
+  callback.
 - **One write per response** and **the acceptor** (:mod:`modelport.core.http_server`): the
   transport is wrapped before uvicorn sees it (head and body leave in one ``writelines``: the
   ``write`` system call was 29 % of the loop under overload), and every listening socket is
